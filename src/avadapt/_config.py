@@ -1,0 +1,27 @@
+"""Config dataclasses that validate themselves and round-trip through JSON (the PEFT habit)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound="JSONConfig")
+
+
+class JSONConfig:
+    """Mixin for dataclass configs: ``to_dict`` / ``from_dict`` with unknown keys rejected by name."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no option(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

@@ -1,0 +1,44 @@
+"""Frozen timm backbones with a video and an audio entrance: ``create_backbone(name, ...)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+
+from avadapt.backbones.vit import AudioEmbeddingConfig, BlockHandle, ViTBackbone
+from avadapt.backbones.weights import UnsafeCheckpointError, load_backbone_weights, read_state_dict
+
+
+def create_backbone(
+    name: str,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    audio: AudioEmbeddingConfig | None = None,
+    **timm_kwargs,
+) -> ViTBackbone:
+    """A frozen backbone built by ``timm.create_model``.
+
+    name: a timm name, with or without a pretrained tag (``vit_base_patch16_clip_224.openai``; the
+    ``*_clip_quickgelu_224.openai`` variants reproduce OpenAI's QuickGELU exactly).
+    pretrained: let timm fetch the tag's weights (or read ``pretrained_cfg_overlay=dict(file=...)``).
+    weights: a local ``.safetensors`` or torch checkpoint, read without unpickling arbitrary objects;
+    OpenAI CLIP / open_clip layouts are converted by timm's filter for the architecture.
+    """
+    if weights is not None and pretrained:
+        raise ValueError("pass either pretrained=True (timm source) or weights=PATH (local file), not both")
+    model = timm.create_model(name, pretrained=pretrained, num_classes=0, **timm_kwargs)
+    if weights is not None:
+        load_backbone_weights(model, weights)
+    return ViTBackbone(model, name=name, audio=audio)
+
+
+__all__ = [
+    "AudioEmbeddingConfig",
+    "BlockHandle",
+    "UnsafeCheckpointError",
+    "ViTBackbone",
+    "create_backbone",
+    "load_backbone_weights",
+    "read_state_dict",
+]

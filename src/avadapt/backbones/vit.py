@@ -1,0 +1,149 @@
+"""A frozen timm VisionTransformer (ViT, CLIP ViT) seen as two token streams: video frames and spectrograms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import timm.data
+import torch
+import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+
+@dataclass
+class AudioEmbeddingConfig:
+    """How a spectrogram segment becomes tokens of an RGB-pretrained ViT.
+
+    num_mel_bins × num_frames is the spectrogram "image" (rows = mel bins, columns = time frames):
+    128 × 102 for 1 s at a 10 ms shift, the ViT setting of LAVISH and STG-CMA.
+    kernel_reduction: the RGB patch kernel collapsed to one input channel; STG-CMA's CLIP code sums it
+    (``sum``), its Swin code and AST average it (``mean``).
+    pos_embed: ``crop`` takes the centre of the pretrained position grid (STG-CMA, AST), falling back to
+    bilinear interpolation when the audio grid is larger; ``interpolate`` always resamples.
+    """
+
+    num_mel_bins: int = 128
+    num_frames: int = 102
+    kernel_reduction: Literal["sum", "mean"] = "sum"
+    pos_embed: Literal["crop", "interpolate"] = "crop"
+
+    def __post_init__(self):
+        if self.kernel_reduction not in ("sum", "mean"):
+            raise ValueError(f"kernel_reduction must be 'sum' or 'mean', got {self.kernel_reduction!r}")
+        if self.pos_embed not in ("crop", "interpolate"):
+            raise ValueError(f"pos_embed must be 'crop' or 'interpolate', got {self.pos_embed!r}")
+
+
+class BlockHandle:
+    """The frozen parts of one timm block, for methods that call them in their own order.
+
+    ``attention`` and ``ffn`` are the two residual branches without the residual add: methods decide what
+    to add where. ``block`` stays reachable for methods that need the attention's projections.
+    """
+
+    def __init__(self, block: nn.Module):
+        self.block = block
+        self.num_heads: int = block.attn.num_heads
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block.ls1(self.block.attn(self.block.norm1(x)))
+
+    def ffn(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block.ls2(self.block.mlp(self.block.norm2(x)))
+
+
+class ViTBackbone(nn.Module):
+    """A timm VisionTransformer, frozen, with a video and an audio entrance sharing all its weights.
+
+    The audio entrance is derived from the frozen video weights each call (kernel collapse and position
+    grid fit are cheap), so it can never go stale when backbone weights are loaded later.
+    Frozen means ``requires_grad=False`` and eval mode whatever ``.train()`` is called with, unless
+    ``set_trainable(True)`` is asked for (full fine-tuning reference).
+    """
+
+    family = "vit"
+
+    def __init__(self, model: VisionTransformer, name: str, audio: AudioEmbeddingConfig | None = None):
+        super().__init__()
+        if not isinstance(model, VisionTransformer):
+            raise TypeError(f"{name}: expected a timm VisionTransformer, got {type(model).__name__}")
+        if model.num_prefix_tokens != 1 or model.cls_token is None or model.no_embed_class:
+            raise ValueError(f"{name}: only ViTs with one class token and a class position are supported")
+        self.model = model
+        self.name = name
+        self.audio = audio or AudioEmbeddingConfig()
+        self.embed_dim: int = model.embed_dim
+        self.patch_size: tuple[int, int] = tuple(model.patch_embed.patch_size)
+        self.video_grid: tuple[int, int] = tuple(model.patch_embed.grid_size)
+        self.audio_grid: tuple[int, int] = (
+            self.audio.num_mel_bins // self.patch_size[0],
+            self.audio.num_frames // self.patch_size[1],
+        )
+        if min(self.audio_grid) < 1:
+            raise ValueError(f"{name}: a {self.audio.num_mel_bins}×{self.audio.num_frames} spectrogram is "
+                             f"smaller than one {self.patch_size} patch")
+        self.blocks = [BlockHandle(block) for block in model.blocks]
+        self.data_config = timm.data.resolve_data_config(model=model)
+        self.trainable = False
+        self.set_trainable(False)
+
+    def set_trainable(self, trainable: bool) -> None:
+        self.trainable = trainable
+        self.model.requires_grad_(trainable)
+        self.model.train(self.training and trainable)
+
+    def train(self, mode: bool = True) -> ViTBackbone:
+        super().train(mode)
+        self.model.train(mode and self.trainable)
+        return self
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return self.model.norm
+
+    def pre_norm(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.norm_pre(tokens)
+
+    def video_tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        """(S, 3, H, W) frames → (S, 1 + N, D) class + patch tokens with positions, before the pre-norm."""
+        x = self.model.patch_embed(frames)  # (S, N, D)
+        return self.model.patch_drop(self.model._pos_embed(x))
+
+    def audio_tokens(self, spectrograms: torch.Tensor) -> torch.Tensor:
+        """(S, 1, F, L) spectrograms → (S, 1 + F/p · L/p, D), before the pre-norm.
+
+        Orientation: rows are mel bins and columns are time frames, in the input, in the token grid and in
+        the position grid we fit, so a token's position embedding comes from the same (row, column) place
+        of the pretrained grid. The official STG-CMA code feeds (time × freq) images but crops the position
+        grid as (freq × time): the token count agrees, the geometry is transposed. We do not reproduce that.
+        """
+        if spectrograms.shape[-2:] != (self.audio.num_mel_bins, self.audio.num_frames):
+            raise ValueError(
+                f"audio segments must be {self.audio.num_mel_bins} mel bins × {self.audio.num_frames} frames "
+                f"for this backbone, got {tuple(spectrograms.shape[-2:])}"
+            )
+        proj = self.model.patch_embed.proj
+        weight = proj.weight.sum(1, keepdim=True) if self.audio.kernel_reduction == "sum" else (
+            proj.weight.mean(1, keepdim=True))  # (D, 1, p, p)
+        x = F.conv2d(spectrograms, weight, proj.bias, stride=proj.stride)  # (S, D, F/p, L/p)
+        x = self.model.patch_embed.norm(x.flatten(2).transpose(1, 2))  # (S, N_a, D)
+        cls = self.model.cls_token.expand(x.shape[0], -1, -1)
+        return torch.cat([cls, x], dim=1) + self.audio_position_embedding()
+
+    def audio_position_embedding(self) -> torch.Tensor:
+        """(1, 1 + N_a, D): the class position, then the pretrained grid fitted to the audio grid."""
+        pos = self.model.pos_embed
+        cls_pos, grid = pos[:, :1], pos[:, 1:]
+        rows, cols = self.video_grid
+        want_rows, want_cols = self.audio_grid
+        if self.audio.pos_embed == "crop" and want_rows <= rows and want_cols <= cols:
+            top, left = (rows - want_rows) // 2, (cols - want_cols) // 2
+            grid = grid.reshape(1, rows, cols, -1)[:, top:top + want_rows, left:left + want_cols]
+            grid = grid.reshape(1, want_rows * want_cols, -1)
+        else:
+            grid = resample_abs_pos_embed(grid, new_size=[want_rows, want_cols], old_size=[rows, cols],
+                                          num_prefix_tokens=0, interpolation="bilinear", antialias=False)
+        return torch.cat([cls_pos, grid], dim=1)

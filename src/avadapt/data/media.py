@@ -1,0 +1,411 @@
+"""Reading and writing audio-visual clips with PyAV (FFmpeg), the only media library we depend on.
+
+A clip is cut into ``num_segments`` segments of ``segment_seconds`` each (AVE: 10 × 1 s). For every
+segment we keep the frame shown at the segment's middle and the whole 16 kHz mono waveform, which
+:func:`avadapt.data.fbank.segment_fbank` later cuts into one fbank window per segment.
+
+Decoding is a single pass over the file's packets (both streams demuxed together), so a clip is
+read from disk once; only the chosen frames are converted to RGB. Every failure is raised as a
+:class:`MediaError` that names the file and the problem, so a data-preparation report can list
+bad clips instead of stopping on an FFmpeg errno.
+
+The writer (:func:`write_mp4`) lives here too: the synthetic dataset and the tests use it to
+produce real H.264/AAC mp4 files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+# Below this much missing content we treat a stream as complete: containers often declare a few
+# milliseconds more than the decoder hands out (codec delay, rounding of the last frame's duration).
+_TRUNCATION_TOLERANCE_S = 0.5
+
+
+class MediaError(ValueError):
+    """A media file that cannot be used, with the file and the reason in the message."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What the container declares, read without decoding (see :func:`probe`)."""
+
+    path: Path
+    duration: float  # seconds; the longest declared stream (or the container's duration)
+    video_duration: float | None
+    audio_duration: float | None
+    width: int | None
+    height: int | None
+    fps: float | None  # average frame rate; variable-rate files report their mean
+    sample_rate: int | None
+    channels: int | None
+
+
+@dataclass
+class Clip:
+    """T frames and the mono waveform of one window of a media file.
+
+    frames: (T, H, W, 3) uint8 RGB, the frame on screen at each segment's middle.
+    wave: (round(T · segment_seconds · sample_rate),) float32 mono in [-1, 1].
+    video_seconds / audio_seconds: how much real content the window held; the rest is padding
+    (last frame repeated, audio zeros).
+    """
+
+    frames: np.ndarray
+    wave: np.ndarray
+    sample_rate: int
+    start: float
+    segment_seconds: float
+    video_seconds: float
+    audio_seconds: float
+
+    @property
+    def num_segments(self) -> int:
+        return self.frames.shape[0]
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise MediaError(path, "file not found")
+    if not path.is_file():
+        raise MediaError(path, "not a regular file")
+    try:
+        return av.open(str(path), mode="r")
+    except av.error.FFmpegError as err:
+        raise MediaError(path, f"cannot be opened as a media file (truncated or corrupt?): {err}") from err
+
+
+def _stream_seconds(stream: av.stream.Stream) -> float | None:
+    if stream.duration is None or stream.time_base is None:
+        return None
+    return float(stream.duration * stream.time_base)
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Read the container's declared durations and stream parameters without decoding."""
+    path = Path(path)
+    with _open(path) as container:
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        video_seconds = _stream_seconds(video) if video is not None else None
+        audio_seconds = _stream_seconds(audio) if audio is not None else None
+        declared = [s for s in (video_seconds, audio_seconds) if s is not None]
+        if container.duration is not None:
+            declared.append(container.duration / av.time_base)
+        return MediaInfo(
+            path=path,
+            duration=max(declared) if declared else 0.0,
+            video_duration=video_seconds,
+            audio_duration=audio_seconds,
+            width=video.codec_context.width if video is not None else None,
+            height=video.codec_context.height if video is not None else None,
+            fps=float(video.average_rate) if video is not None and video.average_rate else None,
+            sample_rate=audio.codec_context.sample_rate if audio is not None else None,
+            channels=audio.codec_context.channels if audio is not None else None,
+        )
+
+
+def media_duration(path: str | Path) -> float:
+    """Total declared duration in seconds, for choosing sliding windows over a long file."""
+    return probe(path).duration
+
+
+def window_starts(duration: float, window_seconds: float, hop_seconds: float | None = None) -> list[float]:
+    """Start times of windows of ``window_seconds`` covering ``duration`` seconds.
+
+    Windows step by ``hop_seconds`` (default: no overlap); the last window is moved back so it ends
+    at ``duration`` rather than running past it, unless the file is shorter than one window, in
+    which case the single window starts at 0 and :func:`read_clip` pads it.
+    """
+    hop = window_seconds if hop_seconds is None else hop_seconds
+    if hop <= 0:
+        raise ValueError(f"hop_seconds must be positive, got {hop}")
+    if duration <= window_seconds:
+        return [0.0]
+    starts = [k * hop for k in range(int(math.floor((duration - window_seconds) / hop)) + 1)]
+    last = duration - window_seconds
+    if last - starts[-1] > 1e-6:
+        starts.append(last)
+    return starts
+
+
+class _AudioCollector:
+    """Resamples decoded audio frames to ``rate`` Hz, keeping channels, and averages them at the end.
+
+    Stereo is downmixed by the channel mean, the way torchaudio-based AVE loaders do
+    (``waveform.mean(0)``); swresample's own mono matrix (FFmpeg ``-ac 1``) weighs each channel by
+    1/√2 instead, which would lift a centred stereo signal by 3 dB and can clip.
+    """
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.resampler: av.AudioResampler | None = None
+        self.chunks: list[np.ndarray] = []
+        self.first_time: float | None = None  # seconds (relative to the file's origin) of sample 0
+        self.samples = 0
+
+    def add(self, frame: av.AudioFrame | None, origin: float) -> None:
+        if frame is not None and self.resampler is None:
+            self.first_time = (frame.time if frame.time is not None else 0.0) - origin
+            self.resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=self.rate)
+        if self.resampler is None:
+            return
+        for out in self.resampler.resample(frame):
+            chunk = out.to_ndarray()  # (C, n) planar float32
+            self.chunks.append(chunk.mean(axis=0, dtype=np.float32))
+            self.samples += chunk.shape[1]
+
+    def seconds_end(self) -> float:
+        """Time (relative to origin) just after the last collected sample."""
+        return (self.first_time or 0.0) + self.samples / self.rate
+
+    def window(self, start: float, num_samples: int) -> np.ndarray:
+        """The samples of [start, start + num_samples / rate), zero where nothing was decoded."""
+        wave = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
+        out = np.zeros(num_samples, np.float32)
+        offset = int(round((start - (self.first_time or 0.0)) * self.rate))  # index of `start` in wave
+        src_lo, dst_lo = max(offset, 0), max(-offset, 0)
+        n = min(len(wave) - src_lo, num_samples - dst_lo)
+        if n > 0:
+            out[dst_lo : dst_lo + n] = wave[src_lo : src_lo + n]
+        return out
+
+
+def read_clip(
+    path: str | Path,
+    num_segments: int = 10,
+    segment_seconds: float = 1.0,
+    *,
+    start: float = 0.0,
+    sample_rate: int = 16000,
+    min_seconds: float | None = None,
+) -> Clip:
+    """Decode the window [start, start + T·segment_seconds) of a media file into T frames and a waveform.
+
+    Frames: segment t covers [start + t·s, start + (t+1)·s); its frame is the one on screen at the
+    segment's middle, chosen by presentation time, so variable frame rates need no special case.
+    Grayscale or any other pixel format is converted to RGB by FFmpeg.
+    Audio: all channels resampled to ``sample_rate`` with PyAV's ``AudioResampler`` and averaged to
+    mono, aligned to the video by the streams' timestamps.
+
+    Longer files: only the window is decoded (the file is read up to its end); use
+    :func:`media_duration` and :func:`window_starts` to slide windows over a long file.
+    Shorter files: content shorter than ``min_seconds`` raises :class:`MediaError`; otherwise the
+    missing segments repeat the last frame and the missing audio is silence. ``min_seconds``
+    defaults to 90 % of the window (9 s for AVE), so a clip a few frames short of 10 s still loads
+    while a clip that is much shorter — usually a broken download — is reported rather than
+    silently padded into mostly-background training data. Pass ``min_seconds=0`` to accept any
+    length (e.g. when predicting on user files).
+
+    Raises :class:`MediaError` for a missing, truncated or corrupt file, a file without a video or
+    audio stream, or content shorter than ``min_seconds``.
+    """
+    path = Path(path)
+    if num_segments < 1 or segment_seconds <= 0:
+        raise ValueError(f"need num_segments >= 1 and segment_seconds > 0, got {num_segments}, {segment_seconds}")
+    span = num_segments * segment_seconds
+    if min_seconds is None:
+        min_seconds = 0.9 * span
+    targets = [start + (t + 0.5) * segment_seconds for t in range(num_segments)]  # segment middles
+    end = start + span
+
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "no video stream")
+        if not container.streams.audio:
+            raise MediaError(path, "no audio stream")
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        video.thread_type = "AUTO"
+        origin = container.start_time / av.time_base if container.start_time is not None else 0.0
+        declared = {"video": _stream_seconds(video), "audio": _stream_seconds(audio)}
+
+        chosen: list[av.VideoFrame | None] = [None] * num_segments
+        next_target = 0
+        previous: av.VideoFrame | None = None
+        previous_time = 0.0
+        video_end = 0.0  # content end (relative to origin) of the last decoded frame
+        collector = _AudioCollector(sample_rate)
+        reached_eof = True
+        try:
+            if start > 0:
+                container.seek(int((origin + start) * av.time_base), backward=True)
+            for packet in container.demux(video, audio):
+                if packet.stream is video and next_target < num_segments:
+                    for frame in packet.decode():
+                        frame_time = (frame.time or 0.0) - origin
+                        while next_target < num_segments and frame_time > targets[next_target]:
+                            # the frame on screen at the target is the last one that started before it
+                            chosen[next_target] = previous if previous is not None else frame
+                            next_target += 1
+                        previous, previous_time = frame, frame_time
+                        video_end = frame_time + _frame_seconds(frame, video)
+                elif packet.stream is audio and collector.seconds_end() < end:
+                    for frame in packet.decode():
+                        collector.add(frame, origin)
+                if next_target >= num_segments and collector.first_time is not None and (
+                    collector.seconds_end() >= end
+                ):
+                    reached_eof = False
+                    break
+            collector.add(None, origin)  # flush the resampler
+        except av.error.FFmpegError as err:
+            raise MediaError(path, f"corrupt data while decoding: {err}") from err
+
+        if previous is None:
+            raise MediaError(path, "the video stream has no decodable frames (truncated or corrupt?)")
+        if collector.first_time is None:
+            raise MediaError(path, "the audio stream has no decodable samples (truncated or corrupt?)")
+        if reached_eof:
+            decoded = {"video": video_end, "audio": collector.seconds_end()}
+            for kind in ("video", "audio"):
+                want = declared[kind]
+                if want is not None and decoded[kind] < want - max(_TRUNCATION_TOLERANCE_S, 0.05 * want):
+                    raise MediaError(
+                        path,
+                        f"truncated or corrupt: the {kind} stream declares {want:.2f} s "
+                        f"but only {decoded[kind]:.2f} s could be decoded",
+                    )
+
+        video_seconds = float(np.clip(video_end - start, 0.0, span))
+        audio_seconds = float(np.clip(collector.seconds_end() - start, 0.0, span))
+        for kind, seconds in (("video", video_seconds), ("audio", audio_seconds)):
+            if seconds < min_seconds:
+                raise MediaError(
+                    path,
+                    f"too short: {seconds:.2f} s of {kind} from {start:g} s, at least {min_seconds:.2f} s "
+                    f"needed for {num_segments} segments of {segment_seconds:g} s (lower min_seconds "
+                    "to pad shorter clips)",
+                )
+        # targets past the last frame: the last frame stays on screen (padding by repetition)
+        for t in range(next_target, num_segments):
+            chosen[t] = previous
+        del previous_time
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in chosen])  # (T, H, W, 3)
+        wave = collector.window(start, int(round(span * sample_rate)))  # (T·s·sr,)
+    return Clip(frames, wave, sample_rate, start, segment_seconds, video_seconds, audio_seconds)
+
+
+def _frame_seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> float:
+    """How long a frame stays on screen: its own duration, else one period of the average rate."""
+    if frame.duration and frame.time_base:
+        return float(frame.duration * frame.time_base)
+    rate = stream.average_rate or stream.guessed_rate
+    return float(1 / rate) if rate else 0.0
+
+
+def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """Decode a whole audio stream (a wav, or the audio of a video) to mono float32 at ``sample_rate``.
+
+    Used for the pre-extracted AVE layout (``raw_audio/<id>.wav``). Returns shape (n,).
+    """
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError(path, "no audio stream")
+        audio = container.streams.audio[0]
+        origin = container.start_time / av.time_base if container.start_time is not None else 0.0
+        collector = _AudioCollector(sample_rate)
+        try:
+            for frame in container.decode(audio):
+                collector.add(frame, origin)
+            collector.add(None, origin)
+        except av.error.FFmpegError as err:
+            raise MediaError(path, f"corrupt data while decoding: {err}") from err
+    if collector.first_time is None:
+        raise MediaError(path, "the audio stream has no decodable samples (truncated or corrupt?)")
+    return np.concatenate(collector.chunks) if collector.chunks else np.zeros(0, np.float32)
+
+
+def default_video_codec() -> str:
+    """H.264 (``libx264``) when this PyAV build has it, else MPEG-4 part 2, which every build has."""
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def write_mp4(
+    path: str | Path,
+    frames: np.ndarray | None = None,
+    fps: int = 8,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+    *,
+    frame_times: np.ndarray | None = None,
+    video_codec: str | None = None,
+    pix_fmt: str | None = None,
+    audio_codec: str = "aac",
+    faststart: bool = False,
+) -> Path:
+    """Write a real mp4 file (H.264 or MPEG-4 video, AAC audio) with PyAV.
+
+    frames: (N, H, W, 3) uint8 RGB or (N, H, W) uint8 grayscale; None writes an audio-only file.
+    audio: (S,) mono or (C, S) float32 in [-1, 1] at ``sample_rate``; None writes a silent-less,
+    video-only file (no audio stream at all).
+    frame_times: optional (N,) increasing presentation times in seconds, for variable frame rate;
+    by default frame i is shown at i / fps.
+    pix_fmt: defaults to ``yuv420p`` (H.264 needs even width and height) or ``gray`` for
+    grayscale frames with a codec that stores gray (``png``; ``libx264`` 4:0:0 decodes as yuv420p).
+    faststart: put the index (moov atom) first, as streaming sites do; a file cut short then still
+    opens and the reader must notice the missing tail itself.
+
+    The encoder runs single-threaded so the same input gives the same bytes (synthetic datasets
+    are deterministic by seed).
+    """
+    path = Path(path)
+    if frames is None and audio is None:
+        raise ValueError(f"{path}: nothing to write (no frames and no audio)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), mode="w", format="mp4", options=options) as container:
+        video_stream = audio_stream = None
+        if frames is not None:
+            frames = np.asarray(frames)
+            gray = frames.ndim == 3
+            if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or (not gray and frames.shape[-1] != 3):
+                raise ValueError(f"{path}: frames must be uint8 (N, H, W, 3) or (N, H, W), got {frames.shape}")
+            codec = video_codec or default_video_codec()
+            time_base = Fraction(1, 1000) if frame_times is not None else Fraction(1, fps)
+            video_stream = container.add_stream(codec, rate=fps)
+            video_stream.width, video_stream.height = frames.shape[2], frames.shape[1]
+            video_stream.pix_fmt = pix_fmt or ("gray" if gray and codec == "png" else "yuv420p")
+            video_stream.time_base = time_base
+            video_stream.codec_context.time_base = time_base
+            if codec == "libx264":
+                video_stream.options = {"threads": "1", "crf": "18", "preset": "veryfast"}
+            elif codec == "mpeg4":
+                video_stream.options = {"threads": "1", "qscale": "3"}
+        if audio is not None:
+            audio = np.asarray(audio, dtype=np.float32)
+            audio = audio[None] if audio.ndim == 1 else audio  # (C, S)
+            if audio.shape[0] not in (1, 2):
+                raise ValueError(f"{path}: audio must be mono (S,) or (C, S) with C in 1, 2, got {audio.shape}")
+            layout = "mono" if audio.shape[0] == 1 else "stereo"
+            audio_stream = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
+
+        if video_stream is not None:
+            for i, image in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="gray" if gray else "rgb24")
+                frame.pts = int(round(frame_times[i] * 1000)) if frame_times is not None else i
+                frame.time_base = time_base
+                container.mux(video_stream.encode(frame))
+            container.mux(video_stream.encode(None))
+        if audio_stream is not None:
+            chunk = 1024  # AAC's frame size; the encoder buffers other sizes itself
+            for lo in range(0, audio.shape[1], chunk):
+                frame = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(audio[:, lo : lo + chunk]), format="fltp", layout=layout
+                )
+                frame.sample_rate = sample_rate
+                frame.pts = lo
+                container.mux(audio_stream.encode(frame))
+            container.mux(audio_stream.encode(None))
+    return path

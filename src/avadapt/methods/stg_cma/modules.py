@@ -1,0 +1,64 @@
+"""One STG-CMA block: temporal, spatial and global adaptation around a frozen ViT block."""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import DropPath
+from torch import nn
+
+from avadapt.backbones import BlockHandle
+from avadapt.layers import BottleneckAdapter, CrossModalGates, along_time
+from avadapt.methods.stg_cma.config import STGCMAConfig
+
+
+def _per_modality_adapters(modalities: tuple[str, ...], dim: int, hidden: int, enabled: bool) -> nn.ModuleDict | None:
+    if not enabled:
+        return None
+    return nn.ModuleDict({modality: BottleneckAdapter(dim, hidden) for modality in modalities})
+
+
+class STGCMABlock(nn.Module):
+    """Eq. 1–15 of STG-CMA for one frozen block, both modalities at once.
+
+    1. temporal (per modality): x ← x + DP(T-Adapter(A(x) along time)), A = frozen norm1 + attention re-run
+       over each token position's T-long sequence, class token included; no skip inside the T-Adapter.
+    2. spatial (cross-modal): S = A(x) per segment; H = GELU(down(S)); CAIM between the segment's compressed
+       audio and video tokens; x ← x + DP(S + up(H)).
+    3. global (cross-modal): F = frozen norm2 + MLP(x); same CAIM with the same gates; x ← x + DP(F + up(H)).
+    Zero-initialised up-projections and gates make the block return the frozen block's output at init.
+    """
+
+    def __init__(self, handle: BlockHandle, dim: int, modalities: tuple[str, ...], config: STGCMAConfig,
+                 drop_path: float):
+        super().__init__()
+        self.handle = handle
+        self.num_frames = config.num_frames
+        hidden = max(1, round(config.bottleneck_ratio * dim))
+        self.temporal_adapters = _per_modality_adapters(modalities, dim, hidden, config.temporal_adaptation)
+        self.spatial_adapters = _per_modality_adapters(modalities, dim, hidden, config.spatial_adaptation)
+        self.global_adapters = _per_modality_adapters(modalities, dim, hidden, config.global_adaptation)
+        exchanges = len(modalities) == 2 and config.fusion != "none" and (
+            config.spatial_adaptation or config.global_adaptation)
+        self.gates = CrossModalGates(config.fusion) if exchanges else None
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def _adapt_jointly(self, branch: dict[str, torch.Tensor], adapters: nn.ModuleDict | None) -> dict[str, torch.Tensor]:
+        """Frozen branch outputs (B·T, N, D) per modality → branch + AV-Adapter(branch)."""
+        if adapters is None:
+            return branch
+        hidden = {m: adapters[m].compress(y) for m, y in branch.items()}  # (B*T, N_m, r)
+        if self.gates is not None:
+            hidden["video"], hidden["audio"] = self.gates(hidden["video"], hidden["audio"])
+        return {m: y + adapters[m].expand(hidden[m]) for m, y in branch.items()}
+
+    def forward(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.temporal_adapters is not None:
+            tokens = {
+                m: x + self.drop_path(along_time(
+                    lambda seq, m=m: self.temporal_adapters[m](self.handle.attention(seq)), x, self.num_frames))
+                for m, x in tokens.items()
+            }
+        spatial = self._adapt_jointly({m: self.handle.attention(x) for m, x in tokens.items()}, self.spatial_adapters)
+        tokens = {m: x + self.drop_path(spatial[m]) for m, x in tokens.items()}
+        ffn = self._adapt_jointly({m: self.handle.ffn(x) for m, x in tokens.items()}, self.global_adapters)
+        return {m: x + self.drop_path(ffn[m]) for m, x in tokens.items()}

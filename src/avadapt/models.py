@@ -1,0 +1,127 @@
+"""The front door: ``create_model(backbone=, method=, task=, **cfg)`` and the parameter report."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import avadapt.methods  # noqa: F401  (registers methods)
+import avadapt.tasks  # noqa: F401  (registers tasks)
+from avadapt._registry import METHODS, TASKS
+from avadapt.backbones import ViTBackbone, create_backbone
+from avadapt.methods.base import AVMethod
+from avadapt.types import AVFeatures
+
+
+class AVModel(nn.Module):
+    """A method (frozen backbone + inserted modules) followed by a task head.
+
+    ``spec`` records everything needed to rebuild the model without weights (saved with adapters).
+    """
+
+    def __init__(self, method: AVMethod, head: nn.Module, spec: dict[str, Any]):
+        super().__init__()
+        self.method = method
+        self.head = head
+        self.spec = spec
+
+    @property
+    def backbone(self) -> ViTBackbone:
+        return self.method.backbone
+
+    def features(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> AVFeatures:
+        return self.method(video, audio)
+
+    def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> torch.Tensor:
+        return self.head(self.method(video, audio))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+def _split_options(cfg: dict[str, Any], method_cls: type, task_cls: type) -> tuple[dict, dict]:
+    method_keys, task_keys = method_cls.config_class.field_names(), task_cls.config_class.field_names()
+    unknown = sorted(set(cfg) - method_keys - task_keys)
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown}; method options: {sorted(method_keys)}, "
+                        f"task options: {sorted(task_keys)}")
+    return ({k: v for k, v in cfg.items() if k in method_keys}, {k: v for k, v in cfg.items() if k in task_keys})
+
+
+def create_model(
+    backbone: str = "vit_base_patch16_clip_224",
+    method: str = "stg_cma",
+    task: str = "ave",
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    backbone_options: dict[str, Any] | None = None,
+    **cfg: Any,
+) -> AVModel:
+    """Build an adapted model.
+
+    backbone: timm name (with an optional pretrained tag). pretrained / weights: see ``create_backbone``.
+    backbone_options: extra ``create_backbone`` arguments (audio embedding config, timm kwargs).
+    cfg: options of the method's and the task's config dataclasses (e.g. ``preset="tiny"``,
+    ``fusion="none"``, ``num_classes=29``); an option neither knows is an error.
+    """
+    method_cls, task_cls = METHODS.get(method), TASKS.get(task)
+    method_opts, task_opts = _split_options(cfg, method_cls, task_cls)
+    method_config = method_cls.config_class.from_dict(method_opts)
+    task_config = task_cls.config_class.from_dict(task_opts)
+    frozen = create_backbone(backbone, pretrained=pretrained, weights=weights, **(backbone_options or {}))
+    adapted = method_cls(frozen, method_config)
+    head = task_cls(adapted.feature_dim, adapted.modalities, task_config)
+    spec = {
+        "backbone": backbone,
+        "method": method,
+        "task": task,
+        "method_config": method_config.to_dict(),
+        "task_config": task_config.to_dict(),
+        "audio_embedding": frozen.audio.__dict__.copy(),
+    }
+    return AVModel(adapted, head, spec)
+
+
+def _count(module: nn.Module, trainable: bool | None = None) -> int:
+    return sum(p.numel() for p in module.parameters() if trainable is None or p.requires_grad == trainable)
+
+
+def parameter_report(model: AVModel) -> dict[str, Any]:
+    """Trainable and total parameter counts (integers), with the trainable ones broken down by role.
+
+    Roles are the method's own submodules (for block lists: the block's submodules, summed over blocks),
+    found by structure, not by name matching.
+    """
+    breakdown: OrderedDict[str, int] = OrderedDict()
+    for name, child in model.method.named_children():
+        if child is model.method.backbone:
+            continue
+        if isinstance(child, nn.ModuleList):
+            for block in child:
+                for part_name, part in block.named_children():
+                    breakdown[f"{name}.{part_name}"] = breakdown.get(f"{name}.{part_name}", 0) + _count(part, True)
+        else:
+            breakdown[name] = _count(child, True)
+    breakdown["head"] = _count(model.head, True)
+    breakdown["backbone (trainable part)"] = _count(model.method.backbone, True)
+    total, trainable = _count(model), _count(model, True)
+    return {
+        "backbone": model.spec["backbone"],
+        "method": model.spec["method"],
+        "task": model.spec["task"],
+        "trainable": trainable,
+        "total": total,
+        "frozen": total - trainable,
+        "trainable_percent": round(100 * trainable / total, 3),
+        "breakdown": {k: v for k, v in breakdown.items() if v},
+    }
+
+
+def build_without_weights(**kwargs: Any) -> AVModel:
+    """The model on PyTorch's meta device: shapes and counts without memory or initialisation cost."""
+    with torch.device("meta"):
+        return create_model(pretrained=False, weights=None, **kwargs)

@@ -1,0 +1,49 @@
+"""The two records that cross package boundaries: a batch going in, features coming out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class AVBatch:
+    """One batch of clips cut into T segments.
+
+    video: (B, T, 3, H, W) frames already normalised with the backbone's data config.
+    audio: (B, T, 1, F, L) normalised log-mel fbank per segment, F mel bins (rows) × L frames (columns).
+    targets: task-specific tensors, e.g. ``{"labels": (B, T) long}`` for event localisation.
+    meta: per-sample identifiers (row index, video id, file path) for reports and pictures.
+    """
+
+    video: torch.Tensor
+    audio: torch.Tensor
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict[str, list] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str) -> AVBatch:
+        return AVBatch(
+            video=self.video.to(device),
+            audio=self.audio.to(device),
+            targets={k: v.to(device) for k, v in self.targets.items()},
+            meta=self.meta,
+        )
+
+    def __len__(self) -> int:
+        return self.video.shape[0]
+
+
+@dataclass
+class AVFeatures:
+    """What an adapted backbone hands to a task head.
+
+    video, audio: (B, T, D) one vector per segment (final-norm CLS or pooled tokens); None when the
+    method runs that modality's branch off.
+    video_maps, audio_maps: per stage, (B, T, N, D) token maps without CLS, for dense heads.
+    """
+
+    video: torch.Tensor | None
+    audio: torch.Tensor | None
+    video_maps: list[torch.Tensor] = field(default_factory=list)
+    audio_maps: list[torch.Tensor] = field(default_factory=list)
