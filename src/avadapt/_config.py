@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
+from typing_extensions import Self
+
 C = TypeVar("C", bound="JSONConfig")
 
 
@@ -15,7 +17,7 @@ class JSONConfig:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    def from_dict(cls, values: dict[str, Any]) -> Self:
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(values) - known)
         if unknown:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-import avadapt.methods  # noqa: F401  (registers methods)
+import avadapt.methods
 import avadapt.tasks  # noqa: F401  (registers tasks)
 from avadapt._registry import METHODS, TASKS
 from avadapt.backbones import ViTBackbone, create_backbone

@@ -6,7 +6,7 @@ import pickle
 import sys
 from pathlib import Path
 
-import timm.models
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -18,19 +18,28 @@ class UnsafeCheckpointError(ValueError):
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file, or of a torch file readable with ``weights_only=True``.
 
-    Wrapped checkpoints (``{"state_dict": ...}``, ``{"model": ...}``, EMA) are unwrapped by timm's reader.
+    Wrapped checkpoints (``{"state_dict": ...}``, ``{"model": ...}``) are unwrapped and a DDP ``module.``
+    prefix is removed.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights not found: {path}")
+    if path.suffix == ".safetensors":
+        return safetensors.torch.load_file(str(path))
     try:
-        return timm.models.load_state_dict(str(path), use_ema=False, weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f"{path}: refusing to load a checkpoint that would unpickle arbitrary Python objects "
-            f"({str(err).splitlines()[0]}). Re-save its tensors with safetensors "
+            f"({str(err).splitlines()[0][:200]}). Re-save its tensors with safetensors "
             "(safetensors.torch.save_file(state_dict, 'weights.safetensors')) and pass that file."
         ) from None
+    for key in ("state_dict", "model"):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise ValueError(f"{path}: expected a mapping of parameter names to tensors")
+    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
 
 
 def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
