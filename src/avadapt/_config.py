@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
-
-from typing_extensions import Self
-
-C = TypeVar("C", bound="JSONConfig")
+from typing import Any, Self
 
 
 class JSONConfig:
