@@ -12,7 +12,7 @@ from torch import nn
 import avadapt.methods
 import avadapt.tasks  # noqa: F401  (registers tasks)
 from avadapt._registry import METHODS, TASKS
-from avadapt.backbones import ViTBackbone, create_backbone
+from avadapt.backbones import Backbone, create_backbone
 from avadapt.methods.base import AVMethod
 from avadapt.types import AVFeatures
 
@@ -30,7 +30,7 @@ class AVModel(nn.Module):
         self.spec = spec
 
     @property
-    def backbone(self) -> ViTBackbone:
+    def backbone(self) -> Backbone:
         return self.method.backbone
 
     def features(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> AVFeatures:
@@ -64,7 +64,8 @@ def create_model(
     """Build an adapted model.
 
     backbone: timm name (with an optional pretrained tag). pretrained / weights: see ``create_backbone``.
-    backbone_options: extra ``create_backbone`` arguments (audio embedding config, timm kwargs).
+    backbone_options: extra ``create_backbone`` arguments (audio embedding config, timm kwargs). Without an
+    ``audio`` entry the method's paper setting for this backbone applies (``AVMethod.default_audio``).
     cfg: options of the method's and the task's config dataclasses (e.g. ``preset="tiny"``,
     ``fusion="none"``, ``num_classes=29``); an option neither knows is an error.
     """
@@ -72,7 +73,12 @@ def create_model(
     method_opts, task_opts = _split_options(cfg, method_cls, task_cls)
     method_config = method_cls.config_class.from_dict(method_opts)
     task_config = task_cls.config_class.from_dict(task_opts)
-    frozen = create_backbone(backbone, pretrained=pretrained, weights=weights, **(backbone_options or {}))
+    options = dict(backbone_options or {})
+    frozen = create_backbone(backbone, pretrained=pretrained, weights=weights, **options)
+    if options.get("audio") is None:
+        preferred_audio = method_cls.default_audio(frozen)
+        if preferred_audio is not None:
+            frozen.audio = preferred_audio
     adapted = method_cls(frozen, method_config)
     head = task_cls(adapted.feature_dim, adapted.modalities, task_config)
     spec = {
@@ -82,6 +88,7 @@ def create_model(
         "method_config": method_config.to_dict(),
         "task_config": task_config.to_dict(),
         "audio_embedding": frozen.audio.__dict__.copy(),
+        "backbone_options": {k: v for k, v in options.items() if k != "audio"},
     }
     return AVModel(adapted, head, spec)
 

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import timm
 
+from avadapt.backbones.swin import SWIN_MODEL_TYPES, SwinBackbone, SwinBlockHandle, SwinStageHandle
 from avadapt.backbones.vit import AudioEmbeddingConfig, BlockHandle, ViTBackbone
 from avadapt.backbones.weights import UnsafeCheckpointError, load_backbone_weights, read_state_dict
+
+Backbone = ViTBackbone | SwinBackbone
 
 
 def create_backbone(
@@ -16,7 +19,7 @@ def create_backbone(
     weights: str | Path | None = None,
     audio: AudioEmbeddingConfig | None = None,
     **timm_kwargs,
-) -> ViTBackbone:
+) -> Backbone:
     """A frozen backbone built by ``timm.create_model``.
 
     name: a timm name, with or without a pretrained tag (``vit_base_patch16_clip_224.openai``; the
@@ -24,18 +27,28 @@ def create_backbone(
     pretrained: let timm fetch the tag's weights (or read ``pretrained_cfg_overlay=dict(file=...)``).
     weights: a local ``.safetensors`` or torch checkpoint, read without unpickling arbitrary objects;
     OpenAI CLIP / open_clip layouts are converted by timm's filter for the architecture.
+    The wrapper follows the timm model's type: a ``VisionTransformer`` becomes a ``ViTBackbone`` (family
+    "vit"), a ``SwinTransformer`` / ``SwinTransformerV2`` a ``SwinBackbone`` (family "swin").
+    audio: how spectrograms are embedded; None means the family's default (ViT: 128 mel × 102 frames,
+    kernel summed; Swin: the image size, kernel averaged).
     """
     if weights is not None and pretrained:
         raise ValueError("pass either pretrained=True (timm source) or weights=PATH (local file), not both")
     model = timm.create_model(name, pretrained=pretrained, num_classes=0, **timm_kwargs)
     if weights is not None:
         load_backbone_weights(model, weights)
+    if isinstance(model, SWIN_MODEL_TYPES):
+        return SwinBackbone(model, name=name, audio=audio)
     return ViTBackbone(model, name=name, audio=audio)
 
 
 __all__ = [
     "AudioEmbeddingConfig",
+    "Backbone",
     "BlockHandle",
+    "SwinBackbone",
+    "SwinBlockHandle",
+    "SwinStageHandle",
     "UnsafeCheckpointError",
     "ViTBackbone",
     "create_backbone",
