@@ -8,8 +8,8 @@ import torch
 
 from avadapt._config import JSONConfig
 from avadapt._registry import METHODS
-from avadapt.backbones import ViTBackbone
-from avadapt.methods.base import AVMethod
+from avadapt.backbones import Backbone
+from avadapt.methods.base import AVMethod, backbone_stages, run_frozen_block
 
 
 @dataclass
@@ -24,20 +24,25 @@ class ProbeConfig(JSONConfig):
 
 @METHODS.register("probe")
 class Probe(AVMethod):
-    """Each modality runs through the unmodified timm blocks; only the task head trains."""
+    """Each modality runs through the unmodified timm blocks (and Swin's patch merging); only the head trains."""
 
     config_class = ProbeConfig
 
-    def __init__(self, backbone: ViTBackbone, config: ProbeConfig):
+    def __init__(self, backbone: Backbone, config: ProbeConfig):
         super().__init__(backbone, config.branches, config.num_frames)
         self.config = config
         backbone.set_trainable(config.full_finetune)
 
-    def encode(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def encode_stages(self, tokens: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
         out = {}
         for modality, x in tokens.items():
             x = self.backbone.pre_norm(x)
-            for handle in self.backbone.blocks:
-                x = handle.block(x)
-            out[modality] = x
+            maps = []
+            for stage in backbone_stages(self.backbone):
+                if stage.downsample is not None:
+                    x = stage.downsample(x)
+                for handle in stage.blocks:
+                    x = run_frozen_block(handle, x)
+                maps.append(x)
+            out[modality] = maps
         return out
