@@ -1,0 +1,129 @@
+"""AVE as a LightningDataModule: train / val / test loaders over the native root or a prepared cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from avadapt.data.ave import AVEAnnotations, AVEDataset, collate_av
+from avadapt.data.fbank import FbankConfig
+from avadapt.data.transforms import VideoTransform
+
+TRAIN_CROP_SCALE = (
+    0.5,
+    1.0,
+)  # RandomResizedCrop area range, one crop per clip (VideoTransformConfig default)
+
+
+class AVEDataModule(L.LightningDataModule):
+    """Loaders for the three AVE splits, preprocessed the way the model says.
+
+    root: folder with ``Annotations.txt`` and ``trainSet/valSet/testSet.txt``; media under ``media_root``
+    (default ``root``) as ``AVE/<id>.mp4`` or ``video_frames/`` + ``raw_audio/``.
+    cache_dir: a cache written by ``avadapt prepare`` (decoded frames + fbank); read instead of the media
+    when given. Its image size and fbank settings must equal the model's (checked when opened).
+    preprocessing: ``{"video": timm data config, "fbank": FbankConfig fields}``; the CLI links it from the
+    model (``model.preprocessing``), so the transform always matches the backbone — not set by hand.
+    augment: per-clip RandomResizedCrop + horizontal flip for training (one draw for all T frames).
+    eval_batch_size: batch size of val/test loaders (default: ``batch_size``).
+    pin_memory: page-locked host batches for faster GPU copies (default: when CUDA is available).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        cache_dir: str | None = None,
+        media_root: str | None = None,
+        source: Literal["auto", "mp4", "frames", "cache"] = "auto",
+        batch_size: int = 2,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        augment: bool = True,
+        on_missing: Literal["error", "skip"] = "error",
+        preprocessing: dict[str, Any] | None = None,
+        pin_memory: bool | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["preprocessing"])
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError(f"batch sizes must be ≥ 1, got {batch_size}, {eval_batch_size}")
+        self.root = Path(root)
+        self.preprocessing = preprocessing or {}
+        self.datasets: dict[str, AVEDataset] = {}
+        self._annotations: AVEAnnotations | None = None
+
+    @property
+    def annotations(self) -> AVEAnnotations:
+        if self._annotations is None:
+            self._annotations = AVEAnnotations.load(self.root)
+        return self._annotations
+
+    @property
+    def class_names(self) -> list[str]:
+        """The 28 AVE categories in label order, then ``background``."""
+        return [*self.annotations.categories, "background"]
+
+    @property
+    def num_classes(self) -> int:
+        return self.annotations.num_classes
+
+    def _transform(self, train: bool) -> VideoTransform:
+        video = self.preprocessing.get("video")
+        if video is None:
+            raise ValueError(
+                "AVEDataModule needs preprocessing={'video': <timm data config>, 'fbank': {...}}; "
+                "the CLI links it from the model (model.preprocessing)"
+            )
+        overrides = {"train": True, "scale": TRAIN_CROP_SCALE} if train and self.hparams.augment else {}
+        return VideoTransform.from_timm(video, **overrides)
+
+    def _fbank(self) -> FbankConfig:
+        return FbankConfig.from_dict(self.preprocessing.get("fbank") or {})
+
+    def _dataset(self, split: str) -> AVEDataset:
+        hp = self.hparams
+        return AVEDataset(
+            self.root,
+            split,
+            source=hp.source,
+            media_root=hp.media_root,
+            cache_dir=hp.cache_dir,
+            transform=self._transform(split == "train"),
+            fbank=self._fbank(),
+            on_missing=hp.on_missing,
+        )
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[
+            stage
+        ]
+        for split in splits:
+            if split not in self.datasets:
+                self.datasets[split] = self._dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        hp = self.hparams
+        batch_size = hp.batch_size if split == "train" else (hp.eval_batch_size or hp.batch_size)
+        return DataLoader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=hp.num_workers,
+            collate_fn=collate_av,
+            drop_last=False,
+            pin_memory=torch.cuda.is_available() if hp.pin_memory is None else hp.pin_memory,
+            persistent_workers=hp.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,237 @@
+"""Adapter-only checkpoints: ``config.json`` (what rebuilds the model) + ``adapter.safetensors`` (its weights).
+
+The PEFT habit: a trained model is the frozen backbone, which everyone already has, plus megabytes of
+adapters and head. Saving writes only the latter, with the model's ``spec`` and the preprocessing that
+produced its inputs; loading rebuilds the model from the spec, obtains backbone weights from a file or
+the timm tag, and then insists that the file holds exactly the trainable state — any missing or
+unexpected key is an error naming the keys, never a silent ``strict=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from avadapt.backbones import AudioEmbeddingConfig
+from avadapt.models import AVModel, create_model
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "adapter.safetensors"
+FORMAT = "avadapt-adapter"
+FORMAT_VERSION = 1
+
+
+class AdapterMismatchError(ValueError):
+    """An adapter file whose keys or shapes do not match the model its config rebuilds."""
+
+
+class RandomBackboneWarning(UserWarning):
+    """The backbone was rebuilt with random weights: predictions mean nothing for real data."""
+
+
+def _frozen_modules(model: nn.Module) -> list[str]:
+    """Names (with a trailing dot) of modules that own parameters, none of them trainable."""
+    frozen = []
+    for name, module in model.named_modules():
+        params = list(module.parameters())
+        if name and params and not any(p.requires_grad for p in params):
+            frozen.append(name + ".")
+    return frozen
+
+
+def trainable_state_keys(model: nn.Module) -> list[str]:
+    """State-dict keys that training changes: trainable parameters and the buffers outside frozen modules.
+
+    Buffers of a frozen module (the backbone, a frozen audio encoder) are fixed by its weights; buffers of
+    method and head modules (e.g. running statistics of a norm in a head) are learnt state and are kept.
+    """
+    state = model.state_dict(keep_vars=True)
+    params = {name for name, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    frozen_params = {name for name, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+    frozen_prefixes = tuple(_frozen_modules(model))
+    keys = []
+    for key in state:
+        if key in params:
+            keys.append(key)
+        elif key not in frozen_params and not key.startswith(frozen_prefixes):
+            keys.append(key)  # a buffer of a module that trains
+    return keys
+
+
+def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state that training changes (see :func:`trainable_state_keys`), detached."""
+    state = model.state_dict()
+    return {key: state[key] for key in trainable_state_keys(model)}
+
+
+def check_adapter_keys(expected: Iterable[str], found: Iterable[str], source: str) -> None:
+    """Raise :class:`AdapterMismatchError` unless ``found`` is exactly ``expected``."""
+    expected, found = set(expected), set(found)
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    if missing or unexpected:
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f" … ({len(keys)} in all)" if len(keys) > 8 else "") if keys else "none"
+
+        raise AdapterMismatchError(
+            f"{source} does not match the model its config describes: "
+            f"missing keys: {show(missing)}; unexpected keys: {show(unexpected)}. "
+            "An adapter file holds exactly the trainable parameters and buffers of the method and head; "
+            "was it saved from a different method, preset or backbone?"
+        )
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``state`` into ``model``'s trainable part, strictly: same keys, same shapes."""
+    check_adapter_keys(trainable_state_keys(model), state, source)
+    own = model.state_dict()
+    wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
+             if v.shape != own[k].shape]
+    if wrong:
+        raise AdapterMismatchError(f"{source}: wrong shapes: {'; '.join(wrong[:8])}")
+    result = model.load_state_dict(state, strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys  # checked above
+
+
+def backbone_options(model: AVModel) -> dict[str, Any]:
+    """The ``create_backbone`` keyword arguments (besides the audio config) that rebuild the backbone.
+
+    Taken from ``model.spec["backbone_options"]`` when the model records them; otherwise the image size
+    is read from the patch embedding, the one timm option a model built for smaller inputs needs.
+    """
+    recorded = model.spec.get("backbone_options")
+    if recorded is not None:
+        return {k: v for k, v in recorded.items() if k != "audio"}
+    patch_embed = getattr(getattr(model.backbone, "model", None), "patch_embed", None)
+    img_size = getattr(patch_embed, "img_size", None)
+    return {"img_size": list(img_size)} if img_size is not None else {}
+
+
+def save_adapter(
+    model: AVModel,
+    directory: str | Path,
+    class_names: list[str] | None = None,
+    preprocessing: dict[str, Any] | None = None,
+    *,
+    backbone_source: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``directory/config.json`` and ``directory/adapter.safetensors``; returns the directory.
+
+    class_names: one name per output class, in index order (kept for predictions and reports).
+    preprocessing: how inputs were made, e.g. ``{"video": <timm data config>, "fbank": FbankConfig.to_dict()}``.
+    backbone_source: how the backbone weights were obtained in training (``{"pretrained": bool,
+    "weights": path or None}``), so :func:`load_adapter` can find them again.
+    extra: free-form provenance (metrics, epoch) stored under ``"extra"``.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in trainable_state_dict(model).items()}
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec": model.spec,
+        "backbone_options": backbone_options(model),
+        "backbone_source": backbone_source or {"pretrained": False, "weights": None},
+        "class_names": list(class_names) if class_names is not None else None,
+        "preprocessing": preprocessing,
+        "extra": extra or {},
+    }
+    if class_names is not None and len(class_names) != model.spec["task_config"].get("num_classes", len(class_names)):
+        raise ValueError(f"{len(class_names)} class names for a model with "
+                         f"{model.spec['task_config']['num_classes']} classes")
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
+    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": FORMAT})
+    return directory
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"cannot write {type(value).__name__} to config.json")
+
+
+def read_adapter_config(directory: str | Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of an adapter directory, checked for format."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no {CONFIG_NAME} in {directory}: not an adapter directory")
+    config = json.loads(path.read_text())
+    if config.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an {FORMAT} config (format={config.get('format')!r})")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} has format version {config['format_version']}; this avadapt reads "
+                         f"up to {FORMAT_VERSION}: upgrade avadapt")
+    return config
+
+
+def _backbone_weights(config: dict[str, Any], weights: str | Path | None,
+                      pretrained: bool | None) -> tuple[bool, Path | None]:
+    """Decide where the backbone weights come from: the argument, the recorded file, the tag, or nowhere."""
+    if weights is not None:
+        return False, Path(weights)
+    source = config.get("backbone_source") or {}
+    if pretrained is not None:
+        return pretrained, None
+    recorded = source.get("weights")
+    if recorded and Path(recorded).is_file():
+        return False, Path(recorded)
+    if source.get("pretrained"):
+        return True, None
+    return False, None
+
+
+def load_adapter(
+    directory: str | Path,
+    weights: str | Path | None = None,
+    *,
+    pretrained: bool | None = None,
+    map_location: str | torch.device = "cpu",
+) -> AVModel:
+    """Rebuild the model of an adapter directory and load its trainable state (strict).
+
+    Backbone weights come from, in this order: ``weights=PATH``; the file the model was trained with when
+    it still exists; the backbone's timm tag when training used ``pretrained`` (or ``pretrained=True``
+    here); otherwise the backbone is random and a :class:`RandomBackboneWarning` says so loudly.
+    The model is returned in eval mode; ``model.adapter_config`` holds the parsed config.json.
+    """
+    directory = Path(directory)
+    config = read_adapter_config(directory)
+    use_tag, weights_path = _backbone_weights(config, weights, pretrained)
+    if not use_tag and weights_path is None:
+        warnings.warn(
+            f"{directory}: no backbone weights given or found (pass weights=PATH or pretrained=True); "
+            f"the backbone {config['spec']['backbone']!r} is RANDOMLY INITIALISED, so the adapter sits on a "
+            "backbone it was not trained with and its predictions are meaningless",
+            RandomBackboneWarning, stacklevel=2)
+    model = build_from_config(config, pretrained=use_tag, weights=weights_path)
+    state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
+    load_trainable_state(model, state, str(directory / WEIGHTS_NAME))
+    model.adapter_config = config
+    return model.to(map_location).eval()
+
+
+def build_from_config(config: dict[str, Any], pretrained: bool = False,
+                      weights: str | Path | None = None) -> AVModel:
+    """``create_model`` with the options an adapter config records."""
+    spec = config["spec"]
+    options = dict(config.get("backbone_options") or {})
+    if "img_size" in options and isinstance(options["img_size"], list):
+        options["img_size"] = tuple(options["img_size"])
+    options["audio"] = AudioEmbeddingConfig(**spec["audio_embedding"])
+    model = create_model(
+        backbone=spec["backbone"], method=spec["method"], task=spec["task"], pretrained=pretrained,
+        weights=weights, backbone_options=options, **spec["method_config"], **spec["task_config"],
+    )
+    return model

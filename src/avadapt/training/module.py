@@ -1,0 +1,208 @@
+"""The training system around an ``AVModel``: steps, optimiser groups, schedule, metrics, adapter-only checkpoints."""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from functools import partial
+from typing import Any
+
+import lightning as L
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from avadapt.backbones import AudioEmbeddingConfig
+from avadapt.data.fbank import FbankConfig
+from avadapt.io import check_adapter_keys, trainable_state_keys
+from avadapt.models import AVModel, create_model
+from avadapt.training.schedule import warmup_cosine_factor
+from avadapt.types import AVBatch
+
+# The frozen backbone stays in eval mode on purpose (DESIGN: frozen = requires_grad False + eval mode).
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+
+
+def video_data_config(model: AVModel) -> dict[str, Any]:
+    """The backbone's timm data config, with the input size the model was built for.
+
+    timm resolves the config from the pretrained tag, so a model built with ``img_size=64`` still reports
+    the tag's 160/224; the transform must produce what the patch embedding accepts.
+    """
+    config = dict(model.backbone.data_config)
+    patch_embed = getattr(getattr(model.backbone, "model", None), "patch_embed", None)
+    img_size = getattr(patch_embed, "img_size", None)
+    if img_size is not None:
+        config["input_size"] = (3, *img_size)
+    return config
+
+
+class AVAdaptModule(L.LightningModule):
+    """Trains the adapters and head of one ``create_model(backbone, method, task)`` model.
+
+    Model: backbone (timm name with an optional pretrained tag), method and task with their options
+    (``method_options={"preset": "tiny"}``), ``backbone_options`` for timm (``img_size``, ``depth``…;
+    ``audio`` may set ``kernel_reduction``/``pos_embed``), backbone weights from ``pretrained`` (timm's
+    source for the tag) or ``weights`` (a local file). The audio embedding's size follows ``fbank``.
+
+    Optimisation (STG-CMA AVE defaults): Adam(β = ``betas``, ``weight_decay``); two parameter groups,
+    the method's trainable parameters at ``lr`` and the head at ``head_lr_factor · lr``; per-iteration
+    linear warm-up from 0 over ``warmup_epochs``, then cosine down to ``min_lr`` (scaled per group).
+
+    Checkpoints hold the trainable state only (see :meth:`on_save_checkpoint`); the frozen backbone is
+    rebuilt from its source when a checkpoint is loaded.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "vit_base_patch16_clip_quickgelu_224.openai",
+        method: str = "stg_cma",
+        task: str = "ave",
+        method_options: dict[str, Any] | None = None,
+        task_options: dict[str, Any] | None = None,
+        backbone_options: dict[str, Any] | None = None,
+        pretrained: bool = False,
+        weights: str | None = None,
+        fbank: FbankConfig | None = None,
+        class_names: list[str] | None = None,
+        lr: float = 5e-5,
+        min_lr: float = 2e-6,
+        head_lr_factor: float = 0.1,
+        warmup_epochs: float = 2.0,
+        weight_decay: float = 5e-7,
+        betas: tuple[float, float] = (0.95, 0.999),
+    ):
+        super().__init__()
+        fbank = FbankConfig.from_dict(fbank) if isinstance(fbank, dict) else (fbank or FbankConfig())
+        # hparams hold plain types only, so checkpoints load with torch.load(weights_only=True)
+        self.save_hyperparameters(ignore=["fbank"])
+        self.hparams["fbank"] = fbank.to_dict()
+        if not 0 <= min_lr <= lr:
+            raise ValueError(f"need 0 <= min_lr <= lr, got min_lr={min_lr}, lr={lr}")
+        if warmup_epochs < 0 or head_lr_factor <= 0:
+            raise ValueError(f"need warmup_epochs >= 0 and head_lr_factor > 0, got {warmup_epochs}, {head_lr_factor}")
+        self.fbank = fbank
+        self.class_names = list(class_names) if class_names is not None else None
+        options = dict(backbone_options or {})
+        audio = dict(options.pop("audio", None) or {})
+        for key, value in (("num_mel_bins", fbank.num_mel_bins), ("num_frames", fbank.target_frames)):
+            if audio.setdefault(key, value) != value:
+                raise ValueError(f"backbone_options.audio.{key}={audio[key]} disagrees with the fbank config "
+                                 f"({value}); set it in fbank only")
+        self.model = create_model(
+            backbone=backbone, method=method, task=task, pretrained=pretrained, weights=weights,
+            backbone_options={**options, "audio": AudioEmbeddingConfig(**audio)},
+            **(method_options or {}), **(task_options or {}),
+        )
+        self.model.spec.setdefault("backbone_options", options)
+        metrics = self.model.head.metrics()
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    # ---- what the data side and the exporter read -------------------------------------------------
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """How inputs must be made for this model: the video data config and the fbank config."""
+        return {"video": video_data_config(self.model), "fbank": self.fbank.to_dict(),
+                "num_segments": self.model.method.num_frames}
+
+    @property
+    def backbone_source(self) -> dict[str, Any]:
+        return {"pretrained": self.hparams.pretrained, "weights": self.hparams.weights}
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return self.model(video, audio)
+
+    def setup(self, stage: str) -> None:
+        """Fail before the first step when the data's classes do not fit the head."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data_classes = getattr(datamodule, "num_classes", None)
+        head_classes = self.model.spec["task_config"].get("num_classes")
+        if data_classes is not None and head_classes is not None and data_classes != head_classes:
+            raise ValueError(f"the data have {data_classes} classes (background included) but the head predicts "
+                             f"{head_classes}; set model.task_options.num_classes={data_classes}")
+        if self.class_names is not None and head_classes is not None and len(self.class_names) != head_classes:
+            raise ValueError(f"{len(self.class_names)} class_names for a head with {head_classes} classes")
+
+    # ---- steps ------------------------------------------------------------------------------------
+    def training_step(self, batch: AVBatch, batch_idx: int) -> torch.Tensor:
+        loss = self.model.head.loss(self.model(batch.video, batch.audio), batch.targets)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def _evaluate(self, batch: AVBatch, stage: str) -> None:
+        logits = self.model(batch.video, batch.audio)
+        self.log(f"{stage}/loss", self.model.head.loss(logits, batch.targets), batch_size=len(batch),
+                 sync_dist=True)
+        getattr(self, f"{stage}_metrics").update(*self.model.head.metric_inputs(logits, batch.targets))
+
+    def validation_step(self, batch: AVBatch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: AVBatch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _log_metrics(self, stage: str) -> None:
+        metrics = getattr(self, f"{stage}_metrics")
+        names = self.class_names or self._datamodule_class_names()
+        for key, value in metrics.compute().items():
+            if value.numel() == 1:
+                self.log(key, value, prog_bar=key.endswith("accuracy"))
+                continue
+            for index, per_class in enumerate(value):  # one scalar per class, e.g. val/class_accuracy/07_violin
+                label = _slug(names[index]) if names and index < len(names) else ""
+                self.log(f"{key}/{index:02d}{'_' + label if label else ''}", per_class)
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def _datamodule_class_names(self) -> list[str] | None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return getattr(datamodule, "class_names", None)
+
+    # ---- optimisation -----------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Method (adapters, gates, embeddings, tuned norms) at lr; head at head_lr_factor · lr."""
+        head = [p for p in self.model.head.parameters() if p.requires_grad]
+        head_ids = {id(p) for p in head}
+        method = [p for p in self.model.trainable_parameters() if id(p) not in head_ids]
+        groups = [{"params": method, "lr": self.hparams.lr, "name": "method"},
+                  {"params": head, "lr": self.hparams.lr * self.hparams.head_lr_factor, "name": "head"}]
+        return [group for group in groups if group["params"]]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.parameter_groups(), lr=hp.lr, betas=tuple(hp.betas),
+                                     weight_decay=hp.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        epochs = self.trainer.max_epochs
+        steps_per_epoch = math.ceil(total / epochs) if epochs and epochs > 0 else total
+        warmup = min(round(hp.warmup_epochs * steps_per_epoch), total)
+        factor = partial(warmup_cosine_factor, warmup_steps=warmup, total_steps=total, lr=hp.lr, min_lr=hp.min_lr)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": LambdaLR(optimizer, factor), "interval": "step", "name": "lr"}}
+
+    # ---- adapter-only checkpoints -----------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep trainable parameters and buffers only: the frozen backbone is never written."""
+        keep = set(trainable_state_keys(self))
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False):
+        """Load a trainable-only state dict; with ``strict``, exactly the trainable keys must be there.
+
+        A full state dict (backbone included) is accepted too: frozen keys are then loaded as well.
+        """
+        trainable = trainable_state_keys(self)
+        own = set(self.state_dict())
+        if strict:
+            check_adapter_keys(trainable, [k for k in state_dict if k in trainable or k not in own], "checkpoint")
+        return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()[:32]

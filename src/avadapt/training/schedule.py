@@ -1,0 +1,22 @@
+"""Learning-rate schedule of STG-CMA (and MAE/CAV-MAE before it): linear warm-up, then cosine to a floor."""
+
+from __future__ import annotations
+
+import math
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, lr: float, min_lr: float) -> float:
+    """Multiplier of the base lr at optimiser step ``step`` (0-based, counted per iteration).
+
+    Warm-up: ``lr · step / warmup_steps`` rises linearly from 0. Then
+    ``min_lr + (lr − min_lr) · ½ (1 + cos(π · progress))`` falls to ``min_lr`` at ``total_steps``.
+    Returned as a factor of ``lr`` so every parameter group keeps its own scale (the head's 0.1×),
+    floor included, as the reference code's per-group ``lr_scale`` does.
+    """
+    if lr <= 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if step < warmup_steps:
+        return step / warmup_steps
+    decay_steps = max(total_steps - warmup_steps, 1)
+    progress = min((step - warmup_steps) / decay_steps, 1.0)
+    return (min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))) / lr
