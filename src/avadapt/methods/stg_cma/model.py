@@ -1,4 +1,4 @@
-"""STG-CMA over a frozen ViT: temporal embeddings, adapted blocks, trainable final norm."""
+"""STG-CMA over a frozen ViT (temporal embeddings, adapted blocks, trainable final norm) or Swin (``swin.py``)."""
 
 from __future__ import annotations
 
@@ -9,31 +9,41 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from avadapt._registry import METHODS
-from avadapt.backbones import ViTBackbone
+from avadapt.backbones import Backbone
 from avadapt.methods.base import AVMethod
 from avadapt.methods.stg_cma.config import STGCMAConfig
 from avadapt.methods.stg_cma.modules import STGCMABlock
+from avadapt.methods.stg_cma.swin import build_swin_blocks, encode_swin
 
 
 @METHODS.register("stg_cma")
 class STGCMA(AVMethod):
-    """Spatial-Temporal-Global Cross-Modal Adaptation (Wang et al., CVPRW 2024) on a shared frozen ViT."""
+    """Spatial-Temporal-Global Cross-Modal Adaptation (Wang et al., CVPRW 2024) on a shared frozen ViT or Swin.
+
+    The backbone family picks the block layout: on a ViT every block gets all three steps and tokens get
+    temporal embeddings; on a Swin (official Swin code, see ``swin.py``) bottlenecks are sized per stage,
+    temporal steps sit in the unshifted blocks only, and there are no temporal embeddings.
+    """
 
     config_class = STGCMAConfig
 
-    def __init__(self, backbone: ViTBackbone, config: STGCMAConfig):
-        if backbone.family != "vit":
-            raise ValueError(f"STG-CMA is implemented for ViT backbones; {backbone.name} is {backbone.family}")
+    def __init__(self, backbone: Backbone, config: STGCMAConfig):
+        if backbone.family not in ("vit", "swin"):
+            raise ValueError(f"STG-CMA is implemented for ViT and Swin backbones; {backbone.name} is {backbone.family}")
         super().__init__(backbone, config.branches, config.num_frames)
         self.config = config
-        dim = backbone.embed_dim
-        # Learnable per-modality temporal embeddings added to every token of segment t (zero-init).
-        self.temporal_embeddings = nn.ParameterDict(
-            {m: nn.Parameter(torch.zeros(1, config.num_frames, 1, dim)) for m in self.modalities})
-        depth = len(backbone.blocks)
-        rates = [config.drop_path * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(
-            STGCMABlock(handle, dim, self.modalities, config, rate) for handle, rate in zip(backbone.blocks, rates))
+        if backbone.family == "swin":
+            self.blocks = build_swin_blocks(backbone, self.modalities, config)
+        else:
+            dim = backbone.embed_dim
+            # Learnable per-modality temporal embeddings added to every token of segment t (zero-init).
+            self.temporal_embeddings = nn.ParameterDict(
+                {m: nn.Parameter(torch.zeros(1, config.num_frames, 1, dim)) for m in self.modalities})
+            depth = len(backbone.blocks)
+            rates = [config.drop_path * i / max(depth - 1, 1) for i in range(depth)]
+            self.blocks = nn.ModuleList(
+                STGCMABlock(handle, dim, self.modalities, config, rate)
+                for handle, rate in zip(backbone.blocks, rates))
         # Under full fine-tuning the backbone's own final norm already trains; a copy would sit unused.
         tune_copy = config.tune_final_norm and not config.full_finetune
         self.tuned_final_norm = copy.deepcopy(backbone.final_norm) if tune_copy else None
@@ -53,3 +63,9 @@ class STGCMA(AVMethod):
         for block in self.blocks:
             tokens = checkpoint(block, tokens, use_reentrant=False) if recompute else block(tokens)
         return tokens
+
+    def encode_stages(self, tokens: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+        if self.backbone.family == "vit":
+            return super().encode_stages(tokens)
+        recompute = self.config.activation_checkpointing and torch.is_grad_enabled()
+        return encode_swin(self.backbone, self.blocks, tokens, recompute)
