@@ -1,0 +1,75 @@
+"""LAVISH options: the per-task presets of the official README commands and the ablation switches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from avadapt._config import JSONConfig
+from avadapt.methods.base import BRANCHES
+from avadapt.methods.stg_cma.config import parse_ratio
+
+# Per-task settings of the official commands (shared/reference/methods.md §1, "Per-task configs"):
+# latent tokens m, bottleneck width D/k, groups of the 1×1 convolutions, BatchNorm after them, whether
+# audio adapters have an output gate, whether the backbone's LayerNorms train (``is_vit_ln``), and the
+# initialisation of the latent tokens.
+TASK_PRESETS: dict[str, dict[str, Any]] = {
+    "ave": {"num_latent_tokens": 2, "ratio": "1/8", "conv_groups": 2, "batch_norm": True, "audio_gate": True,
+            "tune_backbone_norms": False, "latent_init": "uniform"},
+    "avs": {"num_latent_tokens": 16, "ratio": "1/4", "conv_groups": 2, "batch_norm": False, "audio_gate": False,
+            "tune_backbone_norms": True, "latent_init": "zeros"},
+    "avqa": {"num_latent_tokens": 64, "ratio": "1/8", "conv_groups": 4, "batch_norm": False, "audio_gate": True,
+             "tune_backbone_norms": True, "latent_init": "zeros"},
+}
+LATENT_INITS = ("uniform", "zeros")
+
+
+@dataclass
+class LAVISHConfig(JSONConfig):
+    """Configuration of LAVISH (Lin et al., CVPR 2023).
+
+    preset: ave | avs | avqa, the official per-task settings; any option given explicitly overrides it.
+    num_latent_tokens: m latent tokens that summarise the other modality before fusion (Eq. 6–7).
+    ratio: bottleneck width D/k as a fraction of the block width ("1/8" or 0.125).
+    conv_groups: groups of the two 1×1 convolutions of the bottleneck.
+    batch_norm: BatchNorm after each 1×1 convolution.
+    audio_gate: audio adapters get the zero-initialised output gate too (visual adapters always do). Without
+        it the audio stream is not the frozen backbone's at initialisation (AVS preset).
+    tune_backbone_norms: train the backbone's own LayerNorms (``is_vit_ln=1`` of the AVS/AVQA commands).
+    latent_init: uniform (U[0, 1), AVE) or zeros (AVS, AVQA).
+    cross_modal_fusion: the latent-token exchange; off leaves four unimodal bottleneck adapters per block.
+    num_frames: segments per clip T. branches: audio_visual | audio_only | visual_only (a single branch has
+        no other modality to fuse, so its adapters are unimodal).
+    full_finetune: also train every backbone weight (reference row, not parameter-efficient).
+    """
+
+    preset: str = "ave"
+    num_latent_tokens: int | None = None
+    ratio: float | str | None = None
+    conv_groups: int | None = None
+    batch_norm: bool | None = None
+    audio_gate: bool | None = None
+    tune_backbone_norms: bool | None = None
+    latent_init: str | None = None
+    cross_modal_fusion: bool = True
+    num_frames: int = 10
+    branches: str = "audio_visual"
+    full_finetune: bool = False
+
+    def __post_init__(self):
+        if self.preset not in TASK_PRESETS:
+            raise ValueError(f"unknown LAVISH preset {self.preset!r}; known: {sorted(TASK_PRESETS)}")
+        for name, value in TASK_PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        self.ratio = parse_ratio(self.ratio)
+        if self.num_latent_tokens < 1:
+            raise ValueError(f"num_latent_tokens must be ≥ 1, got {self.num_latent_tokens}")
+        if self.conv_groups < 1:
+            raise ValueError(f"conv_groups must be ≥ 1, got {self.conv_groups}")
+        if self.latent_init not in LATENT_INITS:
+            raise ValueError(f"latent_init must be one of {LATENT_INITS}, got {self.latent_init!r}")
+        if self.branches not in BRANCHES:
+            raise ValueError(f"branches must be one of {sorted(BRANCHES)}, got {self.branches!r}")
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be ≥ 1, got {self.num_frames}")

@@ -1,0 +1,61 @@
+"""LAVISH over a frozen backbone shared by audio and video (Swin-V2-L in the paper; Swin v1 and ViT too)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from avadapt._registry import METHODS
+from avadapt.backbones import AudioEmbeddingConfig, Backbone
+from avadapt.methods.base import AVMethod, backbone_stages, block_width
+from avadapt.methods.lavish.config import LAVISHConfig
+from avadapt.methods.lavish.modules import LAVISHBlock, backbone_layer_norms
+
+
+@METHODS.register("lavish")
+class LAVISH(AVMethod):
+    """LAVISH (Lin et al., "Vision Transformers are Parameter-Efficient Audio-Visual Learners", CVPR 2023).
+
+    Every frozen block gets four LAVISH adapters (``LAVISHBlock``); patch merging and the final norm stay
+    frozen. Features are the final norm averaged over tokens on Swin (the official AVE head's input) and the
+    final-norm class token on a ViT. The official AVE head — Linear 3072→512 → Linear 512→29 on
+    concat[v; a] — has exactly the parameters of our shared AVE head (its Dropout has none): with
+    ``dropout=0`` it is the same function. On Swin-V2-L/192 with the AVE preset, adapters
+    8,447,808 + head 1,588,253 = 10,036,061 trainable parameters (the official code's 10.04M).
+    """
+
+    config_class = LAVISHConfig
+
+    def __init__(self, backbone: Backbone, config: LAVISHConfig):
+        super().__init__(backbone, config.branches, config.num_frames)
+        self.config = config
+        self.blocks = nn.ModuleList(
+            LAVISHBlock(handle, block_width(backbone, handle), self.modalities, config)
+            for stage in backbone_stages(backbone) for handle in stage.blocks)
+        backbone.set_trainable(config.full_finetune)
+        if config.tune_backbone_norms:
+            for norm in backbone_layer_norms(backbone):
+                norm.requires_grad_(True)
+
+    @classmethod
+    def default_audio(cls, backbone: Backbone) -> AudioEmbeddingConfig | None:
+        """On Swin the spectrogram is tiled to 3 channels through the unchanged RGB patch embedding, which is the
+        one-channel convolution with the RGB kernel *summed*; ViTs already default to that."""
+        if backbone.family != "swin":
+            return None
+        return dataclasses.replace(backbone.audio, kernel_reduction="sum")
+
+    def encode_stages(self, tokens: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+        tokens = {m: self.backbone.pre_norm(x) for m, x in tokens.items()}
+        maps: dict[str, list[torch.Tensor]] = {m: [] for m in tokens}
+        adapted = iter(self.blocks)
+        for stage in backbone_stages(self.backbone):
+            if stage.downsample is not None:
+                tokens = {m: stage.downsample(x) for m, x in tokens.items()}  # (B*T, N_s, D_s)
+            for _ in stage.blocks:
+                tokens = next(adapted)(tokens)
+            for m, x in tokens.items():
+                maps[m].append(x)
+        return maps
