@@ -1,0 +1,47 @@
+"""AV-STFP options: which prompt types exist, how many, and which streams are prompted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from avadapt._config import JSONConfig
+from avadapt.methods.base import BRANCHES
+
+
+@dataclass
+class AVSTFPConfig(JSONConfig):
+    """Configuration of our AV-STFP design ("Prompt Image to Watch and Hear", BMVC 2025; no public code).
+
+    temporal_prompts / spatial_prompts / fusion_prompts: switch each prompt type on or off (all off gives
+        the frozen backbone exactly).
+    num_spatial_prompts: prompt tokens prepended to every frame's / spectrogram segment's tokens, per layer.
+    num_fusion_prompts: prompt tokens per layer and modality that carry the other stream's state across.
+    prompted: which streams receive prompts: audio_visual | audio_only | visual_only (the other stream runs
+        the frozen blocks as they are). Fusion prompts need both streams prompted and are skipped otherwise.
+    num_frames: segments per clip T; the temporal prompts hold one learnt time code per segment.
+    branches: audio_visual | audio_only | visual_only, the streams the model runs at all.
+    full_finetune: also train every backbone weight (reference row, not parameter-efficient).
+    """
+
+    temporal_prompts: bool = True
+    spatial_prompts: bool = True
+    fusion_prompts: bool = True
+    num_spatial_prompts: int = 4
+    num_fusion_prompts: int = 1
+    prompted: str = "audio_visual"
+    num_frames: int = 10
+    branches: str = "audio_visual"
+    full_finetune: bool = False
+
+    def __post_init__(self):
+        for name in ("prompted", "branches"):
+            if getattr(self, name) not in BRANCHES:
+                raise ValueError(f"{name} must be one of {sorted(BRANCHES)}, got {getattr(self, name)!r}")
+        if not set(BRANCHES[self.prompted]) & set(BRANCHES[self.branches]):
+            raise ValueError(f"prompted={self.prompted!r} names no stream of branches={self.branches!r}")
+        if self.spatial_prompts and self.num_spatial_prompts < 1:
+            raise ValueError(f"num_spatial_prompts must be ≥ 1 with spatial prompts on, got {self.num_spatial_prompts}")
+        if self.fusion_prompts and self.num_fusion_prompts < 1:
+            raise ValueError(f"num_fusion_prompts must be ≥ 1 with fusion prompts on, got {self.num_fusion_prompts}")
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be ≥ 1, got {self.num_frames}")

@@ -1,0 +1,133 @@
+"""AV-STFP: spatial, temporal and fusion prompts that let a frozen image ViT watch and hear.
+
+**Our design.** "Prompt Image to Watch and Hear" (BMVC 2025) has no public code; its poster names three
+prompt types and where they go. Each choice below, and why:
+
+1. *Spatial-aware prompts* (VPT-deep, Jia et al., ECCV 2022): ``num_spatial_prompts`` tokens per layer and
+   stream, placed after the class token of every frame's (and every spectrogram segment's) sequence and
+   replaced by the next layer's own prompts. They steer the frozen spatial attention over one patch grid;
+   one set per stream, because a frame and a spectrogram are different kinds of image.
+2. *Temporal-aware key–value prompts* ("along the time axis, into K/V"): an image ViT sees one frame, so time
+   has to enter through its attention. For segment t, the keys and values are extended by the clip's
+   timeline: the T class tokens entering the layer (same stream, same clip), each plus a learnt time code
+   e_τ, through the frozen norm1 and K/V projections. Every token of segment t can then read what each
+   segment of the clip looks like at this depth and when it happens. Only the time codes are learnt (T × D
+   per layer and stream, zero-initialised); the content is the frozen model's own summary, so the extra keys
+   stay in the distribution the attention was trained on. Cost: T extra keys per sequence (10 next to
+   CLIP-B/16's 197 tokens). It is computed by running the frozen attention over [sequence; timeline] and
+   dropping the timeline's outputs, which is exactly widening K/V and needs only timm's public forward.
+3. *Multimodal fusion prompts*: ``num_fusion_prompts`` tokens per layer and stream, after the spatial prompts.
+   What the audio stream's fusion tokens hold after layer l (they attended over that segment's audio tokens)
+   is added to the video stream's layer-(l+1) fusion prompts, and vice versa: the streams exchange a few
+   tokens per layer, a bottleneck in the spirit of MBT (Nagrani et al., NeurIPS 2021) with no projection,
+   because both streams live in the same frozen model's token space. Layer 1 has nothing to exchange yet.
+
+**Parameters**: (T + n_s + n_f) × D per layer and prompted stream. Defaults T = 10, n_s = 4, n_f = 1, both
+streams: 30·D per layer, i.e. 276,480 on CLIP ViT-B/16 (12 × 768) and 737,280 on ViT-L/14 (24 × 1024); with
+the AVE head (801,821 / 1,063,965) 1,078,301 ≈ 1.08M and 1,801,245 ≈ 1.80M trainable, against the poster's
+"about 1.1M" and "about 1.8M": both agree at the poster's precision. No single per-layer prompt count fits
+both exactly: 32·D per layer gives 1.10M on B/16 but 1.85M on L/14.
+
+**Not identity at initialisation.** Prompts are extra tokens and extra keys that every attention reads, so
+the output differs from the frozen backbone's from step 0; unlike an adapter's up-projection, a prompt cannot
+be zero-initialised away (a zero key still takes softmax mass, a zero value dilutes the others). With all
+three prompt types off the model is the frozen backbone exactly.
+
+**ViT only**: spatial prompts are tokens of a global attention; Swin's fixed windows have no place for them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from avadapt._registry import METHODS
+from avadapt.backbones import Backbone
+from avadapt.methods.av_stfp.config import AVSTFPConfig
+from avadapt.methods.base import BRANCHES, AVMethod
+
+OTHER_MODALITY = {"video": "audio", "audio": "video"}
+
+
+class LayerPrompts(nn.Module):
+    """The prompts of one layer, per prompted stream: spatial tokens, fusion tokens, time codes of the timeline."""
+
+    def __init__(self, dim: int, modalities: tuple[str, ...], config: AVSTFPConfig, fusion: bool, init_range: float):
+        super().__init__()
+
+        def tokens(count: int) -> nn.ParameterDict:
+            return nn.ParameterDict({m: nn.Parameter(torch.empty(count, dim).uniform_(-init_range, init_range))
+                                     for m in modalities})
+
+        self.spatial = tokens(config.num_spatial_prompts) if config.spatial_prompts else None
+        self.fusion = tokens(config.num_fusion_prompts) if fusion else None
+        self.time_codes = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(config.num_frames, dim)) for m in modalities}) if config.temporal_prompts else None
+
+
+@METHODS.register("av_stfp")
+class AVSTFP(AVMethod):
+    """Spatial-temporal-fusion prompting of a frozen ViT shared by audio and video (see the module docstring)."""
+
+    config_class = AVSTFPConfig
+
+    def __init__(self, backbone: Backbone, config: AVSTFPConfig):
+        if backbone.family != "vit":
+            raise ValueError(f"AV-STFP prepends prompt tokens to each frame's global attention; {backbone.name} is "
+                             f"a {backbone.family} backbone (windowed attention). Use a ViT, e.g. CLIP ViT-B/16.")
+        super().__init__(backbone, config.branches, config.num_frames)
+        self.config = config
+        self.prompted = tuple(m for m in self.modalities if m in BRANCHES[config.prompted])
+        fusion = config.fusion_prompts and len(self.prompted) == 2
+        # VPT's initialisation: uniform with the Xavier range of a patch-embedding-sized fan.
+        patch_area = math.prod(backbone.patch_size)
+        init_range = math.sqrt(6.0 / (3 * patch_area + backbone.embed_dim))
+        self.layers = nn.ModuleList(
+            LayerPrompts(backbone.embed_dim, self.prompted, config, fusion, init_range) for _ in backbone.blocks)
+        backbone.set_trainable(config.full_finetune)
+
+    def _layer(self, handle, prompts: LayerPrompts, modality: str, x: torch.Tensor,
+               received: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One frozen block on a prompted stream: x (B·T, 1 + N, D) → same, and the fusion tokens' outputs."""
+        s = x.shape[0]
+        parts = [x[:, :1]]  # class token
+        if prompts.spatial is not None:
+            parts.append(prompts.spatial[modality].to(x.dtype).expand(s, -1, -1))  # (B*T, n_s, D)
+        if prompts.fusion is not None:
+            fusion = prompts.fusion[modality].to(x.dtype).expand(s, -1, -1)  # (B*T, n_f, D)
+            parts.append(fusion if received is None else fusion + received)
+        num_prompts = sum(p.shape[1] for p in parts) - 1
+        seq = torch.cat([*parts, x[:, 1:]], dim=1)  # (B*T, 1 + n_s + n_f + N, D)
+        length = seq.shape[1]
+        if prompts.time_codes is not None:
+            t = self.num_frames
+            timeline = x[:, 0].view(-1, t, x.shape[-1]) + prompts.time_codes[modality].to(x.dtype)  # (B, T, D)
+            timeline = timeline.unsqueeze(1).expand(-1, t, -1, -1).flatten(0, 1)  # (B*T, T, D): the clip, per segment
+            attended = handle.attention(torch.cat([seq, timeline], dim=1))[:, :length]  # timeline outputs dropped
+        else:
+            attended = handle.attention(seq)
+        seq = seq + attended
+        seq = seq + handle.ffn(seq)
+        fusion_out = None
+        if prompts.fusion is not None:
+            start = 1 + (prompts.spatial[modality].shape[0] if prompts.spatial is not None else 0)
+            fusion_out = seq[:, start:1 + num_prompts]  # (B*T, n_f, D)
+        return torch.cat([seq[:, :1], seq[:, 1 + num_prompts:]], dim=1), fusion_out
+
+    def encode(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        tokens = {m: self.backbone.pre_norm(x) for m, x in tokens.items()}
+        exchanged: dict[str, torch.Tensor] = {}  # fusion-token outputs of the previous layer, per stream
+        for handle, prompts in zip(self.backbone.blocks, self.layers):
+            updated: dict[str, torch.Tensor] = {}
+            outputs: dict[str, torch.Tensor] = {}
+            for m, x in tokens.items():
+                if m not in self.prompted:
+                    updated[m] = handle.block(x)
+                    continue
+                updated[m], fusion_out = self._layer(handle, prompts, m, x, exchanged.get(OTHER_MODALITY[m]))
+                if fusion_out is not None:
+                    outputs[m] = fusion_out
+            tokens, exchanged = updated, outputs
+        return tokens
