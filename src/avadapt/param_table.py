@@ -1,0 +1,99 @@
+"""The parameter table of every preset row (method × backbone × task), measured without weights.
+
+Each row is built on PyTorch's meta device (shapes only, no memory, no download) and counted with
+``parameter_report``; ``paper`` is the figure the method's paper or official code gives for that row, so the
+table shows ours next to theirs. ``avadapt params --table [--markdown]`` prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from avadapt._registry import METHODS, TASKS
+from avadapt.models import build_without_weights, parameter_report
+
+CLIP_B16 = "vit_base_patch16_clip_224.openai"
+CLIP_L14 = "vit_large_patch14_clip_224.openai"
+SWIN_B = "swin_base_patch4_window7_224.ms_in22k"
+SWIN_L = "swin_large_patch4_window7_224.ms_in22k"
+SWINV2_L = "swinv2_large_window12_192.ms_in22k"
+BACKBONE_LABELS = {CLIP_B16: "CLIP ViT-B/16", CLIP_L14: "CLIP ViT-L/14", SWIN_B: "Swin-B/224 (22k)",
+                   SWIN_L: "Swin-L/224 (22k)", SWINV2_L: "Swin-V2-L/192 (22k)"}
+
+
+@dataclass(frozen=True)
+class PresetRow:
+    """One configuration worth a line in the table, with the published figure to compare against."""
+
+    method: str
+    backbone: str
+    setting: str
+    options: dict[str, Any] = field(default_factory=dict)
+    task: str = "ave"
+    paper: str = "—"
+
+
+# Official module set for STG-CMA on Swin: no trainable copy of the final norm (see methods/stg_cma/swin.py).
+_SWIN_STG_CMA = {"tune_final_norm": False}
+
+PRESET_ROWS: tuple[PresetRow, ...] = (
+    *(PresetRow("probe", backbone, "frozen backbone") for backbone in BACKBONE_LABELS),
+    *(PresetRow("probe", backbone, "full fine-tuning", {"full_finetune": True}) for backbone in BACKBONE_LABELS),
+    PresetRow("stg_cma", CLIP_B16, "tiny (1/32)", {"preset": "tiny"}, paper="3.53M (code)"),
+    PresetRow("stg_cma", CLIP_B16, "base (1/16)", {"preset": "base"}),
+    PresetRow("stg_cma", CLIP_B16, "vanilla (1/8)", {"preset": "vanilla"}, paper="11.5M (code)"),
+    PresetRow("stg_cma", CLIP_L14, "tiny (1/32)", {"preset": "tiny"}, paper="10.68M (code)"),
+    PresetRow("stg_cma", CLIP_L14, "base (1/16)", {"preset": "base"}, paper="20.12M (code)"),
+    PresetRow("stg_cma", CLIP_L14, "vanilla (1/8)", {"preset": "vanilla"}, paper="39.0M (code)"),
+    PresetRow("stg_cma", SWIN_B, "base [1/4,1/4,1/8,1/8]", {"preset": "base", **_SWIN_STG_CMA}, paper="10.07M (code)"),
+    PresetRow("stg_cma", SWIN_B, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny", **_SWIN_STG_CMA}, paper="5.6M (code)"),
+    PresetRow("stg_cma", SWIN_L, "base [1/2,1/4,1/8,1/16]", {"preset": "base", **_SWIN_STG_CMA},
+              paper="19.03M (code)"),
+    PresetRow("stg_cma", SWIN_L, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny", **_SWIN_STG_CMA},
+              paper="11.74M (code)"),
+    PresetRow("lavish", SWINV2_L, "AVE preset (m=2, D/8, 2 groups, BN)", {"preset": "ave", "dropout": 0.0},
+              paper="10.04M (code), 10.1M (paper)"),
+    PresetRow("av_stfp", CLIP_B16, "4 spatial + 1 fusion + T time codes", paper="~1.1M (poster)"),
+    PresetRow("av_stfp", CLIP_L14, "4 spatial + 1 fusion + T time codes", paper="~1.8M (poster)"),
+)
+
+
+def measure(row: PresetRow) -> dict[str, Any]:
+    """Build ``row`` without weights and count: trainable / total integers plus the row's labels."""
+    report = parameter_report(build_without_weights(
+        backbone=row.backbone, method=row.method, task=row.task, **row.options))
+    return {"method": row.method, "backbone": BACKBONE_LABELS.get(row.backbone, row.backbone),
+            "timm_name": row.backbone, "task": row.task, "setting": row.setting, "options": dict(row.options),
+            "trainable": report["trainable"], "total": report["total"], "paper": row.paper}
+
+
+def parameter_table(rows: Iterable[PresetRow] = PRESET_ROWS) -> list[dict[str, Any]]:
+    """Measured counts of ``rows`` (default: every preset row), skipping rows whose method or task is not registered."""
+    return [measure(row) for row in rows if row.method in METHODS and row.task in TASKS]
+
+
+COLUMNS = ("method", "backbone", "task", "setting", "trainable", "total", "paper")
+
+
+def _cells(entry: dict[str, Any]) -> list[str]:
+    return [entry["method"], entry["backbone"], entry["task"], entry["setting"],
+            f"{entry['trainable'] / 1e6:.2f}M", f"{entry['total'] / 1e6:.2f}M", entry["paper"]]
+
+
+def format_table(entries: list[dict[str, Any]], markdown: bool = False) -> str:
+    """Plain aligned text, or a Markdown table (counts in millions, two decimals)."""
+    rows = [_cells(entry) for entry in entries]
+    if markdown:
+        lines = ["| " + " | ".join(COLUMNS) + " |",
+                 "|" + "|".join("---:" if c in ("trainable", "total") else "---" for c in COLUMNS) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+    numeric = {COLUMNS.index("trainable"), COLUMNS.index("total")}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
+                         for i, (cell, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(list(COLUMNS)), line(["-" * w for w in widths]), *(line(r) for r in rows)])
