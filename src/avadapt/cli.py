@@ -18,10 +18,19 @@ def _add_params(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--preset", help="method preset, e.g. tiny | base (STG-CMA)")
     group.add_argument("--ratio", help="adapter bottleneck ratio, e.g. 1/16 or 0.0625")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--table", action="store_true",
+                   help="every preset row (method × backbone × task) next to the papers' figures")
+    p.add_argument("--markdown", action="store_true", help="with --table: print a Markdown table")
     p.set_defaults(run=_run_params)
 
 
 def _run_params(args: argparse.Namespace) -> None:
+    if args.table:
+        from avadapt.param_table import format_table, parameter_table
+
+        entries = parameter_table()
+        print(json.dumps(entries, indent=2) if args.json else format_table(entries, markdown=args.markdown))
+        return
     options = {k: v for k, v in (("preset", args.preset), ("ratio", args.ratio)) if v is not None}
     report = parameter_report(build_without_weights(
         backbone=args.backbone, method=args.method, task=args.task, **options))
