@@ -205,7 +205,8 @@ class SwinBackbone(nn.Module):
         self.blocks = [handle for stage in self.stages for handle in stage.blocks]
         self.stage_dims: list[int] = [stage.dim for stage in self.stages]
         self.embed_dim: int = model.num_features
-        self.data_config = timm.data.resolve_data_config(model=model)
+        # The pretrained config's input size ignores an ``img_size`` given to timm; the patch embedding knows it.
+        self.data_config = timm.data.resolve_data_config({"input_size": (3, *self.image_size)}, model=model)
         self.audio = audio or AudioEmbeddingConfig(
             num_mel_bins=self.image_size[0], num_frames=self.image_size[1], kernel_reduction="mean")
         self.trainable = False

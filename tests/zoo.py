@@ -1,0 +1,61 @@
+"""Tiny backbones of every family for the method matrix, and helpers shared by the zoo tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import avadapt
+from avadapt.backbones import AudioEmbeddingConfig
+from tests.conftest import TINY_AUDIO, TINY_IMAGE, TINY_VIT
+
+FRAMES = 3
+BATCH = 2
+SWIN_IMAGE = 32
+# Two stages: an 8×8 grid with 4×4 windows (shifted odd block), then 4×4 = one window (timm turns the shift off).
+SWIN_KWARGS = {"embed_dim": 32, "depths": (2, 2), "num_heads": (2, 4), "img_size": SWIN_IMAGE, "window_size": 4}
+
+TINY_BACKBONES = {
+    "vit": (TINY_VIT, {"img_size": TINY_IMAGE, "audio": TINY_AUDIO}),
+    "swin": ("swin_tiny_patch4_window7_224", SWIN_KWARGS),
+    "swinv2": ("swinv2_tiny_window8_256", SWIN_KWARGS),
+}
+
+
+def randomize_norms(model: nn.Module, seed: int = 0) -> None:
+    """Give every LayerNorm of ``model`` random affine parameters.
+
+    timm initialises Swin-V2's res-post-norm weights to 0, which makes every random Swin-V2 block the identity
+    and would let identity-at-init tests pass for the wrong reason.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.LayerNorm) and module.weight is not None:
+                module.weight.copy_(1 + 0.3 * torch.randn(module.weight.shape, generator=g))
+                module.bias.copy_(0.3 * torch.randn(module.bias.shape, generator=g))
+
+
+def build(family: str, method: str, seed: int = 0, **options) -> avadapt.AVModel:
+    """A tiny model of ``family`` with ``method``; the backbone gets the same random weights for a given seed."""
+    name, backbone_options = TINY_BACKBONES[family]
+    torch.manual_seed(seed)
+    model = avadapt.create_model(backbone=name, method=method, backbone_options=dict(backbone_options),
+                                 num_frames=FRAMES, **options)
+    randomize_norms(model.backbone.model, seed)
+    return model
+
+
+def audio_shape(model: avadapt.AVModel) -> tuple[int, int]:
+    audio: AudioEmbeddingConfig = model.backbone.audio
+    return audio.num_mel_bins, audio.num_frames
+
+
+def inputs(model: avadapt.AVModel, seed: int = 0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Random (video, audio) for the model's active branches, None for the others."""
+    g = torch.Generator().manual_seed(seed)
+    height, width = model.backbone.model.patch_embed.img_size
+    video = torch.randn(BATCH, FRAMES, 3, height, width, generator=g)
+    audio = torch.randn(BATCH, FRAMES, 1, *audio_shape(model), generator=g)
+    modalities = model.method.modalities
+    return (video if "video" in modalities else None), (audio if "audio" in modalities else None)
