@@ -133,7 +133,7 @@ def window_starts(duration: float, window_seconds: float, hop_seconds: float | N
         raise ValueError(f"hop_seconds must be positive, got {hop}")
     if duration <= window_seconds:
         return [0.0]
-    starts = [k * hop for k in range(int(math.floor((duration - window_seconds) / hop)) + 1)]
+    starts = [k * hop for k in range(math.floor((duration - window_seconds) / hop) + 1)]
     last = duration - window_seconds
     if last - starts[-1] > 1e-6:
         starts.append(last)
@@ -174,7 +174,7 @@ class _AudioCollector:
         """The samples of [start, start + num_samples / rate), zero where nothing was decoded."""
         wave = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
         out = np.zeros(num_samples, np.float32)
-        offset = int(round((start - (self.first_time or 0.0)) * self.rate))  # index of `start` in wave
+        offset = round((start - (self.first_time or 0.0)) * self.rate)  # index of `start` in wave
         src_lo, dst_lo = max(offset, 0), max(-offset, 0)
         n = min(len(wave) - src_lo, num_samples - dst_lo)
         if n > 0:
@@ -213,7 +213,9 @@ def read_clip(
     """
     path = Path(path)
     if num_segments < 1 or segment_seconds <= 0:
-        raise ValueError(f"need num_segments >= 1 and segment_seconds > 0, got {num_segments}, {segment_seconds}")
+        raise ValueError(
+            f"need num_segments >= 1 and segment_seconds > 0, got {num_segments}, {segment_seconds}"
+        )
     span = num_segments * segment_seconds
     if min_seconds is None:
         min_seconds = 0.9 * span
@@ -233,7 +235,6 @@ def read_clip(
         chosen: list[av.VideoFrame | None] = [None] * num_segments
         next_target = 0
         previous: av.VideoFrame | None = None
-        previous_time = 0.0
         video_end = 0.0  # content end (relative to origin) of the last decoded frame
         collector = _AudioCollector(sample_rate)
         reached_eof = True
@@ -241,21 +242,19 @@ def read_clip(
             if start > 0:
                 container.seek(int((origin + start) * av.time_base), backward=True)
             for packet in container.demux(video, audio):
-                if packet.stream is video and next_target < num_segments:
+                if packet.stream is video and video_end < end:
                     for frame in packet.decode():
                         frame_time = (frame.time or 0.0) - origin
                         while next_target < num_segments and frame_time > targets[next_target]:
                             # the frame on screen at the target is the last one that started before it
                             chosen[next_target] = previous if previous is not None else frame
                             next_target += 1
-                        previous, previous_time = frame, frame_time
+                        previous = frame
                         video_end = frame_time + _frame_seconds(frame, video)
                 elif packet.stream is audio and collector.seconds_end() < end:
                     for frame in packet.decode():
                         collector.add(frame, origin)
-                if next_target >= num_segments and collector.first_time is not None and (
-                    collector.seconds_end() >= end
-                ):
+                if video_end >= end and collector.first_time is not None and collector.seconds_end() >= end:
                     reached_eof = False
                     break
             collector.add(None, origin)  # flush the resampler
@@ -290,9 +289,8 @@ def read_clip(
         # targets past the last frame: the last frame stays on screen (padding by repetition)
         for t in range(next_target, num_segments):
             chosen[t] = previous
-        del previous_time
         frames = np.stack([frame.to_ndarray(format="rgb24") for frame in chosen])  # (T, H, W, 3)
-        wave = collector.window(start, int(round(span * sample_rate)))  # (T·s·sr,)
+        wave = collector.window(start, round(span * sample_rate))  # (T·s·sr,)
     return Clip(frames, wave, sample_rate, start, segment_seconds, video_seconds, audio_seconds)
 
 
@@ -371,7 +369,9 @@ def write_mp4(
             frames = np.asarray(frames)
             gray = frames.ndim == 3
             if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or (not gray and frames.shape[-1] != 3):
-                raise ValueError(f"{path}: frames must be uint8 (N, H, W, 3) or (N, H, W), got {frames.shape}")
+                raise ValueError(
+                    f"{path}: frames must be uint8 (N, H, W, 3) or (N, H, W), got {frames.shape}"
+                )
             codec = video_codec or default_video_codec()
             time_base = Fraction(1, 1000) if frame_times is not None else Fraction(1, fps)
             video_stream = container.add_stream(codec, rate=fps)
@@ -387,14 +387,18 @@ def write_mp4(
             audio = np.asarray(audio, dtype=np.float32)
             audio = audio[None] if audio.ndim == 1 else audio  # (C, S)
             if audio.shape[0] not in (1, 2):
-                raise ValueError(f"{path}: audio must be mono (S,) or (C, S) with C in 1, 2, got {audio.shape}")
+                raise ValueError(
+                    f"{path}: audio must be mono (S,) or (C, S) with C in 1, 2, got {audio.shape}"
+                )
             layout = "mono" if audio.shape[0] == 1 else "stereo"
             audio_stream = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
 
         if video_stream is not None:
             for i, image in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="gray" if gray else "rgb24")
-                frame.pts = int(round(frame_times[i] * 1000)) if frame_times is not None else i
+                frame = av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(image), format="gray" if gray else "rgb24"
+                )
+                frame.pts = round(frame_times[i] * 1000) if frame_times is not None else i
                 frame.time_base = time_base
                 container.mux(video_stream.encode(frame))
             container.mux(video_stream.encode(None))

@@ -1,0 +1,444 @@
+"""AVE (Audio-Visual Event localisation, Tian et al. ECCV 2018) in its native layouts.
+
+Annotations (official zip, ``<root>/``)::
+
+    Annotations.txt        Category&VideoID&Quality&StartTime&EndTime, one event per row;
+                           the header line is present in the official zip, absent in AVE-ECCV18's copy
+    trainSet.txt valSet.txt testSet.txt
+                           the same rows (no header), partitioning Annotations.txt as a multiset
+
+Media, one of:
+
+* native: ``<media_root>/AVE/<VideoID>.mp4``;
+* pre-extracted, as the reference PETL code reads it: ``<media_root>/video_frames/<VideoID>/NNNN.jpg``
+  (any frame count) and ``<media_root>/raw_audio/<VideoID>.wav``;
+* a cache written by :func:`avadapt.data.prepare.prepare_ave`.
+
+Fields are split on ``&`` only: category names contain commas ("Baby cry, infant cry"). Samples
+are keyed by *row*, never by video id: 45 ids carry two or three different events and 18 ids sit in
+two splits. Labels: 28 categories in order of first appearance in Annotations.txt (which is the
+order of the reference ``categories.txt``), and index 28 = background; second t of a row is its
+category when ``start ≤ t < end``, else background.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from avadapt._registry import DATASETS
+from avadapt.data.cache import (
+    BAD_CLIPS,
+    CACHE_JSON,
+    CacheConfigError,
+    check_cache_settings,
+    clip_file,
+    load_cached_clip,
+)
+from avadapt.data.fbank import FbankConfig, segment_fbank
+from avadapt.data.media import MediaError, read_audio, read_clip
+from avadapt.data.transforms import VideoTransform
+from avadapt.types import AVBatch
+
+AVE_FIELDS = ("Category", "VideoID", "Quality", "StartTime", "EndTime")
+AVE_HEADER = "&".join(AVE_FIELDS)
+AVE_SEGMENTS = 10  # AVE clips are 10 s, labelled per second
+SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
+
+
+class AnnotationError(ValueError):
+    """A malformed or inconsistent annotation line; the message starts with ``file:line:``."""
+
+    def __init__(self, path: str | Path, line: int | None, problem: str):
+        self.path, self.line, self.problem = Path(path), line, problem
+        where = f"{self.path}:{line}" if line is not None else f"{self.path}"
+        super().__init__(f"{where}: {problem}")
+
+
+class MissingMediaError(FileNotFoundError):
+    """Rows whose media is not where the chosen layout expects it (message lists id → path)."""
+
+
+@dataclass(frozen=True)
+class AVEEvent:
+    """One annotation row.
+
+    row: 0-based index among the data rows of Annotations.txt (header excluded) — the index the
+    reference ``*_order.h5`` files use. line: 1-based line number in the file it was read from.
+    """
+
+    row: int
+    category: str
+    video_id: str
+    quality: str
+    start: int
+    end: int
+    line: int
+
+    @property
+    def key(self) -> tuple[str, str, str, int, int]:
+        return (self.category, self.video_id, self.quality, self.start, self.end)
+
+
+def read_events(path: str | Path, num_segments: int = AVE_SEGMENTS) -> list[AVEEvent]:
+    """Parse an AVE annotation or split file; a header line is recognised on the first line only.
+
+    Blank lines are skipped; a UTF-8 byte-order mark and Windows line endings are tolerated.
+    Raises :class:`AnnotationError` naming the file and line for a wrong number of ``&``-fields,
+    an empty category or id, non-integer times, times outside [0, num_segments], or start > end.
+    Start == end is valid: an event of zero length, all background (one real row has it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: AVE annotation file not found")
+    events: list[AVEEvent] = []
+    text = path.read_text(encoding="utf-8-sig")
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        fields = [f.strip() for f in line.split("&")]
+        if number == 1 and [f.lower() for f in fields] == [f.lower() for f in AVE_FIELDS]:
+            continue  # header
+        if len(fields) != len(AVE_FIELDS):
+            raise AnnotationError(
+                path,
+                number,
+                f"expected {len(AVE_FIELDS)} '&'-separated fields ({AVE_HEADER}), "
+                f"found {len(fields)}: {line!r}",
+            )
+        category, video_id, quality, start_text, end_text = fields
+        if not category or not video_id:
+            raise AnnotationError(path, number, f"empty category or video id: {line!r}")
+        try:
+            start, end = int(start_text), int(end_text)
+        except ValueError:
+            raise AnnotationError(
+                path, number, f"start and end must be whole seconds, got {start_text!r} and {end_text!r}"
+            ) from None
+        if not (0 <= start <= num_segments and 0 <= end <= num_segments):
+            raise AnnotationError(path, number, f"times {start}..{end} lie outside 0..{num_segments} s")
+        if start > end:
+            raise AnnotationError(path, number, f"start {start} is after end {end}")
+        events.append(AVEEvent(len(events), category, video_id, quality, start, end, number))
+    return events
+
+
+def segment_labels(
+    event: AVEEvent, category: int, background: int, num_segments: int = AVE_SEGMENTS
+) -> torch.Tensor:
+    """(T,) long: ``category`` for seconds start ≤ t < end, ``background`` elsewhere."""
+    t = torch.arange(num_segments)
+    inside = (t >= event.start) & (t < event.end)
+    return torch.where(inside, torch.tensor(category), torch.tensor(background)).long()
+
+
+@dataclass
+class AVEAnnotations:
+    """All rows of Annotations.txt, the category list, and each split as row indices."""
+
+    root: Path
+    events: list[AVEEvent]
+    categories: list[str]
+    splits: dict[str, list[int]]
+    num_segments: int = AVE_SEGMENTS
+
+    @classmethod
+    def load(
+        cls, root: str | Path, annotations: str = "Annotations.txt", num_segments: int = AVE_SEGMENTS
+    ) -> AVEAnnotations:
+        """Read ``<root>/<annotations>`` and whichever of the three split files exist.
+
+        Split rows are matched to annotation rows as a multiset, in the order train, val, test: each
+        split line takes the first unused annotation row with the same five fields. So a row listed
+        twice is an error, and identical rows (if a copy had them) stay separate samples.
+        """
+        root = Path(root)
+        path = root / annotations
+        events = read_events(path, num_segments)
+        if not events:
+            raise AnnotationError(path, None, "no annotation rows")
+        categories = list(dict.fromkeys(e.category for e in events))  # first-appearance order
+        cls._check_category_file(root / "categories.txt", categories)
+
+        unused: dict[tuple, deque[int]] = defaultdict(deque)
+        for event in events:
+            unused[event.key].append(event.row)
+        splits: dict[str, list[int]] = {}
+        known = set(categories)
+        for split, name in SPLIT_FILES.items():
+            split_path = root / name
+            if not split_path.exists():
+                continue
+            rows = []
+            for event in read_events(split_path, num_segments):
+                if event.category not in known:
+                    raise AnnotationError(
+                        split_path, event.line, f"unknown category {event.category!r} (not in {path.name})"
+                    )
+                if not unused.get(event.key):
+                    problem = (
+                        "is listed more often in the split files than" if event.key in unused else "is not in"
+                    )
+                    raise AnnotationError(
+                        split_path, event.line, f"row {'&'.join(map(str, event.key))!r} {problem} {path.name}"
+                    )
+                rows.append(unused[event.key].popleft())
+            splits[split] = rows
+        return cls(root, events, categories, splits, num_segments)
+
+    @staticmethod
+    def _check_category_file(path: Path, categories: list[str]) -> None:
+        if not path.exists():
+            return
+        listed = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        if listed != categories:
+            raise AnnotationError(
+                path,
+                None,
+                "category order differs from first appearance in the annotations; "
+                f"labels would not match: file has {listed[:3]}…, annotations give {categories[:3]}…",
+            )
+
+    @property
+    def background(self) -> int:
+        """Label index of background seconds (28 for AVE)."""
+        return len(self.categories)
+
+    @property
+    def num_classes(self) -> int:
+        """Categories plus background (29 for AVE)."""
+        return len(self.categories) + 1
+
+    def rows(self, split: str) -> list[int]:
+        if split not in SPLIT_FILES:
+            raise ValueError(f"unknown AVE split {split!r}; choose from {list(SPLIT_FILES)}")
+        if split not in self.splits:
+            raise FileNotFoundError(f"{self.root / SPLIT_FILES[split]}: split file not found")
+        return self.splits[split]
+
+    def labels(self, row: int) -> torch.Tensor:
+        """(T,) long per-second labels of one row."""
+        event = self.events[row]
+        return segment_labels(
+            event, self.categories.index(event.category), self.background, self.num_segments
+        )
+
+
+def read_frame_folder(folder: str | Path, num_segments: int) -> np.ndarray:
+    """T frames from a folder of extracted jpgs, as the reference loaders pick them.
+
+    The reference takes frames ``linspace(1, n, T, dtype=int)`` (1-based) of the n sorted files,
+    whatever rate they were extracted at. Returns (T, H, W, 3) uint8.
+    """
+    from PIL import Image  # only this layout needs Pillow
+
+    folder = Path(folder)
+    files = (
+        sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if folder.is_dir()
+        else []
+    )
+    if not files:
+        raise MediaError(folder, "no extracted frames (expected NNNN.jpg files)")
+    picks = np.linspace(1, len(files), num_segments, dtype=int)
+    frames = []
+    for index in picks:
+        try:
+            with Image.open(files[index - 1]) as image:
+                frames.append(np.asarray(image.convert("RGB")))
+        except OSError as err:
+            raise MediaError(files[index - 1], f"cannot decode image: {err}") from err
+    if len({f.shape for f in frames}) != 1:
+        raise MediaError(folder, f"frames differ in size: {sorted({f.shape for f in frames})}")
+    return np.stack(frames)  # (T, H, W, 3)
+
+
+Source = Literal["auto", "mp4", "frames", "cache"]
+
+
+@DATASETS.register("ave")
+class AVEDataset(Dataset):
+    """AVE rows of one split, each read as T frames, T fbank images and T per-second labels.
+
+    Item: ``{"video": (T, 3, H, W) float, "audio": (T, 1, F, L) float, "labels": (T,) long,
+    "meta": {"row": int, "video_id": str, "category": str}}``; batch items with :func:`collate_av`.
+
+    source: ``"mp4"`` (``<media_root>/AVE/<id>.mp4``), ``"frames"`` (``video_frames/`` +
+    ``raw_audio/``), ``"cache"`` (``cache_dir`` from :func:`prepare_ave`), or ``"auto"``: the cache if
+    ``cache_dir`` is given, else whichever media folder exists under ``media_root``.
+    media_root: where media lives; defaults to ``root`` (the official zip unpacks both together).
+    on_missing: rows whose media is missing raise :class:`MissingMediaError` listing them
+    (``"error"``, default) or are dropped with a warning that lists them (``"skip"``).
+    min_seconds: passed to :func:`read_clip` for mp4 files.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        source: Source = "auto",
+        media_root: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        transform: VideoTransform | None = None,
+        fbank: FbankConfig | None = None,
+        annotations: str = "Annotations.txt",
+        on_missing: Literal["error", "skip"] = "error",
+        min_seconds: float | None = None,
+    ):
+        self.annotations = AVEAnnotations.load(root, annotations)
+        self.split = split
+        self.media_root = Path(media_root) if media_root is not None else Path(root)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.transform = transform or VideoTransform()
+        self.fbank = fbank or FbankConfig()
+        self.min_seconds = min_seconds
+        self.num_segments = self.annotations.num_segments
+        self.source = self._resolve_source(source)
+        if self.source == "cache":
+            self._check_cache()
+        self.rows = self._rows_with_media(self.annotations.rows(split), on_missing)
+
+    def _resolve_source(self, source: Source) -> str:
+        if source not in ("auto", "mp4", "frames", "cache"):
+            raise ValueError(f"source must be auto, mp4, frames or cache, got {source!r}")
+        if source == "cache" and self.cache_dir is None:
+            raise ValueError("source='cache' needs cache_dir")
+        if source != "auto":
+            return source
+        if self.cache_dir is not None:
+            return "cache"
+        if (self.media_root / "AVE").is_dir():
+            return "mp4"
+        if (self.media_root / "video_frames").is_dir():
+            return "frames"
+        raise FileNotFoundError(
+            f"{self.media_root}: no AVE media found — expected AVE/<id>.mp4, or video_frames/<id>/ with "
+            "raw_audio/<id>.wav, or pass cache_dir= from prepare_ave"
+        )
+
+    def _check_cache(self) -> None:
+        path = self.cache_dir / CACHE_JSON
+        size = self.transform.cfg.input_size
+        if size[0] != size[1]:
+            raise CacheConfigError(f"{path}: caches hold square frames; the transform asks for {size}")
+        wanted = {
+            "num_segments": self.num_segments,
+            "segment_seconds": 1.0,
+            "image_size": size[0],
+            "fbank": self.fbank,
+        }
+        check_cache_settings(path, wanted)
+
+    def media_paths(self, video_id: str) -> list[Path]:
+        """The file(s) this dataset's source reads for one video id."""
+        if self.source == "mp4":
+            return [self.media_root / "AVE" / f"{video_id}.mp4"]
+        if self.source == "frames":
+            return [
+                self.media_root / "video_frames" / video_id,
+                self.media_root / "raw_audio" / f"{video_id}.wav",
+            ]
+        return [clip_file(self.cache_dir, video_id)]
+
+    def _rows_with_media(self, rows: list[int], on_missing: str) -> list[int]:
+        missing: dict[str, list[Path]] = {}
+        for video_id in dict.fromkeys(self.annotations.events[r].video_id for r in rows):
+            absent = [p for p in self.media_paths(video_id) if not p.exists()]
+            if absent:
+                missing[video_id] = absent
+        if not missing:
+            return rows
+        lines = [
+            f"  {vid}: expected {', '.join(map(str, paths))}" for vid, paths in list(missing.items())[:10]
+        ]
+        more = f"\n  … and {len(missing) - 10} more" if len(missing) > 10 else ""
+        hint = ""
+        if self.source == "cache":
+            hint = f"\n(clips that failed to prepare are listed in {self.cache_dir / BAD_CLIPS})"
+        message = (
+            f"{len(missing)} video id(s) of AVE split {self.split!r} have no media ({self.source} layout):\n"
+            + "\n".join(lines)
+            + more
+            + hint
+        )
+        if on_missing == "error":
+            raise MissingMediaError(message)
+        if on_missing != "skip":
+            raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
+        warnings.warn(message + "\nthese rows are skipped", stacklevel=3)
+        return [r for r in rows if self.annotations.events[r].video_id not in missing]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def load_media(self, video_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Video (T, 3, H, W) float and audio (T, 1, F, L) float of one video id, transformed."""
+        if self.source == "cache":
+            # frames (T, 3, S, S) uint8, already resized and cropped; fbank (T, 1, F, L)
+            frames, fbank = load_cached_clip(self.media_paths(video_id)[0])
+            if self.transform.cfg.train:
+                frames = self.transform.augment(frames)
+            return self.transform.normalize(frames), fbank
+        if self.source == "mp4":
+            clip = read_clip(
+                self.media_paths(video_id)[0],
+                self.num_segments,
+                1.0,
+                sample_rate=self.fbank.sample_rate,
+                min_seconds=self.min_seconds,
+            )
+            frames, wave = clip.frames, clip.wave
+        else:
+            folder, wav = self.media_paths(video_id)
+            frames = read_frame_folder(folder, self.num_segments)
+            wave = np.zeros(self.num_segments * self.fbank.sample_rate, np.float32)
+            audio = read_audio(wav, self.fbank.sample_rate)[: len(wave)]
+            wave[: len(audio)] = audio
+        video = self.transform(frames)
+        return video, segment_fbank(wave, self.fbank, self.num_segments)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        event = self.annotations.events[row]
+        video, audio = self.load_media(event.video_id)
+        return {
+            "video": video,  # (T, 3, H, W)
+            "audio": audio,  # (T, 1, F, L)
+            "labels": self.annotations.labels(row),  # (T,)
+            "meta": {"row": row, "video_id": event.video_id, "category": event.category},
+        }
+
+
+def collate_av(samples: Sequence[dict[str, Any]]) -> AVBatch:
+    """Stack dataset items into an :class:`AVBatch`.
+
+    ``video`` and ``audio`` are stacked to (B, T, …); every other tensor entry (``labels`` here,
+    other tasks' targets elsewhere) is stacked into ``targets``; ``meta`` becomes a dict of lists.
+    """
+    if not samples:
+        raise ValueError("cannot collate an empty list of samples")
+    targets = {
+        key: torch.stack([s[key] for s in samples])
+        for key, value in samples[0].items()
+        if key not in ("video", "audio", "meta") and isinstance(value, torch.Tensor)
+    }
+    meta: dict[str, list] = defaultdict(list)
+    for sample in samples:
+        for key, value in sample.get("meta", {}).items():
+            meta[key].append(value)
+    return AVBatch(
+        video=torch.stack([s["video"] for s in samples]),  # (B, T, 3, H, W)
+        audio=torch.stack([s["audio"] for s in samples]),  # (B, T, 1, F, L)
+        targets=targets,
+        meta=dict(meta),
+    )

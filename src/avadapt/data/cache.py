@@ -1,0 +1,146 @@
+"""The on-disk cache of decoded clips that :func:`avadapt.data.prepare.prepare_ave` writes.
+
+Decoding an mp4 and computing its fbank costs far more than a training step of a frozen backbone
+with small adapters, so every clip is decoded once into a small safetensors file::
+
+    <cache>/cache.json               the settings the cache was built with (CacheSettings)
+    <cache>/<video_id>.safetensors   frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
+                                     fbank   float16 (T, 1, F, L)  normalised log-mel, as segment_fbank
+                                     metadata: video_id, video_seconds, audio_seconds
+    <cache>/bad_clips.tsv            video_id, path, reason of every clip that could not be decoded
+
+One file per video id, not per annotation row: AVE rows that share a video share its media.
+Every file is written under a temporary name and ``os.replace``-d into place, so a file with the
+final name is always complete; a killed run leaves at worst a stray ``.tmp`` file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from avadapt._config import JSONConfig
+from avadapt.data.fbank import FbankConfig
+
+CACHE_FORMAT = "avadapt-clip-cache"
+CACHE_VERSION = 1
+CACHE_JSON = "cache.json"
+BAD_CLIPS = "bad_clips.tsv"
+TMP_SUFFIX = ".tmp"
+
+
+class CacheConfigError(ValueError):
+    """A prepared cache built with settings other than the ones asked for."""
+
+
+@dataclass(frozen=True)
+class CacheSettings(JSONConfig):
+    """Everything that decides a cached clip's content; a cache is only reused with equal settings.
+
+    crop_pct: frames are resized so the shorter side is ``image_size / crop_pct`` and centre-cropped
+    to ``image_size``; 1.0 (default) keeps the full height of a landscape video.
+    min_seconds: shortest clip accepted (see :func:`avadapt.data.media.read_clip`); None = 90 %.
+    """
+
+    image_size: int = 224
+    crop_pct: float = 1.0
+    interpolation: str = "bicubic"
+    num_segments: int = 10
+    segment_seconds: float = 1.0
+    min_seconds: float | None = None
+    fbank: FbankConfig = field(default_factory=FbankConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fbank, dict):  # from JSON
+            object.__setattr__(self, "fbank", FbankConfig.from_dict(self.fbank))
+        if self.image_size <= 0 or self.num_segments <= 0 or self.segment_seconds <= 0:
+            raise ValueError(f"image_size, num_segments and segment_seconds must be positive: {self}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": CACHE_FORMAT, "version": CACHE_VERSION, **self.to_dict()}
+
+    def write(self, cache_dir: Path) -> None:
+        write_text_atomic(cache_dir / CACHE_JSON, json.dumps(self.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, cache_dir: str | Path) -> CacheSettings:
+        path = Path(cache_dir) / CACHE_JSON
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not a clip cache (run avadapt.data.prepare.prepare_ave first)")
+        values = json.loads(path.read_text())
+        if values.pop("format", None) != CACHE_FORMAT or values.pop("version", None) != CACHE_VERSION:
+            raise CacheConfigError(f"{path}: not a version-{CACHE_VERSION} {CACHE_FORMAT} file")
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as err:
+            raise CacheConfigError(f"{path}: unreadable cache settings: {err}") from err
+
+
+def check_cache_settings(path: Path, wanted: dict[str, Any]) -> CacheSettings:
+    """Read ``<cache>/cache.json`` and raise :class:`CacheConfigError` naming every wanted setting
+    it differs in (``wanted`` may hold a subset of the fields; ``fbank`` is compared field by field).
+    """
+    found = CacheSettings.read(path.parent if path.name == CACHE_JSON else path)
+    differ = []
+    for key, value in wanted.items():
+        have = getattr(found, key)
+        if isinstance(value, FbankConfig):
+            for name, want in dataclasses.asdict(value).items():
+                if getattr(have, name) != want:
+                    differ.append(f"fbank.{name}: cache {getattr(have, name)!r}, wanted {want!r}")
+        elif have != value:
+            differ.append(f"{key}: cache {have!r}, wanted {value!r}")
+    if differ:
+        raise CacheConfigError(
+            f"{path}: the cache was prepared with other settings — "
+            + "; ".join(differ)
+            + ". Prepare a new cache for these settings, or open this one with its own."
+        )
+    return found
+
+
+def clip_file(cache_dir: Path, video_id: str) -> Path:
+    """``<cache>/<video_id>.safetensors``; refuses ids that would escape the folder."""
+    if not video_id or "/" in video_id or "\\" in video_id or video_id.startswith("."):
+        raise ValueError(f"video id {video_id!r} cannot be used as a file name")
+    return cache_dir / f"{video_id}.safetensors"
+
+
+def save_cached_clip(path: Path, frames: torch.Tensor, fbank: torch.Tensor, metadata: dict[str, str]) -> None:
+    """Atomically write one clip: frames (T, 3, S, S) uint8, fbank (T, 1, F, L) stored as float16."""
+    if frames.dtype != torch.uint8 or frames.ndim != 4:
+        raise ValueError(f"frames must be uint8 (T, 3, S, S), got {frames.dtype} {tuple(frames.shape)}")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    save_file(
+        {"frames": frames.contiguous(), "fbank": fbank.to(torch.float16).contiguous()},
+        str(tmp),
+        metadata=metadata,
+    )
+    os.replace(tmp, path)
+
+
+def load_cached_clip(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(frames (T, 3, S, S) uint8, fbank (T, 1, F, L) float32) of one cached clip."""
+    tensors = load_file(str(path))
+    return tensors["frames"], tensors["fbank"].float()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def remove_stale_temporaries(cache_dir: Path) -> int:
+    """Delete temporary files a killed run left behind; returns how many."""
+    stale = [p for p in cache_dir.iterdir() if p.name.endswith(TMP_SUFFIX)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)

@@ -1,0 +1,200 @@
+"""Kaldi log-mel filterbanks cut into one "spectrogram image" per segment.
+
+The audio branch of an image ViT reads a log-mel fbank as a one-channel image. The settings below
+are those the pretrained audio-visual adapters were trained with; changing them changes the input
+distribution the adapter weights expect, so they live in one named, JSON-round-tripping config
+that a prepared cache records and checks.
+
+Why the fbank is computed here and not by ``kaldi_native_fbank.OnlineFbank``: the reference
+setting (128 mel bins over a 25 ms window, i.e. a 512-point FFT at 16 kHz) has mel bins so narrow
+at the low end that no FFT bin falls inside them (bins 3, 5, 7 … below ~150 Hz). Kaldi's C++
+``MelBanks`` — and so kaldi-native-fbank — refuses such a config ("You may have set num_mel_bins
+too large"), while the torchaudio implementation the reference models were trained with keeps
+those bins as all-zero rows that log to the floor. :func:`kaldi_fbank` implements the same Kaldi
+recipe in vectorised numpy, keeping empty bins; the tests check it against kaldi-native-fbank on
+configurations kaldi-native-fbank accepts.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from avadapt._config import JSONConfig
+
+# Kaldi's log floor: mel energies below FLT_EPSILON are clamped before the log, so silence maps
+# to log(1.19e-7) ≈ −15.9 instead of −inf.
+_LOG_FLOOR = float(np.finfo(np.float32).eps)
+_WINDOW_TYPES = ("hanning", "povey", "hamming", "rectangular", "blackman")
+
+
+@dataclass(frozen=True)
+class FbankConfig(JSONConfig):
+    """Fbank settings of the ViT audio branch, and the per-segment window.
+
+    Defaults are the reference ViT setting introduced by AST (Gong et al., Interspeech 2021:
+    ``torchaudio.compliance.kaldi.fbank(htk_compat=True, use_energy=False, window_type="hanning",
+    num_mel_bins=128, dither=0.0, frame_shift=10)``) and kept by LAVISH (Lin et al., CVPR 2023) and
+    STG-CMA for AVE: 128 mel bins, 25 ms Hanning windows every 10 ms, a 1 s crop padded/cut to 102
+    frames (``int(1024 · 1 s / 10 s)``), normalised as ``(x − mean) / (2 · std)`` with LAVISH's
+    dataset statistics mean −4.1426, std 3.2001. The other Kaldi options are Kaldi's defaults, which
+    the reference also used: pre-emphasis 0.97, per-frame DC removal, mel bins from 20 Hz to
+    Nyquist, power spectrum, FFT size rounded up to a power of two, only whole frames
+    (``snip_edges``).
+
+    ``htk_compat`` only moves the energy coefficient and ``use_energy`` is off, so together they
+    change nothing; both are kept so the config reads like the reference call, and validation
+    rejects ``use_energy=True`` rather than silently ignoring it.
+    """
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    window_type: str = "hanning"
+    dither: float = 0.0
+    htk_compat: bool = True
+    use_energy: bool = False
+    preemphasis: float = 0.97
+    low_freq: float = 20.0
+    target_frames: int = 102
+    window_seconds: float = 1.0
+    mean: float = -4.1426
+    std: float = 3.2001
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.num_mel_bins <= 0 or self.target_frames <= 0:
+            raise ValueError(f"sample_rate, num_mel_bins and target_frames must be positive: {self}")
+        if self.frame_shift_ms <= 0 or self.frame_length_ms <= 0 or self.window_seconds <= 0:
+            raise ValueError(f"frame_shift_ms, frame_length_ms and window_seconds must be positive: {self}")
+        if self.window_seconds * 1000 < self.frame_length_ms:
+            raise ValueError(f"window_seconds ({self.window_seconds}) is shorter than one fbank frame")
+        if not 0 <= self.low_freq < self.sample_rate / 2:
+            raise ValueError(f"low_freq must lie in [0, Nyquist), got {self.low_freq}")
+        if self.std <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+        if self.window_type not in _WINDOW_TYPES:
+            raise ValueError(f"window_type {self.window_type!r} is not one of {_WINDOW_TYPES}")
+        if self.dither != 0.0:
+            raise ValueError("dither must be 0: features are cached and must be reproducible")
+        if self.use_energy:
+            raise ValueError("use_energy=True is not supported; the reference ViT setting has no energy term")
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in one per-segment audio window (16,000 for 1 s at 16 kHz)."""
+        return round(self.window_seconds * self.sample_rate)
+
+    @property
+    def frame_samples(self) -> int:
+        return int(self.sample_rate * self.frame_length_ms / 1000)
+
+    @property
+    def shift_samples(self) -> int:
+        return int(self.sample_rate * self.frame_shift_ms / 1000)
+
+    @property
+    def fft_size(self) -> int:
+        return 1 << (self.frame_samples - 1).bit_length()  # next power of two (Kaldi's default)
+
+
+@functools.lru_cache(maxsize=8)
+def _window(cfg: FbankConfig) -> torch.Tensor:
+    """Kaldi's analysis windows (feature-window.cc); 'hanning' is the symmetric Hann window."""
+    n = cfg.frame_samples
+    a = 2 * math.pi * torch.arange(n, dtype=torch.float64) / (n - 1)
+    windows = {
+        "hanning": 0.5 - 0.5 * torch.cos(a),
+        "povey": (0.5 - 0.5 * torch.cos(a)) ** 0.85,
+        "hamming": 0.54 - 0.46 * torch.cos(a),
+        "blackman": 0.42 - 0.5 * torch.cos(a) + 0.08 * torch.cos(2 * a),
+        "rectangular": torch.ones(n, dtype=torch.float64),
+    }
+    return windows[cfg.window_type].float()
+
+
+def _mel(hz: np.ndarray | float) -> np.ndarray:
+    return 1127.0 * np.log(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+@functools.lru_cache(maxsize=8)
+def mel_matrix(cfg: FbankConfig) -> torch.Tensor:
+    """Kaldi's triangular mel filters, (num_mel_bins, fft_size // 2 + 1) float32.
+
+    Bin edges are evenly spaced on the HTK mel scale between ``low_freq`` and Nyquist; a bin
+    whose triangle holds no FFT bin keeps all-zero weights (as in torchaudio), see module docstring.
+    """
+    num_fft_bins = cfg.fft_size // 2
+    low, high = _mel(cfg.low_freq), _mel(cfg.sample_rate / 2)
+    delta = (high - low) / (cfg.num_mel_bins + 1)
+    fft_mel = _mel(np.arange(num_fft_bins) * cfg.sample_rate / cfg.fft_size)  # (K,)
+    left = low + np.arange(cfg.num_mel_bins)[:, None] * delta  # (F, 1)
+    up = (fft_mel - left) / delta
+    down = (left + 2 * delta - fft_mel) / delta
+    weights = np.zeros((cfg.num_mel_bins, num_fft_bins + 1), np.float32)
+    weights[:, :num_fft_bins] = np.clip(np.minimum(up, down), 0.0, None)  # Nyquist bin gets no weight
+    return torch.from_numpy(weights)
+
+
+def kaldi_fbank(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Tensor:
+    """Kaldi log-mel fbank of a batch of equal-length waveforms: (..., n) → (..., frames, num_mel_bins).
+
+    The recipe of Kaldi's ``compute-fbank-feats`` with ``dither=0`` and ``snip_edges``: frames of
+    ``frame_length_ms`` every ``frame_shift_ms``; per frame remove the mean, pre-emphasise
+    (``x[i] −= 0.97 · x[i−1]``, the first sample against itself), window, zero-pad to the FFT size;
+    power spectrum; mel filters; ``log(max(·, FLT_EPSILON))``. Not normalised. float32 like Kaldi,
+    and in torch so that ``torch.set_num_threads`` (set to 1 in DataLoader workers) governs it.
+    """
+    waves = torch.as_tensor(waves, dtype=torch.float32)
+    length, shift = cfg.frame_samples, cfg.shift_samples
+    if waves.shape[-1] < length:
+        return torch.zeros((*waves.shape[:-1], 0, cfg.num_mel_bins))
+    frames = waves.unfold(-1, length, shift)  # (..., frames, length)
+    frames = frames - frames.mean(dim=-1, keepdim=True)
+    previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+    frames = (frames - cfg.preemphasis * previous) * _window(cfg)
+    power = torch.fft.rfft(frames, n=cfg.fft_size, dim=-1).abs().square()  # (..., frames, fft/2+1)
+    energies = power @ mel_matrix(cfg).T  # (..., frames, F)
+    return energies.clamp_min(_LOG_FLOOR).log()
+
+
+def segment_fbank(
+    wave: np.ndarray | torch.Tensor, cfg: FbankConfig, num_segments: int, segment_seconds: float = 1.0
+) -> torch.Tensor:
+    """One normalised fbank image per segment: (T, 1, num_mel_bins, target_frames) float32.
+
+    ``wave``: mono samples in [-1, 1] at ``cfg.sample_rate`` (as :func:`read_clip` returns).
+
+    Steps, following the reference loaders: subtract the waveform's mean over the whole clip; cut
+    window t = [t · segment_seconds, t · segment_seconds + window_seconds) (zeros past the end of
+    the waveform); Kaldi fbank of each window on its own (98 frames for 1 s); pad with zeros or cut
+    to ``target_frames`` — zeros *before* normalisation, as the reference does, so padded columns
+    read (0 − mean) / (2 · std) ≈ 0.65; normalise ``(x − mean) / (2 · std)``; transpose so rows are
+    mel bins and columns are time frames, the orientation of ``AVBatch.audio``.
+
+    Window placement: the reference code puts its 1 s crops at ``linspace(0, len − 1.1 s, T)[t]``,
+    which drifts up to 0.9 s away from second t on a 10 s clip. AVE labels say what happens in
+    second [t, t + 1), so we align window t with segment t: the window hears exactly the second its
+    label describes, and the frame taken at the segment's middle is seen with the sound around it.
+    """
+    if num_segments < 1:
+        raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    wave = torch.as_tensor(wave, dtype=torch.float64)
+    if wave.ndim != 1:
+        raise ValueError(f"wave must be mono with shape (n,), got {tuple(wave.shape)}")
+    wave = wave - (wave.mean() if wave.numel() else 0.0)
+    hop = round(segment_seconds * cfg.sample_rate)
+    width = cfg.window_samples
+    windows = torch.zeros(num_segments, width)  # (T, W)
+    for t in range(num_segments):
+        piece = wave[t * hop : t * hop + width]
+        windows[t, : len(piece)] = piece
+    fbank = kaldi_fbank(windows, cfg)[:, : cfg.target_frames]  # (T, frames ≤ L, F)
+    padded = torch.zeros(num_segments, cfg.target_frames, cfg.num_mel_bins)  # (T, L, F)
+    padded[:, : fbank.shape[1]] = fbank
+    normalised = (padded - cfg.mean) / (2 * cfg.std)
+    return normalised.transpose(1, 2).unsqueeze(1).contiguous()  # (T, 1, F, L)

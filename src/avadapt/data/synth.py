@@ -1,0 +1,247 @@
+"""A small synthetic AVE: real mp4 files in the native layout, learnable only with both modalities.
+
+No real media can be downloaded here, so tests, the demo and smoke training use generated clips
+that go through exactly the code real AVE goes through (PyAV decoding, fbank, the annotation
+parser). Each clip is 10 s; an event of one class fills a random contiguous run of seconds.
+
+* Event seconds show the class's picture (a coloured shape moving on a class-specific path) AND
+  play its sound (a class-specific chord, amplitude-modulated at a class-specific rate).
+* Background seconds hold noise, and often a distractor in ONE modality only: the picture
+  without the sound, or the sound without the picture — usually of the event's own class. A
+  video-only or audio-only model therefore cannot tell event seconds from distractor seconds;
+  localising the event needs both streams, which is what AVE measures.
+
+Everything is drawn from one ``numpy`` generator seeded by ``seed`` and encoded single-threaded,
+so the same seed gives identical annotation files and identical decoded content.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avadapt.data.ave import AVE_HEADER, SPLIT_FILES
+from avadapt.data.media import write_mp4
+
+# The 28 AVE categories in label order (Tian et al. 2018; = categories.txt of the official release).
+AVE_CATEGORIES = (
+    "Church bell", "Male speech, man speaking", "Bark", "Fixed-wing aircraft, airplane",
+    "Race car, auto racing", "Female speech, woman speaking", "Helicopter", "Violin, fiddle", "Flute",
+    "Ukulele", "Frying (food)", "Truck", "Shofar", "Motorcycle", "Acoustic guitar", "Train horn",
+    "Clock", "Banjo", "Goat", "Baby cry, infant cry", "Bus", "Chainsaw", "Cat", "Horse",
+    "Toilet flush", "Rodents, rats, mice", "Accordion", "Mandolin",
+)  # fmt: skip
+
+_PALETTE = np.array(
+    [
+        [230, 40, 40],
+        [40, 200, 60],
+        [50, 90, 240],
+        [240, 220, 40],
+        [220, 60, 220],
+        [40, 220, 220],
+        [250, 250, 250],
+    ],
+    dtype=np.float32,
+)
+_SHAPES = ("disk", "square", "triangle", "ring", "cross", "diamond")
+_ID_ALPHABET = string.ascii_letters + string.digits + "-_"  # YouTube id characters
+NONE = -1  # "nothing of any class" in the per-second truth
+
+
+@dataclass
+class SynthSummary:
+    """What :func:`synthesize_ave` wrote."""
+
+    root: Path
+    categories: list[str]
+    rows: int
+    splits: dict[str, int]
+    seconds: float
+
+
+def _shape_mask(shape: str, size: int) -> np.ndarray:
+    """(size, size) bool silhouette of one class's shape."""
+    y, x = np.mgrid[:size, :size] / (size - 1) * 2 - 1  # [-1, 1]²
+    r = np.hypot(x, y)
+    masks = {
+        "disk": r <= 0.95,
+        "square": (np.abs(x) <= 0.8) & (np.abs(y) <= 0.8),
+        "triangle": (y >= -0.9) & (y <= 0.9) & (np.abs(x) <= (y + 0.9) / 1.8 * 0.95),
+        "ring": (r <= 0.95) & (r >= 0.55),
+        "cross": (np.abs(x) <= 0.3) | (np.abs(y) <= 0.3),
+        "diamond": np.abs(x) + np.abs(y) <= 0.95,
+    }
+    return masks[shape]
+
+
+@dataclass(frozen=True)
+class _ClassLook:
+    """How class k looks and sounds; fixed by k alone so every clip of a class agrees."""
+
+    mask: np.ndarray  # (s, s) bool
+    colour: np.ndarray  # (3,) float
+    orbit_hz: float  # turns per second of the shape's circular path
+    pitch_hz: float
+    harmonics: int
+    am_hz: float
+
+    @classmethod
+    def of(cls, k: int, object_size: int) -> _ClassLook:
+        return cls(
+            mask=_shape_mask(_SHAPES[k % len(_SHAPES)], object_size),
+            colour=_PALETTE[k % len(_PALETTE)],  # (shape, colour) pairs are distinct for k < 42
+            orbit_hz=0.15 + 0.05 * (k % 4),
+            pitch_hz=250.0 * 1.12**k,  # ~2 semitones apart: distinct mel bins up to k = 27 (5.3 kHz)
+            harmonics=1 + k % 3,
+            am_hz=2.0 + 1.5 * (k % 5),
+        )
+
+    def sound(self, t: np.ndarray) -> np.ndarray:
+        """The class's sound at times ``t`` (s), peak ≈ 0.3."""
+        tone = sum(np.sin(2 * np.pi * self.pitch_hz * h * t) / h for h in range(1, self.harmonics + 1))
+        envelope = 0.6 + 0.4 * np.sin(2 * np.pi * self.am_hz * t)
+        return (0.3 / 1.8) * tone * envelope
+
+
+def _render_video(
+    rng: np.random.Generator, visual: list[int], looks: list[_ClassLook], size: int, fps: int, phase: float
+) -> np.ndarray:
+    """(seconds·fps, size, size, 3) uint8: smooth moving noise, plus a class's shape where ``visual`` says."""
+    seconds = len(visual)
+    n = seconds * fps
+    coarse = rng.normal(0.0, 18.0, size=(n, 8, 8, 3)).astype(np.float32)
+    noise = coarse.repeat(size // 8, axis=1).repeat(size // 8, axis=2)  # blocky, cheap to encode
+    frames = np.clip(noise + rng.uniform(70, 130, size=3).astype(np.float32), 0, 255)
+    for i in range(n):
+        k = visual[i // fps]
+        if k == NONE:
+            continue
+        look = looks[k]
+        s = look.mask.shape[0]
+        angle = 2 * np.pi * (look.orbit_hz * i / fps + phase)
+        radius = (size - s) / 2 - 2
+        top = round((size - s) / 2 + radius * np.sin(angle))
+        left = round((size - s) / 2 + radius * np.cos(angle))
+        frames[i, top : top + s, left : left + s][look.mask] = look.colour
+    return frames.astype(np.uint8)
+
+
+def _render_audio(
+    rng: np.random.Generator, audible: list[int], looks: list[_ClassLook], sample_rate: int
+) -> np.ndarray:
+    """(seconds·sample_rate,) float32: low noise, plus a class's sound where ``audible`` says."""
+    seconds = len(audible)
+    t = np.arange(seconds * sample_rate) / sample_rate
+    wave = rng.normal(0.0, 0.01, size=t.size)
+    fade = np.minimum(
+        1.0, np.minimum(np.arange(sample_rate), np.arange(sample_rate)[::-1]) / (0.01 * sample_rate)
+    )
+    for second, k in enumerate(audible):
+        if k != NONE:
+            span = slice(second * sample_rate, (second + 1) * sample_rate)
+            wave[span] += looks[k].sound(t[span]) * fade  # 10 ms fades: no clicks at second edges
+    return wave.astype(np.float32)
+
+
+def synthesize_ave(
+    out: str | Path,
+    clips: int = 100,
+    seed: int = 0,
+    num_classes: int = 4,
+    *,
+    size: int = 64,
+    fps: int = 8,
+    sample_rate: int = 16000,
+    distractor_rate: float = 0.5,
+    same_class_distractors: float = 0.7,
+    split_fractions: tuple[float, float] = (0.15, 0.15),
+) -> SynthSummary:
+    """Write ``clips`` synthetic 10 s clips with AVE's native layout under ``out``.
+
+    Layout: ``AVE/<id>.mp4`` (H.264 if available, else MPEG-4; AAC audio), ``Annotations.txt``
+    (with the official header), ``trainSet.txt``/``valSet.txt``/``testSet.txt`` (no header),
+    ``categories.txt`` (the first ``num_classes`` real AVE category names), and
+    ``synth_truth.json`` giving, per video id, the class seen and the class heard in every second
+    (−1 = none) — the event seconds are where both equal the row's category.
+
+    Classes are assigned round-robin so each appears; event length is uniform in 1..10 s (1–9 s
+    events leave background seconds to localise). ``distractor_rate``: chance that a background
+    second carries a one-modality distractor; ``same_class_distractors``: chance it is of the
+    event's class. ``split_fractions``: (val, test) share per class, at least one row each when the
+    class has three or more rows.
+    """
+    if not 1 <= num_classes <= len(AVE_CATEGORIES):
+        raise ValueError(f"num_classes must lie in 1..{len(AVE_CATEGORIES)}, got {num_classes}")
+    if clips < 1 or size % 16 or size < 32:
+        raise ValueError(f"need clips >= 1 and size a multiple of 16 (>= 32), got {clips}, {size}")
+    started = time.perf_counter()
+    out = Path(out)
+    (out / "AVE").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    seconds = 10
+    categories = list(AVE_CATEGORIES[:num_classes])
+    looks = [_ClassLook.of(k, object_size=size * 5 // 16) for k in range(num_classes)]
+
+    ids: list[str] = []
+    while len(ids) < clips:
+        candidate = "".join(rng.choice(list(_ID_ALPHABET), size=11))
+        if candidate not in ids:
+            ids.append(candidate)
+
+    rows = []  # (category index, id, start, end)
+    truth = {}
+    for i, video_id in enumerate(ids):
+        k = i % num_classes
+        length = int(rng.integers(1, seconds + 1))
+        start = int(rng.integers(0, seconds - length + 1))
+        visual, audible = [NONE] * seconds, [NONE] * seconds
+        for t in range(seconds):
+            if start <= t < start + length:
+                visual[t] = audible[t] = k
+            elif rng.random() < distractor_rate:
+                other = (
+                    k
+                    if rng.random() < same_class_distractors or num_classes == 1
+                    else int(rng.integers(num_classes))
+                )
+                (visual if rng.random() < 0.5 else audible)[t] = other
+        frames = _render_video(rng, visual, looks, size, fps, phase=float(rng.random()))
+        wave = _render_audio(rng, audible, looks, sample_rate)
+        write_mp4(out / "AVE" / f"{video_id}.mp4", frames, fps, wave, sample_rate)
+        rows.append((k, video_id, start, start + length))
+        truth[video_id] = {"visual": visual, "audio": audible}
+
+    rows.sort(key=lambda row: row[0])  # grouped by class, as in the real file: labels = first appearance
+    lines = [f"{categories[k]}&{vid}&good&{s}&{e}" for k, vid, s, e in rows]
+    split_of = _assign_splits(rng, [row[0] for row in rows], split_fractions)
+    (out / "Annotations.txt").write_text("\n".join([AVE_HEADER, *lines]) + "\n")
+    counts = {}
+    for split, name in SPLIT_FILES.items():
+        chosen = [line for line, s in zip(lines, split_of) if s == split]
+        (out / name).write_text("".join(f"{line}\n" for line in chosen))
+        counts[split] = len(chosen)
+    (out / "categories.txt").write_text("".join(f"{c}\n" for c in categories))
+    (out / "synth_truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
+    return SynthSummary(out, categories, len(rows), counts, time.perf_counter() - started)
+
+
+def _assign_splits(rng: np.random.Generator, classes: list[int], fractions: tuple[float, float]) -> list[str]:
+    """Per class, a shuffled share of rows to val and test (≥ 1 each from 3 rows up), the rest to train."""
+    split_of = ["train"] * len(classes)
+    for k in sorted(set(classes)):
+        members = [i for i, c in enumerate(classes) if c == k]
+        rng.shuffle(members)
+        n = len(members)
+        n_val = max(1, round(fractions[0] * n)) if n >= 3 else 0
+        n_test = max(1, round(fractions[1] * n)) if n >= 3 else 0
+        for i in members[:n_val]:
+            split_of[i] = "val"
+        for i in members[n_val : n_val + n_test]:
+            split_of[i] = "test"
+    return split_of
