@@ -259,7 +259,7 @@ def read_clip(
                     break
             collector.add(None, origin)  # flush the resampler
         except av.error.FFmpegError as err:
-            raise MediaError(path, f"corrupt data while decoding: {err}") from err
+            raise MediaError(path, f"truncated or corrupt data while decoding: {err}") from err
 
         if previous is None:
             raise MediaError(path, "the video stream has no decodable frames (truncated or corrupt?)")
@@ -319,7 +319,7 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
                 collector.add(frame, origin)
             collector.add(None, origin)
         except av.error.FFmpegError as err:
-            raise MediaError(path, f"corrupt data while decoding: {err}") from err
+            raise MediaError(path, f"truncated or corrupt data while decoding: {err}") from err
     if collector.first_time is None:
         raise MediaError(path, "the audio stream has no decodable samples (truncated or corrupt?)")
     return np.concatenate(collector.chunks) if collector.chunks else np.zeros(0, np.float32)

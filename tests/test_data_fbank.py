@@ -1,0 +1,135 @@
+"""Kaldi fbank per segment: equal to kaldi-native-fbank, reference settings, layout and alignment."""
+
+from __future__ import annotations
+
+import kaldi_native_fbank as knf
+import numpy as np
+import pytest
+import torch
+
+from avadapt.data.fbank import FbankConfig, kaldi_fbank, mel_matrix, segment_fbank
+from tests.media_helpers import tone
+
+LOG_FLOOR = float(np.log(np.finfo(np.float32).eps))
+
+
+def knf_fbank(wave: np.ndarray, cfg: FbankConfig) -> np.ndarray:
+    frame_opts = knf.FrameExtractionOptions(
+        samp_freq=float(cfg.sample_rate),
+        frame_shift_ms=cfg.frame_shift_ms,
+        frame_length_ms=cfg.frame_length_ms,
+        dither=cfg.dither,
+        window_type=cfg.window_type,
+        preemph_coeff=cfg.preemphasis,
+    )
+    mel_opts = knf.MelBanksOptions(num_bins=cfg.num_mel_bins, low_freq=cfg.low_freq)
+    computer = knf.OnlineFbank(
+        knf.FbankOptions(frame_opts=frame_opts, mel_opts=mel_opts, htk_compat=cfg.htk_compat)
+    )
+    computer.accept_waveform(float(cfg.sample_rate), wave)
+    computer.input_finished()
+    return np.stack([computer.get_frame(i) for i in range(computer.num_frames_ready)])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"num_mel_bins": 80},
+        {"num_mel_bins": 128, "frame_length_ms": 50.0},
+        {"num_mel_bins": 64, "window_type": "povey"},
+        {"num_mel_bins": 40, "window_type": "hamming", "frame_shift_ms": 5.2, "frame_length_ms": 20.0},
+    ],
+)
+def test_equals_kaldi_native_fbank_where_it_accepts_the_config(options):
+    cfg = FbankConfig(**options)
+    wave = (np.random.default_rng(0).standard_normal(16000) * 0.1).astype(np.float32)
+
+    ours = kaldi_fbank(wave, cfg).numpy()
+    reference = knf_fbank(wave, cfg)
+
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, atol=1e-3)
+
+
+def test_reference_setting_has_empty_mel_bins_that_kaldi_native_fbank_refuses():
+    cfg = FbankConfig()  # 128 bins on a 512-point FFT
+    empty = (mel_matrix(cfg).sum(dim=1) == 0).nonzero().flatten().tolist()
+    assert empty and max(empty) < 20  # a few narrow bins below ~150 Hz
+    with pytest.raises(ValueError, match="num_mel_bins too large"):
+        knf_fbank(np.zeros(16000, np.float32), cfg)
+    # like torchaudio, those rows sit at Kaldi's log floor whatever the sound
+    fbank = kaldi_fbank(tone(1.0, 16000, freq=80.0), cfg)
+    torch.testing.assert_close(fbank[:, empty], torch.full_like(fbank[:, empty], LOG_FLOOR))
+
+
+def test_reference_defaults():
+    cfg = FbankConfig()
+    assert (cfg.sample_rate, cfg.num_mel_bins, cfg.frame_length_ms, cfg.frame_shift_ms) == (
+        16000,
+        128,
+        25.0,
+        10.0,
+    )
+    assert (cfg.window_type, cfg.dither, cfg.htk_compat, cfg.use_energy) == ("hanning", 0.0, True, False)
+    assert (cfg.target_frames, cfg.window_seconds, cfg.mean, cfg.std) == (102, 1.0, -4.1426, 3.2001)
+    assert FbankConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        ({"window_type": "kaiser"}, "window_type"),
+        ({"std": 0.0}, "std"),
+        ({"dither": 1.0}, "dither"),
+        ({"use_energy": True}, "use_energy"),
+        ({"window_seconds": 0.01}, "shorter than one fbank frame"),
+    ],
+)
+def test_invalid_config_is_named(options, problem):
+    with pytest.raises(ValueError, match=problem):
+        FbankConfig(**options)
+    with pytest.raises(TypeError, match="no option"):
+        FbankConfig.from_dict({"num_mel_bin": 64})
+
+
+def test_shape_orientation_and_segment_alignment():
+    cfg = FbankConfig()
+    wave = np.zeros(10 * 16000, np.float32)
+    wave[3 * 16000 : 4 * 16000] = tone(1.0, 16000, freq=1000.0)  # second 3 only
+
+    fbank = segment_fbank(wave, cfg, num_segments=10)
+
+    assert fbank.shape == (10, 1, 128, 102) and fbank.dtype == torch.float32
+    peak = fbank[:, 0, :, :98].amax(dim=(1, 2))  # ignore the 4 padded columns
+    assert peak.argmax() == 3
+    assert peak[3] > peak[2] + 2 and peak[3] > peak[4] + 2
+    # rows are mel bins: the 1 kHz tone lights one row band, the same in every column (time)
+    loudest_rows = fbank[3, 0, :, :98].argmax(dim=0)
+    mel_1k = 1127 * np.log(1 + 1000 / 700)
+    mel_edges = np.linspace(1127 * np.log(1 + 20 / 700), 1127 * np.log(1 + 8000 / 700), 130)
+    expected_row = int(np.argmin(np.abs(mel_edges[1:-1] - mel_1k)))
+    assert torch.all((loudest_rows - expected_row).abs() <= 1)
+
+
+def test_padding_and_normalisation_follow_the_reference():
+    cfg = FbankConfig()
+    fbank = segment_fbank(tone(1.0, 16000), cfg, num_segments=1)
+    # 1 s gives 98 Kaldi frames; columns 98–101 are zero-padded before normalisation
+    padded = fbank[0, 0, :, 98:]
+    torch.testing.assert_close(padded, torch.full_like(padded, (0 - cfg.mean) / (2 * cfg.std)))
+    raw = kaldi_fbank(tone(1.0, 16000) - tone(1.0, 16000).mean(), cfg)  # (98, 128)
+    np.testing.assert_allclose(
+        fbank[0, 0, :, :98].numpy(), ((raw - cfg.mean) / (2 * cfg.std)).T.numpy(), atol=1e-5
+    )
+
+
+def test_short_wave_is_zero_padded_and_silence_is_finite():
+    cfg = FbankConfig()
+    fbank = segment_fbank(np.zeros(2 * 16000, np.float32), cfg, num_segments=10)
+    assert torch.isfinite(fbank).all()
+    assert float(fbank[:, :, :, :98].max()) == pytest.approx((LOG_FLOOR - cfg.mean) / (2 * cfg.std))
+
+
+def test_rejects_multichannel_wave():
+    with pytest.raises(ValueError, match="mono"):
+        segment_fbank(np.zeros((2, 16000), np.float32), FbankConfig(), 1)
