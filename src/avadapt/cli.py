@@ -1,12 +1,20 @@
-"""The ``avadapt`` command: thin wrappers over library functions, no logic of its own."""
+"""The ``avadapt`` command: thin wrappers over library functions, no logic of its own.
+
+``avadapt fit | validate | test`` are LightningCLI subcommands (options = the typed constructor arguments of
+the training module, data module and trainer; ``--config FILE``); ``params``, ``prepare``, ``predict`` and
+``demo`` are plain commands parsed here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from avadapt.models import build_without_weights, parameter_report
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
 
 def _add_params(sub: argparse._SubParsersAction) -> None:
@@ -44,15 +52,93 @@ def _run_params(args: argparse.Namespace) -> None:
         print(f"  {role:<32} {count:>12,}")
 
 
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="decode every AVE clip once into a cache of frames + fbank (resumable)")
+    p.add_argument("root", help="AVE folder with Annotations.txt, the split files and AVE/<id>.mp4")
+    p.add_argument("out", help="cache folder to write")
+    p.add_argument("--media-root", help="where AVE/<id>.mp4 lives, if not under ROOT")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes")
+    p.add_argument("--image-size", type=int, default=224, help="square frame size (the backbone's input size)")
+    p.add_argument("--crop-pct", type=float, default=1.0, help="centre crop fraction (timm data config crop_pct)")
+    p.add_argument("--num-mel-bins", type=int, default=128, help="fbank mel bins (ViT: 128)")
+    p.add_argument("--target-frames", type=int, default=102, help="fbank frames per 1 s segment (ViT: 102)")
+    p.set_defaults(run=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> None:
+    from avadapt.data.fbank import FbankConfig
+    from avadapt.data.prepare import prepare_ave
+
+    summary = prepare_ave(args.root, args.out, workers=args.workers, image_size=args.image_size,
+                          fbank=FbankConfig(num_mel_bins=args.num_mel_bins, target_frames=args.target_frames),
+                          media_root=args.media_root, crop_pct=args.crop_pct)
+    if summary.failed:
+        sys.exit(f"{len(summary.failed)} clip(s) failed; see {Path(args.out) / 'bad_clips.tsv'}")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="per-second event labels (JSON) and a timeline picture (PNG) for a video")
+    p.add_argument("video", help="a video file with an audio track, any length")
+    p.add_argument("--adapter", required=True, help="adapter directory (config.json + adapter.safetensors)")
+    p.add_argument("--out", help="output path without suffix; writes OUT.json and OUT.png "
+                                 "(default: predictions/<video name>)")
+    p.add_argument("--labels", help="ground truth: an annotation row 'Category&VideoID&Quality&Start&End' "
+                                    "or an annotation file holding the video's row")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--weights", help="backbone weights file (default: the file recorded at training time)")
+    weights.add_argument("--pretrained", action="store_true", help="backbone weights from its timm tag")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from avadapt.io import load_adapter
+    from avadapt.training.predict import predict_video, summary_line, write_prediction
+
+    model = load_adapter(args.adapter, weights=args.weights, pretrained=True if args.pretrained else None,
+                         map_location=args.device)
+    result = predict_video(model, args.video)
+    out = Path(args.out) if args.out else Path("predictions") / Path(args.video).stem
+    paths = write_prediction(result, out, labels=args.labels)
+    print(summary_line(result))
+    if "accuracy" in result:
+        print(f"agreement with the annotation: {result['accuracy']:.1%}")
+    print(f"wrote {paths['json']} and {paths['png']}")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="synthesise a small AVE, train STG-CMA and a probe on a tiny random ViT (CPU)")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--precision", help="Lightning precision (default: bf16-mixed on a CPU with native bf16, else 32)")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from avadapt.demo import run_demo
+
+    run_demo(args.out, precision=args.precision)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avadapt", description=__doc__)
+    parser = argparse.ArgumentParser(prog="avadapt", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    for name in LIGHTNING_SUBCOMMANDS:  # listed for --help; parsed by LightningCLI
+        sub.add_parser(name, help=f"LightningCLI {name} (avadapt {name} --help for its options)", add_help=False)
     _add_params(sub)
+    _add_prepare(sub)
+    _add_predict(sub)
+    _add_demo(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+        from avadapt.training.cli import run_lightning
+
+        run_lightning(argv)
+        return
     args = build_parser().parse_args(argv)
     args.run(args)
 

@@ -102,20 +102,6 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], sourc
     assert not result.unexpected_keys, result.unexpected_keys  # checked above
 
 
-def backbone_options(model: AVModel) -> dict[str, Any]:
-    """The ``create_backbone`` keyword arguments (besides the audio config) that rebuild the backbone.
-
-    Taken from ``model.spec["backbone_options"]`` when the model records them; otherwise the image size
-    is read from the patch embedding, the one timm option a model built for smaller inputs needs.
-    """
-    recorded = model.spec.get("backbone_options")
-    if recorded is not None:
-        return {k: v for k, v in recorded.items() if k != "audio"}
-    patch_embed = getattr(getattr(model.backbone, "model", None), "patch_embed", None)
-    img_size = getattr(patch_embed, "img_size", None)
-    return {"img_size": list(img_size)} if img_size is not None else {}
-
-
 def save_adapter(
     model: AVModel,
     directory: str | Path,
@@ -140,7 +126,6 @@ def save_adapter(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "spec": model.spec,
-        "backbone_options": backbone_options(model),
         "backbone_source": backbone_source or {"pretrained": False, "weights": None},
         "class_names": list(class_names) if class_names is not None else None,
         "preprocessing": preprocessing,
@@ -226,9 +211,8 @@ def build_from_config(config: dict[str, Any], pretrained: bool = False,
                       weights: str | Path | None = None) -> AVModel:
     """``create_model`` with the options an adapter config records."""
     spec = config["spec"]
-    options = dict(config.get("backbone_options") or {})
-    if "img_size" in options and isinstance(options["img_size"], list):
-        options["img_size"] = tuple(options["img_size"])
+    # JSON turned tuples (img_size=(H, W)) into lists; timm wants them back as tuples
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.get("backbone_options", {}).items()}
     options["audio"] = AudioEmbeddingConfig(**spec["audio_embedding"])
     model = create_model(
         backbone=spec["backbone"], method=spec["method"], task=spec["task"], pretrained=pretrained,

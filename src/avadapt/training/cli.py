@@ -7,6 +7,7 @@ same tree (``avadapt fit --print_config`` shows it).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -57,8 +58,11 @@ class AVAdaptCLI(LightningCLI):
 
 def run_lightning(argv: list[str]) -> AVAdaptCLI:
     """Run ``avadapt fit|validate|test ARGS``; checkpoints are read with ``weights_only=True`` by default."""
+    # From the console the arguments are sys.argv itself: let LightningCLI read them there (it warns about
+    # receiving both); from Python (tests, notebooks) pass them explicitly.
+    args = None if argv == sys.argv[1:] else argv
     return AVAdaptCLI(
-        AVAdaptModule, AVEDataModule, args=argv, save_config_kwargs={"overwrite": True},
+        AVAdaptModule, AVEDataModule, args=args, save_config_kwargs={"overwrite": True},
         parser_kwargs={name: {"default_env": False} for name in SUBCOMMANDS}, seed_everything_default=0,
         auto_configure_optimizers=False,
     )

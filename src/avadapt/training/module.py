@@ -94,7 +94,6 @@ class AVAdaptModule(L.LightningModule):
             backbone_options={**options, "audio": AudioEmbeddingConfig(**audio)},
             **(method_options or {}), **(task_options or {}),
         )
-        self.model.spec.setdefault("backbone_options", options)
         metrics = self.model.head.metrics()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")

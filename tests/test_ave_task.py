@@ -1,0 +1,69 @@
+"""AVE task: the segment-accuracy metric against a hand computation, predictions and the timeline picture."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from avadapt.tasks.ave import AVEConfig, AVEHead, draw_timeline
+
+
+def _head(num_classes: int = 4) -> AVEHead:
+    return AVEHead(feature_dim=8, modalities=("audio", "video"), config=AVEConfig(num_classes=num_classes))
+
+
+def _logits_for(predicted: list[list[int]], num_classes: int) -> torch.Tensor:
+    """(B, T, C) logits whose argmax is ``predicted`` (a confident one-hot plus noise below it)."""
+    logits = torch.rand(len(predicted), len(predicted[0]), num_classes)
+    for b, row in enumerate(predicted):
+        for t, k in enumerate(row):
+            logits[b, t, k] = 5.0
+    return logits
+
+
+def test_accuracy_is_the_fraction_of_correct_segments_over_the_split():
+    head = _head(num_classes=4)
+    metrics = head.metrics()
+    # two batches of a "split": 2 clips × 5 s, then 1 clip × 5 s
+    batches = [
+        ([[0, 0, 3, 3, 1], [2, 2, 2, 3, 3]], [[0, 1, 3, 3, 1], [2, 2, 3, 3, 3]]),
+        ([[3, 3, 3, 3, 3]], [[1, 1, 1, 3, 3]]),
+    ]
+    correct = total = 0
+    per_class_hits = [0] * 4
+    per_class_count = [0] * 4
+    for predicted, labels in batches:
+        metrics.update(*head.metric_inputs(_logits_for(predicted, 4), {"labels": torch.tensor(labels)}))
+        for p_row, y_row in zip(predicted, labels):
+            for p, y in zip(p_row, y_row):
+                correct += p == y
+                total += 1
+                per_class_count[y] += 1
+                per_class_hits[y] += p == y
+    result = metrics.compute()
+    assert (correct, total) == (10, 15)
+    assert result["accuracy"].item() == pytest.approx(10 / 15)
+    assert [h / c for h, c in zip(per_class_hits, per_class_count)] == [1 / 1, 1 / 5, 2 / 2, 6 / 7]
+    assert result["class_accuracy"].tolist() == pytest.approx([1 / 1, 1 / 5, 2 / 2, 6 / 7])
+
+
+def test_predict_returns_argmax_and_its_probability():
+    head = _head(3)
+    logits = torch.tensor([[[0.0, 2.0, 0.0], [1.0, 0.0, 0.0]]])
+    labels, scores = head.predict(logits)
+    assert labels.tolist() == [[1, 0]]
+    assert scores[0, 0].item() == pytest.approx(torch.softmax(logits[0, 0], -1)[1].item())
+
+
+def test_timeline_is_written_for_short_and_long_videos(tmp_path):
+    names = ["Church bell", "Bark, dog", "background"]
+    short = draw_timeline(tmp_path / "short.png", [2, 0, 0, 1], [0.9, 0.6, 0.7, 0.4], names,
+                          ground_truth=[2, 0, 0, 0], title="clip.mp4")
+    long = draw_timeline(tmp_path / "long.png", [i % 3 for i in range(300)], [0.5] * 300, names)
+    for path in (short, long):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_timeline_rejects_mismatched_lengths(tmp_path):
+    with pytest.raises(ValueError, match="ground-truth"):
+        draw_timeline(tmp_path / "x.png", [0, 1], [0.5, 0.5], ["a", "b"], ground_truth=[0])

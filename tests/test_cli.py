@@ -1,0 +1,122 @@
+"""The ``avadapt`` command: LightningCLI fit/validate/test from YAML, predict, params, config files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avadapt.cli import main
+from avadapt.data.media import write_mp4
+from avadapt.data.synth import synthesize_ave
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "configs" / "ave" / "tiny_cpu.yaml"
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::avadapt.io.RandomBackboneWarning"),
+    pytest.mark.filterwarnings("ignore:LightningCLI's args parameter"),  # pytest's own argv is in sys.argv
+]
+
+
+@pytest.fixture(scope="module")
+def ave_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_ave")
+    synthesize_ave(root, clips=12, seed=1, num_classes=4, size=32)  # 4 events + background = tiny_cpu's 5
+    return root
+
+
+def _fit_args(root, out, *extra: str) -> list[str]:
+    return ["fit", "--config", str(TINY_CONFIG), "--data.root", str(root), "--data.num_workers", "0",
+            "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar", "false",
+            "--trainer.precision", "32-true", *extra]
+
+
+def test_fit_fast_dev_run_from_the_tiny_config(tmp_path, ave_root, capsys):
+    main(_fit_args(ave_root, tmp_path, "--trainer.fast_dev_run", "1",
+                   "--adapter_export.dirpath", str(tmp_path / "adapter")))
+    assert (tmp_path / "adapter" / "config.json").is_file()
+    assert (tmp_path / "adapter" / "adapter.safetensors").is_file()
+    assert "test/accuracy" in capsys.readouterr().out  # the test split ran once after fit
+
+
+def test_fit_then_validate_test_and_predict_from_the_checkpoints(tmp_path, ave_root, capsys):
+    main(_fit_args(ave_root, tmp_path, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                   "--test_after_fit", "false", "--trainer.logger", "false"))
+    checkpoints = sorted((tmp_path / "checkpoints").glob("*.ckpt"))
+    assert {p.name for p in checkpoints} >= {"last.ckpt"} and len(checkpoints) == 2  # best on val + last
+    best = next(p for p in checkpoints if p.name.startswith("epoch00-val_acc"))
+    capsys.readouterr()
+    for subcommand in ("validate", "test"):
+        main([subcommand, "--config", str(TINY_CONFIG), "--data.root", str(ave_root), "--data.num_workers", "0",
+              "--trainer.default_root_dir", str(tmp_path / subcommand), "--trainer.logger", "false",
+              "--trainer.precision", "32-true", "--ckpt_path", str(best)])
+    printed = capsys.readouterr().out
+    assert "val/accuracy" in printed and "test/accuracy" in printed
+
+    annotations = (ave_root / "testSet.txt").read_text().splitlines()
+    category, video_id, *_ = annotations[0].split("&")
+    main(["predict", str(ave_root / "AVE" / f"{video_id}.mp4"), "--adapter", str(tmp_path / "adapter"),
+          "--out", str(tmp_path / "pred" / video_id), "--labels", str(ave_root / "Annotations.txt")])
+    result = json.loads((tmp_path / "pred" / f"{video_id}.json").read_text())
+    assert result["seconds"] == 10 and len(result["segments"]) == 10
+    assert {s["ground_truth"] for s in result["segments"]} <= {category, "background"}
+    assert (tmp_path / "pred" / f"{video_id}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_slides_windows_over_a_long_video(tmp_path, ave_root):
+    main(_fit_args(ave_root, tmp_path, "--trainer.fast_dev_run", "1", "--test_after_fit", "false",
+                   "--adapter_export.dirpath", str(tmp_path / "adapter")))
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, size=(23 * 4, 32, 32, 3), dtype=np.uint8)
+    video = write_mp4(tmp_path / "long.mp4", frames, fps=4, audio=rng.normal(0, 0.1, 23 * 16000).astype(np.float32))
+    main(["predict", str(video), "--adapter", str(tmp_path / "adapter"), "--out", str(tmp_path / "long")])
+    result = json.loads((tmp_path / "long.json").read_text())
+    assert result["seconds"] == 23
+    assert result["window_starts"] == [0, 10, 13]  # the last window is shifted back to end with the file
+    assert [s["second"] for s in result["segments"]] == list(range(23))
+    assert all(0 < s["score"] <= 1 for s in result["segments"])
+
+
+def test_every_shipped_config_parses(capsys):
+    for config in sorted((REPO / "configs" / "ave").glob("*.yaml")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", "--config", str(config), "--data.root", "AVE_ROOT", "--print_config"])
+        assert exit_info.value.code in (0, None), config
+        printed = capsys.readouterr().out
+        assert "AVE_ROOT" in printed and "val/accuracy" in printed, config
+
+
+def test_paper_configs_carry_the_recipe(capsys):
+    main_args = ["fit", "--config", str(REPO / "configs/ave/clip_vit_l14_base.yaml"), "--data.root", "x",
+                 "--print_config"]
+    with pytest.raises(SystemExit):
+        main(main_args)
+    printed = capsys.readouterr().out
+    for line in ("lr: 5.0e-05", "min_lr: 2.0e-06", "head_lr_factor: 0.1", "warmup_epochs: 2", "max_epochs: 20",
+                 "batch_size: 2", "precision: bf16-mixed", "vit_large_patch14_clip_quickgelu_224.openai"):
+        assert line in printed, line
+
+
+def test_params_subcommand_is_unchanged(capsys):
+    main(["params", "--backbone", "test_vit", "--preset", "tiny", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "stg_cma" and report["trainable"] < report["total"]
+
+
+def test_unknown_option_is_an_error():
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(TINY_CONFIG), "--data.root", "x", "--model.no_such_option", "1"])
+
+
+def test_precision_defaults_to_what_the_cpu_supports(capsys):
+    from avadapt.training.precision import default_precision
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(TINY_CONFIG), "--data.root", "x", "--print_config"])
+    assert f"precision: {default_precision()}" in capsys.readouterr().out
+    expected = "bf16-mixed" if torch.cpu._is_avx512_bf16_supported() or torch.cuda.is_available() else None
+    if expected:
+        assert default_precision() == expected

@@ -1,0 +1,164 @@
+"""Adapter-only checkpoints: what is written, strict loading, and refusal of unsafe or foreign files."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import avadapt
+from avadapt.io import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    AdapterMismatchError,
+    RandomBackboneWarning,
+    load_adapter,
+    save_adapter,
+    trainable_state_keys,
+)
+from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE
+
+BACKBONE_PREFIX = "method.backbone."
+pytestmark = pytest.mark.filterwarnings("ignore::avadapt.io.RandomBackboneWarning")
+
+
+def _trained_model(method: str = "stg_cma", seed: int = 0, **options) -> avadapt.AVModel:
+    """A tiny model whose trainable parameters are all non-zero (as after training)."""
+    torch.manual_seed(seed)
+    model = avadapt.create_model(backbone="test_vit", method=method, num_frames=TINY_FRAMES, num_classes=5,
+                                 backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO}, **options)
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.normal_(0, 0.05)
+    return model.eval()
+
+
+def _inputs(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(2, TINY_FRAMES, 3, TINY_IMAGE, TINY_IMAGE, generator=g),
+            torch.randn(2, TINY_FRAMES, 1, TINY_AUDIO.num_mel_bins, TINY_AUDIO.num_frames, generator=g))
+
+
+def _save_backbone(model: avadapt.AVModel, path) -> str:
+    save_file({k: v.contiguous() for k, v in model.backbone.model.state_dict().items()}, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("method", ["stg_cma", "probe"])
+def test_round_trip_gives_bit_identical_predictions(tmp_path, method):
+    model = _trained_model(method)
+    weights = _save_backbone(model, tmp_path / "backbone.safetensors")
+    video, audio = _inputs()
+    with torch.no_grad():
+        before = model(video, audio)
+    names = [f"class {k}" for k in range(4)] + ["background"]
+    save_adapter(model, tmp_path / "adapter", class_names=names, preprocessing={"fbank": {"num_mel_bins": 32}})
+    loaded = load_adapter(tmp_path / "adapter", weights=weights)
+    with torch.no_grad():
+        after = loaded(video, audio)
+    assert torch.equal(before, after)
+    assert loaded.adapter_config["class_names"] == names
+    assert loaded.spec == model.spec
+    assert not loaded.training
+
+
+def test_adapter_file_holds_only_trainable_state_and_is_small(tmp_path):
+    model = _trained_model()
+    save_adapter(model, tmp_path)
+    tensors = load_file(str(tmp_path / WEIGHTS_NAME))
+    assert not [k for k in tensors if k.startswith(BACKBONE_PREFIX)]
+    assert set(tensors) == {n for n, p in model.named_parameters() if p.requires_grad}
+    trainable_bytes = sum(p.numel() * 4 for p in model.trainable_parameters())
+    total_bytes = sum(p.numel() * 4 for p in model.parameters())
+    size = (tmp_path / WEIGHTS_NAME).stat().st_size
+    assert size < trainable_bytes + 64 * 1024 < total_bytes
+    config = json.loads((tmp_path / CONFIG_NAME).read_text())
+    assert config["spec"]["backbone"] == "test_vit"
+    assert config["spec"]["audio_embedding"]["num_mel_bins"] == TINY_AUDIO.num_mel_bins
+    assert config["spec"]["backbone_options"]["img_size"] == TINY_IMAGE
+
+
+def test_buffers_of_trained_modules_are_kept_and_frozen_ones_are_not():
+    model = _trained_model()
+    model.head.register_buffer("running_mean", torch.zeros(3))
+    model.backbone.model.register_buffer("frozen_table", torch.zeros(3))
+    keys = trainable_state_keys(model)
+    assert "head.running_mean" in keys
+    assert f"{BACKBONE_PREFIX}model.frozen_table" not in keys
+
+
+def test_unexpected_key_fails_clearly(tmp_path):
+    model = _trained_model()
+    save_adapter(model, tmp_path)
+    tensors = load_file(str(tmp_path / WEIGHTS_NAME))
+    tensors["method.blocks.0.extra_adapter.weight"] = torch.zeros(2)
+    save_file(tensors, str(tmp_path / WEIGHTS_NAME))
+    with pytest.raises(AdapterMismatchError, match=r"unexpected keys: method\.blocks\.0\.extra_adapter\.weight"):
+        load_adapter(tmp_path, weights=_save_backbone(model, tmp_path / "b.safetensors"))
+
+
+def test_missing_key_fails_clearly(tmp_path):
+    model = _trained_model()
+    save_adapter(model, tmp_path)
+    tensors = load_file(str(tmp_path / WEIGHTS_NAME))
+    del tensors["head.classifier.2.bias"]
+    save_file(tensors, str(tmp_path / WEIGHTS_NAME))
+    with pytest.raises(AdapterMismatchError, match=r"missing keys: head\.classifier\.2\.bias"):
+        load_adapter(tmp_path, weights=_save_backbone(model, tmp_path / "b.safetensors"))
+
+
+def test_adapter_of_another_preset_is_refused(tmp_path):
+    save_adapter(_trained_model(preset="tiny"), tmp_path / "tiny")
+    config = json.loads((tmp_path / "tiny" / CONFIG_NAME).read_text())
+    config["spec"]["method_config"]["preset"] = "base"  # config says base, weights are tiny
+    (tmp_path / "tiny" / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(AdapterMismatchError, match="wrong shapes"):
+        load_adapter(tmp_path / "tiny", pretrained=False)
+
+
+def test_backbone_keys_in_an_adapter_file_are_unexpected(tmp_path):
+    model = _trained_model()
+    save_adapter(model, tmp_path)
+    tensors = load_file(str(tmp_path / WEIGHTS_NAME))
+    tensors[f"{BACKBONE_PREFIX}model.cls_token"] = model.backbone.model.cls_token.detach().clone()
+    save_file(tensors, str(tmp_path / WEIGHTS_NAME))
+    with pytest.raises(AdapterMismatchError, match="cls_token"):
+        load_adapter(tmp_path, pretrained=False)
+
+
+def test_without_backbone_weights_the_random_backbone_is_announced(tmp_path):
+    save_adapter(_trained_model(), tmp_path)
+    with pytest.warns(RandomBackboneWarning, match="RANDOMLY INITIALISED"):
+        load_adapter(tmp_path)
+
+
+def test_recorded_backbone_file_is_found_again(tmp_path):
+    model = _trained_model()
+    weights = _save_backbone(model, tmp_path / "backbone.safetensors")
+    save_adapter(model, tmp_path / "adapter", backbone_source={"pretrained": False, "weights": weights})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RandomBackboneWarning)
+        loaded = load_adapter(tmp_path / "adapter")
+    assert torch.equal(loaded.backbone.model.cls_token, model.backbone.model.cls_token)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("arbitrary code ran",))
+
+
+def test_a_pickle_posing_as_adapter_weights_is_not_unpickled(tmp_path):
+    save_adapter(_trained_model(), tmp_path)
+    with open(tmp_path / WEIGHTS_NAME, "wb") as f:
+        pickle.dump({"head.classifier.0.weight": _Payload()}, f)
+    with pytest.raises(Exception, match="(?i)header|safetensor|deserializ"):
+        load_adapter(tmp_path, pretrained=False)
+
+
+def test_not_an_adapter_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_adapter(tmp_path)

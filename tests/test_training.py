@@ -1,0 +1,244 @@
+"""The training system on a tiny ViT and a synthetic AVE: optimiser, schedule, checkpoints, resume, precision."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from avadapt.data.datamodule import AVEDataModule
+from avadapt.data.fbank import FbankConfig
+from avadapt.data.synth import synthesize_ave
+from avadapt.io import AdapterMismatchError, load_adapter, trainable_state_keys
+from avadapt.training import AdapterExport, AVAdaptModule, warmup_cosine_factor
+
+FBANK = FbankConfig(num_mel_bins=32, target_frames=48)
+NUM_CLASSES = 2
+
+
+@pytest.fixture(scope="module")
+def ave_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic_ave")
+    synthesize_ave(root, clips=8, seed=0, num_classes=NUM_CLASSES, size=32)
+    return root
+
+
+def tiny_module(method: str = "stg_cma", **overrides) -> AVAdaptModule:
+    torch.manual_seed(0)
+    options = dict(backbone="test_vit", method=method, task_options={"num_classes": NUM_CLASSES + 1},
+                   backbone_options={"img_size": 32}, fbank=FBANK, lr=1e-3, min_lr=1e-5, warmup_epochs=1)
+    if method == "stg_cma":
+        options["method_options"] = {"preset": "base"}
+    options.update(overrides)
+    return AVAdaptModule(**options)
+
+
+def tiny_data(module: AVAdaptModule, root, batch_size: int = 2) -> AVEDataModule:
+    return AVEDataModule(str(root), batch_size=batch_size, num_workers=0, preprocessing=module.preprocessing)
+
+
+def tiny_trainer(tmp_path, **overrides) -> L.Trainer:
+    options = dict(accelerator="cpu", devices=1, precision="32-true", max_steps=2, limit_val_batches=1,
+                   limit_test_batches=1, num_sanity_val_steps=0, logger=False, enable_progress_bar=False,
+                   enable_model_summary=False, default_root_dir=tmp_path)
+    options.update(overrides)
+    return L.Trainer(**options)
+
+
+# ---- schedule and optimiser ---------------------------------------------------------------------------
+def test_schedule_warms_up_linearly_from_zero_then_follows_a_cosine_to_min_lr():
+    lr, min_lr, warmup, total = 5e-5, 2e-6, 10, 110
+    values = [lr * warmup_cosine_factor(step, warmup, total, lr, min_lr) for step in range(total + 5)]
+    assert values[0] == 0.0
+    assert values[5] == pytest.approx(lr * 5 / 10)
+    assert values[10] == pytest.approx(lr)
+    assert values[60] == pytest.approx(min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert values[110] == pytest.approx(min_lr)
+    assert values[114] == pytest.approx(min_lr)  # stays at the floor past the planned end
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+
+
+def test_parameter_groups_put_the_head_at_a_tenth_of_the_lr():
+    module = tiny_module(lr=5e-5, head_lr_factor=0.1)
+    groups = {g["name"]: g for g in module.parameter_groups()}
+    assert groups["method"]["lr"] == pytest.approx(5e-5)
+    assert groups["head"]["lr"] == pytest.approx(5e-6)
+    grouped = [id(p) for g in groups.values() for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in module.model.trainable_parameters())  # each once
+    assert {id(p) for p in groups["head"]["params"]} == {id(p) for p in module.model.head.parameters()}
+
+
+def test_optimizer_and_per_iteration_schedule_inside_lightning(tmp_path, ave_root):
+    module = tiny_module(lr=1e-3, min_lr=1e-5, warmup_epochs=1.0, head_lr_factor=0.1)
+    data = tiny_data(module, ave_root, batch_size=3)
+    seen = []
+
+    class RecordLR(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append([g["lr"] for g in trainer.optimizers[0].param_groups])
+
+    trainer = tiny_trainer(tmp_path, max_steps=-1, max_epochs=2, limit_train_batches=2, callbacks=[RecordLR()],
+                           limit_val_batches=0)
+    trainer.fit(module, datamodule=data)
+    optimizer = trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.defaults["betas"] == (0.95, 0.999) and optimizer.defaults["weight_decay"] == 5e-7
+    # 2 steps per epoch, warm-up 1 epoch = 2 steps, 4 steps in all
+    factors = [warmup_cosine_factor(s, 2, 4, 1e-3, 1e-5) for s in range(4)]
+    assert [lrs[0] for lrs in seen] == pytest.approx([1e-3 * f for f in factors])
+    assert [lrs[1] for lrs in seen] == pytest.approx([1e-4 * f for f in factors])
+
+
+def test_every_trainable_parameter_gets_a_gradient(ave_root):
+    """DDP needs no find_unused_parameters: every parameter that requires grad takes part in the loss."""
+    for method, options in [("stg_cma", {}), ("probe", {})]:
+        module = tiny_module(method, **options)
+        data = tiny_data(module, ave_root)
+        data.setup("fit")
+        batch = next(iter(data.train_dataloader()))
+        module.train()
+        module.training_step(batch, 0).backward()
+        unused = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
+        assert not unused, f"{method}: {unused}"
+        frozen_with_grad = [n for n, p in module.named_parameters() if not p.requires_grad and p.grad is not None]
+        assert not frozen_with_grad
+        # the frozen backbone stays in eval mode while the module trains
+        assert not module.model.backbone.model.training
+
+
+# ---- checkpoints and resume ---------------------------------------------------------------------------
+def test_lightning_checkpoint_holds_only_trainable_state_and_resume_continues(tmp_path, ave_root):
+    module = tiny_module()
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
+    trainer = tiny_trainer(tmp_path, max_steps=2, callbacks=[checkpoint], limit_val_batches=0)
+    trainer.fit(module, datamodule=tiny_data(module, ave_root))
+    last = tmp_path / "ckpt" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)  # plain tensors and types only
+    assert saved["global_step"] == 2
+    assert set(saved["state_dict"]) == set(trainable_state_keys(module))
+    assert not [k for k in saved["state_dict"] if k.startswith("model.method.backbone.")]
+    assert saved["optimizer_states"][0]["state"]  # Adam moments are there
+
+    resumed = tiny_module()  # a fresh module: its adapters differ until the checkpoint is loaded
+    trainer = tiny_trainer(tmp_path, max_steps=4, limit_val_batches=0)
+    loaded = {}
+
+    class Capture(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            loaded.update({k: v.clone() for k, v in pl_module.state_dict().items() if k in saved["state_dict"]})
+            loaded["adam_step"] = trainer.optimizers[0].state_dict()["state"][0]["step"].clone()
+
+    trainer.callbacks.append(Capture())
+    trainer.fit(resumed, datamodule=tiny_data(resumed, ave_root), ckpt_path=str(last))
+    assert trainer.global_step == 4
+    assert loaded.pop("adam_step").item() == 2
+    for key, value in saved["state_dict"].items():
+        assert torch.equal(loaded[key], value), key
+
+
+def test_checkpoint_with_a_foreign_key_is_refused(tmp_path, ave_root):
+    module = tiny_module()
+    state = {k: v for k, v in module.state_dict().items() if k in set(trainable_state_keys(module))}
+    state["model.head.extra.weight"] = torch.zeros(1)
+    with pytest.raises(AdapterMismatchError, match="model.head.extra.weight"):
+        tiny_module().load_state_dict(state)
+    del state["model.head.extra.weight"]
+    state.pop("model.head.classifier.0.weight")
+    with pytest.raises(AdapterMismatchError, match="missing keys: model.head.classifier.0.weight"):
+        tiny_module().load_state_dict(state)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("arbitrary code ran",))
+
+
+def test_checkpoint_needing_arbitrary_unpickling_is_refused(tmp_path, ave_root):
+    module = tiny_module()
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _Payload(), "pytorch-lightning_version": "2.6.0"}, evil)
+    trainer = tiny_trainer(tmp_path)
+    with pytest.raises(pickle.UnpicklingError, match="(?i)weights.only"):
+        trainer.validate(module, datamodule=tiny_data(module, ave_root), ckpt_path=str(evil))
+
+
+def test_fit_exports_the_best_validation_checkpoint_as_an_adapter(tmp_path, ave_root):
+    module = tiny_module()
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/accuracy", mode="max")
+    export = AdapterExport(str(tmp_path / "adapter"))
+    trainer = tiny_trainer(tmp_path, max_steps=-1, max_epochs=2, limit_train_batches=1, callbacks=[checkpoint, export])
+    trainer.fit(module, datamodule=tiny_data(module, ave_root))
+    best = torch.load(checkpoint.best_model_path, weights_only=True)["state_dict"]
+    config = export.exported / "config.json"
+    assert config.is_file()
+    weights = tmp_path / "backbone.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in module.model.backbone.model.state_dict().items()}, str(weights))
+    model = load_adapter(export.exported, weights=weights)
+    for key, value in model.state_dict().items():
+        if f"model.{key}" in best:
+            assert torch.equal(value, best[f"model.{key}"]), key
+    assert model.adapter_config["class_names"][-1] == "background"
+    assert model.adapter_config["preprocessing"]["video"]["input_size"] == [3, 32, 32]
+
+
+# ---- precision -------------------------------------------------------------------------------------------
+def test_bf16_mixed_and_fp32_losses_agree(tmp_path, ave_root):
+    losses = {}
+    for precision in ("32-true", "bf16-mixed"):
+        module = tiny_module()
+        with torch.no_grad():  # move away from the identity so the adapters matter
+            for p in module.model.trainable_parameters():
+                p.add_(torch.randn_like(p) * 0.02)
+        trainer = tiny_trainer(tmp_path, precision=precision)
+        result = trainer.validate(module, datamodule=tiny_data(module, ave_root), verbose=False)
+        losses[precision] = result[0]["val/loss"]
+    assert losses["bf16-mixed"] == pytest.approx(losses["32-true"], rel=0.03)
+
+
+def test_data_and_head_class_counts_must_agree(tmp_path, ave_root):
+    module = tiny_module(task_options={"num_classes": 29})
+    with pytest.raises(ValueError, match="num_classes=3"):
+        tiny_trainer(tmp_path).validate(module, datamodule=tiny_data(module, ave_root))
+
+
+# ---- the whole pipeline ----------------------------------------------------------------------------------
+def test_synth_prepare_fit_save_load_predict_round_trip(tmp_path, ave_root):
+    """Predictions of the trained module and of the model reloaded from its adapter directory are identical."""
+    from safetensors.torch import save_file
+
+    from avadapt.data.prepare import prepare_ave
+    from avadapt.training.predict import predict_video
+
+    torch.manual_seed(0)
+    backbone_file = tmp_path / "backbone.safetensors"
+    module = tiny_module()
+    save_file({k: v.contiguous() for k, v in module.model.backbone.model.state_dict().items()}, str(backbone_file))
+    module = tiny_module(weights=str(backbone_file))
+    video_config = module.preprocessing["video"]
+    prepare_ave(ave_root, tmp_path / "cache", workers=1, image_size=32, fbank=FBANK, progress=False,
+                crop_pct=video_config["crop_pct"], interpolation=video_config["interpolation"])
+    data = AVEDataModule(str(ave_root), cache_dir=str(tmp_path / "cache"), batch_size=2, num_workers=0,
+                         preprocessing=module.preprocessing)
+    export = AdapterExport(str(tmp_path / "adapter"))
+    trainer = tiny_trainer(tmp_path, max_steps=3, limit_val_batches=0, enable_checkpointing=False, callbacks=[export])
+    trainer.fit(module, datamodule=data)
+    assert trainer.global_step == 3
+
+    loaded = load_adapter(export.exported)  # backbone found through the recorded weights file
+    module.model.eval()
+    data.setup("test")
+    batch = next(iter(data.test_dataloader()))
+    with torch.no_grad():
+        assert torch.equal(module.model(batch.video, batch.audio), loaded(batch.video, batch.audio))
+    video = ave_root / "AVE" / f"{batch.meta['video_id'][0]}.mp4"
+    before = predict_video(module.model, video, preprocessing=module.preprocessing, class_names=data.class_names)
+    after = predict_video(loaded, video)
+    assert before == after
+    adapter_bytes = (export.exported / "adapter.safetensors").stat().st_size
+    assert adapter_bytes < 4 * sum(p.numel() for p in module.model.parameters()) / 2
