@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 import avadapt
-from avadapt.backbones import AudioEmbeddingConfig
+from avadapt.backbones import AudioEmbeddingConfig, create_backbone
 from tests.conftest import TINY_AUDIO, TINY_IMAGE, TINY_VIT
 
 FRAMES = 3
@@ -36,14 +43,36 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> None:
                 module.bias.copy_(0.3 * torch.randn(module.bias.shape, generator=g))
 
 
-def build(family: str, method: str, seed: int = 0, **options) -> avadapt.AVModel:
-    """A tiny model of ``family`` with ``method``; the backbone gets the same random weights for a given seed."""
+_WEIGHTS_DIR = tempfile.TemporaryDirectory(prefix="avadapt-zoo-")
+
+
+@functools.cache
+def backbone_weights(family: str, seed: int = 0) -> Path:
+    """A safetensors file of random tiny-backbone weights (norms randomised), written once per session.
+
+    Models load it at construction, as real checkpoints are loaded, so modules a method copies from the
+    backbone (STG-CMA's tuned final norm) see these weights too.
+    """
     name, backbone_options = TINY_BACKBONES[family]
     torch.manual_seed(seed)
-    model = avadapt.create_model(backbone=name, method=method, backbone_options=dict(backbone_options),
-                                 num_frames=FRAMES, **options)
-    randomize_norms(model.backbone.model, seed)
-    return model
+    timm_model = create_backbone(name, **{k: v for k, v in backbone_options.items() if k != "audio"}).model
+    randomize_norms(timm_model, seed)
+    path = Path(_WEIGHTS_DIR.name) / f"{family}-{seed}.safetensors"
+    save_file(timm_model.state_dict(), str(path))
+    return path
+
+
+def build(family: str, method: str, seed: int = 0, audio: AudioEmbeddingConfig | None = None,
+          **options) -> avadapt.AVModel:
+    """A tiny model of ``family`` with ``method`` on the backbone weights of ``backbone_weights(family, seed)``.
+
+    audio: the audio embedding to use instead of the family's tiny default / the method's preference.
+    """
+    name, backbone_options = TINY_BACKBONES[family]
+    backbone_options = {**backbone_options, **({"audio": audio} if audio is not None else {})}
+    torch.manual_seed(seed)
+    return avadapt.create_model(backbone=name, method=method, backbone_options=backbone_options,
+                                weights=backbone_weights(family, seed), num_frames=FRAMES, **options)
 
 
 def audio_shape(model: avadapt.AVModel) -> tuple[int, int]:
@@ -59,3 +88,16 @@ def inputs(model: avadapt.AVModel, seed: int = 0) -> tuple[torch.Tensor | None, 
     audio = torch.randn(BATCH, FRAMES, 1, *audio_shape(model), generator=g)
     modalities = model.method.modalities
     return (video if "video" in modalities else None), (audio if "audio" in modalities else None)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run tiny models on one intra-op thread: on a shared 2-core machine, spinning OpenMP workers of
+    microsecond-sized ops cost more than they save (the matrix runs several times faster)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+

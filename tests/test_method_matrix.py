@@ -1,0 +1,218 @@
+"""Every registered method × backbone family × its switches, on tiny random backbones.
+
+Adding a method means adding its row to ``SWITCHES`` (a test fails until it is there) and, if it starts
+as the frozen backbone, to ``IDENTITY_AT_INIT``; a method that cannot start as the frozen backbone says why
+in ``NOT_IDENTITY``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from avadapt._registry import METHODS
+from tests.zoo import BATCH, FRAMES, TINY_BACKBONES, build, inputs, one_thread
+
+FAMILIES = tuple(TINY_BACKBONES)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+SWITCHES: dict[str, list[dict]] = {
+    "probe": [{}, {"branches": "audio_only"}, {"branches": "visual_only"}, {"full_finetune": True}],
+    "stg_cma": [{}, {"fusion": "none"}, {"fusion": "audio_to_visual"}, {"temporal_adaptation": False},
+                {"spatial_adaptation": False, "global_adaptation": False}, {"preset": "tiny", "ratio": None},
+                {"branches": "audio_only"}, {"branches": "visual_only"}, {"tune_final_norm": False},
+                {"full_finetune": True}],
+    "lavish": [{}, {"preset": "avs"}, {"preset": "avqa"}, {"cross_modal_fusion": False},
+               {"branches": "audio_only"}, {"branches": "visual_only"}, {"full_finetune": True}],
+    "av_stfp": [{}, {"temporal_prompts": False}, {"spatial_prompts": False}, {"fusion_prompts": False},
+                {"prompted": "audio_only"}, {"prompted": "visual_only"}, {"branches": "visual_only"},
+                {"full_finetune": True}],
+}
+# Which families a method supports; the others must refuse with a clear error.
+SUPPORTED: dict[str, tuple[str, ...]] = {"av_stfp": ("vit",)}
+
+IDENTITY_AT_INIT: dict[str, list[dict]] = {
+    "stg_cma": [{}, {"fusion": "none"}, {"branches": "audio_only"}],
+    "lavish": [{}, {"preset": "avqa"}, {"cross_modal_fusion": False}, {"branches": "visual_only"}],
+}
+NOT_IDENTITY = {
+    "av_stfp": "prompts are extra tokens and keys every attention reads; they cannot be zero-initialised away",
+    "probe": "it is the frozen backbone (checked against timm's own forward below)",
+}
+
+
+def cases():
+    for method, switches in SWITCHES.items():
+        for family in FAMILIES:
+            for options in switches:
+                yield pytest.param(method, family, options, id=f"{method}-{family}-{options}")
+
+
+def supported(method: str, family: str) -> bool:
+    return family in SUPPORTED.get(method, FAMILIES)
+
+
+def with_options(method: str, options: dict) -> dict:
+    # STG-CMA's small tiny-model widths: an explicit ratio keeps every bottleneck ≥ 2 wide on a ViT.
+    if method == "stg_cma" and "ratio" not in options and "preset" not in options:
+        options = {"ratio": "1/8", **options}
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def test_every_registered_method_has_a_matrix_row():
+    assert set(METHODS.names()) == set(SWITCHES), "add the new method's switches to SWITCHES"
+    assert set(METHODS.names()) == set(IDENTITY_AT_INIT) | set(NOT_IDENTITY)
+
+
+@pytest.mark.parametrize("method,family,options", list(cases()))
+def test_forward_backward_and_only_trainable_parameters_move(method, family, options):
+    options = with_options(method, options)
+    if not supported(method, family):
+        with pytest.raises(ValueError, match="ViT"):
+            build(family, method, **options)
+        return
+    model = build(family, method, **options)
+    model.train()
+    video, audio = inputs(model)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable
+    if not options.get("full_finetune"):
+        assert not any(m.training for m in model.backbone.model.modules()), "frozen backbone left eval mode"
+
+    logits = model(video, audio)
+    assert logits.shape == (BATCH, FRAMES, 29) and torch.isfinite(logits).all()
+    model.head.loss(logits, {"labels": torch.randint(0, 29, (BATCH, FRAMES))}).backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable.values())
+
+    torch.optim.AdamW(trainable.values(), lr=1e-2, weight_decay=0.1).step()
+    for name, p in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), f"frozen {name} changed"
+
+
+def _frozen_reference(model, options: dict, family: str):
+    """The probe on the same backbone weights, audio entrance and branches: what the frozen backbone returns."""
+    probe_options = {k: v for k, v in options.items() if k in ("branches",)}
+    return build(family, "probe", audio=model.backbone.audio, **probe_options)
+
+
+@pytest.mark.parametrize("method,options", [pytest.param(m, o, id=f"{m}-{o}")
+                                            for m, rows in IDENTITY_AT_INIT.items() for o in rows])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_new_model_returns_what_the_frozen_backbone_returns(method, options, family):
+    """Zero-initialised up-projections / gates: features equal the frozen backbone's, in eval and train mode.
+
+    LAVISH's BatchNorm runs on batch statistics in train mode, yet its output is multiplied by a zero gate,
+    so train mode is checked as well. STG-CMA's drop path would scale the frozen branches it wraps, so it is
+    off for the train-mode check.
+    """
+    options = with_options(method, options)
+    if method == "stg_cma":
+        options["drop_path"] = 0.0
+    model = build(family, method, **options)
+    reference = _frozen_reference(model, options, family)
+    video, audio = inputs(model)
+    expected = reference.eval().features(video, audio)
+    for train_mode in (False, True):
+        ours = model.train(train_mode).features(video, audio)
+        for modality in model.method.modalities:
+            torch.testing.assert_close(getattr(ours, modality), getattr(expected, modality), rtol=0, atol=1e-5)
+        for ours_map, expected_map in zip(ours.video_maps + ours.audio_maps, expected.video_maps + expected.audio_maps):
+            torch.testing.assert_close(ours_map, expected_map, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ("swin", "swinv2"))
+def test_swin_probe_is_timm_forward_features_average_pooled(family):
+    model = build(family, "probe").eval()
+    video, audio = inputs(model)
+    features = model.features(video, audio)
+    timm_model = model.backbone.model
+    expected = timm_model.forward_features(video.flatten(0, 1)).mean((1, 2)).view(BATCH, FRAMES, -1)
+    torch.testing.assert_close(features.video, expected, rtol=0, atol=1e-6)
+    assert [m.shape[2:] for m in features.video_maps] == [(64, 32), (16, 64)]  # per stage (N, D)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lavish_audio_is_the_tiled_spectrogram_through_the_rgb_network(family):
+    """At init, LAVISH's audio features are timm's forward on the spectrogram repeated over 3 channels."""
+    model = build(family, "lavish").eval()
+    video, audio = inputs(model)
+    assert model.backbone.audio.kernel_reduction == "sum"
+    if family == "vit":
+        pytest.skip("the ViT audio entrance also refits position embeddings to the spectrogram grid")
+    tiled = audio.flatten(0, 1).expand(-1, 3, -1, -1)
+    expected = model.backbone.model.forward_features(tiled).mean((1, 2)).view(BATCH, FRAMES, -1)
+    torch.testing.assert_close(model.features(video, audio).audio, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lavish_without_audio_gate_is_not_identity_for_audio(family):
+    """AVS preset: audio adapters have no output gate (official ``is_gate=0``), so audio changes at init."""
+    model = build(family, "lavish", preset="avs")
+    reference = _frozen_reference(model, {}, family)
+    video, audio = inputs(model)
+    ours, expected = model.eval().features(video, audio), reference.eval().features(video, audio)
+    torch.testing.assert_close(ours.video, expected.video, rtol=0, atol=1e-5)
+    assert not torch.allclose(ours.audio, expected.audio, atol=1e-3)
+
+
+def test_av_stfp_changes_the_output_at_init_and_is_the_backbone_with_prompts_off():
+    model = build("vit", "av_stfp")
+    reference = _frozen_reference(model, {}, "vit")
+    video, audio = inputs(model)
+    expected = reference.eval().features(video, audio)
+    prompted = model.eval().features(video, audio)
+    assert not torch.allclose(prompted.video, expected.video, atol=1e-3)  # see NOT_IDENTITY["av_stfp"]
+    off = build("vit", "av_stfp", temporal_prompts=False, spatial_prompts=False, fusion_prompts=False).eval()
+    torch.testing.assert_close(off.features(video, audio).video, expected.video, rtol=0, atol=1e-6)
+    audio_only = build("vit", "av_stfp", prompted="audio_only").eval().features(video, audio)
+    torch.testing.assert_close(audio_only.video, expected.video, rtol=0, atol=1e-6)  # video stream unprompted
+    assert not torch.allclose(audio_only.audio, expected.audio, atol=1e-3)
+
+
+def test_av_stfp_fusion_prompts_carry_audio_into_the_video_stream():
+    model = build("vit", "av_stfp").eval()
+    video, audio = inputs(model)
+    base = model.features(video, audio).video
+    changed = model.features(video, audio + 1.0).video
+    assert not torch.allclose(base, changed, atol=1e-4)
+    unfused = build("vit", "av_stfp", fusion_prompts=False).eval()
+    torch.testing.assert_close(unfused.features(video, audio).video, unfused.features(video, audio + 1.0).video)
+
+
+def test_stg_cma_swin_cross_modal_exchange_pairs_windows():
+    """With non-zero gates and adapters, audio reaches video only through the window-paired spatial CAIM
+    when the global exchange is off: a change confined to one audio window moves only that video window."""
+    model = build("swin", "stg_cma", ratio="1/4", global_adaptation=False, temporal_adaptation=False,
+                  drop_path=0.0, branches="audio_visual").eval()
+    block = model.method.blocks[0]  # stage 1, unshifted: windows are 4×4 tiles of the 8×8 grid
+    with torch.no_grad():
+        block.gates.video_gate.fill_(1.0)
+        for adapters in model.method.blocks:
+            for adapter in adapters.spatial_adapters.values():
+                adapter.up.weight.normal_(std=0.1)
+    handle = block.handle
+    video, audio = inputs(model)
+    tokens = model.method.embed(video, audio)
+    out = block(dict(tokens))
+    audio_tokens = tokens["audio"].clone()
+    audio_tokens.view(-1, 8, 8, audio_tokens.shape[-1])[:, :4, :4] += 1.0  # window 0 only
+    moved = block({"video": tokens["video"], "audio": audio_tokens})
+    diff = (moved["video"] - out["video"]).abs().sum(-1).view(-1, 8, 8)
+    assert diff[:, :4, :4].sum() > 0 and diff[:, 4:, :].sum() == 0 and diff[:, :, 4:].sum() == 0
+    assert handle.windows(tokens["video"]).shape[:2] == (BATCH * FRAMES * 4, 16)
+
+
+def test_swin_rejects_spectrograms_of_another_size():
+    from avadapt.backbones import AudioEmbeddingConfig
+
+    with pytest.raises(ValueError, match="mel bins"):
+        build("swin", "probe").backbone.audio = AudioEmbeddingConfig(num_mel_bins=32, num_frames=48)
