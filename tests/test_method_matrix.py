@@ -140,14 +140,16 @@ def test_swin_probe_is_timm_forward_features_average_pooled(family):
     assert [m.shape[2:] for m in features.video_maps] == [(64, 32), (16, 64)]  # per stage (N, D)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ("swin", "swinv2"))
 def test_lavish_audio_is_the_tiled_spectrogram_through_the_rgb_network(family):
-    """At init, LAVISH's audio features are timm's forward on the spectrogram repeated over 3 channels."""
+    """At init, LAVISH's audio features on Swin are timm's forward on the spectrogram repeated over 3 channels.
+
+    (A ViT's audio entrance also refits position embeddings to the spectrogram grid, so timm's own forward
+    is no reference there; its kernel reduction is the same ``sum``.)
+    """
     model = build(family, "lavish").eval()
     video, audio = inputs(model)
     assert model.backbone.audio.kernel_reduction == "sum"
-    if family == "vit":
-        pytest.skip("the ViT audio entrance also refits position embeddings to the spectrogram grid")
     tiled = audio.flatten(0, 1).expand(-1, 3, -1, -1)
     expected = model.backbone.model.forward_features(tiled).mean((1, 2)).view(BATCH, FRAMES, -1)
     torch.testing.assert_close(model.features(video, audio).audio, expected, rtol=1e-5, atol=1e-5)

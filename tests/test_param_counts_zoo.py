@@ -1,0 +1,125 @@
+"""Trainable-parameter counts of the full-size presets, built on the meta device (no weights, no memory).
+
+Targets: the official codes' counts with the AVE head (shared/reference/methods.md), and the AV-STFP poster.
+The exact integers are the analytic derivations written in the methods' docstrings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from avadapt import cli
+from avadapt._registry import METHODS
+from avadapt.backbones import AudioEmbeddingConfig
+from avadapt.methods.audio_front_ends import (
+    AUDIO_FRONT_ENDS,
+    LAVISH_SWIN_AUDIO,
+    STG_CMA_SWIN_AUDIO,
+    audio_front_end,
+)
+from avadapt.models import build_without_weights, parameter_report
+from avadapt.param_table import (
+    CLIP_B16,
+    CLIP_L14,
+    PRESET_ROWS,
+    SWIN_B,
+    SWIN_L,
+    SWINV2_L,
+    PresetRow,
+    format_table,
+    parameter_table,
+)
+
+
+def trainable(backbone: str, method: str, **options) -> int:
+    report = parameter_report(build_without_weights(backbone=backbone, method=method, task="ave", **options))
+    assert report["trainable"] == sum(report["breakdown"].values())
+    return report["trainable"]
+
+
+@pytest.mark.parametrize("backbone,preset,paper,tolerance,official", [
+    (SWIN_L, "base", 19.03e6, 0.01e6, 19_026_809),
+    (SWIN_L, "tiny", 11.74e6, 0.01e6, 11_740_649),
+    (SWIN_B, "base", 10.07e6, 0.01e6, 10_068_549),
+    (SWIN_B, "tiny", 5.6e6, 0.05e6, 5_599_909),
+])
+def test_stg_cma_swin_counts_match_the_official_code(backbone, preset, paper, tolerance, official):
+    # The official module set: no CAIM gates (the AVE script runs "multimodal"), frozen final norm.
+    assert trainable(backbone, "stg_cma", preset=preset, fusion="none", tune_final_norm=False) == official
+    # Our defaults add 48 CAIM gates and a trainable copy of the final norm: still the paper's figure.
+    assert abs(trainable(backbone, "stg_cma", preset=preset) - paper) <= tolerance
+
+
+def test_stg_cma_swin_explicit_ratio_overrides_the_stage_presets():
+    uniform = trainable(SWIN_B, "stg_cma", ratio="1/8", fusion="none", tune_final_norm=False)
+    assert uniform != trainable(SWIN_B, "stg_cma", preset="base", fusion="none", tune_final_norm=False)
+    with pytest.raises(ValueError, match="presets"):
+        build_without_weights(backbone=SWIN_B, method="stg_cma", preset="vanilla")
+
+
+def test_lavish_count_matches_the_official_code():
+    assert trainable(SWINV2_L, "lavish", preset="ave") == 10_036_061  # adapters 8,447,808 + head 1,588,253
+    assert abs(trainable(SWINV2_L, "lavish", preset="ave", dropout=0.0) - 10.04e6) <= 0.01e6
+
+
+@pytest.mark.parametrize("backbone,exact,poster", [(CLIP_B16, 1_078_301, 1.1e6), (CLIP_L14, 1_801_245, 1.8e6)])
+def test_av_stfp_lands_near_the_poster(backbone, exact, poster):
+    count = trainable(backbone, "av_stfp")
+    assert count == exact
+    assert round(count / 1e6, 1) == round(poster / 1e6, 1)
+
+
+def test_probe_trains_only_the_head_unless_fully_fine_tuned():
+    frozen = parameter_report(build_without_weights(backbone=SWIN_L, method="probe"))
+    assert frozen["trainable"] == 1_588_253 and frozen["breakdown"] == {"head": 1_588_253}
+    full = parameter_report(build_without_weights(backbone=SWIN_L, method="probe", full_finetune=True))
+    assert full["trainable"] == full["total"]
+
+
+def test_every_registered_method_has_a_preset_row_and_the_table_formats():
+    assert {row.method for row in PRESET_ROWS} == set(METHODS.names())
+    rows = [PresetRow("stg_cma", CLIP_B16, "tiny (1/32)", {"preset": "tiny"}, paper="3.53M (code)"),
+            PresetRow("lavish", SWINV2_L, "AVE preset", {"preset": "ave"}, paper="10.04M (code)")]
+    entries = parameter_table(rows)
+    assert [e["trainable"] for e in entries] == [3_529_973, 10_036_061]
+    text, markdown = format_table(entries), format_table(entries, markdown=True)
+    assert "3.53M" in text and "10.04M" in text and "CLIP ViT-B/16" in text
+    lines = markdown.splitlines()
+    assert lines[0].startswith("| method |") and lines[1].startswith("|---") and len(lines) == 4
+
+
+def test_params_table_command_prints_the_table(monkeypatch, capsys):
+    subset = [PresetRow("probe", SWIN_B, "frozen backbone")]
+    monkeypatch.setattr("avadapt.param_table.parameter_table", lambda rows=subset: parameter_table(rows))
+    cli.main(["params", "--table", "--markdown"])
+    out = capsys.readouterr().out
+    assert "| probe | Swin-B/224 (22k) | ave | frozen backbone | 1.06M | 87.81M | — |" in out
+
+
+def test_methods_pick_their_audio_entrance_on_swin_unless_told_otherwise():
+    def audio(method: str, **backbone_options) -> AudioEmbeddingConfig:
+        return build_without_weights(backbone=SWINV2_L, method=method, backbone_options=backbone_options).backbone.audio
+
+    assert audio("lavish") == LAVISH_SWIN_AUDIO["ave"].embedding  # 192 × 192, RGB kernel summed (tiled input)
+    assert audio("stg_cma").kernel_reduction == "mean"
+    explicit = dataclasses.replace(LAVISH_SWIN_AUDIO["ave"].embedding, kernel_reduction="mean")
+    assert audio("lavish", audio=explicit) == explicit
+    stg = build_without_weights(backbone=SWIN_L, method="stg_cma").backbone.audio
+    assert stg == STG_CMA_SWIN_AUDIO["ave"].embedding
+
+
+def test_audio_front_ends_build_fbank_configs():
+    from avadapt.data.fbank import FbankConfig
+
+    for (method, family, task), front_end in AUDIO_FRONT_ENDS.items():
+        fbank = FbankConfig(**front_end.fbank)
+        assert (fbank.num_mel_bins, fbank.target_frames) == (
+            front_end.embedding.num_mel_bins, front_end.embedding.num_frames), (method, family, task)
+    lavish = FbankConfig(**audio_front_end("lavish", "swin").fbank)
+    assert (lavish.frame_shift_ms, lavish.mean, lavish.std) == (5.2, -4.9848, 3.7080)
+    stg = FbankConfig(**audio_front_end("stg_cma", "swin").fbank)
+    assert (stg.num_mel_bins, stg.frame_shift_ms, stg.target_frames) == (224, 4.4, 224)
+    with pytest.raises(KeyError, match="known"):
+        audio_front_end("lavish", "swin", "avvp")
