@@ -218,3 +218,42 @@ def test_swin_rejects_spectrograms_of_another_size():
 
     with pytest.raises(ValueError, match="mel bins"):
         build("swin", "probe").backbone.audio = AudioEmbeddingConfig(num_mel_bins=32, num_frames=48)
+
+
+ROUND_TRIPS = [("stg_cma", "swin", {}), ("stg_cma", "swinv2", {"fusion": "none"}), ("lavish", "swinv2", {}),
+               ("lavish", "vit", {"preset": "avqa"}), ("lavish", "swin", {"preset": "avs"}),
+               ("av_stfp", "vit", {}), ("probe", "swin", {})]
+
+
+@pytest.mark.parametrize("method,family,options", [pytest.param(*case, id=f"{case[0]}-{case[1]}-{case[2]}")
+                                                   for case in ROUND_TRIPS])
+def test_adapter_round_trip(tmp_path, method, family, options):
+    """save_adapter → load_adapter rebuilds the model (timm kwargs and audio entrance from the spec) and gives
+    bit-identical outputs; LAVISH's BatchNorm running statistics travel with the adapter."""
+    from avadapt.io import load_adapter, save_adapter, trainable_state_keys
+    from tests.zoo import backbone_weights
+
+    model = build(family, method, **with_options(method, options))
+    video, audio = inputs(model)
+    model.train()
+    model(video, audio)  # one train-mode pass: BatchNorm statistics move away from their init
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.normal_(0, 0.05)
+    model.eval()
+    with torch.no_grad():
+        before = model(video, audio)
+    save_adapter(model, tmp_path / "adapter")
+    loaded = load_adapter(tmp_path / "adapter", weights=backbone_weights(family))
+    with torch.no_grad():
+        assert torch.equal(loaded(video, audio), before)
+    assert loaded.backbone.audio == model.backbone.audio
+    keys = trainable_state_keys(model)
+    backbone_keys = [k for k in keys if k.startswith("method.backbone.")]
+    if getattr(model.method.config, "tune_backbone_norms", False):  # LAVISH AVS/AVQA: the backbone's LayerNorms
+        norms = {name for name, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)}
+        assert backbone_keys and all(k.rsplit(".", 1)[0] in norms for k in backbone_keys)
+    else:
+        assert not backbone_keys
+    if method == "lavish" and model.method.config.batch_norm:
+        assert any(k.endswith("running_mean") for k in keys)
