@@ -129,3 +129,17 @@ def test_tiled_spectrogram_through_rgb_patch_embed_equals_summed_kernel(version)
     backbone.audio = type(backbone.audio)(num_mel_bins=32, num_frames=32, kernel_reduction="mean")
     expected = backbone.model.patch_embed.norm(mean_kernel.permute(0, 2, 3, 1)).flatten(1, 2)
     torch.testing.assert_close(backbone.audio_tokens(spectrogram), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_ffn_recompute_gives_the_same_values_and_gradients(version):
+    backbone = tiny_backbone(version)
+    tokens = backbone.video_tokens(torch.randn(2, 3, 32, 32)).detach().requires_grad_(True)
+    grads = []
+    for enabled in (False, True):
+        backbone.set_ffn_recompute(enabled)
+        out = backbone.blocks[0].ffn(tokens)
+        (grad,) = torch.autograd.grad(out.square().sum(), tokens)
+        grads.append((out.detach(), grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-6, atol=1e-6)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.swin_transformer_v2 import SwinTransformerV2
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from avadapt.backbones.vit import AudioEmbeddingConfig
 
@@ -50,6 +51,7 @@ class SwinBlockHandle:
         self.num_heads: int = block.attn.num_heads
         self.window_size: tuple[int, int] = tuple(block.window_size)
         self.shift_size: tuple[int, int] = tuple(block.shift_size)
+        self.recompute_ffn = False
 
     @property
     def shifted_by_design(self) -> bool:
@@ -78,6 +80,11 @@ class SwinBlockHandle:
 
     def ffn(self, x: torch.Tensor) -> torch.Tensor:
         """(S, N, C) → (S, N, C): the MLP branch, before the residual add."""
+        if self.recompute_ffn and torch.is_grad_enabled() and x.requires_grad:
+            return checkpoint(self._ffn, x, use_reentrant=False)
+        return self._ffn(x)
+
+    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
         if self.version == 1:
             return self.block.mlp(self.block.norm2(x))
         return self.block.norm2(self.block.mlp(x))
@@ -233,6 +240,12 @@ class SwinBackbone(nn.Module):
         self.trainable = trainable
         self.model.requires_grad_(trainable)
         self.model.train(self.training and trainable)
+
+    def set_ffn_recompute(self, enabled: bool) -> None:
+        """Recompute each frozen MLP's hidden activation (4·C per token, the largest tensor a block keeps for
+        backward) in the backward pass instead of storing it; same contract as ``ViTBackbone``."""
+        for handle in self.blocks:
+            handle.recompute_ffn = enabled
 
     def train(self, mode: bool = True) -> Self:
         super().train(mode)
