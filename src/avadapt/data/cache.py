@@ -6,7 +6,8 @@ with small adapters, so every clip is decoded once into a small safetensors file
     <cache>/cache.json               the settings the cache was built with (CacheSettings)
     <cache>/<video_id>.safetensors   frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
                                      fbank   float16 (T, 1, F, L)  normalised log-mel, as segment_fbank
-                                     metadata: video_id, video_seconds, audio_seconds
+                                     metadata "clip": JSON of video_id, source, video_seconds,
+                                     audio_seconds (one key: byte-identical files across runs)
     <cache>/bad_clips.tsv            video_id, path, reason of every clip that could not be decoded
 
 One file per video id, not per annotation row: AVE rows that share a video share its media.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from avadapt._config import JSONConfig
@@ -113,17 +115,27 @@ def clip_file(cache_dir: Path, video_id: str) -> Path:
     return cache_dir / f"{video_id}.safetensors"
 
 
-def save_cached_clip(path: Path, frames: torch.Tensor, fbank: torch.Tensor, metadata: dict[str, str]) -> None:
-    """Atomically write one clip: frames (T, 3, S, S) uint8, fbank (T, 1, F, L) stored as float16."""
+def save_cached_clip(path: Path, frames: torch.Tensor, fbank: torch.Tensor, info: dict[str, object]) -> None:
+    """Atomically write one clip: frames (T, 3, S, S) uint8, fbank (T, 1, F, L) stored as float16.
+
+    ``info`` is stored as one sorted JSON string: safetensors writes a metadata map with several
+    keys in arbitrary order, which would make identical clips differ byte for byte between runs.
+    """
     if frames.dtype != torch.uint8 or frames.ndim != 4:
         raise ValueError(f"frames must be uint8 (T, 3, S, S), got {frames.dtype} {tuple(frames.shape)}")
     tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
     save_file(
         {"frames": frames.contiguous(), "fbank": fbank.to(torch.float16).contiguous()},
         str(tmp),
-        metadata=metadata,
+        metadata={"clip": json.dumps(info, sort_keys=True)},
     )
     os.replace(tmp, path)
+
+
+def cached_clip_info(path: Path) -> dict[str, object]:
+    """The ``info`` dict a cached clip was saved with."""
+    with safe_open(str(path), framework="pt") as handle:
+        return json.loads((handle.metadata() or {}).get("clip", "{}"))
 
 
 def load_cached_clip(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

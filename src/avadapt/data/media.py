@@ -355,8 +355,8 @@ def write_mp4(
     faststart: put the index (moov atom) first, as streaming sites do; a file cut short then still
     opens and the reader must notice the missing tail itself.
 
-    The encoder runs single-threaded so the same input gives the same bytes (synthetic datasets
-    are deterministic by seed).
+    The encoder runs single-threaded and without x264's macroblock-tree, so the same input gives
+    the same bytes (synthetic datasets are deterministic by seed).
     """
     path = Path(path)
     if frames is None and audio is None:
@@ -380,7 +380,14 @@ def write_mp4(
             video_stream.time_base = time_base
             video_stream.codec_context.time_base = time_base
             if codec == "libx264":
-                video_stream.options = {"threads": "1", "crf": "18", "preset": "veryfast"}
+                # single thread, and no macroblock-tree rate control: x264's mbtree reads memory it
+                # never initialised at these small sizes, so identical frames could encode differently
+                video_stream.options = {
+                    "threads": "1",
+                    "crf": "18",
+                    "preset": "veryfast",
+                    "x264-params": "mbtree=0",
+                }
             elif codec == "mpeg4":
                 video_stream.options = {"threads": "1", "qscale": "3"}
         if audio is not None:

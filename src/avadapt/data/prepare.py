@@ -83,13 +83,13 @@ def prepare_clip(media: Path, target: Path, settings: CacheSettings) -> None:
     )
     frames = geometry.geometry(as_video_tensor(clip.frames))  # (T, 3, S, S) uint8
     fbank = segment_fbank(clip.wave, settings.fbank, settings.num_segments, settings.segment_seconds)
-    metadata = {
+    info = {
         "video_id": target.stem,
         "source": media.name,
-        "video_seconds": f"{clip.video_seconds:.3f}",
-        "audio_seconds": f"{clip.audio_seconds:.3f}",
+        "video_seconds": round(clip.video_seconds, 3),
+        "audio_seconds": round(clip.audio_seconds, 3),
     }
-    save_cached_clip(target, frames, fbank, metadata)
+    save_cached_clip(target, frames, fbank, info)
 
 
 def _work(job: tuple[str, Path, Path, CacheSettings]) -> tuple[str, str | None]:

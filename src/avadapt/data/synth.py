@@ -97,7 +97,9 @@ class _ClassLook:
             mask=_shape_mask(_SHAPES[k % len(_SHAPES)], object_size),
             colour=_PALETTE[k % len(_PALETTE)],  # (shape, colour) pairs are distinct for k < 42
             orbit_hz=0.15 + 0.05 * (k % 4),
-            pitch_hz=250.0 * 1.12**k,  # ~2 semitones apart: distinct mel bins up to k = 27 (5.3 kHz)
+            # 4 octaves from 250 Hz in steps of 4/28 octave, visited in a scrambled order (5k mod 28)
+            # so that the first few classes are far apart; all 28 fall in distinct mel bins
+            pitch_hz=250.0 * 2 ** (4 * ((5 * k) % 28) / 28),
             harmonics=1 + k % 3,
             am_hz=2.0 + 1.5 * (k % 5),
         )
