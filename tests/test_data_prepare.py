@@ -208,3 +208,5 @@ def test_settings_round_trip():
     settings = CacheSettings(image_size=96, crop_pct=0.875, fbank=FbankConfig(num_mel_bins=64))
     assert CacheSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     assert np.isclose(settings.fbank.std, 3.2001)
+    with pytest.raises(ValueError, match="interpolation"):
+        CacheSettings(interpolation="lanczos")

@@ -279,6 +279,9 @@ class AVEDataset(Dataset):
     on_missing: rows whose media is missing raise :class:`MissingMediaError` listing them
     (``"error"``, default) or are dropped with a warning that lists them (``"skip"``).
     min_seconds: passed to :func:`read_clip` for mp4 files.
+
+    A clip that cannot be decoded raises :class:`MediaError` naming it when its item is loaded;
+    :func:`prepare_ave` finds all such clips up front and lists them in ``bad_clips.tsv``.
     """
 
     def __init__(
@@ -295,6 +298,8 @@ class AVEDataset(Dataset):
         on_missing: Literal["error", "skip"] = "error",
         min_seconds: float | None = None,
     ):
+        if on_missing not in ("error", "skip"):
+            raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
         self.annotations = AVEAnnotations.load(root, annotations)
         self.split = split
         self.media_root = Path(media_root) if media_root is not None else Path(root)
@@ -373,8 +378,6 @@ class AVEDataset(Dataset):
         )
         if on_missing == "error":
             raise MissingMediaError(message)
-        if on_missing != "skip":
-            raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
         warnings.warn(message + "\nthese rows are skipped", stacklevel=3)
         return [r for r in rows if self.annotations.events[r].video_id not in missing]
 

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from avadapt._config import JSONConfig
 from avadapt.data.fbank import FbankConfig
+from avadapt.data.transforms import VideoTransform, VideoTransformConfig
 
 CACHE_FORMAT = "avadapt-clip-cache"
 CACHE_VERSION = 1
@@ -64,6 +65,17 @@ class CacheSettings(JSONConfig):
             object.__setattr__(self, "fbank", FbankConfig.from_dict(self.fbank))
         if self.image_size <= 0 or self.num_segments <= 0 or self.segment_seconds <= 0:
             raise ValueError(f"image_size, num_segments and segment_seconds must be positive: {self}")
+        self.frame_transform()  # validates crop_pct and interpolation
+
+    def frame_transform(self) -> VideoTransform:
+        """The resize + centre crop that turns decoded frames into cached ones (no normalisation)."""
+        return VideoTransform(
+            VideoTransformConfig(
+                input_size=(self.image_size, self.image_size),
+                crop_pct=self.crop_pct,
+                interpolation=self.interpolation,
+            )
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"format": CACHE_FORMAT, "version": CACHE_VERSION, **self.to_dict()}

@@ -199,7 +199,7 @@ def read_clip(
     Audio: all channels resampled to ``sample_rate`` with PyAV's ``AudioResampler`` and averaged to
     mono, aligned to the video by the streams' timestamps.
 
-    Longer files: only the window is decoded (the file is read up to its end); use
+    Longer files: decoding seeks to ``start`` and stops once the window is covered; use
     :func:`media_duration` and :func:`window_starts` to slide windows over a long file.
     Shorter files: content shorter than ``min_seconds`` raises :class:`MediaError`; otherwise the
     missing segments repeat the last frame and the missing audio is silence. ``min_seconds``
@@ -289,7 +289,11 @@ def read_clip(
         # targets past the last frame: the last frame stays on screen (padding by repetition)
         for t in range(next_target, num_segments):
             chosen[t] = previous
-        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in chosen])  # (T, H, W, 3)
+        # a stream may change resolution mid-way; every frame is scaled to the first one's size
+        width, height = chosen[0].width, chosen[0].height
+        frames = np.stack(
+            [f.to_ndarray(format="rgb24", width=width, height=height) for f in chosen]
+        )  # (T, H, W, 3)
         wave = collector.window(start, round(span * sample_rate))  # (T·s·sr,)
     return Clip(frames, wave, sample_rate, start, segment_seconds, video_seconds, audio_seconds)
 

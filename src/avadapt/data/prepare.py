@@ -33,7 +33,7 @@ from avadapt.data.cache import (
 )
 from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import MediaError, read_clip
-from avadapt.data.transforms import VideoTransform, VideoTransformConfig, as_video_tensor
+from avadapt.data.transforms import as_video_tensor
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,7 @@ def prepare_clip(media: Path, target: Path, settings: CacheSettings) -> None:
         media, settings.num_segments, settings.segment_seconds,
         sample_rate=settings.fbank.sample_rate, min_seconds=settings.min_seconds,
     )  # fmt: skip
-    geometry = VideoTransform(
-        VideoTransformConfig(
-            input_size=(settings.image_size, settings.image_size),
-            crop_pct=settings.crop_pct,
-            interpolation=settings.interpolation,
-        )
-    )
-    frames = geometry.geometry(as_video_tensor(clip.frames))  # (T, 3, S, S) uint8
+    frames = settings.frame_transform().geometry(as_video_tensor(clip.frames))  # (T, 3, S, S) uint8
     fbank = segment_fbank(clip.wave, settings.fbank, settings.num_segments, settings.segment_seconds)
     info = {
         "video_id": target.stem,
@@ -159,7 +152,8 @@ def prepare_ave(
     out: cache folder; created if needed. If it already holds a ``cache.json`` with other settings,
     a :class:`~avadapt.data.cache.CacheConfigError` says which, rather than mixing two settings.
     workers: processes decoding in parallel (1 = in this process). They are spawned, so a script
-    calling this with ``workers > 1`` needs an ``if __name__ == "__main__":`` guard.
+    calling this with ``workers > 1`` needs an ``if __name__ == "__main__":`` guard. Run one
+    prepare per cache folder at a time: a run starts by deleting temporary files it finds there.
 
     Returns a :class:`PrepareSummary` (also printed): clips written, already cached, failed (and
     written to ``bad_clips.tsv`` as video_id, path, reason), and the throughput in clips/s.
