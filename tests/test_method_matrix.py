@@ -257,3 +257,30 @@ def test_adapter_round_trip(tmp_path, method, family, options):
         assert not backbone_keys
     if method == "lavish" and model.method.config.batch_norm:
         assert any(k.endswith("running_mean") for k in keys)
+
+
+def test_lavish_presets_fill_unset_options_and_round_trip():
+    from avadapt.methods.lavish import LAVISHConfig
+
+    ave = LAVISHConfig()
+    assert (ave.num_latent_tokens, ave.ratio, ave.conv_groups, ave.batch_norm, ave.audio_gate) == (2, 0.125, 2, True, True)
+    avs = LAVISHConfig(preset="avs", num_latent_tokens=4)
+    assert (avs.num_latent_tokens, avs.ratio, avs.audio_gate, avs.tune_backbone_norms) == (4, 0.25, False, True)
+    assert LAVISHConfig.from_dict(avs.to_dict()) == avs
+    with pytest.raises(ValueError, match="preset"):
+        LAVISHConfig(preset="avvp")
+    with pytest.raises(ValueError, match="latent_init"):
+        LAVISHConfig(latent_init="normal")
+    with pytest.raises(ValueError, match="divisible"):
+        build("swin", "lavish", conv_groups=3)
+
+
+def test_av_stfp_config_validates():
+    from avadapt.methods.av_stfp import AVSTFPConfig
+
+    assert AVSTFPConfig.from_dict(AVSTFPConfig(prompted="audio_only").to_dict()) == AVSTFPConfig(prompted="audio_only")
+    with pytest.raises(ValueError, match="names no stream"):
+        AVSTFPConfig(prompted="audio_only", branches="visual_only")
+    with pytest.raises(ValueError, match="num_spatial_prompts"):
+        AVSTFPConfig(num_spatial_prompts=0)
+    assert AVSTFPConfig(spatial_prompts=False, num_spatial_prompts=0).num_spatial_prompts == 0
