@@ -22,8 +22,13 @@ class LAVISH(AVMethod):
     frozen. Features are the final norm averaged over tokens on Swin (the official AVE head's input) and the
     final-norm class token on a ViT. The official AVE head — Linear 3072→512 → Linear 512→29 on
     concat[v; a] — has exactly the parameters of our shared AVE head (its Dropout has none): with
-    ``dropout=0`` it is the same function. On Swin-V2-L/192 with the AVE preset, adapters
-    8,447,808 + head 1,588,253 = 10,036,061 trainable parameters (the official code's 10.04M).
+    ``dropout=0`` it is the same function.
+
+    Count with the AVE preset: one adapter of width D has m·D latent tokens, two grouped 1×1 convolutions of
+    D·(D/8)/2 weights each (= D²/8), BatchNorms of 2·D/8 and 2·D, LayerNorms of 2·D and 2·D, and two scalar
+    gates: D²/8 + (m + 6)·D + D/4 + 2, with m = 2 6,194 / 21,602 / 80,066 / 307,586 for D = 192 / 384 / 768 /
+    1536. Four adapters in each of 2 / 2 / 18 / 2 blocks: 8,447,808; with the head (3072·512 + 512 + 512·29
+    + 29 = 1,588,253) 10,036,061 trainable parameters on Swin-V2-L/192 (the official code's 10.04M).
     """
 
     config_class = LAVISHConfig
