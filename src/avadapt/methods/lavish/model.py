@@ -26,7 +26,7 @@ class LAVISH(AVMethod):
 
     Count with the AVE preset: one adapter of width D has m·D latent tokens, two grouped 1×1 convolutions of
     D·(D/8)/2 weights each (= D²/8), BatchNorms of 2·D/8 and 2·D, LayerNorms of 2·D and 2·D, and two scalar
-    gates: D²/8 + (m + 6)·D + D/4 + 2, with m = 2 6,194 / 21,602 / 80,066 / 307,586 for D = 192 / 384 / 768 /
+    gates: D²/8 + (m + 6)·D + D/4 + 2; with m = 2 that is 6,194 / 21,602 / 80,066 / 307,586 for D = 192 / 384 / 768 /
     1536. Four adapters in each of 2 / 2 / 18 / 2 blocks: 8,447,808; with the head (3072·512 + 512 + 512·29
     + 29 = 1,588,253) 10,036,061 trainable parameters on Swin-V2-L/192 (the official code's 10.04M).
     """
