@@ -120,3 +120,18 @@ def test_precision_defaults_to_what_the_cpu_supports(capsys):
     expected = "bf16-mixed" if torch.cpu._is_avx512_bf16_supported() or torch.cuda.is_available() else None
     if expected:
         assert default_precision() == expected
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path, ave_root):
+    """``--trainer.strategy ddp --trainer.devices 2``: fit, export and the final test run on two ranks."""
+    import subprocess
+    import sys
+
+    args = _fit_args(ave_root, tmp_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+                     "--trainer.strategy", "ddp", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2")
+    done = subprocess.run([sys.executable, "-m", "avadapt.cli", *args], capture_output=True, text=True, timeout=540,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "test/accuracy" in done.stdout
+    assert list(tmp_path.glob("lightning_logs/version_0/adapter/adapter.safetensors"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
 
@@ -29,8 +30,8 @@ def ave_root(tmp_path_factory):
 
 def tiny_module(method: str = "stg_cma", **overrides) -> AVAdaptModule:
     torch.manual_seed(0)
-    options = dict(backbone="test_vit", method=method, task_options={"num_classes": NUM_CLASSES + 1},
-                   backbone_options={"img_size": 32}, fbank=FBANK, lr=1e-3, min_lr=1e-5, warmup_epochs=1)
+    options = {"backbone": "test_vit", "method": method, "task_options": {"num_classes": NUM_CLASSES + 1},
+               "backbone_options": {"img_size": 32}, "fbank": FBANK, "lr": 1e-3, "min_lr": 1e-5, "warmup_epochs": 1}
     if method == "stg_cma":
         options["method_options"] = {"preset": "base"}
     options.update(overrides)
@@ -42,9 +43,9 @@ def tiny_data(module: AVAdaptModule, root, batch_size: int = 2) -> AVEDataModule
 
 
 def tiny_trainer(tmp_path, **overrides) -> L.Trainer:
-    options = dict(accelerator="cpu", devices=1, precision="32-true", max_steps=2, limit_val_batches=1,
-                   limit_test_batches=1, num_sanity_val_steps=0, logger=False, enable_progress_bar=False,
-                   enable_model_summary=False, default_root_dir=tmp_path)
+    options = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "max_steps": 2, "limit_val_batches": 1,
+               "limit_test_batches": 1, "num_sanity_val_steps": 0, "logger": False, "enable_progress_bar": False,
+               "enable_model_summary": False, "default_root_dir": tmp_path}
     options.update(overrides)
     return L.Trainer(**options)
 
@@ -59,7 +60,7 @@ def test_schedule_warms_up_linearly_from_zero_then_follows_a_cosine_to_min_lr():
     assert values[60] == pytest.approx(min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert values[110] == pytest.approx(min_lr)
     assert values[114] == pytest.approx(min_lr)  # stays at the floor past the planned end
-    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+    assert all(a >= b for a, b in itertools.pairwise(values[10:]))
 
 
 def test_parameter_groups_put_the_head_at_a_tenth_of_the_lr():
@@ -138,6 +139,12 @@ def test_lightning_checkpoint_holds_only_trainable_state_and_resume_continues(tm
     assert loaded.pop("adam_step").item() == 2
     for key, value in saved["state_dict"].items():
         assert torch.equal(loaded[key], value), key
+
+    # the checkpoint also rebuilds a module on its own (hyper-parameters are plain types: weights_only works)
+    restored = AVAdaptModule.load_from_checkpoint(last, weights_only=True)
+    assert restored.hparams.method == "stg_cma" and restored.fbank == FBANK
+    for key, value in saved["state_dict"].items():
+        assert torch.equal(restored.state_dict()[key], value), key
 
 
 def test_checkpoint_with_a_foreign_key_is_refused(tmp_path, ave_root):

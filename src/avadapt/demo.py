@@ -60,7 +60,8 @@ class DemoConfig:
     num_mel_bins: int = 64
     target_frames: int = 48  # fbank frames per 1 s segment (10 ms hop, cut from ~98)
     backbone: str = "test_vit"
-    preset: str = "base"
+    preset: str | None = "base"
+    ratio: str | None = None  # bottleneck ratio instead of the preset (e.g. "1/4": 16 of the 64 channels)
     epochs: int = 12
     batch_size: int = 4
     lr: float = 1e-3
@@ -82,7 +83,8 @@ def _train(method: str, cfg: DemoConfig, data_root: Path, cache: Path, weights: 
     """Fit one method, test its best validation checkpoint once; returns its numbers."""
     L.seed_everything(cfg.seed, verbose=False)
     lr = cfg.lr if method != "probe" else cfg.probe_lr
-    method_options = {"preset": cfg.preset, "drop_path": 0.0} if method == "stg_cma" else {}
+    bottleneck = {"ratio": cfg.ratio} if cfg.ratio is not None else {"preset": cfg.preset}
+    method_options = {**bottleneck, "drop_path": 0.0} if method == "stg_cma" else {}
     module = AVAdaptModule(
         backbone=cfg.backbone, method=method, method_options=method_options,
         task_options={"num_classes": cfg.num_classes + 1}, backbone_options={"img_size": cfg.image_size},

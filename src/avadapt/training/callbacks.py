@@ -35,6 +35,7 @@ class AdapterExport(L.Callback):
         return Path(trainer.log_dir or trainer.default_root_dir) / "adapter"
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        target = self._target(trainer)  # on every rank: trainer.log_dir is a collective (a broadcast) under DDP
         if not trainer.is_global_zero:
             return
         checkpoint_callback = trainer.checkpoint_callback
@@ -49,7 +50,7 @@ class AdapterExport(L.Callback):
                      "epoch": checkpoint.get("epoch"), "monitor": checkpoint_callback.monitor,
                      "best_score": float(score) if score is not None else None}
         self.exported = save_adapter(
-            pl_module.model, self._target(trainer),
+            pl_module.model, target,
             class_names=pl_module.class_names or getattr(trainer.datamodule, "class_names", None),
             preprocessing=pl_module.preprocessing, backbone_source=pl_module.backbone_source, extra=extra)
         pl_module.load_state_dict(current)

@@ -145,12 +145,13 @@ class AVAdaptModule(L.LightningModule):
         metrics = getattr(self, f"{stage}_metrics")
         names = self.class_names or self._datamodule_class_names()
         for key, value in metrics.compute().items():
+            # compute() already gathered every device's counts: sync_dist only averages equal values
             if value.numel() == 1:
-                self.log(key, value, prog_bar=key.endswith("accuracy"))
+                self.log(key, value, prog_bar=key.endswith("accuracy"), sync_dist=True)
                 continue
             for index, per_class in enumerate(value):  # one scalar per class, e.g. val/class_accuracy/07_violin
                 label = _slug(names[index]) if names and index < len(names) else ""
-                self.log(f"{key}/{index:02d}{'_' + label if label else ''}", per_class)
+                self.log(f"{key}/{index:02d}{'_' + label if label else ''}", per_class, sync_dist=True)
         metrics.reset()
 
     def on_validation_epoch_end(self) -> None:
