@@ -99,3 +99,30 @@ def test_mismatched_checkpoint_names_the_problem(tmp_path):
         create_backbone(TINY_VIT, weights=path, img_size=TINY_IMAGE, audio=TINY_AUDIO)
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         create_backbone(TINY_VIT, weights=tmp_path / "nowhere.safetensors")
+
+
+def test_block_handle_reproduces_the_timm_block_and_caches_reduced_precision_weights():
+    """Guard for the one place that re-reads timm's Attention/Mlp internals (backbones/vit.py)."""
+    backbone = create_backbone(TINY_VIT, img_size=TINY_IMAGE, audio=TINY_AUDIO)
+    handle = backbone.blocks[0]
+    assert handle.own_kernels, "timm's ViT block no longer uses plain Attention/Mlp: revisit BlockHandle"
+    x = torch.randn(3, 17, backbone.embed_dim)
+    through_handle = x + handle.attention(x)
+    through_handle = through_handle + handle.ffn(through_handle)
+    torch.testing.assert_close(through_handle, handle.block(x), rtol=1e-5, atol=1e-5)
+    for seq in (5, 40):  # explicit-matmul path for short sequences, flash kernel for long ones
+        y = torch.randn(2, seq, backbone.embed_dim)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ours, timm_own = handle.attention(y), handle.block.attn(handle.block.norm1(y))
+        torch.testing.assert_close(ours.float(), timm_own.float(), rtol=0.05, atol=0.05)
+    assert any(w.dtype == torch.bfloat16 for _, w, _ in handle._cast_cache.values())
+    with torch.no_grad():  # a weight change (e.g. loading a checkpoint) invalidates the cached copy
+        handle.block.attn.qkv.weight.mul_(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        doubled = handle.attention(y)
+    assert not torch.allclose(doubled.float(), ours.float())
+
+
+def test_data_config_follows_the_built_image_size():
+    backbone = create_backbone(TINY_VIT, img_size=TINY_IMAGE, audio=TINY_AUDIO)
+    assert backbone.data_config["input_size"] == (3, TINY_IMAGE, TINY_IMAGE)

@@ -35,9 +35,6 @@ class PresetRow:
     paper: str = "—"
 
 
-# Official module set for STG-CMA on Swin: no trainable copy of the final norm (see methods/stg_cma/swin.py).
-_SWIN_STG_CMA = {"tune_final_norm": False}
-
 PRESET_ROWS: tuple[PresetRow, ...] = (
     *(PresetRow("probe", backbone, "frozen backbone") for backbone in BACKBONE_LABELS),
     *(PresetRow("probe", backbone, "full fine-tuning", {"full_finetune": True}) for backbone in BACKBONE_LABELS),
@@ -47,11 +44,11 @@ PRESET_ROWS: tuple[PresetRow, ...] = (
     PresetRow("stg_cma", CLIP_L14, "tiny (1/32)", {"preset": "tiny"}, paper="10.68M (code)"),
     PresetRow("stg_cma", CLIP_L14, "base (1/16)", {"preset": "base"}, paper="20.12M (code)"),
     PresetRow("stg_cma", CLIP_L14, "vanilla (1/8)", {"preset": "vanilla"}, paper="39.0M (code)"),
-    PresetRow("stg_cma", SWIN_B, "base [1/4,1/4,1/8,1/8]", {"preset": "base", **_SWIN_STG_CMA}, paper="10.07M (code)"),
-    PresetRow("stg_cma", SWIN_B, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny", **_SWIN_STG_CMA}, paper="5.6M (code)"),
-    PresetRow("stg_cma", SWIN_L, "base [1/2,1/4,1/8,1/16]", {"preset": "base", **_SWIN_STG_CMA},
+    PresetRow("stg_cma", SWIN_B, "base [1/4,1/4,1/8,1/8]", {"preset": "base"}, paper="10.07M (code)"),
+    PresetRow("stg_cma", SWIN_B, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny"}, paper="5.6M (code)"),
+    PresetRow("stg_cma", SWIN_L, "base [1/2,1/4,1/8,1/16]", {"preset": "base"},
               paper="19.03M (code)"),
-    PresetRow("stg_cma", SWIN_L, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny", **_SWIN_STG_CMA},
+    PresetRow("stg_cma", SWIN_L, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny"},
               paper="11.74M (code)"),
     PresetRow("lavish", SWINV2_L, "AVE preset (m=2, D/8, 2 groups, BN)", {"preset": "ave", "dropout": 0.0},
               paper="10.04M (code), 10.1M (paper)"),

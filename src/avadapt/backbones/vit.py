@@ -8,9 +8,10 @@ from typing import Literal
 import timm.data
 import torch
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed
+from timm.layers import Attention, Mlp, resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -37,22 +38,78 @@ class AudioEmbeddingConfig:
             raise ValueError(f"pos_embed must be 'crop' or 'interpolate', got {self.pos_embed!r}")
 
 
+SHORT_SEQUENCE = 32  # tokens; below this, bf16 attention on CPU is faster as explicit matmuls
+
+
 class BlockHandle:
     """The frozen parts of one timm block, for methods that call them in their own order.
 
     ``attention`` and ``ffn`` are the two residual branches without the residual add: methods decide what
     to add where. ``block`` stays reachable for methods that need the attention's projections.
+
+    For timm's plain ``Attention`` and ``Mlp`` the two branches are computed here from the block's own
+    weights (the only place avadapt depends on their internals; ``tests/test_backbone.py`` checks the
+    result against the timm block), because a frozen backbone allows three things timm cannot know:
+    under autocast the frozen weights are cast to the compute dtype once and cached (autocast re-casts
+    tensors that do not require grad at every call, and keeps each copy alive for backward); under
+    bf16 the attention uses explicit matmuls, several times faster than the CPU flash kernel's backward
+    for the short sequences of temporal attention; and the FFN's hidden activation, the largest tensor
+    of a block, can be recomputed in backward instead of stored (``recompute_ffn``).
     """
 
     def __init__(self, block: nn.Module):
         self.block = block
         self.num_heads: int = block.attn.num_heads
+        self.own_kernels = (type(block.attn) is Attention and type(block.mlp) is Mlp
+                            and getattr(block.attn, "gate", None) is None)
+        self.recompute_ffn = False
+        self._cast_cache: dict[tuple[int, torch.dtype], tuple[int, torch.Tensor, torch.Tensor | None]] = {}
+
+    def _linear(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        device = x.device.type
+        if layer.weight.requires_grad or not torch.is_autocast_enabled(device):
+            return layer(x)
+        dtype = torch.get_autocast_dtype(device)
+        key, version = (id(layer), dtype), layer.weight._version
+        cached = self._cast_cache.get(key)
+        if cached is None or cached[0] != version:
+            bias = None if layer.bias is None else layer.bias.detach().to(dtype)
+            cached = self._cast_cache[key] = (version, layer.weight.detach().to(dtype), bias)
+        with torch.autocast(device, enabled=False):
+            return F.linear(x.to(dtype), cached[1], cached[2])
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block.ls1(self.block.attn(self.block.norm1(x)))
+        """Frozen norm1 + self-attention (+ layer scale) over the sequences of x: (S, N, D) → (S, N, D)."""
+        block = self.block
+        if not self.own_kernels:
+            return block.ls1(block.attn(block.norm1(x)))
+        attn = block.attn
+        s, n, _ = x.shape
+        qkv = self._linear(attn.qkv, block.norm1(x)).view(s, n, 3, attn.num_heads, attn.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d)
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu" and n <= SHORT_SEQUENCE:
+            # scores scaled in place: autograd keeps q and k (views of qkv) and the bf16 softmax, nothing more
+            weights = (q @ k.transpose(-2, -1)).mul_(attn.scale).softmax(dim=-1)  # (S, H, N, N)
+            out = weights @ v  # (S, H, N, d)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+        out = attn.norm(out.transpose(1, 2).reshape(s, n, attn.attn_dim))
+        return block.ls1(attn.proj_drop(self._linear(attn.proj, out)))
 
     def ffn(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block.ls2(self.block.mlp(self.block.norm2(x)))
+        """Frozen norm2 + MLP (+ layer scale): (S, N, D) → (S, N, D)."""
+        if self.recompute_ffn and torch.is_grad_enabled() and x.requires_grad:
+            return checkpoint(self._ffn, x, use_reentrant=False)
+        return self._ffn(x)
+
+    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
+        block = self.block
+        if not self.own_kernels:
+            return block.ls2(block.mlp(block.norm2(x)))
+        mlp = block.mlp
+        hidden = mlp.norm(mlp.drop1(mlp.act(self._linear(mlp.fc1, block.norm2(x)))))
+        return block.ls2(mlp.drop2(self._linear(mlp.fc2, hidden)))
 
 
 class ViTBackbone(nn.Module):
@@ -86,7 +143,9 @@ class ViTBackbone(nn.Module):
             raise ValueError(f"{name}: a {self.audio.num_mel_bins}×{self.audio.num_frames} spectrogram is "
                              f"smaller than one {self.patch_size} patch")
         self.blocks = [BlockHandle(block) for block in model.blocks]
+        # timm resolves the data config from the pretrained cfg, which ignores an img_size override
         self.data_config = timm.data.resolve_data_config(model=model)
+        self.data_config["input_size"] = (3, *model.patch_embed.img_size)
         self.trainable = False
         self.set_trainable(False)
 
@@ -94,6 +153,15 @@ class ViTBackbone(nn.Module):
         self.trainable = trainable
         self.model.requires_grad_(trainable)
         self.model.train(self.training and trainable)
+
+    def set_ffn_recompute(self, enabled: bool) -> None:
+        """Recompute each frozen FFN's hidden activation in backward instead of storing it.
+
+        The hidden activation (4·D per token) is the largest tensor a block keeps for backward; recomputing
+        it costs one extra fc1 + activation per block (about 6% of a ViT training step's FLOPs).
+        """
+        for handle in self.blocks:
+            handle.recompute_ffn = enabled
 
     def train(self, mode: bool = True) -> ViTBackbone:
         super().train(mode)

@@ -34,9 +34,12 @@ class STGCMAConfig(JSONConfig):
     fusion: cross-modal exchange direction (Table 5): both | audio_to_visual | visual_to_audio | none.
     branches: audio_visual | audio_only | visual_only.
     drop_path: stochastic depth on the adapted residual branches, rising linearly from 0 over depth.
-    tune_final_norm: train a copy of the final LayerNorm (the official code trains ln_post).
+    tune_final_norm: train a copy of the final LayerNorm. None follows the official code per backbone:
+        on for CLIP ViTs (it trains ln_post), off for Swin (its trainable names miss Swin's norm).
     full_finetune: also train every backbone weight (reference row, not parameter-efficient).
-    activation_checkpointing: recompute each block in the backward pass, trading time for memory.
+    recompute_frozen_ffn: recompute the frozen FFN's hidden activation in backward instead of storing it
+        (the largest per-block tensor; about 6% more FLOPs).
+    activation_checkpointing: recompute each whole block in the backward pass, trading time for memory.
     """
 
     preset: str | None = None
@@ -48,8 +51,9 @@ class STGCMAConfig(JSONConfig):
     fusion: str = "both"
     branches: str = "audio_visual"
     drop_path: float = 0.2
-    tune_final_norm: bool = True
+    tune_final_norm: bool | None = None
     full_finetune: bool = False
+    recompute_frozen_ffn: bool = True
     activation_checkpointing: bool = False
 
     def __post_init__(self):

@@ -45,11 +45,13 @@ class STGCMA(AVMethod):
                 STGCMABlock(handle, dim, self.modalities, config, rate)
                 for handle, rate in zip(backbone.blocks, rates))
         # Under full fine-tuning the backbone's own final norm already trains; a copy would sit unused.
-        tune_copy = config.tune_final_norm and not config.full_finetune
+        tune_final_norm = config.tune_final_norm if config.tune_final_norm is not None else backbone.family == "vit"
+        tune_copy = tune_final_norm and not config.full_finetune
         self.tuned_final_norm = copy.deepcopy(backbone.final_norm) if tune_copy else None
         if self.tuned_final_norm is not None:
             self.tuned_final_norm.requires_grad_(True)
         backbone.set_trainable(config.full_finetune)
+        backbone.set_ffn_recompute(config.recompute_frozen_ffn and not config.activation_checkpointing)
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         norm = self.tuned_final_norm if self.tuned_final_norm is not None else self.backbone.final_norm

@@ -13,9 +13,8 @@ checked against the authors' counts with the AVE head (concat[a; v] → Linear 5
 * one pair of scalar CAIM gates per block when fusion is on (48 parameters on a 24-block Swin, below the
   counts' 0.01M precision; the official AVE script runs ``multimodal``, i.e. without CAIM);
 * no temporal embeddings (the official code has them for CLIP only) and a frozen final norm (its trainable
-  names list ``ln_post``, a CLIP name; Swin's ``norm`` is not in it). Our ``tune_final_norm`` option, whose
-  default trains a copy of the final norm, is honoured here too; pass ``tune_final_norm=False`` for the
-  official module set (+3,072 / +2,048 parameters on Swin-L / Swin-B otherwise, invisible at 0.01M).
+  names list ``ln_post``, a CLIP name; Swin's ``norm`` is not in it). ``tune_final_norm`` defaults to off on
+  Swin for that reason; ``tune_final_norm=True`` adds a trainable copy (+3,072 / +2,048 on Swin-L / Swin-B).
 
 Swin-L (widths 192/384/768/1536, depths 2/2/18/2, heads 6/12/24/48), Base ratios [1/2, 1/4, 1/8, 1/16] →
 r = 96 in every stage: adapters 17,438,556 + head 1,588,253 = 19,026,809 (paper 19.03M);

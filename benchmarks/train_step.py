@@ -1,0 +1,149 @@
+"""Training-step benchmark: speed as a fraction of this machine's matmul peak, and peak memory.
+
+Random weights, random inputs; forward + backward + optimizer step on the trainable parameters.
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one step; the matmul peak is a
+large matmul in the same dtype measured in the same process, so the ratio holds across machines.
+
+    python benchmarks/train_step.py --backbone vit_base_patch16_clip_224 --method stg_cma \
+        --preset base --frames 10 --batch 2 --precision bf16 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import resource
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import avadapt
+from avadapt._memory import release_freed_memory_to_os
+from avadapt.backbones import AudioEmbeddingConfig
+
+
+def parse_value(text: str):
+    for cast in (int, float):
+        with contextlib.suppress(ValueError):
+            return cast(text)
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    """Best-of-``repeats`` GFLOP/s of a size³ matmul in ``dtype``."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def count_flops(step, model, recomputation: bool) -> int:
+    """FLOPs of one step. Without recomputation: the model's own work, the honest base for a fraction of
+    peak (recomputed activations are overhead, not credit). With it: what the step really executes."""
+    config = model.method.config
+    checkpointing = getattr(config, "activation_checkpointing", False)
+    recompute_ffn = [getattr(handle, "recompute_ffn", False) for handle in model.backbone.blocks]
+    if not recomputation:
+        if checkpointing:
+            config.activation_checkpointing = False
+        for handle in model.backbone.blocks:
+            handle.recompute_ffn = False
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    if checkpointing:
+        config.activation_checkpointing = True
+    for handle, flag in zip(model.backbone.blocks, recompute_ffn):
+        handle.recompute_ffn = flag
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="vit_base_patch16_clip_224")
+    parser.add_argument("--method", default="stg_cma")
+    parser.add_argument("--task", default="ave")
+    parser.add_argument("--preset")
+    parser.add_argument("--ratio")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other method/task option, e.g. --option activation_checkpointing=true")
+    parser.add_argument("--frames", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--image-size", type=int, default=None, help="default: the backbone's own")
+    parser.add_argument("--mel-bins", type=int, default=128)
+    parser.add_argument("--audio-frames", type=int, default=102)
+    parser.add_argument("--precision", choices=["32", "bf16"], default="32")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's dynamic mmap threshold alone (avadapt's CLI fixes it)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not args.default_allocator:
+        release_freed_memory_to_os()
+
+    options = {k: v for k, v in (("preset", args.preset), ("ratio", args.ratio)) if v is not None}
+    options.update((k, parse_value(v)) for k, v in (o.split("=", 1) for o in args.option))
+    backbone_options = {"audio": AudioEmbeddingConfig(num_mel_bins=args.mel_bins, num_frames=args.audio_frames)}
+    if args.image_size:
+        backbone_options["img_size"] = args.image_size
+    torch.manual_seed(0)
+    model = avadapt.create_model(backbone=args.backbone, method=args.method, task=args.task,
+                                 num_frames=args.frames, backbone_options=backbone_options, **options)
+    model.train()
+    size = model.backbone.data_config["input_size"][-1]
+    video = torch.randn(args.batch, args.frames, 3, size, size)
+    audio = torch.randn(args.batch, args.frames, 1, args.mel_bins, args.audio_frames)
+    labels = {"labels": torch.randint(0, 29, (args.batch, args.frames))}
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-4)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            loss = model.head.loss(model(video, audio), labels)
+        loss.backward()
+        optimizer.step()
+
+    flop_per_step = count_flops(step, model, recomputation=False)
+    executed_flop_per_step = count_flops(step, model, recomputation=True)
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    step_s = sorted(times)[len(times) // 2]
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = matmul_peak_gflops(dtype)
+    achieved = flop_per_step / step_s / 1e9
+    result = {
+        "backbone": args.backbone, "method": args.method, "options": {k: str(v) for k, v in options.items()},
+        "frames": args.frames, "batch": args.batch, "precision": args.precision,
+        "threads": torch.get_num_threads(),
+        "trainable_params": sum(p.numel() for p in model.trainable_parameters()),
+        "step_s": round(step_s, 4),
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        "gflop_per_step": round(flop_per_step / 1e9, 2),
+        "executed_gflop_per_step": round(executed_flop_per_step / 1e9, 2),
+        "achieved_gflops": round(achieved, 2),
+        "matmul_peak_gflops": round(peak, 2),
+        "fraction_of_peak": round(achieved / peak, 3),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k:>20}: {v}")
+
+
+if __name__ == "__main__":
+    main()
