@@ -78,8 +78,17 @@ class BlockHandle:
         with torch.autocast(device, enabled=False):
             return F.linear(x.to(dtype), cached[1], cached[2])
 
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """Frozen norm1 + self-attention (+ layer scale) over the sequences of x: (S, N, D) → (S, N, D)."""
+    def attention(self, x: torch.Tensor, recompute: bool = False) -> torch.Tensor:
+        """Frozen norm1 + self-attention (+ layer scale) over the sequences of x: (S, N, D) → (S, N, D).
+
+        recompute: keep only x for backward and recompute the attention there (its q, k, v and output are
+        four times the size of x).
+        """
+        if recompute and torch.is_grad_enabled() and x.requires_grad:
+            return checkpoint(self._attention, x, use_reentrant=False)
+        return self._attention(x)
+
+    def _attention(self, x: torch.Tensor) -> torch.Tensor:
         block = self.block
         if not self.own_kernels:
             return block.ls1(block.attn(block.norm1(x)))

@@ -51,7 +51,7 @@ class STGCMA(AVMethod):
         if self.tuned_final_norm is not None:
             self.tuned_final_norm.requires_grad_(True)
         backbone.set_trainable(config.full_finetune)
-        backbone.set_ffn_recompute(config.recompute_frozen_ffn and not config.activation_checkpointing)
+        backbone.set_ffn_recompute(config.recompute_frozen and not config.activation_checkpointing)
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         norm = self.tuned_final_norm if self.tuned_final_norm is not None else self.backbone.final_norm

@@ -33,6 +33,7 @@ class STGCMABlock(nn.Module):
         super().__init__()
         self.handle = handle
         self.num_frames = config.num_frames
+        self.recompute_temporal_attention = config.recompute_frozen and not config.activation_checkpointing
         hidden = max(1, round(config.bottleneck_ratio * dim))
         self.temporal_adapters = _per_modality_adapters(modalities, dim, hidden, config.temporal_adaptation)
         self.spatial_adapters = _per_modality_adapters(modalities, dim, hidden, config.spatial_adaptation)
@@ -55,7 +56,8 @@ class STGCMABlock(nn.Module):
         if self.temporal_adapters is not None:
             tokens = {
                 m: x + self.drop_path(along_time(
-                    lambda seq, m=m: self.temporal_adapters[m](self.handle.attention(seq)), x, self.num_frames))
+                    lambda seq, m=m: self.temporal_adapters[m](
+                        self.handle.attention(seq, recompute=self.recompute_temporal_attention)), x, self.num_frames))
                 for m, x in tokens.items()
             }
         spatial = self._adapt_jointly({m: self.handle.attention(x) for m, x in tokens.items()}, self.spatial_adapters)
