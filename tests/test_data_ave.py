@@ -258,3 +258,13 @@ def test_empty_frame_folder_is_a_media_error(tmp_path):
 def test_collate_rejects_empty():
     with pytest.raises(ValueError, match="empty"):
         collate_av([])
+
+
+def test_category_file_may_list_classes_no_row_uses(tmp_path):
+    root = write_root(tmp_path, ROWS)
+    (root / "categories.txt").write_text("Church bell\nBaby cry, infant cry\nBark\n")
+    table = AVEAnnotations.load(root)
+    assert table.categories == ["Church bell", "Baby cry, infant cry", "Bark"] and table.background == 3
+    (root / "categories.txt").write_text("Church bell\n")
+    with pytest.raises(AnnotationError, match="categories.txt: .*does not list.*Baby cry"):
+        AVEAnnotations.load(root)

@@ -1,8 +1,8 @@
 """The ``avadapt`` command: thin wrappers over library functions, no logic of its own.
 
 ``avadapt fit | validate | test`` are LightningCLI subcommands (options = the typed constructor arguments of
-the training module, data module and trainer; ``--config FILE``); ``params``, ``prepare``, ``predict`` and
-``demo`` are plain commands parsed here.
+the training module, data module and trainer; ``--config FILE``); ``params``, ``synth``, ``prepare``, ``predict``
+and ``demo`` are plain commands parsed here.
 """
 
 from __future__ import annotations
@@ -53,9 +53,10 @@ def _run_params(args: argparse.Namespace) -> None:
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prepare", help="decode every AVE clip once into a cache of frames + fbank (resumable)")
-    p.add_argument("root", help="AVE folder with Annotations.txt, the split files and AVE/<id>.mp4")
-    p.add_argument("out", help="cache folder to write")
+    p = sub.add_parser("prepare", help="decode every clip of a dataset once into a cache of frames + fbank (resumable)")
+    p.add_argument("dataset", choices=["ave"], help="dataset layout")
+    p.add_argument("--root", required=True, help="AVE folder with Annotations.txt, the split files and AVE/<id>.mp4")
+    p.add_argument("--out", required=True, help="cache folder to write")
     p.add_argument("--media-root", help="where AVE/<id>.mp4 lives, if not under ROOT")
     p.add_argument("--workers", type=int, default=1, help="decoding processes")
     p.add_argument("--image-size", type=int, default=224, help="square frame size (the backbone's input size)")
@@ -74,6 +75,23 @@ def _run_prepare(args: argparse.Namespace) -> None:
                           media_root=args.media_root, crop_pct=args.crop_pct)
     if summary.failed:
         sys.exit(f"{len(summary.failed)} clip(s) failed; see {Path(args.out) / 'bad_clips.tsv'}")
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="synthetic clips (real mp4: H.264 + AAC) in a dataset's native layout")
+    p.add_argument("dataset", choices=["ave"], help="dataset layout")
+    p.add_argument("--out", required=True, help="folder to write (AVE/<id>.mp4, Annotations.txt, split files)")
+    p.add_argument("--clips", type=int, default=100, help="number of clips")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same files")
+    p.add_argument("--classes", type=int, default=4, help="event classes (real AVE category names)")
+    p.set_defaults(run=_run_synth)
+
+
+def _run_synth(args: argparse.Namespace) -> None:
+    from avadapt.data.synth import synthesize_ave
+
+    summary = synthesize_ave(args.out, clips=args.clips, seed=args.seed, num_classes=args.classes)
+    print(summary)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -126,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in LIGHTNING_SUBCOMMANDS:  # listed for --help; parsed by LightningCLI
         sub.add_parser(name, help=f"LightningCLI {name} (avadapt {name} --help for its options)", add_help=False)
     _add_params(sub)
+    _add_synth(sub)
     _add_prepare(sub)
     _add_predict(sub)
     _add_demo(sub)

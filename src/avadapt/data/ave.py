@@ -167,7 +167,7 @@ class AVEAnnotations:
         if not events:
             raise AnnotationError(path, None, "no annotation rows")
         categories = list(dict.fromkeys(e.category for e in events))  # first-appearance order
-        cls._check_category_file(root / "categories.txt", categories)
+        categories = cls._categories_from_file(root / "categories.txt", categories)
 
         unused: dict[tuple, deque[int]] = defaultdict(deque)
         for event in events:
@@ -196,17 +196,24 @@ class AVEAnnotations:
         return cls(root, events, categories, splits, num_segments)
 
     @staticmethod
-    def _check_category_file(path: Path, categories: list[str]) -> None:
+    def _categories_from_file(path: Path, categories: list[str]) -> list[str]:
+        """The label list: ``categories.txt`` when present (it may list classes no row uses, as a small or
+        synthetic subset does), else the annotations' first-appearance order. Both orders must agree."""
         if not path.exists():
-            return
+            return categories
         listed = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-        if listed != categories:
+        unknown = [c for c in categories if c not in listed]
+        if unknown:
+            raise AnnotationError(path, None, f"the annotations use categories this file does not list: {unknown[:3]}")
+        used = set(categories)
+        if [c for c in listed if c in used] != categories:
             raise AnnotationError(
                 path,
                 None,
                 "category order differs from first appearance in the annotations; "
                 f"labels would not match: file has {listed[:3]}…, annotations give {categories[:3]}…",
             )
+        return listed
 
     @property
     def background(self) -> int:
