@@ -24,7 +24,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def ave_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_ave")
-    synthesize_ave(root, clips=12, seed=1, num_classes=4, size=32)  # 4 events + background = tiny_cpu's 5
+    synthesize_ave(root, clips=48, seed=1, num_classes=16, size=32)  # 16 events + background = tiny_cpu's 17
     return root
 
 

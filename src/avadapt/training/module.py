@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import warnings
@@ -15,7 +16,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from avadapt.backbones import AudioEmbeddingConfig
 from avadapt.data.fbank import FbankConfig
 from avadapt.io import check_adapter_keys, trainable_state_keys
-from avadapt.models import AVModel, create_model
+from avadapt.models import AVModel, build_without_weights, create_model
 from avadapt.training.schedule import warmup_cosine_factor
 from avadapt.types import AVBatch
 
@@ -43,7 +44,8 @@ class AVAdaptModule(L.LightningModule):
     Model: backbone (timm name with an optional pretrained tag), method and task with their options
     (``method_options={"preset": "tiny"}``), ``backbone_options`` for timm (``img_size``, ``depth``…;
     ``audio`` may set ``kernel_reduction``/``pos_embed``), backbone weights from ``pretrained`` (timm's
-    source for the tag) or ``weights`` (a local file). The audio embedding's size follows ``fbank``.
+    source for the tag) or ``weights`` (a local file). The audio embedding's size follows ``fbank``; its
+    other settings are the method's and backbone family's defaults unless ``backbone_options.audio`` sets them.
 
     Optimisation (STG-CMA AVE defaults): Adam(β = ``betas``, ``weight_decay``); two parameter groups,
     the method's trainable parameters at ``lr`` and the head at ``head_lr_factor · lr``; per-iteration
@@ -84,19 +86,33 @@ class AVAdaptModule(L.LightningModule):
         self.fbank = fbank
         self.class_names = list(class_names) if class_names is not None else None
         options = dict(backbone_options or {})
-        audio = dict(options.pop("audio", None) or {})
-        for key, value in (("num_mel_bins", fbank.num_mel_bins), ("num_frames", fbank.target_frames)):
-            if audio.setdefault(key, value) != value:
-                raise ValueError(f"backbone_options.audio.{key}={audio[key]} disagrees with the fbank config "
-                                 f"({value}); set it in fbank only")
+        audio = self._audio_embedding(backbone, method, task, options, fbank, method_options, task_options)
         self.model = create_model(
             backbone=backbone, method=method, task=task, pretrained=pretrained, weights=weights,
-            backbone_options={**options, "audio": AudioEmbeddingConfig(**audio)},
-            **(method_options or {}), **(task_options or {}),
+            backbone_options={**options, "audio": audio}, **(method_options or {}), **(task_options or {}),
         )
         metrics = self.model.head.metrics()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+
+    @staticmethod
+    def _audio_embedding(backbone: str, method: str, task: str, options: dict[str, Any], fbank: FbankConfig,
+                         method_options: dict[str, Any] | None, task_options: dict[str, Any] | None,
+                         ) -> AudioEmbeddingConfig:
+        """The audio embedding the method and backbone family choose, sized by the fbank config.
+
+        Defaults (kernel reduction, position fit) come from a weightless build on the meta device, so e.g.
+        Swin keeps its own; ``backbone_options["audio"]`` overrides them; the spectrogram size is always the
+        fbank's (``num_mel_bins`` × ``target_frames``), set in one place.
+        """
+        user = dict(options.pop("audio", None) or {})
+        for key, value in (("num_mel_bins", fbank.num_mel_bins), ("num_frames", fbank.target_frames)):
+            if user.setdefault(key, value) != value:
+                raise ValueError(f"backbone_options.audio.{key}={user[key]} disagrees with the fbank config "
+                                 f"({value}); set it in fbank only")
+        default = build_without_weights(backbone=backbone, method=method, task=task, backbone_options=options,
+                                        **(method_options or {}), **(task_options or {})).backbone.audio
+        return dataclasses.replace(default, **user)
 
     # ---- what the data side and the exporter read -------------------------------------------------
     @property
