@@ -22,15 +22,20 @@ TRAIN_CROP_SCALE = (
 class AVEDataModule(L.LightningDataModule):
     """Loaders for the three AVE splits, preprocessed the way the model says.
 
-    root: folder with ``Annotations.txt`` and ``trainSet/valSet/testSet.txt``; media under ``media_root``
-    (default ``root``) as ``AVE/<id>.mp4`` or ``video_frames/`` + ``raw_audio/``.
-    cache_dir: a cache written by ``avadapt prepare`` (decoded frames + fbank); read instead of the media
-    when given. Its image size and fbank settings must equal the model's (checked when opened).
-    preprocessing: ``{"video": timm data config, "fbank": FbankConfig fields}``; the CLI links it from the
-    model (``model.preprocessing``), so the transform always matches the backbone — not set by hand.
-    augment: per-clip RandomResizedCrop + horizontal flip for training (one draw for all T frames).
-    eval_batch_size: batch size of val/test loaders (default: ``batch_size``).
-    pin_memory: page-locked host batches for faster GPU copies (default: when CUDA is available).
+    Args:
+        root: folder with ``Annotations.txt`` and ``trainSet/valSet/testSet.txt``.
+        cache_dir: a cache written by ``avadapt prepare``, read instead of the media; its image size and fbank
+            settings must equal the model's (checked when opened).
+        media_root: where the media lives, as ``AVE/<id>.mp4`` or ``video_frames/`` + ``raw_audio/`` (default: root).
+        source: which layout to read; ``auto`` picks the cache when given, else the media folder found.
+        batch_size: clips per training batch (per device).
+        eval_batch_size: clips per validation/test batch (default: ``batch_size``).
+        num_workers: loader processes decoding clips.
+        augment: one RandomResizedCrop + horizontal flip per training clip (the same for all T frames).
+        on_missing: rows without media raise (``error``) or are skipped with a warning (``skip``).
+        preprocessing: ``{"video": timm data config, "fbank": FbankConfig fields}``; linked from
+            ``model.preprocessing`` by the CLI so the transform always matches the backbone, not set by hand.
+        pin_memory: page-locked batches for faster GPU copies (default: when CUDA is available).
     """
 
     def __init__(

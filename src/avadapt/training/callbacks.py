@@ -21,7 +21,9 @@ class AdapterExport(L.Callback):
     "Best" is what the trainer's ``ModelCheckpoint`` selected (validation accuracy in our configs); without
     one (``fast_dev_run``, checkpointing off) the final weights are exported. The module's weights are
     restored afterwards, so a ``test`` that follows still chooses its own checkpoint.
-    dirpath: where to write (default ``<trainer.log_dir>/adapter``).
+
+    Args:
+        dirpath: where to write the adapter directory (default ``<trainer.log_dir>/adapter``).
     """
 
     def __init__(self, dirpath: str | None = None):

@@ -41,18 +41,29 @@ def video_data_config(model: AVModel) -> dict[str, Any]:
 class AVAdaptModule(L.LightningModule):
     """Trains the adapters and head of one ``create_model(backbone, method, task)`` model.
 
-    Model: backbone (timm name with an optional pretrained tag), method and task with their options
-    (``method_options={"preset": "tiny"}``), ``backbone_options`` for timm (``img_size``, ``depth``…;
-    ``audio`` may set ``kernel_reduction``/``pos_embed``), backbone weights from ``pretrained`` (timm's
-    source for the tag) or ``weights`` (a local file). The audio embedding's size follows ``fbank``; its
-    other settings are the method's and backbone family's defaults unless ``backbone_options.audio`` sets them.
+    Optimisation follows STG-CMA's AVE script: Adam with two parameter groups (the method's trainable
+    parameters at ``lr``, the head at ``head_lr_factor · lr``) and a per-iteration schedule, a linear warm-up
+    from 0 and then a cosine down to ``min_lr`` (scaled per group). Checkpoints hold the trainable state only
+    (:meth:`on_save_checkpoint`); the frozen backbone is rebuilt from its source when one is loaded.
 
-    Optimisation (STG-CMA AVE defaults): Adam(β = ``betas``, ``weight_decay``); two parameter groups,
-    the method's trainable parameters at ``lr`` and the head at ``head_lr_factor · lr``; per-iteration
-    linear warm-up from 0 over ``warmup_epochs``, then cosine down to ``min_lr`` (scaled per group).
-
-    Checkpoints hold the trainable state only (see :meth:`on_save_checkpoint`); the frozen backbone is
-    rebuilt from its source when a checkpoint is loaded.
+    Args:
+        backbone: timm model name, with an optional pretrained tag (``vit_base_patch16_clip_quickgelu_224.openai``).
+        method: registered method (``stg_cma``, ``probe``, …).
+        task: registered task (``ave``).
+        method_options: fields of the method's config, e.g. ``{preset: tiny}`` or ``{ratio: 1/16, fusion: none}``.
+        task_options: fields of the task's config, e.g. ``{num_classes: 29}``.
+        backbone_options: extra timm arguments (``img_size``, ``depth``…); ``audio`` may set the audio
+            embedding's ``kernel_reduction``/``pos_embed`` (its size always follows ``fbank``).
+        pretrained: let timm load the tag's weights (its hub or the local Hugging Face cache).
+        weights: local backbone checkpoint (``.safetensors`` or a torch state dict readable without unpickling).
+        fbank: log-mel settings of the audio branch; the spectrogram is ``num_mel_bins`` × ``target_frames``.
+        class_names: names of the output classes (default: the data module's).
+        lr: peak learning rate of the method's parameters.
+        min_lr: learning rate at the end of the cosine (per group, scaled like ``lr``).
+        head_lr_factor: the head's learning rate relative to ``lr`` (STG-CMA AVE: 0.1).
+        warmup_epochs: length of the linear warm-up from 0, in epochs (fractions allowed).
+        weight_decay: Adam's L2 weight decay.
+        betas: Adam's moment coefficients.
     """
 
     def __init__(
