@@ -21,6 +21,15 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and steady when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def ave_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_ave")
