@@ -47,21 +47,18 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) 
 def count_flops(step, model, recomputation: bool) -> int:
     """FLOPs of one step. Without recomputation: the model's own work, the honest base for a fraction of
     peak (recomputed activations are overhead, not credit). With it: what the step really executes."""
-    config = model.method.config
-    checkpointing = getattr(config, "activation_checkpointing", False)
-    recompute_ffn = [getattr(handle, "recompute_ffn", False) for handle in model.backbone.blocks]
+    switches = [(model.method.config, "activation_checkpointing")]
+    switches += [(handle, "recompute_ffn") for handle in model.backbone.blocks]
+    switches += [(m, "recompute_temporal_attention") for m in model.modules()]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in switches if hasattr(owner, name)]
     if not recomputation:
-        if checkpointing:
-            config.activation_checkpointing = False
-        for handle in model.backbone.blocks:
-            handle.recompute_ffn = False
+        for owner, name, _ in saved:
+            setattr(owner, name, False)
     counter = FlopCounterMode(display=False)
     with counter:
         step()
-    if checkpointing:
-        config.activation_checkpointing = True
-    for handle, flag in zip(model.backbone.blocks, recompute_ffn):
-        handle.recompute_ffn = flag
+    for owner, name, value in saved:
+        setattr(owner, name, value)
     return counter.get_total_flops()
 
 
