@@ -134,7 +134,7 @@ def test_lightning_checkpoint_holds_only_trainable_state_and_resume_continues(tm
     assert saved["optimizer_states"][0]["state"]  # Adam moments are there
 
     resumed = tiny_module()  # a fresh module: its adapters differ until the checkpoint is loaded
-    same_checkpointing = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
+    same_checkpointing = ModelCheckpoint(dirpath=tmp_path / "ckpt_resumed", save_last=True, every_n_train_steps=1)
     trainer = tiny_trainer(tmp_path, max_steps=4, limit_val_batches=0, callbacks=[same_checkpointing])
     loaded = {}
 
