@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from avadapt._memory import release_freed_memory_to_os
 from avadapt.models import build_without_weights, parameter_report
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
@@ -153,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in (*LIGHTNING_SUBCOMMANDS, "demo"):
+        release_freed_memory_to_os()  # training: keep resident memory near the live tensors (see _memory.py)
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
         from avadapt.training.cli import run_lightning
 
