@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from avadapt.backbones import AudioEmbeddingConfig
 
@@ -21,6 +22,19 @@ def tiny_options() -> dict:
     """Keyword arguments of ``create_model`` for a 64-wide, 32-pixel ViT and 32×48 spectrograms."""
     return {"backbone": TINY_VIT, "backbone_options": {"img_size": TINY_IMAGE, "audio": TINY_AUDIO},
             "num_frames": TINY_FRAMES}
+
+
+@pytest.fixture
+def one_thread():
+    """Run tiny models on one intra-op thread: on a shared 2-core machine, spinning OpenMP workers of
+    microsecond-sized ops cost more than they save. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture

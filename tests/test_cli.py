@@ -16,18 +16,10 @@ from avadapt.data.synth import synthesize_ave
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "ave" / "tiny_cpu.yaml"
 pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
     pytest.mark.filterwarnings("ignore::avadapt.io.RandomBackboneWarning"),
     pytest.mark.filterwarnings("ignore:LightningCLI's args parameter"),  # pytest's own argv is in sys.argv
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and steady when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,12 @@ import pytest
 import torch
 
 from avadapt._registry import METHODS
-from tests.zoo import BATCH, FRAMES, TINY_BACKBONES, build, inputs, one_thread
+from tests.zoo import BATCH, FRAMES, TINY_BACKBONES, build, inputs
 
 FAMILIES = tuple(TINY_BACKBONES)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SWITCHES: dict[str, list[dict]] = {

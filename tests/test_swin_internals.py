@@ -12,15 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from avadapt.backbones import create_backbone
-from tests.zoo import SWIN_KWARGS, one_thread, randomize_norms
+from tests.zoo import SWIN_KWARGS, randomize_norms
 
 VERSIONS = {1: "swin_tiny_patch4_window7_224", 2: "swinv2_tiny_window8_256"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_backbone(version: int, **overrides):

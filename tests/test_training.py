@@ -17,17 +17,10 @@ from avadapt.data.synth import synthesize_ave
 from avadapt.io import AdapterMismatchError, load_adapter, trainable_state_keys
 from avadapt.training import AdapterExport, AVAdaptModule, warmup_cosine_factor
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FBANK = FbankConfig(num_mel_bins=32, target_frames=48)
 NUM_CLASSES = 2
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and steady when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

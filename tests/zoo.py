@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -88,16 +86,4 @@ def inputs(model: avadapt.AVModel, seed: int = 0) -> tuple[torch.Tensor | None, 
     audio = torch.randn(BATCH, FRAMES, 1, *audio_shape(model), generator=g)
     modalities = model.method.modalities
     return (video if "video" in modalities else None), (audio if "audio" in modalities else None)
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run tiny models on one intra-op thread: on a shared 2-core machine, spinning OpenMP workers of
-    microsecond-sized ops cost more than they save (the matrix runs several times faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 

@@ -15,7 +15,6 @@ merging (timm puts it at the start of stages 2…4), which halves the grid and d
 from __future__ import annotations
 
 import math
-from typing import Self
 
 import timm.data
 import torch
@@ -25,6 +24,7 @@ from timm.models.swin_transformer_v2 import SwinTransformerV2
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from avadapt.backbones.frozen import FrozenBackbone
 from avadapt.backbones.vit import AudioEmbeddingConfig
 
 SWIN_MODEL_TYPES = (SwinTransformer, SwinTransformerV2)
@@ -177,7 +177,7 @@ class SwinStageHandle:
         return out.flatten(1, 2)
 
 
-class SwinBackbone(nn.Module):
+class SwinBackbone(FrozenBackbone):
     """A timm Swin Transformer (v1 or v2), frozen, with a video and an audio entrance sharing all weights.
 
     The audio entrance feeds a one-channel spectrogram "image" through the RGB patch embedding with its
@@ -195,11 +195,9 @@ class SwinBackbone(nn.Module):
     family = "swin"
 
     def __init__(self, model: nn.Module, name: str, audio: AudioEmbeddingConfig | None = None):
-        super().__init__()
         if not isinstance(model, SWIN_MODEL_TYPES):
             raise TypeError(f"{name}: expected a timm SwinTransformer or SwinTransformerV2, got {type(model).__name__}")
-        self.model = model
-        self.name = name
+        super().__init__(model, name)
         self.version = 2 if isinstance(model, SwinTransformerV2) else 1
         self.patch_size: tuple[int, int] = tuple(model.patch_embed.patch_size)
         self.image_size: tuple[int, int] = tuple(model.patch_embed.img_size)
@@ -216,7 +214,6 @@ class SwinBackbone(nn.Module):
         self.data_config = timm.data.resolve_data_config({"input_size": (3, *self.image_size)}, model=model)
         self.audio = audio or AudioEmbeddingConfig(
             num_mel_bins=self.image_size[0], num_frames=self.image_size[1], kernel_reduction="mean")
-        self.trainable = False
         self.set_trainable(False)
 
     @property
@@ -235,26 +232,6 @@ class SwinBackbone(nn.Module):
     @property
     def audio_grid(self) -> tuple[int, int]:
         return self.video_grid
-
-    def set_trainable(self, trainable: bool) -> None:
-        self.trainable = trainable
-        self.model.requires_grad_(trainable)
-        self.model.train(self.training and trainable)
-
-    def set_ffn_recompute(self, enabled: bool) -> None:
-        """Recompute each frozen MLP's hidden activation (4·C per token, the largest tensor a block keeps for
-        backward) in the backward pass instead of storing it; same contract as ``ViTBackbone``."""
-        for handle in self.blocks:
-            handle.recompute_ffn = enabled
-
-    def train(self, mode: bool = True) -> Self:
-        super().train(mode)
-        self.model.train(mode and self.trainable)
-        return self
-
-    @property
-    def final_norm(self) -> nn.Module:
-        return self.model.norm
 
     def pre_norm(self, tokens: torch.Tensor) -> torch.Tensor:
         """Swin normalises inside its patch embedding; there is no separate pre-norm."""

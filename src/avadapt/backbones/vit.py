@@ -13,6 +13,8 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from avadapt.backbones.frozen import FrozenBackbone
+
 
 @dataclass
 class AudioEmbeddingConfig:
@@ -121,7 +123,7 @@ class BlockHandle:
         return block.ls2(mlp.drop2(self._linear(mlp.fc2, hidden)))
 
 
-class ViTBackbone(nn.Module):
+class ViTBackbone(FrozenBackbone):
     """A timm VisionTransformer, frozen, with a video and an audio entrance sharing all its weights.
 
     The audio entrance is derived from the frozen video weights each call (kernel collapse and position
@@ -133,13 +135,11 @@ class ViTBackbone(nn.Module):
     family = "vit"
 
     def __init__(self, model: VisionTransformer, name: str, audio: AudioEmbeddingConfig | None = None):
-        super().__init__()
         if not isinstance(model, VisionTransformer):
             raise TypeError(f"{name}: expected a timm VisionTransformer, got {type(model).__name__}")
         if model.num_prefix_tokens != 1 or model.cls_token is None or model.no_embed_class:
             raise ValueError(f"{name}: only ViTs with one class token and a class position are supported")
-        self.model = model
-        self.name = name
+        super().__init__(model, name)
         self.audio = audio or AudioEmbeddingConfig()
         self.embed_dim: int = model.embed_dim
         self.patch_size: tuple[int, int] = tuple(model.patch_embed.patch_size)
@@ -155,31 +155,7 @@ class ViTBackbone(nn.Module):
         # timm resolves the data config from the pretrained cfg, which ignores an img_size override
         self.data_config = timm.data.resolve_data_config(model=model)
         self.data_config["input_size"] = (3, *model.patch_embed.img_size)
-        self.trainable = False
         self.set_trainable(False)
-
-    def set_trainable(self, trainable: bool) -> None:
-        self.trainable = trainable
-        self.model.requires_grad_(trainable)
-        self.model.train(self.training and trainable)
-
-    def set_ffn_recompute(self, enabled: bool) -> None:
-        """Recompute each frozen FFN's hidden activation in backward instead of storing it.
-
-        The hidden activation (4·D per token) is the largest tensor a block keeps for backward; recomputing
-        it costs one extra fc1 + activation per block (about 6% of a ViT training step's FLOPs).
-        """
-        for handle in self.blocks:
-            handle.recompute_ffn = enabled
-
-    def train(self, mode: bool = True) -> ViTBackbone:
-        super().train(mode)
-        self.model.train(mode and self.trainable)
-        return self
-
-    @property
-    def final_norm(self) -> nn.Module:
-        return self.model.norm
 
     def pre_norm(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model.norm_pre(tokens)
