@@ -13,15 +13,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import resource
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import avadapt
-from avadapt._memory import release_freed_memory_to_os
-from avadapt.backbones import AudioEmbeddingConfig
+from avadapt._memory import configure_cpu_allocator, return_free_heap_during_training
 
 
 def parse_value(text: str):
@@ -42,6 +43,23 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) 
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def reset_peak_rss() -> bool:
+    """Restart the kernel's resident-memory high-water mark (Linux), so the FLOP-counting step is not in it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory since the last reset (VmHWM), or of the whole process where that is unknown."""
+    try:
+        return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+    except (OSError, AttributeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def count_flops(step, model, recomputation: bool) -> int:
@@ -80,11 +98,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc's dynamic mmap threshold alone (avadapt's CLI fixes it)")
+                        help="leave glibc's mmap threshold and torch's page size alone (avadapt's CLI sets both)")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="after timing, profile one more step and print the ROWS costliest ops")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if not args.default_allocator:
-        release_freed_memory_to_os()
+    allocator = None if args.default_allocator else configure_cpu_allocator()
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    # The peak is taken before and after the steps: the better of the two is the machine's real peak
+    # (a neighbour's load or a frequency drop during one of them would otherwise flatter the ratio).
+    peak_before = matmul_peak_gflops(dtype)
+
+    from avadapt.backbones import AudioEmbeddingConfig  # imports timm, which creates tensors
 
     options = {k: v for k, v in (("preset", args.preset), ("ratio", args.ratio)) if v is not None}
     options.update((k, parse_value(v)) for k, v in (o.split("=", 1) for o in args.option))
@@ -95,12 +120,15 @@ def main() -> None:
     model = avadapt.create_model(backbone=args.backbone, method=args.method, task=args.task,
                                  num_frames=args.frames, backbone_options=backbone_options, **options)
     model.train()
+    if allocator is not None:
+        return_free_heap_during_training(model.backbone)  # as avadapt's training module does
+    if args.precision == "bf16":
+        model.backbone.store_frozen_weights_as(torch.bfloat16)  # as avadapt's training module does
     size = model.backbone.data_config["input_size"][-1]
     video = torch.randn(args.batch, args.frames, 3, size, size)
     audio = torch.randn(args.batch, args.frames, 1, args.mel_bins, args.audio_frames)
     labels = {"labels": torch.randint(0, 29, (args.batch, args.frames))}
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-4)
-    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -111,6 +139,7 @@ def main() -> None:
 
     flop_per_step = count_flops(step, model, recomputation=False)
     executed_flop_per_step = count_flops(step, model, recomputation=True)
+    steps_only = reset_peak_rss()
     for _ in range(args.warmup):
         step()
     times = []
@@ -119,16 +148,23 @@ def main() -> None:
         step()
         times.append(time.perf_counter() - start)
     step_s = sorted(times)[len(times) // 2]
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    peak = matmul_peak_gflops(dtype)
+    peak_mb = peak_rss_mb()
+    if args.profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+            step()
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
+    peak = max(peak_before, matmul_peak_gflops(dtype))
     achieved = flop_per_step / step_s / 1e9
     result = {
         "backbone": args.backbone, "method": args.method, "options": {k: str(v) for k, v in options.items()},
         "frames": args.frames, "batch": args.batch, "precision": args.precision,
         "threads": torch.get_num_threads(),
+        "allocator": "default" if allocator is None else {
+            "fixed_mmap_threshold": allocator.fixed_mmap_threshold, "huge_pages": allocator.huge_pages},
         "trainable_params": sum(p.numel() for p in model.trainable_parameters()),
         "step_s": round(step_s, 4),
-        "peak_rss_mb": round(peak_rss_mb, 1),
+        "peak_rss_mb": round(peak_mb, 1),
+        "peak_rss_scope": "training steps" if steps_only else "whole process",
         "gflop_per_step": round(flop_per_step / 1e9, 2),
         "executed_gflop_per_step": round(executed_flop_per_step / 1e9, 2),
         "achieved_gflops": round(achieved, 2),

@@ -10,7 +10,7 @@ import timm
 import torch
 
 from avadapt.backbones import AudioEmbeddingConfig, UnsafeCheckpointError, create_backbone
-from tests.conftest import TINY_AUDIO, TINY_IMAGE, TINY_VIT
+from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE, TINY_VIT
 
 
 @pytest.mark.parametrize("name,grid", [
@@ -126,3 +126,92 @@ def test_block_handle_reproduces_the_timm_block_and_caches_reduced_precision_wei
 def test_data_config_follows_the_built_image_size():
     backbone = create_backbone(TINY_VIT, img_size=TINY_IMAGE, audio=TINY_AUDIO)
     assert backbone.data_config["input_size"] == (3, TINY_IMAGE, TINY_IMAGE)
+
+
+def test_short_attention_then_linear_backward_is_the_gradient_of_its_forward():
+    from avadapt.backbones.vit import _ShortAttentionThenLinear
+
+    torch.manual_seed(0)
+    qkv = torch.randn(3, 5, 3, 2, 4, dtype=torch.float64, requires_grad=True)  # (S, T, 3, H, d)
+    weight = torch.randn(6, 8, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: _ShortAttentionThenLinear.apply(*a, 0.5), (qkv, weight, bias))
+
+
+@pytest.mark.parametrize("seq", [5, 40])  # short (kept softmax) and long (fused kernel) sequences
+@pytest.mark.parametrize("need_output", [True, False])
+def test_attention_and_down_equals_the_adapter_applied_to_the_attention(seq, need_output):
+    """down(attention(x)) through the fused projection must be the same function, value and gradients."""
+    backbone = create_backbone(TINY_VIT, img_size=TINY_IMAGE, audio=TINY_AUDIO)
+    handle = backbone.blocks[0]
+    down = torch.nn.Linear(backbone.embed_dim, 3)
+    x = torch.randn(2, seq, backbone.embed_dim, requires_grad=True)
+    output, hidden = handle.attention_and_down(x, down, need_output=need_output)
+    reference = handle.attention(x)
+    torch.testing.assert_close(hidden, down(reference), rtol=1e-5, atol=1e-5)
+    assert (output is None) == (not need_output)
+    if need_output:
+        torch.testing.assert_close(output, reference, rtol=1e-5, atol=1e-5)
+    ours = torch.autograd.grad(hidden.square().sum(), (x, down.weight, down.bias))
+    theirs = torch.autograd.grad(down(handle.attention(x)).square().sum(), (x, down.weight, down.bias))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["none", "tanh", "quick_gelu"])
+def test_activation_then_two_linears_backward_is_the_gradient_of_its_forward(kind):
+    from avadapt.backbones.vit import _ActivationThenTwoLinears
+
+    torch.manual_seed(0)
+    h = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    weight, bias = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, dtype=torch.float64)  # frozen
+    fused_weight = torch.randn(2, 8, dtype=torch.float64, requires_grad=True)
+    fused_bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda h, w, b: _ActivationThenTwoLinears.apply(h, kind, weight, bias, w, b),
+                                    (h, fused_weight, fused_bias))
+
+
+@pytest.mark.parametrize("quick_gelu", [False, True])  # timm ViTs, OpenAI CLIP weights
+def test_ffn_and_down_equals_the_adapter_applied_to_the_ffn(quick_gelu):
+    backbone = create_backbone(TINY_VIT, img_size=TINY_IMAGE, audio=TINY_AUDIO)
+    handle = backbone.blocks[0]
+    if quick_gelu:
+        handle.block.mlp.act = timm.layers.QuickGELU()
+    down = torch.nn.Linear(backbone.embed_dim, 3)
+    x = torch.randn(2, 7, backbone.embed_dim, requires_grad=True)
+    output, hidden = handle.ffn_and_down(x, down)
+    reference = handle.ffn(x)
+    torch.testing.assert_close(output, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(hidden, down(reference), rtol=1e-5, atol=1e-5)
+    ours = torch.autograd.grad((output.sum() + hidden.square().sum()), (x, down.weight, down.bias))
+    theirs = torch.autograd.grad(reference.sum() + down(reference).square().sum(), (x, down.weight, down.bias))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_frozen_weights_stored_in_bf16_change_nothing_under_bf16_autocast(tiny_options):
+    """bf16 autocast casts frozen fp32 weights to bf16 anyway: storing them so must give identical results."""
+    import avadapt
+
+    torch.manual_seed(0)
+    stored_fp32 = avadapt.create_model(method="stg_cma", drop_path=0.0, **tiny_options).eval()  # no dropout
+    stored_bf16 = avadapt.create_model(method="stg_cma", drop_path=0.0, **tiny_options).eval()
+    stored_bf16.load_state_dict(stored_fp32.state_dict())
+    for p in list(stored_fp32.trainable_parameters()):  # non-zero adapters, so every path matters
+        torch.nn.init.normal_(p, std=0.02)
+    stored_bf16.load_state_dict(stored_fp32.state_dict())
+    freed = stored_bf16.backbone.store_frozen_weights_as(torch.bfloat16)
+    assert freed > 0 and stored_bf16.backbone.model.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
+    video = torch.randn(1, TINY_FRAMES, 3, TINY_IMAGE, TINY_IMAGE)
+    audio = torch.randn(1, TINY_FRAMES, 1, TINY_AUDIO.num_mel_bins, TINY_AUDIO.num_frames)
+    outputs, grads = [], []
+    for model in (stored_fp32, stored_bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(video, audio)
+        out.float().square().sum().backward()
+        outputs.append(out)
+        grads.append([p.grad for p in model.trainable_parameters()])
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert stored_bf16(video, audio).dtype == torch.float32  # and fp32 use still works

@@ -12,8 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from avadapt._memory import release_freed_memory_to_os
-from avadapt.models import build_without_weights, parameter_report
+from avadapt._memory import configure_cpu_allocator
+
+# Model code (timm, torch tensors) is imported inside the commands: the allocator settings of
+# configure_cpu_allocator only take effect before the first tensor exists.
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
@@ -40,6 +42,8 @@ def _run_params(args: argparse.Namespace) -> None:
         entries = parameter_table()
         print(json.dumps(entries, indent=2) if args.json else format_table(entries, markdown=args.markdown))
         return
+    from avadapt.models import build_without_weights, parameter_report
+
     options = {k: v for k, v in (("preset", args.preset), ("ratio", args.ratio)) if v is not None}
     report = parameter_report(build_without_weights(
         backbone=args.backbone, method=args.method, task=args.task, **options))
@@ -155,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in (*LIGHTNING_SUBCOMMANDS, "demo"):
-        release_freed_memory_to_os()  # training: keep resident memory near the live tensors (see _memory.py)
+        configure_cpu_allocator()  # training: keep resident memory near the live tensors (see _memory.py)
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
         from avadapt.training.cli import run_lightning
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Self
 
+import torch
 from torch import nn
+
+
+def should_recompute(enabled: bool, x: torch.Tensor) -> bool:
+    """Recompute a frozen branch's activations in backward: only when asked and when backward will run."""
+    return enabled and torch.is_grad_enabled() and x.requires_grad
 
 
 class FrozenBackbone(nn.Module):
@@ -37,6 +43,10 @@ class FrozenBackbone(nn.Module):
         """
         for handle in self.blocks:
             handle.recompute_ffn = enabled
+
+    def store_frozen_weights_as(self, dtype: torch.dtype) -> int:
+        """Keep frozen weights in ``dtype`` only, where the wrapper supports it (ViT); returns bytes freed."""
+        return 0
 
     def train(self, mode: bool = True) -> Self:
         super().train(mode)

@@ -24,7 +24,7 @@ from timm.models.swin_transformer_v2 import SwinTransformerV2
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from avadapt.backbones.frozen import FrozenBackbone
+from avadapt.backbones.frozen import FrozenBackbone, should_recompute
 from avadapt.backbones.vit import AudioEmbeddingConfig
 
 SWIN_MODEL_TYPES = (SwinTransformer, SwinTransformerV2)
@@ -80,7 +80,7 @@ class SwinBlockHandle:
 
     def ffn(self, x: torch.Tensor) -> torch.Tensor:
         """(S, N, C) → (S, N, C): the MLP branch, before the residual add."""
-        if self.recompute_ffn and torch.is_grad_enabled() and x.requires_grad:
+        if should_recompute(self.recompute_ffn, x):
             return checkpoint(self._ffn, x, use_reentrant=False)
         return self._ffn(x)
 

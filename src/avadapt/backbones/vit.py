@@ -8,12 +8,12 @@ from typing import Literal
 import timm.data
 import torch
 import torch.nn.functional as F
-from timm.layers import Attention, Mlp, resample_abs_pos_embed
+from timm.layers import Attention, Mlp, QuickGELU, resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from avadapt.backbones.frozen import FrozenBackbone
+from avadapt.backbones.frozen import FrozenBackbone, should_recompute
 
 
 @dataclass
@@ -43,6 +43,104 @@ class AudioEmbeddingConfig:
 SHORT_SEQUENCE = 32  # tokens; below this, bf16 attention on CPU is faster as explicit matmuls
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
+def _short_attention(qkv: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """qkv (S, N, 3, H, d) → (softmax (S, H, N, N) in qkv's dtype, output (S, N, H·d)); softmax in ≥ fp32."""
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d)
+    probs = torch.softmax(_at_least_fp32(q @ k.transpose(-2, -1)).mul_(scale), dim=-1).to(qkv.dtype)
+    return probs, (probs @ v).transpose(1, 2).flatten(2)
+
+
+class _ShortAttentionThenLinear(torch.autograd.Function):
+    """``linear(attention(q, k, v), W, b)`` for short sequences, storing q, k, v and the softmax only.
+
+    The attention output u (S, N, D) is what a linear layer after it would store; here it is recomputed in
+    backward from the stored softmax and v (2·N·D FLOPs per sequence, nothing for N ≈ 10) and never kept.
+    Everything runs in qkv's dtype; the caller disables autocast.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:
+        probs, u = _short_attention(qkv, scale)
+        ctx.save_for_backward(qkv, probs, weight)
+        ctx.scale = scale
+        return F.linear(u, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        qkv, probs, weight = ctx.saved_tensors
+        s, n, _, heads, head_dim = qkv.shape
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        grad_out = grad_out.to(qkv.dtype)
+        grad_weight = grad_bias = None
+        if ctx.needs_input_grad[1]:
+            u = (probs @ v).transpose(1, 2).flatten(2)
+            grad_weight = grad_out.flatten(0, -2).T @ u.flatten(0, -2)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_out.flatten(0, -2).sum(0)
+        grad_qkv = None
+        if ctx.needs_input_grad[0]:
+            grad_u = (grad_out @ weight).view(s, n, heads, head_dim).transpose(1, 2)  # (S, H, N, d)
+            grad_probs = _at_least_fp32(grad_u @ v.transpose(-2, -1))
+            p = _at_least_fp32(probs)
+            grad_scores = (p * (grad_probs - (grad_probs * p).sum(-1, keepdim=True))).mul_(ctx.scale).to(qkv.dtype)
+            grad_qkv = torch.empty_like(qkv)
+            grad_qkv[:, :, 0] = (grad_scores @ k).transpose(1, 2)
+            grad_qkv[:, :, 1] = (grad_scores.transpose(-2, -1) @ q).transpose(1, 2)
+            grad_qkv[:, :, 2] = (probs.transpose(-2, -1) @ grad_u).transpose(1, 2)
+        return grad_qkv, grad_weight, grad_bias, None
+
+
+def _activation_kind(act: nn.Module) -> str | None:
+    """The FFN activations ``_ActivationThenTwoLinears`` differentiates by hand: GELU (exact or tanh, ViT)
+    and QuickGELU (OpenAI CLIP weights); None for any other."""
+    if type(act) is nn.GELU:
+        return act.approximate
+    return "quick_gelu" if type(act) is QuickGELU else None
+
+
+def _activate(h: torch.Tensor, kind: str) -> torch.Tensor:
+    return h * torch.sigmoid(1.702 * h) if kind == "quick_gelu" else F.gelu(h, approximate=kind)
+
+
+def _activation_backward(grad: torch.Tensor, h: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "quick_gelu":  # d/dh h·σ(ah) = σ(ah)·(1 + a·h·(1 − σ(ah)))
+        s = torch.sigmoid(1.702 * h)
+        return grad * s * (1 + 1.702 * h * (1 - s))
+    return torch.ops.aten.gelu_backward(grad, h, approximate=kind)
+
+
+class _ActivationThenTwoLinears(torch.autograd.Function):
+    """``a = act(h)``; returns ``(linear(a, W, b), linear(a, W_fused, b_fused))`` with W frozen.
+
+    Stores h only (the activation's own backward needs it): a, as large as h, is recomputed in backward
+    for the fused weight's gradient. Everything runs in h's dtype; the caller disables autocast.
+    """
+
+    @staticmethod
+    def forward(ctx, h, kind, weight, bias, fused_weight, fused_bias):
+        a = _activate(h, kind)
+        ctx.save_for_backward(h, weight, fused_weight)
+        ctx.kind = kind
+        return F.linear(a, weight, bias), F.linear(a, fused_weight, fused_bias)
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_fused):
+        h, weight, fused_weight = ctx.saved_tensors
+        grad_fused = grad_fused.to(h.dtype)
+        if grad_out is None:
+            grad_a = grad_fused @ fused_weight
+        else:  # one GEMM into one buffer of h's size: [dy, dh_fused] · [W; W_fused]
+            grad_a = torch.cat([grad_out.to(h.dtype), grad_fused], dim=-1) @ torch.cat([weight, fused_weight])
+        a = _activate(h, ctx.kind)
+        grad_fused_weight = grad_fused.flatten(0, -2).T @ a.flatten(0, -2)
+        del a
+        grad_fused_bias = grad_fused.flatten(0, -2).sum(0)
+        return _activation_backward(grad_a, h, ctx.kind), None, None, None, grad_fused_weight, grad_fused_bias
+
 class BlockHandle:
     """The frozen parts of one timm block, for methods that call them in their own order.
 
@@ -67,18 +165,43 @@ class BlockHandle:
         self.recompute_ffn = False
         self._cast_cache: dict[tuple[int, torch.dtype], tuple[int, torch.Tensor, torch.Tensor | None]] = {}
 
-    def _linear(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    def _compute_dtype(self, x: torch.Tensor) -> torch.dtype:
         device = x.device.type
-        if layer.weight.requires_grad or not torch.is_autocast_enabled(device):
-            return layer(x)
-        dtype = torch.get_autocast_dtype(device)
+        return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+    def _weights(self, layer: nn.Linear, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The layer's weight and bias in ``dtype``: as stored where they match or train, else a copy cast once
+        while the weights are frozen and unchanged."""
+        if layer.weight.requires_grad or layer.weight.dtype == dtype:
+            return layer.weight, layer.bias
         key, version = (id(layer), dtype), layer.weight._version
         cached = self._cast_cache.get(key)
         if cached is None or cached[0] != version:
             bias = None if layer.bias is None else layer.bias.detach().to(dtype)
             cached = self._cast_cache[key] = (version, layer.weight.detach().to(dtype), bias)
-        with torch.autocast(device, enabled=False):
-            return F.linear(x.to(dtype), cached[1], cached[2])
+        return cached[1], cached[2]
+
+    def _linear(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        if layer.weight.requires_grad:
+            return layer(x)
+        weight, bias = self._weights(layer, self._compute_dtype(x))
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.to(weight.dtype), weight, bias)
+
+    def store_frozen_weights_as(self, dtype: torch.dtype) -> int:
+        """Keep this block's frozen linear layers in ``dtype`` only; returns the bytes given back."""
+        if not self.own_kernels:
+            return 0
+        layers = [self.block.attn.qkv, self.block.attn.proj, self.block.mlp.fc1, self.block.mlp.fc2]
+        freed = 0
+        for layer in layers:
+            if layer.weight.requires_grad or layer.weight.dtype == dtype:
+                continue
+            before = sum(p.numel() * p.element_size() for p in layer.parameters())
+            layer.to(dtype)
+            freed += before - sum(p.numel() * p.element_size() for p in layer.parameters())
+        self._cast_cache.clear()
+        return freed
 
     def attention(self, x: torch.Tensor, recompute: bool = False) -> torch.Tensor:
         """Frozen norm1 + self-attention (+ layer scale) over the sequences of x: (S, N, D) → (S, N, D).
@@ -86,7 +209,7 @@ class BlockHandle:
         recompute: keep only x for backward and recompute the attention there (its q, k, v and output are
         four times the size of x).
         """
-        if recompute and torch.is_grad_enabled() and x.requires_grad:
+        if should_recompute(recompute, x):
             return checkpoint(self._attention, x, use_reentrant=False)
         return self._attention(x)
 
@@ -108,9 +231,86 @@ class BlockHandle:
         out = attn.norm(out.transpose(1, 2).reshape(s, n, attn.attn_dim))
         return block.ls1(attn.proj_drop(self._linear(attn.proj, out)))
 
+    def attention_and_down(self, x: torch.Tensor, down: nn.Linear, need_output: bool = True,
+                           recompute: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(attention(x), down(attention(x)))``: the frozen attention branch and an adapter's down-projection.
+
+        The attention ends in a frozen linear map (its output projection), and down ∘ proj is one linear map:
+        down(attention(x)) = u·(W_down·W_proj)ᵀ + W_down·b_proj + b_down, with u the projection's input.
+        Backward keeps u anyway (the attention kernel's output), so the adapter costs no stored copy of
+        attention(x). need_output=False skips the projection altogether (STG-CMA's T-Adapter replaces the
+        temporal attention's output rather than adding to it) and returns None for it; then sequences of at
+        most SHORT_SEQUENCE tokens (temporal attention) keep only q, k, v and the softmax, and u, as large
+        as x, is recomputed from them in backward (2·N FLOPs per token and channel, N ≈ 10).
+        recompute: keep only x and recompute the rest in backward.
+        """
+        if should_recompute(recompute, x):
+            return checkpoint(self._attention_and_down, x, down, need_output, use_reentrant=False)
+        return self._attention_and_down(x, down, need_output)
+
+    def _attention_and_down(self, x: torch.Tensor, down: nn.Linear,
+                            need_output: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+        block = self.block
+        attn = block.attn
+        plain_end = (self.own_kernels and isinstance(block.ls1, nn.Identity) and isinstance(attn.norm, nn.Identity)
+                     and not (attn.proj_drop.p > 0 and attn.proj_drop.training))
+        if not plain_end:
+            y = self._attention(x)
+            return y, down(y)
+        device = x.device.type
+        proj_weight, proj_bias = self._weights(attn.proj, self._compute_dtype(x))
+        fused_weight = down.weight.to(proj_weight.dtype) @ proj_weight  # (r, D), in the compute dtype
+        fused_bias = down.bias + (down.weight.to(proj_weight.dtype) @ proj_bias if proj_bias is not None else 0)
+        s, n, _ = x.shape
+        qkv = self._linear(attn.qkv, block.norm1(x)).view(s, n, 3, attn.num_heads, attn.head_dim)
+        if not need_output and n <= SHORT_SEQUENCE and isinstance(attn.q_norm, nn.Identity) and isinstance(
+                attn.k_norm, nn.Identity):
+            with torch.autocast(device, enabled=False):
+                compute = qkv.dtype
+                return None, _ShortAttentionThenLinear.apply(
+                    qkv, fused_weight.to(compute), fused_bias.to(compute), attn.scale)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d)
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        u = F.scaled_dot_product_attention(q, k, v, scale=attn.scale).transpose(1, 2).reshape(s, n, -1)
+        hidden = F.linear(u, fused_weight, fused_bias)
+        return (self._linear(attn.proj, u) if need_output else None), hidden
+
+    def ffn_and_down(self, x: torch.Tensor, down: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ffn(x), down(ffn(x)))``: the frozen FFN branch and an adapter's down-projection.
+
+        As in ``attention_and_down``, down ∘ fc2 is one linear map applied to the FFN's hidden activation a;
+        a itself is recomputed in backward from the fc1 output that the activation's backward keeps anyway,
+        so the adapter stores no copy of ffn(x).
+        """
+        if should_recompute(self.recompute_ffn, x):
+            return checkpoint(self._ffn_and_down, x, down, use_reentrant=False)
+        return self._ffn_and_down(x, down)
+
+    def _ffn_and_down(self, x: torch.Tensor, down: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        block = self.block
+        mlp = block.mlp
+        activation = _activation_kind(mlp.act)
+        plain = (self.own_kernels and not mlp.fc2.weight.requires_grad and activation is not None
+                 and isinstance(block.ls2, nn.Identity)
+                 and isinstance(mlp.norm, nn.Identity) and not any(
+                     drop.p > 0 and drop.training for drop in (mlp.drop1, mlp.drop2)))
+        if not plain:
+            y = self._ffn(x)
+            return y, down(y)
+        device = x.device.type
+        fc2_weight, fc2_bias = self._weights(mlp.fc2, self._compute_dtype(x))
+        fused_weight = down.weight.to(fc2_weight.dtype) @ fc2_weight  # (r, 4D), in the compute dtype
+        fused_bias = down.bias + (down.weight.to(fc2_weight.dtype) @ fc2_bias if fc2_bias is not None else 0)
+        before_act = self._linear(mlp.fc1, block.norm2(x))
+        compute = before_act.dtype
+        with torch.autocast(device, enabled=False):
+            return _ActivationThenTwoLinears.apply(before_act, activation, fc2_weight.to(compute),
+                                                   None if fc2_bias is None else fc2_bias.to(compute),
+                                                   fused_weight.to(compute), fused_bias.to(compute))
+
     def ffn(self, x: torch.Tensor) -> torch.Tensor:
         """Frozen norm2 + MLP (+ layer scale): (S, N, D) → (S, N, D)."""
-        if self.recompute_ffn and torch.is_grad_enabled() and x.requires_grad:
+        if should_recompute(self.recompute_ffn, x):
             return checkpoint(self._ffn, x, use_reentrant=False)
         return self._ffn(x)
 
@@ -156,6 +356,12 @@ class ViTBackbone(FrozenBackbone):
         self.data_config = timm.data.resolve_data_config(model=model)
         self.data_config["input_size"] = (3, *model.patch_embed.img_size)
         self.set_trainable(False)
+
+    def store_frozen_weights_as(self, dtype: torch.dtype) -> int:
+        """Keep the frozen blocks' linear weights in ``dtype`` only, e.g. bf16 for bf16-autocast training:
+        fp32 copies of weights that never change and that autocast would cast anyway are dead memory
+        (344 MB on ViT-B/16). Norms, embeddings and trainable weights keep their dtype. Returns bytes freed."""
+        return sum(handle.store_frozen_weights_as(dtype) for handle in self.blocks)
 
     def pre_norm(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model.norm_pre(tokens)

@@ -38,8 +38,8 @@ class STGCMAConfig(JSONConfig):
         on for CLIP ViTs (it trains ln_post), off for Swin (its trainable names miss Swin's norm).
     full_finetune: also train every backbone weight (reference row, not parameter-efficient).
     recompute_frozen: in backward, recompute the frozen FFN's hidden activation and the frozen temporal
-        attention instead of storing them (about 1 GB less on CLIP ViT-B/16 at T = 10, batch 2, fp32; about
-        12% more executed FLOPs; see benchmarks/train_step.py).
+        attention instead of storing them: about 0.7 GB less at bf16 on CLIP ViT-B/16, T = 10, batch 2, for a
+        step about 35 % longer (README, "Speed and memory").
     activation_checkpointing: recompute each whole block in the backward pass, trading time for memory.
     """
 
@@ -54,7 +54,7 @@ class STGCMAConfig(JSONConfig):
     drop_path: float = 0.2
     tune_final_norm: bool | None = None
     full_finetune: bool = False
-    recompute_frozen: bool = True
+    recompute_frozen: bool = False
     activation_checkpointing: bool = False
 
     def __post_init__(self):

@@ -43,24 +43,40 @@ class STGCMABlock(nn.Module):
         self.gates = CrossModalGates(config.fusion) if exchanges else None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def _adapt_jointly(self, branch: dict[str, torch.Tensor], adapters: nn.ModuleDict | None) -> dict[str, torch.Tensor]:
-        """Frozen branch outputs (B·T, N, D) per modality → branch + AV-Adapter(branch)."""
-        if adapters is None:
-            return branch
-        hidden = {m: adapters[m].compress(y) for m, y in branch.items()}  # (B*T, N_m, r)
+    def _adapt_jointly(self, outputs: dict[str, torch.Tensor], pre_hidden: dict[str, torch.Tensor],
+                       adapters: nn.ModuleDict) -> dict[str, torch.Tensor]:
+        """Frozen branch outputs and their adapters' down-projections (B·T, N, ·) → branch + AV-Adapter(branch)."""
+        hidden = {m: adapters[m].act(h) for m, h in pre_hidden.items()}  # (B*T, N_m, r)
         if self.gates is not None:
             hidden["video"], hidden["audio"] = self.gates(hidden["video"], hidden["audio"])
-        return {m: y + adapters[m].expand(hidden[m]) for m, y in branch.items()}
+        return {m: y + adapters[m].expand(hidden[m]) for m, y in outputs.items()}
+
+    def _temporal(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """T-Adapter(A(x) along time), brought back to frame layout at the bottleneck width (cheaper than D)."""
+        adapter = self.temporal_adapters[modality]
+
+        def compressed(seq: torch.Tensor) -> torch.Tensor:
+            _, pre_hidden = self.handle.attention_and_down(
+                seq, adapter.down, need_output=False, recompute=self.recompute_temporal_attention)
+            return adapter.act(pre_hidden)
+
+        return adapter.expand(along_time(compressed, x, self.num_frames))
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        handle = self.handle
         if self.temporal_adapters is not None:
-            tokens = {
-                m: x + self.drop_path(along_time(
-                    lambda seq, m=m: self.temporal_adapters[m](
-                        self.handle.attention(seq, recompute=self.recompute_temporal_attention)), x, self.num_frames))
-                for m, x in tokens.items()
-            }
-        spatial = self._adapt_jointly({m: self.handle.attention(x) for m, x in tokens.items()}, self.spatial_adapters)
+            tokens = {m: x + self.drop_path(self._temporal(m, x)) for m, x in tokens.items()}
+        if self.spatial_adapters is not None:
+            both = {m: handle.attention_and_down(x, self.spatial_adapters[m].down) for m, x in tokens.items()}
+            spatial = self._adapt_jointly({m: y for m, (y, _) in both.items()},
+                                          {m: h for m, (_, h) in both.items()}, self.spatial_adapters)
+        else:
+            spatial = {m: handle.attention(x) for m, x in tokens.items()}
         tokens = {m: x + self.drop_path(spatial[m]) for m, x in tokens.items()}
-        ffn = self._adapt_jointly({m: self.handle.ffn(x) for m, x in tokens.items()}, self.global_adapters)
+        if self.global_adapters is not None:
+            both = {m: handle.ffn_and_down(x, self.global_adapters[m].down) for m, x in tokens.items()}
+            ffn = self._adapt_jointly({m: y for m, (y, _) in both.items()},
+                                      {m: h for m, (_, h) in both.items()}, self.global_adapters)
+        else:
+            ffn = {m: handle.ffn(x) for m, x in tokens.items()}
         return {m: x + self.drop_path(ffn[m]) for m, x in tokens.items()}

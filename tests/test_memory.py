@@ -1,0 +1,68 @@
+"""CPU memory management: allocator settings before the first tensor, the heap guard in training forwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import avadapt
+from avadapt._memory import return_free_heap_during_training
+from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE
+
+
+def test_allocator_settings_take_effect_when_the_cli_applies_them():
+    """Importing the CLI creates no tensor, so the huge-page switch it applies before training still counts."""
+    code = ("import avadapt.cli, json; from avadapt._memory import configure_cpu_allocator; "
+            "print(json.dumps(configure_cpu_allocator().__dict__))")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    settings = json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
+                                         text=True).stdout)
+    assert settings["fixed_mmap_threshold"] is True  # glibc on our machines; False elsewhere, never an error
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if thp.exists() and "[never]" not in thp.read_text():
+        assert settings["huge_pages"] is True
+
+
+def test_huge_pages_are_reported_off_once_torch_has_allocated():
+    code = ("import torch, json; torch.ones(1 << 22); from avadapt._memory import configure_cpu_allocator; "
+            "print(json.dumps(configure_cpu_allocator().__dict__))")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    settings = json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
+                                         text=True).stdout)
+    assert settings["huge_pages"] is False
+
+
+def test_heap_is_trimmed_after_each_frozen_ffn_in_training_forwards_only(tiny_options, monkeypatch):
+    from avadapt import _memory
+
+    calls = []
+
+    class FakeLibc:
+        def malloc_trim(self, pad):
+            calls.append(pad)
+
+    monkeypatch.setattr(_memory, "_libc", lambda: FakeLibc())
+    model = avadapt.create_model(method="stg_cma", **tiny_options)
+    hooks = return_free_heap_during_training(model.backbone)
+    video = torch.randn(1, TINY_FRAMES, 3, TINY_IMAGE, TINY_IMAGE)
+    audio = torch.randn(1, TINY_FRAMES, 1, TINY_AUDIO.num_mel_bins, TINY_AUDIO.num_frames)
+    with torch.no_grad():
+        model(video, audio)
+    assert calls == []
+    model(video, audio)
+    assert calls == [0] * 2 * len(model.backbone.blocks)  # each block runs its FFN per modality
+    for hook in hooks:
+        hook.remove()
+    model(video, audio)
+    assert len(calls) == 2 * len(model.backbone.blocks)
+
+
+def test_the_real_heap_trim_runs():
+    from avadapt._memory import _libc
+
+    assert _libc() is not None and _libc().malloc_trim(0) in (0, 1)  # glibc on our machines
