@@ -211,6 +211,22 @@ def test_bf16_mixed_and_fp32_losses_agree(tmp_path, ave_root):
     assert losses["bf16-mixed"] == pytest.approx(losses["32-true"], rel=0.03)
 
 
+def test_bf16_training_holds_frozen_weights_in_bf16_and_trims_the_heap_only_while_it_runs(tmp_path, ave_root):
+    module = tiny_module()
+    seen = {}
+
+    class Probe(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen["dtype"] = pl_module.model.backbone.model.blocks[0].mlp.fc1.weight.dtype
+            seen["hooks"] = len(pl_module._heap_hooks)
+
+    tiny_trainer(tmp_path, precision="bf16-mixed", callbacks=[Probe()]).fit(
+        module, datamodule=tiny_data(module, ave_root))
+    assert seen == {"dtype": torch.bfloat16, "hooks": len(module.model.backbone.blocks)}
+    assert module.model.backbone.model.blocks[0].mlp.fc1.weight.dtype == torch.float32  # given back at the end
+    assert module._heap_hooks == []
+
+
 def test_data_and_head_class_counts_must_agree(tmp_path, ave_root):
     module = tiny_module(task_options={"num_classes": 29})
     with pytest.raises(ValueError, match="num_classes=3"):

@@ -1,18 +1,17 @@
-"""Keep a CPU training process's resident memory close to what its tensors use, without paying for it.
+"""Keep a CPU training process's resident memory close to what its tensors use.
 
-What was measured (CLIP ViT-B/16 STG-CMA, T = 10, batch 2, fp32, ``benchmarks/train_step.py``, 2 cores):
+What was measured (CLIP ViT-B/16 STG-CMA, T = 10, batch 2, ``benchmarks/train_step.py``, 2 cores):
 
-- glibc's default: large tensors come from the heap, which reuses freed memory at no cost but never
-  gives back holes between live blocks; resident memory grew by about 1 GB per step for the first steps
-  and settled 1.2–1.5 GB above the live tensors.
-- Every large tensor in its own mapping (mmap threshold 1 MiB): resident memory = live tensors, but each
-  tensor is then fresh memory that the kernel must fault in and zero; steps were about 40 % slower.
-- What we do: the heap for tensors up to 32 MiB (glibc's largest threshold) and mappings above; torch's
-  transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE``: 2 MiB pages, 512× fewer faults for what
-  is mapped fresh); and, in training, the heap's free pages given back once per frozen block
-  (``malloc_trim``), so holes never pile up over a forward pass. Measured against the plain heap:
-  about 1.1 GB less resident memory for a step about 15–25 % longer; against one mapping per tensor,
-  about the same memory for a step about 15 % shorter (README, "Speed and memory").
+- glibc's default: large tensors come from the heap, which reuses freed memory without page faults but never
+  gives back the holes between live blocks; the peak grew over the first three steps (4.2, 5.3, 6.1 GB in
+  fp32) and the benchmark's steps peaked at 5.6 GB, for the fastest fp32 step (15.2 s).
+- Every large tensor in its own mapping (mmap threshold 1 MiB): resident memory near the live tensors
+  (4.1 GB), but every tensor is fresh memory the kernel must fault in and zero: 24.7 s.
+- What we do: the heap for tensors up to 32 MiB (glibc's largest threshold), mappings above, torch's
+  transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE``: 2 MiB pages, 512× fewer faults for what is
+  mapped fresh), and in training the heap's free pages given back after every frozen block
+  (``malloc_trim``): 4.1 GB and 25.1 s in fp32, no better than the mappings there; 2.9 GB and 9.6 s under
+  bf16. ``AVAdaptModule(trim_cpu_heap=False)`` keeps glibc's heap as is.
 
 torch reads the huge-page switch at its first tensor allocation, so ``configure_cpu_allocator`` must run
 before any tensor exists; it reports what took effect.

@@ -141,6 +141,7 @@ class _ActivationThenTwoLinears(torch.autograd.Function):
         grad_fused_bias = grad_fused.flatten(0, -2).sum(0)
         return _activation_backward(grad_a, h, ctx.kind), None, None, None, grad_fused_weight, grad_fused_bias
 
+
 class BlockHandle:
     """The frozen parts of one timm block, for methods that call them in their own order.
 

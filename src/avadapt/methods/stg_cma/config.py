@@ -39,7 +39,7 @@ class STGCMAConfig(JSONConfig):
     full_finetune: also train every backbone weight (reference row, not parameter-efficient).
     recompute_frozen: in backward, recompute the frozen FFN's hidden activation and the frozen temporal
         attention instead of storing them: about 0.7 GB less at bf16 on CLIP ViT-B/16, T = 10, batch 2, for a
-        step about 35 % longer (README, "Speed and memory").
+        step about 38 % longer (README, "Speed and memory").
     activation_checkpointing: recompute each whole block in the backward pass, trading time for memory.
     """
 
