@@ -1,17 +1,19 @@
 """Keep a CPU training process's resident memory close to what its tensors use.
 
-What was measured (CLIP ViT-B/16 STG-CMA, T = 10, batch 2, ``benchmarks/train_step.py``, 2 cores):
+What was measured (CLIP ViT-B/16 STG-CMA, T = 10, batch 2, ``benchmarks/train_step.py``, 2 cores; the
+README has every run):
 
 - glibc's default: large tensors come from the heap, which reuses freed memory without page faults but never
-  gives back the holes between live blocks; the peak grew over the first three steps (4.2, 5.3, 6.1 GB in
-  fp32) and the benchmark's steps peaked at 5.6 GB, for the fastest fp32 step (15.2 s).
-- Every large tensor in its own mapping (mmap threshold 1 MiB): resident memory near the live tensors
-  (4.1 GB), but every tensor is fresh memory the kernel must fault in and zero: 24.7 s.
+  gives back the holes between live blocks; in a three-step fp32 trace the peak grew 4.2, 5.3, 6.1 GB, and
+  the benchmark's steps peaked at 5.5–5.6 GB.
+- Every large tensor in its own mapping (mmap threshold 1 MiB): resident memory near the live tensors, but
+  every tensor is fresh memory the kernel must fault in and zero (one fp32 run: 24.7 s a step, 4.07 GB).
 - What we do: the heap for tensors up to 32 MiB (glibc's largest threshold), mappings above, torch's
   transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE``: 2 MiB pages, 512× fewer faults for what is
-  mapped fresh), and in training the heap's free pages given back after every frozen block
-  (``malloc_trim``): 4.1 GB and 25.1 s in fp32, no better than the mappings there; 2.9 GB and 9.6 s under
-  bf16. ``AVAdaptModule(trim_cpu_heap=False)`` keeps glibc's heap as is.
+  mapped fresh; allocating and filling a 60 MB tensor went from about 22 ms to 7 ms), and in training the
+  heap's free pages given back after every frozen FFN (``malloc_trim``): fp32 peaks of 4.04–4.07 GB, steps
+  of 17.9–18.7 s in three of four runs (25.1 s in the fourth); without the trim 15.2 and 21.0 s. ``AVAdaptModule(trim_cpu_heap=False)``
+  keeps glibc's heap as is.
 
 torch reads the huge-page switch at its first tensor allocation, so ``configure_cpu_allocator`` must run
 before any tensor exists; it reports what took effect.
