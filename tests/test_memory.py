@@ -15,13 +15,18 @@ from avadapt._memory import return_free_heap_during_training
 from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE
 
 
-def test_allocator_settings_take_effect_when_the_cli_applies_them():
-    """Importing the CLI creates no tensor, so the huge-page switch it applies before training still counts."""
-    code = ("import avadapt.cli, json; from avadapt._memory import configure_cpu_allocator; "
+def allocator_settings_after(imports: str) -> dict:
+    """configure_cpu_allocator's report in a fresh interpreter that first runs ``imports``."""
+    code = (f"{imports}; import json; from avadapt._memory import configure_cpu_allocator; "
             "print(json.dumps(configure_cpu_allocator().__dict__))")
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    settings = json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
-                                         text=True).stdout)
+    return json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
+                                     text=True).stdout)
+
+
+def test_allocator_settings_take_effect_when_the_cli_applies_them():
+    """Importing the CLI creates no tensor, so the huge-page switch it applies before training still counts."""
+    settings = allocator_settings_after("import avadapt.cli")
     assert settings["fixed_mmap_threshold"] is True  # glibc on our machines; False elsewhere, never an error
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     if thp.exists() and "[never]" not in thp.read_text():
@@ -29,12 +34,7 @@ def test_allocator_settings_take_effect_when_the_cli_applies_them():
 
 
 def test_huge_pages_are_reported_off_once_torch_has_allocated():
-    code = ("import torch, json; torch.ones(1 << 22); from avadapt._memory import configure_cpu_allocator; "
-            "print(json.dumps(configure_cpu_allocator().__dict__))")
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    settings = json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
-                                         text=True).stdout)
-    assert settings["huge_pages"] is False
+    assert allocator_settings_after("import torch; torch.ones(1 << 22)")["huge_pages"] is False
 
 
 def test_heap_is_trimmed_after_each_frozen_ffn_in_training_forwards_only(tiny_options, monkeypatch):

@@ -189,6 +189,12 @@ class BlockHandle:
         with torch.autocast(x.device.type, enabled=False):
             return F.linear(x.to(weight.dtype), weight, bias)
 
+    @staticmethod
+    def _fused_down(down: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``down ∘ (frozen weight, bias)`` as one linear map, in the frozen weight's dtype."""
+        down_weight = down.weight.to(weight.dtype)
+        return down_weight @ weight, down.bias + (down_weight @ bias if bias is not None else 0)
+
     def store_frozen_weights_as(self, dtype: torch.dtype) -> int:
         """Keep this block's frozen linear layers in ``dtype`` only; returns the bytes given back."""
         if not self.own_kernels:
@@ -259,9 +265,7 @@ class BlockHandle:
             y = self._attention(x)
             return y, down(y)
         device = x.device.type
-        proj_weight, proj_bias = self._weights(attn.proj, self._compute_dtype(x))
-        fused_weight = down.weight.to(proj_weight.dtype) @ proj_weight  # (r, D), in the compute dtype
-        fused_bias = down.bias + (down.weight.to(proj_weight.dtype) @ proj_bias if proj_bias is not None else 0)
+        fused_weight, fused_bias = self._fused_down(down, *self._weights(attn.proj, self._compute_dtype(x)))  # (r, D)
         s, n, _ = x.shape
         qkv = self._linear(attn.qkv, block.norm1(x)).view(s, n, 3, attn.num_heads, attn.head_dim)
         if not need_output and n <= SHORT_SEQUENCE and isinstance(attn.q_norm, nn.Identity) and isinstance(
@@ -300,8 +304,7 @@ class BlockHandle:
             return y, down(y)
         device = x.device.type
         fc2_weight, fc2_bias = self._weights(mlp.fc2, self._compute_dtype(x))
-        fused_weight = down.weight.to(fc2_weight.dtype) @ fc2_weight  # (r, 4D), in the compute dtype
-        fused_bias = down.bias + (down.weight.to(fc2_weight.dtype) @ fc2_bias if fc2_bias is not None else 0)
+        fused_weight, fused_bias = self._fused_down(down, fc2_weight, fc2_bias)  # (r, 4D)
         before_act = self._linear(mlp.fc1, block.norm2(x))
         compute = before_act.dtype
         with torch.autocast(device, enabled=False):

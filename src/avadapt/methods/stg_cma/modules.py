@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from timm.layers import DropPath
 from torch import nn
@@ -43,13 +45,19 @@ class STGCMABlock(nn.Module):
         self.gates = CrossModalGates(config.fusion) if exchanges else None
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def _adapt_jointly(self, outputs: dict[str, torch.Tensor], pre_hidden: dict[str, torch.Tensor],
+    def _adapt_jointly(self, tokens: dict[str, torch.Tensor],
+                       branch_and_down: Callable[[torch.Tensor, nn.Linear], tuple[torch.Tensor, torch.Tensor]],
                        adapters: nn.ModuleDict) -> dict[str, torch.Tensor]:
-        """Frozen branch outputs and their adapters' down-projections (B·T, N, ·) → branch + AV-Adapter(branch)."""
-        hidden = {m: adapters[m].act(h) for m, h in pre_hidden.items()}  # (B*T, N_m, r)
+        """Tokens (B·T, N, D) per modality → frozen branch + AV-Adapter(branch).
+
+        branch_and_down(x, down) returns the frozen branch output and its adapter's down-projection
+        (``BlockHandle.attention_and_down`` / ``ffn_and_down``).
+        """
+        both = {m: branch_and_down(x, adapters[m].down) for m, x in tokens.items()}
+        hidden = {m: adapters[m].act(h) for m, (_, h) in both.items()}  # (B*T, N_m, r)
         if self.gates is not None:
             hidden["video"], hidden["audio"] = self.gates(hidden["video"], hidden["audio"])
-        return {m: y + adapters[m].expand(hidden[m]) for m, y in outputs.items()}
+        return {m: y + adapters[m].expand(hidden[m]) for m, (y, _) in both.items()}
 
     def _temporal(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """T-Adapter(A(x) along time), brought back to frame layout at the bottleneck width (cheaper than D)."""
@@ -67,16 +75,12 @@ class STGCMABlock(nn.Module):
         if self.temporal_adapters is not None:
             tokens = {m: x + self.drop_path(self._temporal(m, x)) for m, x in tokens.items()}
         if self.spatial_adapters is not None:
-            both = {m: handle.attention_and_down(x, self.spatial_adapters[m].down) for m, x in tokens.items()}
-            spatial = self._adapt_jointly({m: y for m, (y, _) in both.items()},
-                                          {m: h for m, (_, h) in both.items()}, self.spatial_adapters)
+            spatial = self._adapt_jointly(tokens, handle.attention_and_down, self.spatial_adapters)
         else:
             spatial = {m: handle.attention(x) for m, x in tokens.items()}
         tokens = {m: x + self.drop_path(spatial[m]) for m, x in tokens.items()}
         if self.global_adapters is not None:
-            both = {m: handle.ffn_and_down(x, self.global_adapters[m].down) for m, x in tokens.items()}
-            ffn = self._adapt_jointly({m: y for m, (y, _) in both.items()},
-                                      {m: h for m, (_, h) in both.items()}, self.global_adapters)
+            ffn = self._adapt_jointly(tokens, handle.ffn_and_down, self.global_adapters)
         else:
             ffn = {m: handle.ffn(x) for m, x in tokens.items()}
         return {m: x + self.drop_path(ffn[m]) for m, x in tokens.items()}
