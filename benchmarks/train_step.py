@@ -67,7 +67,8 @@ def count_flops(step, model, recomputation: bool) -> int:
     peak (recomputed activations are overhead, not credit). With it: what the step really executes."""
     switches = [(model.method.config, "activation_checkpointing")]
     switches += [(handle, "recompute_ffn") for handle in model.backbone.blocks]
-    switches += [(m, "recompute_temporal_attention") for m in model.modules()]
+    switches += [(m, name) for m in model.modules()
+                 for name in ("recompute_temporal_attention", "rebuild_sums_in_backward")]
     saved = [(owner, name, getattr(owner, name)) for owner, name in switches if hasattr(owner, name)]
     if not recomputation:
         for owner, name, _ in saved:

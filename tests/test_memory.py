@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import avadapt
@@ -37,7 +38,7 @@ def test_huge_pages_are_reported_off_once_torch_has_allocated():
     assert allocator_settings_after("import torch; torch.ones(1 << 22)")["huge_pages"] is False
 
 
-def test_heap_is_trimmed_after_each_frozen_ffn_in_training_forwards_only(tiny_options, monkeypatch):
+def test_heap_is_trimmed_after_the_last_frozen_ffns_in_training_forwards_only(tiny_options, monkeypatch):
     from avadapt import _memory
 
     calls = []
@@ -48,18 +49,27 @@ def test_heap_is_trimmed_after_each_frozen_ffn_in_training_forwards_only(tiny_op
 
     monkeypatch.setattr(_memory, "_libc", lambda: FakeLibc())
     model = avadapt.create_model(method="stg_cma", **tiny_options)
-    hooks = return_free_heap_during_training(model.backbone)
+    blocks = model.backbone.blocks
+    hooks = return_free_heap_during_training(model.backbone, last_fraction=0.5)
+    assert len(hooks) == len(blocks) // 2
     video = torch.randn(1, TINY_FRAMES, 3, TINY_IMAGE, TINY_IMAGE)
     audio = torch.randn(1, TINY_FRAMES, 1, TINY_AUDIO.num_mel_bins, TINY_AUDIO.num_frames)
     with torch.no_grad():
         model(video, audio)
     assert calls == []
+    trimmed_blocks = []
+    for index, handle in enumerate(blocks):
+        handle.block.norm2.register_forward_hook(lambda *_, index=index: trimmed_blocks.append((index, len(calls))))
     model(video, audio)
-    assert calls == [0] * 2 * len(model.backbone.blocks)  # each block runs its FFN per modality
+    assert calls == [0] * len(blocks)  # each of the last half of the blocks runs its FFN once per modality
+    # no trim before the second half; then one after each FFN norm
+    assert [trims for index, trims in trimmed_blocks if index < len(blocks) // 2] == [0] * len(blocks)
     for hook in hooks:
         hook.remove()
     model(video, audio)
-    assert len(calls) == 2 * len(model.backbone.blocks)
+    assert len(calls) == len(blocks)
+    with pytest.raises(ValueError, match="last_fraction"):
+        return_free_heap_during_training(model.backbone, last_fraction=0)
 
 
 def test_the_real_heap_trim_runs():

@@ -55,11 +55,19 @@ def configure_cpu_allocator(mmap_threshold_bytes: int = LARGEST_HEAP_TENSOR) -> 
     return AllocatorSettings(fixed_mmap_threshold=fixed, huge_pages=huge_pages)
 
 
-def return_free_heap_during_training(backbone) -> list:
-    """After each frozen FFN norm in a forward pass with gradients (every method runs each block's FFN,
-    once per stream), give the heap's free pages back to the system (glibc ``malloc_trim``), so the holes
-    a training step leaves in the heap never pile up. Returns the hook handles (none where the C library
-    has no ``malloc_trim``); ``handle.remove()`` undoes it."""
+def return_free_heap_during_training(backbone, last_fraction: float = 1 / 3) -> list:
+    """After each frozen FFN norm of the last ``last_fraction`` of the blocks, in a forward pass with
+    gradients (every method runs each block's FFN, once per stream), give the heap's free pages back to
+    the system (glibc ``malloc_trim``), so the holes a training step leaves in the heap never pile up at
+    the step's peak, which is where backward begins.
+
+    Trimming in the earlier blocks too keeps no lower peak and costs time: it returns the holes the
+    previous backward left, which the rest of the forward would have filled, and every page handed back
+    is faulted in and zeroed again. Returns the hook handles (none where the C library has no
+    ``malloc_trim``); ``handle.remove()`` undoes it.
+    """
+    if not 0 < last_fraction <= 1:
+        raise ValueError(f"last_fraction must be in (0, 1], got {last_fraction}")
     libc = _libc()
     if libc is None or not hasattr(libc, "malloc_trim"):
         return []
@@ -69,7 +77,9 @@ def return_free_heap_during_training(backbone) -> list:
         if torch.is_grad_enabled():
             libc.malloc_trim(0)
 
-    return [handle.block.norm2.register_forward_hook(trim) for handle in backbone.blocks]
+    blocks = backbone.blocks
+    first = len(blocks) - max(1, round(last_fraction * len(blocks)))
+    return [handle.block.norm2.register_forward_hook(trim) for handle in blocks[first:]]
 
 
 @cache

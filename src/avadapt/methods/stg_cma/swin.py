@@ -28,12 +28,11 @@ Swin-B (128/256/512/1024, heads 4/8/16/32), [1/4, 1/4, 1/8, 1/8] → r = 32/64/6
 from __future__ import annotations
 
 import torch
-from timm.layers import DropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from avadapt.backbones import SwinBackbone, SwinBlockHandle
-from avadapt.layers import BottleneckAdapter, CrossModalGates, along_time
+from avadapt.layers import BottleneckAdapter, CrossModalGates, StochasticDepth, along_time
 from avadapt.layers.relative_position import TemporalRelativePositionBias
 from avadapt.methods.stg_cma.config import STGCMAConfig, parse_ratio
 
@@ -98,7 +97,7 @@ class SwinSTGCMABlock(nn.Module):
         exchanges = len(modalities) == 2 and config.fusion != "none" and (
             config.spatial_adaptation or config.global_adaptation)
         self.gates = CrossModalGates(config.fusion) if exchanges else None
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.stochastic_depth = StochasticDepth(drop_path)
 
     def _exchange(self, hidden: dict[str, torch.Tensor], in_windows: bool) -> dict[str, torch.Tensor]:
         """CAIM between compressed tokens (B·T, N, r) of the same segment, window by window or over the frame."""
@@ -120,7 +119,7 @@ class SwinSTGCMABlock(nn.Module):
     def forward(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.temporal_adapters is not None:
             tokens = {
-                m: x + self.drop_path(along_time(
+                m: self.stochastic_depth(x, along_time(
                     lambda seq, m=m: self.temporal_adapters[m](
                         self.handle.attention_over_time(seq, self.temporal_position_bias[m]())),
                     x, self.num_frames))
@@ -128,10 +127,10 @@ class SwinSTGCMABlock(nn.Module):
             }
         spatial = self._adapt_jointly(
             {m: self.handle.attention(x) for m, x in tokens.items()}, self.spatial_adapters, in_windows=True)
-        tokens = {m: x + self.drop_path(spatial[m]) for m, x in tokens.items()}
+        tokens = {m: self.stochastic_depth(x, spatial[m]) for m, x in tokens.items()}
         ffn = self._adapt_jointly({m: self.handle.ffn(x) for m, x in tokens.items()}, self.global_adapters,
                                   in_windows=False)
-        return {m: x + self.drop_path(ffn[m]) for m, x in tokens.items()}
+        return {m: self.stochastic_depth(x, ffn[m]) for m, x in tokens.items()}
 
 
 def build_swin_blocks(backbone: SwinBackbone, modalities: tuple[str, ...], config: STGCMAConfig) -> nn.ModuleList:
