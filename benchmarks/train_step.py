@@ -2,7 +2,8 @@
 
 Random weights, random inputs; forward + backward + optimizer step on the trainable parameters.
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one step; the matmul peak is a
-large matmul in the same dtype measured in the same process, so the ratio holds across machines.
+large matmul in the same dtype measured in the same process before and after every timed step, so the
+ratio holds across machines and across a shared machine's swings in speed.
 
     python benchmarks/train_step.py --backbone vit_base_patch16_clip_224 --method stg_cma \
         --preset base --frames 10 --batch 2 --precision bf16 --json
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import re
 import resource
+import statistics
 import time
 from pathlib import Path
 
@@ -106,9 +109,6 @@ def main() -> None:
     args = parser.parse_args()
     allocator = None if args.default_allocator else configure_cpu_allocator()
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    # The peak is taken before and after the steps: the better of the two is the machine's real peak
-    # (a neighbour's load or a frequency drop during one of them would otherwise flatter the ratio).
-    peak_before = matmul_peak_gflops(dtype)
 
     from avadapt.backbones import AudioEmbeddingConfig  # imports timm, which creates tensors
 
@@ -143,19 +143,24 @@ def main() -> None:
     steps_only = reset_peak_rss()
     for _ in range(args.warmup):
         step()
+    # The matmul peak is measured before and after every timed step, and each step is set against the
+    # better of its two: on a shared machine the speed drifts by tens of percent within minutes, and a
+    # peak taken only at the start or the end would flatter or sink the ratio of every step.
+    peaks = [matmul_peak_gflops(dtype)]
     times = []
     for _ in range(args.steps):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    step_s = sorted(times)[len(times) // 2]
+        peaks.append(matmul_peak_gflops(dtype))
+    step_peaks = [max(before, after) for before, after in itertools.pairwise(peaks)]
+    fractions = [flop_per_step / t / 1e9 / p for t, p in zip(times, step_peaks)]
     peak_mb = peak_rss_mb()
     if args.profile:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
             step()
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
-    peak = max(peak_before, matmul_peak_gflops(dtype))
-    achieved = flop_per_step / step_s / 1e9
+    step_s, fraction = statistics.median(times), statistics.median(fractions)
     result = {
         "backbone": args.backbone, "method": args.method, "options": {k: str(v) for k, v in options.items()},
         "frames": args.frames, "batch": args.batch, "precision": args.precision,
@@ -168,9 +173,11 @@ def main() -> None:
         "peak_rss_scope": "training steps" if steps_only else "whole process",
         "gflop_per_step": round(flop_per_step / 1e9, 2),
         "executed_gflop_per_step": round(executed_flop_per_step / 1e9, 2),
-        "achieved_gflops": round(achieved, 2),
-        "matmul_peak_gflops": round(peak, 2),
-        "fraction_of_peak": round(achieved / peak, 3),
+        "achieved_gflops": round(flop_per_step / step_s / 1e9, 2),
+        "matmul_peak_gflops": round(statistics.median(step_peaks), 2),
+        "fraction_of_peak": round(fraction, 3),
+        "step_s_each": [round(t, 2) for t in times],
+        "fraction_of_peak_each": [round(f, 3) for f in fractions],
     }
     if args.json:
         print(json.dumps(result, indent=2))
