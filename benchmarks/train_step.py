@@ -25,7 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import avadapt
-from avadapt._memory import configure_cpu_allocator, return_free_heap_during_training
+from avadapt._memory import configure_cpu_allocator, return_free_heap, return_free_heap_during_training
 
 
 def parse_value(text: str):
@@ -140,6 +140,10 @@ def main() -> None:
 
     flop_per_step = count_flops(step, model, recomputation=False)
     executed_flop_per_step = count_flops(step, model, recomputation=True)
+    if allocator is not None:
+        # The FLOP-counting steps run with all recomputation off: without this, the holes they leave would
+        # set a floor under the peak of a configuration that recomputes to save memory.
+        return_free_heap()
     steps_only = reset_peak_rss()
     for _ in range(args.warmup):
         step()

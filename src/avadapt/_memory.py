@@ -1,19 +1,19 @@
 """Keep a CPU training process's resident memory close to what its tensors use.
 
-What was measured (CLIP ViT-B/16 STG-CMA, T = 10, batch 2, ``benchmarks/train_step.py``, 2 cores; the
-README has every run):
+What was measured (CLIP ViT-B/16 STG-CMA, T = 10, batch 2, fp32, 2 cores; per training step after the
+first, peak resident memory and minor page faults; the README has the benchmark runs):
 
 - glibc's default: large tensors come from the heap, which reuses freed memory without page faults but never
-  gives back the holes between live blocks; in a three-step fp32 trace the peak grew 4.2, 5.3, 6.1 GB, and
-  the benchmark's steps peaked at 5.5–5.6 GB.
+  gives back the holes between live blocks; the peak grew step after step (4.2, 5.3, 6.1 GB in one trace).
 - Every large tensor in its own mapping (mmap threshold 1 MiB): resident memory near the live tensors, but
-  every tensor is fresh memory the kernel must fault in and zero (one fp32 run: 24.7 s a step, 4.07 GB).
+  every tensor is fresh memory the kernel must fault in and zero (one run: 24.7 s a step).
 - What we do: the heap for tensors up to 32 MiB (glibc's largest threshold), mappings above, torch's
-  transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE``: 2 MiB pages, 512× fewer faults for what is
-  mapped fresh; allocating and filling a 60 MB tensor went from about 22 ms to 7 ms), and in training the
-  heap's free pages given back after every frozen FFN (``malloc_trim``): fp32 peaks of 4.04–4.07 GB, steps
-  of 17.9–18.7 s in three of four runs (25.1 s in the fourth); without the trim 15.2 and 21.0 s. ``AVAdaptModule(trim_cpu_heap=False)``
-  keeps glibc's heap as is.
+  transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE``; mapping and filling a 46 MB tensor over and
+  over: 3.5 ms with 2 MiB pages, 10.4 ms with 4 KiB pages), and in training the heap's free pages given
+  back (``malloc_trim``) after each frozen FFN of the last third of the blocks: 3.81–3.86 GB peaks and
+  89–133 k faults a step. Trimming after every FFN gave the same peaks (3.81–3.83 GB) for 164–208 k faults
+  and more system time; only the last sixth, a 4.3 GB warm-up step; never, 4.6–4.8 GB; the heap for every
+  size (``M_MMAP_MAX`` 0), 4.0–4.15 GB. ``AVAdaptModule(trim_cpu_heap=False)`` keeps glibc's heap as is.
 
 torch reads the huge-page switch at its first tensor allocation, so ``configure_cpu_allocator`` must run
 before any tensor exists; it reports what took effect.
@@ -68,18 +68,28 @@ def return_free_heap_during_training(backbone, last_fraction: float = 1 / 3) -> 
     """
     if not 0 < last_fraction <= 1:
         raise ValueError(f"last_fraction must be in (0, 1], got {last_fraction}")
-    libc = _libc()
-    if libc is None or not hasattr(libc, "malloc_trim"):
+    if not can_return_free_heap():
         return []
     import torch
 
     def trim(module, args, output) -> None:
         if torch.is_grad_enabled():
-            libc.malloc_trim(0)
+            return_free_heap()
 
     blocks = backbone.blocks
     first = len(blocks) - max(1, round(last_fraction * len(blocks)))
     return [handle.block.norm2.register_forward_hook(trim) for handle in blocks[first:]]
+
+
+def can_return_free_heap() -> bool:
+    libc = _libc()
+    return libc is not None and hasattr(libc, "malloc_trim")
+
+
+def return_free_heap() -> None:
+    """Give the heap's free pages back to the system now (glibc ``malloc_trim``; nothing elsewhere)."""
+    if can_return_free_heap():
+        _libc().malloc_trim(0)
 
 
 @cache

@@ -65,9 +65,9 @@ class AVAdaptModule(L.LightningModule):
         warmup_epochs: length of the linear warm-up from 0, in epochs (fractions allowed).
         weight_decay: Adam's L2 weight decay.
         betas: Adam's moment coefficients.
-        trim_cpu_heap: on a CPU, give the heap's free pages back after every frozen FFN of a training
-            forward: resident memory stays near the live tensors (1.4–1.6 GB less on CLIP ViT-B/16 fp32 at
-            T = 10, batch 2; README, "Speed and memory").
+        trim_cpu_heap: on a CPU, give the heap's free pages back after each frozen FFN in the last third
+            of the blocks of a training forward, so that resident memory at the step's peak stays near the
+            live tensors (``avadapt._memory``; README, "Speed and memory").
     """
 
     def __init__(
