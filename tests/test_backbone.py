@@ -159,11 +159,14 @@ def test_attention_and_down_equals_the_adapter_applied_to_the_attention(seq, nee
 
 
 @pytest.mark.parametrize("kind", ["none", "tanh", "quick_gelu"])
-def test_activation_then_two_linears_backward_is_the_gradient_of_its_forward(kind):
+@pytest.mark.parametrize("rows_at_once", [4, 1024])  # the recomputed activation in several pieces, or one
+def test_activation_then_two_linears_backward_is_the_gradient_of_its_forward(kind, rows_at_once, monkeypatch):
+    from avadapt.backbones import vit
     from avadapt.backbones.vit import _ActivationThenTwoLinears
 
+    monkeypatch.setattr(vit, "_RECOMPUTE_ROWS", rows_at_once)
     torch.manual_seed(0)
-    h = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)  # 10 rows
     weight, bias = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, dtype=torch.float64)  # frozen
     fused_weight = torch.randn(2, 8, dtype=torch.float64, requires_grad=True)
     fused_bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
