@@ -120,8 +120,9 @@ _RECOMPUTE_ROWS = 1024  # tokens; an fp32 ViT-B FFN activation of this many rows
 class _ActivationThenTwoLinears(torch.autograd.Function):
     """``a = act(h)``; returns ``(linear(a, W, b), linear(a, W_fused, b_fused))`` with W frozen.
 
-    Stores h only (the activation's own backward needs it): a, as large as h, is recomputed in backward
-    for the fused weight's gradient. Everything runs in h's dtype; the caller disables autocast.
+    Stores h only (the activation's own backward needs it): a, as large as h, is recomputed in backward,
+    ``_RECOMPUTE_ROWS`` rows at a time, for the fused weight's gradient. Everything runs in h's dtype; the
+    caller disables autocast.
     """
 
     @staticmethod
