@@ -2,8 +2,8 @@
 
 from avadapt.layers.adapter import BottleneckAdapter
 from avadapt.layers.cross_modal import CrossModalGates, parameter_free_cross_attention
-from avadapt.layers.residual import StochasticDepth, rebuilt_in_backward
+from avadapt.layers.residual import StochasticDepth, call_keeping_recipe, rebuilt_in_backward
 from avadapt.layers.temporal import along_time
 
-__all__ = ["BottleneckAdapter", "CrossModalGates", "StochasticDepth", "along_time", "parameter_free_cross_attention",
-           "rebuilt_in_backward"]
+__all__ = ["BottleneckAdapter", "CrossModalGates", "StochasticDepth", "along_time", "call_keeping_recipe",
+           "parameter_free_cross_attention", "rebuilt_in_backward"]

@@ -84,3 +84,13 @@ def rebuilt_in_backward(target: torch.Tensor, rebuild: Callable[[], torch.Tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         yield
+
+
+def call_keeping_recipe(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                        recipe: Callable[[], torch.Tensor] | None):
+    """fn(x), with autograd keeping ``recipe`` instead of x wherever fn saves x for backward; plain fn(x)
+    without a recipe."""
+    if recipe is None:
+        return fn(x)
+    with rebuilt_in_backward(x, recipe):
+        return fn(x)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from avadapt.layers.residual import rebuilt_in_backward
+from avadapt.layers.residual import call_keeping_recipe
 
 
 def along_time(fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor, num_frames: int,
@@ -26,11 +26,7 @@ def along_time(fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor,
     def by_position() -> torch.Tensor:
         return tokens.view(b, num_frames, n, d).transpose(1, 2).reshape(b * n, num_frames, d)  # (B*N, T, D)
 
-    sequences = by_position()
-    if store_frame_layout and torch.is_grad_enabled():
-        with rebuilt_in_backward(sequences, by_position):
-            out = fn(sequences)
-    else:
-        out = fn(sequences)
+    recipe = by_position if store_frame_layout and torch.is_grad_enabled() else None
+    out = call_keeping_recipe(fn, by_position(), recipe)
     width = out.shape[-1]
     return out.view(b, n, num_frames, width).transpose(1, 2).reshape(bt, n, width)  # (B*T, N, D')

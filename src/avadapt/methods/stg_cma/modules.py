@@ -14,7 +14,7 @@ from avadapt.layers import (
     CrossModalGates,
     StochasticDepth,
     along_time,
-    rebuilt_in_backward,
+    call_keeping_recipe,
 )
 from avadapt.methods.stg_cma.config import STGCMAConfig
 
@@ -63,7 +63,7 @@ class STGCMABlock(nn.Module):
         (``BlockHandle.attention_and_down`` / ``ffn_and_down``); recipes: how to rebuild a modality's tokens
         in backward, for the branch's norm to keep instead of the tokens (see ``_adapt_temporally``).
         """
-        both = {m: _keeping_recipe(partial(branch_and_down, down=adapters[m].down), x, recipes.get(m))
+        both = {m: call_keeping_recipe(partial(branch_and_down, down=adapters[m].down), x, recipes.get(m))
                 for m, x in tokens.items()}
         hidden = {m: adapters[m].act(h) for m, (_, h) in both.items()}  # (B*T, N_m, r)
         if self.gates is not None:
@@ -105,7 +105,7 @@ class STGCMABlock(nn.Module):
         if self.spatial_adapters is not None:
             spatial = self._adapt_jointly(tokens, handle.attention_and_down, self.spatial_adapters, recipes)
         else:
-            spatial = {m: _keeping_recipe(handle.attention, x, recipes.get(m)) for m, x in tokens.items()}
+            spatial = {m: call_keeping_recipe(handle.attention, x, recipes.get(m)) for m, x in tokens.items()}
         tokens = {m: self.stochastic_depth(x, spatial[m]) for m, x in tokens.items()}
         if self.global_adapters is not None:
             ffn = self._adapt_jointly(tokens, handle.ffn_and_down, self.global_adapters, {})
@@ -119,10 +119,3 @@ def _temporal_sum(x: torch.Tensor, hidden: torch.Tensor, adapter: BottleneckAdap
     """x + DP(up(hidden)): the temporal step's output, in forward and again in backward."""
     return StochasticDepth.add(x, adapter.expand(hidden), mask)
 
-
-def _keeping_recipe(fn: Callable, x: torch.Tensor, recipe: Callable[[], torch.Tensor] | None):
-    """fn(x), with autograd keeping ``recipe`` instead of x wherever fn saves x for backward."""
-    if recipe is None:
-        return fn(x)
-    with rebuilt_in_backward(x, recipe):
-        return fn(x)
