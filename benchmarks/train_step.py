@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 import avadapt
 from avadapt._memory import configure_cpu_allocator, return_free_heap, return_free_heap_during_training
@@ -35,17 +35,34 @@ def parse_value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
-    """Best-of-``repeats`` GFLOP/s of a size³ matmul in ``dtype``."""
+GEMM_OPS = ("mm", "addmm", "bmm", "baddbmm")  # the matrix-multiply kernels a ViT step spends most time in
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> tuple[float, float]:
+    """GFLOP/s of a size³ matmul in ``dtype``: the best of ``repeats`` (the peak) and their mean.
+
+    The mean is what a matmul sustains over the same second, contention from other tenants included: on a
+    shared machine it sits under the best, and a training step, which runs for seconds, sees the mean.
+    """
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     for _ in range(2):
         a @ b
-    best = float("inf")
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+        times.append(time.perf_counter() - start)
+    flop = 2 * size**3
+    return flop / min(times) / 1e9, flop * repeats / sum(times) / 1e9
+
+
+def cpu_jiffies() -> tuple[int, int] | None:
+    """(steal, total) CPU time of the whole machine from /proc/stat, in clock ticks; None off Linux."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[7], sum(fields[:8])
 
 
 def reset_peak_rss() -> bool:
@@ -65,9 +82,26 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def count_flops(step, model, recomputation: bool) -> int:
-    """FLOPs of one step. Without recomputation: the model's own work, the honest base for a fraction of
-    peak (recomputed activations are overhead, not credit). With it: what the step really executes."""
+def _cpu_flash_attention_flop(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_flash_attention_backward_flop(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+# FlopCounterMode knows the CUDA attention kernels but not the one scaled_dot_product_attention runs on a
+# CPU: without these, every spatial attention's QKᵀ and PV (about 5 % of a ViT-B/16 step) counts as zero.
+CPU_ATTENTION_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flop,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_attention_backward_flop,
+}
+
+
+def count_flops(step, model, recomputation: bool) -> tuple[int, int]:
+    """FLOPs of one step, all and those of ``GEMM_OPS``. Without recomputation: the model's own work, the
+    honest base for a fraction of peak (recomputed activations are overhead, not credit). With it: what the
+    step really executes."""
     switches = [(model.method.config, "activation_checkpointing")]
     switches += [(handle, "recompute_ffn") for handle in model.backbone.blocks]
     switches += [(m, name) for m in model.modules()
@@ -76,12 +110,29 @@ def count_flops(step, model, recomputation: bool) -> int:
     if not recomputation:
         for owner, name, _ in saved:
             setattr(owner, name, False)
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS)
     with counter:
         step()
     for owner, name, value in saved:
         setattr(owner, name, value)
-    return counter.get_total_flops()
+    by_op = counter.get_flop_counts()["Global"]
+    return counter.get_total_flops(), sum(n for op, n in by_op.items() if op.__name__ in GEMM_OPS)
+
+
+def time_breakdown(step, rows: int) -> tuple[float, float, str]:
+    """Profile one step: (seconds in ``GEMM_OPS`` kernels, the step's wall seconds, top-``rows`` table).
+
+    A kernel's self time is measured on the calling thread, which waits for the kernel's own threads (and
+    runs backward on CPU), so GEMM time and the rest add up to the step.
+    """
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        start = time.perf_counter()
+        step()
+        wall = time.perf_counter() - start
+    events = profiler.key_averages()
+    gemm_us = sum(e.self_cpu_time_total for e in events if e.key.removeprefix("aten::") in GEMM_OPS)
+    table = events.table(sort_by="self_cpu_time_total", row_limit=rows) if rows else ""
+    return gemm_us / 1e6, wall, table
 
 
 def main() -> None:
@@ -104,7 +155,7 @@ def main() -> None:
     parser.add_argument("--default-allocator", action="store_true",
                         help="leave glibc's mmap threshold and torch's page size alone (avadapt's CLI sets both)")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
-                        help="after timing, profile one more step and print the ROWS costliest ops")
+                        help="print the ROWS costliest ops of the profiled step (the GEMM breakdown's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     allocator = None if args.default_allocator else configure_cpu_allocator()
@@ -138,8 +189,8 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    flop_per_step = count_flops(step, model, recomputation=False)
-    executed_flop_per_step = count_flops(step, model, recomputation=True)
+    flop_per_step, _ = count_flops(step, model, recomputation=False)
+    executed_flop_per_step, executed_gemm_flop = count_flops(step, model, recomputation=True)
     if allocator is not None:
         # The FLOP-counting steps run with all recomputation off: without this, the holes they leave would
         # set a floor under the peak of a configuration that recomputes to save memory.
@@ -151,20 +202,25 @@ def main() -> None:
     # better of its two: on a shared machine the speed drifts by tens of percent within minutes, and a
     # peak taken only at the start or the end would flatter or sink the ratio of every step.
     peaks = [matmul_peak_gflops(dtype)]
-    times = []
+    times, steal = [], []
     for _ in range(args.steps):
+        jiffies = cpu_jiffies()
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
+        if jiffies is not None:
+            after = cpu_jiffies()
+            steal.append((after[0] - jiffies[0]) / max(after[1] - jiffies[1], 1))
         peaks.append(matmul_peak_gflops(dtype))
-    step_peaks = [max(before, after) for before, after in itertools.pairwise(peaks)]
+    step_peaks = [max(before[0], after[0]) for before, after in itertools.pairwise(peaks)]
+    step_means = [max(before[1], after[1]) for before, after in itertools.pairwise(peaks)]
     fractions = [flop_per_step / t / 1e9 / p for t, p in zip(times, step_peaks)]
     peak_mb = peak_rss_mb()
-    if args.profile:
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
-            step()
-        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
-    step_s, fraction = statistics.median(times), statistics.median(fractions)
+    # after the RSS reading: the profiler's own records are not the model's memory
+    gemm_s, profiled_s, table = time_breakdown(step, args.profile)
+    if table:
+        print(table)
+    step_s, fraction, peak = statistics.median(times), statistics.median(fractions), statistics.median(step_peaks)
     result = {
         "backbone": args.backbone, "method": args.method, "options": {k: str(v) for k, v in options.items()},
         "frames": args.frames, "batch": args.batch, "precision": args.precision,
@@ -178,10 +234,19 @@ def main() -> None:
         "gflop_per_step": round(flop_per_step / 1e9, 2),
         "executed_gflop_per_step": round(executed_flop_per_step / 1e9, 2),
         "achieved_gflops": round(flop_per_step / step_s / 1e9, 2),
-        "matmul_peak_gflops": round(statistics.median(step_peaks), 2),
+        "matmul_peak_gflops": round(peak, 2),
         "fraction_of_peak": round(fraction, 3),
         "step_s_each": [round(t, 2) for t in times],
         "fraction_of_peak_each": [round(f, 3) for f in fractions],
+        # diagnostics: what bounds fraction_of_peak on this machine
+        "matmul_mean_gflops": round(statistics.median(step_means), 2),
+        "fraction_of_mean_matmul": round(statistics.median(
+            flop_per_step / t / 1e9 / m for t, m in zip(times, step_means)), 3),
+        "cpu_steal_fraction": round(statistics.median(steal), 4) if steal else None,
+        "profiled_step_s": round(profiled_s, 3),
+        "gemm_s": round(gemm_s, 3),
+        "gemm_fraction_of_peak": round(executed_gemm_flop / max(gemm_s, 1e-9) / 1e9 / peak, 3),
+        "fraction_of_peak_if_only_gemms": round(flop_per_step / max(gemm_s, 1e-9) / 1e9 / peak, 3),
     }
     if args.json:
         print(json.dumps(result, indent=2))

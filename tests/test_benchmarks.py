@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE, TINY_VIT
 
@@ -25,3 +30,22 @@ def test_train_step_benchmark_reports_each_step_against_its_own_peak():
     assert result["gflop_per_step"] > 0 and result["executed_gflop_per_step"] >= result["gflop_per_step"]
     assert result["peak_rss_scope"] == "training steps" and result["peak_rss_mb"] > 0
     assert result["allocator"]["fixed_mmap_threshold"]
+    # the mean of the same matmuls cannot beat their best, so the fraction of it is the larger one
+    assert 0 < result["matmul_mean_gflops"] <= result["matmul_peak_gflops"]
+    assert result["fraction_of_mean_matmul"] >= result["fraction_of_peak"]
+    # GEMM kernels are part of the profiled step
+    assert 0 < result["gemm_s"] < result["profiled_step_s"]
+    assert result["gemm_fraction_of_peak"] > 0 and result["fraction_of_peak_if_only_gemms"] > 0
+    assert result["cpu_steal_fraction"] is None or 0 <= result["cpu_steal_fraction"] <= 1
+
+
+def test_cpu_attention_kernel_flops_are_counted():
+    spec = importlib.util.spec_from_file_location("train_step", BENCHMARKS / "train_step.py")
+    train_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_step)
+    q = torch.randn(2, 3, 50, 16, requires_grad=True)  # (B, H, N, d)
+    counter = FlopCounterMode(display=False, custom_mapping=train_step.CPU_ATTENTION_FLOPS)
+    with counter:
+        F.scaled_dot_product_attention(q, q, q).sum().backward()
+    forward = 2 * (2 * 2 * 3 * 50 * 50 * 16)  # QKᵀ and PV, two FLOPs per multiply-add
+    assert counter.get_total_flops() == forward + forward * 5 // 2  # backward: five such products
