@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from avadapt.backbones.frozen import FrozenBackbone, should_recompute
+from avadapt.layers.attention import scaled_dot_product_attention
 
 
 @dataclass
@@ -161,8 +162,9 @@ class BlockHandle:
     under autocast the frozen weights are cast to the compute dtype once and cached (autocast re-casts
     tensors that do not require grad at every call, and keeps each copy alive for backward); under
     bf16 the attention uses explicit matmuls, several times faster than the CPU flash kernel's backward
-    for the short sequences of temporal attention; and the FFN's hidden activation, the largest tensor
-    of a block, can be recomputed in backward instead of stored (``recompute_ffn``).
+    for the short sequences of temporal attention, and longer sequences the flash kernel with an fp32
+    backward (``avadapt.layers.scaled_dot_product_attention``); and the FFN's hidden activation, the
+    largest tensor of a block, can be recomputed in backward instead of stored (``recompute_ffn``).
     """
 
     def __init__(self, block: nn.Module):
@@ -241,7 +243,7 @@ class BlockHandle:
             weights = (q @ k.transpose(-2, -1)).mul_(attn.scale).softmax(dim=-1)  # (S, H, N, N)
             out = weights @ v  # (S, H, N, d)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+            out = scaled_dot_product_attention(q, k, v, scale=attn.scale)
         out = attn.norm(out.transpose(1, 2).reshape(s, n, attn.attn_dim))
         return block.ls1(attn.proj_drop(self._linear(attn.proj, out)))
 
@@ -283,7 +285,7 @@ class BlockHandle:
                     qkv, fused_weight.to(compute), fused_bias.to(compute), attn.scale)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d)
         q, k = attn.q_norm(q), attn.k_norm(k)
-        u = F.scaled_dot_product_attention(q, k, v, scale=attn.scale).transpose(1, 2).reshape(s, n, -1)
+        u = scaled_dot_product_attention(q, k, v, scale=attn.scale).transpose(1, 2).reshape(s, n, -1)
         hidden = F.linear(u, fused_weight, fused_bias)
         return (self._linear(attn.proj, u) if need_output else None), hidden
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from avadapt.layers.attention import scaled_dot_product_attention
 
 FUSION_DIRECTIONS = ("both", "audio_to_visual", "visual_to_audio", "none")
 
@@ -15,7 +16,7 @@ def parameter_free_cross_attention(query: torch.Tensor, context: torch.Tensor) -
     Shapes: query (S, Nq, r), context (S, Nc, r) → (S, Nq, r). The official code omits the scaling,
     so ``scale=1`` is passed to the fused kernel instead of writing the softmax by hand.
     """
-    return F.scaled_dot_product_attention(query, context, context, scale=1.0)
+    return scaled_dot_product_attention(query, context, context, scale=1.0)
 
 
 class CrossModalGates(nn.Module):

@@ -1,0 +1,77 @@
+"""Attention with an fp32 CPU backward for bf16 inputs: the same forward, fp32-grade gradients, no extra memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avadapt.layers import parameter_free_cross_attention, scaled_dot_product_attention
+
+
+def _inputs(shape_q, shape_kv, dtype=torch.bfloat16, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    make = lambda shape: torch.randn(shape, generator=generator).to(dtype).requires_grad_()
+    return make(shape_q), make(shape_kv), make(shape_kv)
+
+
+def _grads(attention, q, k, v, grad_out):
+    for t in (q, k, v):
+        t.grad = None
+    out = attention(q, k, v)
+    out.backward(grad_out)
+    return out.detach(), [t.grad.clone() for t in (q, k, v)]
+
+
+def _saved_bytes(fn) -> int:
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        fn()
+    unique = {(t.data_ptr(), t.dtype, t.shape): t for t in saved}
+    return sum(t.numel() * t.element_size() for t in unique.values())
+
+
+@pytest.mark.parametrize(("shape_q", "shape_kv"), [((2, 3, 49, 16), (2, 3, 49, 16)), ((4, 37, 8), (4, 11, 8))])
+def test_bf16_forward_is_the_plain_kernels_and_gradients_are_closer_to_fp32(shape_q, shape_kv):
+    q, k, v = _inputs(shape_q, shape_kv)
+    grad_out = torch.randn(shape_q[:-1] + (shape_kv[-1],)).to(torch.bfloat16)
+    scale = 0.3
+    plain_out, plain_grads = _grads(lambda *a: F.scaled_dot_product_attention(*a, scale=scale), q, k, v, grad_out)
+    out, grads = _grads(lambda *a: scaled_dot_product_attention(*a, scale=scale), q, k, v, grad_out)
+    torch.testing.assert_close(out, plain_out, rtol=0, atol=0)
+    q32, k32, v32 = (t.detach().float().requires_grad_() for t in (q, k, v))
+    _, reference = _grads(lambda *a: F.scaled_dot_product_attention(*a, scale=scale), q32, k32, v32,
+                          grad_out.float())
+    for ours, plain, exact in zip(grads, plain_grads, reference):
+        assert ours.dtype == torch.bfloat16
+        ours_error = (ours.float() - exact).abs().max()
+        assert ours_error < (plain.float() - exact).abs().max()  # fp32 arithmetic, not bf16
+        assert ours_error <= 0.02 * exact.abs().max()
+
+
+def test_fp32_and_no_grad_calls_are_the_plain_kernel():
+    q, k, v = _inputs((2, 3, 20, 8), (2, 3, 20, 8), dtype=torch.float32)
+    torch.testing.assert_close(scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v),
+                               rtol=0, atol=0)
+    q, k, v = _inputs((2, 3, 20, 8), (2, 3, 20, 8))
+    with torch.no_grad():
+        out = scaled_dot_product_attention(q, k, v)
+    assert out.grad_fn is None
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v).detach(), rtol=0, atol=0)
+
+
+def test_keeps_no_more_for_backward_than_the_plain_call():
+    q, k, v = _inputs((2, 4, 64, 16), (2, 4, 64, 16))
+    ours = _saved_bytes(lambda: scaled_dot_product_attention(q, k, v))
+    plain = _saved_bytes(lambda: F.scaled_dot_product_attention(q, k, v))
+    assert 0 < ours <= plain
+
+
+def test_cross_modal_attention_under_autocast_gets_bf16_gradients():
+    video, audio = (torch.randn(3, n, 6, requires_grad=True) for n in (17, 5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = parameter_free_cross_attention(video.to(torch.bfloat16), audio.to(torch.bfloat16))
+    assert out.shape == (3, 17, 6) and out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert video.grad is not None and audio.grad is not None
+    assert torch.isfinite(video.grad).all() and audio.grad.abs().sum() > 0
