@@ -49,3 +49,12 @@ def test_cpu_attention_kernel_flops_are_counted():
         F.scaled_dot_product_attention(q, q, q).sum().backward()
     forward = 2 * (2 * 2 * 3 * 50 * 50 * 16)  # QKᵀ and PV, two FLOPs per multiply-add
     assert counter.get_total_flops() == forward + forward * 5 // 2  # backward: five such products
+
+
+def test_attention_benchmark_times_both_kernels():
+    command = [sys.executable, str(BENCHMARKS / "attention_backward.py"), "--sequences", "2", "--tokens", "9", "5",
+               "--repeats", "1", "--json"]
+    result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout)
+    assert [row["tokens"] for row in result["rows"]] == [9, 5]
+    assert all(row["plain_ms"] > 0 and row["avadapt_ms"] > 0 and row["plain_over_avadapt"] > 0
+               for row in result["rows"])

@@ -13,11 +13,11 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     """``F.scaled_dot_product_attention(query, key, value, scale=scale)``, unmasked, no dropout.
 
     On a CPU, for bf16 or fp16 inputs that need gradients, the forward is the same flash kernel in the inputs'
-    dtype, and the backward runs that kernel's fp32 version on upcast copies: the CPU flash kernel's
-    low-precision backward was 1.6× (197 tokens) to 3.5× (49 tokens) slower than the fp32 one on the same
-    inputs (ViT-B/16 heads, 2 threads, AVX-512 with AMX). Autograd keeps what the plain call keeps (query,
-    key, value, the output and the fp32 log-sum-exp); the gradients come out in the inputs' dtype, computed
-    in fp32 instead of bf16. Shapes: (…, N, d) with one or two leading dimensions, as the fused kernel takes.
+    dtype, and the backward runs that kernel's fp32 version on upcast copies: PyTorch's low-precision CPU
+    backward is the slow part of the call (``benchmarks/attention_backward.py`` compares the two; the README
+    has the figures). Autograd keeps what the plain call keeps (query, key, value, the output and the fp32
+    log-sum-exp); the gradients come out in the inputs' dtype, computed in fp32 instead of bf16.
+    Shapes: (…, N, d) with one or two leading dimensions, as the fused kernel takes.
     """
     if (query.device.type != "cpu" or query.dtype not in _LOW_PRECISION or not torch.is_grad_enabled()
             or not any(t.requires_grad for t in (query, key, value))
