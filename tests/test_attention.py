@@ -59,7 +59,7 @@ def test_bf16_forward_is_the_plain_kernels_and_gradients_are_as_close_to_fp32(sh
         assert ours_error <= 0.02 * exact.abs().max()
 
 
-def test_fp32_and_no_grad_calls_are_the_plain_kernel():
+def test_fp32_no_grad_and_5d_calls_are_the_plain_kernel():
     q, k, v = _inputs((2, 3, 20, 8), (2, 3, 20, 8), dtype=torch.float32)
     torch.testing.assert_close(scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v),
                                rtol=0, atol=0)
@@ -68,6 +68,10 @@ def test_fp32_and_no_grad_calls_are_the_plain_kernel():
         out = scaled_dot_product_attention(q, k, v)
     assert out.grad_fn is None
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v).detach(), rtol=0, atol=0)
+    q, k, v = _inputs((2, 2, 3, 20, 8), (2, 2, 3, 20, 8))  # more leading dimensions than the kernel takes
+    out = scaled_dot_product_attention(q, k, v)
+    assert "Fp32Backward" not in " ".join(_graph_names(out))
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), rtol=0, atol=0)
 
 
 def test_keeps_no_more_for_backward_than_the_plain_call():

@@ -19,13 +19,19 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     log-sum-exp); the gradients come out in the inputs' dtype, computed in fp32 instead of bf16.
     Shapes: (…, N, d) with one or two leading dimensions, as the fused kernel takes.
     """
-    if (query.device.type != "cpu" or query.dtype not in _LOW_PRECISION or not torch.is_grad_enabled()
-            or not any(t.requires_grad for t in (query, key, value))
-            or not query.dtype == key.dtype == value.dtype):
+    if not _takes_fp32_backward(query, key, value):
         return F.scaled_dot_product_attention(query, key, value, scale=scale)
     if query.dim() == 3:  # (S, N, d): one head per sequence, as F.scaled_dot_product_attention allows
         return _AttentionWithFp32Backward.apply(query[None], key[None], value[None], scale)[0]
     return _AttentionWithFp32Backward.apply(query, key, value, scale)
+
+
+def _takes_fp32_backward(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:
+    """CPU, one low-precision dtype for all three, 3-D or 4-D, and a backward to come."""
+    tensors = (query, key, value)
+    return (query.device.type == "cpu" and query.dtype in _LOW_PRECISION
+            and all(t.dtype == query.dtype and t.dim() == query.dim() for t in tensors) and query.dim() in (3, 4)
+            and torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
 class _AttentionWithFp32Backward(torch.autograd.Function):
