@@ -50,15 +50,26 @@ def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
 
 
-def _short_attention(qkv: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """qkv (S, N, 3, H, d) → (softmax (S, H, N, N) in qkv's dtype, output (S, N, H·d)); softmax in ≥ fp32."""
-    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d)
-    probs = torch.softmax(_at_least_fp32(q @ k.transpose(-2, -1)).mul_(scale), dim=-1).to(qkv.dtype)
-    return probs, (probs @ v).transpose(1, 2).flatten(2)
+def _short_attention(qkv: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """qkv (S, N, 3, H, d) → (q, k, v as one (3, S·H, N, d) tensor, softmax (S·H, N, N) in qkv's dtype,
+    output (S, N, H·d)); softmax in ≥ fp32.
+
+    One copy puts q, k and v head-first, so every batched matmul here and in backward reads them as they lie.
+    """
+    s, n, _, heads, head_dim = qkv.shape
+    q, k, v = heads_first = qkv.permute(2, 0, 3, 1, 4).reshape(3, s * heads, n, head_dim)
+    probs = torch.softmax(_at_least_fp32(torch.bmm(q, k.transpose(1, 2))).mul_(scale), dim=-1).to(qkv.dtype)
+    return heads_first, probs, _heads_last(torch.bmm(probs, v), s)
+
+
+def _heads_last(per_head: torch.Tensor, s: int) -> torch.Tensor:
+    """(S·H, N, d) → (S, N, H·d)."""
+    _, n, head_dim = per_head.shape
+    return per_head.view(s, -1, n, head_dim).transpose(1, 2).reshape(s, n, -1)
 
 
 class _ShortAttentionThenLinear(torch.autograd.Function):
-    """``linear(attention(q, k, v), W, b)`` for short sequences, storing q, k, v and the softmax only.
+    """``linear(attention(q, k, v), W, b)`` for short sequences, storing q, k, v (head-first) and the softmax.
 
     The attention output u (S, N, D) is what a linear layer after it would store; here it is recomputed in
     backward from the stored softmax and v (2·N·D FLOPs per sequence, nothing for N ≈ 10) and never kept.
@@ -67,33 +78,34 @@ class _ShortAttentionThenLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qkv: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:
-        probs, u = _short_attention(qkv, scale)
-        ctx.save_for_backward(qkv, probs, weight)
-        ctx.scale = scale
+        heads_first, probs, u = _short_attention(qkv, scale)
+        ctx.save_for_backward(heads_first, probs, weight)
+        ctx.scale, ctx.qkv_shape = scale, qkv.shape
         return F.linear(u, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        qkv, probs, weight = ctx.saved_tensors
-        s, n, _, heads, head_dim = qkv.shape
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        grad_out = grad_out.to(qkv.dtype)
+        heads_first, probs, weight = ctx.saved_tensors
+        q, k, v = heads_first
+        s, n, _, heads, head_dim = ctx.qkv_shape
+        grad_out = grad_out.to(heads_first.dtype)
         grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
-            u = (probs @ v).transpose(1, 2).flatten(2)
+            u = _heads_last(torch.bmm(probs, v), s)
             grad_weight = grad_out.flatten(0, -2).T @ u.flatten(0, -2)
         if ctx.needs_input_grad[2]:
             grad_bias = grad_out.flatten(0, -2).sum(0)
         grad_qkv = None
         if ctx.needs_input_grad[0]:
-            grad_u = (grad_out @ weight).view(s, n, heads, head_dim).transpose(1, 2)  # (S, H, N, d)
-            grad_probs = _at_least_fp32(grad_u @ v.transpose(-2, -1))
+            grad_u = (grad_out @ weight).view(s, n, heads, head_dim).transpose(1, 2).reshape(s * heads, n, head_dim)
+            grad_probs = _at_least_fp32(torch.bmm(grad_u, v.transpose(1, 2)))
             p = _at_least_fp32(probs)
-            grad_scores = (p * (grad_probs - (grad_probs * p).sum(-1, keepdim=True))).mul_(ctx.scale).to(qkv.dtype)
-            grad_qkv = torch.empty_like(qkv)
-            grad_qkv[:, :, 0] = (grad_scores @ k).transpose(1, 2)
-            grad_qkv[:, :, 1] = (grad_scores.transpose(-2, -1) @ q).transpose(1, 2)
-            grad_qkv[:, :, 2] = (probs.transpose(-2, -1) @ grad_u).transpose(1, 2)
+            grad_scores = (p * (grad_probs - (grad_probs * p).sum(-1, keepdim=True))).mul_(ctx.scale).to(q.dtype)
+            grad_heads_first = torch.empty_like(heads_first)  # (3, S·H, N, d)
+            torch.bmm(grad_scores, k, out=grad_heads_first[0])
+            torch.bmm(grad_scores.transpose(1, 2), q, out=grad_heads_first[1])
+            torch.bmm(probs.transpose(1, 2), grad_u, out=grad_heads_first[2])
+            grad_qkv = grad_heads_first.view(3, s, heads, n, head_dim).permute(1, 3, 0, 2, 4).contiguous()
         return grad_qkv, grad_weight, grad_bias, None
 
 
