@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Literal
 
 import timm.data
@@ -15,8 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from avadapt.backbones.frozen import FrozenBackbone, should_recompute
-from avadapt.layers.attention import grouped_self_attention, scaled_dot_product_attention
-from avadapt.layers.residual import call_keeping_recipe
+from avadapt.layers.attention import scaled_dot_product_attention
 
 
 @dataclass
@@ -109,14 +107,8 @@ class _ShortAttentionThenLinear(torch.autograd.Function):
         return grad_qkv, grad_weight, grad_bias, None
 
 
-def _joined_rows(tensors: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
-    """(…, D) tensors → (Σ rows, D) in ``dtype``: the input of one GEMM over several token sets."""
-    rows = [t.reshape(-1, t.shape[-1]).to(dtype) for t in tensors]
-    return rows[0] if len(rows) == 1 else torch.cat(rows)
-
-
 def _activation_kind(act: nn.Module) -> str | None:
-    """The FFN activations ``_ActivationThenLinears`` differentiates by hand: GELU (exact or tanh, ViT)
+    """The FFN activations ``_ActivationThenTwoLinears`` differentiates by hand: GELU (exact or tanh, ViT)
     and QuickGELU (OpenAI CLIP weights); None for any other."""
     if type(act) is nn.GELU:
         return act.approximate
@@ -138,42 +130,36 @@ def _activation_backward_(grad: torch.Tensor, h: torch.Tensor, kind: str) -> tor
 _RECOMPUTE_ROWS = 1024  # tokens; an fp32 ViT-B FFN activation of this many rows is 12 MB, a reusable heap block
 
 
-class _ActivationThenLinears(torch.autograd.Function):
-    """``a = act(h)``; returns ``linear(a, W, b)`` for all rows and ``linear(a_g, W_g, b_g)`` per row group g,
-    with W frozen (a block's fc2) and one trainable (W_g, b_g) per group (a modality's fused down-projection).
+class _ActivationThenTwoLinears(torch.autograd.Function):
+    """``a = act(h)``; returns ``(linear(a, W, b), linear(a, W_fused, b_fused))`` with W frozen.
 
-    h: (R, 4D), the groups' rows one after another (``row_counts``). Stores h only (the activation's own
-    backward needs it): a, as large as h, is recomputed in backward, ``_RECOMPUTE_ROWS`` rows at a time, for
-    the fused weights' gradients. Everything runs in h's dtype; the caller disables autocast.
+    Stores h only (the activation's own backward needs it): a, as large as h, is recomputed in backward,
+    ``_RECOMPUTE_ROWS`` rows at a time, for the fused weight's gradient. Everything runs in h's dtype; the
+    caller disables autocast.
     """
 
     @staticmethod
-    def forward(ctx, h, kind, row_counts, weight, bias, *fused):
+    def forward(ctx, h, kind, weight, bias, fused_weight, fused_bias):
         a = _activate(h, kind)
-        ctx.save_for_backward(h, weight, *fused[::2])
-        ctx.kind, ctx.row_counts = kind, row_counts
-        groups = a.split(row_counts)
-        return F.linear(a, weight, bias), *(F.linear(part, w, b) for part, w, b in zip(groups, fused[::2], fused[1::2]))
+        ctx.save_for_backward(h, weight, fused_weight)
+        ctx.kind = kind
+        return F.linear(a, weight, bias), F.linear(a, fused_weight, fused_bias)
 
     @staticmethod
-    def backward(ctx, grad_out, *grad_fused):
-        h, weight, *fused_weights = ctx.saved_tensors
-        grad_a = torch.empty_like(h)
-        grad_weights = []
-        start = 0
-        for rows, fused_weight, grad_group in zip(ctx.row_counts, fused_weights, grad_fused):
-            part = slice(start, start + rows)
-            start += rows
-            grad_group = grad_group.to(h.dtype)
-            # one GEMM per group into its rows of one buffer of h's size: [dy, dh_fused] · [W; W_fused]
-            torch.mm(torch.cat([grad_out[part].to(h.dtype), grad_group], dim=-1), torch.cat([weight, fused_weight]),
-                     out=grad_a[part])
-            # the fused weight's gradient, g_fusedᵀ·a, from a recomputed a few rows at a time: a full (N, 4D)
-            # copy would be the largest tensor of the block's backward
-            grad_weights.append(sum(g.T @ _activate(chunk, ctx.kind) for g, chunk in zip(
-                grad_group.split(_RECOMPUTE_ROWS), h[part].split(_RECOMPUTE_ROWS))))
-            grad_weights.append(grad_group.sum(0))
-        return _activation_backward_(grad_a, h, ctx.kind), None, None, None, None, *grad_weights
+    def backward(ctx, grad_out, grad_fused):
+        h, weight, fused_weight = ctx.saved_tensors
+        grad_fused = grad_fused.to(h.dtype)
+        if grad_out is None:
+            grad_a = grad_fused @ fused_weight
+        else:  # one GEMM into one buffer of h's size: [dy, dh_fused] · [W; W_fused]
+            grad_a = torch.cat([grad_out.to(h.dtype), grad_fused], dim=-1) @ torch.cat([weight, fused_weight])
+        # the fused weight's gradient, g_fusedᵀ·a, from a recomputed a few rows at a time: a full (N, 4D) copy
+        # would be the largest tensor of the block's backward
+        rows_h, rows_g = h.flatten(0, -2), grad_fused.flatten(0, -2)
+        grad_fused_weight = sum(g.T @ _activate(part, ctx.kind) for g, part in zip(
+            rows_g.split(_RECOMPUTE_ROWS), rows_h.split(_RECOMPUTE_ROWS)))
+        grad_fused_bias = rows_g.sum(0)
+        return _activation_backward_(grad_a, h, ctx.kind), None, None, None, grad_fused_weight, grad_fused_bias
 
 
 class BlockHandle:
@@ -315,37 +301,6 @@ class BlockHandle:
         hidden = F.linear(u, fused_weight, fused_bias)
         return (self._linear(attn.proj, u) if need_output else None), hidden
 
-    def attention_and_down_jointly(self, xs: list[torch.Tensor], downs: list[nn.Linear],
-                                   recipes: list | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``attention_and_down(x, down)`` for each pair, with the frozen linears run once over all tokens.
-
-        The token sets (S, N, D) may differ in shape (a video and an audio stream): their rows are joined after
-        the norm, so the qkv and the output projection each run as one GEMM, attention runs per set
-        (``grouped_self_attention``) and each down-projection on its own rows. recipes: per set, how to
-        rebuild x in backward for the norm to keep instead of x (``call_keeping_recipe``), or None.
-        """
-        recipes = recipes or [None] * len(xs)
-        block = self.block
-        attn = block.attn
-        joinable = (self.own_kernels and isinstance(block.ls1, nn.Identity) and isinstance(attn.norm, nn.Identity)
-                    and isinstance(attn.q_norm, nn.Identity) and isinstance(attn.k_norm, nn.Identity)
-                    and not (attn.proj_drop.p > 0 and attn.proj_drop.training))
-        if not joinable:
-            return [call_keeping_recipe(partial(self.attention_and_down, down=down), x, recipe)
-                    for x, down, recipe in zip(xs, downs, recipes)]
-        compute_dtype = self._compute_dtype(xs[0])
-        normed = [call_keeping_recipe(block.norm1, x, recipe) for x, recipe in zip(xs, recipes)]
-        qkv = self._linear(attn.qkv, _joined_rows(normed, compute_dtype))
-        u = grouped_self_attention(qkv, [x.shape[:2] for x in xs], attn.num_heads, attn.scale)  # (R, D)
-        rows = [x.shape[:-1].numel() for x in xs]
-        outputs = self._linear(attn.proj, u).split(rows)
-        proj = self._weights(attn.proj, compute_dtype)
-        result = []
-        for x, down, y, u_rows in zip(xs, downs, outputs, u.split(rows)):
-            hidden = F.linear(u_rows, *self._fused_down(down, *proj))  # down(proj(u)) as one map, (rows, r)
-            result.append((y.view(x.shape), hidden.view(*x.shape[:-1], -1)))
-        return result
-
     def ffn_and_down(self, x: torch.Tensor, down: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ffn(x), down(ffn(x)))``: the frozen FFN branch and an adapter's down-projection.
 
@@ -353,21 +308,11 @@ class BlockHandle:
         a itself is recomputed in backward from the fc1 output that the activation's backward keeps anyway,
         so the adapter stores no copy of ffn(x).
         """
-        return self.ffn_and_down_jointly([x], [down])[0]
+        if should_recompute(self.recompute_ffn, x):
+            return checkpoint(self._ffn_and_down, x, down, use_reentrant=False)
+        return self._ffn_and_down(x, down)
 
-    def ffn_and_down_jointly(self, xs: list[torch.Tensor], downs: list[nn.Linear]) -> list[
-            tuple[torch.Tensor, torch.Tensor]]:
-        """``ffn_and_down(x, down)`` for each pair, with the frozen linears run once over all tokens.
-
-        The token sets (S, N, D) may differ in shape (a video and an audio stream): their rows are joined after
-        the norm, so fc1 and fc2 each run as one GEMM, and each down-projection on its own rows.
-        """
-        if should_recompute(self.recompute_ffn, xs[0]):
-            return checkpoint(self._ffn_and_down_jointly, xs, downs, use_reentrant=False)
-        return self._ffn_and_down_jointly(xs, downs)
-
-    def _ffn_and_down_jointly(self, xs: list[torch.Tensor], downs: list[nn.Linear]) -> list[
-            tuple[torch.Tensor, torch.Tensor]]:
+    def _ffn_and_down(self, x: torch.Tensor, down: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
         block = self.block
         mlp = block.mlp
         activation = _activation_kind(mlp.act)
@@ -376,19 +321,17 @@ class BlockHandle:
                  and isinstance(mlp.norm, nn.Identity) and not any(
                      drop.p > 0 and drop.training for drop in (mlp.drop1, mlp.drop2)))
         if not plain:
-            return [(y, down(y)) for y, down in ((self._ffn(x), down) for x, down in zip(xs, downs))]
-        compute_dtype = self._compute_dtype(xs[0])
-        fc2_weight, fc2_bias = self._weights(mlp.fc2, compute_dtype)
-        fused = [self._fused_down(down, fc2_weight, fc2_bias) for down in downs]  # (r, 4D) each
-        before_act = self._linear(mlp.fc1, _joined_rows([block.norm2(x) for x in xs], compute_dtype))
+            y = self._ffn(x)
+            return y, down(y)
+        device = x.device.type
+        fc2_weight, fc2_bias = self._weights(mlp.fc2, self._compute_dtype(x))
+        fused_weight, fused_bias = self._fused_down(down, fc2_weight, fc2_bias)  # (r, 4D)
+        before_act = self._linear(mlp.fc1, block.norm2(x))
         compute = before_act.dtype
-        with torch.autocast(xs[0].device.type, enabled=False):
-            output, *hidden = _ActivationThenLinears.apply(
-                before_act, activation, tuple(x.shape[:-1].numel() for x in xs), fc2_weight.to(compute),
-                None if fc2_bias is None else fc2_bias.to(compute),
-                *(t.to(compute) for pair in fused for t in pair))
-        outputs = output.split([x.shape[:-1].numel() for x in xs])
-        return [(y.view(x.shape), h.view(*x.shape[:-1], -1)) for x, y, h in zip(xs, outputs, hidden)]
+        with torch.autocast(device, enabled=False):
+            return _ActivationThenTwoLinears.apply(before_act, activation, fc2_weight.to(compute),
+                                                   None if fc2_bias is None else fc2_bias.to(compute),
+                                                   fused_weight.to(compute), fused_bias.to(compute))
 
     def ffn(self, x: torch.Tensor) -> torch.Tensor:
         """Frozen norm2 + MLP (+ layer scale): (S, N, D) → (S, N, D)."""

@@ -53,21 +53,18 @@ class STGCMABlock(nn.Module):
         self.gates = CrossModalGates(config.fusion) if exchanges else None
         self.stochastic_depth = StochasticDepth(drop_path)
 
-    def _adapt_jointly(self, tokens: dict[str, torch.Tensor], branches_and_downs: Callable[..., list],
+    def _adapt_jointly(self, tokens: dict[str, torch.Tensor],
+                       branch_and_down: Callable[[torch.Tensor, nn.Linear], tuple[torch.Tensor, torch.Tensor]],
                        adapters: nn.ModuleDict,
-                       recipes: dict[str, Callable[[], torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+                       recipes: dict[str, Callable[[], torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Tokens (B·T, N, D) per modality → frozen branch + AV-Adapter(branch).
 
-        branches_and_downs(xs, downs[, recipes]) returns each modality's frozen branch output and its adapter's
-        down-projection, the frozen linears run once over both modalities' rows
-        (``BlockHandle.attention_and_down_jointly`` / ``ffn_and_down_jointly``); recipes: how to rebuild a
-        modality's tokens in backward, for the branch's norm to keep instead of the tokens
-        (see ``_adapt_temporally``).
+        branch_and_down(x, down) returns the frozen branch output and its adapter's down-projection
+        (``BlockHandle.attention_and_down`` / ``ffn_and_down``); recipes: how to rebuild a modality's tokens
+        in backward, for the branch's norm to keep instead of the tokens (see ``_adapt_temporally``).
         """
-        modalities = list(tokens)
-        downs = [adapters[m].down for m in modalities]
-        extra = () if recipes is None else ([recipes.get(m) for m in modalities],)
-        both = dict(zip(modalities, branches_and_downs([tokens[m] for m in modalities], downs, *extra)))
+        both = {m: call_keeping_recipe(partial(branch_and_down, down=adapters[m].down), x, recipes.get(m))
+                for m, x in tokens.items()}
         hidden = {m: adapters[m].act(h) for m, (_, h) in both.items()}  # (B*T, N_m, r)
         if self.gates is not None:
             hidden["video"], hidden["audio"] = self.gates(hidden["video"], hidden["audio"])
@@ -106,12 +103,12 @@ class STGCMABlock(nn.Module):
         if self.temporal_adapters is not None:
             tokens, recipes = self._adapt_temporally(tokens)
         if self.spatial_adapters is not None:
-            spatial = self._adapt_jointly(tokens, handle.attention_and_down_jointly, self.spatial_adapters, recipes)
+            spatial = self._adapt_jointly(tokens, handle.attention_and_down, self.spatial_adapters, recipes)
         else:
             spatial = {m: call_keeping_recipe(handle.attention, x, recipes.get(m)) for m, x in tokens.items()}
         tokens = {m: self.stochastic_depth(x, spatial[m]) for m, x in tokens.items()}
         if self.global_adapters is not None:
-            ffn = self._adapt_jointly(tokens, handle.ffn_and_down_jointly, self.global_adapters)
+            ffn = self._adapt_jointly(tokens, handle.ffn_and_down, self.global_adapters, {})
         else:
             ffn = {m: handle.ffn(x) for m, x in tokens.items()}
         return {m: self.stochastic_depth(x, ffn[m]) for m, x in tokens.items()}
