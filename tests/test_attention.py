@@ -89,3 +89,38 @@ def test_cross_modal_attention_under_autocast_gets_bf16_gradients():
     out.float().sum().backward()
     assert video.grad is not None and audio.grad is not None
     assert torch.isfinite(video.grad).all() and audio.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("tile_bytes", [200, 4 << 20])  # a few sequences per tile, or all in one
+def test_packed_bf16_attention_backward_is_the_gradient_of_its_forward(tile_bytes, monkeypatch):
+    from avadapt.layers import attention
+    from avadapt.layers.attention import _PackedBf16Attention
+
+    monkeypatch.setattr(attention, "SCORES_BYTES_AT_ONCE", tile_bytes)
+    torch.manual_seed(0)
+    qkv = torch.randn(3, 5, 3, 2, 4, dtype=torch.float64, requires_grad=True)  # (S, N, 3, H, d)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    plain = F.scaled_dot_product_attention(q, k, v, scale=0.5).transpose(1, 2).reshape(3, 5, 8)
+    torch.testing.assert_close(_PackedBf16Attention.apply(qkv, 0.5), plain)
+    assert torch.autograd.gradcheck(lambda x: _PackedBf16Attention.apply(x, 0.5), (qkv,))
+
+
+def test_packed_attention_in_bf16_is_close_to_fp32_and_keeps_only_qkv():
+    from avadapt.layers.attention import packed_self_attention
+
+    torch.manual_seed(0)
+    exact_qkv = torch.randn(4, 49, 3, 2, 16, requires_grad=True)
+    grad_out = torch.randn(4, 49, 32)
+    q, k, v = exact_qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    exact = F.scaled_dot_product_attention(q, k, v, scale=0.25).transpose(1, 2).reshape(4, 49, 32)
+    exact.backward(grad_out)
+    qkv = exact_qkv.detach().to(torch.bfloat16).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the function turns autocast off inside
+        out = packed_self_attention(qkv, 0.25)
+    assert out.dtype == torch.bfloat16 and "PackedBf16" in out.grad_fn.name()
+    out.backward(grad_out.to(torch.bfloat16))
+    assert (out.float() - exact).abs().max() <= 0.02 * exact.abs().max()
+    assert (qkv.grad.float() - exact_qkv.grad).abs().max() <= 0.02 * exact_qkv.grad.abs().max()
+    assert _saved_bytes(lambda: packed_self_attention(qkv, 0.25)) == qkv.numel() * qkv.element_size()
+    with torch.no_grad():  # fp32 takes the fused kernel
+        torch.testing.assert_close(packed_self_attention(exact_qkv, 0.25), exact)

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from avadapt.backbones.frozen import FrozenBackbone, should_recompute
-from avadapt.layers.attention import scaled_dot_product_attention
+from avadapt.layers.attention import packed_self_attention, scaled_dot_product_attention
 
 
 @dataclass
@@ -173,9 +173,9 @@ class BlockHandle:
     result against the timm block), because a frozen backbone allows three things timm cannot know:
     under autocast the frozen weights are cast to the compute dtype once and cached (autocast re-casts
     tensors that do not require grad at every call, and keeps each copy alive for backward); under
-    bf16 the attention uses explicit matmuls, several times faster than the CPU flash kernel's backward
-    for the short sequences of temporal attention, and longer sequences the flash kernel with an fp32
-    backward (``avadapt.layers.scaled_dot_product_attention``); and the FFN's hidden activation, the
+    bf16 on a CPU the attention runs as tiled explicit matmuls from the packed qkv
+    (``avadapt.layers.packed_self_attention``), faster than the CPU flash kernel both ways at ViT
+    shapes; and the FFN's hidden activation, the
     largest tensor of a block, can be recomputed in backward instead of stored (``recompute_ffn``).
     """
 
@@ -248,16 +248,18 @@ class BlockHandle:
         attn = block.attn
         s, n, _ = x.shape
         qkv = self._linear(attn.qkv, block.norm1(x)).view(s, n, 3, attn.num_heads, attn.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d)
-        q, k = attn.q_norm(q), attn.k_norm(k)
-        if q.dtype == torch.bfloat16 and q.device.type == "cpu" and n <= SHORT_SEQUENCE:
-            # scores scaled in place: autograd keeps q and k (views of qkv) and the bf16 softmax, nothing more
-            weights = (q @ k.transpose(-2, -1)).mul_(attn.scale).softmax(dim=-1)  # (S, H, N, N)
-            out = weights @ v  # (S, H, N, d)
-        else:
-            out = scaled_dot_product_attention(q, k, v, scale=attn.scale)
-        out = attn.norm(out.transpose(1, 2).reshape(s, n, attn.attn_dim))
+        out = attn.norm(self._self_attention(qkv))
         return block.ls1(attn.proj_drop(self._linear(attn.proj, out)))
+
+    def _self_attention(self, qkv: torch.Tensor) -> torch.Tensor:
+        """(S, N, 3, H, d) packed q, k, v → (S, N, H·d), with the block's q/k norms where it has them."""
+        attn = self.block.attn
+        if isinstance(attn.q_norm, nn.Identity) and isinstance(attn.k_norm, nn.Identity):
+            return packed_self_attention(qkv, attn.scale)
+        s, n = qkv.shape[:2]
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d)
+        out = scaled_dot_product_attention(attn.q_norm(q), attn.k_norm(k), v, scale=attn.scale)
+        return out.transpose(1, 2).reshape(s, n, -1)
 
     def attention_and_down(self, x: torch.Tensor, down: nn.Linear, need_output: bool = True,
                            recompute: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -295,9 +297,7 @@ class BlockHandle:
                 compute = qkv.dtype
                 return None, _ShortAttentionThenLinear.apply(
                     qkv, fused_weight.to(compute), fused_bias.to(compute), attn.scale)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d)
-        q, k = attn.q_norm(q), attn.k_norm(k)
-        u = scaled_dot_product_attention(q, k, v, scale=attn.scale).transpose(1, 2).reshape(s, n, -1)
+        u = self._self_attention(qkv)
         hidden = F.linear(u, fused_weight, fused_bias)
         return (self._linear(attn.proj, u) if need_output else None), hidden
 
