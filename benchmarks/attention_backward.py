@@ -1,8 +1,11 @@
-"""Forward + backward of one attention call: PyTorch's CPU flash kernel against avadapt's (fp32 backward).
+"""Forward + backward of one self-attention call from a packed qkv: PyTorch's CPU flash kernel against avadapt's.
 
 ViT-B/16 heads (12 × 64) over 20 sequences, the spatial attention of a T = 10, batch-2 step: 197 video tokens
-and 49 audio tokens. Prints the median time of each and their ratio; ratios measured in one process hold on a
-shared machine better than seconds.
+and 49 audio tokens. Three kernels: ``plain`` (``F.scaled_dot_product_attention`` on views of qkv, as timm's
+Attention calls it), ``fp32_backward`` (``avadapt.layers.scaled_dot_product_attention``: the same forward, an
+fp32 backward; avadapt's cross-modal attention) and ``packed`` (``avadapt.layers.packed_self_attention``,
+what avadapt's ViT blocks run). Prints the median time of each and each one's speed-up over plain; ratios
+measured in one process hold on a shared machine better than seconds.
 
     python benchmarks/attention_backward.py --json
 """
@@ -43,24 +46,35 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     configure_cpu_allocator()
-    from avadapt.layers import scaled_dot_product_attention
+    from avadapt.layers import packed_self_attention, scaled_dot_product_attention
 
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     heads, head_dim = 12, 64
+    scale = head_dim**-0.5
+
+    def on_views(attention):
+        def call(qkv: torch.Tensor) -> torch.Tensor:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d), as in timm's Attention
+            return attention(q, k, v, scale=scale).transpose(1, 2).flatten(2)
+        return call
+
+    kernels = {"plain": on_views(F.scaled_dot_product_attention),
+               "fp32_backward": on_views(scaled_dot_product_attention),
+               "packed": lambda qkv: packed_self_attention(qkv, scale)}
     rows = []
     for tokens in args.tokens:
         qkv = torch.randn(args.sequences, tokens, 3, heads, head_dim, dtype=dtype, requires_grad=True)
-        grad = torch.randn(args.sequences, heads, tokens, head_dim, dtype=dtype)
+        grad = torch.randn(args.sequences, tokens, heads * head_dim, dtype=dtype)
 
-        def step(attention, qkv=qkv, grad=grad) -> None:
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d), as in a ViT block
+        def step(kernel, qkv=qkv, grad=grad) -> None:
             qkv.grad = None
-            attention(q, k, v, scale=head_dim**-0.5).backward(grad)
+            kernel(qkv).backward(grad)
 
-        plain, ours = median_seconds([lambda: step(F.scaled_dot_product_attention),
-                                      lambda: step(scaled_dot_product_attention)], args.repeats)
-        rows.append({"tokens": tokens, "plain_ms": round(plain * 1e3, 2), "avadapt_ms": round(ours * 1e3, 2),
-                     "plain_over_avadapt": round(plain / ours, 2)})
+        seconds = dict(zip(kernels, median_seconds([lambda k=k: step(k) for k in kernels.values()], args.repeats)))
+        row = {"tokens": tokens, **{f"{name}_ms": round(t * 1e3, 2) for name, t in seconds.items()}}
+        row.update({f"plain_over_{name}": round(seconds["plain"] / t, 2)
+                    for name, t in seconds.items() if name != "plain"})
+        rows.append(row)
     result = {"precision": args.precision, "threads": torch.get_num_threads(), "sequences": args.sequences,
               "rows": rows}
     print(json.dumps(result, indent=2) if args.json else "\n".join(map(str, rows)))

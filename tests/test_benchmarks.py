@@ -56,5 +56,14 @@ def test_attention_benchmark_times_both_kernels():
                "--repeats", "1", "--json"]
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout)
     assert [row["tokens"] for row in result["rows"]] == [9, 5]
-    assert all(row["plain_ms"] > 0 and row["avadapt_ms"] > 0 and row["plain_over_avadapt"] > 0
-               for row in result["rows"])
+    for row in result["rows"]:
+        assert all(row[f"{name}_ms"] > 0 for name in ("plain", "fp32_backward", "packed"))
+        assert row["plain_over_packed"] > 0 and row["plain_over_fp32_backward"] > 0
+
+
+def test_frozen_linear_benchmark_times_both_layers():
+    command = [sys.executable, str(BENCHMARKS / "frozen_linear.py"), "--rows", "7", "--repeats", "1", "--json"]
+    result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout)
+    assert [(row["rows"], row["layer"]) for row in result["rows"]] == [(7, "qkv"), (7, "proj"), (7, "fc1"),
+                                                                       (7, "fc2")]
+    assert all(row["plain_ms"] > 0 and row["avadapt_ms"] > 0 for row in result["rows"])

@@ -15,6 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from avadapt.backbones.frozen import FrozenBackbone, should_recompute
 from avadapt.layers.attention import packed_self_attention, scaled_dot_product_attention
+from avadapt.layers.linear import frozen_linear
 
 
 @dataclass
@@ -143,7 +144,7 @@ class _ActivationThenTwoLinears(torch.autograd.Function):
         a = _activate(h, kind)
         ctx.save_for_backward(h, weight, fused_weight)
         ctx.kind = kind
-        return F.linear(a, weight, bias), F.linear(a, fused_weight, fused_bias)
+        return frozen_linear(a, weight, bias), F.linear(a, fused_weight, fused_bias)
 
     @staticmethod
     def backward(ctx, grad_out, grad_fused):
@@ -208,7 +209,7 @@ class BlockHandle:
             return layer(x)
         weight, bias = self._weights(layer, self._compute_dtype(x))
         with torch.autocast(x.device.type, enabled=False):
-            return F.linear(x.to(weight.dtype), weight, bias)
+            return frozen_linear(x.to(weight.dtype), weight, bias)
 
     @staticmethod
     def _fused_down(down: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

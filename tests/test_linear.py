@@ -1,0 +1,46 @@
+"""frozen_linear: F.linear's values and input gradient, oneDNN's bias-fused kernel for bf16 on a CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avadapt.layers import frozen_linear
+from avadapt.layers.linear import _onednn_linear_available
+
+
+def _saved(fn) -> list[torch.Tensor]:
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        fn()
+    return saved
+
+
+@pytest.mark.skipif(not _onednn_linear_available(), reason="this torch build has no oneDNN linear")
+def test_bf16_forward_and_input_gradient_match_f_linear_and_only_the_weight_is_kept():
+    torch.manual_seed(0)
+    x = torch.randn(3, 17, 64).to(torch.bfloat16).requires_grad_()
+    weight, bias = torch.randn(96, 64).to(torch.bfloat16), torch.randn(96).to(torch.bfloat16)
+    grad = torch.randn(3, 17, 96).to(torch.bfloat16)
+    out = frozen_linear(x, weight, bias)
+    assert "FrozenLinear" in out.grad_fn.name()
+    torch.testing.assert_close(out, F.linear(x, weight, bias), rtol=0.01, atol=0.05)
+    out.backward(grad)
+    torch.testing.assert_close(x.grad, grad @ weight, rtol=0, atol=0)
+    assert [t.data_ptr() for t in _saved(lambda: frozen_linear(x, weight, bias))] == [weight.data_ptr()]
+    with torch.no_grad():
+        assert frozen_linear(x, weight, bias).grad_fn is None
+
+
+def test_other_cases_are_plain_f_linear():
+    x = torch.randn(5, 8, requires_grad=True)
+    weight, bias = torch.randn(4, 8), torch.randn(4)
+    torch.testing.assert_close(frozen_linear(x, weight, bias), F.linear(x, weight, bias), rtol=0, atol=0)
+    trainable = torch.randn(4, 8).to(torch.bfloat16).requires_grad_()
+    out = frozen_linear(x.detach().to(torch.bfloat16), trainable, bias.to(torch.bfloat16))
+    assert "FrozenLinear" not in out.grad_fn.name()
+    out.float().sum().backward()
+    assert trainable.grad is not None
+    without_bias = frozen_linear(x.to(torch.bfloat16), weight.to(torch.bfloat16), None)
+    assert "FrozenLinear" not in without_bias.grad_fn.name()
