@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import math
 import re
 import resource
 import statistics
@@ -35,7 +36,8 @@ def parse_value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-GEMM_OPS = ("mm", "addmm", "bmm", "baddbmm")  # the matrix-multiply kernels a ViT step spends most time in
+# the matrix-multiply kernels a ViT step spends most time in (oneDNN's linear: avadapt.layers.frozen_linear)
+GEMM_OPS = ("mm", "addmm", "bmm", "baddbmm", "_linear_pointwise")
 
 
 def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> tuple[float, float]:
@@ -90,12 +92,19 @@ def _cpu_flash_attention_backward_flop(grad_out, query, key, value, *args, out_s
     return sdpa_backward_flop_count(grad_out, query, key, value)
 
 
-# FlopCounterMode knows the CUDA attention kernels but not the one scaled_dot_product_attention runs on a
-# CPU: without these, every spatial attention's QKᵀ and PV (about 5 % of a ViT-B/16 step) counts as zero.
-CPU_ATTENTION_FLOPS = {
+def _onednn_linear_flop(x, weight, *args, out_shape=None, **kwargs) -> int:
+    return 2 * math.prod(x[:-1]) * weight[0] * weight[1]
+
+
+# FlopCounterMode knows the CUDA attention kernels but not the one scaled_dot_product_attention runs on a CPU,
+# nor oneDNN's linear: without these, every fp32 spatial attention's QKᵀ and PV (about 5 % of a ViT-B/16
+# step) and every bf16 frozen linear layer's forward (about 45 %) would count as zero.
+CPU_KERNEL_FLOPS = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flop,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_attention_backward_flop,
 }
+if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+    CPU_KERNEL_FLOPS[torch.ops.mkldnn._linear_pointwise] = _onednn_linear_flop
 
 
 def count_flops(step, model, recomputation: bool) -> tuple[int, int]:
@@ -110,7 +119,7 @@ def count_flops(step, model, recomputation: bool) -> tuple[int, int]:
     if not recomputation:
         for owner, name, _ in saved:
             setattr(owner, name, False)
-    counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS)
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_KERNEL_FLOPS)
     with counter:
         step()
     for owner, name, value in saved:
@@ -130,7 +139,7 @@ def time_breakdown(step, rows: int) -> tuple[float, float, str]:
         step()
         wall = time.perf_counter() - start
     events = profiler.key_averages()
-    gemm_us = sum(e.self_cpu_time_total for e in events if e.key.removeprefix("aten::") in GEMM_OPS)
+    gemm_us = sum(e.self_cpu_time_total for e in events if e.key.split("::")[-1] in GEMM_OPS)
     table = events.table(sort_by="self_cpu_time_total", row_limit=rows) if rows else ""
     return gemm_us / 1e6, wall, table
 

@@ -44,11 +44,26 @@ def test_cpu_attention_kernel_flops_are_counted():
     train_step = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_step)
     q = torch.randn(2, 3, 50, 16, requires_grad=True)  # (B, H, N, d)
-    counter = FlopCounterMode(display=False, custom_mapping=train_step.CPU_ATTENTION_FLOPS)
+    counter = FlopCounterMode(display=False, custom_mapping=train_step.CPU_KERNEL_FLOPS)
     with counter:
         F.scaled_dot_product_attention(q, q, q).sum().backward()
     forward = 2 * (2 * 2 * 3 * 50 * 50 * 16)  # QKᵀ and PV, two FLOPs per multiply-add
     assert counter.get_total_flops() == forward + forward * 5 // 2  # backward: five such products
+
+
+def test_bf16_frozen_linear_flops_are_counted():
+    """oneDNN's bias-fused linear (avadapt.layers.frozen_linear) is invisible to FlopCounterMode's own table."""
+    from avadapt.layers import frozen_linear
+
+    spec = importlib.util.spec_from_file_location("train_step", BENCHMARKS / "train_step.py")
+    train_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_step)
+    x = torch.randn(2, 7, 16).to(torch.bfloat16).requires_grad_()
+    weight, bias = torch.randn(24, 16).to(torch.bfloat16), torch.randn(24).to(torch.bfloat16)
+    counter = FlopCounterMode(display=False, custom_mapping=train_step.CPU_KERNEL_FLOPS)
+    with counter:
+        frozen_linear(x, weight, bias).float().sum().backward()
+    assert counter.get_total_flops() == 2 * (2 * 2 * 7 * 16 * 24)  # forward, and x's gradient
 
 
 def test_attention_benchmark_times_both_kernels():
