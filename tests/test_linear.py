@@ -18,7 +18,12 @@ def _saved(fn) -> list[torch.Tensor]:
 
 
 @pytest.mark.skipif(not _onednn_linear_available(), reason="this torch build has no oneDNN linear")
-def test_bf16_forward_and_input_gradient_match_f_linear_and_only_the_weight_is_kept():
+@pytest.mark.parametrize("block_rows", [512, 16])  # 51 rows in one product, or in four row blocks
+def test_bf16_forward_and_input_gradient_match_f_linear_and_only_the_weight_is_kept(block_rows, monkeypatch):
+    from avadapt.layers import linear
+
+    monkeypatch.setattr(linear, "BLOCK_ROWS", block_rows)
+    assert linear._row_blocks(51, 96) == (1 if block_rows == 512 else 4)
     torch.manual_seed(0)
     x = torch.randn(3, 17, 64).to(torch.bfloat16).requires_grad_()
     weight, bias = torch.randn(96, 64).to(torch.bfloat16), torch.randn(96).to(torch.bfloat16)
@@ -27,7 +32,7 @@ def test_bf16_forward_and_input_gradient_match_f_linear_and_only_the_weight_is_k
     assert "FrozenLinear" in out.grad_fn.name()
     torch.testing.assert_close(out, F.linear(x, weight, bias), rtol=0.01, atol=0.05)
     out.backward(grad)
-    torch.testing.assert_close(x.grad, grad @ weight, rtol=0, atol=0)
+    torch.testing.assert_close(x.grad, grad @ weight, rtol=0.01, atol=0.05)
     assert [t.data_ptr() for t in _saved(lambda: frozen_linear(x, weight, bias))] == [weight.data_ptr()]
     with torch.no_grad():
         assert frozen_linear(x, weight, bias).grad_fn is None
@@ -44,3 +49,11 @@ def test_other_cases_are_plain_f_linear():
     assert trainable.grad is not None
     without_bias = frozen_linear(x.to(torch.bfloat16), weight.to(torch.bfloat16), None)
     assert "FrozenLinear" not in without_bias.grad_fn.name()
+
+
+def test_row_blocks_only_for_narrow_products_of_middling_height():
+    from avadapt.layers.linear import _row_blocks
+
+    assert _row_blocks(980, 768) == 2 and _row_blocks(1470, 768) == 3  # the audio stream's products
+    assert _row_blocks(3940, 768) == 1 and _row_blocks(490, 768) == 1  # video stream, small ones
+    assert _row_blocks(980, 2304) == 1  # wide outputs run at full rate as they are

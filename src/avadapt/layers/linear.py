@@ -1,4 +1,4 @@
-"""A linear layer with frozen weights, whose bf16 CPU forward adds the bias inside the matmul."""
+"""A linear layer with frozen weights, tuned for bf16 on a CPU: bias added inside the matmul, row blocks."""
 
 from __future__ import annotations
 
@@ -13,8 +13,40 @@ def _onednn_linear_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+# bf16 products with at most NARROW_OUTPUT columns and between BLOCK_ROWS and 4·BLOCK_ROWS rows run in row
+# blocks of at most BLOCK_ROWS: PyTorch 2.14's oneDNN kernel ran 980- and 1470-row products (the audio stream
+# of a T = 10, batch-2 step has 980 tokens) at about half the rate of 490- or 1960-row ones on 2 threads
+# (``benchmarks/frozen_linear.py --rows 980``; the README has figures).
+BLOCK_ROWS = 512
+NARROW_OUTPUT = 1024
+
+
+def _row_blocks(rows: int, out_features: int) -> int:
+    if out_features > NARROW_OUTPUT or not BLOCK_ROWS < rows < 4 * BLOCK_ROWS:
+        return 1
+    return -(-rows // BLOCK_ROWS)
+
+
 def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+    rows = x.reshape(-1, x.shape[-1])
+    blocks = _row_blocks(rows.shape[0], weight.shape[0])
+    if blocks == 1:
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+    out = torch.cat([torch.ops.mkldnn._linear_pointwise(part.contiguous(), weight, bias, "none", [], "")
+                     for part in rows.tensor_split(blocks)])
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
+def _input_gradient(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """grad_out · W, in row blocks where ``_row_blocks`` says so."""
+    rows = grad_out.reshape(-1, grad_out.shape[-1])
+    blocks = _row_blocks(rows.shape[0], weight.shape[1])
+    if blocks == 1:
+        return grad_out @ weight
+    grad_in = rows.new_empty(rows.shape[0], weight.shape[1])
+    for part, out in zip(rows.tensor_split(blocks), grad_in.tensor_split(blocks)):
+        torch.mm(part, weight, out=out)
+    return grad_in.view(*grad_out.shape[:-1], weight.shape[1])
 
 
 def frozen_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -46,4 +78,4 @@ class _FrozenLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         (weight,) = ctx.saved_tensors
-        return grad_out.to(weight.dtype) @ weight, None, None
+        return _input_gradient(grad_out.to(weight.dtype), weight), None, None
