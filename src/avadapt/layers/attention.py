@@ -79,12 +79,6 @@ def _sequences_at_once(qkv: torch.Tensor) -> int:
     return max(1, SCORES_BYTES_AT_ONCE // (heads * n * n * qkv.element_size()))
 
 
-def _heads_first(qkv: torch.Tensor) -> torch.Tensor:
-    """(S', N, 3, H, d) → (3, S'·H, N, d): q, k, v as the batched matmuls read them (one copy)."""
-    s, n, _, heads, head_dim = qkv.shape
-    return qkv.permute(2, 0, 3, 1, 4).reshape(3, s * heads, n, head_dim)
-
-
 def _softmax_scores(q: torch.Tensor, k: torch.Tensor, scale: float, scores: torch.Tensor) -> torch.Tensor:
     """softmax(scale · q·kᵀ), the scale applied inside the matmul; ``scores`` is a buffer of the result's shape."""
     return torch.softmax(torch.baddbmm(scores, q, k.transpose(1, 2), beta=0, alpha=scale, out=scores), dim=-1)
@@ -93,47 +87,50 @@ def _softmax_scores(q: torch.Tensor, k: torch.Tensor, scale: float, scores: torc
 class _PackedBf16Attention(torch.autograd.Function):
     """softmax(scale·QKᵀ)·V in bf16, a few sequences at a time; backward recomputes each tile's softmax.
 
-    Keeps only qkv for backward, as the flash kernel keeps q, k, v (views of qkv) and its output; each tile's
-    scores, softmax and their gradients live only while that tile is computed. The matmuls accumulate in fp32
-    and round to bf16, and the softmax reads bf16 scores, as bf16 autocast's unfused attention does.
+    Keeps q, k, v for backward, put head-first tile by tile as forward reads them (qkv's size: what the flash
+    kernel keeps, as views of qkv, besides its output); each tile's scores, softmax and their gradients live
+    only while that tile is computed. The matmuls accumulate in fp32 and round to bf16, and the softmax reads
+    bf16 scores, as bf16 autocast's unfused attention does.
     """
 
     @staticmethod
     def forward(ctx, qkv: torch.Tensor, scale: float) -> torch.Tensor:
         s, n, _, heads, head_dim = qkv.shape
         out = qkv.new_empty(s, n, heads, head_dim)
+        heads_first = qkv.new_empty(3, s * heads, n, head_dim)
         at_once = _sequences_at_once(qkv)
         scores = qkv.new_empty(min(at_once, s) * heads, n, n)
         for start in range(0, s, at_once):
             part = qkv[start:start + at_once]
-            q, k, v = _heads_first(part)
-            probs = _softmax_scores(q, k, scale, scores[:q.shape[0]])
-            out[start:start + at_once] = torch.bmm(probs, v).view(part.shape[0], heads, n, head_dim).transpose(1, 2)
-        ctx.save_for_backward(qkv)
-        ctx.scale = scale
+            count = part.shape[0]
+            q, k, v = tile = heads_first[:, start * heads:(start + count) * heads]
+            tile.view(3, count, heads, n, head_dim).copy_(part.permute(2, 0, 3, 1, 4))
+            probs = _softmax_scores(q, k, scale, scores[:count * heads])
+            out[start:start + count] = torch.bmm(probs, v).view(count, heads, n, head_dim).transpose(1, 2)
+        ctx.save_for_backward(heads_first)
+        ctx.scale, ctx.qkv_shape = scale, qkv.shape
         return out.view(s, n, heads * head_dim)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        (qkv,) = ctx.saved_tensors
-        s, n, _, heads, head_dim = qkv.shape
+        (heads_first,) = ctx.saved_tensors
+        s, n, _, heads, head_dim = ctx.qkv_shape
         scale = ctx.scale
-        grad_out = grad_out.to(qkv.dtype).view(s, n, heads, head_dim)
-        grad_qkv = torch.empty_like(qkv)
-        at_once = _sequences_at_once(qkv)
-        scores = qkv.new_empty(min(at_once, s) * heads, n, n)
-        grad_part = qkv.new_empty(3, min(at_once, s) * heads, n, head_dim)
+        grad_out = grad_out.to(heads_first.dtype).view(s, n, heads, head_dim)
+        grad_qkv = heads_first.new_empty(ctx.qkv_shape)
+        at_once = min(_sequences_at_once(grad_qkv), s)
+        scores = heads_first.new_empty(at_once * heads, n, n)
+        grad_tile = torch.empty_like(heads_first[:, :at_once * heads])
         for start in range(0, s, at_once):
-            part = qkv[start:start + at_once]
-            count = part.shape[0]
-            q, k, v = _heads_first(part)
-            grad_q, grad_k, grad_v = grad_heads = grad_part[:, :count * heads]
-            grad_o = grad_out[start:start + at_once].transpose(1, 2).reshape(count * heads, n, head_dim)
+            count = min(at_once, s - start)
+            q, k, v = heads_first[:, start * heads:(start + count) * heads]
+            grad_q, grad_k, grad_v = grad_heads = grad_tile[:, :count * heads]
+            grad_o = grad_out[start:start + count].transpose(1, 2).reshape(count * heads, n, head_dim)
             probs = _softmax_scores(q, k, scale, scores[:count * heads])
             grad_scores = torch.ops.aten._softmax_backward_data(
-                torch.bmm(grad_o, v.transpose(1, 2)), probs, -1, qkv.dtype)
+                torch.bmm(grad_o, v.transpose(1, 2)), probs, -1, heads_first.dtype)
             torch.bmm(probs.transpose(1, 2), grad_o, out=grad_v)
             torch.baddbmm(grad_q, grad_scores, k, beta=0, alpha=scale, out=grad_q)
             torch.baddbmm(grad_k, grad_scores.transpose(1, 2), q, beta=0, alpha=scale, out=grad_k)
-            grad_qkv[start:start + at_once] = grad_heads.view(3, count, heads, n, head_dim).permute(1, 3, 0, 2, 4)
+            grad_qkv[start:start + count] = grad_heads.view(3, count, heads, n, head_dim).permute(1, 3, 0, 2, 4)
         return grad_qkv, None
