@@ -42,7 +42,7 @@ class AudioEmbeddingConfig:
             raise ValueError(f"pos_embed must be 'crop' or 'interpolate', got {self.pos_embed!r}")
 
 
-SHORT_SEQUENCE = 32  # tokens; below this, bf16 attention on CPU is faster as explicit matmuls
+SHORT_SEQUENCE = 32  # tokens; up to this (temporal attention), the N × N softmax is kept for backward
 
 
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
@@ -179,13 +179,14 @@ class BlockHandle:
 
     For timm's plain ``Attention`` and ``Mlp`` the two branches are computed here from the block's own
     weights (the only place avadapt depends on their internals; ``tests/test_backbone.py`` checks the
-    result against the timm block), because a frozen backbone allows three things timm cannot know:
-    under autocast the frozen weights are cast to the compute dtype once and cached (autocast re-casts
-    tensors that do not require grad at every call, and keeps each copy alive for backward); under
-    bf16 on a CPU the attention runs as tiled explicit matmuls from the packed qkv
-    (``avadapt.layers.packed_self_attention``), faster than the CPU flash kernel both ways at ViT
-    shapes; and the FFN's hidden activation, the
-    largest tensor of a block, can be recomputed in backward instead of stored (``recompute_ffn``).
+    result against the timm block), because a frozen backbone allows things timm cannot know: under
+    autocast the frozen weights are cast to the compute dtype once and cached (autocast re-casts tensors
+    that do not require grad at every call, and keeps each copy alive for backward); the frozen linear
+    layers compute no weight gradient and, in bf16 on a CPU, add their bias inside oneDNN's matmul
+    (``avadapt.layers.frozen_linear``); and the FFN's hidden activation, the largest tensor of a block,
+    can be recomputed in backward instead of stored (``recompute_ffn``). Under bf16 on a CPU the attention
+    runs as tiled explicit matmuls from the packed qkv (``avadapt.layers.packed_self_attention``), faster
+    than the CPU flash kernel both ways at ViT shapes.
     """
 
     def __init__(self, block: nn.Module):
