@@ -12,43 +12,24 @@ measured in one process hold on a shared machine better than seconds.
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from kernel_timing import dtype_of, kernel_parser, median_seconds
 
 from avadapt._memory import configure_cpu_allocator
 
 
-def median_seconds(fns, repeats: int) -> list[float]:
-    """Median time of each function, timed in turns so that a shared machine's swings reach all alike."""
-    for fn in fns:
-        fn()
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, own in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            own.append(time.perf_counter() - start)
-    return [statistics.median(own) for own in times]
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = kernel_parser(__doc__)
     parser.add_argument("--sequences", type=int, default=20)
     parser.add_argument("--tokens", type=int, nargs="+", default=[197, 49])
-    parser.add_argument("--precision", choices=["32", "bf16"], default="bf16")
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     configure_cpu_allocator()
     from avadapt.layers import packed_self_attention, scaled_dot_product_attention
 
-    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    dtype = dtype_of(args.precision)
     heads, head_dim = 12, 64
     scale = head_dim**-0.5
 

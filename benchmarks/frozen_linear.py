@@ -10,11 +10,11 @@ better than seconds).
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import torch
 import torch.nn.functional as F
+from kernel_timing import dtype_of, kernel_parser, median_seconds
 
 from avadapt._memory import configure_cpu_allocator
 
@@ -22,18 +22,13 @@ LAYERS = {"qkv": (768, 2304), "proj": (768, 768), "fc1": (768, 3072), "fc2": (30
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = kernel_parser(__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[3940, 980])
-    parser.add_argument("--precision", choices=["32", "bf16"], default="bf16")
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     configure_cpu_allocator()
-    from attention_backward import median_seconds
-
     from avadapt.layers import frozen_linear
 
-    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    dtype = dtype_of(args.precision)
     rows = []
     for count in args.rows:
         for layer, (fan_in, fan_out) in LAYERS.items():
