@@ -1,4 +1,8 @@
-"""Scaled dot-product attention whose CPU backward runs in fp32 for bf16 and fp16 inputs."""
+"""Attention kernels for low precision on a CPU, where PyTorch's flash kernel is slow.
+
+``scaled_dot_product_attention``: any q, k, v, the flash kernel's forward with its fp32 backward.
+``packed_self_attention``: self-attention from a linear layer's packed qkv, tiled bf16 matmuls.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
 
     On a CPU, for bf16 or fp16 inputs that need gradients, the forward is the same flash kernel in the inputs'
     dtype, and the backward runs that kernel's fp32 version on upcast copies: PyTorch's low-precision CPU
-    backward is the slow part of the call (``benchmarks/attention_backward.py`` compares the two; the README
+    backward is the slow part of the call (``benchmarks/attention_backward.py`` compares the kernels; the README
     has the figures). Autograd keeps what the plain call keeps (query, key, value, the output and the fp32
     log-sum-exp); the gradients come out in the inputs' dtype, computed in fp32 instead of bf16.
     Shapes: (…, N, d) with one or two leading dimensions, as the fused kernel takes.
