@@ -16,7 +16,8 @@ def _onednn_linear_available() -> bool:
 # bf16 products with at most NARROW_OUTPUT columns and between BLOCK_ROWS and 4·BLOCK_ROWS rows run in row
 # blocks of at most BLOCK_ROWS: PyTorch 2.14's oneDNN kernel ran 980- and 1470-row products (the audio stream
 # of a T = 10, batch-2 step has 980 tokens) at about half the rate of 490- or 1960-row ones on 2 threads
-# (``benchmarks/frozen_linear.py --rows 980``; the README has figures).
+# (isolated torch.mm timings, K = 768/2304/3072 → 768: ~370 against 650-900 GFLOP/s); the effect on whole
+# layers is what ``benchmarks/frozen_linear.py --rows 980`` measures (the README has figures).
 BLOCK_ROWS = 512
 NARROW_OUTPUT = 1024
 
