@@ -46,7 +46,8 @@ SHORT_SEQUENCE = 32  # tokens; up to this (temporal attention), the N × N softm
 
 
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
-    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+    """x in fp32 where its floating dtype is narrower (bf16, fp16); as it is otherwise (fp32, fp64)."""
+    return x.float() if x.is_floating_point() and x.dtype.itemsize < 4 else x
 
 
 def _short_attention(qkv: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
