@@ -10,10 +10,18 @@ first, peak resident memory and minor page faults; the README has the benchmark 
 - What we do: the heap for tensors up to 32 MiB (glibc's largest threshold), mappings above, torch's
   transparent-huge-page allocation (``THP_MEM_ALLOC_ENABLE``; mapping and filling a 46 MB tensor over and
   over: 3.5 ms with 2 MiB pages, 10.4 ms with 4 KiB pages), and in training the heap's free pages given
-  back (``malloc_trim``) after each frozen FFN of the last third of the blocks: 3.81–3.86 GB peaks and
-  89–133 k faults a step. Trimming after every FFN gave the same peaks (3.81–3.83 GB) for 164–208 k faults
-  and more system time; only the last sixth, a 4.3 GB warm-up step; never, 4.6–4.8 GB; the heap for every
-  size (``M_MMAP_MAX`` 0), 4.0–4.15 GB. ``AVAdaptModule(trim_cpu_heap=False)`` keeps glibc's heap as is.
+  back (``malloc_trim``) after each frozen FFN of the last sixth of the blocks. Earlier measurements (fp32,
+  an older model code): trimming in the last third, 3.81–3.86 GB peaks and 89–133 k faults a step; after
+  every FFN, the same peaks for 164–208 k faults and more system time; never, 4.6–4.8 GB; the heap for
+  every size (``M_MMAP_MAX`` 0), 4.0–4.15 GB.
+- Every page trimmed is faulted in and zeroed again when backward reuses it, which costs a bf16 step
+  (where the rest is fast) a measurable share. ``benchmarks/train_step.py`` runs, one process each, bf16
+  fraction of peak and peak RSS: last third 0.448–0.469 at 2778–2839 MB (6 runs; a seventh, against a
+  matmul peak of 1184 GFLOP/s, read 0.334); last sixth 0.455–0.492 at 2829–2878 MB (4 runs); the last
+  block only 0.478–0.492 at 2829–2886 MB (4 runs); never 0.500 and 0.506 at 3145 and 3148 MB. fp32 peaks:
+  last sixth 3821 and 3877 MB, the last block only 3969 and 4011 MB. The last sixth keeps both precisions'
+  peaks clear of the issue's limits (2940 and 4020 MB) for most of the speed.
+  ``AVAdaptModule(trim_cpu_heap=False)`` keeps glibc's heap as is.
 
 torch reads the huge-page switch at its first tensor allocation, so ``configure_cpu_allocator`` must run
 before any tensor exists; it reports what took effect.
@@ -55,16 +63,16 @@ def configure_cpu_allocator(mmap_threshold_bytes: int = LARGEST_HEAP_TENSOR) -> 
     return AllocatorSettings(fixed_mmap_threshold=fixed, huge_pages=huge_pages)
 
 
-def return_free_heap_during_training(backbone, last_fraction: float = 1 / 3) -> list:
+def return_free_heap_during_training(backbone, last_fraction: float = 1 / 6) -> list:
     """After each frozen FFN norm of the last ``last_fraction`` of the blocks, in a forward pass with
     gradients (every method runs each block's FFN, once per stream), give the heap's free pages back to
     the system (glibc ``malloc_trim``), so the holes a training step leaves in the heap never pile up at
     the step's peak, which is where backward begins.
 
-    Trimming in the earlier blocks too keeps no lower peak and costs time: it returns the holes the
-    previous backward left, which the rest of the forward would have filled, and every page handed back
-    is faulted in and zeroed again. Returns the hook handles (none where the C library has no
-    ``malloc_trim``); ``handle.remove()`` undoes it.
+    Trimming in earlier blocks too lowers the peak only a little (bf16: by tens of MB from the last third)
+    and costs time: it returns holes the previous backward left, which the rest of the forward would have
+    filled, and every page handed back is faulted in and zeroed again (the module docstring has the runs).
+    Returns the hook handles (none where the C library has no ``malloc_trim``); ``handle.remove()`` undoes it.
     """
     if not 0 < last_fraction <= 1:
         raise ValueError(f"last_fraction must be in (0, 1], got {last_fraction}")

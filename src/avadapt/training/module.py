@@ -65,7 +65,7 @@ class AVAdaptModule(L.LightningModule):
         warmup_epochs: length of the linear warm-up from 0, in epochs (fractions allowed).
         weight_decay: Adam's L2 weight decay.
         betas: Adam's moment coefficients.
-        trim_cpu_heap: on a CPU, give the heap's free pages back after each frozen FFN in the last third
+        trim_cpu_heap: on a CPU, give the heap's free pages back after each frozen FFN in the last sixth
             of the blocks of a training forward, so that resident memory at the step's peak stays near the
             live tensors (``avadapt._memory``; README, "Speed and memory").
     """
