@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from avadapt.backbones.frozen import FrozenBackbone, should_recompute
-from avadapt.layers.attention import packed_self_attention, scaled_dot_product_attention
+from avadapt.layers.attention import at_least_fp32, packed_self_attention, scaled_dot_product_attention
 from avadapt.layers.linear import frozen_linear
 
 
@@ -45,11 +45,6 @@ class AudioEmbeddingConfig:
 SHORT_SEQUENCE = 32  # tokens; up to this (temporal attention), the N × N softmax is kept for backward
 
 
-def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
-    """x in fp32 where its floating dtype is narrower (bf16, fp16); as it is otherwise (fp32, fp64)."""
-    return x.float() if x.is_floating_point() and x.dtype.itemsize < 4 else x
-
-
 def _short_attention(qkv: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """qkv (S, N, 3, H, d) → (q, k, v as one (3, S·H, N, d) tensor, softmax (S·H, N, N) in qkv's dtype,
     output (S, N, H·d)); softmax in ≥ fp32.
@@ -58,7 +53,7 @@ def _short_attention(qkv: torch.Tensor, scale: float) -> tuple[torch.Tensor, tor
     """
     s, n, _, heads, head_dim = qkv.shape
     q, k, v = heads_first = qkv.permute(2, 0, 3, 1, 4).reshape(3, s * heads, n, head_dim)
-    probs = _softmax_of_short_rows_(_at_least_fp32(torch.bmm(q, k.transpose(1, 2))).mul_(scale)).to(qkv.dtype)
+    probs = _softmax_of_short_rows_(at_least_fp32(torch.bmm(q, k.transpose(1, 2))).mul_(scale)).to(qkv.dtype)
     return heads_first, probs, _heads_last(torch.bmm(probs, v), s)
 
 
@@ -106,8 +101,8 @@ class _ShortAttentionThenLinear(torch.autograd.Function):
         grad_qkv = None
         if ctx.needs_input_grad[0]:
             grad_u = (grad_out @ weight).view(s, n, heads, head_dim).transpose(1, 2).reshape(s * heads, n, head_dim)
-            grad_probs = _at_least_fp32(torch.bmm(grad_u, v.transpose(1, 2)))
-            p = _at_least_fp32(probs)
+            grad_probs = at_least_fp32(torch.bmm(grad_u, v.transpose(1, 2)))
+            p = at_least_fp32(probs)
             grad_scores = (p * (grad_probs - (grad_probs * p).sum(-1, keepdim=True))).mul_(ctx.scale).to(q.dtype)
             grad_heads_first = torch.empty_like(heads_first)  # (3, S·H, N, d)
             torch.bmm(grad_scores, k, out=grad_heads_first[0])

@@ -12,6 +12,11 @@ import torch.nn.functional as F
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """x in fp32 where its floating dtype is narrower (bf16, fp16); as it is otherwise (fp32, fp64)."""
+    return x.float() if x.dtype in _LOW_PRECISION else x
+
+
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                  scale: float | None = None) -> torch.Tensor:
     """``F.scaled_dot_product_attention(query, key, value, scale=scale)``, unmasked, no dropout.
