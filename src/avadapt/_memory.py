@@ -16,11 +16,11 @@ first, peak resident memory and minor page faults; the README has the benchmark 
   every size (``M_MMAP_MAX`` 0), 4.0–4.15 GB.
 - Every page trimmed is faulted in and zeroed again when backward reuses it, which costs a bf16 step
   (where the rest is fast) a measurable share. ``benchmarks/train_step.py`` runs, one process each, bf16
-  fraction of peak and peak RSS: last third 0.448–0.469 at 2778–2839 MB (6 runs; a seventh, against a
-  matmul peak of 1184 GFLOP/s, read 0.334); last sixth 0.455–0.492 at 2829–2878 MB (5 runs); the last
-  block only 0.478–0.492 at 2829–2886 MB (4 runs); never 0.500 and 0.506 at 3145 and 3148 MB. fp32 peaks:
-  last sixth 3821–3884 MB (3 runs), the last block only 3969 and 4011 MB. The last sixth keeps both precisions'
-  peaks clear of the issue's limits (2940 and 4020 MB) for most of the speed.
+  fraction of peak and peak RSS: last third, median 0.461 over 7 runs (0.334–0.469; the 0.334 against a
+  1184 GFLOP/s matmul peak) at 2779–2839 MB; last sixth, median 0.472 over 7 (0.411–0.492) at 2785–2878 MB;
+  the last block only 0.478–0.492 (4 runs) at 2829–2886 MB; never 0.500 and 0.506 at 3145 and 3148 MB.
+  fp32 peaks: last sixth 3821–3884 MB (3 runs), the last block only 3969 and 4011 MB. The last sixth keeps
+  both precisions' peaks clear of the issue's limits (2940 and 4020 MB) and gains part of the speed.
   ``AVAdaptModule(trim_cpu_heap=False)`` keeps glibc's heap as is.
 
 torch reads the huge-page switch at its first tensor allocation, so ``configure_cpu_allocator`` must run
