@@ -18,6 +18,14 @@ from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE, TINY_VIT
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def _train_step_module():
+    """benchmarks/train_step.py imported as a module (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location("train_step", BENCHMARKS / "train_step.py")
+    train_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_step)
+    return train_step
+
+
 def test_train_step_benchmark_reports_each_step_against_its_own_peak():
     command = [sys.executable, str(BENCHMARKS / "train_step.py"), "--backbone", TINY_VIT, "--method", "stg_cma",
                "--frames", str(TINY_FRAMES), "--batch", "1", "--image-size", str(TINY_IMAGE),
@@ -40,9 +48,7 @@ def test_train_step_benchmark_reports_each_step_against_its_own_peak():
 
 
 def test_cpu_attention_kernel_flops_are_counted():
-    spec = importlib.util.spec_from_file_location("train_step", BENCHMARKS / "train_step.py")
-    train_step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_step)
+    train_step = _train_step_module()
     q = torch.randn(2, 3, 50, 16, requires_grad=True)  # (B, H, N, d)
     counter = FlopCounterMode(display=False, custom_mapping=train_step.CPU_KERNEL_FLOPS)
     with counter:
@@ -55,9 +61,7 @@ def test_bf16_frozen_linear_flops_are_counted():
     """oneDNN's bias-fused linear (avadapt.layers.frozen_linear) is invisible to FlopCounterMode's own table."""
     from avadapt.layers import frozen_linear
 
-    spec = importlib.util.spec_from_file_location("train_step", BENCHMARKS / "train_step.py")
-    train_step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_step)
+    train_step = _train_step_module()
     x = torch.randn(2, 7, 16).to(torch.bfloat16).requires_grad_()
     weight, bias = torch.randn(24, 16).to(torch.bfloat16), torch.randn(24).to(torch.bfloat16)
     counter = FlopCounterMode(display=False, custom_mapping=train_step.CPU_KERNEL_FLOPS)
