@@ -21,6 +21,10 @@ first, peak resident memory and minor page faults; the README has the benchmark 
   the last block only 0.478–0.492 (4 runs) at 2829–2886 MB; never 0.500 and 0.506 at 3145 and 3148 MB.
   fp32 peaks: last sixth 3821–3884 MB (3 runs), the last block only 3969 and 4011 MB. The last sixth keeps
   both precisions' peaks clear of the issue's limits (2940 and 4020 MB) and gains part of the speed.
+- Later runs (bf16 unless said): mapping every tensor from 8 MB up and never trimming kept the peak at
+  2762–2785 MB but read 0.34–0.43 of the peak against 0.473 for the defaults, with three times the system
+  time (every qkv and fc1 output faulted in afresh); from 16 MB up, never trimming, 3059 MB; every tensor
+  from the heap (``M_MMAP_MAX`` 0) in fp32, 4177 MB at the defaults' speed.
   ``AVAdaptModule(trim_cpu_heap=False)`` keeps glibc's heap as is.
 
 torch reads the huge-page switch at its first tensor allocation, so ``configure_cpu_allocator`` must run
