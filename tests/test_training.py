@@ -11,6 +11,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from avadapt._memory import return_free_heap_during_training
 from avadapt.data.datamodule import AVEDataModule
 from avadapt.data.fbank import FbankConfig
 from avadapt.data.synth import synthesize_ave
@@ -222,8 +223,10 @@ def test_bf16_training_holds_frozen_weights_in_bf16_and_trims_the_heap_only_whil
 
     tiny_trainer(tmp_path, precision="bf16-mixed", callbacks=[Probe()]).fit(
         module, datamodule=tiny_data(module, ave_root))
-    last_sixth = max(1, round(len(module.model.backbone.blocks) / 6))  # return_free_heap_during_training's default
-    assert seen == {"dtype": torch.bfloat16, "hooks": last_sixth}
+    default_hooks = return_free_heap_during_training(module.model.backbone)  # the count the module should install
+    for hook in default_hooks:
+        hook.remove()
+    assert seen == {"dtype": torch.bfloat16, "hooks": len(default_hooks)}
     assert module.model.backbone.model.blocks[0].mlp.fc1.weight.dtype == torch.float32  # given back at the end
     assert module._heap_hooks == []
 

@@ -25,7 +25,8 @@ first, peak resident memory and minor page faults; the README has the benchmark 
   2762–2785 MB but read 0.34–0.43 of the peak against 0.473 for the defaults, with three times the system
   time (every qkv and fc1 output faulted in afresh); from 16 MB up, never trimming, 3059 MB; every tensor
   from the heap (``M_MMAP_MAX`` 0) in fp32, 4177 MB at the defaults' speed.
-  ``AVAdaptModule(trim_cpu_heap=False)`` keeps glibc's heap as is.
+
+``AVAdaptModule(trim_cpu_heap=False)`` keeps glibc's heap as is.
 
 torch reads the huge-page switch at its first tensor allocation, so ``configure_cpu_allocator`` must run
 before any tensor exists; it reports what took effect.
