@@ -57,3 +57,25 @@ def test_row_blocks_only_for_narrow_products_of_middling_height():
     assert _row_blocks(980, 768) == 2 and _row_blocks(1470, 768) == 3  # the audio stream's products
     assert _row_blocks(3940, 768) == 1 and _row_blocks(490, 768) == 1  # video stream, small ones
     assert _row_blocks(980, 2304) == 1  # wide outputs run at full rate as they are
+
+
+def test_a_cpu_without_a_onednn_bf16_kernel_falls_back_to_f_linear(monkeypatch):
+    """On an AVX2-only CPU (AMD Zen 3) oneDNN has no bf16 inner product and the op raises; the probe must say
+    so and bf16 layers must run as plain F.linear instead of failing."""
+    from avadapt.layers import linear
+
+    def no_bf16_kernel(*args):
+        raise RuntimeError("could not create a primitive descriptor for the inner product forward propagation")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", no_bf16_kernel, raising=False)
+    linear._onednn_linear_available.cache_clear()
+    try:
+        assert not linear._onednn_linear_available()
+        x = torch.randn(2, 5, 16).to(torch.bfloat16).requires_grad_()
+        weight, bias = torch.randn(8, 16).to(torch.bfloat16), torch.randn(8).to(torch.bfloat16)
+        out = frozen_linear(x, weight, bias)
+        assert "FrozenLinear" not in out.grad_fn.name()
+        torch.testing.assert_close(out, F.linear(x, weight, bias))
+    finally:
+        monkeypatch.undo()
+        linear._onednn_linear_available.cache_clear()

@@ -10,7 +10,17 @@ import torch.nn.functional as F
 
 @cache
 def _onednn_linear_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    """Whether oneDNN's bf16 linear runs here: it needs the op in the torch build *and* a CPU oneDNN has a bf16
+    kernel for (an AVX2-only CPU such as AMD Zen 3 has none: the op raises "could not create a primitive
+    descriptor"), so one tiny product is tried rather than guessed from CPU flags."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    x, weight, bias = torch.ones(1, 8, dtype=torch.bfloat16), torch.ones(8, 8, dtype=torch.bfloat16), torch.zeros(8, dtype=torch.bfloat16)
+    try:
+        torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    except RuntimeError:
+        return False
+    return True
 
 
 # bf16 products with at most NARROW_OUTPUT columns and between BLOCK_ROWS and 4·BLOCK_ROWS rows run in row
