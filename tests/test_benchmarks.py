@@ -57,6 +57,17 @@ def test_cpu_attention_kernel_flops_are_counted():
     assert counter.get_total_flops() == forward + forward * 5 // 2  # backward: five such products
 
 
+def test_train_step_benchmark_refuses_bf16_on_a_cpu_that_would_emulate_it(monkeypatch, capsys):
+    import pytest
+
+    train_step = _train_step_module()
+    monkeypatch.setattr(train_step, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["train_step.py", "--backbone", TINY_VIT, "--precision", "bf16"])
+    with pytest.raises(SystemExit):
+        train_step.main()
+    assert "no native bf16 arithmetic" in capsys.readouterr().err
+
+
 def test_bf16_frozen_linear_flops_are_counted():
     """oneDNN's bias-fused linear (avadapt.layers.frozen_linear) is invisible to FlopCounterMode's own table."""
     from avadapt.layers import frozen_linear

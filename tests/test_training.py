@@ -212,7 +212,11 @@ def test_bf16_mixed_and_fp32_losses_agree(tmp_path, ave_root):
     assert losses["bf16-mixed"] == pytest.approx(losses["32-true"], rel=0.03)
 
 
-def test_bf16_training_holds_frozen_weights_in_bf16_and_trims_the_heap_only_while_it_runs(tmp_path, ave_root):
+def test_bf16_training_holds_frozen_weights_in_bf16_trims_the_heap_while_it_runs_and_warns_if_emulated(
+        tmp_path, ave_root, monkeypatch):
+    from avadapt.training import module as training_module
+
+    monkeypatch.setattr(training_module, "cpu_supports_bf16", lambda: False)  # as on an AVX2-only CPU
     module = tiny_module()
     seen = {}
 
@@ -221,8 +225,9 @@ def test_bf16_training_holds_frozen_weights_in_bf16_and_trims_the_heap_only_whil
             seen["dtype"] = pl_module.model.backbone.model.blocks[0].mlp.fc1.weight.dtype
             seen["hooks"] = len(pl_module._heap_hooks)
 
-    tiny_trainer(tmp_path, precision="bf16-mixed", callbacks=[Probe()]).fit(
-        module, datamodule=tiny_data(module, ave_root))
+    with pytest.warns(UserWarning, match="without native bf16"):
+        tiny_trainer(tmp_path, precision="bf16-mixed", callbacks=[Probe()]).fit(
+            module, datamodule=tiny_data(module, ave_root))
     default_hooks = return_free_heap_during_training(module.model.backbone)  # the count the module should install
     for hook in default_hooks:
         hook.remove()
