@@ -27,7 +27,6 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 import avadapt
 from avadapt._memory import configure_cpu_allocator, return_free_heap, return_free_heap_during_training
-from avadapt.training.precision import cpu_supports_bf16
 
 
 def parse_value(text: str):
@@ -170,13 +169,17 @@ def main() -> None:
     parser.add_argument("--allow-emulated-bf16", action="store_true",
                         help="run --precision bf16 even on a CPU without native bf16 arithmetic")
     args = parser.parse_args()
+    allocator = None if args.default_allocator else configure_cpu_allocator()
+    # after the allocator: avadapt.training imports Lightning, which creates tensors, and torch reads its
+    # huge-page switch at the first one (without huge pages this step's fp32 peak rose from 3838 to 4888 MB)
+    from avadapt.training.precision import cpu_supports_bf16
+
     if args.precision == "bf16" and not (cpu_supports_bf16() or args.allow_emulated_bf16):
         # AMD Zen 3 (AVX2 only): a 2048² bf16 matmul ran at 0.27 GFLOP/s against 115 in fp32, so one
         # ViT-B/16 step would take hours and its fraction of an emulated peak would mean nothing
         parser.error("--precision bf16: this CPU has no native bf16 arithmetic (AVX512-BF16 or AMX), so bf16 "
                      "matmuls are emulated, hundreds of times slower than fp32; measure bf16 on a CPU that has "
                      "it, or pass --allow-emulated-bf16")
-    allocator = None if args.default_allocator else configure_cpu_allocator()
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
 
     from avadapt.backbones import AudioEmbeddingConfig  # imports timm, which creates tensors

@@ -38,6 +38,12 @@ def test_train_step_benchmark_reports_each_step_against_its_own_peak():
     assert result["gflop_per_step"] > 0 and result["executed_gflop_per_step"] >= result["gflop_per_step"]
     assert result["peak_rss_scope"] == "training steps" and result["peak_rss_mb"] > 0
     assert result["allocator"]["fixed_mmap_threshold"]
+    # huge pages as a process gets them when it sets the allocator up first (nothing imported before it may
+    # create a tensor: torch reads the switch at the first one); False where the kernel gives none
+    probe = "from avadapt._memory import configure_cpu_allocator; print(configure_cpu_allocator().huge_pages)"
+    fresh = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
+                           timeout=120).stdout.split()[-1]
+    assert result["allocator"]["huge_pages"] == (fresh == "True")
     # the mean of the same matmuls cannot beat their best, so the fraction of it is the larger one
     assert 0 < result["matmul_mean_gflops"] <= result["matmul_peak_gflops"]
     assert result["fraction_of_mean_matmul"] >= result["fraction_of_peak"]
@@ -60,8 +66,10 @@ def test_cpu_attention_kernel_flops_are_counted():
 def test_train_step_benchmark_refuses_bf16_on_a_cpu_that_would_emulate_it(monkeypatch, capsys):
     import pytest
 
+    from avadapt.training import precision
+
     train_step = _train_step_module()
-    monkeypatch.setattr(train_step, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
     monkeypatch.setattr(sys, "argv", ["train_step.py", "--backbone", TINY_VIT, "--precision", "bf16"])
     with pytest.raises(SystemExit):
         train_step.main()
