@@ -178,7 +178,7 @@ class BlockHandle:
     result against the timm block), because a frozen backbone allows things timm cannot know: under
     autocast the frozen weights are cast to the compute dtype once and cached (autocast re-casts tensors
     that do not require grad at every call, and keeps each copy alive for backward); the frozen linear
-    layers compute no weight gradient and, in bf16 on a CPU, add their bias inside oneDNN's matmul
+    layers compute no weight gradient and, on a CPU (bf16 or fp32), add their bias inside oneDNN's matmul
     (``avadapt.layers.frozen_linear``); and the FFN's hidden activation, the largest tensor of a block,
     can be recomputed in backward instead of stored (``recompute_ffn``). Under bf16 on a CPU the attention
     runs as tiled explicit matmuls from the packed qkv (``avadapt.layers.packed_self_attention``), faster

@@ -1,4 +1,4 @@
-"""A linear layer with frozen weights, tuned for bf16 on a CPU: bias added inside the matmul, row blocks."""
+"""A linear layer with frozen weights, tuned for a CPU: bias added inside the matmul, row blocks in bf16."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ from functools import cache
 import torch
 import torch.nn.functional as F
 
+FUSED_DTYPES = (torch.bfloat16, torch.float32)
+
 
 @cache
-def _onednn_linear_available() -> bool:
-    """Whether oneDNN's bf16 linear runs here: it needs the op in the torch build *and* a CPU oneDNN has a bf16
-    kernel for (an AVX2-only CPU such as AMD Zen 3 has none: the op raises "could not create a primitive
-    descriptor"), so one tiny product is tried rather than guessed from CPU flags."""
+def _onednn_linear_available(dtype: torch.dtype = torch.bfloat16) -> bool:
+    """Whether oneDNN's linear runs here in ``dtype``: it needs the op in the torch build *and* a CPU oneDNN
+    has a kernel for (an AVX2-only CPU such as AMD Zen 3 has none for bf16: the op raises "could not create
+    a primitive descriptor"), so one tiny product is tried rather than guessed from CPU flags."""
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
         return False
-    x, weight, bias = torch.ones(1, 8, dtype=torch.bfloat16), torch.ones(8, 8, dtype=torch.bfloat16), torch.zeros(8, dtype=torch.bfloat16)
+    x, weight, bias = torch.ones(1, 8, dtype=dtype), torch.ones(8, 8, dtype=dtype), torch.zeros(8, dtype=dtype)
     try:
         torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     except RuntimeError:
@@ -32,15 +34,18 @@ BLOCK_ROWS = 512
 NARROW_OUTPUT = 1024
 
 
-def _row_blocks(rows: int, out_features: int) -> int:
-    if out_features > NARROW_OUTPUT or not BLOCK_ROWS < rows < 4 * BLOCK_ROWS:
+def _row_blocks(rows: int, out_features: int, dtype: torch.dtype = torch.bfloat16) -> int:
+    """1, or how many row blocks a bf16 product runs in. fp32 runs whole: on an AMD Zen 3 (AVX2) row
+    blocks were no faster in fp32 at 980 and 1470 rows (forward + backward 0.95–1.01 of F.linear's time
+    against 0.91–0.98 whole, ad-hoc timings like ``benchmarks/frozen_linear.py``'s)."""
+    if dtype != torch.bfloat16 or out_features > NARROW_OUTPUT or not BLOCK_ROWS < rows < 4 * BLOCK_ROWS:
         return 1
     return -(-rows // BLOCK_ROWS)
 
 
 def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     rows = x.reshape(-1, x.shape[-1])
-    blocks = _row_blocks(rows.shape[0], weight.shape[0])
+    blocks = _row_blocks(rows.shape[0], weight.shape[0], weight.dtype)
     if blocks == 1:
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
     out = torch.cat([torch.ops.mkldnn._linear_pointwise(part.contiguous(), weight, bias, "none", [], "")
@@ -51,7 +56,7 @@ def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
 def _input_gradient(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """grad_out · W, in row blocks where ``_row_blocks`` says so."""
     rows = grad_out.reshape(-1, grad_out.shape[-1])
-    blocks = _row_blocks(rows.shape[0], weight.shape[1])
+    blocks = _row_blocks(rows.shape[0], weight.shape[1], weight.dtype)
     if blocks == 1:
         return grad_out @ weight
     grad_in = rows.new_empty(rows.shape[0], weight.shape[1])
@@ -63,14 +68,15 @@ def _input_gradient(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
 def frozen_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for weights that take no gradient; x's gradient flows as usual.
 
-    For bf16 on a CPU with a bias, PyTorch's addmm first fills the output with the bias and then has the
-    matmul read it back, an extra pass over the output; oneDNN's linear adds the bias as the matmul writes
-    (``benchmarks/frozen_linear.py`` times forward + backward of ViT-B/16's layers; the README has figures).
-    Everything else, and any weight or bias that needs a gradient, is plain ``F.linear``. Autocast is the
-    caller's business.
+    On a CPU with a bias, in bf16 or fp32, PyTorch's addmm first fills the output with the bias and then has
+    the matmul read it back, an extra pass over the output; oneDNN's linear adds the bias as the matmul
+    writes (``benchmarks/frozen_linear.py`` times forward + backward of ViT-B/16's layers; the README has
+    figures). Everything else, and any weight or bias that needs a gradient, is plain ``F.linear``.
+    Autocast is the caller's business: with it on, call this with autocast disabled and x already cast.
     """
-    fused = (bias is not None and x.device.type == "cpu" and x.dtype == weight.dtype == bias.dtype == torch.bfloat16
-             and not (weight.requires_grad or bias.requires_grad) and _onednn_linear_available())
+    fused = (bias is not None and x.device.type == "cpu" and x.dtype == weight.dtype == bias.dtype
+             and x.dtype in FUSED_DTYPES and not (weight.requires_grad or bias.requires_grad)
+             and _onednn_linear_available(x.dtype))
     if not fused:
         return F.linear(x, weight, bias)
     if torch.is_grad_enabled() and x.requires_grad:
