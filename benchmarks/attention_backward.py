@@ -16,7 +16,7 @@ import json
 
 import torch
 import torch.nn.functional as F
-from kernel_timing import dtype_of, kernel_parser, median_seconds
+from kernel_timing import dtype_checked, kernel_parser, median_seconds
 
 from avadapt._memory import configure_cpu_allocator
 
@@ -29,7 +29,7 @@ def main() -> None:
     configure_cpu_allocator()
     from avadapt.layers import packed_self_attention, scaled_dot_product_attention
 
-    dtype = dtype_of(args.precision)
+    dtype = dtype_checked(parser, args)
     heads, head_dim = 12, 64
     scale = head_dim**-0.5
 

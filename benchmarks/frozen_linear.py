@@ -14,7 +14,7 @@ import json
 
 import torch
 import torch.nn.functional as F
-from kernel_timing import dtype_of, kernel_parser, median_seconds
+from kernel_timing import dtype_checked, kernel_parser, median_seconds
 
 from avadapt._memory import configure_cpu_allocator
 
@@ -28,7 +28,7 @@ def main() -> None:
     configure_cpu_allocator()
     from avadapt.layers import frozen_linear
 
-    dtype = dtype_of(args.precision)
+    dtype = dtype_checked(parser, args)
     rows = []
     for count in args.rows:
         for layer, (fan_in, fan_out) in LAYERS.items():

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from kernel_timing import add_precision_options, dtype_checked
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 import avadapt
@@ -158,7 +159,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None, help="default: the backbone's own")
     parser.add_argument("--mel-bins", type=int, default=128)
     parser.add_argument("--audio-frames", type=int, default=102)
-    parser.add_argument("--precision", choices=["32", "bf16"], default="32")
+    add_precision_options(parser, default="32")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--default-allocator", action="store_true",
@@ -166,21 +167,11 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
                         help="print the ROWS costliest ops of the profiled step (the GEMM breakdown's)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--allow-emulated-bf16", action="store_true",
-                        help="run --precision bf16 even on a CPU without native bf16 arithmetic")
     args = parser.parse_args()
     allocator = None if args.default_allocator else configure_cpu_allocator()
-    # after the allocator: avadapt.training imports Lightning, which creates tensors, and torch reads its
-    # huge-page switch at the first one (without huge pages this step's fp32 peak rose from 3838 to 4888 MB)
-    from avadapt.training.precision import cpu_supports_bf16
-
-    if args.precision == "bf16" and not (cpu_supports_bf16() or args.allow_emulated_bf16):
-        # AMD Zen 3 (AVX2 only): a 2048² bf16 matmul ran at 0.27 GFLOP/s against 115 in fp32, so one
-        # ViT-B/16 step would take hours and its fraction of an emulated peak would mean nothing
-        parser.error("--precision bf16: this CPU has no native bf16 arithmetic (AVX512-BF16 or AMX), so bf16 "
-                     "matmuls are emulated, hundreds of times slower than fp32; measure bf16 on a CPU that has "
-                     "it, or pass --allow-emulated-bf16")
-    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    # after the allocator: the check imports Lightning, which creates tensors, and torch reads its huge-page
+    # switch at the first one (without huge pages this step's fp32 peak rose from 3838 to 4888 MB)
+    dtype = dtype_checked(parser, args)
 
     from avadapt.backbones import AudioEmbeddingConfig  # imports timm, which creates tensors
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
@@ -18,12 +19,17 @@ from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE, TINY_VIT
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _train_step_module():
-    """benchmarks/train_step.py imported as a module (benchmarks/ is no package)."""
-    spec = importlib.util.spec_from_file_location("train_step", BENCHMARKS / "train_step.py")
-    train_step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_step)
-    return train_step
+def _benchmark_module(script: str = "train_step.py"):
+    """A script of benchmarks/ imported as a module (benchmarks/ is no package; the script's sibling modules
+    are found as a script finds them, from its own folder)."""
+    spec = importlib.util.spec_from_file_location(Path(script).stem, BENCHMARKS / script)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
 
 
 def test_train_step_benchmark_reports_each_step_against_its_own_peak():
@@ -54,7 +60,7 @@ def test_train_step_benchmark_reports_each_step_against_its_own_peak():
 
 
 def test_cpu_attention_kernel_flops_are_counted():
-    train_step = _train_step_module()
+    train_step = _benchmark_module()
     q = torch.randn(2, 3, 50, 16, requires_grad=True)  # (B, H, N, d)
     counter = FlopCounterMode(display=False, custom_mapping=train_step.CPU_KERNEL_FLOPS)
     with counter:
@@ -64,11 +70,9 @@ def test_cpu_attention_kernel_flops_are_counted():
 
 
 def test_train_step_benchmark_refuses_bf16_on_a_cpu_that_would_emulate_it(monkeypatch, capsys):
-    import pytest
-
     from avadapt.training import precision
 
-    train_step = _train_step_module()
+    train_step = _benchmark_module()
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
     monkeypatch.setattr(sys, "argv", ["train_step.py", "--backbone", TINY_VIT, "--precision", "bf16"])
     with pytest.raises(SystemExit):
@@ -76,11 +80,23 @@ def test_train_step_benchmark_refuses_bf16_on_a_cpu_that_would_emulate_it(monkey
     assert "no native bf16 arithmetic" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("script", ["frozen_linear.py", "attention_backward.py"])
+def test_kernel_benchmarks_refuse_bf16_on_a_cpu_that_would_emulate_it(script, monkeypatch, capsys):
+    """Their default is bf16: on a CPU without it, the default command must say why it will not run."""
+    from avadapt.training import precision
+
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(sys, "argv", [script, "--repeats", "1"])
+    with pytest.raises(SystemExit):
+        _benchmark_module(script).main()
+    assert "no native bf16 arithmetic" in capsys.readouterr().err
+
+
 def test_bf16_frozen_linear_flops_are_counted():
     """oneDNN's bias-fused linear (avadapt.layers.frozen_linear) is invisible to FlopCounterMode's own table."""
     from avadapt.layers import frozen_linear
 
-    train_step = _train_step_module()
+    train_step = _benchmark_module()
     x = torch.randn(2, 7, 16).to(torch.bfloat16).requires_grad_()
     weight, bias = torch.randn(24, 16).to(torch.bfloat16), torch.randn(24).to(torch.bfloat16)
     counter = FlopCounterMode(display=False, custom_mapping=train_step.CPU_KERNEL_FLOPS)
@@ -91,7 +107,8 @@ def test_bf16_frozen_linear_flops_are_counted():
 
 def test_attention_benchmark_times_both_kernels():
     command = [sys.executable, str(BENCHMARKS / "attention_backward.py"), "--sequences", "2", "--tokens", "9", "5",
-               "--repeats", "1", "--json"]
+               "--repeats", "1", "--json",
+               "--allow-emulated-bf16"]  # tiny shapes: quick even where bf16 is emulated
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout)
     assert [row["tokens"] for row in result["rows"]] == [9, 5]
     for row in result["rows"]:
@@ -100,7 +117,8 @@ def test_attention_benchmark_times_both_kernels():
 
 
 def test_frozen_linear_benchmark_times_both_layers():
-    command = [sys.executable, str(BENCHMARKS / "frozen_linear.py"), "--rows", "7", "--repeats", "1", "--json"]
+    command = [sys.executable, str(BENCHMARKS / "frozen_linear.py"), "--rows", "7", "--repeats", "1", "--json",
+               "--allow-emulated-bf16"]  # tiny shapes: quick even where bf16 is emulated
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout)
     assert [(row["rows"], row["layer"]) for row in result["rows"]] == [(7, "qkv"), (7, "proj"), (7, "fc1"),
                                                                        (7, "fc2")]

@@ -112,15 +112,26 @@ def test_unknown_option_is_an_error():
         main(["fit", "--config", str(TINY_CONFIG), "--data.root", "x", "--model.no_such_option", "1"])
 
 
-def test_precision_defaults_to_what_the_cpu_supports(capsys):
-    from avadapt.training.precision import default_precision
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bf16-mixed"), (False, "32-true")])
+def test_precision_defaults_to_what_the_cpu_supports(native_bf16, expected, monkeypatch, capsys):
+    """bf16 autocast where the CPU multiplies bf16 natively (AVX512-BF16 or AMX), fp32 where it would emulate it
+    (AVX2-only CPUs such as AMD Zen 3)."""
+    from avadapt.training import precision
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: native_bf16)
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(TINY_CONFIG), "--data.root", "x", "--print_config"])
-    assert f"precision: {default_precision()}" in capsys.readouterr().out
-    expected = "bf16-mixed" if torch.cpu._is_avx512_bf16_supported() or torch.cuda.is_available() else None
-    if expected:
-        assert default_precision() == expected
+    assert f"precision: {expected}" in capsys.readouterr().out
+
+
+def test_native_bf16_means_avx512_bf16_or_amx(monkeypatch):
+    from avadapt.training.precision import cpu_supports_bf16
+
+    for avx512_bf16, amx in [(False, False), (True, False), (False, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert cpu_supports_bf16() == (avx512_bf16 or amx)
 
 
 @pytest.mark.slow
