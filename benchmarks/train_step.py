@@ -99,7 +99,7 @@ def _onednn_linear_flop(x, weight, *args, out_shape=None, **kwargs) -> int:
 
 # FlopCounterMode knows the CUDA attention kernels but not the one scaled_dot_product_attention runs on a CPU,
 # nor oneDNN's linear: without these, every fp32 spatial attention's QKᵀ and PV (about 5 % of a ViT-B/16
-# step) and every bf16 frozen linear layer's forward (about 45 %) would count as zero.
+# step) and every frozen linear layer's forward, bf16 or fp32 (about 45 %), would count as zero.
 CPU_KERNEL_FLOPS = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flop,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_attention_backward_flop,
