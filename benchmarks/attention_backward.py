@@ -2,8 +2,8 @@
 
 ViT-B/16 heads (12 × 64) over 20 sequences, the spatial attention of a T = 10, batch-2 step: 197 video tokens
 and 49 audio tokens. Three kernels: ``plain`` (``F.scaled_dot_product_attention`` on views of qkv, as timm's
-Attention calls it), ``fp32_backward`` (``avadapt.layers.scaled_dot_product_attention``: the same forward, an
-fp32 backward; avadapt's cross-modal attention) and ``packed`` (``avadapt.layers.packed_self_attention``,
+Attention calls it), ``fp32_backward`` (``avadapt.kernels.scaled_dot_product_attention``: the same forward, an
+fp32 backward; avadapt's cross-modal attention) and ``packed`` (``avadapt.kernels.packed_self_attention``,
 what avadapt's ViT blocks run). Prints the median time of each and each one's speed-up over plain; ratios
 measured in one process hold on a shared machine better than seconds.
 
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from kernel_timing import dtype_checked, kernel_parser, median_seconds
 
-from avadapt._memory import configure_cpu_allocator
+from avadapt.kernels import enable_huge_pages
 
 
 def main() -> None:
@@ -26,8 +26,8 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=20)
     parser.add_argument("--tokens", type=int, nargs="+", default=[197, 49])
     args = parser.parse_args()
-    configure_cpu_allocator()
-    from avadapt.layers import packed_self_attention, scaled_dot_product_attention
+    enable_huge_pages()
+    from avadapt.kernels import packed_self_attention, scaled_dot_product_attention
 
     dtype = dtype_checked(parser, args)
     heads, head_dim = 12, 64

@@ -1,4 +1,4 @@
-"""Forward + backward of one frozen linear layer with a bias: ``F.linear`` against ``avadapt.layers.frozen_linear``.
+"""Forward + backward of one frozen linear layer with a bias: ``F.linear`` against ``avadapt.kernels.frozen_linear``.
 
 The four frozen linear layers of a ViT-B/16 block over the video tokens of a T = 10, batch-2 step (20 × 197 =
 3940 rows) and the audio tokens (20 × 49 = 980 rows); the weight takes no gradient, the input does. Prints
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from kernel_timing import dtype_checked, kernel_parser, median_seconds
 
-from avadapt._memory import configure_cpu_allocator
+from avadapt.kernels import enable_huge_pages
 
 LAYERS = {"qkv": (768, 2304), "proj": (768, 768), "fc1": (768, 3072), "fc2": (3072, 768)}
 
@@ -25,8 +25,8 @@ def main() -> None:
     parser = kernel_parser(__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[3940, 980])
     args = parser.parse_args()
-    configure_cpu_allocator()
-    from avadapt.layers import frozen_linear
+    enable_huge_pages()
+    from avadapt.kernels import frozen_linear
 
     dtype = dtype_checked(parser, args)
     rows = []

@@ -29,10 +29,9 @@ def dtype_checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     """The dtype of ``--precision``; exits with a clear message for bf16 on a CPU that would emulate it.
 
     On an AMD Zen 3 (AVX2 only) a 2048² bf16 matmul ran at 0.27 GFLOP/s against 115 in fp32: a ViT-B/16 step
-    or layer timing would take hours, and any ratio to an emulated peak would mean nothing. Call it after
-    ``configure_cpu_allocator``: the check imports ``avadapt.training``, whose Lightning import creates tensors.
+    or layer timing would take hours, and any ratio to an emulated peak would mean nothing.
     """
-    from avadapt.training.precision import cpu_supports_bf16
+    from avadapt.kernels import cpu_supports_bf16
 
     if args.precision == "bf16" and not (cpu_supports_bf16() or args.allow_emulated_bf16):
         parser.error("--precision bf16: this CPU has no native bf16 arithmetic (AVX512-BF16 or AMX), so bf16 "

@@ -27,7 +27,7 @@ from kernel_timing import add_precision_options, dtype_checked
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 import avadapt
-from avadapt._memory import configure_cpu_allocator, return_free_heap, return_free_heap_during_training
+from avadapt.kernels import enable_huge_pages, return_free_heap, tune_heap_for_training
 
 
 def parse_value(text: str):
@@ -37,7 +37,7 @@ def parse_value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-# the matrix-multiply kernels a ViT step spends most time in (oneDNN's linear: avadapt.layers.frozen_linear)
+# the matrix-multiply kernels a ViT step spends most time in (oneDNN's linear: avadapt.kernels.frozen_linear)
 GEMM_OPS = ("mm", "addmm", "bmm", "baddbmm", "_linear_pointwise")
 
 
@@ -168,8 +168,8 @@ def main() -> None:
                         help="print the ROWS costliest ops of the profiled step (the GEMM breakdown's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    allocator = None if args.default_allocator else configure_cpu_allocator()
-    # after the allocator: the check imports Lightning, which creates tensors, and torch reads its huge-page
+    huge_pages = None if args.default_allocator else enable_huge_pages()
+    # after the huge-page switch: the check imports Lightning, which creates tensors, and torch reads its huge-page
     # switch at the first one (without huge pages this step's fp32 peak rose from 3838 to 4888 MB)
     dtype = dtype_checked(parser, args)
 
@@ -184,8 +184,7 @@ def main() -> None:
     model = avadapt.create_model(backbone=args.backbone, method=args.method, task=args.task,
                                  num_frames=args.frames, backbone_options=backbone_options, **options)
     model.train()
-    if allocator is not None:
-        return_free_heap_during_training(model.backbone)  # as avadapt's training module does
+    heap = None if args.default_allocator else tune_heap_for_training(model.backbone)  # as training does
     if args.precision == "bf16":
         model.backbone.store_frozen_weights_as(torch.bfloat16)  # as avadapt's training module does
     size = model.backbone.data_config["input_size"][-1]
@@ -203,7 +202,7 @@ def main() -> None:
 
     flop_per_step, _ = count_flops(step, model, recomputation=False)
     executed_flop_per_step, executed_gemm_flop = count_flops(step, model, recomputation=True)
-    if allocator is not None:
+    if heap is not None:
         # The FLOP-counting steps run with all recomputation off: without this, the holes they leave would
         # set a floor under the peak of a configuration that recomputes to save memory.
         return_free_heap()
@@ -237,8 +236,8 @@ def main() -> None:
         "backbone": args.backbone, "method": args.method, "options": {k: str(v) for k, v in options.items()},
         "frames": args.frames, "batch": args.batch, "precision": args.precision,
         "threads": torch.get_num_threads(),
-        "allocator": "default" if allocator is None else {
-            "fixed_mmap_threshold": allocator.fixed_mmap_threshold, "huge_pages": allocator.huge_pages},
+        "allocator": "default" if heap is None else {
+            "fixed_mmap_threshold": heap.fixed_mmap_threshold, "huge_pages": huge_pages},
         "trainable_params": sum(p.numel() for p in model.trainable_parameters()),
         "step_s": round(step_s, 4),
         "peak_rss_mb": round(peak_mb, 1),

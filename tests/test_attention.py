@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avadapt.layers import parameter_free_cross_attention, scaled_dot_product_attention
+from avadapt.kernels import scaled_dot_product_attention
+from avadapt.layers import parameter_free_cross_attention
 
 
 def _inputs(shape_q, shape_kv, dtype=torch.bfloat16, seed=0):
@@ -94,8 +95,8 @@ def test_cross_modal_attention_under_autocast_gets_bf16_gradients():
 
 @pytest.mark.parametrize("tile_bytes", [200, 4 << 20])  # a few sequences per tile, or all in one
 def test_packed_bf16_attention_backward_is_the_gradient_of_its_forward(tile_bytes, monkeypatch):
-    from avadapt.layers import attention
-    from avadapt.layers.attention import _PackedBf16Attention
+    from avadapt.kernels import attention
+    from avadapt.kernels.attention import _PackedBf16Attention
 
     monkeypatch.setattr(attention, "SCORES_BYTES_AT_ONCE", tile_bytes)
     torch.manual_seed(0)
@@ -107,7 +108,7 @@ def test_packed_bf16_attention_backward_is_the_gradient_of_its_forward(tile_byte
 
 
 def test_packed_attention_in_bf16_is_close_to_fp32_and_keeps_only_qkv():
-    from avadapt.layers.attention import packed_self_attention
+    from avadapt.kernels.attention import packed_self_attention
 
     torch.manual_seed(0)
     exact_qkv = torch.randn(4, 49, 3, 2, 16, requires_grad=True)

@@ -9,6 +9,7 @@ import safetensors.torch
 import timm
 import torch
 
+from avadapt import kernels
 from avadapt.backbones import AudioEmbeddingConfig, UnsafeCheckpointError, create_backbone
 from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE, TINY_VIT
 
@@ -115,7 +116,7 @@ def test_block_handle_reproduces_the_timm_block_and_caches_reduced_precision_wei
         with torch.autocast("cpu", dtype=torch.bfloat16):
             ours, timm_own = handle.attention(y), handle.block.attn(handle.block.norm1(y))
         torch.testing.assert_close(ours.float(), timm_own.float(), rtol=0.05, atol=0.05)
-    assert any(w.dtype == torch.bfloat16 for _, w, _ in handle._cast_cache.values())
+    assert any(w.dtype == torch.bfloat16 for _, w, _ in handle.attention.weights._cast.values())
     with torch.no_grad():  # a weight change (e.g. loading a checkpoint) invalidates the cached copy
         handle.block.attn.qkv.weight.mul_(2)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -129,7 +130,7 @@ def test_data_config_follows_the_built_image_size():
 
 
 def test_short_attention_then_linear_backward_is_the_gradient_of_its_forward():
-    from avadapt.backbones.vit import _ShortAttentionThenLinear
+    from avadapt.kernels.branches import _ShortAttentionThenLinear
 
     torch.manual_seed(0)
     qkv = torch.randn(3, 5, 3, 2, 4, dtype=torch.float64, requires_grad=True)  # (S, T, 3, H, d)
@@ -140,20 +141,22 @@ def test_short_attention_then_linear_backward_is_the_gradient_of_its_forward():
 
 @pytest.mark.parametrize("seq", [5, 40])  # short (kept softmax) and long (fused kernel) sequences
 @pytest.mark.parametrize("need_output", [True, False])
-def test_attention_and_down_equals_the_adapter_applied_to_the_attention(seq, need_output):
+def test_fused_projection_of_the_attention_equals_the_adapter_applied_to_timms_attention(seq, need_output):
     """down(attention(x)) through the fused projection must be the same function, value and gradients."""
     backbone = create_backbone(TINY_VIT, img_size=TINY_IMAGE, audio=TINY_AUDIO)
     handle = backbone.blocks[0]
     down = torch.nn.Linear(backbone.embed_dim, 3)
     x = torch.randn(2, seq, backbone.embed_dim, requires_grad=True)
-    output, hidden = handle.attention_and_down(x, down, need_output=need_output)
-    reference = handle.attention(x)
+    if need_output:
+        output, hidden = kernels.branch_and_projection(handle.attention, x, down)
+    else:
+        hidden = kernels.projection_of_branch(handle.attention, x, down)
+    reference = handle.block.attn(handle.block.norm1(x))
     torch.testing.assert_close(hidden, down(reference), rtol=1e-5, atol=1e-5)
-    assert (output is None) == (not need_output)
     if need_output:
         torch.testing.assert_close(output, reference, rtol=1e-5, atol=1e-5)
     ours = torch.autograd.grad(hidden.square().sum(), (x, down.weight, down.bias))
-    theirs = torch.autograd.grad(down(handle.attention(x)).square().sum(), (x, down.weight, down.bias))
+    theirs = torch.autograd.grad(down(reference).square().sum(), (x, down.weight, down.bias))
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
@@ -161,10 +164,10 @@ def test_attention_and_down_equals_the_adapter_applied_to_the_attention(seq, nee
 @pytest.mark.parametrize("kind", ["none", "tanh", "quick_gelu"])
 @pytest.mark.parametrize("rows_at_once", [4, 1024])  # the recomputed activation in several pieces, or one
 def test_activation_then_two_linears_backward_is_the_gradient_of_its_forward(kind, rows_at_once, monkeypatch):
-    from avadapt.backbones import vit
-    from avadapt.backbones.vit import _ActivationThenTwoLinears
+    from avadapt.kernels import branches
+    from avadapt.kernels.branches import _ActivationThenTwoLinears
 
-    monkeypatch.setattr(vit, "_RECOMPUTE_ROWS", rows_at_once)
+    monkeypatch.setattr(branches, "_RECOMPUTE_ROWS", rows_at_once)
     torch.manual_seed(0)
     h = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)  # 10 rows
     weight, bias = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, dtype=torch.float64)  # frozen
@@ -175,15 +178,18 @@ def test_activation_then_two_linears_backward_is_the_gradient_of_its_forward(kin
 
 
 @pytest.mark.parametrize("quick_gelu", [False, True])  # timm ViTs, OpenAI CLIP weights
-def test_ffn_and_down_equals_the_adapter_applied_to_the_ffn(quick_gelu):
+def test_fused_projection_of_the_ffn_equals_the_adapter_applied_to_timms_mlp(quick_gelu):
+    from avadapt.backbones import BlockHandle
+
     backbone = create_backbone(TINY_VIT, img_size=TINY_IMAGE, audio=TINY_AUDIO)
-    handle = backbone.blocks[0]
+    block = backbone.model.blocks[0]
     if quick_gelu:
-        handle.block.mlp.act = timm.layers.QuickGELU()
+        block.mlp.act = timm.layers.QuickGELU()
+    handle = BlockHandle(block)
     down = torch.nn.Linear(backbone.embed_dim, 3)
     x = torch.randn(2, 7, backbone.embed_dim, requires_grad=True)
-    output, hidden = handle.ffn_and_down(x, down)
-    reference = handle.ffn(x)
+    output, hidden = kernels.branch_and_projection(handle.ffn, x, down)
+    reference = block.mlp(block.norm2(x))
     torch.testing.assert_close(output, reference, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(hidden, down(reference), rtol=1e-5, atol=1e-5)
     ours = torch.autograd.grad((output.sum() + hidden.square().sum()), (x, down.weight, down.bias))

@@ -46,7 +46,7 @@ def test_train_step_benchmark_reports_each_step_against_its_own_peak():
     assert result["allocator"]["fixed_mmap_threshold"]
     # huge pages as a process gets them when it sets the allocator up first (nothing imported before it may
     # create a tensor: torch reads the switch at the first one); False where the kernel gives none
-    probe = "from avadapt._memory import configure_cpu_allocator; print(configure_cpu_allocator().huge_pages)"
+    probe = "from avadapt.kernels import enable_huge_pages; print(enable_huge_pages())"
     fresh = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
                            timeout=120).stdout.split()[-1]
     assert result["allocator"]["huge_pages"] == (fresh == "True")
@@ -70,10 +70,10 @@ def test_cpu_attention_kernel_flops_are_counted():
 
 
 def test_train_step_benchmark_refuses_bf16_on_a_cpu_that_would_emulate_it(monkeypatch, capsys):
-    from avadapt.training import precision
+    from avadapt import kernels
 
     train_step = _benchmark_module()
-    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(kernels, "cpu_supports_bf16", lambda: False)
     monkeypatch.setattr(sys, "argv", ["train_step.py", "--backbone", TINY_VIT, "--precision", "bf16"])
     with pytest.raises(SystemExit):
         train_step.main()
@@ -83,9 +83,9 @@ def test_train_step_benchmark_refuses_bf16_on_a_cpu_that_would_emulate_it(monkey
 @pytest.mark.parametrize("script", ["frozen_linear.py", "attention_backward.py"])
 def test_kernel_benchmarks_refuse_bf16_on_a_cpu_that_would_emulate_it(script, monkeypatch, capsys):
     """Their default is bf16: on a CPU without it, the default command must say why it will not run."""
-    from avadapt.training import precision
+    from avadapt import kernels
 
-    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(kernels, "cpu_supports_bf16", lambda: False)
     monkeypatch.setattr(sys, "argv", [script, "--repeats", "1"])
     with pytest.raises(SystemExit):
         _benchmark_module(script).main()
@@ -94,9 +94,9 @@ def test_kernel_benchmarks_refuse_bf16_on_a_cpu_that_would_emulate_it(script, mo
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])  # frozen_linear takes oneDNN's op in both
 def test_frozen_linear_flops_are_counted(dtype):
-    """oneDNN's bias-fused linear (avadapt.layers.frozen_linear) is invisible to FlopCounterMode's own table."""
-    from avadapt.layers import frozen_linear
-    from avadapt.layers.linear import _onednn_linear_available
+    """oneDNN's bias-fused linear (avadapt.kernels.frozen_linear) is invisible to FlopCounterMode's own table."""
+    from avadapt.kernels import frozen_linear
+    from avadapt.kernels.linear import _onednn_linear_available
 
     train_step = _benchmark_module()
     _onednn_linear_available(dtype)  # its one-time probe is a tiny product of its own, not to be counted here

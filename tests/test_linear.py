@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avadapt.layers import frozen_linear
-from avadapt.layers.linear import _onednn_linear_available
+from avadapt.kernels import frozen_linear
+from avadapt.kernels.linear import _onednn_linear_available
 
 
 def _saved(fn) -> list[torch.Tensor]:
@@ -20,7 +20,7 @@ def _saved(fn) -> list[torch.Tensor]:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("block_rows", [512, 16])  # 51 rows in one product, or in four row blocks (bf16 only)
 def test_forward_and_input_gradient_match_f_linear_and_only_the_weight_is_kept(dtype, block_rows, monkeypatch):
-    from avadapt.layers import linear
+    from avadapt.kernels import linear
 
     if not _onednn_linear_available(dtype):
         pytest.skip(f"oneDNN has no {dtype} linear on this CPU")
@@ -58,7 +58,7 @@ def test_other_cases_are_plain_f_linear():
 
 
 def test_row_blocks_only_for_narrow_products_of_middling_height():
-    from avadapt.layers.linear import _row_blocks
+    from avadapt.kernels.linear import _row_blocks
 
     assert _row_blocks(980, 768) == 2 and _row_blocks(1470, 768) == 3  # the audio stream's products
     assert _row_blocks(3940, 768) == 1 and _row_blocks(490, 768) == 1  # video stream, small ones
@@ -69,7 +69,7 @@ def test_row_blocks_only_for_narrow_products_of_middling_height():
 def test_a_cpu_without_a_onednn_bf16_kernel_falls_back_to_f_linear(monkeypatch):
     """On an AVX2-only CPU (AMD Zen 3) oneDNN has no bf16 inner product and the op raises; the probe must say
     so and bf16 layers must run as plain F.linear instead of failing."""
-    from avadapt.layers import linear
+    from avadapt.kernels import linear
 
     def no_bf16_kernel(*args):
         raise RuntimeError("could not create a primitive descriptor for the inner product forward propagation")

@@ -1,4 +1,4 @@
-"""CPU memory management: allocator settings before the first tensor, the heap guard in training forwards."""
+"""CPU heap tuning (avadapt.kernels.heap): huge pages before the first tensor, heap trims in training only."""
 
 from __future__ import annotations
 
@@ -12,67 +12,105 @@ import pytest
 import torch
 
 import avadapt
-from avadapt._memory import return_free_heap_during_training
+from avadapt.kernels import heap, tune_heap_for_training
 from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE
 
-
-def allocator_settings_after(imports: str) -> dict:
-    """configure_cpu_allocator's report in a fresh interpreter that first runs ``imports``."""
-    code = (f"{imports}; import json; from avadapt._memory import configure_cpu_allocator; "
-            "print(json.dumps(configure_cpu_allocator().__dict__))")
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    return json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
-                                     text=True).stdout)
+THP_ON = Path("/sys/kernel/mm/transparent_hugepage/enabled").exists() and "[never]" not in Path(
+    "/sys/kernel/mm/transparent_hugepage/enabled").read_text()
 
 
-def test_allocator_settings_take_effect_when_the_cli_applies_them():
-    """Importing the CLI creates no tensor, so the huge-page switch it applies before training still counts."""
-    settings = allocator_settings_after("import avadapt.cli")
-    assert settings["fixed_mmap_threshold"] is True  # glibc on our machines; False elsewhere, never an error
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if thp.exists() and "[never]" not in thp.read_text():
-        assert settings["huge_pages"] is True
+def in_fresh_interpreter(code: str, **env: str) -> dict:
+    """The JSON a fresh interpreter prints after ``code``, without the huge-page switch inherited."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("THP_MEM_ALLOC_ENABLE", heap.HEAP_TUNING_VARIABLE)}
+    return json.loads(subprocess.run([sys.executable, "-c", code], env={**environ, **env}, check=True,
+                                     capture_output=True, text=True).stdout)
+
+
+def huge_pages_after(imports: str, **env: str) -> dict:
+    return in_fresh_interpreter(
+        f"{imports}; import json, os; from avadapt.kernels import enable_huge_pages; on = enable_huge_pages(); "
+        "print(json.dumps({'on': on, 'switch': os.environ.get('THP_MEM_ALLOC_ENABLE')}))", **env)
+
+
+@pytest.mark.skipif(not THP_ON, reason="the kernel gives no transparent huge pages here")
+def test_huge_pages_take_effect_when_the_cli_asks_before_any_tensor():
+    """Importing the CLI creates no tensor, so the switch it applies before training still counts."""
+    assert huge_pages_after("import avadapt.cli") == {"on": True, "switch": "1"}
 
 
 def test_huge_pages_are_reported_off_once_torch_has_allocated():
-    assert allocator_settings_after("import torch; torch.ones(1 << 22)")["huge_pages"] is False
+    assert huge_pages_after("import torch; torch.ones(1 << 22)")["on"] is False
 
 
-def test_heap_is_trimmed_after_the_last_frozen_ffns_in_training_forwards_only(tiny_options, monkeypatch):
-    from avadapt import _memory
+def test_the_environment_switch_turns_huge_pages_off():
+    assert huge_pages_after("import avadapt.cli", AVADAPT_CPU_HEAP_TUNING="0") == {"on": False, "switch": None}
+
+
+@pytest.mark.parametrize(("command", "prepared"), [(["fit", "--help"], True), (["params", "--help"], False),
+                                                  (["validate", "--help"], False)])
+def test_only_training_commands_prepare_the_process_for_cpu_training(command, prepared):
+    code = ("import json, sys\nfrom avadapt import cli\ncalls = []\n"
+            "cli._prepare_cpu_training = lambda: calls.append(1)\n"
+            f"try:\n    cli.main({command!r})\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps({'prepared': bool(calls)}), file=sys.__stdout__)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == {"prepared": prepared}
+
+
+def test_no_huge_pages_where_a_gpu_will_train(monkeypatch):
+    from avadapt import cli, kernels
 
     calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(kernels, "enable_huge_pages", lambda: calls.append(1))
+    cli._prepare_cpu_training()
+    assert calls == []
 
-    class FakeLibc:
-        def malloc_trim(self, pad):
-            calls.append(pad)
 
-    monkeypatch.setattr(_memory, "_libc", lambda: FakeLibc())
+class FakeLibc:
+    def __init__(self):
+        self.trims, self.mallopts = [], []
+
+    def malloc_trim(self, pad):
+        self.trims.append(pad)
+
+    def mallopt(self, option, value):
+        self.mallopts.append((option, value))
+        return 1
+
+
+def test_heap_tuning_trims_after_the_last_frozen_ffns_in_training_forwards_and_is_undone(tiny_options, monkeypatch):
+    libc = FakeLibc()
+    monkeypatch.setattr(heap, "_libc", lambda: libc)
     model = avadapt.create_model(method="stg_cma", **tiny_options)
-    blocks = model.backbone.blocks
-    hooks = return_free_heap_during_training(model.backbone, last_fraction=0.5)
-    assert len(hooks) == len(blocks) // 2
+    blocks = model.backbone.blocks  # test_vit: 6
+    tuning = tune_heap_for_training(model.backbone, last_fraction=0.5)
+    assert len(tuning.trim_hooks) == 3
+    mmap_threshold, trim_threshold = -3, -1  # glibc's mallopt parameter numbers (malloc.h)
+    assert libc.mallopts == [(mmap_threshold, 32 << 20), (trim_threshold, 32 << 20)]
     video = torch.randn(1, TINY_FRAMES, 3, TINY_IMAGE, TINY_IMAGE)
     audio = torch.randn(1, TINY_FRAMES, 1, TINY_AUDIO.num_mel_bins, TINY_AUDIO.num_frames)
     with torch.no_grad():
         model(video, audio)
-    assert calls == []
-    trimmed_blocks = []
+    assert libc.trims == []
+    trims_when_block_ran = []
     for index, handle in enumerate(blocks):
-        handle.block.norm2.register_forward_hook(lambda *_, index=index: trimmed_blocks.append((index, len(calls))))
+        handle.block.norm2.register_forward_hook(
+            lambda *_, index=index: trims_when_block_ran.append((index, len(libc.trims))))
     model(video, audio)
-    assert calls == [0] * len(blocks)  # each of the last half of the blocks runs its FFN once per modality
-    # no trim before the second half; then one after each FFN norm
-    assert [trims for index, trims in trimmed_blocks if index < len(blocks) // 2] == [0] * len(blocks)
-    for hook in hooks:
-        hook.remove()
+    assert libc.trims == [0] * 6  # each of the last three blocks runs its FFN once per modality
+    assert [trims for index, trims in trims_when_block_ran if index < 3] == [0] * 6  # none before them
+    tuning.undo()
+    assert tuning.trim_hooks == [] and libc.mallopts[2:] == [(mmap_threshold, 128 << 10), (trim_threshold, 128 << 10)]
     model(video, audio)
-    assert len(calls) == len(blocks)
+    assert len(libc.trims) == 6
     with pytest.raises(ValueError, match="last_fraction"):
-        return_free_heap_during_training(model.backbone, last_fraction=0)
+        tune_heap_for_training(model.backbone, last_fraction=0)
 
 
-def test_the_real_heap_trim_runs():
-    from avadapt._memory import _libc
-
-    assert _libc() is not None and _libc().malloc_trim(0) in (0, 1)  # glibc on our machines
+def test_heap_tuning_switched_off_by_the_environment(tiny_options, monkeypatch):
+    libc = FakeLibc()
+    monkeypatch.setattr(heap, "_libc", lambda: libc)
+    monkeypatch.setenv(heap.HEAP_TUNING_VARIABLE, "0")
+    tuning = tune_heap_for_training(avadapt.create_model(method="probe", **tiny_options).backbone)
+    assert (tuning.fixed_mmap_threshold, tuning.trim_hooks, libc.mallopts) == (False, [], [])

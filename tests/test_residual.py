@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 
 import avadapt
-from avadapt.layers import StochasticDepth, rebuilt_in_backward
+from avadapt.kernels import rebuilt_in_backward
+from avadapt.layers import StochasticDepth
 from tests.test_model_core import random_inputs
 
 

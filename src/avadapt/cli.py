@@ -12,10 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from avadapt._memory import configure_cpu_allocator
-
-# Model code (timm, torch tensors) is imported inside the commands: the allocator settings of
-# configure_cpu_allocator only take effect before the first tensor exists.
+# Model code (timm, torch tensors) is imported inside the commands: torch's huge-page switch
+# (avadapt.kernels.heap) only takes effect before the first tensor exists.
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
@@ -156,10 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prepare_cpu_training() -> None:
+    """Huge pages for a process that will train on the CPU, before its first tensor (``avadapt.kernels.heap``)."""
+    import torch
+
+    from avadapt.kernels import enable_huge_pages
+
+    if not torch.cuda.is_available():
+        enable_huge_pages()
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in (*LIGHTNING_SUBCOMMANDS, "demo"):
-        configure_cpu_allocator()  # training: keep resident memory near the live tensors (see _memory.py)
+    if argv and argv[0] in ("fit", "demo"):
+        _prepare_cpu_training()
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
         from avadapt.training.cli import run_lightning
 

@@ -8,11 +8,6 @@ import torch
 from torch import nn
 
 
-def should_recompute(enabled: bool, x: torch.Tensor) -> bool:
-    """Recompute a frozen branch's activations in backward: only when asked and when backward will run."""
-    return enabled and torch.is_grad_enabled() and x.requires_grad
-
-
 class FrozenBackbone(nn.Module):
     """A timm model held frozen: ``requires_grad=False`` and eval mode whatever ``.train()`` is called with,
     unless ``set_trainable(True)`` is asked for (full fine-tuning reference).

@@ -24,8 +24,9 @@ from timm.models.swin_transformer_v2 import SwinTransformerV2
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from avadapt.backbones.frozen import FrozenBackbone, should_recompute
+from avadapt.backbones.frozen import FrozenBackbone
 from avadapt.backbones.vit import AudioEmbeddingConfig
+from avadapt.kernels import should_recompute
 
 SWIN_MODEL_TYPES = (SwinTransformer, SwinTransformerV2)
 

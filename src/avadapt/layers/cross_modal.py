@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from avadapt.layers.attention import scaled_dot_product_attention
+from avadapt.kernels import scaled_dot_product_attention
 
 FUSION_DIRECTIONS = ("both", "audio_to_visual", "visual_to_audio", "none")
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from avadapt.layers.residual import call_keeping_recipe
+from avadapt.kernels import rebuilt_in_backward
 
 
 def along_time(fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor, num_frames: int,
@@ -26,7 +26,8 @@ def along_time(fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor,
     def by_position() -> torch.Tensor:
         return tokens.view(b, num_frames, n, d).transpose(1, 2).reshape(b * n, num_frames, d)  # (B*N, T, D)
 
-    recipe = by_position if store_frame_layout and torch.is_grad_enabled() else None
-    out = call_keeping_recipe(fn, by_position(), recipe)
+    sequences = by_position()
+    with rebuilt_in_backward(sequences, by_position if store_frame_layout and torch.is_grad_enabled() else None):
+        out = fn(sequences)
     width = out.shape[-1]
     return out.view(b, n, num_frames, width).transpose(1, 2).reshape(bt, n, width)  # (B*T, N, D')

@@ -13,12 +13,11 @@ import lightning as L
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from avadapt._memory import return_free_heap_during_training
 from avadapt.backbones import AudioEmbeddingConfig
 from avadapt.data.fbank import FbankConfig
 from avadapt.io import check_adapter_keys, trainable_state_keys
+from avadapt.kernels import cpu_supports_bf16, tune_heap_for_training
 from avadapt.models import AVModel, build_without_weights, create_model
-from avadapt.training.precision import cpu_supports_bf16
 from avadapt.training.schedule import warmup_cosine_factor
 from avadapt.types import AVBatch
 
@@ -66,9 +65,10 @@ class AVAdaptModule(L.LightningModule):
         warmup_epochs: length of the linear warm-up from 0, in epochs (fractions allowed).
         weight_decay: Adam's L2 weight decay.
         betas: Adam's moment coefficients.
-        trim_cpu_heap: on a CPU, give the heap's free pages back after each frozen FFN in the last sixth
-            of the blocks of a training forward, so that resident memory at the step's peak stays near the
-            live tensors (``avadapt._memory``; README, "Speed and memory").
+        tune_cpu_heap: while training on a CPU, keep tensors up to 32 MiB on glibc's heap and give its free
+            pages back after each frozen FFN in the last sixth of the blocks, so that resident memory at the
+            step's peak stays near the live tensors (``avadapt.kernels.heap``; off with
+            ``AVADAPT_CPU_HEAP_TUNING=0`` too).
     """
 
     def __init__(
@@ -89,7 +89,7 @@ class AVAdaptModule(L.LightningModule):
         warmup_epochs: float = 2.0,
         weight_decay: float = 5e-7,
         betas: tuple[float, float] = (0.95, 0.999),
-        trim_cpu_heap: bool = True,
+        tune_cpu_heap: bool = True,
     ):
         super().__init__()
         fbank = FbankConfig.from_dict(fbank) if isinstance(fbank, dict) else (fbank or FbankConfig())
@@ -102,8 +102,8 @@ class AVAdaptModule(L.LightningModule):
             raise ValueError(f"need warmup_epochs >= 0 and head_lr_factor > 0, got {warmup_epochs}, {head_lr_factor}")
         self.fbank = fbank
         self.class_names = list(class_names) if class_names is not None else None
-        self._heap_hooks: list = []
-        self.trim_cpu_heap = trim_cpu_heap
+        self._heap_tuning = None
+        self.tune_cpu_heap = tune_cpu_heap
         self._frozen_in_bf16 = False
         options = dict(backbone_options or {})
         audio = self._audio_embedding(backbone, method, task, options, fbank, method_options, task_options)
@@ -161,8 +161,8 @@ class AVAdaptModule(L.LightningModule):
 
     # ---- steps ------------------------------------------------------------------------------------
     def on_train_start(self) -> None:
-        if self.trim_cpu_heap and self.device.type == "cpu" and not self._heap_hooks:
-            self._heap_hooks = return_free_heap_during_training(self.model.backbone)  # see avadapt._memory
+        if self.tune_cpu_heap and self.device.type == "cpu" and self._heap_tuning is None:
+            self._heap_tuning = tune_heap_for_training(self.model.backbone)
         if str(self.trainer.precision).startswith("bf16"):  # frozen fp32 masters would be dead memory
             if self.device.type == "cpu" and not cpu_supports_bf16():
                 # e.g. AMD Zen 3 (AVX2 only): a 2048² bf16 matmul ran at 0.27 GFLOP/s there against 115 in fp32
@@ -172,9 +172,9 @@ class AVAdaptModule(L.LightningModule):
             self._frozen_in_bf16 = self.model.backbone.store_frozen_weights_as(torch.bfloat16) > 0
 
     def on_train_end(self) -> None:
-        for hook in self._heap_hooks:
-            hook.remove()
-        self._heap_hooks = []
+        if self._heap_tuning is not None:
+            self._heap_tuning.undo()
+            self._heap_tuning = None
         if self._frozen_in_bf16:  # code that runs the model afterwards without autocast expects fp32 weights
             self.model.backbone.store_frozen_weights_as(torch.float32)
             self._frozen_in_bf16 = False

@@ -39,7 +39,7 @@ class STGCMAConfig(JSONConfig):
     full_finetune: also train every backbone weight (reference row, not parameter-efficient).
     recompute_frozen: in backward, recompute the frozen FFN's hidden activation and the frozen temporal
         attention instead of storing them (CLIP ViT-B/16, T = 10, batch 2, bf16: 2045 MB and 14.6 s a step
-        against 2740 MB and 10.3 s; README, "Speed and memory").
+        against 2740 MB and 10.3 s; ``docs/performance.md``).
     activation_checkpointing: recompute each whole block in the backward pass, trading time for memory
         (same setting: 1678 MB, 13.7 s a step).
     """

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
-
 import torch
 from torch import nn
 
+from avadapt import kernels
 from avadapt.backbones import BlockHandle
-from avadapt.layers import (
-    BottleneckAdapter,
-    CrossModalGates,
-    StochasticDepth,
-    along_time,
-    call_keeping_recipe,
-)
+from avadapt.layers import BottleneckAdapter, CrossModalGates, StochasticDepth, along_time
 from avadapt.methods.stg_cma.config import STGCMAConfig
 
 
@@ -26,14 +18,19 @@ def _per_modality_adapters(modalities: tuple[str, ...], dim: int, hidden: int, e
 
 
 class STGCMABlock(nn.Module):
-    """Eq. 1–15 of STG-CMA for one frozen block, both modalities at once.
+    """STG-CMA's three steps around one frozen block, both modalities at once.
 
-    1. temporal (per modality): x ← x + DP(T-Adapter(A(x) along time)), A = frozen norm1 + attention re-run
-       over each token position's T-long sequence, class token included; no skip inside the T-Adapter.
-    2. spatial (cross-modal): S = A(x) per segment; H = GELU(down(S)); CAIM between the segment's compressed
-       audio and video tokens; x ← x + DP(S + up(H)).
-    3. global (cross-modal): F = frozen norm2 + MLP(x); same CAIM with the same gates; x ← x + DP(F + up(H)).
+    With A = frozen norm1 + self-attention, F = frozen norm2 + MLP, and per modality m an adapter
+    W_up · GELU(W_down · ·):
+
+    1. temporal (per modality): x_m ← x_m + DP(W_up · GELU(W_down · A(x_m) along time)), the frozen attention
+       re-run over each token position's T-long sequence, class token included; no skip in the T-Adapter.
+    2. spatial (cross-modal): S_m = A(x_m) per segment; H_m = GELU(W_down · S_m); CAIM between the segment's
+       H_v and H_a (``CrossModalGates``); x_m ← x_m + DP(S_m + W_up · H_m).
+    3. global (cross-modal): F_m = F(x_m); the same CAIM with the same gates; x_m ← x_m + DP(F_m + W_up · H_m).
+
     Zero-initialised up-projections and gates make the block return the frozen block's output at init.
+    ``kernels.branch_and_projection`` computes (S_m, W_down · S_m) together, from what backward keeps anyway.
     """
 
     def __init__(self, handle: BlockHandle, dim: int, modalities: tuple[str, ...], config: STGCMAConfig,
@@ -42,7 +39,7 @@ class STGCMABlock(nn.Module):
         self.handle = handle
         self.num_frames = config.num_frames
         self.recompute_temporal_attention = config.recompute_frozen and not config.activation_checkpointing
-        # activation checkpointing replaces saved tensors by its own means (``_adapt_temporally``)
+        # activation checkpointing replaces saved tensors by its own means
         self.rebuild_sums_in_backward = not config.activation_checkpointing
         hidden = max(1, round(config.bottleneck_ratio * dim))
         self.temporal_adapters = _per_modality_adapters(modalities, dim, hidden, config.temporal_adaptation)
@@ -53,69 +50,55 @@ class STGCMABlock(nn.Module):
         self.gates = CrossModalGates(config.fusion) if exchanges else None
         self.stochastic_depth = StochasticDepth(drop_path)
 
-    def _adapt_jointly(self, tokens: dict[str, torch.Tensor],
-                       branch_and_down: Callable[[torch.Tensor, nn.Linear], tuple[torch.Tensor, torch.Tensor]],
-                       adapters: nn.ModuleDict,
-                       recipes: dict[str, Callable[[], torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Tokens (B·T, N, D) per modality → frozen branch + AV-Adapter(branch).
+    def forward(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """tokens: (B·T, N_m, D) per modality, grouped frame by frame."""
+        rebuild = {}
+        if self.temporal_adapters is not None:
+            tokens, rebuild = self.temporal_step(tokens)
+        spatial = self.adapted_branch(self.handle.attention, tokens, self.spatial_adapters, rebuild)
+        tokens = {m: self.stochastic_depth(x, spatial[m]) for m, x in tokens.items()}
+        ffn = self.adapted_branch(self.handle.ffn, tokens, self.global_adapters, {})
+        return {m: self.stochastic_depth(x, ffn[m]) for m, x in tokens.items()}
 
-        branch_and_down(x, down) returns the frozen branch output and its adapter's down-projection
-        (``BlockHandle.attention_and_down`` / ``ffn_and_down``); recipes: how to rebuild a modality's tokens
-        in backward, for the branch's norm to keep instead of the tokens (see ``_adapt_temporally``).
-        """
-        both = {m: call_keeping_recipe(partial(branch_and_down, down=adapters[m].down), x, recipes.get(m))
-                for m, x in tokens.items()}
-        hidden = {m: adapters[m].act(h) for m, (_, h) in both.items()}  # (B*T, N_m, r)
-        if self.gates is not None:
-            hidden["video"], hidden["audio"] = self.gates(hidden["video"], hidden["audio"])
-        return {m: y + adapters[m].expand(hidden[m]) for m, (y, _) in both.items()}
+    def temporal_step(self, tokens: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
+        """Step 1: x_m + DP(T-Adapter(A(x_m) along time)), and how to rebuild each sum in backward.
 
-    def _adapt_temporally(self, tokens: dict[str, torch.Tensor]) -> tuple[
-            dict[str, torch.Tensor], dict[str, Callable[[], torch.Tensor]]]:
-        """x + DP(T-Adapter(A(x) along time)) per modality, and how to rebuild that sum in backward.
-
-        The spatial step's frozen norm would keep the sum (as large as x) for backward; the recipe redoes it
-        from x, which the temporal norm keeps instead of its time-layout copy, and the T-Adapter's
-        bottleneck, which its up-projection keeps anyway: one token-sized tensor per modality and block
-        less, for an r→D matmul in backward. Without grad or under activation checkpointing: no recipes.
+        The spatial step's frozen norm would keep the sum (as large as x) for backward; the returned recipes
+        redo it from x and the T-Adapter's bottleneck, which autograd keeps anyway (``kernels.rebuilt_in_backward``).
         """
         rebuild = torch.is_grad_enabled() and self.rebuild_sums_in_backward
         adapted, recipes = {}, {}
         for m, x in tokens.items():
             adapter = self.temporal_adapters[m]
 
-            def compressed(seq: torch.Tensor, adapter: BottleneckAdapter = adapter) -> torch.Tensor:
-                _, pre_hidden = self.handle.attention_and_down(
-                    seq, adapter.down, need_output=False, recompute=self.recompute_temporal_attention)
-                return adapter.act(pre_hidden)
+            def bottleneck(seq: torch.Tensor, adapter: BottleneckAdapter = adapter) -> torch.Tensor:
+                """(B·N, T, D) → GELU(W_down · A(seq)), (B·N, T, r)."""
+                return adapter.act(kernels.projection_of_branch(
+                    self.handle.attention, seq, adapter.down, recompute=self.recompute_temporal_attention))
 
-            # T-Adapter's bottleneck, brought back to frame layout at its width (cheaper than D)
-            hidden = along_time(compressed, x, self.num_frames, store_frame_layout=rebuild)  # (B*T, N, r)
+            # the bottleneck is brought back to frame layout at its width r, cheaper than D
+            hidden = along_time(bottleneck, x, self.num_frames, store_frame_layout=rebuild)  # (B*T, N, r)
             mask = self.stochastic_depth.sample_mask(x)
-            adapted[m] = _temporal_sum(x, hidden, adapter, mask)
+            adapted[m] = StochasticDepth.add(x, adapter.up(hidden), mask)
             if rebuild:
-                recipes[m] = partial(_temporal_sum, x, hidden, adapter, mask)
+                recipes[m] = lambda x=x, hidden=hidden, adapter=adapter, mask=mask: StochasticDepth.add(
+                    x, adapter.up(hidden), mask)
         return adapted, recipes
 
-    def forward(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        handle = self.handle
-        recipes = {}
-        if self.temporal_adapters is not None:
-            tokens, recipes = self._adapt_temporally(tokens)
-        if self.spatial_adapters is not None:
-            spatial = self._adapt_jointly(tokens, handle.attention_and_down, self.spatial_adapters, recipes)
-        else:
-            spatial = {m: call_keeping_recipe(handle.attention, x, recipes.get(m)) for m, x in tokens.items()}
-        tokens = {m: self.stochastic_depth(x, spatial[m]) for m, x in tokens.items()}
-        if self.global_adapters is not None:
-            ffn = self._adapt_jointly(tokens, handle.ffn_and_down, self.global_adapters, {})
-        else:
-            ffn = {m: handle.ffn(x) for m, x in tokens.items()}
-        return {m: self.stochastic_depth(x, ffn[m]) for m, x in tokens.items()}
-
-
-def _temporal_sum(x: torch.Tensor, hidden: torch.Tensor, adapter: BottleneckAdapter,
-                  mask: torch.Tensor | None) -> torch.Tensor:
-    """x + DP(up(hidden)): the temporal step's output, in forward and again in backward."""
-    return StochasticDepth.add(x, adapter.expand(hidden), mask)
-
+    def adapted_branch(self, branch, tokens: dict[str, torch.Tensor], adapters: nn.ModuleDict | None,
+                       recipes: dict) -> dict[str, torch.Tensor]:
+        """Steps 2 and 3: B_m + W_up · CAIM(GELU(W_down · B_m)) for the frozen branch B (A or F); the frozen
+        branch alone where the step is off. recipes: how to rebuild x_m in backward (``temporal_step``)."""
+        outputs, hidden = {}, {}
+        for m, x in tokens.items():
+            with kernels.rebuilt_in_backward(x, recipes.get(m)):
+                if adapters is None:
+                    outputs[m] = branch(x)
+                else:
+                    outputs[m], hidden[m] = kernels.branch_and_projection(branch, x, adapters[m].down)
+        if adapters is None:
+            return outputs
+        hidden = {m: adapters[m].act(h) for m, h in hidden.items()}  # (B*T, N_m, r)
+        if self.gates is not None:
+            hidden["video"], hidden["audio"] = self.gates(hidden["video"], hidden["audio"])
+        return {m: y + adapters[m].up(hidden[m]) for m, y in outputs.items()}

@@ -12,6 +12,14 @@ import torch.nn.functional as F
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
+def _has_aten_op(name: str) -> bool:
+    """Whether this torch build has the private ATen op ``name`` (probe before use; plain path otherwise)."""
+    return hasattr(torch.ops.aten, name)
+
+
+_CPU_FLASH = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention_for_cpu_backward")
+
+
 def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     """x in fp32 where its floating dtype is narrower (bf16, fp16); as it is otherwise (fp32, fp64)."""
     return x.float() if x.dtype in _LOW_PRECISION else x
@@ -23,7 +31,7 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
 
     On a CPU, for bf16 or fp16 inputs that need gradients, the forward is the same flash kernel in the inputs'
     dtype, and the backward runs that kernel's fp32 version on upcast copies: PyTorch's low-precision CPU
-    backward is the slow part of the call (``benchmarks/attention_backward.py`` compares the kernels; the README
+    backward is the slow part of the call (``benchmarks/attention_backward.py`` compares the kernels; ``docs/performance.md``
     has the figures). Autograd keeps what the plain call keeps (query, key, value, the output and the fp32
     log-sum-exp); the gradients come out in the inputs' dtype, computed in fp32 instead of bf16.
     Shapes: (…, N, d) with one or two leading dimensions, as the fused kernel takes.
@@ -36,9 +44,9 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
 
 
 def _takes_fp32_backward(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:
-    """CPU, one low-precision dtype for all three, 3-D or 4-D, and a backward to come."""
+    """CPU, one low-precision dtype for all three, 3-D or 4-D, a backward to come, and the CPU flash ops."""
     tensors = (query, key, value)
-    return (query.device.type == "cpu" and query.dtype in _LOW_PRECISION
+    return (query.device.type == "cpu" and all(map(_has_aten_op, _CPU_FLASH)) and query.dtype in _LOW_PRECISION
             and all(t.dtype == query.dtype and t.dim() == query.dim() for t in tensors) and query.dim() in (3, 4)
             and torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
@@ -76,7 +84,7 @@ def packed_self_attention(qkv: torch.Tensor, scale: float) -> torch.Tensor:
     other dtype or device takes ``scaled_dot_product_attention`` on views of qkv, as timm's Attention does.
     """
     s, n, _, heads, head_dim = qkv.shape
-    if qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16:
+    if qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16 and _has_aten_op("_softmax_backward_data"):
         with torch.autocast("cpu", enabled=False):
             return _PackedBf16Attention.apply(qkv, scale)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d)

@@ -1,4 +1,5 @@
-"""A linear layer with frozen weights, tuned for a CPU: bias added inside the matmul, row blocks in bf16."""
+"""A linear layer with frozen weights, tuned for a CPU: bias added inside the matmul, row blocks in bf16,
+weights cast to the compute dtype once."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _onednn_linear_available(dtype: torch.dtype = torch.bfloat16) -> bool:
 # blocks of at most BLOCK_ROWS: PyTorch 2.14's oneDNN kernel ran 980- and 1470-row products (the audio stream
 # of a T = 10, batch-2 step has 980 tokens) at about half the rate of 490- or 1960-row ones on 2 threads
 # (isolated torch.mm timings, K = 768/2304/3072 → 768: ~370 against 650-900 GFLOP/s); the effect on whole
-# layers is what ``benchmarks/frozen_linear.py --rows 980`` measures (the README has figures).
+# layers is what ``benchmarks/frozen_linear.py --rows 980`` measures (``docs/performance.md`` has figures).
 BLOCK_ROWS = 512
 NARROW_OUTPUT = 1024
 
@@ -70,7 +71,7 @@ def frozen_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
     On a CPU with a bias, in bf16 or fp32, PyTorch's addmm first fills the output with the bias and then has
     the matmul read it back, an extra pass over the output; oneDNN's linear adds the bias as the matmul
-    writes (``benchmarks/frozen_linear.py`` times forward + backward of ViT-B/16's layers; the README has
+    writes (``benchmarks/frozen_linear.py`` times forward + backward of ViT-B/16's layers; ``docs/performance.md`` has
     figures). Everything else, and any weight or bias that needs a gradient, is plain ``F.linear``.
     Autocast is the caller's business: with it on, call this with autocast disabled and x already cast.
     """
@@ -96,3 +97,57 @@ class _FrozenLinear(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         (weight,) = ctx.saved_tensors
         return _input_gradient(grad_out.to(weight.dtype), weight), None, None
+
+
+class FrozenWeightCache:
+    """Frozen linear weights in the compute dtype, cast once while they stay unchanged.
+
+    Autocast re-casts a weight that takes no gradient at every call and keeps each copy alive for backward;
+    a frozen weight can be cast once instead. Weights that train, or already have the dtype, are used as
+    stored.
+    """
+
+    def __init__(self):
+        self._cast: dict[tuple[int, torch.dtype], tuple[int, torch.Tensor, torch.Tensor | None]] = {}
+
+    def weights(self, layer: torch.nn.Linear, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if layer.weight.requires_grad or layer.weight.dtype == dtype:
+            return layer.weight, layer.bias
+        key, version = (id(layer), dtype), layer.weight._version
+        cached = self._cast.get(key)
+        if cached is None or cached[0] != version:
+            bias = None if layer.bias is None else layer.bias.detach().to(dtype)
+            cached = self._cast[key] = (version, layer.weight.detach().to(dtype), bias)
+        return cached[1], cached[2]
+
+    def linear(self, layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        """``layer(x)`` in the autocast dtype (x's dtype without autocast), through ``frozen_linear``."""
+        if layer.weight.requires_grad:
+            return layer(x)
+        weight, bias = self.weights(layer, compute_dtype(x))
+        with torch.autocast(x.device.type, enabled=False):
+            return frozen_linear(x.to(weight.dtype), weight, bias)
+
+    def clear(self) -> None:
+        self._cast.clear()
+
+    def __len__(self) -> int:
+        return len(self._cast)
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype an op on x computes in: autocast's where it is on for x's device, else x's own."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+def store_frozen_weights_as(layers: list[torch.nn.Linear], dtype: torch.dtype) -> int:
+    """Keep the frozen ones of ``layers`` in ``dtype`` only; returns the bytes given back."""
+    freed = 0
+    for layer in layers:
+        if layer.weight.requires_grad or layer.weight.dtype == dtype:
+            continue
+        before = sum(p.numel() * p.element_size() for p in layer.parameters())
+        layer.to(dtype)
+        freed += before - sum(p.numel() * p.element_size() for p in layer.parameters())
+    return freed
