@@ -25,12 +25,9 @@ def test_new_stg_cma_returns_what_the_frozen_backbone_returns(tiny_options):
     frozen = avadapt.create_model(method="probe", **tiny_options)
     frozen.method.backbone.load_state_dict(adapted.method.backbone.state_dict())
     video, audio = random_inputs()
-    for mode in (False, True):  # train mode too: drop-path hits only zero branches at init… so force it off
+    for mode in (False, True):  # train mode too: drop path only ever removes an adapter's (zero) residual
         adapted.train(mode)
         frozen.train(mode)
-        if mode:
-            for block in adapted.method.blocks:
-                block.stochastic_depth.rate = 0.0
         ours, reference = adapted.features(video, audio), frozen.features(video, audio)
         torch.testing.assert_close(ours.video, reference.video, rtol=0, atol=1e-6)
         torch.testing.assert_close(ours.audio, reference.audio, rtol=0, atol=1e-6)
@@ -38,6 +35,61 @@ def test_new_stg_cma_returns_what_the_frozen_backbone_returns(tiny_options):
     timm_model = frozen.backbone.model
     expected = timm_model.forward_features(video.flatten(0, 1))[:, 0].view(2, TINY_FRAMES, -1)
     torch.testing.assert_close(reference.video, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["vit", "swin"])
+def test_drop_path_never_drops_frozen_computation(family):
+    """At init every adapter adds zero, so train-mode features equal eval-mode ones whatever the rate."""
+    from tests.zoo import build, inputs
+
+    model = build(family, "stg_cma", drop_path=0.9)
+    video, audio = inputs(model)
+    torch.manual_seed(1)
+    trained = model.train().features(video, audio)
+    evaluated = model.eval().features(video, audio)
+    torch.testing.assert_close(trained.video, evaluated.video, rtol=0, atol=1e-6)
+    torch.testing.assert_close(trained.audio, evaluated.audio, rtol=0, atol=1e-6)
+
+
+def test_a_dropped_token_position_loses_only_its_temporal_adapter_residual(tiny_options, monkeypatch):
+    """With every sample dropped, a block in train mode computes what it computes in eval mode without its
+    T-Adapters: frozen attention, frozen FFN and the spatial and global adapters all still run."""
+    from avadapt.layers import StochasticDepth
+
+    torch.manual_seed(0)
+    model = avadapt.create_model(method="stg_cma", drop_path=0.5, **tiny_options)
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.normal_(std=0.05)
+    block = model.method.blocks[-1]  # the deepest block: the highest rate
+    tokens = {"video": torch.randn(2 * TINY_FRAMES, 5, 64), "audio": torch.randn(2 * TINY_FRAMES, 7, 64)}
+    def drop_everything(self, x, sample_dims=1):
+        return torch.zeros(x.shape[:sample_dims] + (1,) * (x.ndim - sample_dims)) if self.training else None
+
+    monkeypatch.setattr(StochasticDepth, "sample_mask", drop_everything)
+    dropped = block.train()({m: x.clone() for m, x in tokens.items()})
+    with torch.no_grad():
+        for adapter in block.temporal_adapters.values():
+            adapter.up.weight.zero_()
+            adapter.up.bias.zero_()
+    without_temporal = block.eval()({m: x.clone() for m, x in tokens.items()})
+    for m in tokens:
+        torch.testing.assert_close(dropped[m], without_temporal[m], rtol=0, atol=1e-6)
+
+
+def test_drop_path_masks_token_positions_across_all_segments():
+    from avadapt.layers import StochasticDepth
+    from avadapt.methods.stg_cma.modules import position_mask
+
+    torch.manual_seed(0)
+    clips, frames, positions = 3, 4, 50
+    mask = position_mask(StochasticDepth(0.5).train(), torch.randn(clips * frames, positions, 8), frames)
+    assert mask.shape == (clips * frames, positions, 1)
+    per_segment = mask.view(clips, frames, positions)
+    assert torch.equal(per_segment, per_segment[:, :1].expand(-1, frames, -1))  # same over the T segments
+    assert set(mask.unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1/keep
+    assert not torch.equal(per_segment[0, 0], per_segment[1, 0])  # drawn per clip and position
+    assert position_mask(StochasticDepth(0.5).eval(), torch.randn(clips * frames, positions, 8), frames) is None
 
 
 def test_identity_breaks_once_adapters_are_trained(tiny_options):

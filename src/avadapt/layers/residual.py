@@ -19,13 +19,14 @@ class StochasticDepth(nn.Module):
             raise ValueError(f"drop-path rate must be in [0, 1), got {rate}")
         self.rate = rate
 
-    def sample_mask(self, x: torch.Tensor) -> torch.Tensor | None:
-        """(S, 1, …) per-sample factors 0 or 1/keep for x's leading dimension; None when nothing drops."""
+    def sample_mask(self, x: torch.Tensor, sample_dims: int = 1) -> torch.Tensor | None:
+        """Factors 0 or 1/keep, one per sample, a sample being an index of x's first ``sample_dims``
+        dimensions (shape (S₁, …, 1, …)); None when nothing drops."""
         if not self.training or self.rate == 0:
             return None
         keep = 1 - self.rate
-        return torch.empty((x.shape[0],) + (1,) * (x.ndim - 1), dtype=torch.float32,
-                           device=x.device).bernoulli_(keep).div_(keep)
+        shape = x.shape[:sample_dims] + (1,) * (x.ndim - sample_dims)
+        return torch.empty(shape, dtype=torch.float32, device=x.device).bernoulli_(keep).div_(keep)
 
     @staticmethod
     def add(x: torch.Tensor, branch: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -25,9 +25,11 @@ class STGCMABlock(nn.Module):
 
     1. temporal (per modality): x_m ← x_m + DP(W_up · GELU(W_down · A(x_m) along time)), the frozen attention
        re-run over each token position's T-long sequence, class token included; no skip in the T-Adapter.
+       DP (stochastic depth) drops the adapted residual of a token position over all T segments at once, as
+       the reference applies it to its (B·N, T, D) sequences; only here, never on frozen computation.
     2. spatial (cross-modal): S_m = A(x_m) per segment; H_m = GELU(W_down · S_m); CAIM between the segment's
-       H_v and H_a (``CrossModalGates``); x_m ← x_m + DP(S_m + W_up · H_m).
-    3. global (cross-modal): F_m = F(x_m); the same CAIM with the same gates; x_m ← x_m + DP(F_m + W_up · H_m).
+       H_v and H_a (``CrossModalGates``); x_m ← x_m + S_m + W_up · H_m.
+    3. global (cross-modal): F_m = F(x_m); the same CAIM with the same gates; x_m ← x_m + F_m + W_up · H_m.
 
     Zero-initialised up-projections and gates make the block return the frozen block's output at init.
     ``kernels.branch_and_projection`` computes (S_m, W_down · S_m) together, from what backward keeps anyway.
@@ -56,9 +58,9 @@ class STGCMABlock(nn.Module):
         if self.temporal_adapters is not None:
             tokens, rebuild = self.temporal_step(tokens)
         spatial = self.adapted_branch(self.handle.attention, tokens, self.spatial_adapters, rebuild)
-        tokens = {m: self.stochastic_depth(x, spatial[m]) for m, x in tokens.items()}
+        tokens = {m: x + spatial[m] for m, x in tokens.items()}
         ffn = self.adapted_branch(self.handle.ffn, tokens, self.global_adapters, {})
-        return {m: self.stochastic_depth(x, ffn[m]) for m, x in tokens.items()}
+        return {m: x + ffn[m] for m, x in tokens.items()}
 
     def temporal_step(self, tokens: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
         """Step 1: x_m + DP(T-Adapter(A(x_m) along time)), and how to rebuild each sum in backward.
@@ -78,7 +80,7 @@ class STGCMABlock(nn.Module):
 
             # the bottleneck is brought back to frame layout at its width r, cheaper than D
             hidden = along_time(bottleneck, x, self.num_frames, store_frame_layout=rebuild)  # (B*T, N, r)
-            mask = self.stochastic_depth.sample_mask(x)
+            mask = position_mask(self.stochastic_depth, x, self.num_frames)
             adapted[m] = StochasticDepth.add(x, adapter.up(hidden), mask)
             if rebuild:
                 recipes[m] = lambda x=x, hidden=hidden, adapter=adapter, mask=mask: StochasticDepth.add(
@@ -102,3 +104,13 @@ class STGCMABlock(nn.Module):
         if self.gates is not None:
             hidden["video"], hidden["audio"] = self.gates(hidden["video"], hidden["audio"])
         return {m: y + adapters[m].up(hidden[m]) for m, y in outputs.items()}
+
+
+def position_mask(stochastic_depth: StochasticDepth, tokens: torch.Tensor, num_frames: int) -> torch.Tensor | None:
+    """Stochastic depth's factors for tokens (B·T, N, D) drawn per clip and token position and shared by the
+    clip's T segments: (B·T, N, 1); None when nothing drops."""
+    bt, n, d = tokens.shape
+    mask = stochastic_depth.sample_mask(tokens.view(-1, num_frames, n, d)[:, 0], sample_dims=2)  # (B, N, 1)
+    if mask is None:
+        return None
+    return mask.unsqueeze(1).expand(-1, num_frames, -1, -1).reshape(bt, n, 1)

@@ -35,6 +35,7 @@ from avadapt.backbones import SwinBackbone, SwinBlockHandle
 from avadapt.layers import BottleneckAdapter, CrossModalGates, StochasticDepth, along_time
 from avadapt.layers.relative_position import TemporalRelativePositionBias
 from avadapt.methods.stg_cma.config import STGCMAConfig, parse_ratio
+from avadapt.methods.stg_cma.modules import position_mask
 
 # Per-stage bottleneck ratios of the official Swin scripts (STG-CMA AVE: Base / Tiny rows of its table),
 # keyed by the width of the first stage: 192 = Swin-L, 128 = Swin-B. Other widths (Swin-T/S, the tiny test
@@ -71,12 +72,12 @@ class SwinSTGCMABlock(nn.Module):
 
     1. temporal (even blocks, per modality): the block's frozen norm and window-attention projections run
        over each token position's T-long sequence with a learnt temporal relative-position bias;
-       x ← x + DP(T-Adapter(·)).
+       x ← x + DP(T-Adapter(·)), DP dropping a token position over all T segments, as on the ViT.
     2. spatial (cross-modal): S = shifted/masked window attention per segment; H = GELU(down(S)); CAIM pairs
        video window k with audio window k (same grid, same shift: an image region meets a time–frequency
-       patch); x ← x + DP(S + up(H)).
+       patch); x ← x + S + up(H).
     3. global (cross-modal): F = MLP branch; CAIM over all tokens of the segment with the same gates;
-       x ← x + DP(F + up(H)).
+       x ← x + F + up(H).
     Zero-initialised up-projections and gates make the block return the frozen block's output at init.
     """
 
@@ -119,18 +120,18 @@ class SwinSTGCMABlock(nn.Module):
     def forward(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.temporal_adapters is not None:
             tokens = {
-                m: self.stochastic_depth(x, along_time(
+                m: StochasticDepth.add(x, along_time(
                     lambda seq, m=m: self.temporal_adapters[m](
                         self.handle.attention_over_time(seq, self.temporal_position_bias[m]())),
-                    x, self.num_frames))
+                    x, self.num_frames), position_mask(self.stochastic_depth, x, self.num_frames))
                 for m, x in tokens.items()
             }
         spatial = self._adapt_jointly(
             {m: self.handle.attention(x) for m, x in tokens.items()}, self.spatial_adapters, in_windows=True)
-        tokens = {m: self.stochastic_depth(x, spatial[m]) for m, x in tokens.items()}
+        tokens = {m: x + spatial[m] for m, x in tokens.items()}
         ffn = self._adapt_jointly({m: self.handle.ffn(x) for m, x in tokens.items()}, self.global_adapters,
                                   in_windows=False)
-        return {m: self.stochastic_depth(x, ffn[m]) for m, x in tokens.items()}
+        return {m: x + ffn[m] for m, x in tokens.items()}
 
 
 def build_swin_blocks(backbone: SwinBackbone, modalities: tuple[str, ...], config: STGCMAConfig) -> nn.ModuleList:
