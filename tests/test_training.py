@@ -90,10 +90,11 @@ def test_optimizer_and_per_iteration_schedule_inside_lightning(tmp_path, ave_roo
     optimizer = trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.Adam)
     assert optimizer.defaults["betas"] == (0.95, 0.999) and optimizer.defaults["weight_decay"] == 5e-7
-    # 2 steps per epoch, warm-up 1 epoch = 2 steps, 4 steps in all
-    factors = [warmup_cosine_factor(s, 2, 4, 1e-3, 1e-5) for s in range(4)]
-    assert [lrs[0] for lrs in seen] == pytest.approx([1e-3 * f for f in factors])
-    assert [lrs[1] for lrs in seen] == pytest.approx([1e-4 * f for f in factors])
+    # 2 steps per epoch, warm-up 1 epoch = 2 steps, 4 steps in all: 0, half the peak, the peak, then half-way
+    # down the cosine to the floor; both groups end at the same absolute floor, 1e-5
+    assert [lrs[0] for lrs in seen] == pytest.approx([0, 5e-4, 1e-3, 1e-5 + (1e-3 - 1e-5) / 2])
+    assert [lrs[1] for lrs in seen] == pytest.approx([0, 5e-5, 1e-4, 1e-5 + (1e-4 - 1e-5) / 2])
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-5, 1e-5])  # after the last step
 
 
 def test_every_trainable_parameter_gets_a_gradient(ave_root):

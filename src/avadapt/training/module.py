@@ -60,7 +60,7 @@ class AVAdaptModule(L.LightningModule):
         fbank: log-mel settings of the audio branch; the spectrogram is ``num_mel_bins`` × ``target_frames``.
         class_names: names of the output classes (default: the data module's).
         lr: peak learning rate of the method's parameters.
-        min_lr: learning rate at the end of the cosine (per group, scaled like ``lr``).
+        min_lr: learning rate at the end of the cosine, the same absolute floor for every group (head too).
         head_lr_factor: the head's learning rate relative to ``lr`` (STG-CMA AVE: 0.1).
         warmup_epochs: length of the linear warm-up from 0, in epochs (fractions allowed).
         weight_decay: Adam's L2 weight decay.
@@ -237,9 +237,10 @@ class AVAdaptModule(L.LightningModule):
         epochs = self.trainer.max_epochs
         steps_per_epoch = math.ceil(total / epochs) if epochs and epochs > 0 else total
         warmup = min(round(hp.warmup_epochs * steps_per_epoch), total)
-        factor = partial(warmup_cosine_factor, warmup_steps=warmup, total_steps=total, lr=hp.lr, min_lr=hp.min_lr)
+        factors = [partial(warmup_cosine_factor, warmup_steps=warmup, total_steps=total, lr=group["lr"],
+                           min_lr=hp.min_lr) for group in optimizer.param_groups]
         return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": LambdaLR(optimizer, factor), "interval": "step", "name": "lr"}}
+                "lr_scheduler": {"scheduler": LambdaLR(optimizer, factors), "interval": "step", "name": "lr"}}
 
     # ---- adapter-only checkpoints -----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -6,12 +6,13 @@ import math
 
 
 def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, lr: float, min_lr: float) -> float:
-    """Multiplier of the base lr at optimiser step ``step`` (0-based, counted per iteration).
+    """Multiplier of a parameter group's peak ``lr`` at optimiser step ``step`` (0-based, per iteration).
 
     Warm-up: ``lr · step / warmup_steps`` rises linearly from 0. Then
     ``min_lr + (lr − min_lr) · ½ (1 + cos(π · progress))`` falls to ``min_lr`` at ``total_steps``.
-    Returned as a factor of ``lr`` so every parameter group keeps its own scale (the head's 0.1×),
-    floor included, as the reference code's per-group ``lr_scale`` does.
+    Each group calls it with its own peak (the head's 0.1 × the adapters') and the same absolute ``min_lr``,
+    so every group ends at the same floor, as in the reference AVE schedule; a peak below the floor stays
+    flat after the warm-up.
     """
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
@@ -19,4 +20,5 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, lr: flo
         return step / warmup_steps
     decay_steps = max(total_steps - warmup_steps, 1)
     progress = min((step - warmup_steps) / decay_steps, 1.0)
+    min_lr = min(min_lr, lr)
     return (min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))) / lr
