@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from avadapt.backbones import AudioEmbeddingConfig
+from avadapt.errors import CheckpointError
 from avadapt.models import AVModel, create_model
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ FORMAT = "avadapt-adapter"
 FORMAT_VERSION = 1
 
 
-class AdapterMismatchError(ValueError):
+class AdapterMismatchError(CheckpointError):
     """An adapter file whose keys or shapes do not match the model its config rebuilds."""
 
 

@@ -10,8 +10,10 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from avadapt.errors import CheckpointError
 
-class UnsafeCheckpointError(ValueError):
+
+class UnsafeCheckpointError(CheckpointError):
     """The file needs arbitrary Python objects to be unpickled; we refuse rather than run its code."""
 
 

@@ -44,8 +44,9 @@ from avadapt.data.cache import (
     load_cached_clip,
 )
 from avadapt.data.fbank import FbankConfig, segment_fbank
-from avadapt.data.media import MediaError, read_audio, read_clip
+from avadapt.data.media import read_audio, read_clip
 from avadapt.data.transforms import VideoTransform
+from avadapt.errors import DatasetError, MediaError
 from avadapt.types import AVBatch
 
 AVE_FIELDS = ("Category", "VideoID", "Quality", "StartTime", "EndTime")
@@ -54,7 +55,7 @@ AVE_SEGMENTS = 10  # AVE clips are 10 s, labelled per second
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
 
 
-class AnnotationError(ValueError):
+class AnnotationError(DatasetError):
     """A malformed or inconsistent annotation line; the message starts with ``file:line:``."""
 
     def __init__(self, path: str | Path, line: int | None, problem: str):
@@ -63,7 +64,7 @@ class AnnotationError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
-class MissingMediaError(FileNotFoundError):
+class MissingMediaError(DatasetError, FileNotFoundError):
     """Rows whose media is not where the chosen layout expects it (message lists id → path)."""
 
 

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from avadapt._config import JSONConfig
 from avadapt.data.fbank import FbankConfig
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
+from avadapt.errors import DatasetError
 
 CACHE_FORMAT = "avadapt-clip-cache"
 CACHE_VERSION = 1
@@ -39,7 +40,7 @@ BAD_CLIPS = "bad_clips.tsv"
 TMP_SUFFIX = ".tmp"
 
 
-class CacheConfigError(ValueError):
+class CacheConfigError(DatasetError):
     """A prepared cache built with settings other than the ones asked for."""
 
 
