@@ -8,16 +8,17 @@ Messages start with the file or folder they are about and say what is wrong with
 
     AVAdaptError
     ├── OptionError        an option value that cannot work (unknown name, preset, ratio, --labels)
-    ├── MediaError         a video or audio file that cannot be decoded (avadapt.data.media)
+    ├── MediaError         a missing, empty, truncated or corrupt media file, or one without a stream
     ├── DatasetError       a dataset folder: annotations, split files, media layout, prepared cache
-    │   ├── AnnotationError     a malformed annotation or split file (avadapt.data.ave)
+    │   ├── AnnotationError     a missing or malformed annotation or split file (avadapt.data.ave)
     │   ├── MissingMediaError   rows without media (avadapt.data.ave; also a FileNotFoundError)
     │   └── CacheConfigError    a cache prepared with other settings (avadapt.data.cache)
     └── CheckpointError    an adapter directory (config.json, adapter.safetensors) or a weights file
         ├── AdapterMismatchError   adapter keys or shapes that do not fit its model (avadapt.io)
         └── UnsafeCheckpointError  a file that would unpickle arbitrary objects (avadapt.backbones)
 
-Each also derives from ``ValueError``, as these errors did before they had a common base.
+Each is also a ``ValueError`` (a value the user gave that cannot work), and ``MissingMediaError`` also a
+``FileNotFoundError``, so code that catches the built-in kinds still catches them.
 """
 
 from __future__ import annotations
