@@ -11,6 +11,7 @@ import torch
 
 from avadapt import kernels
 from avadapt.backbones import AudioEmbeddingConfig, UnsafeCheckpointError, create_backbone
+from avadapt.errors import CheckpointError
 from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE, TINY_VIT
 
 
@@ -96,10 +97,14 @@ def test_mismatched_checkpoint_names_the_problem(tmp_path):
     del state["blocks.0.attn.qkv.weight"]
     path = tmp_path / "partial.safetensors"
     safetensors.torch.save_file(state, path)
-    with pytest.raises(ValueError, match="partial.safetensors.*missing.*blocks.0.attn.qkv.weight"):
+    with pytest.raises(CheckpointError, match="partial.safetensors.*missing.*blocks.0.attn.qkv.weight"):
         create_backbone(TINY_VIT, weights=path, img_size=TINY_IMAGE, audio=TINY_AUDIO)
-    with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
+    with pytest.raises(CheckpointError, match="nowhere.safetensors: backbone weights not found"):
         create_backbone(TINY_VIT, weights=tmp_path / "nowhere.safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="cut.safetensors: not a readable safetensors file"):
+        create_backbone(TINY_VIT, weights=cut, img_size=TINY_IMAGE, audio=TINY_AUDIO)
 
 
 def test_block_handle_reproduces_the_timm_block_and_caches_reduced_precision_weights():

@@ -122,6 +122,14 @@ def test_missing_file(tmp_path):
     assert "nope.mp4" in str(info.value)
 
 
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.mp4"
+    path.write_bytes(b"")
+
+    with pytest.raises(MediaError, match=r"empty.mp4: empty file \(0 bytes\)"):
+        read_clip(path)
+
+
 def test_truncated_mp4_without_index(tmp_path):
     path = make_clip(tmp_path / "full.mp4")
     cut = tmp_path / "cut.mp4"

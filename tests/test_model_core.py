@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import avadapt
+from avadapt.errors import OptionError
 from avadapt.models import build_without_weights, parameter_report
 from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE
 
@@ -231,7 +232,7 @@ def test_presets_and_ratio_are_exclusive_and_validated():
 def test_unknown_option_names_the_known_ones(tiny_options):
     with pytest.raises(TypeError, match="unknown option.*bottleneck"):
         avadapt.create_model(method="stg_cma", bottleneck=3, **tiny_options)
-    with pytest.raises(KeyError, match="unknown method 'lora'"):
+    with pytest.raises(OptionError, match="unknown method 'lora'"):
         avadapt.create_model(method="lora", **tiny_options)
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from avadapt.errors import OptionError
+
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A named table of factories with a clear error for an unknown name."""
+    """A named table of factories; an unknown name is an :class:`~avadapt.errors.OptionError` listing the known ones."""
 
     def __init__(self, kind: str):
         self.kind = kind
@@ -32,7 +34,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
+            raise OptionError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

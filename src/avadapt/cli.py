@@ -3,14 +3,20 @@
 ``avadapt fit | validate | test`` are LightningCLI subcommands (options = the typed constructor arguments of
 the training module, data module and trainer; ``--config FILE``); ``params``, ``synth``, ``prepare``, ``predict``
 and ``demo`` are plain commands parsed here.
+
+A file, folder or option that cannot work prints one line, ``avadapt: error: <file>: <problem>``;
+``avadapt --debug COMMAND ...`` (or AVADAPT_DEBUG=1) shows the full traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+from avadapt.errors import AVAdaptError, DatasetError, OptionError
 
 # Model code (timm, torch tensors) is imported inside the commands: torch's huge-page switch
 # (avadapt.kernels.heap) only takes effect before the first tensor exists.
@@ -77,7 +83,8 @@ def _run_prepare(args: argparse.Namespace) -> None:
                           fbank=FbankConfig(num_mel_bins=args.num_mel_bins, target_frames=args.target_frames),
                           media_root=args.media_root, crop_pct=args.crop_pct)
     if summary.failed:
-        sys.exit(f"{len(summary.failed)} clip(s) failed; see {Path(args.out) / 'bad_clips.tsv'}")
+        raise DatasetError(f"{Path(args.out) / 'bad_clips.tsv'}: {len(summary.failed)} clip(s) could not be "
+                           "decoded (listed there with the reason)")
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -143,6 +150,9 @@ def _run_demo(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avadapt", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    # read by main() before parsing (LightningCLI subcommands never see it); declared here for --help
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of one line (also AVADAPT_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in LIGHTNING_SUBCOMMANDS:  # listed for --help; parsed by LightningCLI
         sub.add_parser(name, help=f"LightningCLI {name} (avadapt {name} --help for its options)", add_help=False)
@@ -165,7 +175,32 @@ def _prepare_cpu_training() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run ``avadapt [--debug] COMMAND ...``; errors a user can fix end the process with one line on stderr.
+
+    An :class:`~avadapt.errors.AVAdaptError` (a media file, annotation, dataset layout, adapter directory,
+    weights file or option value that cannot work) prints ``avadapt: error: <file>: <problem>`` and exits
+    with status 2 for an :class:`~avadapt.errors.OptionError` (as argparse does for a bad option) and 1 for
+    the others. ``--debug`` before the command, or the environment variable ``AVADAPT_DEBUG=1``, lets the
+    error propagate with its traceback instead. Any other exception is a bug and always keeps its traceback.
+    """
+    from_console = argv is None
+    argv = list(sys.argv[1:] if from_console else argv)
+    debug = os.environ.get("AVADAPT_DEBUG", "") not in ("", "0")
+    if argv[:1] == ["--debug"]:
+        debug, argv = True, argv[1:]
+        if from_console:
+            sys.argv[1:] = argv  # LightningCLI reads the console's arguments from sys.argv itself
+    try:
+        _dispatch(argv)
+    except AVAdaptError as err:
+        if debug:
+            raise
+        message = " ".join(str(err).split())  # one line, whatever the message's layout
+        print(f"avadapt: error: {message}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(err, OptionError) else 1) from None
+
+
+def _dispatch(argv: list[str]) -> None:
     if argv and argv[0] in ("fit", "demo"):
         _prepare_cpu_training()
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from avadapt.backbones import AudioEmbeddingConfig
+from avadapt.errors import CheckpointError
 from avadapt.models import AVModel, create_model
 
 log = logging.getLogger(__name__)
@@ -29,9 +31,11 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "adapter.safetensors"
 FORMAT = "avadapt-adapter"
 FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "spec")
+REQUIRED_SPEC_KEYS = ("backbone", "method", "task", "method_config", "task_config", "audio_embedding")
 
 
-class AdapterMismatchError(ValueError):
+class AdapterMismatchError(CheckpointError):
     """An adapter file whose keys or shapes do not match the model its config rebuilds."""
 
 
@@ -148,17 +152,60 @@ def _json_default(value: Any) -> Any:
 
 
 def read_adapter_config(directory: str | Path) -> dict[str, Any]:
-    """The parsed ``config.json`` of an adapter directory, checked for format."""
-    path = Path(directory) / CONFIG_NAME
+    """The parsed ``config.json`` of an adapter directory, checked for format, version and the keys
+    that rebuild the model.
+
+    Raises :class:`~avadapt.errors.CheckpointError` naming the folder or file: no such directory, no
+    ``config.json``, a file that is not JSON, a config of another format, one written by a newer
+    avadapt, or one without the keys of :data:`REQUIRED_KEYS` / :data:`REQUIRED_SPEC_KEYS`.
+    """
+    directory = Path(directory)
+    path = directory / CONFIG_NAME
+    if not directory.is_dir():
+        problem = "not found" if not directory.exists() else "not a directory"
+        raise CheckpointError(f"{directory}: adapter directory {problem} (it holds {CONFIG_NAME} and {WEIGHTS_NAME})")
     if not path.is_file():
-        raise FileNotFoundError(f"no {CONFIG_NAME} in {directory}: not an adapter directory")
-    config = json.loads(path.read_text())
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an {FORMAT} config (format={config.get('format')!r})")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {config['format_version']}; this avadapt reads "
-                         f"up to {FORMAT_VERSION}: upgrade avadapt")
+        raise CheckpointError(f"{path}: not found, so {directory} is not an adapter directory "
+                              f"(it holds {CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from err
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise CheckpointError(f"{path}: not an {FORMAT} config (format={found!r})")
+    version = config.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written in format version {version} by a newer avadapt; this one reads "
+                              f"up to version {FORMAT_VERSION}: upgrade avadapt")
+    spec = config.get("spec")
+    missing = [key for key in REQUIRED_KEYS if key not in config]
+    if isinstance(spec, dict):
+        missing += [f"spec.{key}" for key in REQUIRED_SPEC_KEYS if key not in spec]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete adapter config, missing {', '.join(missing)}")
+    if not isinstance(version, int) or not isinstance(spec, dict):
+        raise CheckpointError(f"{path}: format_version must be a whole number and spec an object, "
+                              f"got {version!r} and {type(spec).__name__}")
     return config
+
+
+def read_adapter_weights(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of an ``adapter.safetensors`` file; safetensors never runs code from the file.
+
+    Raises :class:`~avadapt.errors.CheckpointError` naming the file when it is missing, truncated or
+    not a safetensors file at all (a pickle, a torch ``.pt``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found; an adapter directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    try:
+        return load_file(str(path), device=str(device))
+    except SafetensorError as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated, corrupt or another format): "
+                              f"{err}") from err
 
 
 def _backbone_weights(config: dict[str, Any], weights: str | Path | None,
@@ -190,6 +237,8 @@ def load_adapter(
     it still exists; the backbone's timm tag when training used ``pretrained`` (or ``pretrained=True``
     here); otherwise the backbone is random and a :class:`RandomBackboneWarning` says so loudly.
     The model is returned in eval mode; ``model.adapter_config`` holds the parsed config.json.
+    A missing or damaged directory, config or weights file raises :class:`~avadapt.errors.CheckpointError`
+    naming the file (see :func:`read_adapter_config` and :func:`read_adapter_weights`).
     """
     directory = Path(directory)
     config = read_adapter_config(directory)
@@ -200,8 +249,8 @@ def load_adapter(
             f"the backbone {config['spec']['backbone']!r} is RANDOMLY INITIALISED, so the adapter sits on a "
             "backbone it was not trained with and its predictions are meaningless",
             RandomBackboneWarning, stacklevel=2)
+    state = read_adapter_weights(directory / WEIGHTS_NAME, map_location)  # before the model: fail fast
     model = build_from_config(config, pretrained=use_tag, weights=weights_path)
-    state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
     load_trainable_state(model, state, str(directory / WEIGHTS_NAME))
     model.adapter_config = config
     return model.to(map_location).eval()

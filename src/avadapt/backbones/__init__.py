@@ -9,6 +9,7 @@ import timm
 from avadapt.backbones.swin import SWIN_MODEL_TYPES, SwinBackbone, SwinBlockHandle, SwinStageHandle
 from avadapt.backbones.vit import AudioEmbeddingConfig, BlockHandle, ViTBackbone
 from avadapt.backbones.weights import UnsafeCheckpointError, load_backbone_weights, read_state_dict
+from avadapt.errors import OptionError
 
 Backbone = ViTBackbone | SwinBackbone
 
@@ -33,7 +34,9 @@ def create_backbone(
     kernel summed; Swin: the image size, kernel averaged).
     """
     if weights is not None and pretrained:
-        raise ValueError("pass either pretrained=True (timm source) or weights=PATH (local file), not both")
+        raise OptionError("pass either pretrained=True (timm source) or weights=PATH (local file), not both")
+    if not timm.is_model(name):
+        raise OptionError(f"unknown timm backbone {name!r} (timm.list_models() lists the known names)")
     model = timm.create_model(name, pretrained=pretrained, num_classes=0, **timm_kwargs)
     if weights is not None:
         load_backbone_weights(model, weights)

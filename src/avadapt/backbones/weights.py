@@ -10,8 +10,10 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from avadapt.errors import CheckpointError
 
-class UnsafeCheckpointError(ValueError):
+
+class UnsafeCheckpointError(CheckpointError):
     """The file needs arbitrary Python objects to be unpickled; we refuse rather than run its code."""
 
 
@@ -19,13 +21,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file, or of a torch file readable with ``weights_only=True``.
 
     Wrapped checkpoints (``{"state_dict": ...}``, ``{"model": ...}``) are unwrapped and a DDP ``module.``
-    prefix is removed.
+    prefix is removed. A missing, damaged or unsafe file raises :class:`~avadapt.errors.CheckpointError`.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"backbone weights not found: {path}")
+        raise CheckpointError(f"{path}: backbone weights not found")
     if path.suffix == ".safetensors":
-        return safetensors.torch.load_file(str(path))
+        try:
+            return safetensors.torch.load_file(str(path))
+        except safetensors.SafetensorError as err:
+            raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {err}") from err
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -38,7 +43,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise ValueError(f"{path}: expected a mapping of parameter names to tensors")
+        raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
     return {k.removeprefix("module."): v for k, v in checkpoint.items()}
 
 
@@ -64,7 +69,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
         if state_dict[k].shape != expected[k].shape
     ]
     if missing or unexpected or wrong_shape:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} does not match backbone {type(model).__name__}: "
             f"missing {missing[:8]}{'…' if len(missing) > 8 else ''}, "
             f"unexpected {unexpected[:8]}{'…' if len(unexpected) > 8 else ''}, wrong shapes {wrong_shape[:4]}"

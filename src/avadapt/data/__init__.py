@@ -19,10 +19,11 @@ from avadapt.data.ave import (
 )
 from avadapt.data.cache import CacheConfigError, CacheSettings
 from avadapt.data.fbank import FbankConfig, segment_fbank
-from avadapt.data.media import MediaError, media_duration, read_audio, read_clip, window_starts, write_mp4
+from avadapt.data.media import media_duration, read_audio, read_clip, window_starts, write_mp4
 from avadapt.data.prepare import PrepareSummary, prepare_ave
 from avadapt.data.synth import synthesize_ave
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
+from avadapt.errors import MediaError
 
 __all__ = [
     "AVEAnnotations",

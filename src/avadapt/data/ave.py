@@ -44,8 +44,9 @@ from avadapt.data.cache import (
     load_cached_clip,
 )
 from avadapt.data.fbank import FbankConfig, segment_fbank
-from avadapt.data.media import MediaError, read_audio, read_clip
+from avadapt.data.media import read_audio, read_clip
 from avadapt.data.transforms import VideoTransform
+from avadapt.errors import DatasetError, MediaError
 from avadapt.types import AVBatch
 
 AVE_FIELDS = ("Category", "VideoID", "Quality", "StartTime", "EndTime")
@@ -54,8 +55,9 @@ AVE_SEGMENTS = 10  # AVE clips are 10 s, labelled per second
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
 
 
-class AnnotationError(ValueError):
-    """A malformed or inconsistent annotation line; the message starts with ``file:line:``."""
+class AnnotationError(DatasetError):
+    """A missing, malformed or inconsistent annotation or split file; the message starts with
+    ``file:line:`` (``file:`` when the problem is the whole file)."""
 
     def __init__(self, path: str | Path, line: int | None, problem: str):
         self.path, self.line, self.problem = Path(path), line, problem
@@ -63,7 +65,7 @@ class AnnotationError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
-class MissingMediaError(FileNotFoundError):
+class MissingMediaError(DatasetError, FileNotFoundError):
     """Rows whose media is not where the chosen layout expects it (message lists id → path)."""
 
 
@@ -98,7 +100,7 @@ def read_events(path: str | Path, num_segments: int = AVE_SEGMENTS) -> list[AVEE
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: AVE annotation file not found")
+        raise AnnotationError(path, None, "AVE annotation file not found")
     events: list[AVEEvent] = []
     text = path.read_text(encoding="utf-8-sig")
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -229,7 +231,7 @@ class AVEAnnotations:
         if split not in SPLIT_FILES:
             raise ValueError(f"unknown AVE split {split!r}; choose from {list(SPLIT_FILES)}")
         if split not in self.splits:
-            raise FileNotFoundError(f"{self.root / SPLIT_FILES[split]}: split file not found")
+            raise AnnotationError(self.root / SPLIT_FILES[split], None, "split file not found")
         return self.splits[split]
 
     def labels(self, row: int) -> torch.Tensor:
@@ -333,7 +335,7 @@ class AVEDataset(Dataset):
             return "mp4"
         if (self.media_root / "video_frames").is_dir():
             return "frames"
-        raise FileNotFoundError(
+        raise MissingMediaError(
             f"{self.media_root}: no AVE media found — expected AVE/<id>.mp4, or video_frames/<id>/ with "
             "raw_audio/<id>.wav, or pass cache_dir= from prepare_ave"
         )
@@ -377,8 +379,10 @@ class AVEDataset(Dataset):
         hint = ""
         if self.source == "cache":
             hint = f"\n(clips that failed to prepare are listed in {self.cache_dir / BAD_CLIPS})"
+        folder = self.cache_dir if self.source == "cache" else self.media_root
         message = (
-            f"{len(missing)} video id(s) of AVE split {self.split!r} have no media ({self.source} layout):\n"
+            f"{folder}: {len(missing)} video id(s) of AVE split {self.split!r} have no media "
+            f"({self.source} layout):\n"
             + "\n".join(lines)
             + more
             + hint

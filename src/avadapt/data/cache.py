@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from avadapt._config import JSONConfig
 from avadapt.data.fbank import FbankConfig
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
+from avadapt.errors import DatasetError
 
 CACHE_FORMAT = "avadapt-clip-cache"
 CACHE_VERSION = 1
@@ -39,7 +40,7 @@ BAD_CLIPS = "bad_clips.tsv"
 TMP_SUFFIX = ".tmp"
 
 
-class CacheConfigError(ValueError):
+class CacheConfigError(DatasetError):
     """A prepared cache built with settings other than the ones asked for."""
 
 
@@ -87,9 +88,13 @@ class CacheSettings(JSONConfig):
     def read(cls, cache_dir: str | Path) -> CacheSettings:
         path = Path(cache_dir) / CACHE_JSON
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: not a clip cache (run avadapt.data.prepare.prepare_ave first)")
-        values = json.loads(path.read_text())
-        if values.pop("format", None) != CACHE_FORMAT or values.pop("version", None) != CACHE_VERSION:
+            raise DatasetError(f"{path}: not found, so {path.parent} is not a clip cache (run avadapt prepare first)")
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as err:  # not JSON, or not UTF-8 text
+            raise CacheConfigError(f"{path}: unreadable cache settings: {err}") from err
+        if (not isinstance(values, dict) or values.pop("format", None) != CACHE_FORMAT
+                or values.pop("version", None) != CACHE_VERSION):
             raise CacheConfigError(f"{path}: not a version-{CACHE_VERSION} {CACHE_FORMAT} file")
         try:
             return cls.from_dict(values)

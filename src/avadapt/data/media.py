@@ -23,18 +23,11 @@ from pathlib import Path
 import av
 import numpy as np
 
+from avadapt.errors import MediaError
+
 # Below this much missing content we treat a stream as complete: containers often declare a few
 # milliseconds more than the decoder hands out (codec delay, rounding of the last frame's duration).
 _TRUNCATION_TOLERANCE_S = 0.5
-
-
-class MediaError(ValueError):
-    """A media file that cannot be used, with the file and the reason in the message."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -80,10 +73,17 @@ def _open(path: Path) -> av.container.InputContainer:
         raise MediaError(path, "file not found")
     if not path.is_file():
         raise MediaError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "empty file (0 bytes)")
     try:
         return av.open(str(path), mode="r")
     except av.error.FFmpegError as err:
-        raise MediaError(path, f"cannot be opened as a media file (truncated or corrupt?): {err}") from err
+        raise MediaError(path, f"cannot be opened as a media file (truncated or corrupt?): {_reason(err)}") from err
+
+
+def _reason(err: av.error.FFmpegError) -> str:
+    """FFmpeg's description of an error, without the file name or function it appends."""
+    return err.strerror or str(err)
 
 
 def _stream_seconds(stream: av.stream.Stream) -> float | None:
@@ -208,8 +208,8 @@ def read_clip(
     silently padded into mostly-background training data. Pass ``min_seconds=0`` to accept any
     length (e.g. when predicting on user files).
 
-    Raises :class:`MediaError` for a missing, truncated or corrupt file, a file without a video or
-    audio stream, or content shorter than ``min_seconds``.
+    Raises :class:`MediaError` for a missing, empty, truncated or corrupt file, a file without a
+    video or audio stream, or content shorter than ``min_seconds``.
     """
     path = Path(path)
     if num_segments < 1 or segment_seconds <= 0:
@@ -224,9 +224,9 @@ def read_clip(
 
     with _open(path) as container:
         if not container.streams.video:
-            raise MediaError(path, "no video stream")
+            raise MediaError(path, "no video stream (a video with an audio track is needed)")
         if not container.streams.audio:
-            raise MediaError(path, "no audio stream")
+            raise MediaError(path, "no audio stream (a video with an audio track is needed)")
         video, audio = container.streams.video[0], container.streams.audio[0]
         video.thread_type = "AUTO"
         origin = container.start_time / av.time_base if container.start_time is not None else 0.0
@@ -259,7 +259,7 @@ def read_clip(
                     break
             collector.add(None, origin)  # flush the resampler
         except av.error.FFmpegError as err:
-            raise MediaError(path, f"truncated or corrupt data while decoding: {err}") from err
+            raise MediaError(path, f"truncated or corrupt data while decoding: {_reason(err)}") from err
 
         if previous is None:
             raise MediaError(path, "the video stream has no decodable frames (truncated or corrupt?)")
@@ -323,7 +323,7 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
                 collector.add(frame, origin)
             collector.add(None, origin)
         except av.error.FFmpegError as err:
-            raise MediaError(path, f"truncated or corrupt data while decoding: {err}") from err
+            raise MediaError(path, f"truncated or corrupt data while decoding: {_reason(err)}") from err
     if collector.first_time is None:
         raise MediaError(path, "the audio stream has no decodable samples (truncated or corrupt?)")
     return np.concatenate(collector.chunks) if collector.chunks else np.zeros(0, np.float32)

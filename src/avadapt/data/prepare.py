@@ -32,8 +32,9 @@ from avadapt.data.cache import (
     write_text_atomic,
 )
 from avadapt.data.fbank import FbankConfig, segment_fbank
-from avadapt.data.media import MediaError, read_clip
+from avadapt.data.media import read_clip
 from avadapt.data.transforms import as_video_tensor
+from avadapt.errors import MediaError
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from avadapt.data.ave import read_events
 from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import media_duration, read_clip
 from avadapt.data.transforms import VideoTransform
+from avadapt.errors import OptionError
 from avadapt.models import AVModel
 from avadapt.tasks.ave import draw_timeline
 
@@ -108,25 +109,25 @@ def parse_annotation(labels: str, video: str | Path) -> tuple[str, int, int]:
         video_id = Path(video).stem
         rows = [event for event in read_events(path) if event.video_id == video_id]
         if not rows:
-            raise ValueError(f"{path}: no annotation row for video id {video_id!r}")
+            raise OptionError(f"{path}: no annotation row for video id {video_id!r}")
         if len({(e.category, e.start, e.end) for e in rows}) > 1:
-            raise ValueError(f"{path}: {len(rows)} different rows for {video_id!r} (AVE repeats some ids with "
-                             "different events); pass the row itself: --labels 'Category&id&good&start&end'")
+            raise OptionError(f"{path}: {len(rows)} different rows for {video_id!r} (AVE repeats some ids with "
+                              "different events); pass the row itself: --labels 'Category&id&good&start&end'")
         return rows[0].category, rows[0].start, rows[0].end
     fields = [f.strip() for f in labels.split("&")]
     if len(fields) != 5:
-        raise ValueError(f"--labels must be an annotation file or a row 'Category&VideoID&Quality&Start&End', "
-                         f"got {labels!r}")
+        raise OptionError(f"--labels must be an annotation file or a row 'Category&VideoID&Quality&Start&End', "
+                          f"got {labels!r}")
     try:
         return fields[0], int(fields[3]), int(fields[4])
     except ValueError:
-        raise ValueError(f"start and end of {labels!r} must be whole seconds") from None
+        raise OptionError(f"start and end of {labels!r} must be whole seconds") from None
 
 
 def ground_truth_labels(category: str, start: int, end: int, class_names: list[str], seconds: int) -> list[int]:
     """Per-second AVE labels: the category for start ≤ t < end, background (the last class) elsewhere."""
     if category not in class_names:
-        raise ValueError(f"category {category!r} is not one of the model's classes {class_names}")
+        raise OptionError(f"category {category!r} is not one of the model's classes {class_names}")
     k, background = class_names.index(category), len(class_names) - 1
     return [k if start <= t < end else background for t in range(seconds)]
 

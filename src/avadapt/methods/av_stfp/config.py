@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avadapt._config import JSONConfig
+from avadapt.errors import OptionError
 from avadapt.methods.base import BRANCHES
 
 
@@ -36,12 +37,12 @@ class AVSTFPConfig(JSONConfig):
     def __post_init__(self):
         for name in ("prompted", "branches"):
             if getattr(self, name) not in BRANCHES:
-                raise ValueError(f"{name} must be one of {sorted(BRANCHES)}, got {getattr(self, name)!r}")
+                raise OptionError(f"{name} must be one of {sorted(BRANCHES)}, got {getattr(self, name)!r}")
         if not set(BRANCHES[self.prompted]) & set(BRANCHES[self.branches]):
-            raise ValueError(f"prompted={self.prompted!r} names no stream of branches={self.branches!r}")
+            raise OptionError(f"prompted={self.prompted!r} names no stream of branches={self.branches!r}")
         if self.spatial_prompts and self.num_spatial_prompts < 1:
-            raise ValueError(f"num_spatial_prompts must be ≥ 1 with spatial prompts on, got {self.num_spatial_prompts}")
+            raise OptionError(f"num_spatial_prompts must be ≥ 1 with spatial prompts on, got {self.num_spatial_prompts}")
         if self.fusion_prompts and self.num_fusion_prompts < 1:
-            raise ValueError(f"num_fusion_prompts must be ≥ 1 with fusion prompts on, got {self.num_fusion_prompts}")
+            raise OptionError(f"num_fusion_prompts must be ≥ 1 with fusion prompts on, got {self.num_fusion_prompts}")
         if self.num_frames < 1:
-            raise ValueError(f"num_frames must be ≥ 1, got {self.num_frames}")
+            raise OptionError(f"num_frames must be ≥ 1, got {self.num_frames}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from avadapt._config import JSONConfig
+from avadapt.errors import OptionError
 from avadapt.methods.base import BRANCHES
 from avadapt.methods.stg_cma.config import parse_ratio
 
@@ -58,18 +59,18 @@ class LAVISHConfig(JSONConfig):
 
     def __post_init__(self):
         if self.preset not in TASK_PRESETS:
-            raise ValueError(f"unknown LAVISH preset {self.preset!r}; known: {sorted(TASK_PRESETS)}")
+            raise OptionError(f"unknown LAVISH preset {self.preset!r}; known: {sorted(TASK_PRESETS)}")
         for name, value in TASK_PRESETS[self.preset].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
         self.ratio = parse_ratio(self.ratio)
         if self.num_latent_tokens < 1:
-            raise ValueError(f"num_latent_tokens must be ≥ 1, got {self.num_latent_tokens}")
+            raise OptionError(f"num_latent_tokens must be ≥ 1, got {self.num_latent_tokens}")
         if self.conv_groups < 1:
-            raise ValueError(f"conv_groups must be ≥ 1, got {self.conv_groups}")
+            raise OptionError(f"conv_groups must be ≥ 1, got {self.conv_groups}")
         if self.latent_init not in LATENT_INITS:
-            raise ValueError(f"latent_init must be one of {LATENT_INITS}, got {self.latent_init!r}")
+            raise OptionError(f"latent_init must be one of {LATENT_INITS}, got {self.latent_init!r}")
         if self.branches not in BRANCHES:
-            raise ValueError(f"branches must be one of {sorted(BRANCHES)}, got {self.branches!r}")
+            raise OptionError(f"branches must be one of {sorted(BRANCHES)}, got {self.branches!r}")
         if self.num_frames < 1:
-            raise ValueError(f"num_frames must be ≥ 1, got {self.num_frames}")
+            raise OptionError(f"num_frames must be ≥ 1, got {self.num_frames}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from avadapt._config import JSONConfig
+from avadapt.errors import OptionError
 from avadapt.layers.cross_modal import FUSION_DIRECTIONS
 from avadapt.methods.base import BRANCHES
 
@@ -16,9 +17,12 @@ RATIO_PRESETS: dict[str, str] = {"tiny": "1/32", "base": "1/16", "vanilla": "1/8
 
 def parse_ratio(value: str | float) -> float:
     """``"1/32"``, ``0.03125`` or ``"0.03125"`` → 0.03125."""
-    ratio = float(Fraction(value)) if isinstance(value, str) else float(value)
+    try:
+        ratio = float(Fraction(value)) if isinstance(value, str) else float(value)
+    except (ValueError, ZeroDivisionError):
+        raise OptionError(f"adapter ratio must be a fraction such as 1/16 or 0.0625, got {value!r}") from None
     if not 0 < ratio <= 1:
-        raise ValueError(f"adapter ratio must be in (0, 1], got {value!r}")
+        raise OptionError(f"adapter ratio must be in (0, 1], got {value!r}")
     return ratio
 
 
@@ -61,19 +65,19 @@ class STGCMAConfig(JSONConfig):
 
     def __post_init__(self):
         if self.preset is not None and self.ratio is not None:
-            raise ValueError("give STG-CMA either a preset or a ratio, not both")
+            raise OptionError("give STG-CMA either a preset or a ratio, not both")
         if self.preset is not None and self.preset not in RATIO_PRESETS:
-            raise ValueError(f"unknown STG-CMA preset {self.preset!r}; known: {sorted(RATIO_PRESETS)}")
+            raise OptionError(f"unknown STG-CMA preset {self.preset!r}; known: {sorted(RATIO_PRESETS)}")
         if self.ratio is not None:
             self.ratio = parse_ratio(self.ratio)
         if self.fusion not in FUSION_DIRECTIONS:
-            raise ValueError(f"fusion must be one of {FUSION_DIRECTIONS}, got {self.fusion!r}")
+            raise OptionError(f"fusion must be one of {FUSION_DIRECTIONS}, got {self.fusion!r}")
         if self.branches not in BRANCHES:
-            raise ValueError(f"branches must be one of {sorted(BRANCHES)}, got {self.branches!r}")
+            raise OptionError(f"branches must be one of {sorted(BRANCHES)}, got {self.branches!r}")
         if self.num_frames < 1:
-            raise ValueError(f"num_frames must be ≥ 1, got {self.num_frames}")
+            raise OptionError(f"num_frames must be ≥ 1, got {self.num_frames}")
         if not 0 <= self.drop_path < 1:
-            raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
+            raise OptionError(f"drop_path must be in [0, 1), got {self.drop_path}")
 
     @property
     def bottleneck_ratio(self) -> float:

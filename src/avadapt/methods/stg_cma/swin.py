@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from avadapt.backbones import SwinBackbone, SwinBlockHandle
+from avadapt.errors import OptionError
 from avadapt.layers import BottleneckAdapter, CrossModalGates, StochasticDepth, along_time
 from avadapt.layers.relative_position import TemporalRelativePositionBias
 from avadapt.methods.stg_cma.config import STGCMAConfig, parse_ratio
@@ -55,8 +56,8 @@ def swin_stage_ratios(backbone: SwinBackbone, config: STGCMAConfig) -> list[floa
     presets = SWIN_RATIO_PRESETS.get(backbone.stage_dims[0], DEFAULT_SWIN_PRESETS)
     preset = config.preset or "base"
     if preset not in presets:
-        raise ValueError(f"STG-CMA on Swin has presets {sorted(presets)}, not {preset!r}; "
-                         "give an explicit ratio instead")
+        raise OptionError(f"STG-CMA on Swin has presets {sorted(presets)}, not {preset!r}; "
+                          "give an explicit ratio instead")
     ratios = presets[preset]
     if num_stages > len(ratios):
         raise ValueError(f"{backbone.name} has {num_stages} stages; the Swin presets cover {len(ratios)}")
