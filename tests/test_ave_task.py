@@ -67,3 +67,24 @@ def test_timeline_is_written_for_short_and_long_videos(tmp_path):
 def test_timeline_rejects_mismatched_lengths(tmp_path):
     with pytest.raises(ValueError, match="ground-truth"):
         draw_timeline(tmp_path / "x.png", [0, 1], [0.5, 0.5], ["a", "b"], ground_truth=[0])
+
+
+def test_head_linear_layers_start_as_the_reference_initialises_them():
+    torch.manual_seed(0)
+    head = AVEHead(feature_dim=768, modalities=("audio", "video"), config=AVEConfig())
+    first, last = head.classifier[0], head.classifier[2]
+    assert first.weight.shape == (512, 1536)
+    for layer in (first, last):
+        assert torch.count_nonzero(layer.bias) == 0
+    assert first.weight.std().item() == pytest.approx(0.02, rel=0.02)  # 786k draws of N(0, 0.02²)
+    assert first.weight.mean().abs().item() < 1e-4
+    assert last.weight.std().item() == pytest.approx(0.02, rel=0.1)  # 14.8k draws
+
+
+@pytest.mark.parametrize("modality", ["audio", "video"])
+def test_single_branch_head_is_layer_norm_then_linear(modality):
+    head = AVEHead(feature_dim=8, modalities=(modality,), config=AVEConfig(num_classes=4))
+    norm, linear = head.classifier
+    assert isinstance(norm, torch.nn.LayerNorm) and norm.normalized_shape == (8,)
+    assert (linear.in_features, linear.out_features) == (8, 4)
+    assert sum(p.numel() for p in head.parameters()) == 2 * 8 + 8 * 4 + 4

@@ -229,3 +229,16 @@ def test_frozen_weights_stored_in_bf16_change_nothing_under_bf16_autocast(tiny_o
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert stored_bf16(video, audio).dtype == torch.float32  # and fp32 use still works
+
+
+@pytest.mark.parametrize(("audio_grid", "start"), [((9, 7), (4, 5)), ((8, 6), (4, 5)), ((6, 8), (5, 4))])
+def test_audio_position_crop_starts_where_the_reference_centres_it(audio_grid, start):
+    """16 × 16 grid (ViT-L/14 at 224); ViT-L/14's audio grid is 9 × 7 (128 mel bins × 102 frames)."""
+    patch = 16  # test_vit
+    audio = AudioEmbeddingConfig(num_mel_bins=audio_grid[0] * patch, num_frames=audio_grid[1] * patch)
+    backbone = create_backbone(TINY_VIT, img_size=16 * patch, audio=audio)
+    assert backbone.video_grid == (16, 16)
+    grid = backbone.model.pos_embed[0, 1:].reshape(16, 16, -1)
+    top, left = start
+    expected = grid[top:top + audio_grid[0], left:left + audio_grid[1]].reshape(-1, grid.shape[-1])
+    torch.testing.assert_close(backbone.audio_position_embedding()[0, 1:], expected, rtol=0, atol=0)

@@ -25,7 +25,9 @@ class AudioEmbeddingConfig:
     kernel_reduction: the RGB patch kernel collapsed to one input channel; STG-CMA's CLIP code sums it
     (``sum``), its Swin code and AST average it (``mean``).
     pos_embed: ``crop`` takes the centre of the pretrained position grid (STG-CMA, AST), falling back to
-    bilinear interpolation when the audio grid is larger; ``interpolate`` always resamples.
+    bilinear interpolation when the audio grid is larger; ``interpolate`` always resamples. The crop starts
+    where the reference's does, at ``size // 2 − want // 2`` (row 4, column 5 for ViT-L/14's 9 × 7 audio grid
+    in its 16 × 16 grid).
     """
 
     num_mel_bins: int = 128
@@ -163,7 +165,7 @@ class ViTBackbone(FrozenBackbone):
         rows, cols = self.video_grid
         want_rows, want_cols = self.audio_grid
         if self.audio.pos_embed == "crop" and want_rows <= rows and want_cols <= cols:
-            top, left = (rows - want_rows) // 2, (cols - want_cols) // 2
+            top, left = rows // 2 - want_rows // 2, cols // 2 - want_cols // 2  # the reference's centre
             grid = grid.reshape(1, rows, cols, -1)[:, top:top + want_rows, left:left + want_cols]
             grid = grid.reshape(1, want_rows * want_cols, -1)
         else:

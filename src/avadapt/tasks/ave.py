@@ -37,7 +37,12 @@ class AVEConfig(JSONConfig):
 
 @TASKS.register("ave")
 class AVEHead(nn.Module):
-    """Per-segment classifier over the concatenated per-segment features of the active modalities."""
+    """Per-segment classifier over the concatenated per-segment features of the active modalities.
+
+    Both modalities: the config's two-layer MLP. One modality (audio-only or visual-only): LayerNorm + Linear,
+    the reference's single-branch head. Linear layers start as the reference's: truncated normal weights
+    (std 0.02), zero biases.
+    """
 
     config_class = AVEConfig
 
@@ -45,11 +50,18 @@ class AVEHead(nn.Module):
         super().__init__()
         self.config = config
         self.modalities = tuple(m for m in ("audio", "video") if m in modalities)  # concat order: audio, video
-        self.classifier = nn.Sequential(
-            nn.Linear(feature_dim * len(self.modalities), config.hidden_dim),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.hidden_dim, config.num_classes),
-        )
+        if len(self.modalities) == 1:
+            self.classifier = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, config.num_classes))
+        else:
+            self.classifier = nn.Sequential(
+                nn.Linear(feature_dim * len(self.modalities), config.hidden_dim),
+                nn.Dropout(config.dropout),
+                nn.Linear(config.hidden_dim, config.num_classes),
+            )
+        for layer in self.classifier:
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, features: AVFeatures) -> torch.Tensor:
         """→ (B, T, num_classes) logits."""
