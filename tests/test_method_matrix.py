@@ -177,9 +177,15 @@ def test_av_stfp_changes_the_output_at_init_and_is_the_backbone_with_prompts_off
     assert not torch.allclose(audio_only.audio, expected.audio, atol=1e-3)
 
 
-def test_av_stfp_fusion_prompts_carry_audio_into_the_video_stream():
+def test_av_stfp_fusion_prompts_carry_audio_into_the_video_stream_once_their_gates_open():
     model = build("vit", "av_stfp").eval()
     video, audio = inputs(model)
+    # at init the zero gates keep the streams apart: the video stream is the frozen backbone plus its prompts
+    torch.testing.assert_close(model.features(video, audio + 1.0).video, model.features(video, audio).video,
+                               rtol=0, atol=0)
+    with torch.no_grad():
+        for layer in model.method.layers:
+            layer.fusion_gates["video"].fill_(1.0)
     base = model.features(video, audio).video
     changed = model.features(video, audio + 1.0).video
     assert not torch.allclose(base, changed, atol=1e-4)

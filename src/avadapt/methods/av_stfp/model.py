@@ -18,20 +18,24 @@ prompt types and where they go. Each choice below, and why:
    dropping the timeline's outputs, which is exactly widening K/V and needs only timm's public forward.
 3. *Multimodal fusion prompts*: ``num_fusion_prompts`` tokens per layer and stream, after the spatial prompts.
    What the audio stream's fusion tokens hold after layer l (they attended over that segment's audio tokens)
-   is added to the video stream's layer-(l+1) fusion prompts, and vice versa: the streams exchange a few
-   tokens per layer, a bottleneck in the spirit of MBT (Nagrani et al., NeurIPS 2021) with no projection,
-   because both streams live in the same frozen model's token space. Layer 1 has nothing to exchange yet.
+   is added, times a learnt scalar gate (zero-initialised, one per layer and receiving stream), to the video
+   stream's layer-(l+1) fusion prompts, and vice versa: the streams exchange a few tokens per layer, a
+   bottleneck in the spirit of MBT (Nagrani et al., NeurIPS 2021) with no projection, because both streams
+   live in the same frozen model's token space. Layer 1 has nothing to exchange yet.
 
-**Parameters**: (T + n_s + n_f) × D per layer and prompted stream. Defaults T = 10, n_s = 4, n_f = 1, both
+**Parameters**: (T + n_s + n_f) × D + 1 (the gate) per layer and prompted stream. Defaults T = 10, n_s = 4, n_f = 1, both
 streams: 30·D per layer, i.e. 276,480 on CLIP ViT-B/16 (12 × 768) and 737,280 on ViT-L/14 (24 × 1024); with
-the AVE head (801,821 / 1,063,965) 1,078,301 ≈ 1.08M and 1,801,245 ≈ 1.80M trainable, against the poster's
+the AVE head (801,821 / 1,063,965) and the 2 gates per layer, 1,078,325 ≈ 1.08M and 1,801,293 ≈ 1.80M
+trainable, against the poster's
 "about 1.1M" and "about 1.8M": both agree at the poster's precision. No single per-layer prompt count fits
 both exactly: 32·D per layer gives 1.10M on B/16 but 1.85M on L/14.
 
-**Not identity at initialisation.** Prompts are extra tokens and extra keys that every attention reads, so
-the output differs from the frozen backbone's from step 0; unlike an adapter's up-projection, a prompt cannot
-be zero-initialised away (a zero key still takes softmax mass, a zero value dilutes the others). With all
-three prompt types off the model is the frozen backbone exactly.
+**At initialisation: the frozen backbone plus prompts.** The zero gates keep the two streams apart at step 0,
+so each stream is the frozen backbone reading its own prompts; the exchange opens as the gates learn. Prompts
+themselves are extra tokens and extra keys that every attention reads, so the output differs from the frozen
+backbone's from step 0: unlike an adapter's up-projection, a prompt cannot be zero-initialised away (a zero
+key still takes softmax mass, a zero value dilutes the others). With all three prompt types off the model is
+the frozen backbone exactly.
 
 **ViT only**: spatial prompts are tokens of a global attention; Swin's fixed windows have no place for them.
 """
@@ -63,6 +67,8 @@ class LayerPrompts(nn.Module):
 
         self.spatial = tokens(config.num_spatial_prompts) if config.spatial_prompts else None
         self.fusion = tokens(config.num_fusion_prompts) if fusion else None
+        # how much of the other stream's fusion tokens a stream's fusion prompts receive (0 at init)
+        self.fusion_gates = nn.ParameterDict({m: nn.Parameter(torch.zeros(1)) for m in modalities}) if fusion else None
         self.time_codes = nn.ParameterDict(
             {m: nn.Parameter(torch.zeros(config.num_frames, dim)) for m in modalities}) if config.temporal_prompts else None
 
@@ -97,7 +103,9 @@ class AVSTFP(AVMethod):
             parts.append(prompts.spatial[modality].to(x.dtype).expand(s, -1, -1))  # (B*T, n_s, D)
         if prompts.fusion is not None:
             fusion = prompts.fusion[modality].to(x.dtype).expand(s, -1, -1)  # (B*T, n_f, D)
-            parts.append(fusion if received is None else fusion + received)
+            if received is not None:
+                fusion = fusion + prompts.fusion_gates[modality].to(x.dtype) * received
+            parts.append(fusion)
         num_prompts = sum(p.shape[1] for p in parts) - 1
         seq = torch.cat([*parts, x[:, 1:]], dim=1)  # (B*T, 1 + n_s + n_f + N, D)
         length = seq.shape[1]
