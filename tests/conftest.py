@@ -32,7 +32,8 @@ def random_inputs():
     def make(batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
         video = torch.randn(batch, TINY_FRAMES, 3, TINY_IMAGE, TINY_IMAGE, generator=g)
-        audio = torch.randn(batch, TINY_FRAMES, 1, TINY_AUDIO.num_mel_bins, TINY_AUDIO.num_frames, generator=g)
+        audio = torch.randn(batch, TINY_FRAMES, 1, TINY_AUDIO.num_mel_bins, TINY_AUDIO.num_frames,
+                            generator=g)
         return video, audio
 
     return make

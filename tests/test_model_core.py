@@ -51,8 +51,8 @@ SWITCHES = list(itertools.product(
 
 
 @pytest.mark.parametrize("temporal,spatial,global_,fusion,branches", SWITCHES)
-def test_every_switch_combination_runs_forward_and_backward(tiny_options, random_inputs, temporal, spatial, global_,
-                                                            fusion, branches):
+def test_every_switch_combination_runs_forward_and_backward(tiny_options, random_inputs, temporal, spatial,
+                                                            global_, fusion, branches):
     model = avadapt.create_model(
         method="stg_cma", temporal_adaptation=temporal, spatial_adaptation=spatial, global_adaptation=global_,
         fusion=fusion, branches=branches, ratio="1/8", **tiny_options)
