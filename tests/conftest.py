@@ -25,6 +25,21 @@ def tiny_options() -> dict:
 
 
 @pytest.fixture
+def random_inputs():
+    """A function ``(batch=2, seed=0) -> (video, audio)`` of seeded random inputs at the tiny model's sizes:
+    video ``(B, T, 3, 32, 32)``, audio ``(B, T, 1, 32, 48)``."""
+
+    def make(batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        video = torch.randn(batch, TINY_FRAMES, 3, TINY_IMAGE, TINY_IMAGE, generator=g)
+        audio = torch.randn(batch, TINY_FRAMES, 1, TINY_AUDIO.num_mel_bins, TINY_AUDIO.num_frames,
+                            generator=g)
+        return video, audio
+
+    return make
+
+
+@pytest.fixture
 def one_thread():
     """Run tiny models on one intra-op thread: on a shared 2-core machine, spinning OpenMP workers of
     microsecond-sized ops cost more than they save. Modules opt in with

@@ -55,13 +55,22 @@ def test_predict_returns_argmax_and_its_probability():
     assert scores[0, 0].item() == pytest.approx(torch.softmax(logits[0, 0], -1)[1].item())
 
 
-def test_timeline_is_written_for_short_and_long_videos(tmp_path):
+def _png_size(path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")  # IHDR width, height
+
+
+def test_timeline_widens_with_the_seconds_up_to_a_cap(tmp_path):
+    """At 110 dpi: 8 inches wide at least, 0.45 inch a second, 30 at most; 2.4 inches high plus 0.8 a strip."""
     names = ["Church bell", "Bark, dog", "background"]
     short = draw_timeline(tmp_path / "short.png", [2, 0, 0, 1], [0.9, 0.6, 0.7, 0.4], names,
                           ground_truth=[2, 0, 0, 0], title="clip.mp4")
+    middle = draw_timeline(tmp_path / "middle.png", [i % 3 for i in range(40)], [0.5] * 40, names)
     long = draw_timeline(tmp_path / "long.png", [i % 3 for i in range(300)], [0.5] * 300, names)
-    for path in (short, long):
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _png_size(short) == (8 * 110, 4 * 110)  # two strips: prediction and ground truth
+    assert _png_size(middle) == (18 * 110, 352)  # 40 s · 0.45 = 18 inches; one strip, 3.2 inches
+    assert _png_size(long) == (30 * 110, 352)  # 300 s · 0.45 = 135 inches, capped at 30
 
 
 def test_timeline_rejects_mismatched_lengths(tmp_path):

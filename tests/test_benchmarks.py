@@ -1,4 +1,7 @@
-"""The training-step benchmark runs end to end on a tiny ViT and reports what the README quotes."""
+"""The benchmark scripts: their reports, the FLOPs they count, and their refusal of emulated bf16.
+
+Timings are never checked: the scripts' arithmetic is, with times the test fixes. Runs of the scripts as
+their own processes are marked slow."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -32,17 +36,27 @@ def _benchmark_module(script: str = "train_step.py"):
     return module
 
 
+@pytest.mark.slow
 def test_train_step_benchmark_reports_each_step_against_its_own_peak():
+    """The script end to end in its own process. Its timings vary from run to run and are not checked;
+    what is: the report's shape, its counts, and the relations its figures hold by construction."""
+    import avadapt
+
     command = [sys.executable, str(BENCHMARKS / "train_step.py"), "--backbone", TINY_VIT, "--method", "stg_cma",
                "--frames", str(TINY_FRAMES), "--batch", "1", "--image-size", str(TINY_IMAGE),
                "--mel-bins", str(TINY_AUDIO.num_mel_bins), "--audio-frames", str(TINY_AUDIO.num_frames),
                "--warmup", "1", "--steps", "3", "--json"]
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=300).stdout)
+    assert (result["method"], result["frames"], result["batch"], result["precision"]) == (
+        "stg_cma", TINY_FRAMES, 1, "32")
+    model = avadapt.create_model(backbone=TINY_VIT, method="stg_cma", num_frames=TINY_FRAMES,
+                                 backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO})
+    assert result["trainable_params"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert len(result["step_s_each"]) == len(result["fraction_of_peak_each"]) == 3
     assert result["fraction_of_peak"] == round(statistics.median(result["fraction_of_peak_each"]), 3)
-    assert 0 < result["fraction_of_peak"] < 1
+    # FLOPs are counted, not timed: the step's work is there, and recomputation only adds to it
     assert result["gflop_per_step"] > 0 and result["executed_gflop_per_step"] >= result["gflop_per_step"]
-    assert result["peak_rss_scope"] == "training steps" and result["peak_rss_mb"] > 0
+    assert result["peak_rss_scope"] == "training steps"
     assert result["allocator"]["fixed_mmap_threshold"]
     # huge pages as a process gets them when it sets the allocator up first (nothing imported before it may
     # create a tensor: torch reads the switch at the first one); False where the kernel gives none
@@ -51,12 +65,32 @@ def test_train_step_benchmark_reports_each_step_against_its_own_peak():
                            timeout=120).stdout.split()[-1]
     assert result["allocator"]["huge_pages"] == (fresh == "True")
     # the mean of the same matmuls cannot beat their best, so the fraction of it is the larger one
-    assert 0 < result["matmul_mean_gflops"] <= result["matmul_peak_gflops"]
+    assert result["matmul_mean_gflops"] <= result["matmul_peak_gflops"]
     assert result["fraction_of_mean_matmul"] >= result["fraction_of_peak"]
-    # GEMM kernels are part of the profiled step
-    assert 0 < result["gemm_s"] < result["profiled_step_s"]
-    assert result["gemm_fraction_of_peak"] > 0 and result["fraction_of_peak_if_only_gemms"] > 0
+    # GEMM kernels are part of the profiled step; steal is a share of the machine's CPU time
+    assert result["gemm_s"] <= result["profiled_step_s"]
     assert result["cpu_steal_fraction"] is None or 0 <= result["cpu_steal_fraction"] <= 1
+
+
+def test_kernel_timing_times_each_function_in_turns_after_two_warm_up_calls(monkeypatch):
+    """median_seconds with a clock the test moves: warm-up calls are not timed, the turns alternate."""
+    kernel_timing = _benchmark_module("kernel_timing.py")
+    now, calls = [0.0], []
+
+    def taking(name: str, seconds: list[float]):
+        durations = iter(seconds)
+
+        def call() -> None:
+            calls.append(name)
+            now[0] += next(durations)
+
+        return call
+
+    monkeypatch.setattr(kernel_timing, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    first = taking("a", [100.0, 100.0, 3.0, 1.0, 2.0])  # two slow warm-up calls, then 3, 1, 2: median 2
+    second = taking("b", [50.0, 50.0, 5.0, 9.0, 7.0])  # median 7
+    assert kernel_timing.median_seconds([first, second], repeats=3) == [2.0, 7.0]
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
 
 
 def test_cpu_attention_kernel_flops_are_counted():
@@ -108,21 +142,62 @@ def test_frozen_linear_flops_are_counted(dtype):
     assert counter.get_total_flops() == 2 * (2 * 2 * 7 * 16 * 24)  # forward, and x's gradient
 
 
+def _run_with_fixed_times(script: str, seconds: list[float], argv: list[str], monkeypatch, capsys) -> dict:
+    """The script's JSON report when every kernel runs once for real and ``median_seconds`` says ``seconds``."""
+    module = _benchmark_module(script)
+    runs = []
+
+    def fixed_times(fns, repeats):
+        for fn in fns:  # each kernel's forward and backward really run
+            fn()
+        runs.append(len(fns))
+        return seconds
+
+    monkeypatch.setattr(module, "median_seconds", fixed_times)
+    monkeypatch.setattr(module, "configure_cpu_allocator", lambda: None)  # leave this process's allocator alone
+    monkeypatch.setattr(sys, "argv", [script, "--precision", "32", "--repeats", "1", "--json", *argv])
+    module.main()
+    return {"runs": runs, **json.loads(capsys.readouterr().out)}
+
+
+def test_attention_benchmark_rows_are_the_kernel_times_and_their_ratios(monkeypatch, capsys):
+    seconds = [0.004, 0.002, 0.0005]  # plain, fp32_backward, packed
+    result = _run_with_fixed_times("attention_backward.py", seconds, ["--sequences", "2", "--tokens", "9", "5"],
+                                   monkeypatch, capsys)
+    assert result["runs"] == [3, 3] and result["sequences"] == 2 and result["precision"] == "32"
+    row = {"plain_ms": 4.0, "fp32_backward_ms": 2.0, "packed_ms": 0.5, "plain_over_fp32_backward": 2.0,
+           "plain_over_packed": 8.0}
+    assert result["rows"] == [{"tokens": 9, **row}, {"tokens": 5, **row}]
+
+
+def test_frozen_linear_benchmark_rows_are_the_layer_times_and_their_ratio(monkeypatch, capsys):
+    result = _run_with_fixed_times("frozen_linear.py", [0.003, 0.002], ["--rows", "7"],  # plain, avadapt
+                                   monkeypatch, capsys)
+    assert result["runs"] == [2] * 4
+    row = {"rows": 7, "plain_ms": 3.0, "avadapt_ms": 2.0, "plain_over_avadapt": 1.5}
+    assert result["rows"] == [{**row, "layer": layer} for layer in ("qkv", "proj", "fc1", "fc2")]
+
+
+@pytest.mark.slow
 def test_attention_benchmark_times_both_kernels():
     command = [sys.executable, str(BENCHMARKS / "attention_backward.py"), "--sequences", "2", "--tokens", "9", "5",
                "--repeats", "1", "--json",
                "--allow-emulated-bf16"]  # tiny shapes: quick even where bf16 is emulated
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout)
+    assert (result["precision"], result["sequences"]) == ("bf16", 2)
     assert [row["tokens"] for row in result["rows"]] == [9, 5]
     for row in result["rows"]:
-        assert all(row[f"{name}_ms"] > 0 for name in ("plain", "fp32_backward", "packed"))
-        assert row["plain_over_packed"] > 0 and row["plain_over_fp32_backward"] > 0
+        assert set(row) == {"tokens", "plain_ms", "fp32_backward_ms", "packed_ms", "plain_over_fp32_backward",
+                            "plain_over_packed"}
 
 
+@pytest.mark.slow
 def test_frozen_linear_benchmark_times_both_layers():
     command = [sys.executable, str(BENCHMARKS / "frozen_linear.py"), "--rows", "7", "--repeats", "1", "--json",
                "--allow-emulated-bf16"]  # tiny shapes: quick even where bf16 is emulated
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout)
+    assert result["precision"] == "bf16"
     assert [(row["rows"], row["layer"]) for row in result["rows"]] == [(7, "qkv"), (7, "proj"), (7, "fc1"),
                                                                        (7, "fc2")]
-    assert all(row["plain_ms"] > 0 and row["avadapt_ms"] > 0 for row in result["rows"])
+    for row in result["rows"]:
+        assert set(row) == {"rows", "layer", "plain_ms", "avadapt_ms", "plain_over_avadapt"}

@@ -101,10 +101,16 @@ def test_paper_configs_carry_the_recipe(capsys):
         assert line in printed, line
 
 
-def test_params_subcommand_is_unchanged(capsys):
+def test_params_subcommand_counts_the_parameters_of_the_model_it_names(capsys):
+    import avadapt
+
     main(["params", "--backbone", "test_vit", "--preset", "tiny", "--json"])
     report = json.loads(capsys.readouterr().out)
-    assert report["method"] == "stg_cma" and report["trainable"] < report["total"]
+    assert (report["method"], report["backbone"], report["task"]) == ("stg_cma", "test_vit", "ave")
+    model = avadapt.create_model(backbone="test_vit", method="stg_cma", task="ave", preset="tiny")
+    assert report["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert report["total"] == sum(p.numel() for p in model.parameters())
+    assert report["trainable"] < report["total"]
 
 
 def test_unknown_option_is_an_error():

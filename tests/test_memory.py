@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -114,3 +115,33 @@ def test_heap_tuning_switched_off_by_the_environment(tiny_options, monkeypatch):
     monkeypatch.setenv(heap.HEAP_TUNING_VARIABLE, "0")
     tuning = tune_heap_for_training(avadapt.create_model(method="probe", **tiny_options).backbone)
     assert (tuning.fixed_mmap_threshold, tuning.trim_hooks, libc.mallopts) == (False, [], [])
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_free_heap_pages_go_back_to_the_system_when_trimmed():
+    """2048 heap blocks of 64 KiB, every other one freed: the freed 64 MiB lie between live blocks, so glibc
+    can neither merge them nor shrink the heap's top, and they stay resident after ``free``;
+    ``return_free_heap`` must hand (nearly) all of them back."""
+    from avadapt.kernels.heap import _libc, return_free_heap
+
+    libc = _libc()
+    assert libc is not None  # glibc on our machines
+    malloc, free = libc.malloc, libc.free
+    malloc.restype, malloc.argtypes, free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+    size = 64 << 10  # below glibc's smallest mmap threshold (128 KiB): heap blocks
+    blocks = [malloc(size) for _ in range(2048)]
+    try:
+        for block in blocks:
+            ctypes.memset(block, 1, size)  # resident
+        for block in blocks[1::2]:
+            free(block)
+        before = _resident_bytes()
+        return_free_heap()
+        assert before - _resident_bytes() >= 32 << 20  # at least half of the 64 MiB freed
+    finally:
+        for block in blocks[::2]:
+            free(block)

@@ -10,17 +10,10 @@ import torch
 import avadapt
 from avadapt.errors import OptionError
 from avadapt.models import build_without_weights, parameter_report
-from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE
+from tests.conftest import TINY_FRAMES
 
 
-def random_inputs(batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    video = torch.randn(batch, TINY_FRAMES, 3, TINY_IMAGE, TINY_IMAGE, generator=g)
-    audio = torch.randn(batch, TINY_FRAMES, 1, TINY_AUDIO.num_mel_bins, TINY_AUDIO.num_frames, generator=g)
-    return video, audio
-
-
-def test_new_stg_cma_returns_what_the_frozen_backbone_returns(tiny_options):
+def test_new_stg_cma_returns_what_the_frozen_backbone_returns(tiny_options, random_inputs):
     torch.manual_seed(0)
     adapted = avadapt.create_model(method="stg_cma", **tiny_options)
     frozen = avadapt.create_model(method="probe", **tiny_options)
@@ -93,7 +86,7 @@ def test_drop_path_masks_token_positions_across_all_segments():
     assert position_mask(StochasticDepth(0.5).eval(), torch.randn(clips * frames, positions, 8), frames) is None
 
 
-def test_identity_breaks_once_adapters_are_trained(tiny_options):
+def test_identity_breaks_once_adapters_are_trained(tiny_options, random_inputs):
     """The identity test above could not pass by accident: non-zero up-projections change the output."""
     model = avadapt.create_model(method="stg_cma", **tiny_options).eval()
     video, audio = random_inputs()
@@ -111,7 +104,8 @@ SWITCHES = list(itertools.product(
 
 
 @pytest.mark.parametrize("temporal,spatial,global_,fusion,branches", SWITCHES)
-def test_every_switch_combination_runs_forward_and_backward(tiny_options, temporal, spatial, global_, fusion, branches):
+def test_every_switch_combination_runs_forward_and_backward(tiny_options, random_inputs, temporal, spatial,
+                                                            global_, fusion, branches):
     model = avadapt.create_model(
         method="stg_cma", temporal_adaptation=temporal, spatial_adaptation=spatial, global_adaptation=global_,
         fusion=fusion, branches=branches, ratio="1/8", **tiny_options)
@@ -134,7 +128,8 @@ def test_fusion_direction_decides_which_gates_exist(tiny_options):
     assert gates("none") is None
 
 
-def test_gradients_reach_only_trainable_parameters_and_frozen_weights_stay_bit_identical(tiny_options):
+def test_gradients_reach_only_trainable_parameters_and_frozen_weights_stay_bit_identical(tiny_options,
+                                                                                         random_inputs):
     torch.manual_seed(0)
     model = avadapt.create_model(method="stg_cma", **tiny_options)
     frozen_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
@@ -169,7 +164,7 @@ def test_full_finetune_trains_the_backbone(tiny_options):
     assert model.method.tuned_final_norm is None  # the backbone's own final norm trains
 
 
-def test_activation_checkpointing_gives_the_same_gradients(tiny_options):
+def test_activation_checkpointing_gives_the_same_gradients(tiny_options, random_inputs):
     torch.manual_seed(0)
     plain = avadapt.create_model(method="stg_cma", drop_path=0.0, **tiny_options)
     recomputed = avadapt.create_model(method="stg_cma", drop_path=0.0, activation_checkpointing=True, **tiny_options)
@@ -186,7 +181,7 @@ def test_activation_checkpointing_gives_the_same_gradients(tiny_options):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7)
 
 
-def test_bf16_autocast_loss_agrees_with_fp32(tiny_options):
+def test_bf16_autocast_loss_agrees_with_fp32(tiny_options, random_inputs):
     torch.manual_seed(0)
     model = avadapt.create_model(method="stg_cma", drop_path=0.0, **tiny_options).eval()
     with torch.no_grad():
@@ -236,7 +231,7 @@ def test_unknown_option_names_the_known_ones(tiny_options):
         avadapt.create_model(method="lora", **tiny_options)
 
 
-def test_wrong_segment_count_is_a_clear_error(tiny_options):
+def test_wrong_segment_count_is_a_clear_error(tiny_options, random_inputs):
     model = avadapt.create_model(method="stg_cma", **tiny_options)
     video, audio = random_inputs()
     with pytest.raises(ValueError, match="T=3"):

@@ -13,7 +13,6 @@ from timm.layers import DropPath
 import avadapt
 from avadapt.kernels import rebuilt_in_backward
 from avadapt.layers import StochasticDepth
-from tests.test_model_core import random_inputs
 
 
 def test_stochastic_depth_draws_and_scales_as_timm_drop_path():
@@ -60,7 +59,7 @@ def test_a_rebuilt_sum_is_not_kept_and_gives_the_same_gradients(autocast):
         torch.testing.assert_close(rebuilt, plain, rtol=0, atol=0)
 
 
-def test_stg_cma_gradients_do_not_change_when_sums_are_rebuilt(tiny_options):
+def test_stg_cma_gradients_do_not_change_when_sums_are_rebuilt(tiny_options, random_inputs):
     """Train mode, drop path on: the recipes redo the temporal sums with the forward's own masks."""
     torch.manual_seed(0)
     model = avadapt.create_model(method="stg_cma", drop_path=0.5, **tiny_options).train()
