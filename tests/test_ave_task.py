@@ -97,3 +97,17 @@ def test_single_branch_head_is_layer_norm_then_linear(modality):
     assert isinstance(norm, torch.nn.LayerNorm) and norm.normalized_shape == (8,)
     assert (linear.in_features, linear.out_features) == (8, 4)
     assert sum(p.numel() for p in head.parameters()) == 2 * 8 + 8 * 4 + 4
+
+
+def test_lavish_loss_is_binary_cross_entropy_on_the_softmax_against_one_hot_targets():
+    head = AVEHead(feature_dim=8, modalities=("audio", "video"), config=AVEConfig(num_classes=3, loss="bce_on_softmax"))
+    logits = torch.tensor([[[2.0, 0.0, 0.0]]])  # one clip, one segment, three classes
+    # softmax = (e²/(e² + 2), 1/(e² + 2), 1/(e² + 2)) = (0.786986, 0.106507, 0.106507)
+    # target 0: (−ln 0.786986 − 2·ln(1 − 0.106507)) / 3 = 0.154926
+    assert head.loss(logits, {"labels": torch.tensor([[0]])}).item() == pytest.approx(0.154926, abs=1e-6)
+    # target 1: (−ln(1 − 0.786986) − ln 0.106507 − ln(1 − 0.106507)) / 3 = 1.299520
+    assert head.loss(logits, {"labels": torch.tensor([[1]])}).item() == pytest.approx(1.299520, abs=1e-6)
+    cross_entropy = AVEHead(feature_dim=8, modalities=("audio", "video"), config=AVEConfig(num_classes=3))
+    assert cross_entropy.loss(logits, {"labels": torch.tensor([[0]])}).item() == pytest.approx(0.239545, abs=1e-6)
+    with pytest.raises(ValueError, match="bce_on_softmax"):
+        AVEConfig(loss="focal")

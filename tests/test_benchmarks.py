@@ -154,7 +154,7 @@ def _run_with_fixed_times(script: str, seconds: list[float], argv: list[str], mo
         return seconds
 
     monkeypatch.setattr(module, "median_seconds", fixed_times)
-    monkeypatch.setattr(module, "configure_cpu_allocator", lambda: None)  # leave this process's allocator alone
+    monkeypatch.setattr(module, "enable_huge_pages", lambda: None)  # leave this process's allocator alone
     monkeypatch.setattr(sys, "argv", [script, "--precision", "32", "--repeats", "1", "--json", *argv])
     module.main()
     return {"runs": runs, **json.loads(capsys.readouterr().out)}

@@ -7,6 +7,8 @@ in ``NOT_IDENTITY``.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -63,6 +65,7 @@ def with_options(method: str, options: dict) -> dict:
 
 
 def test_every_registered_method_has_a_matrix_row():
+    import avadapt.models  # noqa: F401 - registers every method, as create_model's callers get them
     assert set(METHODS.names()) == set(SWITCHES), "add the new method's switches to SWITCHES"
     assert set(METHODS.names()) == set(IDENTITY_AT_INIT) | set(NOT_IDENTITY)
 
@@ -108,12 +111,13 @@ def test_new_model_returns_what_the_frozen_backbone_returns(method, options, fam
     """Zero-initialised up-projections / gates: features equal the frozen backbone's, in eval and train mode.
 
     LAVISH's BatchNorm runs on batch statistics in train mode, yet its output is multiplied by a zero gate,
-    so train mode is checked as well. STG-CMA's drop path would scale the frozen branches it wraps, so it is
-    off for the train-mode check.
+    so train mode is checked as well. STG-CMA's drop path touches only adapter residuals, zero at init, so it
+    stays on. LAVISH's frozen-backbone drop path (the reference's) drops frozen branches in train mode, so it
+    is off for the train-mode check (``test_lavish_backbone_drop_path_drops_frozen_branches_in_training_only``).
     """
     options = with_options(method, options)
-    if method == "stg_cma":
-        options["drop_path"] = 0.0
+    if method == "lavish":
+        options["backbone_drop_path"] = 0.0
     model = build(family, method, **options)
     reference = _frozen_reference(model, options, family)
     video, audio = inputs(model)
@@ -209,7 +213,9 @@ def test_stg_cma_swin_cross_modal_exchange_pairs_windows():
     tokens = model.method.embed(video, audio)
     out = block(dict(tokens))
     audio_tokens = tokens["audio"].clone()
-    audio_tokens.view(-1, 8, 8, audio_tokens.shape[-1])[:, :4, :4] += 1.0  # window 0 only
+    window = audio_tokens.view(-1, 8, 8, audio_tokens.shape[-1])[:, :4, :4]
+    # window 0 only; not a constant shift, which the frozen LayerNorm before the attention would remove
+    window += torch.randn(window.shape, generator=torch.Generator().manual_seed(0))
     moved = block({"video": tokens["video"], "audio": audio_tokens})
     diff = (moved["video"] - out["video"]).abs().sum(-1).view(-1, 8, 8)
     assert diff[:, :4, :4].sum() > 0 and diff[:, 4:, :].sum() == 0 and diff[:, :, 4:].sum() == 0
@@ -287,3 +293,23 @@ def test_av_stfp_config_validates():
     with pytest.raises(ValueError, match="num_spatial_prompts"):
         AVSTFPConfig(num_spatial_prompts=0)
     assert AVSTFPConfig(spatial_prompts=False, num_spatial_prompts=0).num_spatial_prompts == 0
+
+
+def test_lavish_backbone_drop_path_drops_frozen_branches_in_training_only():
+    """The reference's Swin-V2 ran with timm's stochastic depth active (0.1): eval mode is the frozen backbone,
+    train mode drops whole frozen branches of some frames, never in the first block (rate 0 there)."""
+    model = build("swinv2", "lavish")
+    assert model.method.config.backbone_drop_path == 0.1
+    rates = [block.stochastic_depth.rate for block in model.method.blocks]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.1)
+    assert all(a < b for a, b in itertools.pairwise(rates))
+    reference = _frozen_reference(model, {}, "swinv2")
+    video, audio = inputs(model)
+    expected = reference.eval().features(video, audio)
+    torch.testing.assert_close(model.eval().features(video, audio).video, expected.video, rtol=0, atol=1e-5)
+    for block in model.method.blocks:
+        block.stochastic_depth.rate = 0.9
+    torch.manual_seed(0)
+    trained = model.train().features(video, audio)
+    assert not torch.allclose(trained.video, expected.video, atol=1e-3)
+    assert not model.backbone.model.training  # frozen dropout and norms stay in eval behaviour

@@ -14,9 +14,11 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from avadapt._config import JSONConfig
 from avadapt._registry import TASKS
+from avadapt.errors import OptionError
 from avadapt.types import AVFeatures
 
 BACKGROUND_CLASSES = 1
+LOSSES = ("cross_entropy", "bce_on_softmax")
 
 
 @dataclass
@@ -24,13 +26,18 @@ class AVEConfig(JSONConfig):
     """Head of STG-CMA's AVE code: concat[audio; video] → Linear 512 → Dropout 0.5 → Linear 29, per segment.
 
     num_classes counts the background class (28 events + 1 for AVE).
+    loss: ``cross_entropy`` (STG-CMA's, with one-hot targets) or ``bce_on_softmax`` (LAVISH's: binary
+        cross-entropy between the softmax output and the one-hot targets, averaged over segments and classes).
     """
 
     num_classes: int = 29
     hidden_dim: int = 512
     dropout: float = 0.5
+    loss: str = "cross_entropy"
 
     def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise OptionError(f"AVE loss must be one of {LOSSES}, got {self.loss!r}")
         if self.num_classes < 2:
             raise ValueError(f"AVE needs at least one event class plus background, got {self.num_classes}")
 
@@ -69,8 +76,12 @@ class AVEHead(nn.Module):
         return self.classifier(x)
 
     def loss(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Cross-entropy over all segments (the official code's CE with one-hot targets)."""
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets["labels"].flatten())
+        """The config's loss over all segments."""
+        logits, labels = logits.flatten(0, 1).float(), targets["labels"].flatten()
+        if self.config.loss == "bce_on_softmax":
+            one_hot = F.one_hot(labels, self.config.num_classes).to(logits.dtype)
+            return F.binary_cross_entropy(logits.softmax(-1), one_hot)
+        return F.cross_entropy(logits, labels)
 
     def metrics(self) -> MetricCollection:
         """Segment accuracy over all segments of a split (ECCV'18 ``compute_acc``), and per class.

@@ -12,15 +12,19 @@ from avadapt.methods.stg_cma.config import parse_ratio
 
 # Per-task settings of the official commands (shared/reference/methods.md §1, "Per-task configs"):
 # latent tokens m, bottleneck width D/k, groups of the 1×1 convolutions, BatchNorm after them, whether
-# audio adapters have an output gate, whether the backbone's LayerNorms train (``is_vit_ln``), and the
-# initialisation of the latent tokens.
+# audio adapters have an output gate, whether the backbone's LayerNorms train (``is_vit_ln``), the
+# initialisation of the latent tokens, and the frozen backbone's stochastic depth: the official code builds
+# timm's Swin-V2-L with its default drop_path_rate (0.1) and leaves the whole model in train mode, so the
+# frozen attention and MLP branches are dropped per sample in training.
+REFERENCE_BACKBONE_DROP_PATH = 0.1
 TASK_PRESETS: dict[str, dict[str, Any]] = {
     "ave": {"num_latent_tokens": 2, "ratio": "1/8", "conv_groups": 2, "batch_norm": True, "audio_gate": True,
-            "tune_backbone_norms": False, "latent_init": "uniform"},
+            "tune_backbone_norms": False, "latent_init": "uniform",
+            "backbone_drop_path": REFERENCE_BACKBONE_DROP_PATH},
     "avs": {"num_latent_tokens": 16, "ratio": "1/4", "conv_groups": 2, "batch_norm": False, "audio_gate": False,
-            "tune_backbone_norms": True, "latent_init": "zeros"},
+            "tune_backbone_norms": True, "latent_init": "zeros", "backbone_drop_path": REFERENCE_BACKBONE_DROP_PATH},
     "avqa": {"num_latent_tokens": 64, "ratio": "1/8", "conv_groups": 4, "batch_norm": False, "audio_gate": True,
-             "tune_backbone_norms": True, "latent_init": "zeros"},
+             "tune_backbone_norms": True, "latent_init": "zeros", "backbone_drop_path": REFERENCE_BACKBONE_DROP_PATH},
 }
 LATENT_INITS = ("uniform", "zeros")
 
@@ -38,6 +42,9 @@ class LAVISHConfig(JSONConfig):
         it the audio stream is not the frozen backbone's at initialisation (AVS preset).
     tune_backbone_norms: train the backbone's own LayerNorms (``is_vit_ln=1`` of the AVS/AVQA commands).
     latent_init: uniform (U[0, 1), AVE) or zeros (AVS, AVQA).
+    backbone_drop_path: stochastic depth on the frozen attention and MLP branches in training, rising linearly
+        from 0 over the blocks to this rate (the reference's Swin-V2 ran with timm's 0.1 active); the frozen
+        modules' dropout and normalisation statistics stay in eval behaviour. 0 switches it off.
     cross_modal_fusion: the latent-token exchange; off leaves four unimodal bottleneck adapters per block.
     num_frames: segments per clip T. branches: audio_visual | audio_only | visual_only (a single branch has
         no other modality to fuse, so its adapters are unimodal).
@@ -52,6 +59,7 @@ class LAVISHConfig(JSONConfig):
     audio_gate: bool | None = None
     tune_backbone_norms: bool | None = None
     latent_init: str | None = None
+    backbone_drop_path: float | None = None
     cross_modal_fusion: bool = True
     num_frames: int = 10
     branches: str = "audio_visual"
@@ -68,6 +76,8 @@ class LAVISHConfig(JSONConfig):
             raise OptionError(f"num_latent_tokens must be ≥ 1, got {self.num_latent_tokens}")
         if self.conv_groups < 1:
             raise OptionError(f"conv_groups must be ≥ 1, got {self.conv_groups}")
+        if not 0 <= self.backbone_drop_path < 1:
+            raise OptionError(f"backbone_drop_path must be in [0, 1), got {self.backbone_drop_path}")
         if self.latent_init not in LATENT_INITS:
             raise OptionError(f"latent_init must be one of {LATENT_INITS}, got {self.latent_init!r}")
         if self.branches not in BRANCHES:

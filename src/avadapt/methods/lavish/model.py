@@ -36,9 +36,11 @@ class LAVISH(AVMethod):
     def __init__(self, backbone: Backbone, config: LAVISHConfig):
         super().__init__(backbone, config.branches, config.num_frames)
         self.config = config
+        handles = [handle for stage in backbone_stages(backbone) for handle in stage.blocks]
+        rates = [config.backbone_drop_path * i / max(len(handles) - 1, 1) for i in range(len(handles))]  # as timm
         self.blocks = nn.ModuleList(
-            LAVISHBlock(handle, block_width(backbone, handle), self.modalities, config)
-            for stage in backbone_stages(backbone) for handle in stage.blocks)
+            LAVISHBlock(handle, block_width(backbone, handle), self.modalities, config, rate)
+            for handle, rate in zip(handles, rates))
         backbone.set_trainable(config.full_finetune)
         if config.tune_backbone_norms:
             for norm in backbone_layer_norms(backbone):

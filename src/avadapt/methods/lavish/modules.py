@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from avadapt.backbones import Backbone
-from avadapt.layers import parameter_free_cross_attention
+from avadapt.layers import StochasticDepth, parameter_free_cross_attention
 from avadapt.methods.lavish.config import LAVISHConfig
 
 OTHER_MODALITY = {"video": "audio", "audio": "video"}
@@ -87,16 +87,19 @@ class LAVISHBlock(nn.Module):
 
     Parallel insertion as in the official Swin-V2 code (res-post-norm):
       p1 = adapters₁(x, other modality's x), both from the states entering the block;
-      x ← x + attention_branch(x) + p1;
+      x ← x + DP(attention_branch(x)) + p1;
       p2 = adapters₂(x, other) from the updated states of both modalities;
-      x ← x + mlp_branch(x) + p2.
+      x ← x + DP(mlp_branch(x)) + p2.
     The branches are the frozen block's own (``norm1(attn(x))`` on Swin-V2, ``attn(norm1(x))`` on pre-norm
-    ViT and Swin v1), so the block reduces to the frozen one while the gates are 0.
+    ViT and Swin v1), so the block reduces to the frozen one while the gates are 0 (in eval mode, or with
+    ``backbone_drop_path=0``). DP is the frozen backbone's own stochastic depth, per frame, at this block's
+    ``drop_path`` rate.
     """
 
-    def __init__(self, handle, dim: int, modalities: tuple[str, ...], config: LAVISHConfig):
+    def __init__(self, handle, dim: int, modalities: tuple[str, ...], config: LAVISHConfig, drop_path: float = 0.0):
         super().__init__()
         self.handle = handle
+        self.stochastic_depth = StochasticDepth(drop_path)
         fuse = config.cross_modal_fusion and len(modalities) == 2
 
         def adapters() -> nn.ModuleDict:
@@ -111,9 +114,9 @@ class LAVISHBlock(nn.Module):
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         beside = self._beside(self.attention_adapters, tokens)
-        tokens = {m: x + self.handle.attention(x) + beside[m] for m, x in tokens.items()}
+        tokens = {m: self.stochastic_depth(x, self.handle.attention(x)) + beside[m] for m, x in tokens.items()}
         beside = self._beside(self.ffn_adapters, tokens)
-        return {m: x + self.handle.ffn(x) + beside[m] for m, x in tokens.items()}
+        return {m: self.stochastic_depth(x, self.handle.ffn(x)) + beside[m] for m, x in tokens.items()}
 
 
 def backbone_layer_norms(backbone: Backbone) -> list[nn.LayerNorm]:
