@@ -7,7 +7,7 @@
 5. predict one test clip from the exported adapter directory and draw its timeline.
 
 Writes ``OUT/metrics.json`` and ``OUT/prediction.png`` (+ ``prediction.json``), the data, cache, runs and
-adapter directories beside them.
+adapter directories beside them; each run's training curves are ``OUT/runs/<method>/curves.png``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from avadapt.data.prepare import prepare_ave
 from avadapt.data.synth import synthesize_ave
 from avadapt.io import load_adapter
 from avadapt.models import parameter_report
-from avadapt.training.callbacks import AdapterExport
+from avadapt.training.callbacks import AdapterExport, TrainingCurves
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
 from avadapt.training.predict import predict_video, summary_line, write_prediction
@@ -100,8 +100,10 @@ def _train(method: str, cfg: DemoConfig, data_root: Path, cache: Path, weights: 
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val/accuracy", mode="max", save_last=True,
                                  filename="epoch{epoch:02d}-val_acc{val/accuracy:.4f}", auto_insert_metric_name=False)
     export = AdapterExport(str(out / "adapter"))
+    curves = TrainingCurves(str(out))  # beside checkpoints/, from logs/metrics.csv
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, precision=precision, max_epochs=cfg.epochs, callbacks=[checkpoint, export],
+        accelerator="cpu", devices=1, precision=precision, max_epochs=cfg.epochs,
+        callbacks=[checkpoint, export, curves],
         logger=CSVLogger(out, name="logs", version=""), default_root_dir=out, log_every_n_steps=5,
         enable_model_summary=False, num_sanity_val_steps=0,
     )
@@ -119,6 +121,7 @@ def _train(method: str, cfg: DemoConfig, data_root: Path, cache: Path, weights: 
         "trainable_parameters": report["trainable"],
         "total_parameters": report["total"],
         "adapter": str(export.exported),
+        "curves": str(curves.written),
     }
 
 
@@ -202,6 +205,7 @@ def _run(out: Path, precision: str | None, cfg: DemoConfig) -> dict[str, Any]:
         "precision": precision,
         "backbone": f"{cfg.backbone} (random initialisation: no pretrained weights available here)",
         "adapter": stg_cma["adapter"],
+        "curves": {"stg_cma": stg_cma["curves"], "probe": probe["curves"]},
         "prediction": {"video": str(result["video"]), "accuracy": result["accuracy"], "png": str(paths["png"])},
         "config": asdict(cfg),
     }

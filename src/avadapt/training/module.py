@@ -25,6 +25,9 @@ from avadapt.types import AVBatch
 # The frozen backbone stays in eval mode on purpose (DESIGN: frozen = requires_grad False + eval mode).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
+TRAIN_LOSS = "train/loss"  # logged every step; read back by the TrainingCurves callback
+LEARNING_RATE = "lr"  # each parameter group's learning rate is logged as lr/<group name>
+
 
 def video_data_config(model: AVModel) -> dict[str, Any]:
     """The backbone's timm data config, with the input size the model was built for.
@@ -179,9 +182,16 @@ class AVAdaptModule(L.LightningModule):
             self.model.backbone.store_frozen_weights_as(torch.float32)
             self._frozen_in_bf16 = False
 
+    def on_train_batch_start(self, batch: AVBatch, batch_idx: int) -> None:
+        """Log the learning rate each parameter group trains this step with (``lr/method``, ``lr/head``)."""
+        for optimizer in self.trainer.optimizers:
+            for index, group in enumerate(optimizer.param_groups):
+                self.log(f"{LEARNING_RATE}/{group.get('name', index)}", group["lr"], on_step=True, on_epoch=False,
+                         batch_size=len(batch))
+
     def training_step(self, batch: AVBatch, batch_idx: int) -> torch.Tensor:
         loss = self.model.head.loss(self.model(batch.video, batch.audio), batch.targets)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        self.log(TRAIN_LOSS, loss, prog_bar=True, batch_size=len(batch))
         return loss
 
     def _evaluate(self, batch: AVBatch, stage: str) -> None:
