@@ -24,7 +24,8 @@ from avadapt.training.callbacks import Curves, read_curves
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FBANK = FbankConfig(num_mel_bins=32, target_frames=48)
+TINY_FBANK = {"num_mel_bins": 32, "target_frames": 48}  # the vit front end's fbank at a tiny size
+FBANK = FbankConfig(**TINY_FBANK)
 NUM_CLASSES = 2
 
 
@@ -38,7 +39,8 @@ def ave_root(tmp_path_factory):
 def tiny_module(method: str = "stg_cma", **overrides) -> AVAdaptModule:
     torch.manual_seed(0)
     options = {"backbone": "test_vit", "method": method, "task_options": {"num_classes": NUM_CLASSES + 1},
-               "backbone_options": {"img_size": 32}, "fbank": FBANK, "lr": 1e-3, "min_lr": 1e-5, "warmup_epochs": 1}
+               "backbone_options": {"img_size": 32}, "fbank": TINY_FBANK, "lr": 1e-3, "min_lr": 1e-5,
+               "warmup_epochs": 1}
     if method == "stg_cma":
         options["method_options"] = {"preset": "base"}
     options.update(overrides)
@@ -200,6 +202,9 @@ def test_fit_exports_the_best_validation_checkpoint_as_an_adapter(tmp_path, ave_
             assert torch.equal(value, best[f"model.{key}"]), key
     assert model.adapter_config["class_names"][-1] == "background"
     assert model.adapter_config["preprocessing"]["video"]["input_size"] == [3, 32, 32]
+    # the audio front end by name, with its fbank values: predict rebuilds the spectrograms from them
+    assert model.adapter_config["preprocessing"]["audio_front_end"] == "vit"
+    assert model.adapter_config["preprocessing"]["fbank"] == FBANK.to_dict()
 
 
 # ---- training curves -------------------------------------------------------------------------------------

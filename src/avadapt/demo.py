@@ -26,7 +26,6 @@ from safetensors.torch import save_file
 
 from avadapt.data.ave import AVEAnnotations
 from avadapt.data.datamodule import AVEDataModule
-from avadapt.data.fbank import FbankConfig
 from avadapt.data.prepare import prepare_ave
 from avadapt.data.synth import synthesize_ave
 from avadapt.io import load_adapter
@@ -92,7 +91,7 @@ def _train(method: str, cfg: DemoConfig, data_root: Path, cache: Path, weights: 
     module = AVAdaptModule(
         backbone=cfg.backbone, method=method, method_options=method_options,
         task_options={"num_classes": cfg.num_classes + 1}, backbone_options={"img_size": cfg.image_size},
-        weights=str(weights), fbank=FbankConfig(num_mel_bins=cfg.num_mel_bins, target_frames=cfg.target_frames),
+        weights=str(weights), fbank={"num_mel_bins": cfg.num_mel_bins, "target_frames": cfg.target_frames},
         lr=lr, min_lr=cfg.min_lr, head_lr_factor=cfg.head_lr_factor, warmup_epochs=cfg.warmup_epochs,
     )
     data = AVEDataModule(str(data_root), cache_dir=str(cache), batch_size=cfg.batch_size, num_workers=0,
@@ -156,13 +155,13 @@ def _run(out: Path, precision: str | None, cfg: DemoConfig) -> dict[str, Any]:
         print(f"reusing {data_root}", flush=True)
 
     _banner("2/5 decoding every clip once (frames + fbank cache)")
-    fbank = FbankConfig(num_mel_bins=cfg.num_mel_bins, target_frames=cfg.target_frames)
     cache = out / "cache"
     torch.manual_seed(cfg.seed)
     probe_model = AVAdaptModule(backbone=cfg.backbone, method="probe", backbone_options={"img_size": cfg.image_size},
-                                task_options={"num_classes": cfg.num_classes + 1}, fbank=fbank)
+                                task_options={"num_classes": cfg.num_classes + 1},
+                                fbank={"num_mel_bins": cfg.num_mel_bins, "target_frames": cfg.target_frames})
     video_config = probe_model.preprocessing["video"]
-    prepare_ave(data_root, cache, workers=1, image_size=cfg.image_size, fbank=fbank,
+    prepare_ave(data_root, cache, workers=1, image_size=cfg.image_size, fbank=probe_model.fbank,
                 crop_pct=video_config.get("crop_pct") or 1.0, interpolation=video_config["interpolation"])
 
     # One random backbone, written to a file: both methods train on it and prediction reloads it.
