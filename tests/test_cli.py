@@ -45,9 +45,12 @@ def test_fit_fast_dev_run_from_the_tiny_config(tmp_path, ave_root, capsys):
 
 def test_fit_then_validate_test_and_predict_from_the_checkpoints(tmp_path, ave_root, capsys):
     main(_fit_args(ave_root, tmp_path, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-                   "--test_after_fit", "false", "--trainer.logger", "false"))
-    checkpoints = sorted((tmp_path / "checkpoints").glob("*.ckpt"))
+                   "--test_after_fit", "false"))
+    run = tmp_path / "lightning_logs" / "version_0"  # the default logger's folder: a CSVLogger's
+    checkpoints = sorted((run / "checkpoints").glob("*.ckpt"))
     assert {p.name for p in checkpoints} >= {"last.ckpt"} and len(checkpoints) == 2  # best on val + last
+    assert (run / "metrics.csv").is_file()
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # drawn beside the checkpoints
     best = next(p for p in checkpoints if p.name.startswith("epoch00-val_acc"))
     capsys.readouterr()
     for subcommand in ("validate", "test"):
@@ -59,7 +62,7 @@ def test_fit_then_validate_test_and_predict_from_the_checkpoints(tmp_path, ave_r
 
     annotations = (ave_root / "testSet.txt").read_text().splitlines()
     category, video_id, *_ = annotations[0].split("&")
-    main(["predict", str(ave_root / "AVE" / f"{video_id}.mp4"), "--adapter", str(tmp_path / "adapter"),
+    main(["predict", str(ave_root / "AVE" / f"{video_id}.mp4"), "--adapter", str(run / "adapter"),
           "--out", str(tmp_path / "pred" / video_id), "--labels", str(ave_root / "Annotations.txt")])
     result = json.loads((tmp_path / "pred" / f"{video_id}.json").read_text())
     assert result["seconds"] == 10 and len(result["segments"]) == 10

@@ -19,6 +19,9 @@ def test_miniature_demo_writes_metrics_and_a_prediction_picture(tmp_path, capsys
     assert 0 <= written["test_accuracy"] <= 1 and 0 <= written["probe_test_accuracy"] <= 1
     assert (tmp_path / "prediction.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "runs" / "stg_cma" / "adapter" / "adapter.safetensors").is_file()
+    for method in ("stg_cma", "probe"):  # training curves beside each run's checkpoints
+        assert (tmp_path / "runs" / method / "curves.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / "runs" / method / "checkpoints").is_dir()
     out = capsys.readouterr().out
     assert "RANDOMLY INITIALISED" in out and "--model.weights" in out  # says so, and how to use real weights
 

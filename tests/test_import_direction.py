@@ -28,6 +28,7 @@ LAYER_OF = {
     "avadapt._config": "base",
     "avadapt.types": "base",
     "avadapt.errors": "base",
+    "avadapt.audio_front_ends": "base",  # named audio settings that the data pipeline and the models both read
     "avadapt.kernels": "kernels",
     "avadapt.layers": "layers",
     "avadapt.backbones": "backbones",

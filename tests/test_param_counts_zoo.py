@@ -12,14 +12,14 @@ import pytest
 
 from avadapt import cli
 from avadapt._registry import METHODS
-from avadapt.backbones import AudioEmbeddingConfig
-from avadapt.methods.audio_front_ends import (
+from avadapt.audio_front_ends import (
     AUDIO_FRONT_ENDS,
-    LAVISH_SWIN_AUDIO,
-    STG_CMA_SWIN_AUDIO,
+    PAPER_AUDIO_FRONT_ENDS,
     audio_front_end,
+    paper_audio_front_end,
 )
-from avadapt.models import build_without_weights, parameter_report
+from avadapt.backbones import AudioEmbeddingConfig
+from avadapt.models import audio_embedding, build_without_weights, parameter_report
 from avadapt.param_table import (
     CLIP_B16,
     CLIP_L14,
@@ -102,24 +102,43 @@ def test_methods_pick_their_audio_entrance_on_swin_unless_told_otherwise():
     def audio(method: str, **backbone_options) -> AudioEmbeddingConfig:
         return build_without_weights(backbone=SWINV2_L, method=method, backbone_options=backbone_options).backbone.audio
 
-    assert audio("lavish") == LAVISH_SWIN_AUDIO["ave"].embedding  # 192 × 192, RGB kernel summed (tiled input)
+    lavish = AudioEmbeddingConfig(num_mel_bins=192, num_frames=192, kernel_reduction="sum", pos_embed="crop")
+    assert audio("lavish") == lavish  # RGB kernel summed: the spectrogram tiled to three channels
     assert audio("stg_cma").kernel_reduction == "mean"
-    explicit = dataclasses.replace(LAVISH_SWIN_AUDIO["ave"].embedding, kernel_reduction="mean")
+    explicit = dataclasses.replace(lavish, kernel_reduction="mean")
     assert audio("lavish", audio=explicit) == explicit
     stg = build_without_weights(backbone=SWIN_L, method="stg_cma").backbone.audio
-    assert stg == STG_CMA_SWIN_AUDIO["ave"].embedding
+    assert stg == AudioEmbeddingConfig(num_mel_bins=224, num_frames=224, kernel_reduction="mean", pos_embed="crop")
+    # the paper's named front ends give the same embeddings
+    assert audio_embedding(paper_audio_front_end("lavish", "swin")) == lavish
+    assert audio_embedding(paper_audio_front_end("stg_cma", "swin")) == stg
 
 
-def test_audio_front_ends_build_fbank_configs():
-    from avadapt.data.fbank import FbankConfig
+@pytest.mark.parametrize("backbone,method,task", [(CLIP_B16, "stg_cma", "ave"), (CLIP_L14, "lavish", "ave"),
+                                                  (SWIN_L, "stg_cma", "ave"), (SWINV2_L, "lavish", "ave")])
+def test_create_model_builds_the_paper_front_ends_audio_embedding(backbone, method, task):
+    name = paper_audio_front_end(method, "swin" if "swin" in backbone else "vit", task)
+    model = build_without_weights(backbone=backbone, method=method, task=task, audio_front_end=name)
+    fbank = audio_front_end(name).fbank
+    assert (model.backbone.audio.num_mel_bins, model.backbone.audio.num_frames) == (
+        fbank.num_mel_bins, fbank.target_frames)
+    assert model.backbone.audio == build_without_weights(backbone=backbone, method=method, task=task).backbone.audio
 
-    for (method, family, task), front_end in AUDIO_FRONT_ENDS.items():
-        fbank = FbankConfig(**front_end.fbank)
-        assert (fbank.num_mel_bins, fbank.target_frames) == (
-            front_end.embedding.num_mel_bins, front_end.embedding.num_frames), (method, family, task)
-    lavish = FbankConfig(**audio_front_end("lavish", "swin").fbank)
+
+def test_audio_front_ends_hold_the_loaders_settings():
+    assert set(PAPER_AUDIO_FRONT_ENDS.values()) == set(AUDIO_FRONT_ENDS)  # every entry is some paper's
+    for name, front_end in AUDIO_FRONT_ENDS.items():
+        assert front_end.name == name and front_end.source
+    # values from shared/reference/methods.md, written out here
+    vit = audio_front_end("vit").fbank
+    assert (vit.num_mel_bins, vit.frame_shift_ms, vit.target_frames) == (128, 10.0, 102)
+    assert (vit.mean, vit.std) == (-4.1426, 3.2001)
+    lavish = audio_front_end(paper_audio_front_end("lavish", "swin")).fbank
     assert (lavish.frame_shift_ms, lavish.mean, lavish.std) == (5.2, -4.9848, 3.7080)
-    stg = FbankConfig(**audio_front_end("stg_cma", "swin").fbank)
+    stg = audio_front_end(paper_audio_front_end("stg_cma", "swin")).fbank
     assert (stg.num_mel_bins, stg.frame_shift_ms, stg.target_frames) == (224, 4.4, 224)
+    assert (stg.mean, stg.std) == (-4.1426, 3.2001)  # the AVE script keeps the 128-mel statistics
+    avqa = audio_front_end(paper_audio_front_end("lavish", "swin", "avqa")).fbank
+    assert (avqa.frame_shift_ms, avqa.window_seconds, avqa.mean, avqa.std) == (10.0, 1.95, -5.3853, 3.5929)
     with pytest.raises(KeyError, match="known"):
-        audio_front_end("lavish", "swin", "avvp")
+        paper_audio_front_end("lavish", "swin", "avvp")

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import itertools
+import math
 import pickle
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from PIL import Image
 
 from avadapt.data.datamodule import AVEDataModule
 from avadapt.data.fbank import FbankConfig
 from avadapt.data.synth import synthesize_ave
 from avadapt.io import AdapterMismatchError, load_adapter, trainable_state_keys
-from avadapt.training import AdapterExport, AVAdaptModule, warmup_cosine_factor
+from avadapt.training import AdapterExport, AVAdaptModule, TrainingCurves, warmup_cosine_factor
+from avadapt.training.callbacks import Curves, read_curves
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FBANK = FbankConfig(num_mel_bins=32, target_frames=48)
+TINY_FBANK = {"num_mel_bins": 32, "target_frames": 48}  # the vit front end's fbank at a tiny size
+FBANK = FbankConfig(**TINY_FBANK)
 NUM_CLASSES = 2
 
 
@@ -32,7 +38,8 @@ def ave_root(tmp_path_factory):
 def tiny_module(method: str = "stg_cma", **overrides) -> AVAdaptModule:
     torch.manual_seed(0)
     options = {"backbone": "test_vit", "method": method, "task_options": {"num_classes": NUM_CLASSES + 1},
-               "backbone_options": {"img_size": 32}, "fbank": FBANK, "lr": 1e-3, "min_lr": 1e-5, "warmup_epochs": 1}
+               "backbone_options": {"img_size": 32}, "fbank": TINY_FBANK, "lr": 1e-3, "min_lr": 1e-5,
+               "warmup_epochs": 1}
     if method == "stg_cma":
         options["method_options"] = {"preset": "base"}
     options.update(overrides)
@@ -199,6 +206,79 @@ def test_fit_exports_the_best_validation_checkpoint_as_an_adapter(tmp_path, ave_
             assert torch.equal(value, best[f"model.{key}"]), key
     assert model.adapter_config["class_names"][-1] == "background"
     assert model.adapter_config["preprocessing"]["video"]["input_size"] == [3, 32, 32]
+    # the audio front end by name, with its fbank values: predict rebuilds the spectrograms from them
+    assert model.adapter_config["preprocessing"]["audio_front_end"] == "vit"
+    assert model.adapter_config["preprocessing"]["fbank"] == FBANK.to_dict()
+
+
+# ---- training curves -------------------------------------------------------------------------------------
+def test_read_curves_takes_loss_monitor_and_learning_rates_from_a_metrics_file(tmp_path):
+    metrics = tmp_path / "metrics.csv"  # the layout CSVLogger writes: one row per logging call, blanks elsewhere
+    metrics.write_text(
+        "epoch,lr/head,lr/method,step,train/loss,val/accuracy,val/loss\n"
+        "0,0.0,0.0,0,,,\n"
+        "0,,,0,2.5,,\n"
+        "0,5e-05,0.0005,1,,,\n"
+        "0,,,1,2.25,,\n"
+        "0,,,1,,0.125,2.0\n"
+        "1,0.0001,0.001,2,,,\n"
+        "1,,,2,1.75,,\n"
+        "1,,,2,,0.5,1.5\n"
+        "1,,,2,,,\n"
+    )
+    curves = read_curves(metrics, monitor="val/accuracy")
+    assert curves == Curves(
+        loss=[(0, 2.5), (1, 2.25), (2, 1.75)],
+        monitor=[(0, 0.125), (1, 0.5)],
+        learning_rates={"head": [(0, 0.0), (1, 5e-05), (2, 0.0001)], "method": [(0, 0.0), (1, 0.0005), (2, 0.001)]},
+    )
+    assert read_curves(metrics, monitor="val/loss").monitor == [(0, 2.0), (1, 1.5)]
+    assert read_curves(metrics, monitor=None).monitor == []
+
+
+def test_fit_draws_training_curves_beside_its_checkpoints_after_every_validation(tmp_path, ave_root):
+    module = tiny_module(lr=1e-3, min_lr=1e-5, warmup_epochs=1.0, head_lr_factor=0.1)
+    logger = CSVLogger(tmp_path, name="run")
+    checkpoint = ModelCheckpoint(monitor="val/accuracy", mode="max")  # in <log_dir>/checkpoints
+    curves = TrainingCurves()
+    seen = []
+
+    class AfterEachValidation(L.Callback):  # runs after TrainingCurves: the picture must be there already
+        def on_validation_end(self, trainer, pl_module):
+            png = Path(trainer.log_dir) / "curves.png"
+            seen.append((png.is_file(), len(read_curves(Path(trainer.log_dir) / "metrics.csv", "val/accuracy").monitor)))
+
+    trainer = tiny_trainer(tmp_path, max_steps=-1, max_epochs=2, limit_train_batches=2, logger=logger,
+                           log_every_n_steps=1, callbacks=[checkpoint, curves, AfterEachValidation()])
+    trainer.fit(module, datamodule=tiny_data(module, ave_root))
+
+    run = Path(logger.log_dir)
+    assert seen == [(True, 1), (True, 2)]
+    assert curves.written == run / "curves.png" and (run / "checkpoints").is_dir()
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]  # the temporary file was renamed
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(run / "curves.png") as picture:
+        picture.verify()
+        assert picture.format == "PNG" and picture.size[0] > picture.size[1] > 100
+
+    series = read_curves(run / "metrics.csv", "val/accuracy")
+    assert [step for step, _ in series.loss] == [0, 1, 2, 3]
+    assert all(math.isfinite(value) and value > 0 for _, value in series.loss)
+    assert [epoch for epoch, _ in series.monitor] == [0, 1]
+    assert series.monitor[-1][1] == pytest.approx(float(trainer.callback_metrics["val/accuracy"]))
+    # the learning rates each group trained with: 2 steps per epoch, warm-up 1 epoch = 2 steps, 4 steps in all,
+    # both groups towards the same floor 1e-5
+    method = [0, 5e-4, 1e-3, 1e-5 + (1e-3 - 1e-5) / 2]
+    head = [0, 5e-5, 1e-4, 1e-5 + (1e-4 - 1e-5) / 2]
+    assert series.learning_rates["method"] == [(s, pytest.approx(lr)) for s, lr in enumerate(method)]
+    assert series.learning_rates["head"] == [(s, pytest.approx(lr)) for s, lr in enumerate(head)]
+
+
+def test_training_curves_need_a_csv_logger(tmp_path, ave_root):
+    module = tiny_module()
+    curves = TrainingCurves(str(tmp_path / "pictures"))
+    tiny_trainer(tmp_path, callbacks=[curves]).fit(module, datamodule=tiny_data(module, ave_root))  # logger=False
+    assert curves.written is None and not (tmp_path / "pictures").exists()
 
 
 # ---- precision -------------------------------------------------------------------------------------------

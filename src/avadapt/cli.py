@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END
 from avadapt.errors import AVAdaptError, DatasetError, OptionError
 
 # Model code (timm, torch tensors) is imported inside the commands: torch's huge-page switch
@@ -70,17 +71,22 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="decoding processes")
     p.add_argument("--image-size", type=int, default=224, help="square frame size (the backbone's input size)")
     p.add_argument("--crop-pct", type=float, default=1.0, help="centre crop fraction (timm data config crop_pct)")
-    p.add_argument("--num-mel-bins", type=int, default=128, help="fbank mel bins (ViT: 128)")
-    p.add_argument("--target-frames", type=int, default=102, help="fbank frames per 1 s segment (ViT: 102)")
+    p.add_argument("--audio-front-end", default=DEFAULT_AUDIO_FRONT_END,
+                   help="named audio front end whose fbank settings to use (avadapt.audio_front_ends; "
+                        "the model's model.audio_front_end)")
+    p.add_argument("--num-mel-bins", type=int, help="fbank mel bins (default: the front end's)")
+    p.add_argument("--target-frames", type=int, help="fbank frames per segment (default: the front end's)")
     p.set_defaults(run=_run_prepare)
 
 
 def _run_prepare(args: argparse.Namespace) -> None:
-    from avadapt.data.fbank import FbankConfig
+    from avadapt.audio_front_ends import audio_front_end
     from avadapt.data.prepare import prepare_ave
 
-    summary = prepare_ave(args.root, args.out, workers=args.workers, image_size=args.image_size,
-                          fbank=FbankConfig(num_mel_bins=args.num_mel_bins, target_frames=args.target_frames),
+    changes = {k: v for k, v in (("num_mel_bins", args.num_mel_bins), ("target_frames", args.target_frames))
+               if v is not None}
+    fbank = audio_front_end(args.audio_front_end, changes).fbank
+    summary = prepare_ave(args.root, args.out, workers=args.workers, image_size=args.image_size, fbank=fbank,
                           media_root=args.media_root, crop_pct=args.crop_pct)
     if summary.failed:
         raise DatasetError(f"{Path(args.out) / 'bad_clips.tsv'}: {len(summary.failed)} clip(s) could not be "

@@ -7,7 +7,7 @@
 5. predict one test clip from the exported adapter directory and draw its timeline.
 
 Writes ``OUT/metrics.json`` and ``OUT/prediction.png`` (+ ``prediction.json``), the data, cache, runs and
-adapter directories beside them.
+adapter directories beside them; each run's training curves are ``OUT/runs/<method>/curves.png``.
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ from safetensors.torch import save_file
 
 from avadapt.data.ave import AVEAnnotations
 from avadapt.data.datamodule import AVEDataModule
-from avadapt.data.fbank import FbankConfig
 from avadapt.data.prepare import prepare_ave
 from avadapt.data.synth import synthesize_ave
 from avadapt.io import load_adapter
 from avadapt.models import parameter_report
-from avadapt.training.callbacks import AdapterExport
+from avadapt.training.callbacks import AdapterExport, TrainingCurves
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
 from avadapt.training.predict import predict_video, summary_line, write_prediction
@@ -92,7 +91,7 @@ def _train(method: str, cfg: DemoConfig, data_root: Path, cache: Path, weights: 
     module = AVAdaptModule(
         backbone=cfg.backbone, method=method, method_options=method_options,
         task_options={"num_classes": cfg.num_classes + 1}, backbone_options={"img_size": cfg.image_size},
-        weights=str(weights), fbank=FbankConfig(num_mel_bins=cfg.num_mel_bins, target_frames=cfg.target_frames),
+        weights=str(weights), fbank={"num_mel_bins": cfg.num_mel_bins, "target_frames": cfg.target_frames},
         lr=lr, min_lr=cfg.min_lr, head_lr_factor=cfg.head_lr_factor, warmup_epochs=cfg.warmup_epochs,
     )
     data = AVEDataModule(str(data_root), cache_dir=str(cache), batch_size=cfg.batch_size, num_workers=0,
@@ -100,8 +99,10 @@ def _train(method: str, cfg: DemoConfig, data_root: Path, cache: Path, weights: 
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val/accuracy", mode="max", save_last=True,
                                  filename="epoch{epoch:02d}-val_acc{val/accuracy:.4f}", auto_insert_metric_name=False)
     export = AdapterExport(str(out / "adapter"))
+    curves = TrainingCurves(str(out))  # beside checkpoints/, from logs/metrics.csv
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, precision=precision, max_epochs=cfg.epochs, callbacks=[checkpoint, export],
+        accelerator="cpu", devices=1, precision=precision, max_epochs=cfg.epochs,
+        callbacks=[checkpoint, export, curves],
         logger=CSVLogger(out, name="logs", version=""), default_root_dir=out, log_every_n_steps=5,
         enable_model_summary=False, num_sanity_val_steps=0,
     )
@@ -119,6 +120,7 @@ def _train(method: str, cfg: DemoConfig, data_root: Path, cache: Path, weights: 
         "trainable_parameters": report["trainable"],
         "total_parameters": report["total"],
         "adapter": str(export.exported),
+        "curves": str(curves.written),
     }
 
 
@@ -153,13 +155,13 @@ def _run(out: Path, precision: str | None, cfg: DemoConfig) -> dict[str, Any]:
         print(f"reusing {data_root}", flush=True)
 
     _banner("2/5 decoding every clip once (frames + fbank cache)")
-    fbank = FbankConfig(num_mel_bins=cfg.num_mel_bins, target_frames=cfg.target_frames)
     cache = out / "cache"
     torch.manual_seed(cfg.seed)
     probe_model = AVAdaptModule(backbone=cfg.backbone, method="probe", backbone_options={"img_size": cfg.image_size},
-                                task_options={"num_classes": cfg.num_classes + 1}, fbank=fbank)
+                                task_options={"num_classes": cfg.num_classes + 1},
+                                fbank={"num_mel_bins": cfg.num_mel_bins, "target_frames": cfg.target_frames})
     video_config = probe_model.preprocessing["video"]
-    prepare_ave(data_root, cache, workers=1, image_size=cfg.image_size, fbank=fbank,
+    prepare_ave(data_root, cache, workers=1, image_size=cfg.image_size, fbank=probe_model.fbank,
                 crop_pct=video_config.get("crop_pct") or 1.0, interpolation=video_config["interpolation"])
 
     # One random backbone, written to a file: both methods train on it and prediction reloads it.
@@ -202,6 +204,7 @@ def _run(out: Path, precision: str | None, cfg: DemoConfig) -> dict[str, Any]:
         "precision": precision,
         "backbone": f"{cfg.backbone} (random initialisation: no pretrained weights available here)",
         "adapter": stg_cma["adapter"],
+        "curves": {"stg_cma": stg_cma["curves"], "probe": probe["curves"]},
         "prediction": {"video": str(result["video"]), "accuracy": result["accuracy"], "png": str(paths["png"])},
         "config": asdict(cfg),
     }

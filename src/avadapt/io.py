@@ -118,7 +118,8 @@ def save_adapter(
     """Write ``directory/config.json`` and ``directory/adapter.safetensors``; returns the directory.
 
     class_names: one name per output class, in index order (kept for predictions and reports).
-    preprocessing: how inputs were made, e.g. ``{"video": <timm data config>, "fbank": FbankConfig.to_dict()}``.
+    preprocessing: how inputs were made, e.g. ``{"video": <timm data config>, "audio_front_end": "vit",
+    "fbank": FbankConfig.to_dict()}``.
     backbone_source: how the backbone weights were obtained in training (``{"pretrained": bool,
     "weights": path or None}``), so :func:`load_adapter` can find them again.
     extra: free-form provenance (metrics, epoch) stored under ``"extra"``.

@@ -11,8 +11,10 @@ from torch import nn
 
 import avadapt.methods
 import avadapt.tasks  # noqa: F401  (registers tasks)
+from avadapt import audio_front_ends
 from avadapt._registry import METHODS, TASKS
-from avadapt.backbones import Backbone, create_backbone
+from avadapt.audio_front_ends import AudioFrontEnd
+from avadapt.backbones import AudioEmbeddingConfig, Backbone, create_backbone
 from avadapt.methods.base import AVMethod
 from avadapt.types import AVFeatures
 
@@ -52,6 +54,21 @@ def _split_options(cfg: dict[str, Any], method_cls: type, task_cls: type) -> tup
     return ({k: v for k, v in cfg.items() if k in method_keys}, {k: v for k, v in cfg.items() if k in task_keys})
 
 
+def audio_embedding(front_end: str | AudioFrontEnd, overrides: AudioEmbeddingConfig | dict[str, Any] | None = None,
+                    ) -> AudioEmbeddingConfig:
+    """The audio embedding of a named (or resolved) audio front end: its spectrogram size is the front end's
+    fbank size; ``overrides`` may change ``kernel_reduction`` / ``pos_embed``, and may repeat the size but not
+    change it (the size is set in the front end's fbank only, which the data pipeline reads too)."""
+    front_end = audio_front_ends.audio_front_end(front_end) if isinstance(front_end, str) else front_end
+    options = front_end.embedding_options()
+    user = dict(overrides.__dict__ if isinstance(overrides, AudioEmbeddingConfig) else overrides or {})
+    for key, fbank_key in (("num_mel_bins", "num_mel_bins"), ("num_frames", "target_frames")):
+        if user.setdefault(key, options[key]) != options[key]:
+            raise ValueError(f"backbone_options.audio.{key}={user[key]} disagrees with the {front_end.name!r} audio "
+                             f"front end's fbank.{fbank_key}={options[key]}; set it in the fbank only")
+    return AudioEmbeddingConfig(**{**options, **user})
+
+
 def create_model(
     backbone: str = "vit_base_patch16_clip_224",
     method: str = "stg_cma",
@@ -59,13 +76,17 @@ def create_model(
     pretrained: bool = False,
     weights: str | Path | None = None,
     backbone_options: dict[str, Any] | None = None,
+    audio_front_end: str | AudioFrontEnd | None = None,
     **cfg: Any,
 ) -> AVModel:
     """Build an adapted model.
 
     backbone: timm name (with an optional pretrained tag). pretrained / weights: see ``create_backbone``.
-    backbone_options: extra ``create_backbone`` arguments (audio embedding config, timm kwargs). Without an
-    ``audio`` entry the method's paper setting for this backbone applies (``AVMethod.default_audio``).
+    backbone_options: extra ``create_backbone`` arguments (audio embedding config, timm kwargs).
+    audio_front_end: a named entry of ``avadapt.audio_front_ends`` (or one resolved with changed fbank values);
+    the audio embedding is then the entry's (see :func:`audio_embedding`), ``backbone_options["audio"]`` may
+    change its kernel reduction or position fit. Without a front end and without an ``audio`` entry, the
+    backbone family's default with the method's paper setting applies (``AVMethod.default_audio``).
     cfg: options of the method's and the task's config dataclasses (e.g. ``preset="tiny"``,
     ``fusion="none"``, ``num_classes=29``); an option neither knows is an error.
     """
@@ -74,6 +95,10 @@ def create_model(
     method_config = method_cls.config_class.from_dict(method_opts)
     task_config = task_cls.config_class.from_dict(task_opts)
     options = dict(backbone_options or {})
+    if audio_front_end is not None:
+        options["audio"] = audio_embedding(audio_front_end, options.get("audio"))
+    elif isinstance(options.get("audio"), dict):
+        options["audio"] = AudioEmbeddingConfig(**options["audio"])
     frozen = create_backbone(backbone, pretrained=pretrained, weights=weights, **options)
     if options.get("audio") is None:
         preferred_audio = method_cls.default_audio(frozen)

@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from avadapt._registry import DATASETS
+from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
 from avadapt.data.cache import (
     BAD_CLIPS,
     CACHE_JSON,
@@ -314,7 +315,7 @@ class AVEDataset(Dataset):
         self.media_root = Path(media_root) if media_root is not None else Path(root)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.transform = transform or VideoTransform()
-        self.fbank = fbank or FbankConfig()
+        self.fbank = fbank or audio_front_end(DEFAULT_AUDIO_FRONT_END).fbank
         self.min_seconds = min_seconds
         self.num_segments = self.annotations.num_segments
         self.source = self._resolve_source(source)

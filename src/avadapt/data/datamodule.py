@@ -9,8 +9,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from avadapt.audio_front_ends import FbankConfig, recorded_audio_front_end
 from avadapt.data.ave import AVEAnnotations, AVEDataset, collate_av
-from avadapt.data.fbank import FbankConfig
 from avadapt.data.transforms import VideoTransform
 
 TRAIN_CROP_SCALE = (
@@ -33,8 +33,10 @@ class AVEDataModule(L.LightningDataModule):
         num_workers: loader processes decoding clips.
         augment: one RandomResizedCrop + horizontal flip per training clip (the same for all T frames).
         on_missing: rows without media raise (``error``) or are skipped with a warning (``skip``).
-        preprocessing: ``{"video": timm data config, "fbank": FbankConfig fields}``; linked from
-            ``model.preprocessing`` by the CLI so the transform always matches the backbone, not set by hand.
+        preprocessing: ``{"video": timm data config, "audio_front_end": name, "fbank": FbankConfig fields}``;
+            linked from ``model.preprocessing`` by the CLI so the transform and the spectrograms always match the
+            model, not set by hand. The fbank is the named front end's (``avadapt.audio_front_ends``; ``vit``
+            when no name is given) with the ``fbank`` fields replacing its own.
         pin_memory: page-locked batches for faster GPU copies (default: when CUDA is available).
     """
 
@@ -86,8 +88,10 @@ class AVEDataModule(L.LightningDataModule):
         overrides = {"train": True, "scale": TRAIN_CROP_SCALE} if train and self.hparams.augment else {}
         return VideoTransform.from_timm(video, **overrides)
 
-    def _fbank(self) -> FbankConfig:
-        return FbankConfig.from_dict(self.preprocessing.get("fbank") or {})
+    @property
+    def fbank(self) -> FbankConfig:
+        """The fbank settings of the clips: those of the audio front end that ``preprocessing`` names."""
+        return recorded_audio_front_end(self.preprocessing).fbank
 
     def _dataset(self, split: str) -> AVEDataset:
         hp = self.hparams
@@ -98,7 +102,7 @@ class AVEDataModule(L.LightningDataModule):
             media_root=hp.media_root,
             cache_dir=hp.cache_dir,
             transform=self._transform(split == "train"),
-            fbank=self._fbank(),
+            fbank=self.fbank,
             on_missing=hp.on_missing,
         )
 

@@ -1,9 +1,9 @@
 """Kaldi log-mel filterbanks cut into one "spectrogram image" per segment.
 
-The audio branch of an image ViT reads a log-mel fbank as a one-channel image. The settings below
-are those the pretrained audio-visual adapters were trained with; changing them changes the input
-distribution the adapter weights expect, so they live in one named, JSON-round-tripping config
-that a prepared cache records and checks.
+The audio branch of an image ViT reads a log-mel fbank as a one-channel image. Its settings are those
+the pretrained audio-visual adapters were trained with; changing them changes the input distribution
+the adapter weights expect, so they live in one JSON-round-tripping config (:class:`FbankConfig`,
+defined with the named front ends in ``avadapt.audio_front_ends``) that a prepared cache records and checks.
 
 Why the fbank is computed here and not by ``kaldi_native_fbank.OnlineFbank``: the reference
 setting (128 mel bins over a 25 ms window, i.e. a 512-point FFT at 16 kHz) has mel bins so narrow
@@ -19,87 +19,15 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from avadapt._config import JSONConfig
+from avadapt.audio_front_ends import FbankConfig
 
 # Kaldi's log floor: mel energies below FLT_EPSILON are clamped before the log, so silence maps
 # to log(1.19e-7) ≈ −15.9 instead of −inf.
 _LOG_FLOOR = float(np.finfo(np.float32).eps)
-_WINDOW_TYPES = ("hanning", "povey", "hamming", "rectangular", "blackman")
-
-
-@dataclass(frozen=True)
-class FbankConfig(JSONConfig):
-    """Fbank settings of the ViT audio branch, and the per-segment window.
-
-    Defaults are the reference ViT setting introduced by AST (Gong et al., Interspeech 2021:
-    ``torchaudio.compliance.kaldi.fbank(htk_compat=True, use_energy=False, window_type="hanning",
-    num_mel_bins=128, dither=0.0, frame_shift=10)``) and kept by LAVISH (Lin et al., CVPR 2023) and
-    STG-CMA for AVE: 128 mel bins, 25 ms Hanning windows every 10 ms, a 1 s crop padded/cut to 102
-    frames (``int(1024 · 1 s / 10 s)``), normalised as ``(x − mean) / (2 · std)`` with LAVISH's
-    dataset statistics mean −4.1426, std 3.2001. The other Kaldi options are Kaldi's defaults, which
-    the reference also used: pre-emphasis 0.97, per-frame DC removal, mel bins from 20 Hz to
-    Nyquist, power spectrum, FFT size rounded up to a power of two, only whole frames
-    (``snip_edges``).
-
-    ``htk_compat`` only moves the energy coefficient and ``use_energy`` is off, so together they
-    change nothing; both are kept so the config reads like the reference call, and validation
-    rejects ``use_energy=True`` rather than silently ignoring it.
-    """
-
-    sample_rate: int = 16000
-    num_mel_bins: int = 128
-    frame_length_ms: float = 25.0
-    frame_shift_ms: float = 10.0
-    window_type: str = "hanning"
-    dither: float = 0.0
-    htk_compat: bool = True
-    use_energy: bool = False
-    preemphasis: float = 0.97
-    low_freq: float = 20.0
-    target_frames: int = 102
-    window_seconds: float = 1.0
-    mean: float = -4.1426
-    std: float = 3.2001
-
-    def __post_init__(self) -> None:
-        if self.sample_rate <= 0 or self.num_mel_bins <= 0 or self.target_frames <= 0:
-            raise ValueError(f"sample_rate, num_mel_bins and target_frames must be positive: {self}")
-        if self.frame_shift_ms <= 0 or self.frame_length_ms <= 0 or self.window_seconds <= 0:
-            raise ValueError(f"frame_shift_ms, frame_length_ms and window_seconds must be positive: {self}")
-        if self.window_seconds * 1000 < self.frame_length_ms:
-            raise ValueError(f"window_seconds ({self.window_seconds}) is shorter than one fbank frame")
-        if not 0 <= self.low_freq < self.sample_rate / 2:
-            raise ValueError(f"low_freq must lie in [0, Nyquist), got {self.low_freq}")
-        if self.std <= 0:
-            raise ValueError(f"std must be positive, got {self.std}")
-        if self.window_type not in _WINDOW_TYPES:
-            raise ValueError(f"window_type {self.window_type!r} is not one of {_WINDOW_TYPES}")
-        if self.dither != 0.0:
-            raise ValueError("dither must be 0: features are cached and must be reproducible")
-        if self.use_energy:
-            raise ValueError("use_energy=True is not supported; the reference ViT setting has no energy term")
-
-    @property
-    def window_samples(self) -> int:
-        """Samples in one per-segment audio window (16,000 for 1 s at 16 kHz)."""
-        return round(self.window_seconds * self.sample_rate)
-
-    @property
-    def frame_samples(self) -> int:
-        return int(self.sample_rate * self.frame_length_ms / 1000)
-
-    @property
-    def shift_samples(self) -> int:
-        return int(self.sample_rate * self.frame_shift_ms / 1000)
-
-    @property
-    def fft_size(self) -> int:
-        return 1 << (self.frame_samples - 1).bit_length()  # next power of two (Kaldi's default)
 
 
 @functools.lru_cache(maxsize=8)

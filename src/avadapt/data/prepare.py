@@ -20,6 +20,7 @@ import av
 import torch
 from tqdm.auto import tqdm
 
+from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
 from avadapt.data.ave import AVEAnnotations
 from avadapt.data.cache import (
     BAD_CLIPS,
@@ -170,7 +171,7 @@ def prepare_ave(
         interpolation=interpolation,
         num_segments=table.num_segments,
         min_seconds=min_seconds,
-        fbank=fbank or FbankConfig(),
+        fbank=fbank or audio_front_end(DEFAULT_AUDIO_FRONT_END).fbank,
     )
 
     out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """The training system: LightningModule, callbacks, schedule, CLI and prediction over an ``AVModel``."""
 
-from avadapt.training.callbacks import AdapterExport
+from avadapt.training.callbacks import AdapterExport, TrainingCurves
 from avadapt.training.module import AVAdaptModule, video_data_config
 from avadapt.training.precision import default_precision
 from avadapt.training.schedule import warmup_cosine_factor
 
-__all__ = ["AVAdaptModule", "AdapterExport", "default_precision", "video_data_config", "warmup_cosine_factor"]
+__all__ = ["AVAdaptModule", "AdapterExport", "TrainingCurves", "default_precision", "video_data_config",
+           "warmup_cosine_factor"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import warnings
@@ -13,8 +12,8 @@ import lightning as L
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from avadapt.backbones import AudioEmbeddingConfig
-from avadapt.data.fbank import FbankConfig
+from avadapt import audio_front_ends
+from avadapt.audio_front_ends import AudioFrontEnd, FbankConfig
 from avadapt.io import check_adapter_keys, trainable_state_keys
 from avadapt.kernels import cpu_supports_bf16, tune_heap_for_training
 from avadapt.models import AVModel, build_without_weights, create_model
@@ -23,6 +22,9 @@ from avadapt.types import AVBatch
 
 # The frozen backbone stays in eval mode on purpose (DESIGN: frozen = requires_grad False + eval mode).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+
+TRAIN_LOSS = "train/loss"  # logged every step; read back by the TrainingCurves callback
+LEARNING_RATE = "lr"  # each parameter group's learning rate is logged as lr/<group name>
 
 
 def video_data_config(model: AVModel) -> dict[str, Any]:
@@ -54,10 +56,14 @@ class AVAdaptModule(L.LightningModule):
         method_options: fields of the method's config, e.g. ``{preset: tiny}`` or ``{ratio: 1/16, fusion: none}``.
         task_options: fields of the task's config, e.g. ``{num_classes: 29}``.
         backbone_options: extra timm arguments (``img_size``, ``depth``…); ``audio`` may set the audio
-            embedding's ``kernel_reduction``/``pos_embed`` (its size always follows ``fbank``).
+            embedding's ``kernel_reduction``/``pos_embed`` (its size always follows the front end's fbank).
         pretrained: let timm load the tag's weights (its hub or the local Hugging Face cache).
         weights: local backbone checkpoint (``.safetensors`` or a torch state dict readable without unpickling).
-        fbank: log-mel settings of the audio branch; the spectrogram is ``num_mel_bins`` × ``target_frames``.
+        audio_front_end: name of the audio front end (``avadapt.audio_front_ends``: fbank settings, statistics
+            and audio embedding) that both the model and the data are built with; default: the one the method's
+            paper uses on this backbone family and task (``vit`` on a ViT).
+        fbank: fbank fields that replace the front end's, e.g. ``{num_mel_bins: 64, target_frames: 48}`` for a
+            tiny model; the spectrogram is ``num_mel_bins`` × ``target_frames``.
         class_names: names of the output classes (default: the data module's).
         lr: peak learning rate of the method's parameters.
         min_lr: learning rate at the end of the cosine, the same absolute floor for every group (head too).
@@ -81,7 +87,8 @@ class AVAdaptModule(L.LightningModule):
         backbone_options: dict[str, Any] | None = None,
         pretrained: bool = False,
         weights: str | None = None,
-        fbank: FbankConfig | None = None,
+        audio_front_end: str | None = None,
+        fbank: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
         lr: float = 5e-5,
         min_lr: float = 2e-6,
@@ -92,54 +99,50 @@ class AVAdaptModule(L.LightningModule):
         tune_cpu_heap: bool = True,
     ):
         super().__init__()
-        fbank = FbankConfig.from_dict(fbank) if isinstance(fbank, dict) else (fbank or FbankConfig())
-        # hparams hold plain types only, so checkpoints load with torch.load(weights_only=True)
-        self.save_hyperparameters(ignore=["fbank"])
-        self.hparams["fbank"] = fbank.to_dict()
+        self.save_hyperparameters()  # plain types only, so checkpoints load with torch.load(weights_only=True)
         if not 0 <= min_lr <= lr:
             raise ValueError(f"need 0 <= min_lr <= lr, got min_lr={min_lr}, lr={lr}")
         if warmup_epochs < 0 or head_lr_factor <= 0:
             raise ValueError(f"need warmup_epochs >= 0 and head_lr_factor > 0, got {warmup_epochs}, {head_lr_factor}")
-        self.fbank = fbank
+        if audio_front_end is None:
+            audio_front_end = self._paper_front_end(backbone, method, task, backbone_options, method_options,
+                                                    task_options)
+            self.hparams["audio_front_end"] = audio_front_end  # a checkpoint rebuilds the same one
+        self.front_end: AudioFrontEnd = audio_front_ends.audio_front_end(audio_front_end, fbank)
         self.class_names = list(class_names) if class_names is not None else None
         self._heap_tuning = None
         self.tune_cpu_heap = tune_cpu_heap
         self._frozen_in_bf16 = False
-        options = dict(backbone_options or {})
-        audio = self._audio_embedding(backbone, method, task, options, fbank, method_options, task_options)
         self.model = create_model(
             backbone=backbone, method=method, task=task, pretrained=pretrained, weights=weights,
-            backbone_options={**options, "audio": audio}, **(method_options or {}), **(task_options or {}),
+            backbone_options=backbone_options, audio_front_end=self.front_end, **(method_options or {}),
+            **(task_options or {}),
         )
         metrics = self.model.head.metrics()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
 
     @staticmethod
-    def _audio_embedding(backbone: str, method: str, task: str, options: dict[str, Any], fbank: FbankConfig,
-                         method_options: dict[str, Any] | None, task_options: dict[str, Any] | None,
-                         ) -> AudioEmbeddingConfig:
-        """The audio embedding the method and backbone family choose, sized by the fbank config.
-
-        Defaults (kernel reduction, position fit) come from a weightless build on the meta device, so e.g.
-        Swin keeps its own; ``backbone_options["audio"]`` overrides them; the spectrogram size is always the
-        fbank's (``num_mel_bins`` × ``target_frames``), set in one place.
-        """
-        user = dict(options.pop("audio", None) or {})
-        for key, value in (("num_mel_bins", fbank.num_mel_bins), ("num_frames", fbank.target_frames)):
-            if user.setdefault(key, value) != value:
-                raise ValueError(f"backbone_options.audio.{key}={user[key]} disagrees with the fbank config "
-                                 f"({value}); set it in fbank only")
-        default = build_without_weights(backbone=backbone, method=method, task=task, backbone_options=options,
-                                        **(method_options or {}), **(task_options or {})).backbone.audio
-        return dataclasses.replace(default, **user)
+    def _paper_front_end(backbone: str, method: str, task: str, backbone_options: dict[str, Any] | None,
+                         method_options: dict[str, Any] | None, task_options: dict[str, Any] | None) -> str:
+        """The audio front end of the method's paper for the backbone's family, found by a weightless build."""
+        options = {k: v for k, v in (backbone_options or {}).items() if k != "audio"}
+        family = build_without_weights(backbone=backbone, method=method, task=task, backbone_options=options,
+                                       **(method_options or {}), **(task_options or {})).backbone.family
+        return audio_front_ends.paper_audio_front_end(method, family, task)
 
     # ---- what the data side and the exporter read -------------------------------------------------
     @property
+    def fbank(self) -> FbankConfig:
+        """The fbank settings of the model's audio front end."""
+        return self.front_end.fbank
+
+    @property
     def preprocessing(self) -> dict[str, Any]:
-        """How inputs must be made for this model: the video data config and the fbank config."""
-        return {"video": video_data_config(self.model), "fbank": self.fbank.to_dict(),
-                "num_segments": self.model.method.num_frames}
+        """How inputs must be made for this model: the video data config, the audio front end's name and its
+        fbank values (the data module and ``predict`` read both), the number of segments."""
+        return {"video": video_data_config(self.model), "audio_front_end": self.front_end.name,
+                "fbank": self.fbank.to_dict(), "num_segments": self.model.method.num_frames}
 
     @property
     def backbone_source(self) -> dict[str, Any]:
@@ -179,9 +182,16 @@ class AVAdaptModule(L.LightningModule):
             self.model.backbone.store_frozen_weights_as(torch.float32)
             self._frozen_in_bf16 = False
 
+    def on_train_batch_start(self, batch: AVBatch, batch_idx: int) -> None:
+        """Log the learning rate each parameter group trains this step with (``lr/method``, ``lr/head``)."""
+        for optimizer in self.trainer.optimizers:
+            for index, group in enumerate(optimizer.param_groups):
+                self.log(f"{LEARNING_RATE}/{group.get('name', index)}", group["lr"], on_step=True, on_epoch=False,
+                         batch_size=len(batch))
+
     def training_step(self, batch: AVBatch, batch_idx: int) -> torch.Tensor:
         loss = self.model.head.loss(self.model(batch.video, batch.audio), batch.targets)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        self.log(TRAIN_LOSS, loss, prog_bar=True, batch_size=len(batch))
         return loss
 
     def _evaluate(self, batch: AVBatch, stage: str) -> None:

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
+from avadapt.audio_front_ends import recorded_audio_front_end
 from avadapt.data.ave import read_events
-from avadapt.data.fbank import FbankConfig, segment_fbank
+from avadapt.data.fbank import segment_fbank
 from avadapt.data.media import media_duration, read_clip
 from avadapt.data.transforms import VideoTransform
 from avadapt.errors import OptionError
@@ -37,7 +38,8 @@ def _model_preprocessing(model: AVModel, preprocessing: dict[str, Any] | None) -
     preprocessing = preprocessing or getattr(model, "adapter_config", {}).get("preprocessing")
     if not preprocessing or "video" not in preprocessing:
         raise ValueError("prediction needs the preprocessing the model was trained with "
-                         "({'video': data config, 'fbank': {...}}); adapter directories record it")
+                         "({'video': data config, 'audio_front_end': name, 'fbank': {...}}); adapter "
+                         "directories record it")
     return preprocessing
 
 
@@ -56,7 +58,7 @@ def predict_video(
     preprocessing = _model_preprocessing(model, preprocessing)
     names = class_names or getattr(model, "adapter_config", {}).get("class_names")
     segments = int(preprocessing.get("num_segments") or model.method.num_frames)
-    fbank = FbankConfig.from_dict(preprocessing.get("fbank") or {})
+    fbank = recorded_audio_front_end(preprocessing).fbank
     transform = VideoTransform.from_timm(preprocessing["video"])
     duration = media_duration(path)
     seconds = max(1, round(duration))

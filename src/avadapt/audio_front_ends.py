@@ -1,0 +1,182 @@
+"""Audio front ends: how a waveform becomes the spectrogram "image" a frozen image backbone reads.
+
+A front end is the fbank image (Kaldi settings, the per-segment window, the size ``num_mel_bins`` ×
+``target_frames`` and the normalisation statistics: :class:`FbankConfig`) together with how the backbone embeds
+it (the RGB patch kernel collapsed to one channel by ``sum`` or ``mean``, the position grid fitted by ``crop`` or
+``interpolate``). An adapter trained on one front end expects the same one at inference, so each front end the
+methods were trained with is one named entry here, with its source. The data pipeline (``avadapt.data``) and
+the model (``avadapt.models.create_model``) both read the entry by name, so the numbers exist in this file only;
+the training module hands its name to both, and an adapter directory records it with the fbank values.
+
+This module sits below both sides (it imports neither the data package nor the backbones): the model side
+turns :meth:`AudioFrontEnd.embedding_options` into ``avadapt.backbones.AudioEmbeddingConfig``, the data side
+computes :class:`FbankConfig` with ``avadapt.data.fbank``.
+
+Sources: ``shared/reference/methods.md`` §1 (LAVISH loaders) and §3 (STG-CMA audio front-end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from avadapt._config import JSONConfig
+
+_WINDOW_TYPES = ("hanning", "povey", "hamming", "rectangular", "blackman")
+
+
+@dataclass(frozen=True)
+class FbankConfig(JSONConfig):
+    """Fbank settings of an audio front end, and the per-segment window.
+
+    Defaults are the "vit" front end: the reference ViT setting introduced by AST (Gong et al., Interspeech 2021:
+    ``torchaudio.compliance.kaldi.fbank(htk_compat=True, use_energy=False, window_type="hanning",
+    num_mel_bins=128, dither=0.0, frame_shift=10)``) and kept by LAVISH (Lin et al., CVPR 2023) and
+    STG-CMA for AVE: 128 mel bins, 25 ms Hanning windows every 10 ms, a 1 s crop padded/cut to 102
+    frames (``int(1024 · 1 s / 10 s)``), normalised as ``(x − mean) / (2 · std)`` with LAVISH's
+    dataset statistics mean −4.1426, std 3.2001. The other Kaldi options are Kaldi's defaults, which
+    the reference also used: pre-emphasis 0.97, per-frame DC removal, mel bins from 20 Hz to
+    Nyquist, power spectrum, FFT size rounded up to a power of two, only whole frames
+    (``snip_edges``).
+
+    ``htk_compat`` only moves the energy coefficient and ``use_energy`` is off, so together they
+    change nothing; both are kept so the config reads like the reference call, and validation
+    rejects ``use_energy=True`` rather than silently ignoring it.
+    """
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    window_type: str = "hanning"
+    dither: float = 0.0
+    htk_compat: bool = True
+    use_energy: bool = False
+    preemphasis: float = 0.97
+    low_freq: float = 20.0
+    target_frames: int = 102
+    window_seconds: float = 1.0
+    mean: float = -4.1426
+    std: float = 3.2001
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.num_mel_bins <= 0 or self.target_frames <= 0:
+            raise ValueError(f"sample_rate, num_mel_bins and target_frames must be positive: {self}")
+        if self.frame_shift_ms <= 0 or self.frame_length_ms <= 0 or self.window_seconds <= 0:
+            raise ValueError(f"frame_shift_ms, frame_length_ms and window_seconds must be positive: {self}")
+        if self.window_seconds * 1000 < self.frame_length_ms:
+            raise ValueError(f"window_seconds ({self.window_seconds}) is shorter than one fbank frame")
+        if not 0 <= self.low_freq < self.sample_rate / 2:
+            raise ValueError(f"low_freq must lie in [0, Nyquist), got {self.low_freq}")
+        if self.std <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+        if self.window_type not in _WINDOW_TYPES:
+            raise ValueError(f"window_type {self.window_type!r} is not one of {_WINDOW_TYPES}")
+        if self.dither != 0.0:
+            raise ValueError("dither must be 0: features are cached and must be reproducible")
+        if self.use_energy:
+            raise ValueError("use_energy=True is not supported; the reference ViT setting has no energy term")
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in one per-segment audio window (16,000 for 1 s at 16 kHz)."""
+        return round(self.window_seconds * self.sample_rate)
+
+    @property
+    def frame_samples(self) -> int:
+        return int(self.sample_rate * self.frame_length_ms / 1000)
+
+    @property
+    def shift_samples(self) -> int:
+        return int(self.sample_rate * self.frame_shift_ms / 1000)
+
+    @property
+    def fft_size(self) -> int:
+        return 1 << (self.frame_samples - 1).bit_length()  # next power of two (Kaldi's default)
+
+
+@dataclass(frozen=True)
+class AudioFrontEnd:
+    """One named front end: the fbank image and how the backbone embeds it (spectrogram size = the fbank's)."""
+
+    name: str
+    fbank: FbankConfig
+    kernel_reduction: Literal["sum", "mean"]
+    pos_embed: Literal["crop", "interpolate"] = "crop"
+    source: str = ""
+
+    def with_fbank(self, **changes: Any) -> AudioFrontEnd:
+        """The same front end with some fbank fields changed, e.g. a smaller spectrogram for a tiny model."""
+        if not changes:
+            return self
+        return replace(self, fbank=FbankConfig.from_dict({**self.fbank.to_dict(), **changes}))
+
+    def embedding_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``avadapt.backbones.AudioEmbeddingConfig`` for this front end."""
+        return {"num_mel_bins": self.fbank.num_mel_bins, "num_frames": self.fbank.target_frames,
+                "kernel_reduction": self.kernel_reduction, "pos_embed": self.pos_embed}
+
+
+# STG-CMA on Swin/224: 224 mel × 224 frames at a 4.4 ms shift, patch kernel averaged over RGB. AVE keeps the
+# ViT setting's statistics (the official script does); AVS/AVQA cut a 1.95 s window to its first 224 frames.
+_STG_CMA_SWIN = {"num_mel_bins": 224, "frame_shift_ms": 4.4, "target_frames": 224}
+# LAVISH on Swin-V2-L/192: the spectrogram tiled to three channels through the unchanged RGB patch embedding,
+# which is the one-channel convolution with the RGB kernel summed.
+_LAVISH_SWIN = {"num_mel_bins": 192, "target_frames": 192}
+
+AUDIO_FRONT_ENDS: dict[str, AudioFrontEnd] = {front_end.name: front_end for front_end in (
+    AudioFrontEnd("vit", FbankConfig(), "sum", "crop",
+                  "CLIP/ViT loaders of STG-CMA and LAVISH (AVE): FbankConfig's defaults, AST's setting; STG-CMA's "
+                  "CLIP code sums the patch kernel over RGB"),
+    AudioFrontEnd("stg_cma_swin_ave", FbankConfig(**_STG_CMA_SWIN), "mean", "crop", "STG-CMA Swin AVE loader"),
+    AudioFrontEnd("stg_cma_swin_avs", FbankConfig(**_STG_CMA_SWIN, window_seconds=1.95, mean=-5.6696, std=3.9484),
+                  "mean", "crop", "STG-CMA Swin AVS loader"),
+    AudioFrontEnd("stg_cma_swin_avqa", FbankConfig(**_STG_CMA_SWIN, window_seconds=1.95, mean=-5.2144, std=3.8699),
+                  "mean", "crop", "STG-CMA Swin AVQA loader"),
+    AudioFrontEnd("lavish_swin_ave", FbankConfig(**_LAVISH_SWIN, frame_shift_ms=5.2, mean=-4.9848, std=3.7080),
+                  "sum", "crop", "LAVISH AVE loader"),
+    AudioFrontEnd("lavish_swin_avs", FbankConfig(**_LAVISH_SWIN, mean=-5.2105, std=3.5918), "sum", "crop",
+                  "LAVISH AVS loader (1 s windows at the ViT setting's 10 ms shift, ~98 frames zero-padded to 192)"),
+    AudioFrontEnd("lavish_swin_avqa", FbankConfig(**_LAVISH_SWIN, window_seconds=1.95, mean=-5.3853, std=3.5929),
+                  "sum", "crop", "LAVISH AVQA loader (1.95 s windows, 10 ms shift)"),
+)}
+
+# What a record without a front-end name means (adapter directories and caches that predate the names, a data
+# module built without ``preprocessing``): FbankConfig's defaults, i.e. the "vit" entry.
+DEFAULT_AUDIO_FRONT_END = "vit"
+
+# The front end each method's paper uses, per backbone family and task.
+PAPER_AUDIO_FRONT_ENDS: dict[tuple[str, str, str], str] = {
+    **{(method, "vit", "ave"): "vit" for method in ("stg_cma", "lavish", "av_stfp", "probe")},
+    **{(method, "swin", task): f"stg_cma_swin_{task}" for method in ("stg_cma", "probe")
+       for task in ("ave", "avs", "avqa")},
+    **{("lavish", "swin", task): f"lavish_swin_{task}" for task in ("ave", "avs", "avqa")},
+}
+
+
+def audio_front_end(name: str, fbank: Mapping[str, Any] | None = None) -> AudioFrontEnd:
+    """The front end called ``name``, with the fields in ``fbank`` (if any) replacing its own fbank values."""
+    try:
+        entry = AUDIO_FRONT_ENDS[name]
+    except KeyError:
+        raise KeyError(f"unknown audio front end {name!r}; known: {', '.join(sorted(AUDIO_FRONT_ENDS))}") from None
+    return entry.with_fbank(**(fbank or {}))
+
+
+def paper_audio_front_end(method: str, family: str, task: str = "ave") -> str:
+    """The name of the front end ``method``'s paper uses on a ``family`` ("vit" | "swin") backbone for ``task``."""
+    try:
+        return PAPER_AUDIO_FRONT_ENDS[(method, family, task)]
+    except KeyError:
+        known = ", ".join("/".join(key) for key in sorted(PAPER_AUDIO_FRONT_ENDS))
+        raise KeyError(f"no paper audio front end for {method}/{family}/{task} (known: {known}); "
+                       f"name one of {', '.join(sorted(AUDIO_FRONT_ENDS))}") from None
+
+
+def recorded_audio_front_end(preprocessing: Mapping[str, Any] | None) -> AudioFrontEnd:
+    """The front end a preprocessing record names (``audio_front_end``, default ``"vit"``) with its ``fbank``
+    values: how a data module or a prediction makes the spectrograms a model was trained on."""
+    preprocessing = preprocessing or {}
+    return audio_front_end(preprocessing.get("audio_front_end") or DEFAULT_AUDIO_FRONT_END,
+                           preprocessing.get("fbank"))

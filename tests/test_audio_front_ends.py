@@ -1,0 +1,91 @@
+"""Audio front ends: the model's audio embedding and the data's fbank come from one named entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from avadapt.audio_front_ends import FbankConfig, audio_front_end, recorded_audio_front_end
+from avadapt.data.datamodule import AVEDataModule
+from avadapt.models import build_without_weights, create_model
+from avadapt.param_table import SWINV2_L
+from avadapt.training import AVAdaptModule
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ave"
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_model_and_data_module_of_a_config_read_the_same_named_front_end():
+    model_options = yaml.safe_load((CONFIGS / "tiny_cpu.yaml").read_text())["model"]
+    assert model_options["audio_front_end"] == "vit"
+    module = AVAdaptModule(**model_options)
+    data = AVEDataModule("unused_root", preprocessing=module.preprocessing)  # as the CLI links them
+
+    audio, fbank = module.model.backbone.audio, data.fbank
+    assert (audio.num_mel_bins, audio.num_frames) == (fbank.num_mel_bins, fbank.target_frames) == (64, 48)
+    assert fbank == audio_front_end("vit", {"num_mel_bins": 64, "target_frames": 48}).fbank
+    # everything the config does not change is the vit entry's: the CLIP/ViT loaders' settings
+    assert (fbank.frame_shift_ms, fbank.window_seconds, fbank.mean, fbank.std) == (10.0, 1.0, -4.1426, 3.2001)
+    assert (audio.kernel_reduction, audio.pos_embed) == ("sum", "crop")
+    assert module.preprocessing["audio_front_end"] == "vit"
+
+
+def test_paper_configs_build_the_vit_front_end_on_both_sides():
+    model_options = yaml.safe_load((CONFIGS / "clip_vit_b16_tiny.yaml").read_text())["model"]
+    name = model_options["audio_front_end"]
+    model = build_without_weights(backbone=model_options["backbone"], method=model_options["method"],
+                                  audio_front_end=name, **model_options["method_options"])
+    fbank = recorded_audio_front_end({"audio_front_end": name}).fbank  # what the data module and predict read
+    assert (model.backbone.audio.num_mel_bins, model.backbone.audio.num_frames) == (128, 102)
+    assert (fbank.num_mel_bins, fbank.target_frames) == (128, 102)
+    assert model.backbone.audio_grid == (8, 6)  # 16-pixel patches over 128 × 102
+
+
+def test_a_swin_front_end_sizes_the_embedding_and_the_fbank_alike():
+    model = build_without_weights(backbone=SWINV2_L, method="lavish", audio_front_end="lavish_swin_ave")
+    fbank = recorded_audio_front_end({"audio_front_end": "lavish_swin_ave"}).fbank
+    assert (model.backbone.audio.num_mel_bins, model.backbone.audio.num_frames) == (192, 192)
+    assert (fbank.num_mel_bins, fbank.target_frames, fbank.frame_shift_ms) == (192, 192, 5.2)
+    assert (fbank.mean, fbank.std) == (-4.9848, 3.7080)
+
+
+def test_the_default_front_end_is_the_papers_for_the_backbone_family():
+    module = AVAdaptModule(backbone="test_vit", backbone_options={"img_size": 32},
+                           fbank={"num_mel_bins": 32, "target_frames": 48}, task_options={"num_classes": 3})
+    assert module.front_end.name == "vit" and module.hparams["audio_front_end"] == "vit"
+    assert module.model.backbone.audio.num_mel_bins == 32
+
+
+def test_unknown_front_end_name_fails_with_the_known_names():
+    message = r"unknown audio front end 'clap'; known: .*lavish_swin_ave.*vit"
+    with pytest.raises(KeyError, match=message):
+        audio_front_end("clap")
+    with pytest.raises(KeyError, match=message):
+        AVAdaptModule(backbone="test_vit", backbone_options={"img_size": 32}, audio_front_end="clap")
+    with pytest.raises(KeyError, match=message):
+        create_model(backbone="test_vit", method="probe", audio_front_end="clap")
+    with pytest.raises(KeyError, match=message):
+        _ = AVEDataModule("unused_root", preprocessing={"audio_front_end": "clap"}).fbank
+    with pytest.raises(TypeError, match="num_mel_bin"):  # a misspelt fbank field is named too
+        audio_front_end("vit", {"num_mel_bin": 64})
+
+
+def test_the_backbone_audio_option_may_change_the_kernel_but_not_the_size():
+    options = {"backbone": "test_vit", "task_options": {"num_classes": 3}, "audio_front_end": "vit",
+               "fbank": {"num_mel_bins": 32, "target_frames": 48}}
+    module = AVAdaptModule(**options, backbone_options={"img_size": 32, "audio": {"kernel_reduction": "mean"}})
+    assert module.model.backbone.audio.kernel_reduction == "mean"
+    assert module.model.backbone.audio.num_mel_bins == 32
+    with pytest.raises(ValueError, match=r"num_mel_bins=64 disagrees with the 'vit' audio front end's "
+                                         r"fbank.num_mel_bins=32; set it in the fbank only"):
+        AVAdaptModule(**options, backbone_options={"img_size": 32, "audio": {"num_mel_bins": 64}})
+
+
+def test_records_without_a_front_end_name_mean_the_vit_entry():
+    """Adapter directories that predate the names hold the full fbank only; data and predict read them alike."""
+    full = FbankConfig(num_mel_bins=32, target_frames=48).to_dict()
+    assert recorded_audio_front_end({"fbank": full}).fbank == FbankConfig(num_mel_bins=32, target_frames=48)
+    assert recorded_audio_front_end(None).fbank == FbankConfig()
+    assert AVEDataModule("unused_root").fbank == FbankConfig()
