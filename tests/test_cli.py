@@ -156,3 +156,19 @@ def test_ddp_on_two_cpu_processes(tmp_path, ave_root):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "test/accuracy" in done.stdout
     assert list(tmp_path.glob("lightning_logs/version_0/adapter/adapter.safetensors"))
+
+
+def test_lavish_config_trains_as_the_reference_does():
+    import yaml
+
+    from avadapt.models import build_without_weights, parameter_report
+
+    config = yaml.safe_load((REPO / "configs/ave/lavish_swinv2_l.yaml").read_text())["model"]
+    model = build_without_weights(backbone=config["backbone"], method="lavish", task="ave",
+                                  **config["method_options"], **config["task_options"])
+    assert parameter_report(model)["trainable"] == 10_036_061  # the official code's 10.04M
+    assert model.head.config.loss == "bce_on_softmax" and model.head.config.dropout == 0.0
+    assert model.method.config.backbone_drop_path == 0.1
+    # constant rates as the official script: adapters 5e-5, head 4e-6
+    assert (config["lr"], config["min_lr"], config["warmup_epochs"]) == (5e-5, 5e-5, 0)
+    assert config["lr"] * config["head_lr_factor"] == pytest.approx(4e-6)

@@ -111,12 +111,23 @@ def test_shape_orientation_and_segment_alignment():
     assert torch.all((loudest_rows - expected_row).abs() <= 1)
 
 
+@pytest.mark.parametrize(("options", "frames"), [
+    ({}, 98),  # the ViT setting: 1 s at a 10 ms shift gives 98 Kaldi frames of 102
+    ({"num_mel_bins": 224, "frame_shift_ms": 4.4, "target_frames": 224}, 223),  # Swin/224: 70-sample shift
+])
+def test_padded_frames_are_exactly_zero_as_the_reference_pads_after_normalising(options, frames):
+    cfg = FbankConfig(**options)
+    fbank = segment_fbank(tone(1.0, 16000), cfg, num_segments=1)
+    assert torch.count_nonzero(fbank[0, 0, :, frames:]) == 0
+    assert torch.count_nonzero(fbank[0, 0, :, frames - 1]) > 0  # the last real frame is not padding
+
+
 def test_padding_and_normalisation_follow_the_reference():
     cfg = FbankConfig()
     fbank = segment_fbank(tone(1.0, 16000), cfg, num_segments=1)
-    # 1 s gives 98 Kaldi frames; columns 98–101 are zero-padded before normalisation
+    # 1 s gives 98 Kaldi frames; columns 98–101 are zeros added after normalisation
     padded = fbank[0, 0, :, 98:]
-    torch.testing.assert_close(padded, torch.full_like(padded, (0 - cfg.mean) / (2 * cfg.std)))
+    torch.testing.assert_close(padded, torch.zeros_like(padded), rtol=0, atol=0)
     raw = kaldi_fbank(tone(1.0, 16000) - tone(1.0, 16000).mean(), cfg)  # (98, 128)
     np.testing.assert_allclose(
         fbank[0, 0, :, :98].numpy(), ((raw - cfg.mean) / (2 * cfg.std)).T.numpy(), atol=1e-5

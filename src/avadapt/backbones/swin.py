@@ -243,7 +243,11 @@ class SwinBackbone(FrozenBackbone):
         return self.model.patch_embed(frames).flatten(1, 2)  # (S, H/p * W/p, C)
 
     def audio_tokens(self, spectrograms: torch.Tensor) -> torch.Tensor:
-        """(S, 1, F, L) spectrograms → (S, N, C), rows = mel bins and columns = frames, as for video rows/columns."""
+        """(S, 1, F, L) spectrograms → (S, N, C), rows = mel bins and columns = frames, as for video rows/columns.
+
+        The official LAVISH and STG-CMA Swin codes feed (frames × mel) images: same token grid and windows, but
+        the pretrained relative position bias sees time offsets where this orientation has frequency offsets.
+        """
         if spectrograms.shape[-2:] != (self.audio.num_mel_bins, self.audio.num_frames):
             raise ValueError(
                 f"audio segments must be {self.audio.num_mel_bins} mel bins × {self.audio.num_frames} frames "

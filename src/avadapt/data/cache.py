@@ -34,7 +34,7 @@ from avadapt.data.transforms import VideoTransform, VideoTransformConfig
 from avadapt.errors import DatasetError
 
 CACHE_FORMAT = "avadapt-clip-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # changes whenever the cached values would; caches of another version are refused
 CACHE_JSON = "cache.json"
 BAD_CLIPS = "bad_clips.tsv"
 TMP_SUFFIX = ".tmp"
@@ -95,7 +95,8 @@ class CacheSettings(JSONConfig):
             raise CacheConfigError(f"{path}: unreadable cache settings: {err}") from err
         if (not isinstance(values, dict) or values.pop("format", None) != CACHE_FORMAT
                 or values.pop("version", None) != CACHE_VERSION):
-            raise CacheConfigError(f"{path}: not a version-{CACHE_VERSION} {CACHE_FORMAT} file")
+            raise CacheConfigError(f"{path}: not a version-{CACHE_VERSION} {CACHE_FORMAT} file; "
+                                   "run avadapt prepare again into a new folder")
         try:
             return cls.from_dict(values)
         except (TypeError, ValueError) as err:

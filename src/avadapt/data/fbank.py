@@ -99,10 +99,10 @@ def segment_fbank(
 
     Steps, following the reference loaders: subtract the waveform's mean over the whole clip; cut
     window t = [t · segment_seconds, t · segment_seconds + window_seconds) (zeros past the end of
-    the waveform); Kaldi fbank of each window on its own (98 frames for 1 s); pad with zeros or cut
-    to ``target_frames`` — zeros *before* normalisation, as the reference does, so padded columns
-    read (0 − mean) / (2 · std) ≈ 0.65; normalise ``(x − mean) / (2 · std)``; transpose so rows are
-    mel bins and columns are time frames, the orientation of ``AVBatch.audio``.
+    the waveform); Kaldi fbank of each window on its own (98 frames for 1 s); normalise
+    ``(x − mean) / (2 · std)``; then pad with zeros or cut to ``target_frames`` — zeros *after*
+    normalisation, as the reference does, so padded columns are exactly 0; transpose so rows are mel
+    bins and columns are time frames, the orientation of ``AVBatch.audio``.
 
     Window placement: the reference code puts its 1 s crops at ``linspace(0, len − 1.1 s, T)[t]``,
     which drifts up to 0.9 s away from second t on a 10 s clip. AVE labels say what happens in
@@ -123,6 +123,5 @@ def segment_fbank(
         windows[t, : len(piece)] = piece
     fbank = kaldi_fbank(windows, cfg)[:, : cfg.target_frames]  # (T, frames ≤ L, F)
     padded = torch.zeros(num_segments, cfg.target_frames, cfg.num_mel_bins)  # (T, L, F)
-    padded[:, : fbank.shape[1]] = fbank
-    normalised = (padded - cfg.mean) / (2 * cfg.std)
-    return normalised.transpose(1, 2).unsqueeze(1).contiguous()  # (T, 1, F, L)
+    padded[:, : fbank.shape[1]] = (fbank - cfg.mean) / (2 * cfg.std)
+    return padded.transpose(1, 2).unsqueeze(1).contiguous()  # (T, 1, F, L)
