@@ -75,23 +75,24 @@ class FrozenBranch:
 def branch_and_projection(branch: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, linear: nn.Linear,
                           recompute: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(branch(x), linear(branch(x)))``, fused where the branch is a ``FrozenBranch``."""
-    if not isinstance(branch, FrozenBranch):
-        y = branch(x)
-        return y, linear(y)
-    if should_recompute(branch.recompute if recompute is None else recompute, x):
-        return checkpoint(branch.forward_and_projection, x, linear, True, use_reentrant=False)
-    return branch.forward_and_projection(x, linear, True)
+    return _with_projection(branch, x, linear, True, recompute)
 
 
 def projection_of_branch(branch: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, linear: nn.Linear,
                          recompute: bool | None = None) -> torch.Tensor:
     """``linear(branch(x))`` without branch(x) itself: a ``FrozenSelfAttention`` over short sequences
     (temporal attention) then keeps only q, k, v and the softmax for backward."""
+    return _with_projection(branch, x, linear, False, recompute)[1]
+
+
+def _with_projection(branch: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, linear: nn.Linear,
+                     need_output: bool, recompute: bool | None) -> tuple[torch.Tensor | None, torch.Tensor]:
     if not isinstance(branch, FrozenBranch):
-        return linear(branch(x))
+        y = branch(x)
+        return (y if need_output else None), linear(y)
     if should_recompute(branch.recompute if recompute is None else recompute, x):
-        return checkpoint(branch.forward_and_projection, x, linear, False, use_reentrant=False)[1]
-    return branch.forward_and_projection(x, linear, False)[1]
+        return checkpoint(branch.forward_and_projection, x, linear, need_output, use_reentrant=False)
+    return branch.forward_and_projection(x, linear, need_output)
 
 
 def _fused_projection(linear: nn.Linear, weight: torch.Tensor,
