@@ -113,9 +113,11 @@ class FrozenWeightCache:
     def weights(self, layer: torch.nn.Linear, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         if layer.weight.requires_grad or layer.weight.dtype == dtype:
             return layer.weight, layer.bias
-        key, version = (id(layer), dtype), layer.weight._version
+        # the in-place change counter (private): a weight changed since it was cast (a checkpoint loaded) is
+        # cast again; where a torch build lacks it, every call casts, as autocast would
+        key, version = (id(layer), dtype), getattr(layer.weight, "_version", None)
         cached = self._cast.get(key)
-        if cached is None or cached[0] != version:
+        if cached is None or version is None or cached[0] != version:
             bias = None if layer.bias is None else layer.bias.detach().to(dtype)
             cached = self._cast[key] = (version, layer.weight.detach().to(dtype), bias)
         return cached[1], cached[2]
@@ -130,9 +132,6 @@ class FrozenWeightCache:
 
     def clear(self) -> None:
         self._cast.clear()
-
-    def __len__(self) -> int:
-        return len(self._cast)
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
