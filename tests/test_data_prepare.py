@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -205,6 +206,48 @@ def test_killed_run_resumes_to_the_same_cache(cache, root, tmp_path):
     assert not list(out.glob("*.tmp"))
     assert_same_cache(out, reference)
     assert (out / BAD_CLIPS).read_text() == (reference / BAD_CLIPS).read_text()
+
+
+KILLED_WHILE_WRITING = """
+import os, signal, sys
+import safetensors.torch
+import avadapt.data.cache as cache
+import avadapt.data.prepare as prepare
+
+kill_at = int(sys.argv[4])
+written = []
+
+def save_file(tensors, path, metadata=None):  # the clip numbered kill_at dies half-written
+    data = safetensors.torch.save(tensors, metadata=metadata)
+    if len(written) == kill_at:
+        with open(path, "wb") as file:
+            file.write(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    with open(path, "wb") as file:
+        file.write(data)
+    written.append(path)
+
+cache.save_file = save_file
+prepare.prepare_ave(sys.argv[1], sys.argv[2], workers=1, image_size=int(sys.argv[3]), progress=False)
+"""
+KILL_SEED = 20240611
+
+
+def test_run_killed_while_writing_a_random_clip_resumes_to_the_same_cache(cache, root, tmp_path):
+    reference, _ = cache
+    kill_at = random.Random(KILL_SEED).randrange(CLIPS)  # clips finished before the kill
+    out = tmp_path / "killed"
+    done = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, str(root), str(out), str(SIZE), str(kill_at)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    assert len(list(out.glob("*.safetensors"))) == kill_at, f"killed while writing clip {kill_at}"
+    assert len(list(out.glob("*.tmp"))) == 1  # the clip it was writing, under its temporary name only
+
+    resumed = prepare_ave(root, out, workers=1, image_size=SIZE, progress=False)
+
+    assert (resumed.skipped_existing, resumed.done) == (kill_at, CLIPS - kill_at)
+    assert not list(out.glob("*.tmp"))
+    assert_same_cache(out, reference)
 
 
 def test_worker_processes_write_the_same_cache(cache, root, tmp_path):

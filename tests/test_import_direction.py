@@ -4,8 +4,8 @@ Every ``import`` of every module under ``src/avadapt``, at module level or insid
 ``ast`` (nothing is imported), mapped to the layer it belongs to and checked against ``ALLOWED``:
 
     kernels → layers → backbones / tasks → methods → models → training → cli
-    (base: _registry, _config, types, errors, importable from every layer but kernels; data beside the model
-    stack; kernels, the fast paths' one interface, importable from every layer of the model stack up)
+    (base: _registry, _config, _files, types, errors, importable from every layer but kernels; data beside
+    the model stack; kernels, the fast paths' one interface, importable from every layer of the model stack up)
 
 A new module or package under ``src/avadapt`` fails ``test_every_module_belongs_to_a_layer`` until it has a
 row in ``LAYER_OF``.
@@ -26,6 +26,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYER_OF = {
     "avadapt._registry": "base",
     "avadapt._config": "base",
+    "avadapt._files": "base",
     "avadapt.types": "base",
     "avadapt.errors": "base",
     "avadapt.audio_front_ends": "base",  # named audio settings that the data pipeline and the models both read

@@ -34,6 +34,7 @@ from avadapt.training.callbacks import AdapterExport, TrainingCurves
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
 from avadapt.training.predict import predict_video, summary_line, write_prediction
+from avadapt.training.resume import AtomicCheckpointIO
 
 REAL_WEIGHTS_HINT = """\
 With real weights (not downloadable here), train the paper's rows on the real AVE instead, e.g.
@@ -102,7 +103,7 @@ def _train(method: str, cfg: DemoConfig, data_root: Path, cache: Path, weights: 
     curves = TrainingCurves(str(out))  # beside checkpoints/, from logs/metrics.csv
     trainer = L.Trainer(
         accelerator="cpu", devices=1, precision=precision, max_epochs=cfg.epochs,
-        callbacks=[checkpoint, export, curves],
+        callbacks=[checkpoint, export, curves], plugins=[AtomicCheckpointIO()],
         logger=CSVLogger(out, name="logs", version=""), default_root_dir=out, log_every_n_steps=5,
         enable_model_summary=False, num_sanity_val_steps=0,
     )

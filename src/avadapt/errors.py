@@ -13,9 +13,12 @@ Messages start with the file or folder they are about and say what is wrong with
     │   ├── AnnotationError     a missing or malformed annotation or split file (avadapt.data.ave)
     │   ├── MissingMediaError   rows without media (avadapt.data.ave; also a FileNotFoundError)
     │   └── CacheConfigError    a cache prepared with other settings (avadapt.data.cache)
-    └── CheckpointError    an adapter directory (config.json, adapter.safetensors) or a weights file
+    └── CheckpointError    an adapter directory (config.json, adapter.safetensors), a weights file or a
+        │                  training checkpoint
         ├── AdapterMismatchError   adapter keys or shapes that do not fit its model (avadapt.io)
-        └── UnsafeCheckpointError  a file that would unpickle arbitrary objects (avadapt.backbones)
+        ├── UnsafeCheckpointError  a file that would unpickle arbitrary objects (avadapt.backbones)
+        └── ResumeError            no checkpoint to resume from, or a damaged or weights-only one
+                                   (avadapt.training.resume)
 
 Each is also a ``ValueError`` (a value the user gave that cannot work), and ``MissingMediaError`` also a
 ``FileNotFoundError``, so code that catches the built-in kinds still catches them.
@@ -48,4 +51,4 @@ class DatasetError(AVAdaptError, ValueError):
 
 
 class CheckpointError(AVAdaptError, ValueError):
-    """An adapter directory or weights file that is missing, damaged, foreign or too new."""
+    """An adapter directory, weights file or training checkpoint that is missing, damaged, foreign or too new."""

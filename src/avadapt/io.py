@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from avadapt._files import replaced_atomically
 from avadapt.backbones import AudioEmbeddingConfig
 from avadapt.errors import CheckpointError
 from avadapt.models import AVModel, create_model
@@ -123,6 +124,10 @@ def save_adapter(
     backbone_source: how the backbone weights were obtained in training (``{"pretrained": bool,
     "weights": path or None}``), so :func:`load_adapter` can find them again.
     extra: free-form provenance (metrics, epoch) stored under ``"extra"``.
+
+    Each file is written under a temporary name and renamed into place, the weights before the config, and an
+    existing ``config.json`` is removed first: a save killed half-way leaves a folder without ``config.json``,
+    which :func:`load_adapter` refuses, never a truncated file or new weights beside an old config.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -139,8 +144,12 @@ def save_adapter(
     if class_names is not None and len(class_names) != model.spec["task_config"].get("num_classes", len(class_names)):
         raise ValueError(f"{len(class_names)} class names for a model with "
                          f"{model.spec['task_config']['num_classes']} classes")
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": FORMAT})
+    text = json.dumps(config, indent=2, default=_json_default) + "\n"
+    (directory / CONFIG_NAME).unlink(missing_ok=True)
+    with replaced_atomically(directory / WEIGHTS_NAME) as temporary:
+        save_file(state, str(temporary), metadata={"format": FORMAT})
+    with replaced_atomically(directory / CONFIG_NAME) as temporary:
+        temporary.write_text(text)
     return directory
 
 

@@ -396,13 +396,16 @@ class AVEDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def load_media(self, video_id: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Video (T, 3, H, W) float and audio (T, 1, F, L) float of one video id, transformed."""
+    def load_media(
+        self, video_id: str, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Video (T, 3, H, W) float and audio (T, 1, F, L) float of one video id, transformed; a training
+        transform draws its crop and flip from ``generator`` (default: torch's global generator)."""
         if self.source == "cache":
             # frames (T, 3, S, S) uint8, already resized and cropped; fbank (T, 1, F, L)
             frames, fbank = load_cached_clip(self.media_paths(video_id)[0])
             if self.transform.cfg.train:
-                frames = self.transform.augment(frames)
+                frames = self.transform.augment(frames, generator)
             return self.transform.normalize(frames), fbank
         if self.source == "mp4":
             clip = read_clip(
@@ -419,13 +422,17 @@ class AVEDataset(Dataset):
             wave = np.zeros(self.num_segments * self.fbank.sample_rate, np.float32)
             audio = read_audio(wav, self.fbank.sample_rate)[: len(wave)]
             wave[: len(audio)] = audio
-        video = self.transform(frames)
+        video = self.transform(frames, generator)
         return video, segment_fbank(wave, self.fbank, self.num_segments)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """One clip by index, or by ``(index, seed)``: its augmentation then comes from that seed alone
+        (``avadapt.data.sampling.EpochShuffle`` yields such keys), whichever process loads it."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
         row = self.rows[index]
         event = self.annotations.events[row]
-        video, audio = self.load_media(event.video_id)
+        video, audio = self.load_media(event.video_id, generator)
         return {
             "video": video,  # (T, 3, H, W)
             "audio": audio,  # (T, 1, F, L)

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from avadapt.audio_front_ends import FbankConfig, recorded_audio_front_end
 from avadapt.data.ave import AVEAnnotations, AVEDataset, collate_av
+from avadapt.data.sampling import EpochLoader, EpochShuffle
 from avadapt.data.transforms import VideoTransform
 
 TRAIN_CROP_SCALE = (
@@ -38,6 +39,10 @@ class AVEDataModule(L.LightningDataModule):
             model, not set by hand. The fbank is the named front end's (``avadapt.audio_front_ends``; ``vit``
             when no name is given) with the ``fbank`` fields replacing its own.
         pin_memory: page-locked batches for faster GPU copies (default: when CUDA is available).
+
+    The training order and each clip's crop and flip are drawn from the run's seed (torch's seed when the data
+    module is built: ``seed_everything``) and the epoch number only (:class:`~avadapt.data.sampling.EpochShuffle`),
+    whatever the number of workers, so a resumed run replays an epoch exactly; checkpoints keep the seed.
     """
 
     def __init__(
@@ -62,6 +67,13 @@ class AVEDataModule(L.LightningDataModule):
         self.preprocessing = preprocessing or {}
         self.datasets: dict[str, AVEDataset] = {}
         self._annotations: AVEAnnotations | None = None
+        self.seed = torch.initial_seed()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seed = int(state_dict.get("seed", self.seed))
 
     @property
     def annotations(self) -> AVEAnnotations:
@@ -114,13 +126,14 @@ class AVEDataModule(L.LightningDataModule):
             if split not in self.datasets:
                 self.datasets[split] = self._dataset(split)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
         hp = self.hparams
-        batch_size = hp.batch_size if split == "train" else (hp.eval_batch_size or hp.batch_size)
-        return DataLoader(
-            self.datasets[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
+        train = split == "train"
+        dataset = self.datasets[split]
+        return (EpochLoader if train else DataLoader)(
+            dataset,
+            batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
+            sampler=EpochShuffle(len(dataset), self.seed) if train else None,
             num_workers=hp.num_workers,
             collate_fn=collate_av,
             drop_last=False,
@@ -129,10 +142,10 @@ class AVEDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")

@@ -9,20 +9,36 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_warn
 
 from avadapt.data.datamodule import AVEDataModule
 from avadapt.training.callbacks import AdapterExport, TrainingCurves
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
+from avadapt.training.resume import (
+    CHECKPOINTS,
+    LAST,
+    METRICS_ROWS,
+    AtomicCheckpointIO,
+    MetricsRows,
+    ResumeError,
+    RunLogger,
+    find_last_checkpoint,
+    read_checkpoint,
+    run_folder,
+)
 
 SUBCOMMANDS = ("fit", "validate", "test")
 MONITOR = "val/accuracy"
+LIGHTNING_CKPT_NAMES = ("best", "hpc", "registry")  # ckpt_path values Lightning resolves itself ("last" is ours)
 
 
 class AVAdaptCLI(LightningCLI):
@@ -52,11 +68,55 @@ class AVAdaptCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """The default logger (``trainer.logger`` unset or true) is a ``CSVLogger`` in ``default_root_dir``, the one
-        Lightning picks when TensorBoard is not installed, whether it is or not: ``curves.png`` reads its file."""
-        trainer = self.config_init[self.subcommand]["trainer"] if self.subcommand else self.config_init["trainer"]
-        if "logger" not in kwargs and trainer.get("logger") in (None, True):
-            kwargs["logger"] = CSVLogger(save_dir=trainer.get("default_root_dir") or os.getcwd())
-        return super().instantiate_trainer(**kwargs)
+        Lightning picks when TensorBoard is not installed, whether it is or not: ``curves.png`` reads its file.
+
+        ``--ckpt_path last`` is resolved here to the ``last.ckpt`` of the latest run under ``default_root_dir`` (or
+        in ``checkpoint.dirpath`` when that is set), and the checkpoint is checked before anything is trained; a
+        ``fit`` that resumes from ``<run>/checkpoints/`` logs into ``<run>`` again (:mod:`avadapt.training.resume`).
+        Checkpoints are written atomically (:class:`~avadapt.training.resume.AtomicCheckpointIO`) unless a
+        ``CheckpointIO`` plugin is configured.
+        """
+        config = self.config_for_subcommand()
+        config_init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer_config = config_init["trainer"]
+        root = trainer_config.get("default_root_dir") or os.getcwd()
+        resumed = self._checkpoint_to_start_from(config_init, root)
+        if resumed is not None:
+            config["ckpt_path"] = config_init["ckpt_path"] = str(resumed[0])
+        if "logger" not in kwargs and trainer_config.get("logger") in (None, True):
+            kwargs["logger"] = self._default_logger(root, resumed)
+        plugins = trainer_config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list) else [plugins]
+        if "plugins" not in kwargs and not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.append(MetricsRows())
+        return trainer
+
+    def _checkpoint_to_start_from(self, config_init: Any, root: str) -> tuple[Path, dict[str, Any]] | None:
+        """``ckpt_path`` as a checked local file and its contents; None when unset or left to Lightning."""
+        ckpt_path = config_init.get("ckpt_path")
+        if ckpt_path is None or "://" in str(ckpt_path) or str(ckpt_path).split(":")[0] in LIGHTNING_CKPT_NAMES:
+            return None
+        path = Path(ckpt_path)
+        if ckpt_path == "last":
+            dirpath = getattr(config_init.get("checkpoint"), "dirpath", None)
+            path = find_last_checkpoint(root) if dirpath is None else Path(dirpath) / LAST
+            if not path.is_file():
+                raise ResumeError(f"{dirpath}: no checkpoint to resume from (no {LAST})")
+        return path, read_checkpoint(path, resume=self.subcommand == "fit")
+
+    def _default_logger(self, root: str, resumed: tuple[Path, dict[str, Any]] | None) -> CSVLogger:
+        """A new run folder, or the resumed checkpoint's run folder with the rows it had logged until then."""
+        if resumed is not None and self.subcommand == "fit":
+            path, checkpoint = resumed
+            run = run_folder(path)
+            if run is not None:
+                return RunLogger.continuing(run, checkpoint.get(METRICS_ROWS))
+            rank_zero_warn(f"{path} lies outside a run folder (<run>/{CHECKPOINTS}/): the resumed fit logs to a new "
+                           "run folder, and model selection starts over from the checkpoint's epoch")
+        # absolute, so that the checkpoint callback recognises its folder from wherever the run is resumed
+        return RunLogger(save_dir=os.path.abspath(root) if "://" not in str(root) else root)
 
     def after_fit(self) -> None:
         if not self.config_for_subcommand().get("test_after_fit", True):

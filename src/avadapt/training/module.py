@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from avadapt import audio_front_ends
 from avadapt.audio_front_ends import AudioFrontEnd, FbankConfig
+from avadapt.data.sampling import derive_seed
 from avadapt.io import check_adapter_keys, trainable_state_keys
 from avadapt.kernels import cpu_supports_bf16, tune_heap_for_training
 from avadapt.models import AVModel, build_without_weights, create_model
@@ -25,6 +26,8 @@ warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode a
 
 TRAIN_LOSS = "train/loss"  # logged every step; read back by the TrainingCurves callback
 LEARNING_RATE = "lr"  # each parameter group's learning rate is logged as lr/<group name>
+SEED_KEY = "training_seed"  # the run's seed, in every checkpoint
+MODEL_STREAM = 1  # derive_seed key that sets the model's random stream apart from the data order's
 
 
 def video_data_config(model: AVModel) -> dict[str, Any]:
@@ -48,6 +51,10 @@ class AVAdaptModule(L.LightningModule):
     parameters at ``lr``, the head at ``head_lr_factor · lr``) and a per-iteration schedule, a linear warm-up
     from 0 and then a cosine down to ``min_lr`` (scaled per group). Checkpoints hold the trainable state only
     (:meth:`on_save_checkpoint`); the frozen backbone is rebuilt from its source when one is loaded.
+
+    Each training epoch starts torch's random stream (dropout, stochastic depth) afresh from the run's seed
+    (torch's seed when the module is built: ``seed_everything``) and the epoch number, so a run resumed from the
+    checkpoint of an epoch's end trains the next epoch exactly as the run that never stopped.
 
     Args:
         backbone: timm model name, with an optional pretrained tag (``vit_base_patch16_clip_quickgelu_224.openai``).
@@ -121,6 +128,7 @@ class AVAdaptModule(L.LightningModule):
         metrics = self.model.head.metrics()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        self.seed = torch.initial_seed()
 
     @staticmethod
     def _paper_front_end(backbone: str, method: str, task: str, backbone_options: dict[str, Any] | None,
@@ -181,6 +189,9 @@ class AVAdaptModule(L.LightningModule):
         if self._frozen_in_bf16:  # code that runs the model afterwards without autocast expects fp32 weights
             self.model.backbone.store_frozen_weights_as(torch.float32)
             self._frozen_in_bf16 = False
+
+    def on_train_epoch_start(self) -> None:
+        torch.manual_seed(derive_seed(self.seed, self.current_epoch, MODEL_STREAM, self.global_rank))
 
     def on_train_batch_start(self, batch: AVBatch, batch_idx: int) -> None:
         """Log the learning rate each parameter group trains this step with (``lr/method``, ``lr/head``)."""
@@ -254,9 +265,13 @@ class AVAdaptModule(L.LightningModule):
 
     # ---- adapter-only checkpoints -----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep trainable parameters and buffers only: the frozen backbone is never written."""
+        """Keep trainable parameters and buffers only: the frozen backbone is never written. Add the run's seed."""
         keep = set(trainable_state_keys(self))
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint[SEED_KEY] = self.seed
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.seed = int(checkpoint.get(SEED_KEY, self.seed))
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False):
         """Load a trainable-only state dict; with ``strict``, exactly the trainable keys must be there.
