@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from avadapt._config import JSONConfig
+from avadapt._files import replaced_atomically
 from avadapt.data.fbank import FbankConfig
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
 from avadapt.errors import DatasetError
@@ -37,7 +37,7 @@ CACHE_FORMAT = "avadapt-clip-cache"
 CACHE_VERSION = 2  # changes whenever the cached values would; caches of another version are refused
 CACHE_JSON = "cache.json"
 BAD_CLIPS = "bad_clips.tsv"
-TMP_SUFFIX = ".tmp"
+TMP_SUFFIX = ".tmp"  # what ``replaced_atomically`` names its temporaries with
 
 
 class CacheConfigError(DatasetError):
@@ -141,13 +141,12 @@ def save_cached_clip(path: Path, frames: torch.Tensor, fbank: torch.Tensor, info
     """
     if frames.dtype != torch.uint8 or frames.ndim != 4:
         raise ValueError(f"frames must be uint8 (T, 3, S, S), got {frames.dtype} {tuple(frames.shape)}")
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    save_file(
-        {"frames": frames.contiguous(), "fbank": fbank.to(torch.float16).contiguous()},
-        str(tmp),
-        metadata={"clip": json.dumps(info, sort_keys=True)},
-    )
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        save_file(
+            {"frames": frames.contiguous(), "fbank": fbank.to(torch.float16).contiguous()},
+            str(tmp),
+            metadata={"clip": json.dumps(info, sort_keys=True)},
+        )
 
 
 def cached_clip_info(path: Path) -> dict[str, object]:
@@ -163,9 +162,8 @@ def load_cached_clip(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text)
 
 
 def remove_stale_temporaries(cache_dir: Path) -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from avadapt._files import replaced_atomically
 from avadapt.io import save_adapter, trainable_state_dict
 from avadapt.training.module import LEARNING_RATE, TRAIN_LOSS
 
@@ -137,15 +136,8 @@ def draw_curves(curves: Curves, path: str | Path, monitor: str | None = None, mo
         figure.suptitle(title, fontsize=11)
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png.tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            figure.savefig(file, format="png", dpi=100)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
     return path
 
 
