@@ -54,8 +54,8 @@ class AVFeatures:
 class ParameterGroup:
     """Trainable parameters of a method that share one learning rate: ``lr_factor`` × the training's base lr.
 
-    Methods name their groups (``AVMethod.parameter_groups``) so that a recipe such as "prompts train at
-    10× the rate of adapters" lives with the method, and the training system needs no method's name.
+    Methods name their groups (``AVMethod.parameter_groups``) so that a rate of their own (AV-STFP's
+    ``prompt_lr_factor``) lives with the method, and the training system needs no method's name.
     """
 
     name: str
