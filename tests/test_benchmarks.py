@@ -5,6 +5,7 @@ their own processes are marked slow."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import statistics
@@ -201,3 +202,10 @@ def test_frozen_linear_benchmark_times_both_layers():
                                                                        (7, "fc2")]
     for row in result["rows"]:
         assert set(row) == {"rows", "layer", "plain_ms", "avadapt_ms", "plain_over_avadapt"}
+
+
+def test_demo_sweep_reads_each_setting_as_a_name_and_json_options():
+    sweep = _benchmark_module("demo_sweep.py")
+    assert sweep.parse_setting('lr x10={"prompt_lr_factor": 10}') == ("lr x10", {"prompt_lr_factor": 10})
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=JSON"):
+        sweep.parse_setting("no options")

@@ -293,6 +293,9 @@ def test_av_stfp_config_validates():
     with pytest.raises(ValueError, match="num_spatial_prompts"):
         AVSTFPConfig(num_spatial_prompts=0)
     assert AVSTFPConfig(spatial_prompts=False, num_spatial_prompts=0).num_spatial_prompts == 0
+    assert AVSTFPConfig.from_dict(AVSTFPConfig(prompt_lr_factor=3.0).to_dict()).prompt_lr_factor == 3.0
+    with pytest.raises(ValueError, match="prompt_lr_factor"):
+        AVSTFPConfig(prompt_lr_factor=0.0)
 
 
 def test_lavish_backbone_drop_path_drops_frozen_branches_in_training_only():

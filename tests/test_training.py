@@ -20,6 +20,7 @@ from avadapt.data.synth import synthesize_ave
 from avadapt.io import AdapterMismatchError, load_adapter, trainable_state_keys
 from avadapt.training import AdapterExport, AVAdaptModule, TrainingCurves, warmup_cosine_factor
 from avadapt.training.callbacks import Curves, read_curves
+from avadapt.types import ParameterGroup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,6 +86,30 @@ def test_parameter_groups_put_the_head_at_a_tenth_of_the_lr():
     assert {id(p) for p in groups["head"]["params"]} == {id(p) for p in module.model.head.parameters()}
 
 
+def test_av_stfp_prompts_train_at_their_lr_factor_and_fine_tuned_weights_at_the_base_lr():
+    module = tiny_module("av_stfp", lr=2e-4, head_lr_factor=0.5, method_options={"prompt_lr_factor": 25})
+    groups = {g["name"]: g for g in module.parameter_groups()}
+    assert set(groups) == {"prompts", "head"}  # the frozen backbone's group is empty and left out
+    assert groups["prompts"]["lr"] == pytest.approx(5e-3)  # 25 × 2e-4
+    assert groups["head"]["lr"] == pytest.approx(1e-4)  # 0.5 × 2e-4
+    # test_vit: 6 layers of width 64; per layer and stream 10 time codes + 4 spatial + 1 fusion token, 1 gate
+    assert sum(p.numel() for p in groups["prompts"]["params"]) == 6 * 2 * ((10 + 4 + 1) * 64 + 1)
+
+    full = tiny_module("av_stfp", lr=2e-4, method_options={"prompt_lr_factor": 25, "full_finetune": True})
+    groups = {g["name"]: g for g in full.parameter_groups()}
+    assert groups["prompts"]["lr"] == pytest.approx(5e-3) and groups["backbone"]["lr"] == pytest.approx(2e-4)
+    backbone = {id(p) for p in full.model.backbone.parameters()}
+    assert {id(p) for p in groups["backbone"]["params"]} == backbone and backbone
+
+
+def test_parameter_groups_that_miss_a_trainable_parameter_are_refused():
+    module = tiny_module("av_stfp")
+    method = module.model.method
+    method.parameter_groups = lambda: [ParameterGroup("prompts", list(method.layers[0].parameters()))]
+    with pytest.raises(ValueError, match="exactly once"):
+        module.parameter_groups()
+
+
 def test_optimizer_and_per_iteration_schedule_inside_lightning(tmp_path, ave_root):
     module = tiny_module(lr=1e-3, min_lr=1e-5, warmup_epochs=1.0, head_lr_factor=0.1)
     data = tiny_data(module, ave_root, batch_size=3)
@@ -105,6 +130,24 @@ def test_optimizer_and_per_iteration_schedule_inside_lightning(tmp_path, ave_roo
     assert [lrs[0] for lrs in seen] == pytest.approx([0, 5e-4, 1e-3, 1e-5 + (1e-3 - 1e-5) / 2])
     assert [lrs[1] for lrs in seen] == pytest.approx([0, 5e-5, 1e-4, 1e-5 + (1e-4 - 1e-5) / 2])
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-5, 1e-5])  # after the last step
+
+
+def test_prompt_lr_factor_reaches_the_optimiser_and_its_schedule(tmp_path, ave_root):
+    """AV-STFP's prompts at 10 × lr = 1e-2: the same warm-up and cosine, from their own peak to the floor."""
+    module = tiny_module("av_stfp", lr=1e-3, min_lr=1e-5, warmup_epochs=1.0, head_lr_factor=0.1,
+                         method_options={"prompt_lr_factor": 10})
+    data = tiny_data(module, ave_root, batch_size=3)
+    seen = []
+
+    class RecordLR(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append({g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups})
+
+    trainer = tiny_trainer(tmp_path, max_steps=-1, max_epochs=2, limit_train_batches=2, callbacks=[RecordLR()],
+                           limit_val_batches=0)
+    trainer.fit(module, datamodule=data)
+    assert [lrs["prompts"] for lrs in seen] == pytest.approx([0, 5e-3, 1e-2, 1e-5 + (1e-2 - 1e-5) / 2])
+    assert [lrs["head"] for lrs in seen] == pytest.approx([0, 5e-5, 1e-4, 1e-5 + (1e-4 - 1e-5) / 2])
 
 
 def test_every_trainable_parameter_gets_a_gradient(ave_root):

@@ -82,21 +82,62 @@ def _banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
 
 
-def _train(method: str, cfg: DemoConfig, data_root: Path, cache: Path, weights: Path, out: Path,
-           precision: str) -> dict[str, Any]:
-    """Fit one method, test its best validation checkpoint once; returns its numbers."""
+@dataclass
+class DemoData:
+    """What every run of the demo trains on: the synthetic AVE, its decoded cache, the random backbone's file."""
+
+    root: Path
+    cache: Path
+    weights: Path
+
+
+def build_data(out: Path, cfg: DemoConfig) -> DemoData:
+    """Steps 1 and 2: synthesise the clips (reused when there), decode them once, write the random backbone.
+
+    The same ``cfg`` gives the same clips and the same backbone, so other methods can be compared on them.
+    """
+    _banner(f"1/5 synthesising {cfg.clips} clips of 10 s ({cfg.num_classes} event classes + background)")
+    data_root = out / "ave"
+    if not (data_root / "Annotations.txt").is_file():
+        summary = synthesize_ave(data_root, clips=cfg.clips, seed=cfg.seed, num_classes=cfg.num_classes,
+                                 size=cfg.video_size, split_fractions=(cfg.val_fraction, cfg.test_fraction))
+        print(f"wrote {summary.rows} clips (splits {summary.splits}) in {summary.seconds:.1f} s", flush=True)
+    else:
+        print(f"reusing {data_root}", flush=True)
+
+    _banner("2/5 decoding every clip once (frames + fbank cache)")
+    cache = out / "cache"
+    torch.manual_seed(cfg.seed)
+    probe_model = AVAdaptModule(backbone=cfg.backbone, method="probe", backbone_options={"img_size": cfg.image_size},
+                                task_options={"num_classes": cfg.num_classes + 1},
+                                fbank={"num_mel_bins": cfg.num_mel_bins, "target_frames": cfg.target_frames})
+    video_config = probe_model.preprocessing["video"]
+    prepare_ave(data_root, cache, workers=1, image_size=cfg.image_size, fbank=probe_model.fbank,
+                crop_pct=video_config.get("crop_pct") or 1.0, interpolation=video_config["interpolation"])
+
+    # One random backbone, written to a file: every method trains on it and prediction reloads it.
+    weights = out / "random_backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in probe_model.model.backbone.model.state_dict().items()}, str(weights))
+    return DemoData(data_root, cache, weights)
+
+
+def train_method(method: str, cfg: DemoConfig, data: DemoData, out: Path, precision: str,
+                 method_options: dict[str, Any] | None = None, test: bool = True) -> dict[str, Any]:
+    """Fit one method on the demo's data and backbone, selecting on val; test the best val checkpoint once
+    (``test=False``: val only, for choosing settings). ``method_options`` add to the demo's own (STG-CMA's
+    bottleneck and drop path)."""
     L.seed_everything(cfg.seed, verbose=False)
     lr = cfg.lr if method != "probe" else cfg.probe_lr
     bottleneck = {"ratio": cfg.ratio} if cfg.ratio is not None else {"preset": cfg.preset}
-    method_options = {**bottleneck, "drop_path": 0.0} if method == "stg_cma" else {}
+    options = {**bottleneck, "drop_path": 0.0} if method == "stg_cma" else {}
     module = AVAdaptModule(
-        backbone=cfg.backbone, method=method, method_options=method_options,
+        backbone=cfg.backbone, method=method, method_options={**options, **(method_options or {})},
         task_options={"num_classes": cfg.num_classes + 1}, backbone_options={"img_size": cfg.image_size},
-        weights=str(weights), fbank={"num_mel_bins": cfg.num_mel_bins, "target_frames": cfg.target_frames},
+        weights=str(data.weights), fbank={"num_mel_bins": cfg.num_mel_bins, "target_frames": cfg.target_frames},
         lr=lr, min_lr=cfg.min_lr, head_lr_factor=cfg.head_lr_factor, warmup_epochs=cfg.warmup_epochs,
     )
-    data = AVEDataModule(str(data_root), cache_dir=str(cache), batch_size=cfg.batch_size, num_workers=0,
-                         preprocessing=module.preprocessing)
+    datamodule = AVEDataModule(str(data.root), cache_dir=str(data.cache), batch_size=cfg.batch_size, num_workers=0,
+                               preprocessing=module.preprocessing)
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val/accuracy", mode="max", save_last=True,
                                  filename="epoch{epoch:02d}-val_acc{val/accuracy:.4f}", auto_insert_metric_name=False)
     export = AdapterExport(str(out / "adapter"))
@@ -111,11 +152,9 @@ def _train(method: str, cfg: DemoConfig, data_root: Path, cache: Path, weights: 
     print(f"{method}: {report['trainable']:,} trainable of {report['total']:,} parameters "
           f"({report['trainable_percent']:.1f}%), precision {precision}", flush=True)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data)
+    trainer.fit(module, datamodule=datamodule)
     train_seconds = time.perf_counter() - started
-    tested = trainer.test(module, datamodule=data, ckpt_path="best", weights_only=True, verbose=False)[0]
-    return {
-        "test_accuracy": round(float(tested["test/accuracy"]), 4),
+    result = {
         "best_val_accuracy": round(float(checkpoint.best_model_score), 4),
         "train_seconds": round(train_seconds, 1),
         "trainable_parameters": report["trainable"],
@@ -123,6 +162,10 @@ def _train(method: str, cfg: DemoConfig, data_root: Path, cache: Path, weights: 
         "adapter": str(export.exported),
         "curves": str(curves.written),
     }
+    if test:
+        tested = trainer.test(module, datamodule=datamodule, ckpt_path="best", weights_only=True, verbose=False)[0]
+        result["test_accuracy"] = round(float(tested["test/accuracy"]), 4)
+    return result
 
 
 def run_demo(out: str | Path = "demo_out", precision: str | None = None, config: DemoConfig | None = None
@@ -146,45 +189,24 @@ def _run(out: Path, precision: str | None, cfg: DemoConfig) -> dict[str, Any]:
           "be downloaded here, so the numbers below only show that the pipeline learns.\n" + REAL_WEIGHTS_HINT,
           flush=True)
 
-    _banner(f"1/5 synthesising {cfg.clips} clips of 10 s ({cfg.num_classes} event classes + background)")
-    data_root = out / "ave"
-    if not (data_root / "Annotations.txt").is_file():
-        summary = synthesize_ave(data_root, clips=cfg.clips, seed=cfg.seed, num_classes=cfg.num_classes,
-                                 size=cfg.video_size, split_fractions=(cfg.val_fraction, cfg.test_fraction))
-        print(f"wrote {summary.rows} clips (splits {summary.splits}) in {summary.seconds:.1f} s", flush=True)
-    else:
-        print(f"reusing {data_root}", flush=True)
-
-    _banner("2/5 decoding every clip once (frames + fbank cache)")
-    cache = out / "cache"
-    torch.manual_seed(cfg.seed)
-    probe_model = AVAdaptModule(backbone=cfg.backbone, method="probe", backbone_options={"img_size": cfg.image_size},
-                                task_options={"num_classes": cfg.num_classes + 1},
-                                fbank={"num_mel_bins": cfg.num_mel_bins, "target_frames": cfg.target_frames})
-    video_config = probe_model.preprocessing["video"]
-    prepare_ave(data_root, cache, workers=1, image_size=cfg.image_size, fbank=probe_model.fbank,
-                crop_pct=video_config.get("crop_pct") or 1.0, interpolation=video_config["interpolation"])
-
-    # One random backbone, written to a file: both methods train on it and prediction reloads it.
-    weights = out / "random_backbone.safetensors"
-    save_file({k: v.contiguous() for k, v in probe_model.model.backbone.model.state_dict().items()}, str(weights))
+    data = build_data(out, cfg)
 
     _banner("3/5 training STG-CMA (adapters + head; model selection on val, then one test)")
-    stg_cma = _train("stg_cma", cfg, data_root, cache, weights, out / "runs" / "stg_cma", precision)
+    stg_cma = train_method("stg_cma", cfg, data, out / "runs" / "stg_cma", precision)
     print(f"STG-CMA: test accuracy {stg_cma['test_accuracy']:.3f} (best val {stg_cma['best_val_accuracy']:.3f}) "
           f"after {stg_cma['train_seconds']:.0f} s of training", flush=True)
 
     _banner("4/5 training the frozen-backbone probe (head only) for comparison")
-    probe = _train("probe", cfg, data_root, cache, weights, out / "runs" / "probe", precision)
+    probe = train_method("probe", cfg, data, out / "runs" / "probe", precision)
     print(f"probe: test accuracy {probe['test_accuracy']:.3f} (best val {probe['best_val_accuracy']:.3f})", flush=True)
 
     _banner("5/5 predicting one test clip from the exported adapter")
-    annotations = AVEAnnotations.load(data_root)
+    annotations = AVEAnnotations.load(data.root)
     test_events = [annotations.events[r] for r in annotations.rows("test")]
     # a clip whose event covers about half of it: both the event and background seconds show in the picture
     event = min(test_events, key=lambda e: (abs(e.end - e.start - annotations.num_segments / 2), e.row))
     model = load_adapter(stg_cma["adapter"])  # finds random_backbone.safetensors through its config
-    result = predict_video(model, data_root / "AVE" / f"{event.video_id}.mp4")
+    result = predict_video(model, data.root / "AVE" / f"{event.video_id}.mp4")
     row = f"{event.category}&{event.video_id}&{event.quality}&{event.start}&{event.end}"
     paths = write_prediction(result, out / "prediction", labels=row)
     print(f"{event.video_id}: {summary_line(result)}\nannotated: {event.category} at {event.start}-{event.end} s; "

@@ -1,4 +1,5 @@
-"""The two records that cross package boundaries: a batch going in, features coming out."""
+"""The records that cross package boundaries: a batch going in, features coming out, and the groups of
+trainable parameters a method hands to the optimiser."""
 
 from __future__ import annotations
 
@@ -47,3 +48,16 @@ class AVFeatures:
     audio: torch.Tensor | None
     video_maps: list[torch.Tensor] = field(default_factory=list)
     audio_maps: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass
+class ParameterGroup:
+    """Trainable parameters of a method that share one learning rate: ``lr_factor`` × the training's base lr.
+
+    Methods name their groups (``AVMethod.parameter_groups``) so that a rate of their own (AV-STFP's
+    ``prompt_lr_factor``) lives with the method, and the training system needs no method's name.
+    """
+
+    name: str
+    params: list[torch.nn.Parameter]
+    lr_factor: float = 1.0

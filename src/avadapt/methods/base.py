@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from avadapt.backbones import AudioEmbeddingConfig, Backbone
-from avadapt.types import AVFeatures
+from avadapt.types import AVFeatures, ParameterGroup
 
 BRANCHES = {"audio_visual": ("video", "audio"), "audio_only": ("audio",), "visual_only": ("video",)}
 
@@ -86,6 +86,11 @@ class AVMethod(nn.Module):
         ``create_model`` applies it only when the caller did not pass an audio config of their own.
         """
         return None
+
+    def parameter_groups(self) -> list[ParameterGroup]:
+        """The method's trainable parameters (backbone weights included when fine-tuned), grouped by learning
+        rate relative to the training's base lr: one group at the base lr unless a method's recipe differs."""
+        return [ParameterGroup("method", [p for p in self.parameters() if p.requires_grad])]
 
     def encode(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -48,7 +48,7 @@ class AVAdaptModule(L.LightningModule):
     """Trains the adapters and head of one ``create_model(backbone, method, task)`` model.
 
     Optimisation follows STG-CMA's AVE script: Adam with two parameter groups (the method's trainable
-    parameters at ``lr``, the head at ``head_lr_factor · lr``) and a per-iteration schedule, a linear warm-up
+    parameters at ``lr``, the head at ``head_lr_factor · lr``; a method may split its own, see ``lr``) and a per-iteration schedule, a linear warm-up
     from 0 and then a cosine down to ``min_lr`` (scaled per group). Checkpoints hold the trainable state only
     (:meth:`on_save_checkpoint`); the frozen backbone is rebuilt from its source when one is loaded.
 
@@ -72,7 +72,8 @@ class AVAdaptModule(L.LightningModule):
         fbank: fbank fields that replace the front end's, e.g. ``{num_mel_bins: 64, target_frames: 48}`` for a
             tiny model; the spectrogram is ``num_mel_bins`` × ``target_frames``.
         class_names: names of the output classes (default: the data module's).
-        lr: peak learning rate of the method's parameters.
+        lr: peak learning rate of the method's parameters; a method may train a group of them at a multiple of
+            it (``AVMethod.parameter_groups``: AV-STFP's prompts at its ``prompt_lr_factor`` × lr).
         min_lr: learning rate at the end of the cosine, the same absolute floor for every group (head too).
         head_lr_factor: the head's learning rate relative to ``lr`` (STG-CMA AVE: 0.1).
         warmup_epochs: length of the linear warm-up from 0, in epochs (fractions allowed).
@@ -242,12 +243,17 @@ class AVAdaptModule(L.LightningModule):
 
     # ---- optimisation -----------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Method (adapters, gates, embeddings, tuned norms) at lr; head at head_lr_factor · lr."""
-        head = [p for p in self.model.head.parameters() if p.requires_grad]
-        head_ids = {id(p) for p in head}
-        method = [p for p in self.model.trainable_parameters() if id(p) not in head_ids]
-        groups = [{"params": method, "lr": self.hparams.lr, "name": "method"},
-                  {"params": head, "lr": self.hparams.lr * self.hparams.head_lr_factor, "name": "head"}]
+        """The method's groups (adapters, gates, embeddings, tuned norms: ``lr``; a method may set a group's
+        factor, e.g. AV-STFP's prompts at ``prompt_lr_factor · lr``), then the head at ``head_lr_factor · lr``."""
+        lr = self.hparams.lr
+        groups = [{"params": list(group.params), "lr": lr * group.lr_factor, "name": group.name}
+                  for group in self.model.method.parameter_groups()]
+        groups.append({"params": [p for p in self.model.head.parameters() if p.requires_grad],
+                       "lr": lr * self.hparams.head_lr_factor, "name": "head"})
+        grouped = [id(p) for group in groups for p in group["params"]]
+        if sorted(grouped) != sorted(id(p) for p in self.model.trainable_parameters()):
+            raise ValueError(f"the parameter groups of {self.hparams.method!r} must hold every trainable parameter "
+                             "exactly once")
         return [group for group in groups if group["params"]]
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -22,6 +22,8 @@ class AVSTFPConfig(JSONConfig):
     num_frames: segments per clip T; the temporal prompts hold one learnt time code per segment.
     branches: audio_visual | audio_only | visual_only, the streams the model runs at all.
     full_finetune: also train every backbone weight (reference row, not parameter-efficient).
+    prompt_lr_factor: learning rate of the prompts, time codes and fusion gates relative to the training's base
+        lr (the backbone weights of ``full_finetune`` train at the base lr).
     """
 
     temporal_prompts: bool = True
@@ -33,6 +35,7 @@ class AVSTFPConfig(JSONConfig):
     num_frames: int = 10
     branches: str = "audio_visual"
     full_finetune: bool = False
+    prompt_lr_factor: float = 1.0
 
     def __post_init__(self):
         for name in ("prompted", "branches"):
@@ -46,3 +49,5 @@ class AVSTFPConfig(JSONConfig):
             raise OptionError(f"num_fusion_prompts must be ≥ 1 with fusion prompts on, got {self.num_fusion_prompts}")
         if self.num_frames < 1:
             raise OptionError(f"num_frames must be ≥ 1, got {self.num_frames}")
+        if not self.prompt_lr_factor > 0:
+            raise OptionError(f"prompt_lr_factor must be > 0, got {self.prompt_lr_factor}")

@@ -51,6 +51,7 @@ from avadapt._registry import METHODS
 from avadapt.backbones import Backbone
 from avadapt.methods.av_stfp.config import AVSTFPConfig
 from avadapt.methods.base import BRANCHES, AVMethod
+from avadapt.types import ParameterGroup
 
 OTHER_MODALITY = {"video": "audio", "audio": "video"}
 
@@ -93,6 +94,11 @@ class AVSTFP(AVMethod):
         self.layers = nn.ModuleList(
             LayerPrompts(backbone.embed_dim, self.prompted, config, fusion, init_range) for _ in backbone.blocks)
         backbone.set_trainable(config.full_finetune)
+
+    def parameter_groups(self) -> list[ParameterGroup]:
+        """Prompts, time codes and gates at ``prompt_lr_factor`` × the base lr; fine-tuned backbone weights at it."""
+        return [ParameterGroup("prompts", list(self.layers.parameters()), self.config.prompt_lr_factor),
+                ParameterGroup("backbone", [p for p in self.backbone.parameters() if p.requires_grad])]
 
     def _layer(self, handle, prompts: LayerPrompts, modality: str, x: torch.Tensor,
                received: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
