@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from avadapt.audio_front_ends import FbankConfig, audio_front_end, recorded_audio_front_end
-from avadapt.data.datamodule import AVEDataModule
+from avadapt.data.datamodule import AVDataModule
 from avadapt.models import build_without_weights, create_model
 from avadapt.param_table import SWINV2_L
 from avadapt.training import AVAdaptModule
@@ -21,7 +21,7 @@ def test_model_and_data_module_of_a_config_read_the_same_named_front_end():
     model_options = yaml.safe_load((CONFIGS / "tiny_cpu.yaml").read_text())["model"]
     assert model_options["audio_front_end"] == "vit"
     module = AVAdaptModule(**model_options)
-    data = AVEDataModule("unused_root", preprocessing=module.preprocessing)  # as the CLI links them
+    data = AVDataModule("unused_root", preprocessing=module.preprocessing)  # as the CLI links them
 
     audio, fbank = module.model.backbone.audio, data.fbank
     assert (audio.num_mel_bins, audio.num_frames) == (fbank.num_mel_bins, fbank.target_frames) == (64, 48)
@@ -67,7 +67,7 @@ def test_unknown_front_end_name_fails_with_the_known_names():
     with pytest.raises(KeyError, match=message):
         create_model(backbone="test_vit", method="probe", audio_front_end="clap")
     with pytest.raises(KeyError, match=message):
-        _ = AVEDataModule("unused_root", preprocessing={"audio_front_end": "clap"}).fbank
+        _ = AVDataModule("unused_root", preprocessing={"audio_front_end": "clap"}).fbank
     with pytest.raises(TypeError, match="num_mel_bin"):  # a misspelt fbank field is named too
         audio_front_end("vit", {"num_mel_bin": 64})
 
@@ -88,4 +88,4 @@ def test_records_without_a_front_end_name_mean_the_vit_entry():
     full = FbankConfig(num_mel_bins=32, target_frames=48).to_dict()
     assert recorded_audio_front_end({"fbank": full}).fbank == FbankConfig(num_mel_bins=32, target_frames=48)
     assert recorded_audio_front_end(None).fbank == FbankConfig()
-    assert AVEDataModule("unused_root").fbank == FbankConfig()
+    assert AVDataModule("unused_root").fbank == FbankConfig()

@@ -6,10 +6,16 @@ import pytest
 import torch
 
 from avadapt.tasks.ave import AVEConfig, AVEHead, draw_timeline
+from avadapt.types import FeatureSpec
+
+
+def _spec(dim: int, modalities: tuple[str, ...]) -> FeatureSpec:
+    return FeatureSpec(dim=dim, modalities=modalities, num_segments=10, map_dims=(dim,), map_strides=(16,),
+                       image_size=(224, 224), family="vit")
 
 
 def _head(num_classes: int = 4) -> AVEHead:
-    return AVEHead(feature_dim=8, modalities=("audio", "video"), config=AVEConfig(num_classes=num_classes))
+    return AVEHead(_spec(8, ("audio", "video")), config=AVEConfig(num_classes=num_classes))
 
 
 def _logits_for(predicted: list[list[int]], num_classes: int) -> torch.Tensor:
@@ -33,7 +39,7 @@ def test_accuracy_is_the_fraction_of_correct_segments_over_the_split():
     per_class_hits = [0] * 4
     per_class_count = [0] * 4
     for predicted, labels in batches:
-        metrics.update(*head.metric_inputs(_logits_for(predicted, 4), {"labels": torch.tensor(labels)}))
+        head.update_metrics(metrics, _logits_for(predicted, 4), {"labels": torch.tensor(labels)})
         for p_row, y_row in zip(predicted, labels):
             for p, y in zip(p_row, y_row):
                 correct += p == y
@@ -80,7 +86,7 @@ def test_timeline_rejects_mismatched_lengths(tmp_path):
 
 def test_head_linear_layers_start_as_the_reference_initialises_them():
     torch.manual_seed(0)
-    head = AVEHead(feature_dim=768, modalities=("audio", "video"), config=AVEConfig())
+    head = AVEHead(_spec(768, ("audio", "video")), config=AVEConfig())
     first, last = head.classifier[0], head.classifier[2]
     assert first.weight.shape == (512, 1536)
     for layer in (first, last):
@@ -92,7 +98,7 @@ def test_head_linear_layers_start_as_the_reference_initialises_them():
 
 @pytest.mark.parametrize("modality", ["audio", "video"])
 def test_single_branch_head_is_layer_norm_then_linear(modality):
-    head = AVEHead(feature_dim=8, modalities=(modality,), config=AVEConfig(num_classes=4))
+    head = AVEHead(_spec(8, (modality,)), config=AVEConfig(num_classes=4))
     norm, linear = head.classifier
     assert isinstance(norm, torch.nn.LayerNorm) and norm.normalized_shape == (8,)
     assert (linear.in_features, linear.out_features) == (8, 4)
@@ -100,14 +106,14 @@ def test_single_branch_head_is_layer_norm_then_linear(modality):
 
 
 def test_lavish_loss_is_binary_cross_entropy_on_the_softmax_against_one_hot_targets():
-    head = AVEHead(feature_dim=8, modalities=("audio", "video"), config=AVEConfig(num_classes=3, loss="bce_on_softmax"))
+    head = AVEHead(_spec(8, ("audio", "video")), config=AVEConfig(num_classes=3, loss="bce_on_softmax"))
     logits = torch.tensor([[[2.0, 0.0, 0.0]]])  # one clip, one segment, three classes
     # softmax = (e²/(e² + 2), 1/(e² + 2), 1/(e² + 2)) = (0.786986, 0.106507, 0.106507)
     # target 0: (−ln 0.786986 − 2·ln(1 − 0.106507)) / 3 = 0.154926
     assert head.loss(logits, {"labels": torch.tensor([[0]])}).item() == pytest.approx(0.154926, abs=1e-6)
     # target 1: (−ln(1 − 0.786986) − ln 0.106507 − ln(1 − 0.106507)) / 3 = 1.299520
     assert head.loss(logits, {"labels": torch.tensor([[1]])}).item() == pytest.approx(1.299520, abs=1e-6)
-    cross_entropy = AVEHead(feature_dim=8, modalities=("audio", "video"), config=AVEConfig(num_classes=3))
+    cross_entropy = AVEHead(_spec(8, ("audio", "video")), config=AVEConfig(num_classes=3))
     assert cross_entropy.loss(logits, {"labels": torch.tensor([[0]])}).item() == pytest.approx(0.239545, abs=1e-6)
     with pytest.raises(ValueError, match="bce_on_softmax"):
         AVEConfig(loss="focal")

@@ -16,10 +16,10 @@ from avadapt.data.ave import (
     AVEAnnotations,
     AVEDataset,
     MissingMediaError,
-    collate_av,
     read_events,
     read_frame_folder,
 )
+from avadapt.data.base import collate_av
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
 from avadapt.types import AVBatch
 from tests.media_helpers import INDEX_STEP, SHARED_DATA, make_clip, tone, write_wav

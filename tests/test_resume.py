@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from avadapt.cli import main
-from avadapt.data.datamodule import AVEDataModule
+from avadapt.data.datamodule import AVDataModule
 from avadapt.data.sampling import EpochLoader, EpochShuffle, derive_seed
 from avadapt.data.synth import synthesize_ave
 from avadapt.errors import CheckpointError
@@ -171,7 +171,7 @@ def test_training_clips_are_augmented_the_same_by_any_number_of_loader_processes
     module = _tiny_module()
     batches = []
     for workers in (0, 2):
-        data = AVEDataModule(str(ave_root), batch_size=4, num_workers=workers, preprocessing=module.preprocessing)
+        data = AVDataModule(str(ave_root), batch_size=4, num_workers=workers, preprocessing=module.preprocessing)
         data.seed = 11
         data.setup("fit")
         loader = data.train_dataloader()

@@ -64,10 +64,12 @@ def _run_params(args: argparse.Namespace) -> None:
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="decode every clip of a dataset once into a cache of frames + fbank (resumable)")
-    p.add_argument("dataset", choices=["ave"], help="dataset layout")
-    p.add_argument("--root", required=True, help="AVE folder with Annotations.txt, the split files and AVE/<id>.mp4")
+    p.add_argument("task", help="task whose dataset layout to read: ave | avs")
+    p.add_argument("--setting", help="the task's dataset setting, e.g. s4 | ms3 for avs (default: the task's own)")
+    p.add_argument("--root", required=True, help="the dataset's folder (AVE: Annotations.txt, the split files and "
+                                                 "AVE/<id>.mp4)")
     p.add_argument("--out", required=True, help="cache folder to write")
-    p.add_argument("--media-root", help="where AVE/<id>.mp4 lives, if not under ROOT")
+    p.add_argument("--media-root", help="where the media lives, if not under ROOT")
     p.add_argument("--workers", type=int, default=1, help="decoding processes")
     p.add_argument("--image-size", type=int, default=224, help="square frame size (the backbone's input size)")
     p.add_argument("--crop-pct", type=float, default=1.0, help="centre crop fraction (timm data config crop_pct)")
@@ -79,45 +81,56 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_prepare)
 
 
+def _dataset_of(task: str, setting: str | None) -> type:
+    """The dataset class a task reads: ``<task>_<setting>`` when a setting is named, else the task's own."""
+    from avadapt._registry import DATASETS
+    from avadapt.tasks import get_task
+
+    return DATASETS.get(f"{task}_{setting}" if setting else get_task(task).dataset)
+
+
 def _run_prepare(args: argparse.Namespace) -> None:
     from avadapt.audio_front_ends import audio_front_end
-    from avadapt.data.prepare import prepare_ave
 
     changes = {k: v for k, v in (("num_mel_bins", args.num_mel_bins), ("target_frames", args.target_frames))
                if v is not None}
     fbank = audio_front_end(args.audio_front_end, changes).fbank
-    summary = prepare_ave(args.root, args.out, workers=args.workers, image_size=args.image_size, fbank=fbank,
-                          media_root=args.media_root, crop_pct=args.crop_pct)
+    summary = _dataset_of(args.task, args.setting).prepare(
+        args.root, args.out, workers=args.workers, image_size=args.image_size, fbank=fbank,
+        media_root=args.media_root, crop_pct=args.crop_pct)
     if summary.failed:
         raise DatasetError(f"{Path(args.out) / 'bad_clips.tsv'}: {len(summary.failed)} clip(s) could not be "
                            "decoded (listed there with the reason)")
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="synthetic clips (real mp4: H.264 + AAC) in a dataset's native layout")
-    p.add_argument("dataset", choices=["ave"], help="dataset layout")
-    p.add_argument("--out", required=True, help="folder to write (AVE/<id>.mp4, Annotations.txt, split files)")
+    p = sub.add_parser("synth", help="synthetic clips (real media files) in a task's native dataset layout")
+    p.add_argument("task", help="task whose dataset layout to write: ave | avs")
+    p.add_argument("--setting", help="the task's dataset setting, e.g. s4 | ms3 for avs (default: the task's own)")
+    p.add_argument("--out", required=True, help="folder to write (AVE: AVE/<id>.mp4, Annotations.txt, split files)")
     p.add_argument("--clips", type=int, default=100, help="number of clips")
     p.add_argument("--seed", type=int, default=0, help="same seed, same files")
-    p.add_argument("--classes", type=int, default=4, help="event classes (real AVE category names)")
+    p.add_argument("--classes", type=int, help="number of classes, with real category names (default: the "
+                                               "dataset's choice; AVE: 4)")
     p.set_defaults(run=_run_synth)
 
 
 def _run_synth(args: argparse.Namespace) -> None:
-    from avadapt.data.synth import synthesize_ave
-
-    summary = synthesize_ave(args.out, clips=args.clips, seed=args.seed, num_classes=args.classes)
+    summary = _dataset_of(args.task, args.setting).synthesize(args.out, clips=args.clips, seed=args.seed,
+                                                              num_classes=args.classes)
     print(summary)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="per-second event labels (JSON) and a timeline picture (PNG) for a video")
+    p = sub.add_parser("predict", help="the adapter's task on a video: a JSON result and a picture (AVE: per-second "
+                                       "event labels and a timeline; AVS: masks over the frames)")
     p.add_argument("video", help="a video file with an audio track, any length")
     p.add_argument("--adapter", required=True, help="adapter directory (config.json + adapter.safetensors)")
     p.add_argument("--out", help="output path without suffix; writes OUT.json and OUT.png "
                                  "(default: predictions/<video name>)")
-    p.add_argument("--labels", help="ground truth: an annotation row 'Category&VideoID&Quality&Start&End' "
-                                    "or an annotation file holding the video's row")
+    p.add_argument("--labels", help="ground truth in the task's form (AVE: an annotation row "
+                                    "'Category&VideoID&Quality&Start&End' or an annotation file holding the video's "
+                                    "row; AVS: a folder of mask PNGs, one per second)")
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--weights", help="backbone weights file (default: the file recorded at training time)")
     weights.add_argument("--pretrained", action="store_true", help="backbone weights from its timm tag")
@@ -127,21 +140,22 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def _run_predict(args: argparse.Namespace) -> None:
     from avadapt.io import load_adapter
-    from avadapt.training.predict import predict_video, summary_line, write_prediction
+    from avadapt.training.predict import predict_video, write_prediction
 
     model = load_adapter(args.adapter, weights=args.weights, pretrained=True if args.pretrained else None,
                          map_location=args.device)
-    result = predict_video(model, args.video)
     out = Path(args.out) if args.out else Path("predictions") / Path(args.video).stem
-    paths = write_prediction(result, out, labels=args.labels)
-    print(summary_line(result))
-    if "accuracy" in result:
-        print(f"agreement with the annotation: {result['accuracy']:.1%}")
-    print(f"wrote {paths['json']} and {paths['png']}")
+    result = write_prediction(model, predict_video(model, args.video), out, ground_truth=args.labels)
+    print(result["summary"])
+    if "agreement" in result:
+        print(result["agreement"])
+    print(f"wrote {result['json']} and {result['png']}")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="synthesise a small AVE, train STG-CMA and a probe on a tiny random ViT (CPU)")
+    p = sub.add_parser("demo", help="synthesise a small dataset of a task, train STG-CMA and its comparisons on a tiny "
+                                    "random ViT (CPU)")
+    p.add_argument("--task", default="ave", help="ave (event localisation) | avs (segmentation); default: ave")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--precision", help="Lightning precision (default: bf16-mixed on a CPU with native bf16, else 32)")
     p.set_defaults(run=_run_demo)
@@ -150,7 +164,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> None:
     from avadapt.demo import run_demo
 
-    run_demo(args.out, precision=args.precision)
+    run_demo(args.out, task=args.task, precision=args.precision)
 
 
 def build_parser() -> argparse.ArgumentParser:

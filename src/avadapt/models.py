@@ -12,10 +12,11 @@ from torch import nn
 import avadapt.methods
 import avadapt.tasks  # noqa: F401  (registers tasks)
 from avadapt import audio_front_ends
-from avadapt._registry import METHODS, TASKS
+from avadapt._registry import METHODS
 from avadapt.audio_front_ends import AudioFrontEnd
 from avadapt.backbones import AudioEmbeddingConfig, Backbone, create_backbone
 from avadapt.methods.base import AVMethod
+from avadapt.tasks import Task, get_task
 from avadapt.types import AVFeatures
 
 
@@ -38,15 +39,16 @@ class AVModel(nn.Module):
     def features(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> AVFeatures:
         return self.method(video, audio)
 
-    def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> torch.Tensor:
-        return self.head(self.method(video, audio))
+    def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None, **inputs: torch.Tensor) -> Any:
+        """The task's outputs (AVE: (B, T, C) logits); ``inputs`` are the task's extra inputs (``Task.inputs``)."""
+        return self.head(self.method(video, audio), **inputs)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
 
-def _split_options(cfg: dict[str, Any], method_cls: type, task_cls: type) -> tuple[dict, dict]:
-    method_keys, task_keys = method_cls.config_class.field_names(), task_cls.config_class.field_names()
+def _split_options(cfg: dict[str, Any], method_cls: type, task: Task) -> tuple[dict, dict]:
+    method_keys, task_keys = method_cls.config_class.field_names(), task.config_class.field_names()
     unknown = sorted(set(cfg) - method_keys - task_keys)
     if unknown:
         raise TypeError(f"unknown option(s) {unknown}; method options: {sorted(method_keys)}, "
@@ -90,10 +92,10 @@ def create_model(
     cfg: options of the method's and the task's config dataclasses (e.g. ``preset="tiny"``,
     ``fusion="none"``, ``num_classes=29``); an option neither knows is an error.
     """
-    method_cls, task_cls = METHODS.get(method), TASKS.get(task)
-    method_opts, task_opts = _split_options(cfg, method_cls, task_cls)
+    method_cls, task_spec = METHODS.get(method), get_task(task)
+    method_opts, task_opts = _split_options(cfg, method_cls, task_spec)
     method_config = method_cls.config_class.from_dict(method_opts)
-    task_config = task_cls.config_class.from_dict(task_opts)
+    task_config = task_spec.config_class.from_dict(task_opts)
     options = dict(backbone_options or {})
     if audio_front_end is not None:
         options["audio"] = audio_embedding(audio_front_end, options.get("audio"))
@@ -105,7 +107,7 @@ def create_model(
         if preferred_audio is not None:
             frozen.audio = preferred_audio
     adapted = method_cls(frozen, method_config)
-    head = task_cls(adapted.feature_dim, adapted.modalities, task_config)
+    head = task_spec.build_head(adapted.feature_spec(), task_config)
     spec = {
         "backbone": backbone,
         "method": method,

@@ -15,6 +15,8 @@ class AVBatch:
     video: (B, T, 3, H, W) frames already normalised with the backbone's data config.
     audio: (B, T, 1, F, L) normalised log-mel fbank per segment, F mel bins (rows) × L frames (columns).
     targets: task-specific tensors, e.g. ``{"labels": (B, T) long}`` for event localisation.
+    inputs: what the task's head takes besides the features (a question's tokens), by the names the task lists
+        in ``Task.inputs``.
     meta: per-sample identifiers (row index, video id, file path) for reports and pictures.
     """
 
@@ -22,6 +24,7 @@ class AVBatch:
     audio: torch.Tensor
     targets: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, list] = field(default_factory=dict)
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> AVBatch:
         return AVBatch(
@@ -29,6 +32,7 @@ class AVBatch:
             audio=self.audio.to(device),
             targets={k: v.to(device) for k, v in self.targets.items()},
             meta=self.meta,
+            inputs={k: v.to(device) for k, v in self.inputs.items()},
         )
 
     def __len__(self) -> int:
@@ -48,6 +52,29 @@ class AVFeatures:
     audio: torch.Tensor | None
     video_maps: list[torch.Tensor] = field(default_factory=list)
     audio_maps: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a method hands to a task head, known before any input is seen: the head is built from it.
+
+    dim: width of the per-segment vectors ``AVFeatures.video`` / ``.audio``.
+    modalities: the active branches, e.g. ``("video", "audio")``.
+    num_segments: T, segments per clip.
+    map_dims, map_strides: per entry of ``AVFeatures.video_maps`` (and ``audio_maps``), its channel width and
+        its stride in input pixels (a ViT: one map per tapped block, all at the patch size; a Swin: one per
+        stage, 4 / 8 / 16 / 32).
+    image_size: (H, W) of the frames the method takes.
+    family: the backbone family (``vit``, ``swin``).
+    """
+
+    dim: int
+    modalities: tuple[str, ...]
+    num_segments: int
+    map_dims: tuple[int, ...]
+    map_strides: tuple[int, ...]
+    image_size: tuple[int, int]
+    family: str
 
 
 @dataclass

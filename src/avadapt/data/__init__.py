@@ -3,7 +3,8 @@
 media       PyAV decoding of a clip into T frames + a 16 kHz mono waveform; the mp4 writer
 fbank       Kaldi log-mel fbank, one normalised (F, L) image per segment (FbankConfig)
 transforms  frames → normalised tensors from a timm data config (VideoTransform)
-ave         AVE annotations, layouts (mp4 / extracted frames / cache) and AVEDataset, collate_av
+base        ClipDataset: what every registered dataset offers the generic data module; collate_av
+ave         AVE annotations, layouts (mp4 / extracted frames / cache) and AVEDataset
 cache       the prepared-clip cache format (cache.json + one safetensors file per video)
 prepare     prepare_ave: decode every clip once into a cache, resumably, in parallel
 synth       synthesize_ave: a small AVE-layout dataset of real mp4 files that needs both modalities
@@ -14,9 +15,9 @@ from avadapt.data.ave import (
     AVEAnnotations,
     AVEDataset,
     MissingMediaError,
-    collate_av,
     read_events,
 )
+from avadapt.data.base import ClipDataset, collate_av
 from avadapt.data.cache import CacheConfigError, CacheSettings
 from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import media_duration, read_audio, read_clip, window_starts, write_mp4
@@ -31,6 +32,7 @@ __all__ = [
     "AnnotationError",
     "CacheConfigError",
     "CacheSettings",
+    "ClipDataset",
     "FbankConfig",
     "MediaError",
     "MissingMediaError",

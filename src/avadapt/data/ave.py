@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict, deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from avadapt._registry import DATASETS
 from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
+from avadapt.data.base import ClipDataset
 from avadapt.data.cache import (
     BAD_CLIPS,
     CACHE_JSON,
@@ -48,7 +47,6 @@ from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import read_audio, read_clip
 from avadapt.data.transforms import VideoTransform
 from avadapt.errors import DatasetError, MediaError
-from avadapt.types import AVBatch
 
 AVE_FIELDS = ("Category", "VideoID", "Quality", "StartTime", "EndTime")
 AVE_HEADER = "&".join(AVE_FIELDS)
@@ -276,7 +274,7 @@ Source = Literal["auto", "mp4", "frames", "cache"]
 
 
 @DATASETS.register("ave")
-class AVEDataset(Dataset):
+class AVEDataset(ClipDataset):
     """AVE rows of one split, each read as T frames, T fbank images and T per-second labels.
 
     Item: ``{"video": (T, 3, H, W) float, "audio": (T, 1, F, L) float, "labels": (T,) long,
@@ -289,10 +287,36 @@ class AVEDataset(Dataset):
     on_missing: rows whose media is missing raise :class:`MissingMediaError` listing them
     (``"error"``, default) or are dropped with a warning that lists them (``"skip"``).
     min_seconds: passed to :func:`read_clip` for mp4 files.
+    augment: whether this is an augmented training split; AVE's augmentation lives in the transform given
+        (``train_augmentation``), so nothing else changes.
 
     A clip that cannot be decoded raises :class:`MediaError` naming it when its item is loaded;
     :func:`prepare_ave` finds all such clips up front and lists them in ``bad_clips.tsv``.
     """
+
+    task = "ave"
+    num_segments = AVE_SEGMENTS
+    # one RandomResizedCrop (area 0.5–1) and flip per training clip, the same for all T frames
+    train_augmentation: ClassVar[dict[str, Any]] = {"train": True, "scale": (0.5, 1.0)}
+
+    @classmethod
+    def class_names(cls, root: str | Path, annotations: str = "Annotations.txt", **options: Any) -> list[str]:
+        """The AVE categories in label order, then ``background``."""
+        return [*AVEAnnotations.load(root, annotations).categories, "background"]
+
+    @classmethod
+    def prepare(cls, root: str | Path, out: str | Path, *, workers: int, image_size: int, fbank: Any,
+                media_root: str | Path | None, crop_pct: float, progress: bool = True) -> Any:
+        from avadapt.data.prepare import prepare_ave
+
+        return prepare_ave(root, out, workers=workers, image_size=image_size, fbank=fbank, media_root=media_root,
+                           crop_pct=crop_pct, progress=progress)
+
+    @classmethod
+    def synthesize(cls, out: str | Path, clips: int, seed: int, num_classes: int | None = None) -> Any:
+        from avadapt.data.synth import synthesize_ave
+
+        return synthesize_ave(out, clips=clips, seed=seed, num_classes=num_classes or 4)
 
     def __init__(
         self,
@@ -307,6 +331,7 @@ class AVEDataset(Dataset):
         annotations: str = "Annotations.txt",
         on_missing: Literal["error", "skip"] = "error",
         min_seconds: float | None = None,
+        augment: bool = False,
     ):
         if on_missing not in ("error", "skip"):
             raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
@@ -439,28 +464,3 @@ class AVEDataset(Dataset):
             "labels": self.annotations.labels(row),  # (T,)
             "meta": {"row": row, "video_id": event.video_id, "category": event.category},
         }
-
-
-def collate_av(samples: Sequence[dict[str, Any]]) -> AVBatch:
-    """Stack dataset items into an :class:`AVBatch`.
-
-    ``video`` and ``audio`` are stacked to (B, T, …); every other tensor entry (``labels`` here,
-    other tasks' targets elsewhere) is stacked into ``targets``; ``meta`` becomes a dict of lists.
-    """
-    if not samples:
-        raise ValueError("cannot collate an empty list of samples")
-    targets = {
-        key: torch.stack([s[key] for s in samples])
-        for key, value in samples[0].items()
-        if key not in ("video", "audio", "meta") and isinstance(value, torch.Tensor)
-    }
-    meta: dict[str, list] = defaultdict(list)
-    for sample in samples:
-        for key, value in sample.get("meta", {}).items():
-            meta[key].append(value)
-    return AVBatch(
-        video=torch.stack([s["video"] for s in samples]),  # (B, T, 3, H, W)
-        audio=torch.stack([s["audio"] for s in samples]),  # (B, T, 1, F, L)
-        targets=targets,
-        meta=dict(meta),
-    )

@@ -1,38 +1,43 @@
-"""AVE as a LightningDataModule: train / val / test loaders over the native root or a prepared cache."""
+"""One LightningDataModule for every registered dataset: train / val / test loaders over a native root or a
+prepared cache, picked by name (``dataset``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
+_UNREAD = object()
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from avadapt._registry import DATASETS
 from avadapt.audio_front_ends import FbankConfig, recorded_audio_front_end
-from avadapt.data.ave import AVEAnnotations, AVEDataset, collate_av
+from avadapt.data.base import ClipDataset, collate_av
 from avadapt.data.sampling import EpochLoader, EpochShuffle
 from avadapt.data.transforms import VideoTransform
 
-TRAIN_CROP_SCALE = (
-    0.5,
-    1.0,
-)  # RandomResizedCrop area range, one crop per clip (VideoTransformConfig default)
 
-
-class AVEDataModule(L.LightningDataModule):
-    """Loaders for the three AVE splits, preprocessed the way the model says.
+class AVDataModule(L.LightningDataModule):
+    """Loaders for the three splits of a registered dataset, preprocessed the way the model says.
 
     Args:
-        root: folder with ``Annotations.txt`` and ``trainSet/valSet/testSet.txt``.
+        root: the dataset's annotation root (AVE: the folder with ``Annotations.txt`` and the split files).
+        dataset: a name in ``avadapt._registry.DATASETS`` (``ave``, ``avs_s4``, …); default: the model task's
+            dataset (``preprocessing["dataset"]``, linked from the model by the CLI), else ``ave``.
+        dataset_options: the dataset's own options (its constructor's keyword arguments).
         cache_dir: a cache written by ``avadapt prepare``, read instead of the media; its image size and fbank
             settings must equal the model's (checked when opened).
-        media_root: where the media lives, as ``AVE/<id>.mp4`` or ``video_frames/`` + ``raw_audio/`` (default: root).
-        source: which layout to read; ``auto`` picks the cache when given, else the media folder found.
+        media_root: where the media lives when not under ``root`` (AVE: ``AVE/<id>.mp4`` or ``video_frames/`` +
+            ``raw_audio/``).
+        source: which layout to read, one of the dataset's (AVE: ``mp4``, ``frames``, ``cache``); ``auto`` picks the
+            cache when given, else the media folder found.
         batch_size: clips per training batch (per device).
         eval_batch_size: clips per validation/test batch (default: ``batch_size``).
         num_workers: loader processes decoding clips.
-        augment: one RandomResizedCrop + horizontal flip per training clip (the same for all T frames).
+        augment: augment training clips the dataset's way (AVE: one RandomResizedCrop + horizontal flip per
+            clip, the same for all T frames).
         on_missing: rows without media raise (``error``) or are skipped with a warning (``skip``).
         preprocessing: ``{"video": timm data config, "audio_front_end": name, "fbank": FbankConfig fields}``;
             linked from ``model.preprocessing`` by the CLI so the transform and the spectrograms always match the
@@ -48,9 +53,11 @@ class AVEDataModule(L.LightningDataModule):
     def __init__(
         self,
         root: str,
+        dataset: str | None = None,
+        dataset_options: dict[str, Any] | None = None,
         cache_dir: str | None = None,
         media_root: str | None = None,
-        source: Literal["auto", "mp4", "frames", "cache"] = "auto",
+        source: str = "auto",
         batch_size: int = 2,
         eval_batch_size: int | None = None,
         num_workers: int = 4,
@@ -65,8 +72,8 @@ class AVEDataModule(L.LightningDataModule):
             raise ValueError(f"batch sizes must be ≥ 1, got {batch_size}, {eval_batch_size}")
         self.root = Path(root)
         self.preprocessing = preprocessing or {}
-        self.datasets: dict[str, AVEDataset] = {}
-        self._annotations: AVEAnnotations | None = None
+        self.datasets: dict[str, ClipDataset] = {}
+        self._class_names: Any = _UNREAD
         self.seed = torch.initial_seed()
 
     def state_dict(self) -> dict[str, Any]:
@@ -76,28 +83,34 @@ class AVEDataModule(L.LightningDataModule):
         self.seed = int(state_dict.get("seed", self.seed))
 
     @property
-    def annotations(self) -> AVEAnnotations:
-        if self._annotations is None:
-            self._annotations = AVEAnnotations.load(self.root)
-        return self._annotations
+    def dataset_name(self) -> str:
+        return self.hparams.dataset or self.preprocessing.get("dataset") or "ave"
 
     @property
-    def class_names(self) -> list[str]:
-        """The 28 AVE categories in label order, then ``background``."""
-        return [*self.annotations.categories, "background"]
+    def dataset_class(self) -> type[ClipDataset]:
+        return DATASETS.get(self.dataset_name)
 
     @property
-    def num_classes(self) -> int:
-        return self.annotations.num_classes
+    def class_names(self) -> list[str] | None:
+        """The dataset's class names in label order (AVE: the 28 categories, then ``background``)."""
+        if self._class_names is _UNREAD:
+            self._class_names = self.dataset_class.class_names(self.root, **(self.hparams.dataset_options or {}))
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int | None:
+        names = self.class_names
+        return len(names) if names is not None else None
 
     def _transform(self, train: bool) -> VideoTransform:
         video = self.preprocessing.get("video")
         if video is None:
             raise ValueError(
-                "AVEDataModule needs preprocessing={'video': <timm data config>, 'fbank': {...}}; "
+                "AVDataModule needs preprocessing={'video': <timm data config>, 'fbank': {...}}; "
                 "the CLI links it from the model (model.preprocessing)"
             )
-        overrides = {"train": True, "scale": TRAIN_CROP_SCALE} if train and self.hparams.augment else {}
+        augmentation = self.dataset_class.train_augmentation
+        overrides = augmentation if train and self.hparams.augment and augmentation else {}
         return VideoTransform.from_timm(video, **overrides)
 
     @property
@@ -105,9 +118,9 @@ class AVEDataModule(L.LightningDataModule):
         """The fbank settings of the clips: those of the audio front end that ``preprocessing`` names."""
         return recorded_audio_front_end(self.preprocessing).fbank
 
-    def _dataset(self, split: str) -> AVEDataset:
+    def _dataset(self, split: str) -> ClipDataset:
         hp = self.hparams
-        return AVEDataset(
+        return self.dataset_class(
             self.root,
             split,
             source=hp.source,
@@ -116,6 +129,8 @@ class AVEDataModule(L.LightningDataModule):
             transform=self._transform(split == "train"),
             fbank=self.fbank,
             on_missing=hp.on_missing,
+            augment=split == "train" and hp.augment,
+            **(hp.dataset_options or {}),
         )
 
     def setup(self, stage: str) -> None:
@@ -135,7 +150,7 @@ class AVEDataModule(L.LightningDataModule):
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
             sampler=EpochShuffle(len(dataset), self.seed) if train else None,
             num_workers=hp.num_workers,
-            collate_fn=collate_av,
+            collate_fn=getattr(dataset, "collate", collate_av),
             drop_last=False,
             pin_memory=torch.cuda.is_available() if hp.pin_memory is None else hp.pin_memory,
             persistent_workers=hp.num_workers > 0,

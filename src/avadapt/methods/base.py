@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from avadapt.backbones import AudioEmbeddingConfig, Backbone
-from avadapt.types import AVFeatures, ParameterGroup
+from avadapt.types import AVFeatures, FeatureSpec, ParameterGroup
 
 BRANCHES = {"audio_visual": ("video", "audio"), "audio_only": ("audio",), "visual_only": ("video",)}
 
@@ -63,6 +63,20 @@ class AVMethod(nn.Module):
     @property
     def feature_dim(self) -> int:
         return self.backbone.embed_dim
+
+    def feature_spec(self) -> FeatureSpec:
+        """What :meth:`forward` hands to a task head (widths and strides of the token maps included)."""
+        backbone = self.backbone
+        patch = backbone.patch_size[0]
+        if backbone.family == "vit":
+            dims, strides = (backbone.embed_dim,), (patch,)
+            image_size = tuple(backbone.data_config["input_size"][1:])
+        else:
+            dims = tuple(backbone.stage_dims)
+            strides = tuple(patch * 2 ** i for i in range(len(dims)))
+            image_size = tuple(backbone.image_size)
+        return FeatureSpec(dim=self.feature_dim, modalities=self.modalities, num_segments=self.num_frames,
+                           map_dims=dims, map_strides=strides, image_size=image_size, family=backbone.family)
 
     def embed(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """(B, T, 3, H, W) and (B, T, 1, F, L) → tokens per active modality, (B·T, 1 + N, D), before pre-norm."""

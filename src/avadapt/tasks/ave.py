@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -13,9 +15,10 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from avadapt._config import JSONConfig
-from avadapt._registry import TASKS
+from avadapt.data.ave import read_events
 from avadapt.errors import OptionError
-from avadapt.types import AVFeatures
+from avadapt.tasks.base import Task, TaskHead, register_task
+from avadapt.types import AVFeatures, FeatureSpec
 
 BACKGROUND_CLASSES = 1
 LOSSES = ("cross_entropy", "bce_on_softmax")
@@ -42,8 +45,7 @@ class AVEConfig(JSONConfig):
             raise ValueError(f"AVE needs at least one event class plus background, got {self.num_classes}")
 
 
-@TASKS.register("ave")
-class AVEHead(nn.Module):
+class AVEHead(TaskHead):
     """Per-segment classifier over the concatenated per-segment features of the active modalities.
 
     Both modalities: the config's two-layer MLP. One modality (audio-only or visual-only): LayerNorm + Linear,
@@ -53,10 +55,10 @@ class AVEHead(nn.Module):
 
     config_class = AVEConfig
 
-    def __init__(self, feature_dim: int, modalities: tuple[str, ...], config: AVEConfig):
-        super().__init__()
-        self.config = config
-        self.modalities = tuple(m for m in ("audio", "video") if m in modalities)  # concat order: audio, video
+    def __init__(self, spec: FeatureSpec, config: AVEConfig):
+        super().__init__(spec, config)
+        feature_dim = spec.dim
+        self.modalities = tuple(m for m in ("audio", "video") if m in spec.modalities)  # concat order: audio, video
         if len(self.modalities) == 1:
             self.classifier = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, config.num_classes))
         else:
@@ -70,7 +72,7 @@ class AVEHead(nn.Module):
                 nn.init.trunc_normal_(layer.weight, std=0.02)
                 nn.init.zeros_(layer.bias)
 
-    def forward(self, features: AVFeatures) -> torch.Tensor:
+    def forward(self, features: AVFeatures, **inputs: torch.Tensor) -> torch.Tensor:
         """→ (B, T, num_classes) logits."""
         x = torch.cat([getattr(features, m) for m in self.modalities], dim=-1)  # (B, T, D * n_modalities)
         return self.classifier(x)
@@ -95,14 +97,115 @@ class AVEHead(nn.Module):
             "class_accuracy": MulticlassAccuracy(classes, average=None),
         })
 
-    def metric_inputs(self, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, C) logits and (B, T) labels → flat (B·T, C) float scores and (B·T,) labels."""
-        return logits.flatten(0, 1).float(), targets["labels"].flatten()
+    def update_metrics(self, metrics: MetricCollection, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> None:
+        """(B, T, C) logits and (B, T) labels, scored per segment."""
+        metrics.update(logits.flatten(0, 1).float(), targets["labels"].flatten())
 
     def predict(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(…, C) logits → (…,) class index and its softmax probability."""
         scores, labels = logits.float().softmax(-1).max(-1)
         return labels, scores
+
+
+@register_task
+class AVETask(Task):
+    """Event localisation: one of the dataset's events or background for every 1 s segment; selected on
+    segment accuracy. ``avadapt predict`` writes per-second labels and a timeline picture."""
+
+    name = "ave"
+    head_class = AVEHead
+    monitor = "accuracy"
+    dataset = "ave"
+    prediction_kind = "per-second event labels (JSON) and a timeline picture (PNG)"
+
+    def segment_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().softmax(-1)  # (B, T, C)
+
+    def write_prediction(self, probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
+                         out: Path, ground_truth: str | None = None) -> dict[str, Any]:
+        """One entry per second (label, score, top 3); ``ground_truth`` is an annotation row
+        ``Category&VideoID&Quality&Start&End`` or an annotation file holding the video's row."""
+        num_classes = probabilities.shape[-1]
+        names = list(info.get("class_names") or [f"class {k}" for k in range(num_classes)])
+        scores, labels = probabilities.max(-1)
+        top = probabilities.topk(min(3, num_classes), dim=-1)
+        seconds = probabilities.shape[0]
+        result = {
+            **{k: info[k] for k in ("video", "duration", "seconds", "window_seconds", "window_starts")},
+            "class_names": names,
+            "segments": [
+                {"second": t, "start": t, "end": t + 1, "label": names[int(labels[t])],
+                 "label_index": int(labels[t]), "score": round(float(scores[t]), 5),
+                 "top": [{"label": names[int(k)], "score": round(float(p), 5)}
+                         for p, k in zip(top.values[t], top.indices[t])]}
+                for t in range(seconds)
+            ],
+        }
+        predicted = [s["label_index"] for s in result["segments"]]
+        truth = None
+        if ground_truth is not None:
+            category, start, end = parse_annotation(ground_truth, info["video"])
+            truth = ground_truth_labels(category, start, end, names, seconds)
+            for segment, label in zip(result["segments"], truth):
+                segment["ground_truth"] = names[label]
+            result["accuracy"] = sum(p == t for p, t in zip(predicted, truth)) / len(truth)
+            result["agreement"] = f"agreement with the annotation: {result['accuracy']:.1%}"
+        result["summary"] = summary_line(result)
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        json_path = out.with_suffix(".json")
+        result["json"], result["png"] = str(json_path), str(out.with_suffix(".png"))
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        draw_timeline(out.with_suffix(".png"), predicted, [s["score"] for s in result["segments"]], names,
+                      ground_truth=truth, title=Path(info["video"]).name)
+        return result
+
+
+def parse_annotation(labels: str, video: str | Path) -> tuple[str, int, int]:
+    """``Category&VideoID&Quality&Start&End`` given inline, or the row of ``video`` in an annotation file.
+
+    Returns (category, start, end). A file is searched for the video's id (its file name without suffix).
+    """
+    path = Path(labels)
+    if "&" not in labels and path.is_file():
+        video_id = Path(video).stem
+        rows = [event for event in read_events(path) if event.video_id == video_id]
+        if not rows:
+            raise OptionError(f"{path}: no annotation row for video id {video_id!r}")
+        if len({(e.category, e.start, e.end) for e in rows}) > 1:
+            raise OptionError(f"{path}: {len(rows)} different rows for {video_id!r} (AVE repeats some ids with "
+                              "different events); pass the row itself: --labels 'Category&id&good&start&end'")
+        return rows[0].category, rows[0].start, rows[0].end
+    fields = [f.strip() for f in labels.split("&")]
+    if len(fields) != 5:
+        raise OptionError(f"--labels must be an annotation file or a row 'Category&VideoID&Quality&Start&End', "
+                          f"got {labels!r}")
+    try:
+        return fields[0], int(fields[3]), int(fields[4])
+    except ValueError:
+        raise OptionError(f"start and end of {labels!r} must be whole seconds") from None
+
+
+def ground_truth_labels(category: str, start: int, end: int, class_names: list[str], seconds: int) -> list[int]:
+    """Per-second AVE labels: the category for start ≤ t < end, background (the last class) elsewhere."""
+    if category not in class_names:
+        raise OptionError(f"category {category!r} is not one of the model's classes {class_names}")
+    k, background = class_names.index(category), len(class_names) - 1
+    return [k if start <= t < end else background for t in range(seconds)]
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """``0-2 s background · 2-7 s Violin (0.83) · …``: runs of one label with their mean score."""
+    parts, segments = [], result["segments"]
+    t = 0
+    while t < len(segments):
+        end = t
+        while end + 1 < len(segments) and segments[end + 1]["label_index"] == segments[t]["label_index"]:
+            end += 1
+        mean = sum(s["score"] for s in segments[t:end + 1]) / (end - t + 1)
+        parts.append(f"{t}-{end + 1} s {segments[t]['label']} ({mean:.2f})")
+        t = end + 1
+    return " · ".join(parts)
 
 
 def _runs(labels: Sequence[int]) -> list[tuple[int, int, int]]:

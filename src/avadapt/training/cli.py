@@ -1,7 +1,7 @@
 """``avadapt fit | validate | test``: LightningCLI over the typed signatures of the module and data module.
 
 There is no second schema of flags: every option is a constructor argument of :class:`AVAdaptModule`,
-:class:`AVEDataModule`, ``lightning.Trainer`` or the three callbacks added here, and a YAML config is the
+:class:`AVDataModule`, ``lightning.Trainer`` or the three callbacks added here, and a YAML config is the
 same tree (``avadapt fit --print_config`` shows it).
 """
 
@@ -19,7 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
-from avadapt.data.datamodule import AVEDataModule
+from avadapt.data.datamodule import AVDataModule
 from avadapt.training.callbacks import AdapterExport, TrainingCurves
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
@@ -37,7 +37,7 @@ from avadapt.training.resume import (
 )
 
 SUBCOMMANDS = ("fit", "validate", "test")
-MONITOR = "val/accuracy"
+TASK_MONITOR = "task"  # checkpoint.monitor default: the task's own metric (val/accuracy for AVE, val/miou for AVS)
 LIGHTNING_CKPT_NAMES = ("best", "hpc", "registry")  # ckpt_path values Lightning resolves itself ("last" is ours)
 
 
@@ -52,10 +52,8 @@ class AVAdaptCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
-            "checkpoint.monitor": MONITOR,
-            "checkpoint.mode": "max",
+            "checkpoint.monitor": TASK_MONITOR,
             "checkpoint.save_last": True,
-            "checkpoint.filename": "epoch{epoch:02d}-val_acc{val/accuracy:.4f}",
             "checkpoint.auto_insert_metric_name": False,
             "trainer.precision": default_precision(),
         })
@@ -79,6 +77,7 @@ class AVAdaptCLI(LightningCLI):
         config = self.config_for_subcommand()
         config_init = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer_config = config_init["trainer"]
+        self._select_on_task_metric(config_init)
         root = trainer_config.get("default_root_dir") or os.getcwd()
         resumed = self._checkpoint_to_start_from(config_init, root)
         if resumed is not None:
@@ -92,6 +91,20 @@ class AVAdaptCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.append(MetricsRows())
         return trainer
+
+    def _select_on_task_metric(self, config_init: Any) -> None:
+        """``checkpoint.monitor: task`` (the default) becomes the model's task metric with its mode; the file name
+        (unless set) holds that metric's value."""
+        checkpoint = config_init.get("checkpoint")
+        if not isinstance(checkpoint, ModelCheckpoint) or checkpoint.monitor != TASK_MONITOR:
+            return
+        task = self.model.task
+        options = self.config_for_subcommand()["checkpoint"]
+        options = options.as_dict() if hasattr(options, "as_dict") else dict(options)
+        options.update(monitor=self.model.monitor, mode=task.monitor_mode)
+        if options.get("filename") is None:
+            options["filename"] = task.checkpoint_filename()
+        config_init["checkpoint"] = ModelCheckpoint(**options)
 
     def _checkpoint_to_start_from(self, config_init: Any, root: str) -> tuple[Path, dict[str, Any]] | None:
         """``ckpt_path`` as a checked local file and its contents; None when unset or left to Lightning."""
@@ -135,7 +148,7 @@ def run_lightning(argv: list[str]) -> AVAdaptCLI:
     # receiving both); from Python (tests, notebooks) pass them explicitly.
     args = None if argv == sys.argv[1:] else argv
     return AVAdaptCLI(
-        AVAdaptModule, AVEDataModule, args=args, save_config_kwargs={"overwrite": True},
+        AVAdaptModule, AVDataModule, args=args, save_config_kwargs={"overwrite": True},
         parser_kwargs={name: {"default_env": False} for name in SUBCOMMANDS}, seed_everything_default=0,
         auto_configure_optimizers=False,
     )

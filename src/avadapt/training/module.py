@@ -18,6 +18,7 @@ from avadapt.data.sampling import derive_seed
 from avadapt.io import check_adapter_keys, trainable_state_keys
 from avadapt.kernels import cpu_supports_bf16, tune_heap_for_training
 from avadapt.models import AVModel, build_without_weights, create_model
+from avadapt.tasks import get_task
 from avadapt.training.schedule import warmup_cosine_factor
 from avadapt.types import AVBatch
 
@@ -126,6 +127,7 @@ class AVAdaptModule(L.LightningModule):
             backbone_options=backbone_options, audio_front_end=self.front_end, **(method_options or {}),
             **(task_options or {}),
         )
+        self.task = get_task(task)
         metrics = self.model.head.metrics()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -149,16 +151,23 @@ class AVAdaptModule(L.LightningModule):
     @property
     def preprocessing(self) -> dict[str, Any]:
         """How inputs must be made for this model: the video data config, the audio front end's name and its
-        fbank values (the data module and ``predict`` read both), the number of segments."""
+        fbank values (the data module and ``predict`` read both), the number of segments, and the task's
+        dataset (the data module's default)."""
         return {"video": video_data_config(self.model), "audio_front_end": self.front_end.name,
-                "fbank": self.fbank.to_dict(), "num_segments": self.model.method.num_frames}
+                "fbank": self.fbank.to_dict(), "num_segments": self.model.method.num_frames,
+                "dataset": self.task.dataset}
 
     @property
     def backbone_source(self) -> dict[str, Any]:
         return {"pretrained": self.hparams.pretrained, "weights": self.hparams.weights}
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return self.model(video, audio)
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, **inputs: torch.Tensor) -> Any:
+        return self.model(video, audio, **inputs)
+
+    @property
+    def monitor(self) -> str:
+        """The logged metric that selects checkpoints: ``val/`` + the task's monitor (``val/accuracy`` for AVE)."""
+        return f"val/{self.task.monitor}"
 
     def setup(self, stage: str) -> None:
         """Fail before the first step when the data's classes do not fit the head."""
@@ -202,15 +211,19 @@ class AVAdaptModule(L.LightningModule):
                          batch_size=len(batch))
 
     def training_step(self, batch: AVBatch, batch_idx: int) -> torch.Tensor:
-        loss = self.model.head.loss(self.model(batch.video, batch.audio), batch.targets)
+        loss = self.model.head.loss(self._outputs(batch), batch.targets)
         self.log(TRAIN_LOSS, loss, prog_bar=True, batch_size=len(batch))
         return loss
 
+    def _outputs(self, batch: AVBatch) -> Any:
+        inputs = {name: batch.inputs[name] for name in self.task.inputs}
+        return self.model(batch.video, batch.audio, **inputs)
+
     def _evaluate(self, batch: AVBatch, stage: str) -> None:
-        logits = self.model(batch.video, batch.audio)
-        self.log(f"{stage}/loss", self.model.head.loss(logits, batch.targets), batch_size=len(batch),
+        outputs = self._outputs(batch)
+        self.log(f"{stage}/loss", self.model.head.loss(outputs, batch.targets), batch_size=len(batch),
                  sync_dist=True)
-        getattr(self, f"{stage}_metrics").update(*self.model.head.metric_inputs(logits, batch.targets))
+        self.model.head.update_metrics(getattr(self, f"{stage}_metrics"), outputs, batch.targets)
 
     def validation_step(self, batch: AVBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -224,7 +237,7 @@ class AVAdaptModule(L.LightningModule):
         for key, value in metrics.compute().items():
             # compute() already gathered every device's counts: sync_dist only averages equal values
             if value.numel() == 1:
-                self.log(key, value, prog_bar=key.endswith("accuracy"), sync_dist=True)
+                self.log(key, value, prog_bar=key == f"{stage}/{self.task.monitor}", sync_dist=True)
                 continue
             for index, per_class in enumerate(value):  # one scalar per class, e.g. val/class_accuracy/07_violin
                 label = _slug(names[index]) if names and index < len(names) else ""

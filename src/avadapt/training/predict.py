@@ -1,27 +1,26 @@
-"""Per-second event labels for a video of any length, from an adapter directory.
+"""Prediction over a video of any length, from an adapter directory, in the form of the model's task.
 
 A model sees T one-second segments at a time (AVE: 10). A longer file is cut into windows of T seconds
 placed back to back; the last window is shifted back so it ends with the file, and seconds covered by two
 windows get the mean of both windows' probabilities. A file shorter than T seconds is read as one window
-padded with its last frame and silence; only its real seconds are reported.
+padded with its last frame and silence; only its real seconds are reported. The task turns the averaged
+per-second probabilities into its result and picture (``Task.write_prediction``).
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from avadapt.audio_front_ends import recorded_audio_front_end
-from avadapt.data.ave import read_events
 from avadapt.data.fbank import segment_fbank
 from avadapt.data.media import media_duration, read_clip
-from avadapt.data.transforms import VideoTransform
-from avadapt.errors import OptionError
+from avadapt.data.transforms import VideoTransform, as_video_tensor
 from avadapt.models import AVModel
-from avadapt.tasks.ave import draw_timeline
+from avadapt.tasks import get_task
 
 
 def window_starts(seconds: int, window: int) -> list[int]:
@@ -50,12 +49,13 @@ def predict_video(
     preprocessing: dict[str, Any] | None = None,
     class_names: list[str] | None = None,
     batch_windows: int = 4,
-) -> dict[str, Any]:
-    """Run ``model`` over the whole file; returns a JSON-ready dict with one entry per second.
+) -> VideoPrediction:
+    """Run ``model`` over the whole file: per-second probabilities of its task and the frame of every second.
 
     preprocessing / class_names: default to what the adapter directory recorded (``model.adapter_config``).
     """
     preprocessing = _model_preprocessing(model, preprocessing)
+    task = get_task(model.spec["task"])
     names = class_names or getattr(model, "adapter_config", {}).get("class_names")
     segments = int(preprocessing.get("num_segments") or model.method.num_frames)
     fbank = recorded_audio_front_end(preprocessing).fbank
@@ -66,107 +66,57 @@ def predict_video(
     device = next(model.parameters()).device
     model.eval()
 
-    num_classes = model.spec["task_config"]["num_classes"]
-    names = list(names) if names else [f"class {k}" for k in range(num_classes)]
-    total = torch.zeros(max(seconds, segments) + segments, num_classes)
-    count = torch.zeros(total.shape[0], 1)
+    total: torch.Tensor | None = None
+    count = torch.zeros(max(seconds, segments) + segments)
+    shown: list[torch.Tensor | None] = [None] * (max(seconds, segments) + segments)
     for lo in range(0, len(starts), batch_windows):
         chunk = starts[lo:lo + batch_windows]
         videos, audios = [], []
         for start in chunk:
             clip = read_clip(path, segments, 1.0, start=float(start), sample_rate=fbank.sample_rate, min_seconds=0)
-            videos.append(transform(clip.frames))  # (T, 3, H, W)
+            pixels = transform.geometry(as_video_tensor(clip.frames))  # (T, 3, H, W) uint8 at the model's size
+            videos.append(transform.normalize(pixels))
             audios.append(segment_fbank(clip.wave, fbank, segments))  # (T, 1, F, L)
-        logits = model(torch.stack(videos).to(device), torch.stack(audios).to(device))  # (W, T, C)
-        probs = logits.float().softmax(-1).cpu()
+            for t, frame in enumerate(pixels.permute(0, 2, 3, 1)):  # (H, W, 3)
+                if shown[start + t] is None:
+                    shown[start + t] = frame
+        outputs = model(torch.stack(videos).to(device), torch.stack(audios).to(device))
+        probs = task.segment_probabilities(outputs).float().cpu()  # (W, T, ...)
+        if total is None:
+            total = torch.zeros(count.shape[0], *probs.shape[2:])
         for start, window_probs in zip(chunk, probs):
             total[start:start + segments] += window_probs
             count[start:start + segments] += 1
-    probs = (total / count.clamp(min=1))[:seconds]  # (S, C)
-    scores, labels = probs.max(-1)
-    top = probs.topk(min(3, num_classes), dim=-1)
-    return {
+    view = (-1,) + (1,) * (total.dim() - 1)
+    probabilities = (total / count.clamp(min=1).view(view))[:seconds]  # (S, ...)
+    info = {
         "video": str(path),
         "duration": round(duration, 3),
         "seconds": seconds,
         "window_seconds": segments,
         "window_starts": starts,
-        "class_names": names,
-        "segments": [
-            {"second": t, "start": t, "end": t + 1, "label": names[int(labels[t])], "label_index": int(labels[t]), "score": round(float(scores[t]), 5),
-             "top": [{"label": names[int(k)], "score": round(float(p), 5)}
-                     for p, k in zip(top.values[t], top.indices[t])]}
-            for t in range(seconds)
-        ],
+        "class_names": list(names) if names else None,
     }
+    return VideoPrediction(probabilities, torch.stack(shown[:seconds]), info)
 
 
-def parse_annotation(labels: str, video: str | Path) -> tuple[str, int, int]:
-    """``Category&VideoID&Quality&Start&End`` given inline, or the row of ``video`` in an annotation file.
+@dataclass
+class VideoPrediction:
+    """What :func:`predict_video` found: ``probabilities`` (S, …) per second of the video, ``frames``
+    (S, H, W, 3) uint8 the frame of each second as the model saw it, ``info`` the video's facts."""
 
-    Returns (category, start, end). A file is searched for the video's id (its file name without suffix).
-    """
-    path = Path(labels)
-    if "&" not in labels and path.is_file():
-        video_id = Path(video).stem
-        rows = [event for event in read_events(path) if event.video_id == video_id]
-        if not rows:
-            raise OptionError(f"{path}: no annotation row for video id {video_id!r}")
-        if len({(e.category, e.start, e.end) for e in rows}) > 1:
-            raise OptionError(f"{path}: {len(rows)} different rows for {video_id!r} (AVE repeats some ids with "
-                              "different events); pass the row itself: --labels 'Category&id&good&start&end'")
-        return rows[0].category, rows[0].start, rows[0].end
-    fields = [f.strip() for f in labels.split("&")]
-    if len(fields) != 5:
-        raise OptionError(f"--labels must be an annotation file or a row 'Category&VideoID&Quality&Start&End', "
-                          f"got {labels!r}")
-    try:
-        return fields[0], int(fields[3]), int(fields[4])
-    except ValueError:
-        raise OptionError(f"start and end of {labels!r} must be whole seconds") from None
+    probabilities: torch.Tensor
+    frames: torch.Tensor
+    info: dict[str, Any]
 
 
-def ground_truth_labels(category: str, start: int, end: int, class_names: list[str], seconds: int) -> list[int]:
-    """Per-second AVE labels: the category for start ≤ t < end, background (the last class) elsewhere."""
-    if category not in class_names:
-        raise OptionError(f"category {category!r} is not one of the model's classes {class_names}")
-    k, background = class_names.index(category), len(class_names) - 1
-    return [k if start <= t < end else background for t in range(seconds)]
+def write_prediction(model: AVModel, prediction: VideoPrediction, out: str | Path,
+                     ground_truth: str | None = None) -> dict[str, Any]:
+    """Write ``OUT.json`` and ``OUT.png`` (``out`` without suffix) in the model's task's form; returns the result
+    (with ``summary``, ``json``, ``png``, and ``agreement`` when ``ground_truth`` is given)."""
+    task = get_task(model.spec["task"])
+    return task.write_prediction(prediction.probabilities, prediction.frames, prediction.info, Path(out),
+                                 ground_truth=ground_truth)
 
 
-def write_prediction(result: dict[str, Any], out: str | Path, labels: str | None = None) -> dict[str, Path]:
-    """Write ``OUT.json`` and ``OUT.png`` (``out`` without suffix); with ``labels``, add the ground truth."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    names = result["class_names"]
-    predicted = [s["label_index"] for s in result["segments"]]
-    truth = None
-    if labels is not None:
-        category, start, end = parse_annotation(labels, result["video"])
-        truth = ground_truth_labels(category, start, end, names, result["seconds"])
-        for segment, label in zip(result["segments"], truth):
-            segment["ground_truth"] = names[label]
-        result["accuracy"] = sum(p == t for p, t in zip(predicted, truth)) / len(truth)
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    png_path = draw_timeline(out.with_suffix(".png"), predicted, [s["score"] for s in result["segments"]], names,
-                             ground_truth=truth, title=Path(result["video"]).name)
-    return {"json": json_path, "png": png_path}
-
-
-def summary_line(result: dict[str, Any]) -> str:
-    """``0-2 s background · 2-7 s Violin (0.83) · …``: runs of one label with their mean score."""
-    parts, segments = [], result["segments"]
-    t = 0
-    while t < len(segments):
-        end = t
-        while end + 1 < len(segments) and segments[end + 1]["label_index"] == segments[t]["label_index"]:
-            end += 1
-        mean = sum(s["score"] for s in segments[t:end + 1]) / (end - t + 1)
-        parts.append(f"{t}-{end + 1} s {segments[t]['label']} ({mean:.2f})")
-        t = end + 1
-    return " · ".join(parts)
-
-
-__all__ = ["ground_truth_labels", "parse_annotation", "predict_video", "summary_line", "window_starts",
-           "write_prediction"]
+__all__ = ["VideoPrediction", "predict_video", "window_starts", "write_prediction"]

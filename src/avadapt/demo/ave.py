@@ -1,4 +1,4 @@
-"""``avadapt demo``: the whole job end to end on a CPU in a few minutes, with nothing downloaded.
+"""``avadapt demo --task ave``: event localisation end to end on a CPU in a few minutes, nothing downloaded.
 
 1. synthesise a small AVE (real mp4 files, events that need both sound and picture to localise);
 2. decode it once into a cache;
@@ -20,21 +20,18 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import save_file
 
 from avadapt.data.ave import AVEAnnotations
-from avadapt.data.datamodule import AVEDataModule
+from avadapt.data.datamodule import AVDataModule
 from avadapt.data.prepare import prepare_ave
 from avadapt.data.synth import synthesize_ave
+from avadapt.demo.common import banner as _banner
+from avadapt.demo.common import fit_and_test
 from avadapt.io import load_adapter
-from avadapt.models import parameter_report
-from avadapt.training.callbacks import AdapterExport, TrainingCurves
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
-from avadapt.training.predict import predict_video, summary_line, write_prediction
-from avadapt.training.resume import AtomicCheckpointIO
+from avadapt.training.predict import predict_video, write_prediction
 
 REAL_WEIGHTS_HINT = """\
 With real weights (not downloadable here), train the paper's rows on the real AVE instead, e.g.
@@ -76,10 +73,6 @@ class DemoConfig:
     # The demo's tensors are tiny: one intra-op thread avoids synchronisation cost that dominates (and
     # explodes on a busy machine) with more threads.
     threads: int = 1
-
-
-def _banner(text: str) -> None:
-    print(f"\n=== {text}", flush=True)
 
 
 @dataclass
@@ -136,36 +129,9 @@ def train_method(method: str, cfg: DemoConfig, data: DemoData, out: Path, precis
         weights=str(data.weights), fbank={"num_mel_bins": cfg.num_mel_bins, "target_frames": cfg.target_frames},
         lr=lr, min_lr=cfg.min_lr, head_lr_factor=cfg.head_lr_factor, warmup_epochs=cfg.warmup_epochs,
     )
-    datamodule = AVEDataModule(str(data.root), cache_dir=str(data.cache), batch_size=cfg.batch_size, num_workers=0,
-                               preprocessing=module.preprocessing)
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val/accuracy", mode="max", save_last=True,
-                                 filename="epoch{epoch:02d}-val_acc{val/accuracy:.4f}", auto_insert_metric_name=False)
-    export = AdapterExport(str(out / "adapter"))
-    curves = TrainingCurves(str(out))  # beside checkpoints/, from logs/metrics.csv
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, precision=precision, max_epochs=cfg.epochs,
-        callbacks=[checkpoint, export, curves], plugins=[AtomicCheckpointIO()],
-        logger=CSVLogger(out, name="logs", version=""), default_root_dir=out, log_every_n_steps=5,
-        enable_model_summary=False, num_sanity_val_steps=0,
-    )
-    report = parameter_report(module.model)
-    print(f"{method}: {report['trainable']:,} trainable of {report['total']:,} parameters "
-          f"({report['trainable_percent']:.1f}%), precision {precision}", flush=True)
-    started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
-    train_seconds = time.perf_counter() - started
-    result = {
-        "best_val_accuracy": round(float(checkpoint.best_model_score), 4),
-        "train_seconds": round(train_seconds, 1),
-        "trainable_parameters": report["trainable"],
-        "total_parameters": report["total"],
-        "adapter": str(export.exported),
-        "curves": str(curves.written),
-    }
-    if test:
-        tested = trainer.test(module, datamodule=datamodule, ckpt_path="best", weights_only=True, verbose=False)[0]
-        result["test_accuracy"] = round(float(tested["test/accuracy"]), 4)
-    return result
+    datamodule = AVDataModule(str(data.root), dataset="ave", cache_dir=str(data.cache), batch_size=cfg.batch_size,
+                              num_workers=0, preprocessing=module.preprocessing)
+    return fit_and_test(module, datamodule, out, cfg.epochs, precision, test=test)
 
 
 def run_demo(out: str | Path = "demo_out", precision: str | None = None, config: DemoConfig | None = None
@@ -206,10 +172,10 @@ def _run(out: Path, precision: str | None, cfg: DemoConfig) -> dict[str, Any]:
     # a clip whose event covers about half of it: both the event and background seconds show in the picture
     event = min(test_events, key=lambda e: (abs(e.end - e.start - annotations.num_segments / 2), e.row))
     model = load_adapter(stg_cma["adapter"])  # finds random_backbone.safetensors through its config
-    result = predict_video(model, data.root / "AVE" / f"{event.video_id}.mp4")
     row = f"{event.category}&{event.video_id}&{event.quality}&{event.start}&{event.end}"
-    paths = write_prediction(result, out / "prediction", labels=row)
-    print(f"{event.video_id}: {summary_line(result)}\nannotated: {event.category} at {event.start}-{event.end} s; "
+    result = write_prediction(model, predict_video(model, data.root / "AVE" / f"{event.video_id}.mp4"),
+                              out / "prediction", ground_truth=row)
+    print(f"{event.video_id}: {result['summary']}\nannotated: {event.category} at {event.start}-{event.end} s; "
           f"agreement {result['accuracy']:.0%}", flush=True)
 
     metrics = {
@@ -228,10 +194,10 @@ def _run(out: Path, precision: str | None, cfg: DemoConfig) -> dict[str, Any]:
         "backbone": f"{cfg.backbone} (random initialisation: no pretrained weights available here)",
         "adapter": stg_cma["adapter"],
         "curves": {"stg_cma": stg_cma["curves"], "probe": probe["curves"]},
-        "prediction": {"video": str(result["video"]), "accuracy": result["accuracy"], "png": str(paths["png"])},
+        "prediction": {"video": str(result["video"]), "accuracy": result["accuracy"], "png": result["png"]},
         "config": asdict(cfg),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _banner(f"done in {metrics['total_seconds']:.0f} s: STG-CMA test accuracy {metrics['test_accuracy']:.3f} vs "
-            f"probe {metrics['probe_test_accuracy']:.3f} → {out / 'metrics.json'}, {paths['png']}")
+            f"probe {metrics['probe_test_accuracy']:.3f} → {out / 'metrics.json'}, {result['png']}")
     return metrics

@@ -1,0 +1,137 @@
+"""The task contract: what a task declares, and what the model, the training system, prediction and the CLI
+read from it instead of knowing any task by name.
+
+A task is two pieces:
+
+* :class:`TaskHead` (an ``nn.Module``, saved with the adapters): built from the method's
+  :class:`~avadapt.types.FeatureSpec` and the task's config; ``forward(features, **inputs)`` gives the
+  task's outputs; ``loss``, ``metrics`` and ``update_metrics`` say how they are trained and scored.
+* :class:`Task` (registered in ``avadapt._registry.TASKS``): names the head class (hence the config), the
+  extra inputs the head takes beside video and audio (``inputs``: AVQA's question), the metric that selects
+  checkpoints (``monitor``, ``monitor_mode``), the dataset it reads by default, and how a prediction over a
+  whole video is turned into a result and its picture (``segment_probabilities``, ``write_prediction``).
+
+Targets and inputs are produced and collated by the task's datasets (``avadapt.data``, which knows nothing of
+the model stack): every tensor a dataset item holds besides ``video``, ``audio`` and ``meta`` is stacked into
+``AVBatch.targets``, and entries under ``inputs`` into ``AVBatch.inputs``.
+
+Adding a task is one module here (head, config, ``Task`` subclass with ``@TASKS.register``), one dataset
+module in ``avadapt.data`` and one config file; nothing else names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+
+from avadapt._registry import TASKS
+from avadapt.types import AVFeatures, FeatureSpec
+
+MONITOR_MODES = ("max", "min")
+
+
+class TaskHead(nn.Module):
+    """The model side of a task: features of the adapted backbone (+ the task's inputs) → outputs.
+
+    ``config_class``: the task's config dataclass (``JSONConfig``); its fields are the ``task_options``.
+    """
+
+    config_class: ClassVar[type]
+
+    def __init__(self, spec: FeatureSpec, config: Any):
+        super().__init__()
+        self.spec = spec
+        self.config = config
+
+    def forward(self, features: AVFeatures, **inputs: torch.Tensor) -> Any:
+        raise NotImplementedError
+
+    def loss(self, outputs: Any, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of one batch (a scalar)."""
+        raise NotImplementedError
+
+    def metrics(self) -> MetricCollection:
+        """Fresh metrics for one split; the training system clones them per stage (``val/``, ``test/``).
+
+        Scalar results are logged under their names; a vector result is logged one entry per class.
+        """
+        raise NotImplementedError
+
+    def update_metrics(self, metrics: MetricCollection, outputs: Any, targets: dict[str, torch.Tensor]) -> None:
+        """Feed one batch's outputs and targets to ``metrics`` (as returned by :meth:`metrics`)."""
+        raise NotImplementedError
+
+
+class Task:
+    """One task's declarations; subclasses set the class attributes and are registered with
+    :func:`register_task` (one instance each, in ``TASKS``).
+
+    name: the registered name (``ave``, ``avs``).
+    head_class: the :class:`TaskHead` subclass; its ``config_class`` is the task's config.
+    monitor: metric that selects checkpoints, logged as ``val/<monitor>``; ``monitor_mode``: ``max`` or ``min``.
+    inputs: names of ``AVBatch.inputs`` entries the head takes as keyword arguments.
+    dataset: the dataset (``avadapt._registry.DATASETS``) the task reads unless told otherwise.
+    prediction_kind: what ``avadapt predict`` writes, for its help text.
+    """
+
+    name: ClassVar[str]
+    head_class: ClassVar[type[TaskHead]]
+    monitor: ClassVar[str]
+    monitor_mode: ClassVar[str] = "max"
+    inputs: ClassVar[tuple[str, ...]] = ()
+    dataset: ClassVar[str]
+    prediction_kind: ClassVar[str] = ""
+
+    @property
+    def config_class(self) -> type:
+        return self.head_class.config_class
+
+    def build_head(self, spec: FeatureSpec, config: Any) -> TaskHead:
+        return self.head_class(spec, config)
+
+    def checkpoint_filename(self) -> str:
+        """ModelCheckpoint file name pattern holding the epoch and the monitored value."""
+        slug = self.monitor.replace("/", "_")
+        return f"epoch{{epoch:02d}}-val_{slug}{{val/{self.monitor}:.4f}}"
+
+    # ---- prediction on a whole video ---------------------------------------------------------------
+    def segment_probabilities(self, outputs: Any) -> torch.Tensor:
+        """(B, T, …) per-segment probabilities from a batch of outputs: what prediction averages where two
+        windows of T segments overlap."""
+        raise NotImplementedError
+
+    def write_prediction(self, probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
+                         out: Path, ground_truth: str | None = None) -> dict[str, Any]:
+        """Write ``OUT.json`` and ``OUT.png`` (plus any task files) for one video; return the JSON-ready result.
+
+        probabilities: (S, …) one entry per segment of the whole video. frames: (S, H, W, 3) uint8, the frame
+        shown for each segment, at the model's input size. info: ``video``, ``duration``, ``seconds``,
+        ``window_seconds``, ``window_starts``, ``class_names`` (may be None). ground_truth: the task's own
+        ground-truth argument (``--labels``), or None. The result holds ``summary`` (one line for the console),
+        ``json`` and ``png`` (paths written) and, with ground truth, an ``agreement`` line.
+        """
+        raise NotImplementedError
+
+
+def check_task(task: Task) -> Task:
+    """Fail at registration time on a task whose declarations cannot work."""
+    if task.monitor_mode not in MONITOR_MODES:
+        raise ValueError(f"task {task.name!r}: monitor_mode must be one of {MONITOR_MODES}, got {task.monitor_mode!r}")
+    if not issubclass(task.head_class, TaskHead):
+        raise TypeError(f"task {task.name!r}: head_class must subclass TaskHead")
+    return task
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: register one instance of ``cls`` in ``TASKS`` under ``cls.name``."""
+    TASKS.register(cls.name)(check_task(cls()))
+    return cls
+
+
+def get_task(name: str) -> Task:
+    """The registered task called ``name`` (an :class:`~avadapt.errors.OptionError` lists the known ones)."""
+    return TASKS.get(name)
