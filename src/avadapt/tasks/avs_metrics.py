@@ -1,0 +1,208 @@
+"""AVSBench's segmentation metrics, mIoU and F-score, as distributed-safe torchmetrics metrics.
+
+Both follow AVSBench's ``mask_iou`` and ``Eval_Fmeasure`` (``avs_scripts/avs_s4/utils/utility.py``) frame by
+frame. Each comes in two forms: ``per_batch=True`` reproduces the reference's evaluation loop, which averages one
+score per evaluation batch, and ``per_batch=False`` (default) averages over the frames of the split, so the figure
+does not depend on how the split was batched.
+
+``update(logits, masks, annotated)`` takes (N, H, W) pre-sigmoid logits, (N, H, W) binary masks (nonzero is
+foreground) and an (N,) bool vector of the frames that have a ground-truth mask; the other frames are ignored.
+N is the caller's flattened B·T.
+
+Why torchmetrics' own classes do not fit:
+
+* ``BinaryJaccardIndex`` pools one confusion matrix over all pixels of all frames, where AVSBench averages a
+  per-frame IoU.
+* ``segmentation.MeanIoU`` scores a frame without an object as 0 or leaves it out, where AVSBench scores it
+  by its true-negative ratio.
+* ``BinaryFBetaScore`` scores one threshold, where AVSBench takes the maximum over 255 thresholds.
+* ``BinaryPrecisionRecallCurve`` (with fixed thresholds) pools its counts over all pixels of the split, so an
+  F-score read off it is not AVSBench's mean of per-frame F curves.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+F_BETA_SQUARED = 0.3
+"""β² of AVSBench's F-score (``Eval_Fmeasure``): weighs precision over recall, as in salient-object detection."""
+
+F_THRESHOLD_COUNT = 255
+"""Number of probability thresholds ``Eval_Fmeasure`` sweeps, ``linspace(0, 1 - 1e-10, 255)``."""
+
+IOU_EPS = 1e-7
+"""``mask_iou``'s ``eps`` in IoU = |P∩G| / (|P∪G| + eps)."""
+
+PRECISION_RECALL_EPS = 1e-20
+"""``_eval_pr``'s guard in precision = TP / (|B| + eps) and recall = TP / (|G| + eps)."""
+
+
+def _annotated_frames(
+    logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checks shapes and keeps the annotated frames: float32 logits and bool ground truth, both (N', H, W)."""
+    if logits.ndim != 3 or logits.shape != masks.shape:
+        raise ValueError(f"logits and masks must both be (N, H, W), got {tuple(logits.shape)} and {tuple(masks.shape)}")
+    if annotated.shape != logits.shape[:1]:
+        raise ValueError(f"annotated must be (N,) = ({logits.shape[0]},), got {tuple(annotated.shape)}")
+    keep = annotated.to(device=logits.device, dtype=torch.bool)
+    return logits.detach()[keep].to(torch.float32), masks.detach()[keep].to(logits.device).bool()
+
+
+def frame_iou(logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) logits and bool masks → (N,) IoU of each frame, as ``mask_iou`` scores it.
+
+    P = 1[sigmoid(logit) > 0.5]; IoU = |P∩G| / (|P∪G| + 1e-7). A frame without an object has no union to
+    speak of, so it is scored by how much of it the prediction correctly leaves empty:
+    (#pixels with P = 0 and G = 0) / (H·W + 1e-7).
+    """
+    predicted = torch.sigmoid(logits.float()) > 0.5  # (N, H, W)
+    intersection = (predicted & ground_truth).sum((1, 2))  # (N,)
+    union = (predicted | ground_truth).sum((1, 2))
+    true_negatives = (~predicted & ~ground_truth).sum((1, 2))
+    no_object = ~ground_truth.any(dim=2).any(dim=1)
+    pixels = logits.shape[-1] * logits.shape[-2]
+    intersection = torch.where(no_object, true_negatives, intersection).float()
+    union = torch.where(no_object, torch.full_like(union, pixels), union).float()
+    return intersection / (union + IOU_EPS)
+
+
+def f_thresholds(device: torch.device | str | None = None) -> torch.Tensor:
+    """``Eval_Fmeasure``'s thresholds in float32, as the reference builds them (the last one rounds to 1.0)."""
+    return torch.linspace(0.0, 1.0 - 1e-10, F_THRESHOLD_COUNT, dtype=torch.float32, device=device)
+
+
+def frame_f_curves(logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) logits and bool masks → (N, 255) F-score of each frame at each of ``Eval_Fmeasure``'s thresholds.
+
+    With B_k = 1[sigmoid(logit) ≥ th_k]: prec = TP/(|B_k| + 1e-20), rec = TP/(|G| + 1e-20),
+    F = (1 + β²)·prec·rec / (β²·prec + rec), and 0 where that is 0/0. Comparing every pixel with every threshold
+    would take 255× the frame's memory, so each pixel is instead placed in the bin of thresholds it reaches
+    (``bucketize``); a suffix sum over the bins gives |B_k| and TP for all thresholds in O(pixels + 255).
+    """
+    frames = logits.shape[0]
+    probabilities = torch.sigmoid(logits.float()).flatten(1)  # (N, H·W)
+    thresholds = f_thresholds(probabilities.device)
+    reached = torch.bucketize(probabilities, thresholds, right=True)  # (N, H·W): #thresholds ≤ p, in [0, 255]
+    bins = F_THRESHOLD_COUNT + 1
+    frame_bin = reached + bins * torch.arange(frames, device=reached.device).unsqueeze(1)  # (N, H·W)
+    predicted_per_bin = torch.bincount(frame_bin.flatten(), minlength=frames * bins).view(frames, bins)
+    true_per_bin = torch.bincount(frame_bin[ground_truth.flatten(1)], minlength=frames * bins).view(frames, bins)
+    # a pixel in bin r passes thresholds 0..r-1, so |B_k| counts the pixels in bins k+1..255
+    predicted = predicted_per_bin.flip(1).cumsum(1).flip(1)[:, 1:].float()  # (N, 255)
+    true_positives = true_per_bin.flip(1).cumsum(1).flip(1)[:, 1:].float()  # (N, 255)
+    objects = ground_truth.flatten(1).sum(1, keepdim=True).float()  # (N, 1)
+    precision = true_positives / (predicted + PRECISION_RECALL_EPS)
+    recall = true_positives / (objects + PRECISION_RECALL_EPS)
+    f_score = (1 + F_BETA_SQUARED) * precision * recall / (F_BETA_SQUARED * precision + recall)
+    return torch.nan_to_num(f_score, nan=0.0)
+
+
+class AVSMeanIoU(Metric):
+    """AVSBench's mIoU: the mean of :func:`frame_iou` over annotated frames.
+
+    per_batch=False: the mean over all annotated frames of the split. per_batch=True: the reference's figure,
+    the mean over ``update`` calls of each call's frame mean (its ``AverageMeter`` of ``mask_iou``). The two
+    agree when every batch holds the same number of annotated frames; otherwise the per-batch form weighs the
+    frames of small batches more. A call without annotated frames adds nothing. Returns 0 before any frame
+    was counted.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    plot_lower_bound = 0.0
+    plot_upper_bound = 1.0
+
+    def __init__(self, per_batch: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.per_batch = per_batch
+        # the two forms keep differently named states, so MetricCollection never merges one into the other
+        if per_batch:
+            self.add_state("batch_mean_iou_sum", torch.tensor(0.0), dist_reduce_fx="sum")
+            self.add_state("iou_batches", torch.tensor(0), dist_reduce_fx="sum")
+        else:
+            self.add_state("frame_iou_sum", torch.tensor(0.0), dist_reduce_fx="sum")
+            self.add_state("iou_frames", torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor) -> None:
+        logits, ground_truth = _annotated_frames(logits, masks, annotated)
+        if logits.shape[0] == 0:
+            return
+        iou = frame_iou(logits, ground_truth)  # (N',)
+        if self.per_batch:
+            self.batch_mean_iou_sum += iou.mean()
+            self.iou_batches += 1
+        else:
+            self.frame_iou_sum += iou.sum()
+            self.iou_frames += iou.shape[0]
+
+    def compute(self) -> torch.Tensor:
+        total, count = (
+            (self.batch_mean_iou_sum, self.iou_batches) if self.per_batch else (self.frame_iou_sum, self.iou_frames)
+        )
+        return total / count if count > 0 else torch.zeros_like(total)
+
+
+class AVSFScore(Metric):
+    """AVSBench's F-score (β² = 0.3): the maximum over 255 thresholds of a mean of per-frame F curves.
+
+    Frames without an object are left out, as ``Eval_Fmeasure`` leaves them out ("totally black GTs").
+    per_batch=False: one mean curve over all annotated frames with an object in the split, then its maximum; the
+    figure does not depend on batching. per_batch=True: the reference's figure, the maximum of each ``update``
+    call's mean curve, averaged over calls. It depends on the evaluation batch size, since a larger batch's
+    single threshold must suit more frames at once (AVSBench's S4 test uses batches of 4 clips × 5 frames).
+    A call with no frame with an object adds nothing to either form; the reference would score such a batch 0
+    and average that 0 in. Returns 0 before any frame was counted.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    plot_lower_bound = 0.0
+    plot_upper_bound = 1.0
+
+    def __init__(self, per_batch: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.per_batch = per_batch
+        if per_batch:
+            self.add_state("batch_best_f_sum", torch.tensor(0.0), dist_reduce_fx="sum")
+            self.add_state("f_batches", torch.tensor(0), dist_reduce_fx="sum")
+        else:
+            self.add_state("f_curve_sum", torch.zeros(F_THRESHOLD_COUNT), dist_reduce_fx="sum")
+            self.add_state("f_frames", torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor) -> None:
+        logits, ground_truth = _annotated_frames(logits, masks, annotated)
+        has_object = ground_truth.flatten(1).any(1)
+        if not bool(has_object.any()):
+            return
+        curves = frame_f_curves(logits[has_object], ground_truth[has_object])  # (N', 255)
+        if self.per_batch:
+            self.batch_best_f_sum += curves.mean(0).max()
+            self.f_batches += 1
+        else:
+            self.f_curve_sum += curves.sum(0)
+            self.f_frames += curves.shape[0]
+
+    def compute(self) -> torch.Tensor:
+        if self.per_batch:
+            return self.batch_best_f_sum / self.f_batches if self.f_batches > 0 else torch.zeros_like(self.batch_best_f_sum)
+        if self.f_frames == 0:
+            return torch.zeros_like(self.f_curve_sum[0])
+        return (self.f_curve_sum / self.f_frames).max()
+
+
+def avs_metrics(per_batch_too: bool = True) -> dict[str, Metric]:
+    """The AVS metrics a task head reports, keyed by name: the batch-independent ``miou`` and ``fscore``, and with
+    ``per_batch_too`` the reference's ``miou_per_batch`` and ``fscore_per_batch``.
+
+    Each form keeps its own state names, so ``MetricCollection``'s compute-group search never finds two with equal
+    states to merge; a caller wrapping them may pass ``compute_groups=False`` to skip that search altogether.
+    """
+    metrics: dict[str, Metric] = {"miou": AVSMeanIoU(), "fscore": AVSFScore()}
+    if per_batch_too:
+        metrics["miou_per_batch"] = AVSMeanIoU(per_batch=True)
+        metrics["fscore_per_batch"] = AVSFScore(per_batch=True)
+    return metrics
