@@ -8,6 +8,7 @@ ave         AVE annotations, layouts (mp4 / extracted frames / cache) and AVEDat
 cache       the prepared-clip cache format (cache.json + one safetensors file per video)
 prepare     prepare_ave: decode every clip once into a cache, resumably, in parallel
 synth       synthesize_ave: a small AVE-layout dataset of real mp4 files that needs both modalities
+synth_avs   synthesize_avs: a small AVSBench S4 / MS3 dataset (PNG frames and masks, wav) that needs the sound
 """
 
 from avadapt.data.ave import (

@@ -1,0 +1,251 @@
+"""A small synthetic AVSBench-object (v1): real PNG frames, PNG masks and wav files in the native layout.
+
+Like :mod:`avadapt.data.synth` for AVE, it lets tests, the demo and smoke training run the code real
+AVSBench goes through, with nothing downloaded. Each clip is 5 s: five frames (one per second), the
+binary mask of the sounding object(s) on each, and a 16 kHz mono wav.
+
+Why the task needs the audio: every frame shows two or more objects of different categories (each
+category has one shape and colour and one sound: a chord amplitude-modulated at its own rate, the
+same looks as the synthetic AVE), but only the sounding ones are in the mask. Which visible object
+sounds is independent of the picture — the sounding category cycles through all categories, the
+silent companions are drawn from the rest and every category is silent in some clips — so a model
+that sees only the frames can do no better than guessing among the objects; the sound says which.
+
+* S4: exactly one object sounds, for all 5 s; the csv's category is its category.
+* MS3: three objects are visible; one sounds throughout, and in two clips of three a second one
+  joins, either for all 5 s or from a random second on. The mask is the union of those sounding
+  in that second.
+
+Objects sit in distinct cells of a 2×2 grid and drift by at most one pixel a frame, so they never
+overlap. Everything is drawn from one ``numpy`` generator seeded by ``seed``, and PNG (zlib) and
+wav encoding are deterministic, so the same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from avadapt.data.synth import _ID_ALPHABET, _ClassLook
+
+# The 23 S4 categories, in the order of AVSBench's preprocess_s4.py.
+S4_CATEGORIES = (
+    "baby_laughter", "female_singing", "male_speech", "dog_barking", "cat_meowing", "lions_roaring",
+    "horse_clip-clop", "coyote_howling", "mynah_bird_singing", "playing_acoustic_guitar", "playing_tabla",
+    "playing_violin", "playing_piano", "playing_ukulele", "playing_glockenspiel", "helicopter", "race_car",
+    "driving_buses", "ambulance_siren", "typing_on_computer_keyboard", "chainsawing_trees",
+    "cap_gun_shooting", "lawn_mowing",
+)  # fmt: skip
+SETTINGS = ("s4", "ms3")
+SECONDS = 5  # one frame (and one mask) per second
+_STEP = SECONDS - 1  # frame-to-frame moves of an object
+
+
+@dataclass
+class SynthAVSSummary:
+    """What :func:`synthesize_avs` wrote."""
+
+    root: Path
+    setting: str
+    categories: list[str]
+    rows: int
+    splits: dict[str, int]
+    seconds: float
+
+    def __str__(self) -> str:
+        splits = " / ".join(f"{name} {count}" for name, count in self.splits.items())
+        return (
+            f"synthesize_avs ({self.setting}): {self.rows} clips of {SECONDS} s ({splits}), "
+            f"{len(self.categories)} categories, in {self.seconds:.1f} s -> {self.root}"
+        )
+
+
+@dataclass(frozen=True)
+class _Clip:
+    """One clip's objects and who sounds when."""
+
+    categories: list[int]  # visible objects' categories, all distinct
+    tops_lefts: np.ndarray  # (objects, SECONDS, 2) int: each object's box corner in each frame
+    sounding: list[list[int]]  # per second, indices into ``categories`` of the sounding objects
+
+
+def _place(rng: np.random.Generator, count: int, cell: int, object_size: int) -> np.ndarray:
+    """(count, SECONDS, 2) box corners (top, left): one 2×2 grid cell per object, so objects never
+    overlap, each drifting by at most one pixel a frame inside its cell."""
+    slack = cell - object_size
+    cells = rng.permutation(4)[:count]
+    velocity = rng.integers(-1, 2, size=(count, 2)) if slack >= _STEP else np.zeros((count, 2), int)
+    low = np.maximum(0, -velocity * _STEP)
+    high = slack - np.maximum(0, velocity * _STEP)
+    start = rng.integers(low, high + 1) + cell * np.stack([cells // 2, cells % 2], axis=1)  # (count, 2)
+    return start[:, None, :] + velocity[:, None, :] * np.arange(SECONDS)[None, :, None]
+
+
+def _draw_clip(
+    rng: np.random.Generator, i: int, setting: str, num_classes: int, cell: int, object_size: int
+) -> _Clip:
+    """Clip ``i``: sounding category ``i mod C``; a silent companion ``d`` categories on, where ``d``
+    cycles through 1..C−1 from one round of C clips to the next (so each category is silent in the
+    first round, and either member of a pair sounds equally often); more objects drawn at random."""
+    sounding_category = i % num_classes
+    offset = 1 + (i // num_classes) % (num_classes - 1)
+    categories = [sounding_category, (sounding_category + offset) % num_classes]
+    extra = 1 if setting == "ms3" else int(num_classes >= 3 and rng.random() < 0.5)
+    rest = [k for k in range(num_classes) if k not in categories]
+    categories += [int(k) for k in rng.choice(rest, size=extra, replace=False)]
+    if setting == "s4":
+        sounding = [[0]] * SECONDS
+    else:  # object 2 (a random category) joins the sound: never, throughout, or from a random second
+        pattern = i % 3
+        joins = {0: SECONDS, 1: 0, 2: int(rng.integers(1, SECONDS))}[pattern]
+        sounding = [[0] if t < joins else [0, 2] for t in range(SECONDS)]
+    return _Clip(categories, _place(rng, len(categories), cell, object_size), sounding)
+
+
+def _render(
+    rng: np.random.Generator, clip: _Clip, looks: list[_ClassLook], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(SECONDS, size, size, 3) uint8 frames: grey pixel noise (below 190 in every channel, so never a
+    class colour) with the objects; and (SECONDS, size, size) bool masks of the sounding objects."""
+    noise = rng.normal(0.0, 12.0, size=(SECONDS, size, size, 3))
+    frames = np.clip(noise + rng.uniform(80, 140, size=3), 0, 190).astype(np.uint8)
+    masks = np.zeros((SECONDS, size, size), dtype=bool)
+    for j, k in enumerate(clip.categories):
+        silhouette = looks[k].mask
+        s = silhouette.shape[0]
+        for t in range(SECONDS):
+            top, left = clip.tops_lefts[j, t]
+            frames[t, top : top + s, left : left + s][silhouette] = looks[k].colour.astype(np.uint8)
+            if j in clip.sounding[t]:
+                masks[t, top : top + s, left : left + s] |= silhouette
+    return frames, masks
+
+
+def _audio(rng: np.random.Generator, clip: _Clip, looks: list[_ClassLook], sample_rate: int) -> np.ndarray:
+    """(SECONDS·sample_rate,) float: low noise plus, second by second, the sounding objects' sounds."""
+    t = np.arange(SECONDS * sample_rate) / sample_rate
+    wav = rng.normal(0.0, 0.01, size=t.size)
+    ramp = np.minimum(np.arange(sample_rate), np.arange(sample_rate)[::-1])
+    fade = np.minimum(1.0, ramp / (0.01 * sample_rate))
+    for second, objects in enumerate(clip.sounding):
+        span = slice(second * sample_rate, (second + 1) * sample_rate)
+        for j in objects:
+            wav[span] += looks[clip.categories[j]].sound(t[span]) * fade  # 10 ms fades: no clicks
+    return wav
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="PNG")
+
+
+def _write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM mono."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def _assign_splits(rng: np.random.Generator, n: int, fractions: tuple[float, float]) -> list[str]:
+    """A shuffled share of the clips to val and test (≥ 1 each from 10 clips up), the rest to train."""
+    counts = [round(f * n) for f in fractions]
+    if n >= 10:
+        counts = [max(1, c) for c in counts]
+    order = rng.permutation(n)
+    split_of = ["train"] * n
+    for i in order[: counts[0]]:
+        split_of[i] = "val"
+    for i in order[counts[0] : counts[0] + counts[1]]:
+        split_of[i] = "test"
+    return split_of
+
+
+def synthesize_avs(
+    out: str | Path,
+    clips: int = 100,
+    seed: int = 0,
+    setting: str = "s4",
+    num_classes: int | None = None,
+    *,
+    size: int = 64,
+    sample_rate: int = 16000,
+    split_fractions: tuple[float, float] = (0.15, 0.15),
+) -> SynthAVSSummary:
+    """Write ``clips`` synthetic 5 s clips in AVSBench-object v1's native layout under ``out``.
+
+    S4 (``setting="s4"``): ``s4_meta_data.csv`` (``name,start,category,split``; 11-character ids,
+    start 0) and, under ``s4_data/``, ``visual_frames/{split}/{category}/{name}/{name}_{1..5}.png``,
+    ``gt_masks/{split}/{category}/{name}/{name}_{k}.png`` (train: frame 1 only, as in the real set;
+    val/test: 1..5) and ``audio_wav/{split}/{category}/{name}.wav``.
+
+    MS3 (``setting="ms3"``): ``ms3_meta_data.csv`` (``name,split``; ids with a ``_k`` suffix) and,
+    under ``ms3_data/``, ``visual_frames/{name}/{name}.mp4_{1..5}.png`` (no split folder),
+    ``gt_masks/{split}/{name}/{name}_{1..5}.png`` and ``audio_wav/{split}/{name}.wav``.
+
+    Frames are RGB ``size``×``size``; masks are 8-bit greyscale PNGs holding 0 and 255; wavs are
+    16-bit PCM mono at ``sample_rate``. ``num_classes``: the first that many S4 categories (default
+    4; S4 needs at least 2, MS3 at least 3). ``split_fractions``: (val, test) shares of the clips.
+    """
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+    num_classes = 4 if num_classes is None else num_classes
+    fewest = 2 if setting == "s4" else 3
+    if not fewest <= num_classes <= len(S4_CATEGORIES):
+        raise ValueError(
+            f"num_classes must lie in {fewest}..{len(S4_CATEGORIES)} for {setting}, got {num_classes}"
+        )
+    if clips < 1 or size < 32:
+        raise ValueError(f"need clips >= 1 and size >= 32, got {clips}, {size}")
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    categories = list(S4_CATEGORIES[:num_classes])
+    object_size = size * 7 // 16  # 28 px at 64: one object covers 8–13 % of the frame
+    looks = [_ClassLook.of(k, object_size) for k in range(num_classes)]
+
+    names: list[str] = []
+    while len(names) < clips:
+        name = "".join(rng.choice(list(_ID_ALPHABET), size=11))
+        if setting == "ms3":
+            name += f"_{rng.integers(0, 3)}"
+        if name not in names:
+            names.append(name)
+    split_of = _assign_splits(rng, clips, split_fractions)
+
+    rows = []
+    data = out / f"{setting}_data"
+    for i, (name, split) in enumerate(zip(names, split_of)):
+        clip = _draw_clip(rng, i, setting, num_classes, cell=size // 2, object_size=object_size)
+        frames, masks = _render(rng, clip, looks, size)
+        numbers = range(1, SECONDS + 1)
+        if setting == "s4":
+            category = categories[clip.categories[0]]
+            frame_dir = mask_dir = Path(split) / category / name
+            wav_path = Path(split) / category / f"{name}.wav"
+            frame_names = [f"{name}_{t}.png" for t in numbers]
+            masked = numbers[:1] if split == "train" else numbers  # the real S4 annotates train frame 1 only
+            rows.append(f"{name},0,{category},{split}")
+        else:
+            frame_dir, mask_dir, wav_path = Path(name), Path(split) / name, Path(split) / f"{name}.wav"
+            frame_names = [f"{name}.mp4_{t}.png" for t in numbers]
+            masked = numbers
+            rows.append(f"{name},{split}")
+        for frame_name, frame in zip(frame_names, frames):
+            _write_png(data / "visual_frames" / frame_dir / frame_name, frame)
+        for t in masked:
+            _write_png(data / "gt_masks" / mask_dir / f"{name}_{t}.png", masks[t - 1].astype(np.uint8) * 255)
+        _write_wav(data / "audio_wav" / wav_path, _audio(rng, clip, looks, sample_rate), sample_rate)
+
+    header = "name,start,category,split" if setting == "s4" else "name,split"
+    (out / f"{setting}_meta_data.csv").write_text("\n".join([header, *rows]) + "\n")
+    counts = {split: split_of.count(split) for split in ("train", "val", "test")}
+    return SynthAVSSummary(out, setting, categories, clips, counts, time.perf_counter() - started)
