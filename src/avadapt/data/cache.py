@@ -1,9 +1,11 @@
-"""The on-disk cache of decoded clips that :func:`avadapt.data.prepare.prepare_ave` writes.
+"""The on-disk cache of decoded clips that :func:`avadapt.data.prepare.prepare_ave` and
+:func:`avadapt.data.prepare_avs.prepare_avs` write.
 
 Decoding an mp4 and computing its fbank costs far more than a training step of a frozen backbone
 with small adapters, so every clip is decoded once into a small safetensors file::
 
-    <cache>/cache.json               the settings the cache was built with (CacheSettings)
+    <cache>/cache.json               the settings the cache was built with (CacheSettings), among them
+                                     the dataset it holds (``ave``, ``avs_s4``, ``avs_ms3``)
     <cache>/<video_id>.safetensors   frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
                                      fbank   float16 (T, 1, F, L)  normalised log-mel, as segment_fbank
                                      metadata "clip": JSON of video_id, source, video_seconds,
@@ -11,6 +13,9 @@ with small adapters, so every clip is decoded once into a small safetensors file
     <cache>/bad_clips.tsv            video_id, path, reason of every clip that could not be decoded
 
 One file per video id, not per annotation row: AVE rows that share a video share its media.
+AVSBench caches keep one file per (split, name) in a folder per split, ``<cache>/<split>/<name>.safetensors``
+(the media and the annotated frames of a clip depend on its split), and add two tensors:
+``masks`` uint8 (T, S, S) in {0, 1}, cut with the frames' geometry, and ``annotated`` uint8 (T,).
 Every file is written under a temporary name and ``os.replace``-d into place, so a file with the
 final name is always complete; a killed run leaves at worst a stray ``.tmp`` file.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +57,8 @@ class CacheSettings(JSONConfig):
     crop_pct: frames are resized so the shorter side is ``image_size / crop_pct`` and centre-cropped
     to ``image_size``; 1.0 (default) keeps the full height of a landscape video.
     min_seconds: shortest clip accepted (see :func:`avadapt.data.media.read_clip`); None = 90 %.
+    dataset: the registered dataset whose clips the cache holds (``ave``, ``avs_s4``, ``avs_ms3``), so that a
+    cache of one is never read as another; caches written before the field existed are AVE caches.
     """
 
     image_size: int = 224
@@ -60,6 +68,7 @@ class CacheSettings(JSONConfig):
     segment_seconds: float = 1.0
     min_seconds: float | None = None
     fbank: FbankConfig = field(default_factory=FbankConfig)
+    dataset: str = "ave"
 
     def __post_init__(self) -> None:
         if isinstance(self.fbank, dict):  # from JSON
@@ -133,20 +142,28 @@ def clip_file(cache_dir: Path, video_id: str) -> Path:
     return cache_dir / f"{video_id}.safetensors"
 
 
-def save_cached_clip(path: Path, frames: torch.Tensor, fbank: torch.Tensor, info: dict[str, object]) -> None:
-    """Atomically write one clip: frames (T, 3, S, S) uint8, fbank (T, 1, F, L) stored as float16.
+def save_cached_clip(
+    path: Path,
+    frames: torch.Tensor,
+    fbank: torch.Tensor,
+    info: dict[str, object],
+    extra: Mapping[str, torch.Tensor] | None = None,
+) -> None:
+    """Atomically write one clip: frames (T, 3, S, S) uint8, fbank (T, 1, F, L) stored as float16, and the
+    dataset's own ``extra`` tensors as given (AVSBench: ``masks``, ``annotated``).
 
     ``info`` is stored as one sorted JSON string: safetensors writes a metadata map with several
     keys in arbitrary order, which would make identical clips differ byte for byte between runs.
     """
     if frames.dtype != torch.uint8 or frames.ndim != 4:
         raise ValueError(f"frames must be uint8 (T, 3, S, S), got {frames.dtype} {tuple(frames.shape)}")
+    tensors = {"frames": frames.contiguous(), "fbank": fbank.to(torch.float16).contiguous()}
+    for name, tensor in (extra or {}).items():
+        if name in tensors:
+            raise ValueError(f"extra tensor {name!r} would replace the clip's own")
+        tensors[name] = tensor.contiguous()
     with replaced_atomically(path) as tmp:
-        save_file(
-            {"frames": frames.contiguous(), "fbank": fbank.to(torch.float16).contiguous()},
-            str(tmp),
-            metadata={"clip": json.dumps(info, sort_keys=True)},
-        )
+        save_file(tensors, str(tmp), metadata={"clip": json.dumps(info, sort_keys=True)})
 
 
 def cached_clip_info(path: Path) -> dict[str, object]:
@@ -159,6 +176,11 @@ def load_cached_clip(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(frames (T, 3, S, S) uint8, fbank (T, 1, F, L) float32) of one cached clip."""
     tensors = load_file(str(path))
     return tensors["frames"], tensors["fbank"].float()
+
+
+def load_cached_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of one cached clip as stored (``fbank`` still float16), the dataset's extras included."""
+    return load_file(str(path))
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import torch
@@ -47,7 +48,7 @@ class BadClip:
 
 @dataclass
 class PrepareSummary:
-    """What one :func:`prepare_ave` run did."""
+    """What one :func:`prepare_ave` (or ``prepare_avs``) run did."""
 
     out: Path
     total: int  # distinct video ids in the annotations
@@ -55,6 +56,7 @@ class PrepareSummary:
     skipped_existing: int  # clips already in the cache from an earlier run
     failed: list[BadClip]
     seconds: float
+    command: str = "prepare_ave"  # which prepare function ran, for the printed line
 
     @property
     def clips_per_second(self) -> float:
@@ -65,7 +67,7 @@ class PrepareSummary:
             f", {len(self.failed)} failed (listed in {self.out / BAD_CLIPS})" if self.failed else ", 0 failed"
         )
         return (
-            f"prepare_ave: {self.done} clips written, {self.skipped_existing} already cached{bad} "
+            f"{self.command}: {self.done} clips written, {self.skipped_existing} already cached{bad} "
             f"in {self.seconds:.1f} s ({self.clips_per_second:.2f} clips/s) -> {self.out}"
         )
 
@@ -108,24 +110,26 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _run(jobs: list, workers: int) -> Iterator[tuple[str, str | None]]:
-    """Results of :func:`_work` over ``jobs`` as they finish, in this process or in ``workers`` processes.
+def run_jobs(jobs: list, workers: int, work: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    """Results of ``work`` (default :func:`_work`) over ``jobs`` as they finish, in this process or in
+    ``workers`` processes; ``work`` must be a module-level function, so that spawned processes find it.
 
     A process pool is spawned (not forked: a parent that already ran OpenMP threads can deadlock
     forked children). ``ProcessPoolExecutor`` rather than ``multiprocessing.Pool`` because a worker
     that dies makes it raise ``BrokenProcessPool`` instead of waiting forever.
     """
+    work = work or _work
     if workers <= 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small per-clip tensors: threads cost more than they save
         try:
-            yield from map(_work, jobs)
+            yield from map(work, jobs)
         finally:
             torch.set_num_threads(threads)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = [pool.submit(_work, job) for job in jobs]
+        futures = [pool.submit(work, job) for job in jobs]
         try:
             for future in as_completed(futures):
                 yield future.result()
@@ -174,12 +178,7 @@ def prepare_ave(
         fbank=fbank or audio_front_end(DEFAULT_AUDIO_FRONT_END).fbank,
     )
 
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / CACHE_JSON).exists():
-        check_cache_settings(out / CACHE_JSON, {f: getattr(settings, f) for f in CacheSettings.field_names()})
-    else:
-        settings.write(out)
-    remove_stale_temporaries(out)
+    open_cache(out, settings)
 
     failed: list[BadClip] = []
     jobs = []
@@ -196,19 +195,37 @@ def prepare_ave(
     media_of = {job[0]: job[1] for job in jobs}
     done = 0
     with tqdm(total=len(jobs), unit="clip", desc="prepare AVE", disable=not progress) as bar:
-        for video_id, reason in _run(jobs, workers):
+        for video_id, reason in run_jobs(jobs, workers):
             if reason is None:
                 done += 1
             else:
                 failed.append(BadClip(video_id, media_of[video_id], reason))
             bar.update(1)
 
-    failed.sort(key=lambda bad: bad.video_id)
-    lines = ["video_id\tpath\treason"] + [f"{b.video_id}\t{b.path}\t{_one_line(b.reason)}" for b in failed]
-    write_text_atomic(out / BAD_CLIPS, "\n".join(lines) + "\n")
+    write_bad_clips(out, failed)
     summary = PrepareSummary(out, len(video_ids), done, skipped, failed, time.perf_counter() - start_time)
     print(summary)
     return summary
+
+
+def open_cache(out: Path, settings: CacheSettings) -> None:
+    """Create ``out`` with these settings, or check that the cache already there has exactly them (else
+    a :class:`~avadapt.data.cache.CacheConfigError` names the differences); then delete a killed run's
+    temporaries."""
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / CACHE_JSON).exists():
+        check_cache_settings(out / CACHE_JSON, {f: getattr(settings, f) for f in CacheSettings.field_names()})
+    else:
+        settings.write(out)
+    remove_stale_temporaries(out)
+
+
+def write_bad_clips(out: Path, failed: list[BadClip]) -> None:
+    """``<out>/bad_clips.tsv``: a header and one ``video_id, path, reason`` line per failed clip, sorted by id
+    (written even when none failed, so the file always describes the latest run)."""
+    failed.sort(key=lambda bad: bad.video_id)
+    lines = ["video_id\tpath\treason"] + [f"{b.video_id}\t{b.path}\t{_one_line(b.reason)}" for b in failed]
+    write_text_atomic(out / BAD_CLIPS, "\n".join(lines) + "\n")
 
 
 def _one_line(text: str) -> str:
