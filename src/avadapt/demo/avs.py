@@ -25,9 +25,10 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from avadapt.data.avs import prepare_avs, read_avs_clips
+from avadapt.data.avs import AVSMedia, metadata_path, read_s4_metadata
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.media import read_audio, write_mp4
+from avadapt.data.prepare_avs import prepare_avs
 from avadapt.data.synth_avs import synthesize_avs
 from avadapt.demo.common import banner, fit_and_test
 from avadapt.io import load_adapter
@@ -133,10 +134,10 @@ def train_method(name: str, method: str, cfg: AVSDemoConfig, data: AVSDemoData, 
     return result
 
 
-def clip_as_video(root: Path, clip: Any, out: Path) -> Path:
-    """A test clip's five frames and its wav as one mp4 (each frame shown for its second), for ``predict``."""
-    frames = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in clip.frame_paths])  # (5, H, W, 3)
-    wave = read_audio(clip.audio_path, 16000)
+def clip_as_video(media: AVSMedia, out: Path) -> Path:
+    """A clip's five frames and its wav as one mp4 (each frame shown for its second), for ``predict``."""
+    frames = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in media.frames])  # (5, H, W, 3)
+    wave = read_audio(media.wav, 16000)
     return write_mp4(out, np.repeat(frames, 2, axis=0), fps=2, audio=wave, sample_rate=16000)
 
 
@@ -170,12 +171,12 @@ def _run(out: Path, precision: str | None, cfg: AVSDemoConfig) -> dict[str, Any]
     probe = train_method("probe", "probe", cfg, data, out, precision)
 
     banner("5/5 predicting one test clip from the exported adapter")
-    clips = read_avs_clips(data.root, "s4", split="test")
-    clip = clips[0]
-    video = clip_as_video(data.root, clip, out / "prediction_input.mp4")
+    clip = next(c for c in read_s4_metadata(metadata_path(data.root, "s4")) if c.split == "test")
+    media = AVSMedia.of(data.root, "s4", clip)
+    video = clip_as_video(media, out / "prediction_input.mp4")
     model = load_adapter(stg_cma["adapter"])
     result = write_prediction(model, predict_video(model, video), out / "prediction",
-                              ground_truth=str(clip.mask_folder))
+                              ground_truth=str(media.masks[0].parent))
     print(f"{clip.name}: {result['summary']}\n{result.get('agreement', '')}", flush=True)
 
     metrics = {
