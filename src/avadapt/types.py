@@ -45,7 +45,13 @@ class AVFeatures:
 
     video, audio: (B, T, D) one vector per segment (final-norm CLS or pooled tokens); None when the
     method runs that modality's branch off.
-    video_maps, audio_maps: per stage, (B, T, N, D) token maps without CLS, for dense heads.
+    video_maps, audio_maps: multi-scale token maps for dense heads, (B, T, N_s, D_s) each, the patch tokens only
+    (no class or prompt tokens) with N_s = h_s·w_s in row-major order, so ``reshape(B, T, h_s, w_s, D_s)``
+    gives the grid; empty when the branch is off. A ViT gives four, the outputs of the blocks at ¼, ½, ¾
+    and the full depth (``methods.base.vit_map_taps``; a ViT of fewer than four blocks repeats one), all on
+    the patch grid; a Swin gives one per stage, before the next stage's patch merging (56², 28², 14², 7²
+    tokens at 224 pixels). The last map is after the final norm (the tokens the per-segment vectors come
+    from), the others are raw block outputs. Widths and strides: ``FeatureSpec.map_dims`` / ``map_strides``.
     """
 
     video: torch.Tensor | None
@@ -62,8 +68,10 @@ class FeatureSpec:
     modalities: the active branches, e.g. ``("video", "audio")``.
     num_segments: T, segments per clip.
     map_dims, map_strides: per entry of ``AVFeatures.video_maps`` (and ``audio_maps``), its channel width and
-        its stride in input pixels (a ViT: one map per tapped block, all at the patch size; a Swin: one per
-        stage, 4 / 8 / 16 / 32).
+        its stride in input pixels (spectrogram bins and frames for audio): a map of an H × W input holds
+        (H / stride)·(W / stride) tokens. A ViT: four maps, (D, D, D, D) at the patch size (the head learns
+        any up- or down-sampling into a pyramid, as ViTDet's simple feature pyramid); a Swin: one per stage,
+        the stage widths at strides 4, 8, 16, 32.
     image_size: (H, W) of the frames the method takes.
     family: the backbone family (``vit``, ``swin``).
     """

@@ -1,7 +1,8 @@
-"""What every method shares: the two token streams in, per-segment features out."""
+"""What every method shares: two token streams in; per-segment features and multi-scale token maps out."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,32 @@ def backbone_stages(backbone: Backbone) -> list[StageView]:
     return [StageView(stage.blocks, stage.downsample if stage.has_downsample else None) for stage in backbone.stages]
 
 
+VIT_MAP_COUNT = 4  # one map per quarter of the depth: the four scales of a feature pyramid (ViTDet, DPT)
+
+
+def vit_map_taps(depth: int, count: int = VIT_MAP_COUNT) -> tuple[int, ...]:
+    """Indices of the ViT blocks whose outputs are the token maps for dense heads: the output after
+    ⌈k · depth / count⌉ blocks, k = 1 … count, each tap at or just past its fraction of the depth.
+
+    Depth 12 → blocks 3, 6, 9, 12 (indices 2, 5, 8, 11: DPT's taps on ViT-B); 24 → indices 5, 11, 17, 23;
+    6 → 1, 2, 4, 5. A ViT with fewer blocks than maps repeats blocks so that a head always gets ``count``
+    maps: depth 2 → 0, 0, 1, 1; depth 1 → 0, 0, 0, 0. The last tap is always the last block.
+    """
+    if depth < 1:
+        raise ValueError(f"a ViT needs at least one block, got depth {depth}")
+    return tuple(-(-k * depth // count) - 1 for k in range(1, count + 1))
+
+
+def map_taps(backbone: Backbone) -> tuple[int, ...]:
+    """Indices, over all blocks in order, of the blocks after which a token map is kept for dense heads: the
+    quarter depths of a ViT (:func:`vit_map_taps`), the last block of each Swin stage (before the next stage's
+    patch merging). An index listed twice gives two entries."""
+    if backbone.family == "vit":
+        return vit_map_taps(len(backbone.blocks))
+    ends = itertools.accumulate(len(stage.blocks) for stage in backbone_stages(backbone))
+    return tuple(end - 1 for end in ends)
+
+
 def block_width(backbone: Backbone, handle) -> int:
     """Channel width of the tokens a block handle sees (constant for a ViT, per stage for a Swin)."""
     return getattr(handle, "dim", backbone.embed_dim)
@@ -44,10 +71,10 @@ def run_frozen_block(handle, x: torch.Tensor) -> torch.Tensor:
 class AVMethod(nn.Module):
     """Base class: embeds video frames and spectrogram segments with the shared frozen backbone.
 
-    Subclasses implement ``encode(tokens)`` over the block handles; tokens are a dict
+    Subclasses implement ``encode_stages(tokens)``; tokens are a dict
     ``{"video": (B·T, 1 + Nv, D), "audio": (B·T, 1 + Na, D)}`` holding only the active branches (a Swin
-    has no class token: (B·T, N, D)). Hierarchical backbones override ``encode_stages`` instead, to hand
-    every stage's token map to dense heads.
+    has no class token: (B·T, N, D)). They run their blocks through :meth:`run_blocks`, which walks the
+    backbone's stages and keeps the token maps dense heads get (:func:`map_taps`), the same for every method.
     """
 
     config_class: type
@@ -67,14 +94,14 @@ class AVMethod(nn.Module):
     def feature_spec(self) -> FeatureSpec:
         """What :meth:`forward` hands to a task head (widths and strides of the token maps included)."""
         backbone = self.backbone
-        patch = backbone.patch_size[0]
         if backbone.family == "vit":
-            dims, strides = (backbone.embed_dim,), (patch,)
+            count = len(map_taps(backbone))
+            dims, strides = (backbone.embed_dim,) * count, (backbone.patch_size[0],) * count
             image_size = tuple(backbone.data_config["input_size"][1:])
         else:
-            dims = tuple(backbone.stage_dims)
-            strides = tuple(patch * 2 ** i for i in range(len(dims)))
             image_size = tuple(backbone.image_size)
+            dims = tuple(backbone.stage_dims)
+            strides = tuple(image_size[0] // stage.grid[0] for stage in backbone.stages)  # 4, 8, 16, 32
         return FeatureSpec(dim=self.feature_dim, modalities=self.modalities, num_segments=self.num_frames,
                            map_dims=dims, map_strides=strides, image_size=image_size, family=backbone.family)
 
@@ -106,30 +133,52 @@ class AVMethod(nn.Module):
         rate relative to the training's base lr: one group at the base lr unless a method's recipe differs."""
         return [ParameterGroup("method", [p for p in self.parameters() if p.requires_grad])]
 
-    def encode(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def encode_stages(self, tokens: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+        """Per modality, the token maps of :func:`map_taps`, (B·T, [1 +] N_s, D_s) (class token still in on a
+        ViT), the last one the backbone's output before the final norm. Tokens come from :meth:`embed`."""
         raise NotImplementedError
 
-    def encode_stages(self, tokens: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
-        """Per modality, the token map after each stage, (B·T, N_s, D_s), the last one before the final norm."""
-        return {m: [x] for m, x in self.encode(tokens).items()}
+    def run_blocks(self, tokens: dict[str, torch.Tensor],
+                   step: Callable[[int, dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+                   ) -> dict[str, list[torch.Tensor]]:
+        """The block loop every method shares: ``step(i, tokens) → tokens`` runs block i (counted over all
+        stages) on every modality; Swin's frozen patch merging runs between stages. Returns per modality the
+        tokens after each block of :func:`map_taps`, the tensors themselves (no copy): what
+        :meth:`encode_stages` returns. tokens: (B·T, [1 +] N, D) per modality, after the pre-norm."""
+        taps = map_taps(self.backbone)
+        maps: dict[str, list[torch.Tensor]] = {m: [] for m in tokens}
+        index = 0
+        for stage in backbone_stages(self.backbone):
+            if stage.downsample is not None:
+                tokens = {m: stage.downsample(x) for m, x in tokens.items()}  # (B*T, N_s, D_s)
+            for _ in stage.blocks:
+                tokens = step(index, tokens)
+                for m, x in tokens.items():
+                    maps[m].extend([x] * taps.count(index))
+                index += 1
+        return maps
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.final_norm(x)
 
     def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> AVFeatures:
         """Per-segment features: the class token after the final norm (ViT), or the final norm averaged over
-        tokens (Swin: its ImageNet head's pooling, used by STG-CMA and LAVISH); token maps per stage."""
-        stages = self.encode_stages(self.embed(video, audio))
+        tokens (Swin: its ImageNet head's pooling, used by STG-CMA and LAVISH). Token maps at the taps of
+        :func:`map_taps`, patch tokens only, the last one after the final norm (the tokens the per-segment
+        features come from); the others are the blocks' raw outputs."""
+        encoded = self.encode_stages(self.embed(video, audio))
         out: dict[str, torch.Tensor | None] = {"video": None, "audio": None}
         maps: dict[str, list[torch.Tensor]] = {"video": [], "audio": []}
-        for modality, stage_maps in stages.items():
-            x = self.final_norm(stage_maps[-1])
-            x = x.view(-1, self.num_frames, *x.shape[1:])  # (B, T, [1 +] N, D)
+        for modality, taps in encoded.items():
+            *earlier, last = taps
+            normed = self.final_norm(last)
+            # (B, T, [1 +] N_s, D_s) per tap
+            per_segment = [x.view(-1, self.num_frames, *x.shape[1:]) for x in (*earlier, normed)]
+            final = per_segment[-1]
             if self.backbone.family == "vit":
-                out[modality] = x[:, :, 0]  # (B, T, D) class token per segment
-                maps[modality] = [x[:, :, 1:]]  # (B, T, N, D)
+                out[modality] = final[:, :, 0]  # (B, T, D) class token per segment
+                maps[modality] = [x[:, :, 1:] for x in per_segment]  # (B, T, N, D) patch tokens, row-major
             else:
-                out[modality] = x.mean(2)  # (B, T, D) average over tokens
-                earlier = [m.view(-1, self.num_frames, *m.shape[1:]) for m in stage_maps[:-1]]  # (B, T, N_s, D_s)
-                maps[modality] = [*earlier, x]
+                out[modality] = final.mean(2)  # (B, T, D) average over tokens
+                maps[modality] = per_segment
         return AVFeatures(out["video"], out["audio"], maps["video"], maps["audio"])

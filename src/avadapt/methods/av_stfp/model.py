@@ -130,10 +130,14 @@ class AVSTFP(AVMethod):
             fusion_out = seq[:, start:1 + num_prompts]  # (B*T, n_f, D)
         return torch.cat([seq[:, :1], seq[:, 1 + num_prompts:]], dim=1), fusion_out
 
-    def encode(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def encode_stages(self, tokens: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
         tokens = {m: self.backbone.pre_norm(x) for m, x in tokens.items()}
         exchanged: dict[str, torch.Tensor] = {}  # fusion-token outputs of the previous layer, per stream
-        for handle, prompts in zip(self.backbone.blocks, self.layers):
+
+        def prompted_layer(index: int, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            """Layer ``index`` on every stream: (B·T, 1 + N, D) in and out, the prompts' outputs dropped."""
+            nonlocal exchanged
+            handle, prompts = self.backbone.blocks[index], self.layers[index]
             updated: dict[str, torch.Tensor] = {}
             outputs: dict[str, torch.Tensor] = {}
             for m, x in tokens.items():
@@ -143,5 +147,7 @@ class AVSTFP(AVMethod):
                 updated[m], fusion_out = self._layer(handle, prompts, m, x, exchanged.get(OTHER_MODALITY[m]))
                 if fusion_out is not None:
                     outputs[m] = fusion_out
-            tokens, exchanged = updated, outputs
-        return tokens
+            exchanged = outputs
+            return updated
+
+        return self.run_blocks(tokens, prompted_layer)

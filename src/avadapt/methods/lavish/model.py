@@ -56,13 +56,4 @@ class LAVISH(AVMethod):
 
     def encode_stages(self, tokens: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
         tokens = {m: self.backbone.pre_norm(x) for m, x in tokens.items()}
-        maps: dict[str, list[torch.Tensor]] = {m: [] for m in tokens}
-        adapted = iter(self.blocks)
-        for stage in backbone_stages(self.backbone):
-            if stage.downsample is not None:
-                tokens = {m: stage.downsample(x) for m, x in tokens.items()}  # (B*T, N_s, D_s)
-            for _ in stage.blocks:
-                tokens = next(adapted)(tokens)
-            for m, x in tokens.items():
-                maps[m].append(x)
-        return maps
+        return self.run_blocks(tokens, lambda index, streams: self.blocks[index](streams))

@@ -9,7 +9,7 @@ import torch
 from avadapt._config import JSONConfig
 from avadapt._registry import METHODS
 from avadapt.backbones import Backbone
-from avadapt.methods.base import AVMethod, backbone_stages, run_frozen_block
+from avadapt.methods.base import AVMethod, run_frozen_block
 
 
 @dataclass
@@ -34,15 +34,9 @@ class Probe(AVMethod):
         backbone.set_trainable(config.full_finetune)
 
     def encode_stages(self, tokens: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
-        out = {}
-        for modality, x in tokens.items():
-            x = self.backbone.pre_norm(x)
-            maps = []
-            for stage in backbone_stages(self.backbone):
-                if stage.downsample is not None:
-                    x = stage.downsample(x)
-                for handle in stage.blocks:
-                    x = run_frozen_block(handle, x)
-                maps.append(x)
-            out[modality] = maps
-        return out
+        tokens = {m: self.backbone.pre_norm(x) for m, x in tokens.items()}
+
+        def frozen_block(index: int, streams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {m: run_frozen_block(self.backbone.blocks[index], x) for m, x in streams.items()}
+
+        return self.run_blocks(tokens, frozen_block)

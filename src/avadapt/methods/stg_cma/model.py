@@ -13,7 +13,7 @@ from avadapt.backbones import Backbone
 from avadapt.methods.base import AVMethod
 from avadapt.methods.stg_cma.config import STGCMAConfig
 from avadapt.methods.stg_cma.modules import STGCMABlock
-from avadapt.methods.stg_cma.swin import build_swin_blocks, encode_swin
+from avadapt.methods.stg_cma.swin import build_swin_blocks
 
 
 @METHODS.register("stg_cma")
@@ -57,17 +57,15 @@ class STGCMA(AVMethod):
         norm = self.tuned_final_norm if self.tuned_final_norm is not None else self.backbone.final_norm
         return norm(x)
 
-    def encode(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        for m, x in tokens.items():
-            x = x.view(-1, self.num_frames, *x.shape[1:]) + self.temporal_embeddings[m]  # (B, T, N, D)
-            tokens[m] = self.backbone.pre_norm(x.flatten(0, 1))  # (B*T, N, D)
-        recompute = self.config.activation_checkpointing and torch.is_grad_enabled()
-        for block in self.blocks:
-            tokens = checkpoint(block, tokens, use_reentrant=False) if recompute else block(tokens)
-        return tokens
-
     def encode_stages(self, tokens: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
         if self.backbone.family == "vit":
-            return super().encode_stages(tokens)
+            for m, x in tokens.items():
+                x = x.view(-1, self.num_frames, *x.shape[1:]) + self.temporal_embeddings[m]  # (B, T, N, D)
+                tokens[m] = self.backbone.pre_norm(x.flatten(0, 1))  # (B*T, N, D)
         recompute = self.config.activation_checkpointing and torch.is_grad_enabled()
-        return encode_swin(self.backbone, self.blocks, tokens, recompute)
+
+        def adapted_block(index: int, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            block = self.blocks[index]
+            return checkpoint(block, tokens, use_reentrant=False) if recompute else block(tokens)
+
+        return self.run_blocks(tokens, adapted_block)

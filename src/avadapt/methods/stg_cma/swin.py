@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from avadapt.backbones import SwinBackbone, SwinBlockHandle
 from avadapt.errors import OptionError
@@ -144,17 +143,3 @@ def build_swin_blocks(backbone: SwinBackbone, modalities: tuple[str, ...], confi
         SwinSTGCMABlock(handle, modalities, config, max(1, round(ratio * stage.dim)), next(rates))
         for stage, ratio in zip(backbone.stages, ratios) for handle in stage.blocks)
 
-
-def encode_swin(backbone: SwinBackbone, blocks: nn.ModuleList, tokens: dict[str, torch.Tensor],
-                recompute: bool) -> dict[str, list[torch.Tensor]]:
-    """Both modalities stage by stage through patch merging and the adapted blocks; the map after each stage."""
-    maps: dict[str, list[torch.Tensor]] = {m: [] for m in tokens}
-    adapted = iter(blocks)
-    for stage in backbone.stages:
-        tokens = {m: stage.downsample(x) for m, x in tokens.items()}  # (B*T, N_s, D_s)
-        for _ in stage.blocks:
-            block = next(adapted)
-            tokens = checkpoint(block, tokens, use_reentrant=False) if recompute else block(tokens)
-        for m, x in tokens.items():
-            maps[m].append(x)
-    return maps
