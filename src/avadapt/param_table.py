@@ -52,6 +52,13 @@ PRESET_ROWS: tuple[PresetRow, ...] = (
               paper="11.74M (code)"),
     PresetRow("lavish", SWINV2_L, "AVE preset (m=2, D/8, 2 groups, BN)", {"preset": "ave", "dropout": 0.0},
               paper="10.04M (code), 10.1M (paper)"),
+    # AVS: T = 5 frames; the AVSBench decoder with TPAVI at all four levels (avadapt.tasks.avs).
+    PresetRow("stg_cma", SWIN_L, "AVS, fusion, base [1/2,1/4,1/8,1/16]", {"preset": "base", "num_frames": 5},
+              task="avs", paper="38.6M (code; 21.2M decoder)"),
+    PresetRow("stg_cma", CLIP_L14, "AVS, fusion, base (1/16), ViT pyramid", {"preset": "base", "num_frames": 5},
+              task="avs"),
+    PresetRow("lavish", SWINV2_L, "AVS preset (m=16, D/4, 2 groups, no BN)", {"preset": "avs", "num_frames": 5},
+              task="avs", paper="— (code's count includes an unused PVT-v2-b5)"),
     PresetRow("av_stfp", CLIP_B16, "4 spatial + 1 fusion + T time codes", paper="~1.1M (poster)"),
     PresetRow("av_stfp", CLIP_L14, "4 spatial + 1 fusion + T time codes", paper="~1.8M (poster)"),
 )

@@ -1,0 +1,490 @@
+"""Audio-visual segmentation (AVSBench S4 / MS3): a mask of the sounding object(s) in every frame.
+
+The head is AVSBench's decoder (Zhou et al., ECCV 2022) as LAVISH and STG-CMA put it on their adapted
+backbones: per level a Linear projection and a dilated-convolution sum to 256 channels, TPAVI (audio-visual
+non-local attention) at the chosen levels, a coarse-to-fine fusion path and an output convolution to one logit
+per pixel. A hierarchical backbone (Swin) hands it its four stage maps at strides 4 / 8 / 16 / 32; maps that all
+share one stride (a plain ViT) first become such a pyramid (``avadapt.layers.pyramid``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+
+from avadapt._config import JSONConfig
+from avadapt.errors import OptionError
+from avadapt.layers.pyramid import PYRAMID_SCALES, SimpleFeaturePyramid
+from avadapt.layers.segmentation import TPAVI, DilatedConvSum, FeatureFusionBlock
+from avadapt.tasks.avs_metrics import avs_metrics
+from avadapt.tasks.base import Task, TaskHead, register_task
+from avadapt.types import AVFeatures, FeatureSpec
+
+MASK_THRESHOLD = 0.5
+"""A pixel belongs to the mask when its probability exceeds this (AVSBench's ``mask_iou``)."""
+
+
+@dataclass
+class AVSConfig(JSONConfig):
+    """AVSBench's decoder as STG-CMA's and LAVISH's AVS models configure it.
+
+    projection_dims: per level, finest first, the width a Linear projects the backbone's map to before the
+        dilated convolutions (AVSBench keeps PVT-v2-b5's stage widths 64 / 128 / 320 / 512, and the adapter
+        methods project their backbone's stages to them). Also sets the number of levels (4).
+    decoder_dim: the decoder's width after the dilated convolutions (256); the output convolution narrows it to
+        decoder_dim / 2 and decoder_dim / 8 (128 and 32) before the single logit.
+    tpavi_stages: the levels (0 = finest) that get a TPAVI block; the references use all four.
+    audio_dim: width of the audio vector TPAVI reads (128, VGGish's width in AVSBench): the per-segment audio
+        feature is projected to it by a Linear.
+    kl_weight: weight λ of AVSBench's masked audio-visual KL term (0: off; 0.5 in the MS3 recipes of AVSBench
+        and DG-SCT). Needs at least one TPAVI stage, whose aligned audio it reads.
+    """
+
+    projection_dims: tuple[int, ...] = (64, 128, 320, 512)
+    decoder_dim: int = 256
+    tpavi_stages: tuple[int, ...] = (0, 1, 2, 3)
+    audio_dim: int = 128
+    kl_weight: float = 0.0
+
+    def __post_init__(self):
+        self.projection_dims = tuple(self.projection_dims)
+        self.tpavi_stages = tuple(self.tpavi_stages)
+        if not self.projection_dims or not all(_positive_int(d) for d in self.projection_dims):
+            raise OptionError(f"projection_dims must be positive integers, one per level, got {self.projection_dims}")
+        if not _positive_int(self.decoder_dim) or self.decoder_dim % 8:
+            raise OptionError(f"decoder_dim must be a positive multiple of 8, got {self.decoder_dim!r}")
+        if not _positive_int(self.audio_dim):
+            raise OptionError(f"audio_dim must be a positive integer, got {self.audio_dim!r}")
+        levels = range(len(self.projection_dims))
+        if not all(isinstance(s, int) and s in levels for s in self.tpavi_stages):
+            raise OptionError(f"tpavi_stages must be levels in 0..{len(levels) - 1}, got {self.tpavi_stages}")
+        if len(set(self.tpavi_stages)) != len(self.tpavi_stages):
+            raise OptionError(f"tpavi_stages lists a level twice: {self.tpavi_stages}")
+        self.tpavi_stages = tuple(sorted(self.tpavi_stages))
+        if isinstance(self.kl_weight, bool) or not isinstance(self.kl_weight, (int, float)) \
+                or not math.isfinite(self.kl_weight) or self.kl_weight < 0:
+            raise OptionError(f"kl_weight must be a finite number ≥ 0, got {self.kl_weight!r}")
+        if self.kl_weight > 0 and not self.tpavi_stages:
+            raise OptionError("kl_weight > 0 compares masked visual maps with TPAVI's aligned audio: "
+                              "it needs at least one TPAVI stage")
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+@dataclass
+class TPAVIStageFeatures:
+    """What the masked audio-visual KL term reads at one TPAVI level.
+
+    visual: (B·T, C, h, w) the level's map after TPAVI. audio: (B·T, C) the audio TPAVI aligned to C channels.
+    """
+
+    visual: torch.Tensor
+    audio: torch.Tensor
+
+
+@dataclass
+class AVSOutputs:
+    """The head's outputs: ``logits`` (B, T, H, W), one per pixel of the input frames, and per TPAVI level (finest
+    first) the features of the masked audio-visual KL term."""
+
+    logits: torch.Tensor
+    tpavi_features: list[TPAVIStageFeatures] = field(default_factory=list)
+
+
+def masked_audio_visual_kl(logits: torch.Tensor, stages: list[TPAVIStageFeatures]) -> torch.Tensor:
+    """AVSBench's masked audio-visual matching term, as its MS3 recipe runs it (``A_MaskedV_SimmLoss`` with
+    ``--kl_flag``, average pooling, no thresholding, no feature normalisation). DG-SCT's MS3 reuses it.
+
+    logits: (N, H, W) predicted mask logits of the N = B·T frames. For each TPAVI level with visual map V
+    (N, C, h, w) and aligned audio A (N, C):
+
+        M = sigmoid(AdaptiveAvgPool_{h×w}(logits))                      (N, 1, h, w)
+        v_n = mean_{h,w}(ReLU(V_n) ⊙ M_n)                                 (C,)
+        L_level = Σ_n KL(softmax(A_n) ‖ softmax(v_n))
+
+    and the term is the mean of L_level over the levels. As in the reference, the KL is summed over the frames
+    of the batch (not averaged), gradients reach the predicted mask as well as both features, and every frame
+    counts, annotated or not (the term reads no ground truth). The ReLU is the reference's too: its fusion
+    blocks rectify the TPAVI outputs in place before the loss reads them.
+    """
+    if not stages:
+        return logits.new_zeros(())
+    total = logits.new_zeros((), dtype=torch.float32)
+    for stage in stages:
+        visual = F.relu(stage.visual.float())  # (N, C, h, w)
+        mask = torch.sigmoid(F.adaptive_avg_pool2d(logits.float().unsqueeze(1), visual.shape[-2:]))  # (N, 1, h, w)
+        masked = (visual * mask).mean(dim=(-2, -1))  # (N, C)
+        total = total + F.kl_div(masked.log_softmax(-1), stage.audio.float().softmax(-1), reduction="sum")
+    return total / len(stages)
+
+
+class AVSHead(TaskHead):
+    """AVSBench's decoder over the video maps of an adapted backbone, with TPAVI reading the segment's audio.
+
+    Input: ``features.video_maps`` (B, T, N_s, D_s) row-major token grids, ``spec.map_strides`` their strides,
+    and ``features.audio`` (B, T, D) the per-segment audio vector (the final norm pooled over tokens), which a
+    Linear projects to ``audio_dim`` ("audio = pooled audio tokens → Linear 1536→128" in STG-CMA and LAVISH).
+
+    Levels: a hierarchical spec (strides differ) gives one level per map, finest first. A spec whose maps all
+    share one stride (a ViT) is made into four levels at the grid ×4, ×2, ×1, ×½ by
+    :class:`~avadapt.layers.pyramid.SimpleFeaturePyramid`; level l reads map ⌈(l + 1)·n / 4⌉ − 1 of the n maps
+    (four maps from blocks at ¼, ½, ¾ and full depth: one each; a single map: all four levels).
+
+    Per level: Linear D_s → projection_dims[l], :class:`DilatedConvSum` → decoder_dim, TPAVI at
+    ``tpavi_stages``. Then the fusion path from the coarsest level to the finest (each block upsamples to the
+    next finer grid, the finest to twice its grid), and the output convolution: 3×3 conv → ×2 bilinear →
+    3×3 conv → ReLU → 1×1 conv to one logit. Logits not already at ``spec.image_size`` are resized to it
+    (bilinear): a Swin at 224 lands exactly on 224², a ViT-L/14 (16×16 grid, finest level 64²) on 256².
+
+    Initialisation as STG-CMA's: Linear layers truncated normal (std 0.02) with zero bias; the dilated
+    convolutions N(0, 0.01²); TPAVI's output BatchNorm zero, so the decoder starts independent of the audio.
+    """
+
+    config_class = AVSConfig
+
+    def __init__(self, spec: FeatureSpec, config: AVSConfig):
+        super().__init__(spec, config)
+        if "video" not in spec.modalities:
+            raise OptionError("AVS segments the video frames: the method must run its video branch")
+        if config.tpavi_stages and "audio" not in spec.modalities:
+            raise OptionError("TPAVI reads the audio branch, which this method runs off; "
+                              "set tpavi_stages=[] for a visual-only AVS model")
+        if not spec.map_dims or len(spec.map_dims) != len(spec.map_strides):
+            raise ValueError(f"the method hands no usable video maps: dims {spec.map_dims}, "
+                             f"strides {spec.map_strides}")
+        maps = len(spec.map_dims)
+        if len(set(spec.map_strides)) == 1:
+            if len(set(spec.map_dims)) != 1:
+                raise ValueError(f"maps of one stride must share one width, got {spec.map_dims}")
+            self.pyramid: SimpleFeaturePyramid | None = SimpleFeaturePyramid(spec.map_dims[0])
+            level_dims = self.pyramid.out_dims
+            self.level_sources = tuple(math.ceil((level + 1) * maps / len(PYRAMID_SCALES)) - 1
+                                       for level in range(len(PYRAMID_SCALES)))
+        else:
+            self.pyramid = None
+            level_dims = spec.map_dims
+            self.level_sources = tuple(range(maps))
+        if len(level_dims) > len(config.projection_dims):
+            raise OptionError(f"{len(level_dims)} levels but projection_dims has {len(config.projection_dims)} "
+                              f"entries: {config.projection_dims}")
+        # a backbone with fewer stages than projection_dims (a 2-stage test Swin) uses the finest levels only
+        projection_dims = config.projection_dims[:len(level_dims)]
+        width = config.decoder_dim
+        self.projections = nn.ModuleList(nn.Linear(d, p) for d, p in zip(level_dims, projection_dims))
+        self.level_convs = nn.ModuleList(DilatedConvSum(p, width) for p in projection_dims)
+        stages = [s for s in config.tpavi_stages if s < len(level_dims)]
+        self.audio_projection = nn.Linear(spec.dim, config.audio_dim) if stages else None
+        self.tpavi = nn.ModuleDict({str(s): TPAVI(width, config.audio_dim) for s in stages})
+        self.fusion_blocks = nn.ModuleList(FeatureFusionBlock(width) for _ in level_dims)
+        self.output_conv = nn.Sequential(
+            nn.Conv2d(width, width // 2, kernel_size=3, padding=1),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(width // 2, width // 8, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width // 8, 1, kernel_size=1),
+        )
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+
+    def _grid(self, tokens: int, stride: int) -> tuple[int, int]:
+        height, width = self.spec.image_size
+        grid = (height // stride, width // stride)
+        if grid[0] * grid[1] != tokens:
+            raise ValueError(f"a map of {tokens} tokens is not the {grid[0]}×{grid[1]} grid of a {height}×{width} "
+                             f"image at stride {stride}")
+        return grid
+
+    def forward(self, features: AVFeatures, **inputs: torch.Tensor) -> AVSOutputs:
+        maps = features.video_maps
+        if len(maps) != len(self.spec.map_dims):
+            raise ValueError(f"expected {len(self.spec.map_dims)} video maps, got {len(maps)}")
+        batch, frames = maps[0].shape[:2]
+        images = [x.flatten(0, 1).transpose(1, 2).unflatten(2, self._grid(x.shape[2], stride))  # (B·T, D, h, w)
+                  for x, stride in zip(maps, self.spec.map_strides)]
+        if self.pyramid is not None:
+            images = self.pyramid([images[i] for i in self.level_sources])
+        levels = [conv(project(x.movedim(1, -1)).movedim(-1, 1))  # (B·T, C, h, w)
+                  for x, project, conv in zip(images, self.projections, self.level_convs)]
+
+        tpavi_features = []
+        if self.audio_projection is not None:
+            audio = self.audio_projection(features.audio)  # (B, T, audio_dim)
+            for stage, tpavi in self.tpavi.items():
+                level = int(stage)
+                x = levels[level].unflatten(0, (batch, frames)).transpose(1, 2)  # (B, C, T, h, w)
+                x, aligned = tpavi(x, audio)
+                levels[level] = x.transpose(1, 2).flatten(0, 1)  # (B·T, C, h, w)
+                tpavi_features.append(TPAVIStageFeatures(levels[level], aligned.flatten(0, 1)))
+
+        finest = levels[0].shape[-2:]
+        # the grid each level's block upsamples to: the next finer level's, twice its own for the finest
+        targets = [(2 * finest[0], 2 * finest[1])] + [tuple(x.shape[-2:]) for x in levels[:-1]]
+        x = self.fusion_blocks[-1](levels[-1], None, targets[-1])
+        for level in reversed(range(len(levels) - 1)):
+            x = self.fusion_blocks[level](x, levels[level], targets[level])
+        logits = self.output_conv(x)  # (B·T, 1, h', w')
+        if tuple(logits.shape[-2:]) != tuple(self.spec.image_size):
+            logits = F.interpolate(logits, size=tuple(self.spec.image_size), mode="bilinear", align_corners=False)
+        return AVSOutputs(logits.view(batch, frames, *logits.shape[-2:]), tpavi_features)
+
+    @staticmethod
+    def _logits_at(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W) logits resized (bilinear) to the ground truth's size when the two differ."""
+        if logits.shape[-2:] == masks.shape[-2:]:
+            return logits
+        return F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+
+    def loss(self, outputs: AVSOutputs, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Binary cross-entropy (on the logits) averaged over the pixels of the annotated frames, plus
+        ``kl_weight`` × :func:`masked_audio_visual_kl`.
+
+        targets: ``masks`` (B, T, H, W) in {0, 1} and ``annotated`` (B, T) bool, the frames with a ground-truth
+        mask (S4 train: frame 1 only; S4 val/test and MS3: all five). A batch without an annotated frame
+        contributes a zero (with a graph) to the BCE part.
+        """
+        masks, annotated = targets["masks"], targets["annotated"].bool()
+        logits = self._logits_at(outputs.logits.float(), masks)
+        if annotated.any():
+            loss = F.binary_cross_entropy_with_logits(logits[annotated], masks[annotated].to(logits.dtype))
+        else:
+            loss = logits.sum() * 0.0
+        if self.config.kl_weight > 0:
+            loss = loss + self.config.kl_weight * masked_audio_visual_kl(outputs.logits.flatten(0, 1),
+                                                                        outputs.tpavi_features)
+        return loss
+
+    def metrics(self) -> MetricCollection:
+        """AVSBench's mIoU and F-score over the annotated frames of a split (``avs_metrics``): ``miou`` and
+        ``fscore`` independent of batching, ``miou_per_batch`` and ``fscore_per_batch`` as the reference
+        computes them."""
+        return MetricCollection(avs_metrics(), compute_groups=False)
+
+    def update_metrics(self, metrics: MetricCollection, outputs: AVSOutputs, targets: dict[str, torch.Tensor]) -> None:
+        """Every frame of the batch as one (B·T) row, the unannotated ones flagged so the metrics skip them."""
+        masks = targets["masks"]
+        logits = self._logits_at(outputs.logits, masks)
+        metrics.update(logits.flatten(0, 1), masks.flatten(0, 1), targets["annotated"].flatten())
+
+
+@register_task
+class AVSTask(Task):
+    """Audio-visual segmentation: a mask of what sounds in every frame; selected on mIoU. ``avadapt predict``
+    writes a mask per second, their picture and a JSON summary."""
+
+    name = "avs"
+    head_class = AVSHead
+    monitor = "miou"
+    dataset = "avs_s4"
+    prediction_kind = "a mask of the sounding object per second (PNG files), their picture (PNG) and JSON"
+
+    def segment_probabilities(self, outputs: AVSOutputs) -> torch.Tensor:
+        return torch.sigmoid(outputs.logits.float())  # (B, T, H, W)
+
+    def write_prediction(self, probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
+                         out: Path, ground_truth: str | None = None) -> dict[str, Any]:
+        """Write ``OUT.png`` (every second's frame with its mask, and the ground truth's below it), the masks as
+        ``OUT_masks/{k:02d}.png`` (0 / 255, k = 1..S) and ``OUT.json``.
+
+        probabilities: (S, H, W) per pixel. ground_truth: a folder of mask PNGs, one per frame, named so that
+        they sort by frame (AVSBench: ``{name}_{k}.png``, k = 1..5; a trailing number is read as the frame,
+        1-based unless a 0 occurs); nonzero pixels are the object. Each is resized (nearest) to the frame.
+        """
+        frames_np = frames.cpu().numpy().astype(np.uint8)  # (S, H, W, 3)
+        seconds, height, width = frames_np.shape[:3]
+        probabilities = probabilities.float().cpu()
+        if probabilities.shape[-2:] != (height, width):
+            probabilities = F.interpolate(probabilities.unsqueeze(1), size=(height, width), mode="bilinear",
+                                          align_corners=False).squeeze(1)
+        probs = probabilities.numpy()  # (S, H, W)
+        masks = probs > MASK_THRESHOLD
+
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stem = out.with_suffix("")
+        masks_dir = stem.parent / f"{stem.name}_masks"
+        masks_dir.mkdir(parents=True, exist_ok=True)
+        from PIL import Image
+
+        entries = []
+        for t in range(seconds):
+            mask_path = masks_dir / f"{t + 1:02d}.png"
+            Image.fromarray(masks[t].astype(np.uint8) * 255).save(mask_path)
+            inside = probs[t][masks[t]]
+            entries.append({"second": t, "frame": t + 1, "mask": str(mask_path),
+                            "mask_area": round(float(masks[t].mean()), 5),
+                            "mean_probability_in_mask": round(float(inside.mean()), 5) if inside.size else None})
+        result: dict[str, Any] = {
+            **{k: info[k] for k in ("video", "duration", "seconds", "window_seconds", "window_starts")},
+            "image_size": [height, width],
+            "threshold": MASK_THRESHOLD,
+            "masks_dir": str(masks_dir),
+            "frames": entries,
+        }
+        truth: dict[int, np.ndarray] = {}
+        if ground_truth is not None:
+            for t, (path, mask) in read_ground_truth_masks(ground_truth, (height, width), seconds).items():
+                truth[t] = mask
+                entries[t]["ground_truth"] = str(path)
+                entries[t]["iou"] = round(mask_iou(masks[t], mask), 5)
+            ious = [entries[t]["iou"] for t in sorted(truth)]
+            result["miou"] = round(sum(ious) / len(ious), 5)
+            result["ground_truth_frames"] = len(ious)
+            result["agreement"] = f"mIoU with the ground truth: {result['miou']:.3f} over {len(ious)} frames"
+        result["summary"] = summary_line(entries, probs)
+        json_path, png_path = out.with_suffix(".json"), out.with_suffix(".png")
+        result["json"], result["png"] = str(json_path), str(png_path)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        draw_masks(png_path, frames_np, masks, ground_truth=truth if ground_truth is not None else None,
+                   title=Path(info["video"]).name)
+        return result
+
+
+def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """IoU of two bool masks as AVSBench's ``mask_iou`` scores a frame: |P∩G| / |P∪G|, or for an empty ground
+    truth the fraction of pixels the prediction also leaves empty."""
+    if not truth.any():
+        return float((~predicted & ~truth).sum() / truth.size)
+    return float((predicted & truth).sum() / (predicted | truth).sum())
+
+
+def _frame_number(path: Path) -> int | None:
+    match = re.search(r"(\d+)$", path.stem)
+    return int(match.group(1)) if match else None
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def read_ground_truth_masks(folder: str | Path, size: tuple[int, int], seconds: int
+                            ) -> dict[int, tuple[Path, np.ndarray]]:
+    """Frame index (0-based) → (file, bool mask at ``size``) for every PNG of ``folder``.
+
+    Files whose names all end in distinct numbers are placed by that number (1-based, or 0-based when a 0
+    occurs: AVSBench's ``{name}_{k}.png`` from 1, AVSS's ``{i}.png`` from 0); otherwise by natural sort order.
+    Pixels > 0 are the object (binary '1', grey 'L' and palette 'P' masks alike; colour masks: any channel).
+    """
+    from PIL import Image
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise OptionError(f"{folder}: AVS ground truth must be a folder of mask PNGs, one per frame "
+                          f"({{name}}_{{k}}.png, k = 1..{seconds})")
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png"), key=_natural_key)
+    if not files:
+        raise OptionError(f"{folder}: no PNG masks in this folder")
+    numbers = [_frame_number(p) for p in files]
+    if all(n is not None for n in numbers) and len(set(numbers)) == len(numbers):
+        first = 0 if 0 in numbers else 1
+        indices = [n - first for n in numbers]
+    else:
+        indices = list(range(len(files)))
+    masks = {}
+    for index, path in zip(indices, files):
+        if index >= seconds:
+            raise OptionError(f"{path}: a mask for frame {index + 1}, but the video has {seconds} s")
+        image = Image.open(path)
+        if image.mode not in ("1", "L", "P", "I", "I;16"):
+            image = image.convert("RGB")
+        binary = np.asarray(image) > 0
+        if binary.ndim == 3:
+            binary = binary.any(-1)
+        resized = Image.fromarray(binary.astype(np.uint8) * 255).resize((size[1], size[0]), Image.Resampling.NEAREST)
+        masks[index] = (path, np.asarray(resized) > 0)
+    return masks
+
+
+def summary_line(entries: list[dict[str, Any]], probabilities: np.ndarray) -> str:
+    """``sounding object in 4 of 5 s · mask area 12.3% on average, largest 20.1% at 3 s``."""
+    seconds = len(entries)
+    areas = [e["mask_area"] for e in entries]
+    found = sum(a > 0 for a in areas)
+    if not found:
+        return f"no sounding object found in {seconds} s (highest pixel probability {float(probabilities.max()):.2f})"
+    largest = max(range(seconds), key=lambda t: areas[t])
+    return (f"sounding object in {found} of {seconds} s · mask area {sum(areas) / seconds:.1%} on average, "
+            f"largest {areas[largest]:.1%} at {largest} s")
+
+
+PREDICTION_COLOR = (1.0, 0.35, 0.0)
+GROUND_TRUTH_COLOR = (0.0, 0.75, 0.35)
+MAX_COLUMNS = 10
+
+
+def _overlay(axes, frame: np.ndarray, mask: np.ndarray, color: tuple[float, float, float]) -> None:
+    """The frame with the mask as a semi-transparent fill and its contour."""
+    axes.imshow(frame)
+    fill = np.zeros((*mask.shape, 4))
+    fill[mask] = (*color, 0.45)
+    axes.imshow(fill)
+    if mask.any() and not mask.all():
+        axes.contour(mask.astype(float), levels=[0.5], colors=[color], linewidths=1.2)
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def draw_masks(path: str | Path, frames: np.ndarray, masks: np.ndarray,
+               ground_truth: dict[int, np.ndarray] | None = None, title: str | None = None) -> Path:
+    """A PNG with one panel per second: the frame with its predicted mask (fill and contour), and with
+    ``ground_truth`` (frame index → bool mask) a panel below it with the ground-truth mask and the IoU.
+
+    frames: (S, H, W, 3) uint8. masks: (S, H, W) bool. Panels wrap after 10 seconds.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    seconds = frames.shape[0]
+    columns = min(seconds, MAX_COLUMNS)
+    groups = math.ceil(seconds / columns)
+    rows_per_group = 2 if ground_truth is not None else 1
+    rows = groups * rows_per_group
+    figure = Figure(figsize=(2.0 * columns, 2.1 * rows + 0.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = np.atleast_2d(figure.subplots(rows, columns, squeeze=False))
+    for axes in grid.flat:
+        axes.set_axis_off()
+    for t in range(seconds):
+        group, column = divmod(t, columns)
+        top = grid[group * rows_per_group, column]
+        top.set_axis_on()
+        _overlay(top, frames[t], masks[t], PREDICTION_COLOR)
+        top.set_title(f"{t} s · mask {masks[t].mean():.0%}", fontsize=8)
+        if ground_truth is None:
+            continue
+        below = grid[group * rows_per_group + 1, column]
+        below.set_axis_on()
+        if t in ground_truth:
+            _overlay(below, frames[t], ground_truth[t], GROUND_TRUTH_COLOR)
+            below.set_title(f"IoU {mask_iou(masks[t], ground_truth[t]):.2f}", fontsize=8)
+        else:
+            below.imshow(frames[t])
+            below.set_xticks([])
+            below.set_yticks([])
+            below.set_title("no ground truth", fontsize=8)
+    for group in range(groups):
+        grid[group * rows_per_group, 0].set_ylabel("prediction", fontsize=8)
+        if ground_truth is not None:
+            grid[group * rows_per_group + 1, 0].set_ylabel("ground truth", fontsize=8)
+    if title:
+        if ground_truth:
+            ious = [mask_iou(masks[t], ground_truth[t]) for t in sorted(ground_truth)]
+            title = f"{title} — mIoU {sum(ious) / len(ious):.3f} over {len(ious)} frames"
+        figure.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
