@@ -86,10 +86,11 @@ class AVSDemoData:
 
 def _module(cfg: AVSDemoConfig, method: str, weights: str | None, lr: float, method_options: dict[str, Any]
             ) -> AVAdaptModule:
+    visual_only = method_options.get("branches") == "visual_only"
     return AVAdaptModule(
         backbone=cfg.backbone, method=method, task="avs", method_options={"num_frames": 5, **method_options},
         task_options={"projection_dims": list(cfg.projection_dims), "decoder_dim": cfg.decoder_dim,
-                      "audio_dim": cfg.audio_dim},
+                      "audio_dim": cfg.audio_dim, **({"tpavi_stages": []} if visual_only else {})},
         backbone_options={"img_size": cfg.image_size, "patch_size": cfg.patch_size}, weights=weights,
         audio_front_end="vit", fbank={"num_mel_bins": cfg.num_mel_bins, "target_frames": cfg.target_frames},
         lr=lr, min_lr=cfg.min_lr, head_lr_factor=1.0, warmup_epochs=cfg.warmup_epochs,
