@@ -49,8 +49,8 @@ See docs/training.md."""
 class AVSDemoConfig:
     """Sizes of the AVS demo; the defaults keep it within a few minutes on two CPU cores.
 
-    The backbone is timm's ``test_vit`` with 8-pixel patches, so a 64-pixel frame is an 8 × 8 token grid: masks
-    need more than the 4 × 4 grid of 16-pixel patches. The decoder is the AVSBench decoder at a small width.
+    The backbone is timm's ``test_vit`` (16-pixel patches: a 64-pixel frame is a 4 × 4 token grid, which the
+    decoder's pyramid upsamples); the decoder is the AVSBench decoder at a small width.
     """
 
     clips: int = 160
@@ -60,7 +60,7 @@ class AVSDemoConfig:
     seed: int = 0
     video_size: int = 64
     image_size: int = 64
-    patch_size: int = 8
+    patch_size: int = 16
     num_mel_bins: int = 64
     target_frames: int = 48
     backbone: str = "test_vit"
@@ -129,7 +129,7 @@ def train_method(name: str, method: str, cfg: AVSDemoConfig, data: AVSDemoData, 
     module = _module(cfg, method, str(data.weights), lr, {**options, **(method_options or {})})
     datamodule = AVDataModule(str(data.root), dataset="avs_s4", cache_dir=str(data.cache),
                               batch_size=cfg.batch_size, num_workers=0, preprocessing=module.preprocessing)
-    result = fit_and_test(module, datamodule, out / "runs" / name, cfg.epochs, precision)
+    result = fit_and_test(module, datamodule, out / "runs" / name, cfg.epochs, precision, name=name)
     print(f"{name}: test mIoU {result['test_miou']:.3f}, F {result['test_fscore']:.3f} "
           f"(best val mIoU {result['best_val_miou']:.3f}) after {result['train_seconds']:.0f} s", flush=True)
     return result

@@ -22,9 +22,10 @@ def banner(text: str) -> None:
 
 
 def fit_and_test(module: AVAdaptModule, datamodule: AVDataModule, out: Path, epochs: int, precision: str,
-                 test: bool = True) -> dict[str, Any]:
+                 test: bool = True, name: str | None = None) -> dict[str, Any]:
     """Fit on the CPU selecting on the task's validation metric; test the best checkpoint once (``test=False``:
-    validation only, for choosing settings). Writes ``out/{checkpoints,adapter,logs}`` and ``out/curves.png``.
+    validation only, for choosing settings); ``name`` labels the run in what is printed (default: the method).
+    Writes ``out/{checkpoints,adapter,logs}`` and ``out/curves.png``.
 
     Returns ``best_val_<monitor>``, ``test_<metric>`` for every scalar test metric, ``train_seconds``, parameter
     counts and the adapter and curves paths.
@@ -41,7 +42,7 @@ def fit_and_test(module: AVAdaptModule, datamodule: AVDataModule, out: Path, epo
         enable_model_summary=False, num_sanity_val_steps=0,
     )
     report = parameter_report(module.model)
-    print(f"{module.hparams.method}: {report['trainable']:,} trainable of {report['total']:,} parameters "
+    print(f"{name or module.hparams.method}: {report['trainable']:,} trainable of {report['total']:,} parameters "
           f"({report['trainable_percent']:.1f}%), precision {precision}", flush=True)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
