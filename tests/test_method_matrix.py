@@ -31,7 +31,7 @@ SWITCHES: dict[str, list[dict]] = {
                {"branches": "audio_only"}, {"branches": "visual_only"}, {"full_finetune": True}],
     "av_stfp": [{}, {"temporal_prompts": False}, {"spatial_prompts": False}, {"fusion_prompts": False},
                 {"prompted": "audio_only"}, {"prompted": "visual_only"}, {"branches": "visual_only"},
-                {"full_finetune": True}],
+                {"timeline": "class_tokens"}, {"full_finetune": True}],
 }
 # Which families a method supports; the others must refuse with a clear error.
 SUPPORTED: dict[str, tuple[str, ...]] = {"av_stfp": ("vit",)}

@@ -8,6 +8,8 @@ from avadapt._config import JSONConfig
 from avadapt.errors import OptionError
 from avadapt.methods.base import BRANCHES
 
+TIMELINES = ("differences", "class_tokens")
+
 
 @dataclass
 class AVSTFPConfig(JSONConfig):
@@ -20,6 +22,9 @@ class AVSTFPConfig(JSONConfig):
     prompted: which streams receive prompts: audio_visual | audio_only | visual_only (the other stream runs
         the frozen blocks as they are). Fusion prompts need both streams prompted and are skipped otherwise.
     num_frames: segments per clip T; the temporal prompts hold one learnt time code per segment.
+    timeline: what segment t's attention reads as the clip's timeline (keys/values): ``differences``, each
+        segment's class token minus segment t's (what changes across the clip, as seen from t), or
+        ``class_tokens``, the class tokens themselves (the same timeline for every segment).
     branches: audio_visual | audio_only | visual_only, the streams the model runs at all.
     full_finetune: also train every backbone weight (reference row, not parameter-efficient).
     prompt_lr_factor: learning rate of the prompts, time codes and fusion gates relative to the training's base
@@ -33,6 +38,7 @@ class AVSTFPConfig(JSONConfig):
     num_fusion_prompts: int = 1
     prompted: str = "audio_visual"
     num_frames: int = 10
+    timeline: str = "differences"
     branches: str = "audio_visual"
     full_finetune: bool = False
     prompt_lr_factor: float = 1.0
@@ -47,6 +53,8 @@ class AVSTFPConfig(JSONConfig):
             raise OptionError(f"num_spatial_prompts must be ≥ 1 with spatial prompts on, got {self.num_spatial_prompts}")
         if self.fusion_prompts and self.num_fusion_prompts < 1:
             raise OptionError(f"num_fusion_prompts must be ≥ 1 with fusion prompts on, got {self.num_fusion_prompts}")
+        if self.timeline not in TIMELINES:
+            raise OptionError(f"timeline must be one of {TIMELINES}, got {self.timeline!r}")
         if self.num_frames < 1:
             raise OptionError(f"num_frames must be ≥ 1, got {self.num_frames}")
         if not self.prompt_lr_factor > 0:

@@ -9,13 +9,19 @@ prompt types and where they go. Each choice below, and why:
    one set per stream, because a frame and a spectrogram are different kinds of image.
 2. *Temporal-aware key–value prompts* ("along the time axis, into K/V"): an image ViT sees one frame, so time
    has to enter through its attention. For segment t, the keys and values are extended by the clip's
-   timeline: the T class tokens entering the layer (same stream, same clip), each plus a learnt time code
-   e_τ, through the frozen norm1 and K/V projections. Every token of segment t can then read what each
-   segment of the clip looks like at this depth and when it happens. Only the time codes are learnt (T × D
-   per layer and stream, zero-initialised); the content is the frozen model's own summary, so the extra keys
-   stay in the distribution the attention was trained on. Cost: T extra keys per sequence (10 next to
-   CLIP-B/16's 197 tokens). It is computed by running the frozen attention over [sequence; timeline] and
-   dropping the timeline's outputs, which is exactly widening K/V and needs only timm's public forward.
+   timeline, built from the T class tokens entering the layer (same stream, same clip), each plus a learnt
+   time code e_τ, through the frozen norm1 and K/V projections. ``timeline="differences"`` (the default) gives
+   segment t the timeline *as seen from t*, class_τ − class_t + e_τ: what the clip shares in every segment
+   (scene, lighting, recording conditions) cancels, and the frozen LayerNorm scales what is left, so a small
+   change between seconds (an object that appears, a sound that starts) is as loud in the attention as the
+   content itself; at τ = t only the time code remains, a learnt "now" token. ``timeline="class_tokens"``
+   gives every segment the same timeline, class_τ + e_τ, extra keys in the distribution the attention was
+   trained on; but a token averaged with its neighbours' summaries blends with them, while a difference keeps
+   apart what one second has and the others lack. Only the time codes are learnt (T × D per layer and
+   stream, zero-initialised); the content is the frozen model's own summary. Cost: T extra keys per
+   sequence (10 next to CLIP-B/16's 197 tokens). It is computed by running the frozen attention over
+   [sequence; timeline] and dropping the timeline's outputs, which is exactly widening K/V and needs only
+   timm's public forward.
 3. *Multimodal fusion prompts*: ``num_fusion_prompts`` tokens per layer and stream, after the spatial prompts.
    What the audio stream's fusion tokens hold after layer l (they attended over that segment's audio tokens)
    is added, times a learnt scalar gate (zero-initialised, one per layer and receiving stream), to the video
@@ -117,8 +123,11 @@ class AVSTFP(AVMethod):
         length = seq.shape[1]
         if prompts.time_codes is not None:
             t = self.num_frames
-            timeline = x[:, 0].view(-1, t, x.shape[-1]) + prompts.time_codes[modality].to(x.dtype)  # (B, T, D)
-            timeline = timeline.unsqueeze(1).expand(-1, t, -1, -1).flatten(0, 1)  # (B*T, T, D): the clip, per segment
+            classes = x[:, 0].view(-1, t, x.shape[-1])  # (B, T, D)
+            timeline = classes.unsqueeze(1).expand(-1, t, -1, -1)  # (B, T, T, D): [b, t, tau] = class_tau
+            if self.config.timeline == "differences":
+                timeline = timeline - classes.unsqueeze(2)  # class_tau - class_t
+            timeline = (timeline + prompts.time_codes[modality].to(x.dtype)).flatten(0, 1)  # (B*T, T, D)
             attended = handle.attention(torch.cat([seq, timeline], dim=1))[:, :length]  # timeline outputs dropped
         else:
             attended = handle.attention(seq)
