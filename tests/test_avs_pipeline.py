@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from avadapt.cli import main
 from avadapt.data.avs import AVSMedia, metadata_path, read_s4_metadata
 from avadapt.data.media import read_audio, write_mp4
 from avadapt.io import load_adapter
+from avadapt.models import create_model
 from avadapt.training.predict import predict_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +35,13 @@ def test_synth_prepare_fit_predict_round_trip(tmp_path, capsys):
     main(["prepare", "avs", "--setting", "s4", "--root", str(data), "--out", str(cache), "--image-size", "64",
           "--num-mel-bins", "64", "--target-frames", "48"])
     assert (cache / "cache.json").is_file()
+    # a random backbone in a file: the adapter directory records it, so the reloaded model has the same one
+    backbone = create_model(backbone="test_vit", method="probe", task="avs", backbone_options={"img_size": 64},
+                            num_frames=5, tpavi_stages=[]).backbone.model
+    weights = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights))
     main(["fit", "--config", str(TINY_CONFIG), "--data.root", str(data), "--data.cache_dir", str(cache),
+          "--model.weights", str(weights),
           "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.max_epochs", "1",
           "--trainer.limit_train_batches", "2", "--trainer.precision", "32-true",
           "--trainer.enable_progress_bar", "false"])
