@@ -26,7 +26,8 @@ class AVDataModule(L.LightningDataModule):
         root: the dataset's annotation root (AVE: the folder with ``Annotations.txt`` and the split files).
         dataset: a name in ``avadapt._registry.DATASETS`` (``ave``, ``avs_s4``, …); default: the model task's
             dataset (``preprocessing["dataset"]``, linked from the model by the CLI), else ``ave``.
-        dataset_options: the dataset's own options (its constructor's keyword arguments).
+        dataset_options: the dataset's own options (its constructor's keyword arguments), added to those the model
+            asks for (``preprocessing["dataset_options"]``).
         cache_dir: a cache written by ``avadapt prepare``, read instead of the media; its image size and fbank
             settings must equal the model's (checked when opened).
         media_root: where the media lives when not under ``root`` (AVE: ``AVE/<id>.mp4`` or ``video_frames/`` +
@@ -91,10 +92,16 @@ class AVDataModule(L.LightningDataModule):
         return DATASETS.get(self.dataset_name)
 
     @property
+    def dataset_options(self) -> dict[str, Any]:
+        """The model's needs (``preprocessing["dataset_options"]``, e.g. AVQA's question vocabulary), then the
+        options given here, which win."""
+        return {**self.preprocessing.get("dataset_options", {}), **(self.hparams.dataset_options or {})}
+
+    @property
     def class_names(self) -> list[str] | None:
         """The dataset's class names in label order (AVE: the 28 categories, then ``background``)."""
         if self._class_names is _UNREAD:
-            self._class_names = self.dataset_class.class_names(self.root, **(self.hparams.dataset_options or {}))
+            self._class_names = self.dataset_class.class_names(self.root, **self.dataset_options)
         return self._class_names
 
     @property
@@ -130,7 +137,7 @@ class AVDataModule(L.LightningDataModule):
             fbank=self.fbank,
             on_missing=hp.on_missing,
             augment=split == "train" and hp.augment,
-            **(hp.dataset_options or {}),
+            **self.dataset_options,
         )
 
     def setup(self, stage: str) -> None:

@@ -65,6 +65,11 @@ class TaskHead(nn.Module):
         """Feed one batch's outputs and targets to ``metrics`` (as returned by :meth:`metrics`)."""
         raise NotImplementedError
 
+    def data_options(self) -> dict[str, Any]:
+        """Options the task's dataset must be built with so that its items fit this head (AVQA: the question
+        vocabulary); recorded in the model's preprocessing, which the data module and prediction read."""
+        return {}
+
 
 class Task:
     """One task's declarations; subclasses set the class attributes and are registered with

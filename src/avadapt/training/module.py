@@ -151,11 +151,11 @@ class AVAdaptModule(L.LightningModule):
     @property
     def preprocessing(self) -> dict[str, Any]:
         """How inputs must be made for this model: the video data config, the audio front end's name and its
-        fbank values (the data module and ``predict`` read both), the number of segments, and the task's
-        dataset (the data module's default)."""
+        fbank values (the data module and ``predict`` read both), the number of segments, the task's dataset (the
+        data module's default) and what the head needs the dataset built with (``TaskHead.data_options``)."""
         return {"video": video_data_config(self.model), "audio_front_end": self.front_end.name,
                 "fbank": self.fbank.to_dict(), "num_segments": self.model.method.num_frames,
-                "dataset": self.task.dataset}
+                "dataset": self.task.dataset, "dataset_options": self.model.head.data_options()}
 
     @property
     def backbone_source(self) -> dict[str, Any]:
