@@ -1,18 +1,20 @@
-"""The on-disk cache of decoded clips that :func:`avadapt.data.prepare.prepare_ave` and
-:func:`avadapt.data.prepare_avs.prepare_avs` write.
+"""The on-disk cache of decoded clips that :func:`avadapt.data.prepare.prepare_ave`,
+:func:`avadapt.data.prepare_avs.prepare_avs` and :func:`avadapt.data.prepare_avqa.prepare_avqa` write.
 
 Decoding an mp4 and computing its fbank costs far more than a training step of a frozen backbone
 with small adapters, so every clip is decoded once into a small safetensors file::
 
     <cache>/cache.json               the settings the cache was built with (CacheSettings), among them
-                                     the dataset it holds (``ave``, ``avs_s4``, ``avs_ms3``)
+                                     the dataset it holds (``ave``, ``avs_s4``, ``avs_ms3``,
+                                     ``music_avqa``)
     <cache>/<video_id>.safetensors   frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
                                      fbank   float16 (T, 1, F, L)  normalised log-mel, as segment_fbank
                                      metadata "clip": JSON of video_id, source, video_seconds,
                                      audio_seconds (one key: byte-identical files across runs)
     <cache>/bad_clips.tsv            video_id, path, reason of every clip that could not be decoded
 
-One file per video id, not per annotation row: AVE rows that share a video share its media.
+One file per video id, not per annotation row: AVE rows (and MUSIC-AVQA questions) that share a video share
+its media; a MUSIC-AVQA cache also holds ``question_vocab.json``, the question words of its train json.
 AVSBench caches keep one file per (split, name) in a folder per split, ``<cache>/<split>/<name>.safetensors``
 (the media and the annotated frames of a clip depend on its split), and add two tensors:
 ``masks`` uint8 (T, S, S) in {0, 1}, cut with the frames' geometry, and ``annotated`` uint8 (T,).
@@ -57,8 +59,9 @@ class CacheSettings(JSONConfig):
     crop_pct: frames are resized so the shorter side is ``image_size / crop_pct`` and centre-cropped
     to ``image_size``; 1.0 (default) keeps the full height of a landscape video.
     min_seconds: shortest clip accepted (see :func:`avadapt.data.media.read_clip`); None = 90 %.
-    dataset: the registered dataset whose clips the cache holds (``ave``, ``avs_s4``, ``avs_ms3``), so that a
-    cache of one is never read as another; caches written before the field existed are AVE caches.
+    dataset: the registered dataset whose clips the cache holds (``ave``, ``avs_s4``, ``avs_ms3``,
+    ``music_avqa``), so that a cache of one is never read as another; caches written before the field existed
+    are AVE caches.
     """
 
     image_size: int = 224
