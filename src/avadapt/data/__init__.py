@@ -12,6 +12,7 @@ prepare     prepare_ave: decode every clip once into a cache, resumably, in para
 prepare_avs prepare_avs: the same for AVSBench clips, with their masks
 synth       synthesize_ave: a small AVE-layout dataset of real mp4 files that needs both modalities
 synth_avs   synthesize_avs: a small AVSBench S4 / MS3 dataset (PNG frames and masks, wav) that needs the sound
+synth_avqa  synthesize_avqa: a small MUSIC-AVQA (released json files, mp4 performances), all 9 question types
 """
 
 from avadapt.data.ave import (
