@@ -17,6 +17,7 @@ prepare_avqa prepare_avqa: the same for MUSIC-AVQA videos (one file per video id
             vocabulary
 synth       synthesize_ave: a small AVE-layout dataset of real mp4 files that needs both modalities
 synth_avs   synthesize_avs: a small AVSBench S4 / MS3 dataset (PNG frames and masks, wav) that needs the sound
+synth_avqa  synthesize_avqa: a small MUSIC-AVQA (released json files, mp4 performances), all 9 question types
 """
 
 from avadapt.data.ave import (

@@ -1,0 +1,520 @@
+"""A small synthetic MUSIC-AVQA: real mp4 files and question files in the released json format.
+
+Like :mod:`avadapt.data.synth` for AVE and :mod:`avadapt.data.synth_avs` for AVSBench, it lets tests,
+the demo and smoke training run the code real MUSIC-AVQA goes through, with nothing downloaded.
+
+Each clip is a "performance" of one to three instruments (real MUSIC-AVQA instrument names), each
+drawn as its own shape and colour in the left, middle or right third of the frame, in front of an
+indoor (wall and floor) or outdoor (sky and grass) background. Each instrument has its own sound
+(a chord amplitude-modulated at its own rate, the looks and sounds of the synthetic AVE). Every
+clip has at least one sounding instrument; a sounding instrument plays during one interval of whole
+seconds, at one of three levels 6 dB apart, and no two start in the same second. Visible instruments
+may stay silent throughout, and which of them sound, when and how loud is drawn independently of
+where they stand, so:
+
+* audio questions (is there an X sound, how many were heard, is X louder / playing longer) need the
+  sound: the picture shows silent instruments too and nothing in it moves with the music;
+* visual questions (is there an X, what is the leftmost instrument, where is the performance) need
+  the picture: the sound says nothing about silent instruments or about places;
+* audio-visual questions (where is the loudest / first sounding instrument, how many visible
+  instruments never sound, ...) need both.
+
+Questions use 26 of the 33 real templates, word for word and with the real ``type`` labels, covering
+all 9 question types. Six others need truth a generator of this kind does not have (rhythm,
+voice-over, off-screen sounds, two instruments of one kind), and "What is the <LR> instrument of the
+<FL> sounding instrument?" has no single reading. Answers are computed from the drawn scene.
+Definitions where a template is open to reading: *louder* compares the RMS levels while sounding
+(silent = 0); *longer* compares sounding durations; *first / last / second / third* and *before /
+after* order instruments by the second they start sounding; *always playing* means sounding from
+the first to the last second; an instrument "on the left of X" is asked about only when exactly one
+instrument stands on that side. A template is only asked where its answer is unique, and within a
+template the answer is drawn first — one the template has given least often so far, among those the
+clip allows — so yes/no and left/middle/right come out nearly balanced. Question types are visited
+in rotation, falling through to the next type a clip cannot answer.
+
+Everything is drawn from one ``numpy`` generator seeded by ``seed``, the json is written with fixed
+formatting and the mp4 encoder runs single-threaded, so the same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import permutations
+from pathlib import Path
+
+import numpy as np
+
+from avadapt.data.media import write_mp4
+from avadapt.data.synth import _ClassLook
+from avadapt.data.synth_avs import _assign_splits
+
+# Instruments of the synthetic clips: real MUSIC-AVQA answers, one per colour of the synthetic palette.
+INSTRUMENTS = ("cello", "violin", "piano", "flute", "acoustic_guitar", "accordion", "clarinet")
+
+# The 42 answers in the reference code's index order (first appearance in avqa-train.json; DG-SCT's
+# data/AVQA/ans_vocab.txt).
+ANSWERS = (
+    "two", "cello", "congas", "zero", "no", "pipa", "six", "yes", "one", "four", "three", "seven", "five",
+    "ukulele", "right", "piano", "left", "accordion", "clarinet", "guzheng", "more than ten", "nine",
+    "indoor", "saxophone", "drum", "violin", "middle", "outdoor", "bagpipe", "bassoon", "acoustic_guitar",
+    "banjo", "electric_bass", "ten", "eight", "flute", "simultaneously", "trumpet", "erhu", "xylophone",
+    "tuba", "suona",
+)  # fmt: skip
+
+# The 9 question types as (modality, kind): ``type`` of the released json is this pair as a JSON list.
+QUESTION_TYPES = (
+    ("Audio", "Counting"), ("Audio", "Comparative"), ("Visual", "Counting"), ("Visual", "Location"),
+    ("Audio-Visual", "Existential"), ("Audio-Visual", "Counting"), ("Audio-Visual", "Location"),
+    ("Audio-Visual", "Comparative"), ("Audio-Visual", "Temporal"),
+)  # fmt: skip
+SPLIT_FILES = {"train": "avqa-train.json", "val": "avqa-val.json", "test": "avqa-test.json"}
+SLOTS = ("left", "middle", "right")
+_NUMBERS = ("zero", "one", "two", "three")
+_ORDINALS = ("first", "second", "third")
+_LEVELS = (0.03, 0.06, 0.12)  # RMS while sounding, 6 dB apart: "louder" is never a close call
+_NOISE_RMS = 0.005
+# Background colours (RGB), each ≥ 180 from every instrument colour (summed over channels), so the
+# ±6 per-clip shift and the noise never make the background look like an instrument.
+_INDOOR = ((118, 96, 82), (84, 66, 54))  # wall, floor
+_OUTDOOR = ((140, 160, 190), (120, 135, 95))  # sky, grass
+
+
+@dataclass
+class SynthAVQASummary:
+    """What :func:`synthesize_avqa` wrote."""
+
+    root: Path
+    clips: int
+    videos: dict[str, int]  # split -> clips
+    questions: dict[str, int]  # split -> questions
+    types: dict[str, int]  # "Audio-Visual Counting" -> questions
+    seconds: float
+
+    def __str__(self) -> str:
+        splits = " / ".join(f"{name} {count}" for name, count in self.questions.items())
+        return (
+            f"synthesize_avqa: {self.clips} clip{'s' * (self.clips != 1)}, "
+            f"{sum(self.questions.values())} questions ({splits}) "
+            f"of {len(self.types)} types, in {self.seconds:.1f} s -> {self.root}"
+        )
+
+
+@dataclass(frozen=True)
+class _Performer:
+    """One visible instrument; ``level`` 0 means it never sounds (then start = end = 0)."""
+
+    instrument: int  # index into INSTRUMENTS
+    slot: int  # index into SLOTS
+    level: float
+    start: int  # sounding during the seconds [start, end)
+    end: int
+
+    @property
+    def name(self) -> str:
+        return INSTRUMENTS[self.instrument]
+
+    @property
+    def where(self) -> str:
+        return SLOTS[self.slot]
+
+    @property
+    def sounding(self) -> bool:
+        return self.level > 0
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """The ground truth of one clip."""
+
+    visible: list[_Performer]  # left to right
+    decoy: int  # an instrument that is not in the clip: the "no" of presence questions
+    outdoor: bool
+    seconds: int
+
+    @property
+    def sounding(self) -> list[_Performer]:
+        """The sounding instruments in the order they come in (starts are distinct)."""
+        return sorted((p for p in self.visible if p.sounding), key=lambda p: p.start)
+
+    @property
+    def pool(self) -> list[int]:
+        """Instruments a presence question may name: those on screen and the decoy."""
+        return [p.instrument for p in self.visible] + [self.decoy]
+
+    def find(self, instrument: int) -> _Performer | None:
+        return next((p for p in self.visible if p.instrument == instrument), None)
+
+    def sounds(self, instrument: int) -> bool:
+        performer = self.find(instrument)
+        return performer is not None and performer.sounding
+
+
+def _draw_scene(rng: np.random.Generator, seconds: int) -> _Scene:
+    """1–3 visible instruments in distinct slots; 1..all of them sound, each over ≥ 2 s, starting in
+    distinct seconds; in half the clips the first one plays from the first to the last second."""
+    count = int(rng.choice([1, 2, 3], p=[0.2, 0.4, 0.4]))
+    instruments = [int(k) for k in rng.choice(len(INSTRUMENTS), size=count + 1, replace=False)]
+    slots = sorted(int(s) for s in rng.choice(len(SLOTS), size=count, replace=False))
+    heard = int(rng.integers(1, count + 1))
+    sounding = [int(j) for j in rng.permutation(count)[:heard]]  # visible indices, in order of coming in
+    levels = rng.permutation(_LEVELS)[:heard]
+    starts = sorted(int(s) for s in rng.choice(seconds - 2, size=heard, replace=False))
+    throughout = rng.random() < 0.5
+    if throughout:
+        starts[0] = 0
+    timing = {}
+    for rank, j in enumerate(sounding):
+        end = seconds if throughout and rank == 0 else int(rng.integers(starts[rank] + 2, seconds + 1))
+        timing[j] = (float(levels[rank]), starts[rank], end)
+    visible = [_Performer(instruments[j], slots[j], *timing.get(j, (0.0, 0, 0))) for j in range(count)]
+    return _Scene(visible, instruments[-1], outdoor=bool(rng.random() < 0.5), seconds=seconds)
+
+
+# ---- templates: each lists (templ_values, answer) for every question it can ask about a scene ----
+
+Candidates = list[tuple[tuple[str, ...], str]]
+
+
+def _yes(condition: bool) -> str:
+    return "yes" if condition else "no"
+
+
+def _is_there_sound(scene: _Scene) -> Candidates:
+    return [((INSTRUMENTS[k],), _yes(scene.sounds(k))) for k in scene.pool]
+
+
+def _are_there_sounds(scene: _Scene) -> Candidates:
+    return [
+        ((INSTRUMENTS[a], INSTRUMENTS[b]), _yes(scene.sounds(a) and scene.sounds(b)))
+        for a, b in permutations(scene.pool, 2)
+    ]
+
+
+def _heard_count(scene: _Scene) -> Candidates:
+    return [((), _NUMBERS[len(scene.sounding)])]
+
+
+def _louder(scene: _Scene) -> Candidates:
+    return [((p.name, q.name), _yes(p.level > q.level)) for p, q in permutations(scene.visible, 2)
+            if p.level != q.level]  # fmt: skip
+
+
+def _longer(scene: _Scene) -> Candidates:
+    duration = {p.instrument: p.end - p.start for p in scene.visible}
+    return [
+        ((p.name, q.name), _yes(duration[p.instrument] > duration[q.instrument]))
+        for p, q in permutations(scene.visible, 2)
+        if duration[p.instrument] != duration[q.instrument]
+    ]
+
+
+def _is_there(scene: _Scene) -> Candidates:
+    return [((INSTRUMENTS[k],), _yes(scene.find(k) is not None)) for k in scene.pool]
+
+
+def _are_there(scene: _Scene) -> Candidates:
+    return [
+        ((INSTRUMENTS[a], INSTRUMENTS[b]), _yes(scene.find(a) is not None and scene.find(b) is not None))
+        for a, b in permutations(scene.pool, 2)
+    ]
+
+
+def _seen_count(scene: _Scene) -> Candidates:
+    return [((), _NUMBERS[len(scene.visible)])]
+
+
+def _how_many_of(scene: _Scene) -> Candidates:
+    return [((INSTRUMENTS[k],), _NUMBERS[int(scene.find(k) is not None)]) for k in scene.pool]
+
+
+def _what_is_it(scene: _Scene) -> Candidates:
+    return [((), scene.visible[0].name)] if len(scene.visible) == 1 else []
+
+
+def _outermost(scene: _Scene) -> Candidates:
+    if len(scene.visible) < 2:
+        return []
+    return [(("leftest",), scene.visible[0].name), (("rightest",), scene.visible[-1].name)]
+
+
+def _beside(scene: _Scene) -> Candidates:
+    found = []
+    for p in scene.visible:
+        for side in ("left", "right"):
+            there = [q for q in scene.visible if (q.slot < p.slot if side == "left" else q.slot > p.slot)]
+            if len(there) == 1:
+                found.append(((side, p.name), there[0].name))
+    return found
+
+
+def _venue(scene: _Scene) -> Candidates:
+    return [((), "outdoor" if scene.outdoor else "indoor")]
+
+
+def _always_playing(scene: _Scene) -> Candidates:
+    return [((p.name,), _yes(p.sounding and p.start == 0 and p.end == scene.seconds)) for p in scene.visible]
+
+
+def _silent_count(scene: _Scene) -> Candidates:
+    return [((), _NUMBERS[len(scene.visible) - len(scene.sounding)])]
+
+
+def _sounding_count_of(scene: _Scene) -> Candidates:
+    return [((INSTRUMENTS[k],), _NUMBERS[int(scene.sounds(k))]) for k in scene.pool]
+
+
+def _loudest_where(scene: _Scene) -> Candidates:
+    return [(("loudest",), max(scene.sounding, key=lambda p: p.level).where)]
+
+
+def _first_last(scene: _Scene) -> list[tuple[str, _Performer]]:
+    """("first", the first to come in) and, from two sounding instruments up, ("last", the last)."""
+    order = scene.sounding
+    return [("first", order[0])] + ([("last", order[-1])] if len(order) > 1 else [])
+
+
+def _fl_from(scene: _Scene) -> Candidates:
+    return [((word, q.where), _yes(q is p)) for word, p in _first_last(scene) for q in scene.visible]
+
+
+def _same_time(scene: _Scene) -> Candidates:
+    found = []
+    for p in scene.sounding:
+        overlapping = [q for q in scene.sounding if q is not p and max(p.start, q.start) < min(p.end, q.end)]
+        if len(overlapping) == 1:
+            found.append(((p.name,), overlapping[0].name))
+    return found
+
+
+def _side_louder(scene: _Scene) -> Candidates:
+    return [((p.where, q.where), _yes(p.level > q.level)) for p, q in permutations(scene.visible, 2)
+            if p.level != q.level]  # fmt: skip
+
+
+def _named_side_louder(scene: _Scene) -> Candidates:
+    return [((p.name, p.where, q.name, q.where), _yes(p.level > q.level))
+            for p, q in permutations(scene.visible, 2) if p.level != q.level]  # fmt: skip
+
+
+def _fl_where(scene: _Scene) -> Candidates:
+    return [((word,), p.where) for word, p in _first_last(scene)]
+
+
+def _comes_in(scene: _Scene) -> Candidates:
+    return [((_ORDINALS[rank],), p.name) for rank, p in enumerate(scene.sounding)]
+
+
+def _before_after(scene: _Scene) -> Candidates:
+    order = scene.sounding
+    found = []
+    for rank, p in enumerate(order):
+        if rank == len(order) - 2:  # exactly one comes in after p
+            found.append((("after", p.name), order[rank + 1].name))
+        if rank == 1:  # exactly one comes in before p
+            found.append((("before", p.name), order[0].name))
+    return found
+
+
+@dataclass(frozen=True)
+class _Template:
+    content: str  # the released ``question_content``, character for character
+    type: tuple[str, str]
+    candidates: Callable[[_Scene], Candidates]
+
+
+TEMPLATES = (
+    _Template("Is there a <Object> sound?", QUESTION_TYPES[0], _is_there_sound),
+    _Template("Are there <Object> and <Object> sound? ", QUESTION_TYPES[0], _are_there_sounds),
+    _Template("How many musical instruments were heard throughout the video?", QUESTION_TYPES[0],
+              _heard_count),
+    _Template("Is the <Object> louder than the <Object>?", QUESTION_TYPES[1], _louder),
+    _Template("Is the <Object> playing longer than the <Object>?", QUESTION_TYPES[1], _longer),
+    _Template("Is there a <Object> in the entire video?", QUESTION_TYPES[2], _is_there),
+    _Template("Are there <Object> and <Object> instruments in the video?", QUESTION_TYPES[2], _are_there),
+    _Template("How many types of musical instruments appeared in the entire video?", QUESTION_TYPES[2],
+              _seen_count),
+    _Template("How many <Object> are in the entire video?", QUESTION_TYPES[2], _how_many_of),
+    _Template("What kind of musical instrument is it?", QUESTION_TYPES[3], _what_is_it),
+    _Template("What kind of instrument is the <LRer> instrument? ", QUESTION_TYPES[3], _outermost),
+    _Template("What is the instrument on the <LR> of <Object>?", QUESTION_TYPES[3], _beside),
+    _Template("Where is the performance?", QUESTION_TYPES[3], _venue),
+    _Template("Is the <Object> in the video always playing?", QUESTION_TYPES[4], _always_playing),
+    _Template("How many instruments are sounding in the video?", QUESTION_TYPES[5], _heard_count),
+    _Template("How many types of musical instruments sound in the video?", QUESTION_TYPES[5], _heard_count),
+    _Template("How many instruments in the video did not sound from beginning to end?", QUESTION_TYPES[5],
+              _silent_count),
+    _Template("How many sounding <Object> in the video\uff1f", QUESTION_TYPES[5], _sounding_count_of),
+    _Template("Where is the <LL> instrument?", QUESTION_TYPES[6], _loudest_where),
+    _Template("Is the <FL> sound coming from the <LR> instrument?", QUESTION_TYPES[6], _fl_from),
+    _Template("Which is the musical instrument that sounds at the same time as the <Object>?",
+              QUESTION_TYPES[6], _same_time),
+    _Template("Is the instrument on the <LR> louder than the instrument on the <LR>?", QUESTION_TYPES[7],
+              _side_louder),
+    _Template("Is the <Object> on the <LR> louder than the <Object> on the <LR>?", QUESTION_TYPES[7],
+              _named_side_louder),
+    _Template("Where is the <FL> sounding instrument?", QUESTION_TYPES[8], _fl_where),
+    _Template("What is the <TH> instrument that comes in?", QUESTION_TYPES[8], _comes_in),
+    _Template("Which instrument makes sounds <BA> the <Object>?", QUESTION_TYPES[8], _before_after),
+)  # fmt: skip
+
+
+def _ask(
+    rng: np.random.Generator, scene: _Scene, count: int, first_type: int, tally: dict[str, Counter[str]]
+) -> list[tuple[_Template, tuple[str, ...], str]]:
+    """Up to ``count`` distinct questions about one scene: type ``first_type + j`` (mod 9) for the j-th,
+    or the next type the scene can answer; then a template of that type, an answer, a wording.
+
+    The answer is one the template has given least often so far (``tally``, updated here) among those
+    the scene allows, so a clip without a "yes" to offer is made up for by the next clip that has one."""
+    asked: list[tuple[_Template, tuple[str, ...], str]] = []
+    for j in range(count):
+        options: dict[_Template, Candidates] = {}
+        for step in range(len(QUESTION_TYPES)):
+            kind = QUESTION_TYPES[(first_type + j + step) % len(QUESTION_TYPES)]
+            for template in TEMPLATES:
+                if template.type == kind:
+                    fresh = [c for c in template.candidates(scene) if (template, *c) not in asked]
+                    if fresh:
+                        options[template] = fresh
+            if options:
+                break
+        if not options:
+            break
+        template = list(options)[rng.integers(len(options))]
+        given = tally.setdefault(template.content, Counter())
+        answers = sorted({answer for _, answer in options[template]})
+        rarest = [a for a in answers if given[a] == min(given[b] for b in answers)]
+        answer = rarest[rng.integers(len(rarest))]
+        given[answer] += 1
+        wordings = [values for values, a in options[template] if a == answer]
+        asked.append((template, wordings[rng.integers(len(wordings))], answer))
+    return asked
+
+
+def _render_video(
+    rng: np.random.Generator, scene: _Scene, looks: list[_ClassLook], size: int, fps: int
+) -> np.ndarray:
+    """(seconds·fps, size, size, 3) uint8: the background with blocky noise changing every frame, and
+    each instrument's shape standing still in its third of the frame."""
+    n = scene.seconds * fps
+    upper, lower = _OUTDOOR if scene.outdoor else _INDOOR
+    horizon = size // 2 if scene.outdoor else size * 2 // 3
+    base = np.empty((size, size, 3), dtype=np.float32)
+    base[:horizon], base[horizon:] = upper, lower
+    base += rng.uniform(-6, 6, size=3).astype(np.float32)
+    coarse = rng.normal(0.0, 5.0, size=(n, 8, 8, 3)).astype(np.float32)
+    frames = np.clip(base + coarse.repeat(size // 8, axis=1).repeat(size // 8, axis=2), 0, 255)
+    frames = frames.astype(np.uint8)  # (n, size, size, 3)
+    for p in scene.visible:
+        look = looks[p.instrument]
+        s = look.mask.shape[0]
+        jitter = size // 16
+        top = (size - s) // 2 + int(rng.integers(-jitter, jitter + 1))
+        left = int(np.clip(round(size * (2 * p.slot + 1) / 6 - s / 2), 0, size - s))
+        frames[:, top : top + s, left : left + s][:, look.mask] = look.colour.astype(np.uint8)
+    return frames
+
+
+def _render_audio(
+    rng: np.random.Generator, scene: _Scene, looks: list[_ClassLook], sample_rate: int
+) -> np.ndarray:
+    """(seconds·sample_rate,) float32: low noise plus each sounding instrument's sound, scaled to its
+    level (RMS) and gated to its interval with 10 ms fades."""
+    t = np.arange(scene.seconds * sample_rate) / sample_rate
+    wave = rng.normal(0.0, _NOISE_RMS, size=t.size)
+    for p in scene.sounding:
+        sound = looks[p.instrument].sound(t)
+        sound *= p.level / np.sqrt(np.mean(sound**2))
+        span = np.arange(p.start * sample_rate, p.end * sample_rate)
+        fade = np.minimum(1.0, np.minimum(span - span[0], span[-1] - span) / (0.01 * sample_rate))
+        wave[span] += sound[span] * fade
+    return wave.astype(np.float32)
+
+
+def synthesize_avqa(
+    out: str | Path,
+    clips: int = 100,
+    seed: int = 0,
+    *,
+    size: int = 64,
+    seconds: int = 10,
+    fps: int = 4,
+    sample_rate: int = 16000,
+    questions_per_clip: int = 4,
+    split_fractions: tuple[float, float] = (0.15, 0.15),
+) -> SynthAVQASummary:
+    """Write ``clips`` synthetic performances with MUSIC-AVQA's released files under ``out``.
+
+    Layout: ``avqa-train.json``, ``avqa-val.json``, ``avqa-test.json`` (JSON arrays, 2-space indent,
+    ASCII-escaped, no final newline, as released) of objects with exactly the 7 released keys —
+    ``video_id`` (``vv`` + 8 digits, the form of the real set's synthetic videos), ``question_id``
+    (int, unique over all splits, increasing within a file), ``type`` and ``templ_values`` (strings
+    holding JSON lists), ``question_content`` (a real template, placeholders unfilled),
+    ``question_deleted`` (0) and ``anser`` (sic); ``ans_vocab.txt`` (the 42 answers in the reference
+    order, one per line); ``videos/<video_id>.mp4`` (H.264 if available, else MPEG-4; AAC audio),
+    ``seconds`` long at ``fps`` frames per second, ``size``×``size``, mono at ``sample_rate``.
+
+    Every question of a video is in that video's split; ``split_fractions`` are the (val, test)
+    shares of the videos, at least one each from 10 videos up. ``questions_per_clip`` distinct
+    questions are asked per video (fewer only if a clip runs out of distinct questions).
+    """
+    if clips < 1 or size % 16 or size < 32:
+        raise ValueError(f"need clips >= 1 and size a multiple of 16 (>= 32), got {clips}, {size}")
+    if seconds < 5 or fps < 1 or questions_per_clip < 1:
+        raise ValueError(
+            f"need seconds >= 5, fps >= 1 and questions_per_clip >= 1, got {seconds}, {fps}, "
+            f"{questions_per_clip}"
+        )
+    started = time.perf_counter()
+    out = Path(out)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    looks = [_ClassLook.of(k, object_size=size * 5 // 16) for k in range(len(INSTRUMENTS))]
+
+    numbers: list[int] = []
+    while len(numbers) < clips:
+        number = int(rng.integers(10**8))
+        if number not in numbers:
+            numbers.append(number)
+    video_ids = [f"vv{number:08d}" for number in numbers]
+    split_of = _assign_splits(rng, clips, split_fractions)
+
+    rows: dict[str, list[dict]] = {split: [] for split in SPLIT_FILES}
+    types: Counter[str] = Counter()
+    question_id = 0
+    tally: dict[str, Counter[str]] = {}
+    for video_id, split in zip(video_ids, split_of):
+        scene = _draw_scene(rng, seconds)
+        for template, values, answer in _ask(rng, scene, questions_per_clip, question_id, tally):
+            rows[split].append(
+                {
+                    "video_id": video_id,
+                    "question_id": question_id,
+                    "type": json.dumps(list(template.type)),
+                    "question_content": template.content,
+                    "templ_values": json.dumps(list(values)),
+                    "question_deleted": 0,
+                    "anser": answer,
+                }
+            )
+            types[" ".join(template.type)] += 1
+            question_id += 1
+        frames = _render_video(rng, scene, looks, size, fps)
+        wave = _render_audio(rng, scene, looks, sample_rate)
+        write_mp4(out / "videos" / f"{video_id}.mp4", frames, fps, wave, sample_rate)
+
+    for split, name in SPLIT_FILES.items():
+        (out / name).write_text(json.dumps(rows[split], indent=2))
+    (out / "ans_vocab.txt").write_text("".join(f"{answer}\n" for answer in ANSWERS))
+    return SynthAVQASummary(
+        root=out,
+        clips=clips,
+        videos={split: split_of.count(split) for split in SPLIT_FILES},
+        questions={split: len(rows[split]) for split in SPLIT_FILES},
+        types={" ".join(kind): types[" ".join(kind)] for kind in QUESTION_TYPES if types[" ".join(kind)]},
+        seconds=time.perf_counter() - started,
+    )
