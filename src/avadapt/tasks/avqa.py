@@ -1,0 +1,501 @@
+"""Audio-visual question answering (MUSIC-AVQA): one of 42 answers to a question about a 10-segment clip.
+
+The head is AVST, the spatio-temporal grounding network of MUSIC-AVQA (Li et al., CVPR 2022,
+``net_grd_avst/net_avst.py``), as the adapter methods put it on their backbones: LAVISH at width 512 over
+Swin-V2-L's final map, DG-SCT and STG-CMA at the backbone's width (1536) over Swin's final 7×7 map. Here it reads
+the per-segment audio vector and the last video map (the final-normed patch tokens) of any method.
+
+Per clip, with width w:
+
+* question: ``Embedding(vocab, w)`` → tanh → 1-layer LSTM(w) over all ``max_question_tokens`` positions
+  (padding included, as the reference runs it) → [h; c] → tanh → Linear(2w → w): the question vector q.
+* audio per segment: Linear(D → w) (``fc_a1``; none when D = w) → ReLU → Linear(w → w) (``fc_a2``).
+* visual map per segment: Linear(D → w) (LAVISH's projection; none when D = w) → (N, w).
+* audio-guided spatial grounding: softmax over the N positions of cos(audio, position), pooling the
+  L2-normalised positions; [average-pooled map; pooled positions] → tanh → Linear(2w → w) (``fc_gl``).
+* audio-visual matching (auxiliary): MLP [audio; grounded visual] → 512 → 256 → 128 → 2 (``fc1``–``fc4``), on
+  each segment of the clip (match) and on the same audio grounded in another clip's map (no match).
+* question-guided temporal attention: per modality, MultiheadAttention(w, heads) with q as the query over the
+  T segments, then a residual FFN (w → w → w) and LayerNorm.
+* answer: [a_att + mean_T audio; v_att + mean_T grounded] → tanh → Linear(2w → w) → ⊙ q → tanh →
+  Linear(w → num_answers).
+
+Loss: CE(answer) + match_weight · CE(match). Linear layers keep PyTorch's default initialisation, as the
+reference does; the grounding part can start from a grounding-pretraining checkpoint
+(:func:`load_grounding_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+
+from avadapt._config import JSONConfig
+from avadapt.errors import CheckpointError, OptionError
+from avadapt.tasks.avqa_metrics import AVQAAccuracy
+from avadapt.tasks.base import Task, TaskHead, register_task
+from avadapt.types import AVFeatures, FeatureSpec
+
+REFERENCE_QUESTION_VOCAB_SIZE = 93
+"""The question vocabulary size AVST hard-codes (``QstEncoder(93, …)``), built from MUSIC-AVQA's train questions."""
+
+MATCH_HIDDEN = (512, 256, 128)
+"""Hidden widths of AVST's audio-visual match MLP (``fc1``–``fc3``), whatever the head's width."""
+
+USE_ASK = "AVQA answers a question about a clip: use `avadapt ask VIDEO --question ...` instead of `avadapt predict`"
+
+
+@dataclass
+class AVQAConfig(JSONConfig):
+    """The AVST head (MUSIC-AVQA) as the adapter methods configure it.
+
+    width: the head's width w. 512 is LAVISH's variant (the backbone's features are projected to it); None uses
+        the backbone's feature width, as DG-SCT's and STG-CMA's 1536-d heads on Swin-L.
+    question_vocab: the question tokens, index = token id (id 0 is padding in the batches); the embedding has one
+        row per entry. Required, more than two entries (padding, unknown, words).
+    num_answers: answer classes (42 in MUSIC-AVQA).
+    max_question_tokens: question length L after padding (14 in MUSIC-AVQA); questions must come this long,
+        since the LSTM runs over the padding too.
+    match_weight: weight of the audio-visual match loss (0.5 in all references).
+    heads: heads of the two question-guided attentions (4).
+    dropout: dropout of those attentions and of their feed-forward residuals (0.1).
+    """
+
+    width: int | None = None
+    question_vocab: tuple[str, ...] = ()
+    num_answers: int = 42
+    max_question_tokens: int = 14
+    match_weight: float = 0.5
+    heads: int = 4
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if isinstance(self.question_vocab, str):
+            raise OptionError("question_vocab must be a list of tokens, not one string")
+        self.question_vocab = tuple(self.question_vocab)
+        if len(self.question_vocab) <= 2:
+            raise OptionError(f"AVQA needs question_vocab, the question tokens (index = token id, padding first): "
+                              f"more than 2 entries, got {len(self.question_vocab)}")
+        if not all(isinstance(t, str) and t for t in self.question_vocab):
+            raise OptionError("question_vocab entries must be non-empty strings")
+        if len(set(self.question_vocab)) != len(self.question_vocab):
+            repeated = sorted({t for t in self.question_vocab if self.question_vocab.count(t) > 1})
+            raise OptionError(f"question_vocab lists tokens more than once: {repeated[:10]}")
+        if self.width is not None and not _positive_int(self.width):
+            raise OptionError(f"width must be a positive integer or None (the backbone's width), got {self.width!r}")
+        if not _positive_int(self.heads):
+            raise OptionError(f"heads must be a positive integer, got {self.heads!r}")
+        if self.width is not None and self.width % self.heads:
+            raise OptionError(f"width {self.width} must be a multiple of heads {self.heads}")
+        if not _positive_int(self.num_answers) or self.num_answers < 2:
+            raise OptionError(f"num_answers must be an integer ≥ 2, got {self.num_answers!r}")
+        if not _positive_int(self.max_question_tokens):
+            raise OptionError(f"max_question_tokens must be a positive integer, got {self.max_question_tokens!r}")
+        if isinstance(self.match_weight, bool) or not isinstance(self.match_weight, (int, float)) \
+                or not math.isfinite(self.match_weight) or self.match_weight < 0:
+            raise OptionError(f"match_weight must be a finite number ≥ 0, got {self.match_weight!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise OptionError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+@dataclass
+class AVQAOutputs:
+    """What the AVST head returns for a batch of B clips of T segments with N map positions each.
+
+    logits: (B, num_answers) answer logits.
+    match_logits: (2·M·T, 2) match / no-match logits of every segment of the M clips that got a negative partner,
+        the M·T matching pairs first, then the M·T mismatched ones; None when no clip has a partner (batch of 1).
+    match_targets: (2·M·T,) long, 1 for the matching pairs and 0 for the others; None with match_logits.
+    grounding: (B, T, N) the audio-guided spatial attention over the map positions (row-major grid).
+    temporal_audio, temporal_visual: (B, T) the question-guided attention over the segments (mean over heads).
+    """
+
+    logits: torch.Tensor
+    match_logits: torch.Tensor | None
+    match_targets: torch.Tensor | None
+    grounding: torch.Tensor
+    temporal_audio: torch.Tensor
+    temporal_visual: torch.Tensor
+
+
+class QuestionEncoder(nn.Module):
+    """AVST's ``QstEncoder`` with one layer: Embedding → tanh → LSTM → [h; c] → tanh → Linear.
+
+    The LSTM runs over every position, padding included, and the final state is read after the last one, as in
+    the reference (no packing): padded questions of equal length L stay comparable, and a model trained this way
+    answers the same as the reference's.
+    """
+
+    def __init__(self, vocab_size: int, width: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, width)
+        self.lstm = nn.LSTM(width, width, num_layers=1, batch_first=True)
+        self.projection = nn.Linear(2 * width, width)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L) token ids → (B, width)."""
+        words = torch.tanh(self.embedding(tokens))  # (B, L, w)
+        _, (hidden, cell) = self.lstm(words)  # (1, B, w) each
+        state = torch.cat((hidden[-1], cell[-1]), dim=-1)  # (B, 2w)
+        return self.projection(torch.tanh(state))
+
+
+class QuestionGuidedAttention(nn.Module):
+    """The question attends over the T segments of one modality; a residual FFN and LayerNorm follow
+    (AVST's ``attn_a`` / ``attn_v`` with ``linear11``/``linear12``/``norm1`` and their audio twins)."""
+
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.feed_forward = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout),
+                                          nn.Linear(width, width))
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, question: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, w) question, (B, T, w) segments → (B, w) attended features and (B, T) attention weights."""
+        attended, weights = self.attention(question.unsqueeze(1), segments, segments)  # (B, 1, w), (B, 1, T)
+        attended = attended.squeeze(1)
+        return self.norm(attended + self.dropout(self.feed_forward(attended))), weights.squeeze(1)
+
+
+def negative_partners(batch: int, video_index: torch.Tensor | None = None, device: torch.device | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(anchors, partners): pairs of batch indices of different videos, at most one partner per anchor.
+
+    Each clip i is paired with the first clip after it, going round the batch (i + 1, i + 2, … mod B), that
+    shows another video: ``video_index`` (B,) names each clip's video; without it every clip counts as its own
+    video, so the partner is simply the next clip (a roll of the batch by one). A clip whose video fills the
+    whole batch, and the only clip of a batch of one, gets no partner and is left out of the match loss.
+    """
+    order = torch.arange(batch, device=device)
+    if video_index is None:
+        video_index = order
+    video_index = video_index.to(device).reshape(-1)
+    if video_index.shape[0] != batch:
+        raise ValueError(f"video_index must hold one entry per clip ({batch}), got {video_index.shape[0]}")
+    if batch < 2:
+        return order[:0], order[:0]
+    candidates = (order.unsqueeze(1) + torch.arange(1, batch, device=device)) % batch  # (B, B-1), in round order
+    other_video = video_index[candidates] != video_index.unsqueeze(1)  # (B, B-1)
+    has_partner = other_video.any(1)
+    first = other_video.int().argmax(1)  # index of the first True (0 where none: filtered by has_partner)
+    partners = candidates[order, first]
+    return order[has_partner], partners[has_partner]
+
+
+class AVSTHead(TaskHead):
+    """AVST on the adapted backbone's features: see the module docstring for the computation.
+
+    Reads ``features.audio`` (B, T, D) and the last of ``features.video_maps`` (B, T, N, D_map), the final-normed
+    patch tokens (Swin-L at 224: 7×7; ViT-B/16: 14×14). ``forward(features, question=(B, L) ids,
+    video_index=None)``; see :func:`negative_partners` for ``video_index``. The training system passes the task's
+    declared inputs only (``AVQATask.inputs``: the question), so clips are paired by a roll of the batch unless a
+    dataset supplies ``video_index`` and the task lists it.
+
+    Negatives of the match loss: the reference draws, for each clip, the frames of a random other video (which
+    can be the same video) and runs them through the frozen backbone without adapters. Here a clip's audio is
+    grounded in another clip's map of the same batch, as adapted; a clip is never paired with its own video
+    (:func:`negative_partners`), and a batch of one has no negative, so its match loss is 0.
+    """
+
+    config_class = AVQAConfig
+
+    def __init__(self, spec: FeatureSpec, config: AVQAConfig):
+        super().__init__(spec, config)
+        if not {"video", "audio"} <= set(spec.modalities):
+            raise OptionError(f"AVQA grounds the audio in the video frames: the method must run both branches, "
+                              f"got {spec.modalities}")
+        if not spec.map_dims:
+            raise ValueError("the method hands no video maps; AVQA's grounding needs the final one")
+        width = config.width or spec.dim
+        if width % config.heads:
+            raise OptionError(f"the head width {width} must be a multiple of heads {config.heads}; set width")
+        self.width = width
+        self.question_encoder = QuestionEncoder(len(config.question_vocab), width)
+        self.audio_projection = nn.Linear(spec.dim, width) if spec.dim != width else nn.Identity()
+        self.audio_linear = nn.Linear(width, width)
+        map_dim = spec.map_dims[-1]
+        self.visual_projection = nn.Linear(map_dim, width) if map_dim != width else nn.Identity()
+        self.grounding_fusion = nn.Linear(2 * width, width)
+        hidden = (2 * width, *MATCH_HIDDEN)
+        layers: list[nn.Module] = []
+        for d_in, d_out in itertools.pairwise(hidden):
+            layers += [nn.Linear(d_in, d_out), nn.ReLU()]
+        self.match_classifier = nn.Sequential(*layers, nn.Linear(hidden[-1], 2))
+        self.temporal_audio = QuestionGuidedAttention(width, config.heads, config.dropout)
+        self.temporal_visual = QuestionGuidedAttention(width, config.heads, config.dropout)
+        self.fusion = nn.Linear(2 * width, width)
+        self.answer_classifier = nn.Linear(width, config.num_answers)
+
+    @property
+    def grounding_grid(self) -> tuple[int, int]:
+        """(h, w) of the map the grounding attends over: the input size over the last map's stride."""
+        height, width = self.spec.image_size
+        stride = self.spec.map_strides[-1]
+        return height // stride, width // stride
+
+    def ground(self, audio: torch.Tensor, visual_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio-guided spatial grounding of each segment.
+
+        audio (M, T, w), visual_map (M, T, N, w) → grounded visual (M, T, w) and the attention (M, T, N):
+        p = softmax_N(cos(a, v_n)), grounded = fc_gl(tanh([mean_N v; Σ_n p_n · v_n / ‖v_n‖])).
+        """
+        pooled = visual_map.mean(2)  # (M, T, w)
+        positions = F.normalize(visual_map, dim=-1)  # (M, T, N, w)
+        query = F.normalize(audio, dim=-1)  # (M, T, w)
+        weights = torch.einsum("mtnd,mtd->mtn", positions, query).softmax(-1)  # (M, T, N)
+        attended = torch.einsum("mtn,mtnd->mtd", weights, positions)  # (M, T, w)
+        return self.grounding_fusion(torch.tanh(torch.cat((pooled, attended), dim=-1))), weights
+
+    def forward(self, features: AVFeatures, question: torch.Tensor | None = None,
+                video_index: torch.Tensor | None = None, **inputs: torch.Tensor) -> AVQAOutputs:
+        if question is None:
+            raise OptionError(USE_ASK)
+        if features.audio is None or not features.video_maps:
+            raise ValueError("AVQA needs the per-segment audio features and the video maps")
+        batch = features.audio.shape[0]
+        if question.dim() != 2 or question.shape != (batch, self.config.max_question_tokens):
+            raise ValueError(f"question must be (B={batch}, L={self.config.max_question_tokens}) token ids padded "
+                             f"with 0, got {tuple(question.shape)}")
+        if question.numel() and (int(question.min()) < 0 or int(question.max()) >= len(self.config.question_vocab)):
+            raise ValueError(f"question token ids must lie in 0..{len(self.config.question_vocab) - 1} (the "
+                             f"question_vocab), got {int(question.min())}..{int(question.max())}")
+        question_vector = self.question_encoder(question)  # (B, w)
+        audio = self.audio_linear(F.relu(self.audio_projection(features.audio)))  # (B, T, w)
+        visual_map = self.visual_projection(features.video_maps[-1])  # (B, T, N, w)
+        grounded, grounding = self.ground(audio, visual_map)  # (B, T, w), (B, T, N)
+
+        anchors, partners = negative_partners(batch, video_index, device=audio.device)
+        match_logits = match_targets = None
+        if anchors.numel():
+            mismatched, _ = self.ground(audio[anchors], visual_map[partners])  # (M, T, w)
+            pairs = torch.cat((torch.cat((audio[anchors], grounded[anchors]), dim=-1),
+                               torch.cat((audio[anchors], mismatched), dim=-1))).flatten(0, 1)  # (2·M·T, 2w)
+            match_logits = self.match_classifier(pairs)  # (2·M·T, 2)
+            half = pairs.shape[0] // 2
+            match_targets = torch.cat((torch.ones(half, dtype=torch.long, device=pairs.device),
+                                       torch.zeros(half, dtype=torch.long, device=pairs.device)))
+
+        audio_attended, temporal_audio = self.temporal_audio(question_vector, audio)  # (B, w), (B, T)
+        visual_attended, temporal_visual = self.temporal_visual(question_vector, grounded)
+        fused = torch.cat((audio_attended + audio.mean(1), visual_attended + grounded.mean(1)), dim=-1)  # (B, 2w)
+        fused = self.fusion(torch.tanh(fused))  # (B, w)
+        logits = self.answer_classifier(torch.tanh(fused * question_vector))  # (B, num_answers)
+        return AVQAOutputs(logits, match_logits, match_targets, grounding, temporal_audio, temporal_visual)
+
+    def loss(self, outputs: AVQAOutputs, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """CE(answer logits, answer) over the questions whose answer is in the vocabulary (−1 ignored), plus
+        ``match_weight`` × CE(match logits, match targets); the match term is 0 without negatives."""
+        logits, answers = outputs.logits.float(), targets["answer"].long()
+        known = answers >= 0
+        loss = F.cross_entropy(logits[known], answers[known]) if known.any() else logits.sum() * 0.0
+        if outputs.match_logits is not None and self.config.match_weight > 0:
+            loss = loss + self.config.match_weight * F.cross_entropy(outputs.match_logits.float(),
+                                                                     outputs.match_targets)
+        return loss
+
+    def metrics(self) -> MetricCollection:
+        """:class:`~avadapt.tasks.avqa_metrics.AVQAAccuracy`: ``accuracy``, ``audio``, ``visual``,
+        ``audio_visual`` and ``type/<question type>``, logged as ``val/accuracy``, ``val/type/av_temporal``, …"""
+        return MetricCollection({"avqa": AVQAAccuracy()}, compute_groups=False)
+
+    def update_metrics(self, metrics: MetricCollection, outputs: AVQAOutputs, targets: dict[str, torch.Tensor]) -> None:
+        metrics.update(outputs.logits.detach(), targets["answer"], targets["question_type"])
+
+
+GROUNDING_MODULES: dict[str, str] = {
+    "fc_a1": "audio_projection",
+    "fc_a2": "audio_linear",
+    "fc_gl": "grounding_fusion",
+    "fc1": "match_classifier.0",
+    "fc2": "match_classifier.2",
+    "fc3": "match_classifier.4",
+    "fc4": "match_classifier.6",
+}
+"""The reference's grounding-pretraining modules (``main_grounding_gen_best.pt``, ``lavish_grounding_gen_best.pt``)
+→ the :class:`AVSTHead` modules they initialise."""
+
+_REFERENCE_PREFIXES = ("module.", "avqatask_")  # DataParallel's, and STG-CMA's head prefix
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file or a weights-only torch file, unwrapped from ``{"state_dict": …}`` and with
+    the reference's key prefixes removed. (The backbones' reader is out of a task's reach: tasks never import
+    backbones.)"""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such grounding checkpoint")
+    if path.suffix == ".safetensors":
+        try:
+            state = safetensors.torch.load_file(str(path))
+        except safetensors.SafetensorError as error:
+            raise CheckpointError(f"{path}: not a readable safetensors file: {error}") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise CheckpointError(f"{path}: refusing a checkpoint that would unpickle arbitrary Python objects "
+                                  f"({str(error).splitlines()[0][:200]}); re-save its tensors with safetensors") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
+    cleaned = {}
+    for key, value in state.items():
+        for prefix in _REFERENCE_PREFIXES:
+            key = key.removeprefix(prefix)
+        cleaned[key] = value
+    return cleaned
+
+
+def load_grounding_checkpoint(head: AVSTHead, path: str | Path,
+                              modules: Sequence[str] = tuple(GROUNDING_MODULES)) -> list[str]:
+    """Initialise the head's grounding part from a grounding-pretraining checkpoint with the reference's key names.
+
+    path: a safetensors file or a ``torch.save``d state dict (read with ``weights_only=True``) holding
+    ``fc_a1``, ``fc_a2``, ``fc_gl``, ``fc1``–``fc4`` weights and biases, optionally behind ``module.`` (DataParallel)
+    or ``avqatask_`` (STG-CMA); other keys are ignored. modules: which of those to load (:data:`GROUNDING_MODULES`).
+    A module the head does not have (``fc_a1`` when the audio width already is the head's) is skipped.
+
+    Returns the reference names loaded. Raises :class:`~avadapt.errors.CheckpointError` when a requested module
+    is missing from the file or its shape differs from the head's: the reference's own grounding checkpoint was
+    trained on VGGish audio (``fc_a1`` 128 → 512), so with another audio width leave ``fc_a1`` out of ``modules``
+    (LAVISH loads it but never uses it).
+    """
+    path = Path(path)
+    unknown = sorted(set(modules) - set(GROUNDING_MODULES))
+    if unknown:
+        raise OptionError(f"unknown grounding module(s) {unknown}; known: {list(GROUNDING_MODULES)}")
+    state = _read_state_dict(path)
+    updates: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    loaded = []
+    for name in modules:
+        target = head.get_submodule(GROUNDING_MODULES[name])
+        if not isinstance(target, nn.Linear):
+            continue
+        for kind in ("weight", "bias"):
+            key, parameter = f"{name}.{kind}", getattr(target, kind)
+            if key not in state:
+                raise CheckpointError(f"{path}: no {key} in this checkpoint (grounding keys found: "
+                                      f"{sorted(k for k in state if k.split('.')[0] in GROUNDING_MODULES)})")
+            value = state[key]
+            if tuple(value.shape) != tuple(parameter.shape):
+                raise CheckpointError(
+                    f"{path}: {key} has shape {tuple(value.shape)} but the head's {GROUNDING_MODULES[name]}.{kind} "
+                    f"is {tuple(parameter.shape)} (head width {head.width}); the checkpoint was trained for other "
+                    f"feature widths — leave {name} out with modules=[...] or build the head to match")
+            updates[key] = (parameter, value)
+        loaded.append(name)
+    with torch.no_grad():
+        for parameter, value in updates.values():
+            parameter.copy_(value.to(dtype=parameter.dtype, device=parameter.device))
+    return loaded
+
+
+@register_task
+class AVQATask(Task):
+    """Audio-visual question answering on MUSIC-AVQA: one of ``num_answers`` answers to a question about a clip;
+    selected on overall accuracy. ``avadapt ask`` answers a question about a video and draws the attention."""
+
+    name = "avqa"
+    head_class = AVSTHead
+    monitor = "accuracy"
+    inputs = ("question",)
+    dataset = "music_avqa"
+    prediction_kind = "an answer to a question (use `avadapt ask`, not `avadapt predict`)"
+
+    def segment_probabilities(self, outputs: AVQAOutputs) -> torch.Tensor:
+        raise OptionError(USE_ASK)
+
+    def write_prediction(self, probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
+                         out: Path, ground_truth: str | None = None) -> dict[str, Any]:
+        raise OptionError(USE_ASK)
+
+    def answer(self, outputs: AVQAOutputs, answers: Sequence[str], top: int = 3, index: int = 0
+               ) -> list[tuple[str, float]]:
+        """The ``top`` most probable answers to clip ``index``'s question, with their softmax probabilities.
+
+        answers: the answer vocabulary, index = class.
+        """
+        logits = outputs.logits[index].float()  # (num_answers,)
+        if len(answers) != logits.shape[-1]:
+            raise OptionError(f"{len(answers)} answer names for a head with {logits.shape[-1]} answers")
+        probabilities, classes = logits.softmax(-1).topk(min(top, logits.shape[-1]))
+        return [(answers[int(k)], float(p)) for p, k in zip(probabilities, classes)]
+
+    def draw_answer(self, path: str | Path, frames: np.ndarray | torch.Tensor, grounding: np.ndarray | torch.Tensor,
+                    grid: tuple[int, int], temporal_audio: np.ndarray | torch.Tensor,
+                    temporal_visual: np.ndarray | torch.Tensor, question: str,
+                    answers: Sequence[tuple[str, float]]) -> Path:
+        """A PNG of the answer and where the model looked.
+
+        Top row: the T frames (T, H, W, 3) uint8, each with its grounding attention (T, N), N = h·w row-major on
+        ``grid`` = (h, w), upsampled (bilinear) over the frame; the colour scale is the clip's min–max, since the
+        cosine-softmax attention stays close to uniform. Below: the question-guided temporal attention over the
+        segments, visual (T,) then audio (T,), as two strips with their values. Title: the question and the top
+        answers with their probabilities.
+        """
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        frames_np = _numpy(frames).astype(np.uint8)
+        weights = _numpy(grounding).astype(np.float64)
+        visual, audio = _numpy(temporal_visual).astype(np.float64), _numpy(temporal_audio).astype(np.float64)
+        segments, height, width = frames_np.shape[:3]
+        h, w = grid
+        if weights.shape != (segments, h * w):
+            raise ValueError(f"grounding must be (T={segments}, h·w={h * w}), got {weights.shape}")
+        if visual.shape != (segments,) or audio.shape != (segments,):
+            raise ValueError(f"temporal weights must be (T={segments},), got {visual.shape} and {audio.shape}")
+        low, high = weights.min(), weights.max()
+        maps = (weights - low) / (high - low) if high > low else np.zeros_like(weights)
+
+        figure = Figure(figsize=(max(1.6 * segments, 6.0), 3.4), layout="constrained")
+        FigureCanvasAgg(figure)
+        rows = figure.add_gridspec(3, segments, height_ratios=[4, 1, 1])
+        for t in range(segments):
+            axes = figure.add_subplot(rows[0, t])
+            axes.imshow(frames_np[t])
+            axes.imshow(maps[t].reshape(h, w), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear",
+                        extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+            axes.set_xticks([])
+            axes.set_yticks([])
+            axes.set_title(f"{t} s", fontsize=8)
+        peak = max(float(visual.max()), float(audio.max()), 1e-12)
+        for row, (label, values) in enumerate((("visual", visual), ("audio", audio)), start=1):
+            axes = figure.add_subplot(rows[row, :])
+            axes.imshow(values[None, :], cmap="viridis", vmin=0, vmax=peak, aspect="auto")
+            for t, value in enumerate(values):
+                axes.text(t, 0, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                          color="white" if value < 0.6 * peak else "black")
+            axes.set_yticks([0], [f"{label} over time"], fontsize=8)
+            axes.set_xticks(range(segments), [f"{t}" for t in range(segments)] if row == 2 else [], fontsize=7)
+        axes.set_xlabel("segment (s)", fontsize=8)
+        shown = " · ".join(f"{name} ({probability:.2f})" for name, probability in answers)
+        figure.suptitle(f"Q: {question}\nA: {shown}", fontsize=10)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100)
+        return path
+
+
+def _numpy(values: np.ndarray | torch.Tensor) -> np.ndarray:
+    return values.detach().float().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
