@@ -197,12 +197,12 @@ def test_group_accuracies_pool_the_counts_of_their_types():
     result = {k: float(v) for k, v in metric.compute().items()}
     expected = {"accuracy": 8 / 12, "audio": 2 / 3, "visual": 3 / 3, "audio_visual": 3 / 6,
                 "type/audio_counting": 1 / 2, "type/audio_comparative": 1.0, "type/visual_counting": 1.0,
-                "type/visual_location": 1.0, "type/av_existential": 1.0, "type/av_counting": 0.0,
-                "type/av_location": 1.0, "type/av_comparative": 0.0, "type/av_temporal": 1 / 2}
+                "type/visual_location": 1.0, "type/audio_visual_existential": 1.0, "type/audio_visual_counting": 0.0,
+                "type/audio_visual_location": 1.0, "type/audio_visual_comparative": 0.0, "type/audio_visual_temporal": 1 / 2}
     assert result == pytest.approx(expected)
     # pooled, not a mean of types: the audio types' mean would be 0.75
     assert result["audio"] != pytest.approx((result["type/audio_counting"] + result["type/audio_comparative"]) / 2)
-    assert [QUESTION_TYPES[k] for k in TYPE_GROUPS["audio_visual"]][-1] == "av_temporal"
+    assert [QUESTION_TYPES[k] for k in TYPE_GROUPS["audio_visual"]][-1] == "audio_visual_temporal"
 
 
 def test_metrics_do_not_depend_on_batch_size_or_order():
@@ -346,7 +346,7 @@ def test_tiny_vit_model_answers_and_trains_end_to_end():
 # ---- the task: answers and their picture -----------------------------------------------------------------
 def test_the_task_points_predict_to_ask():
     task = get_task("avqa")
-    assert isinstance(task, AVQATask) and task.inputs == ("question",) and task.dataset == "music_avqa"
+    assert isinstance(task, AVQATask) and task.inputs == ("question", "video_index") and task.dataset == "music_avqa"
     with pytest.raises(OptionError, match="avadapt ask"):
         task.segment_probabilities(None)
     with pytest.raises(OptionError, match="avadapt ask"):

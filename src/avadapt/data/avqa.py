@@ -566,8 +566,8 @@ class MusicAVQADataset(ClipDataset):
     """The questions of one MUSIC-AVQA split, each with its video's 10 moments.
 
     Item: ``{"video": (10, 3, H, W) float, "audio": (10, 1, F, L) float, "answer": () long,
-    "question_type": () long, "inputs": {"question": (14,) long}, "meta": {"row", "question_id", "video_id",
-    "question", "answer", "type"}}``. ``answer`` indexes the answer vocabulary (:meth:`class_names`); a
+    "question_type": () long, "inputs": {"question": (14,) long, "video_index": () long}, "meta": {"row",
+    "question_id", "video_id", "question", "answer", "type"}}``; ``video_index`` numbers the split's videos. ``answer`` indexes the answer vocabulary (:meth:`class_names`); a
     val/test answer outside it is -1 (counted wrong; a warning says how many when the split is built), a train
     one an error. ``question_type`` indexes :data:`QUESTION_TYPES`; ``question`` holds the word indices
     (:class:`QuestionVocabulary`), padded with 0. meta: ``question`` is the filled question text, ``type`` the
@@ -683,6 +683,7 @@ class MusicAVQADataset(ClipDataset):
         keep = self._questions_with_media(questions, on_missing)
         self.questions = [questions[i] for i in keep]
         self.encoded = encoded[keep]  # (N, question_length)
+        self.video_index = {video_id: k for k, video_id in enumerate(dict.fromkeys(q.video_id for q in self.questions))}
         self.answer_indices = answer_indices[keep]  # (N,)
 
     def _encode(self, questions: list[AVQAQuestion]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -803,7 +804,9 @@ class MusicAVQADataset(ClipDataset):
             "answer": self.answer_indices[index].clone(),  # () long, -1 outside the answer vocabulary
             "question_type": torch.tensor(question.type_index),  # () long
             # a copy, not a view: a view would carry the whole (N, 14) tensor to the loader's main process
-            "inputs": {"question": self.encoded[index].clone()},  # (question_length,) long
+            # the question's tokens, and which video it shows (for negatives drawn from other videos)
+            "inputs": {"question": self.encoded[index].clone(),  # (question_length,) long
+                       "video_index": torch.tensor(self.video_index[question.video_id])},  # () long
             "meta": {
                 "row": question.row,
                 "question_id": question.question_id,

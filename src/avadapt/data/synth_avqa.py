@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avadapt.data.avqa import QUESTION_TYPES
 from avadapt.data.media import write_mp4
 from avadapt.data.synth import _ClassLook
 from avadapt.data.synth_avs import _assign_splits
@@ -65,12 +66,6 @@ ANSWERS = (
     "tuba", "suona",
 )  # fmt: skip
 
-# The 9 question types as (modality, kind): ``type`` of the released json is this pair as a JSON list.
-QUESTION_TYPES = (
-    ("Audio", "Counting"), ("Audio", "Comparative"), ("Visual", "Counting"), ("Visual", "Location"),
-    ("Audio-Visual", "Existential"), ("Audio-Visual", "Counting"), ("Audio-Visual", "Location"),
-    ("Audio-Visual", "Comparative"), ("Audio-Visual", "Temporal"),
-)  # fmt: skip
 SPLIT_FILES = {"train": "avqa-train.json", "val": "avqa-val.json", "test": "avqa-test.json"}
 SLOTS = ("left", "middle", "right")
 _NUMBERS = ("zero", "one", "two", "three")

@@ -44,6 +44,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 
 from avadapt._config import JSONConfig
+from avadapt.data.avqa import MusicAVQADataset, QuestionVocabulary
 from avadapt.errors import CheckpointError, OptionError
 from avadapt.tasks.avqa_metrics import AVQAAccuracy
 from avadapt.tasks.base import Task, TaskHead, register_task
@@ -58,6 +59,18 @@ MATCH_HIDDEN = (512, 256, 128)
 USE_ASK = "AVQA answers a question about a clip: use `avadapt ask VIDEO --question ...` instead of `avadapt predict`"
 
 
+def read_question_vocab(path: str | Path) -> list[str]:
+    """The question tokens kept in ``path``: a JSON list (``question_vocab.json``), or built from the training
+    questions of a MUSIC-AVQA folder (``avqa-train.json``)."""
+    path = Path(path)
+    if path.is_dir():
+        return MusicAVQADataset.question_vocabulary(path)
+    if not path.is_file():
+        raise OptionError(f"{path}: no question vocabulary here (a question_vocab.json, or a folder with "
+                          "avqa-train.json)")
+    return QuestionVocabulary.load(path).to_list()
+
+
 @dataclass
 class AVQAConfig(JSONConfig):
     """The AVST head (MUSIC-AVQA) as the adapter methods configure it.
@@ -65,7 +78,9 @@ class AVQAConfig(JSONConfig):
     width: the head's width w. 512 is LAVISH's variant (the backbone's features are projected to it); None uses
         the backbone's feature width, as DG-SCT's and STG-CMA's 1536-d heads on Swin-L.
     question_vocab: the question tokens, index = token id (id 0 is padding in the batches); the embedding has one
-        row per entry. Required, more than two entries (padding, unknown, words).
+        row per entry. Required, more than two entries (padding, unknown, words). Given as a path, it is read
+        there: a ``question_vocab.json`` (``avadapt prepare avqa`` writes one) or a MUSIC-AVQA folder whose
+        ``avqa-train.json`` it is built from; the config then holds (and an adapter saves) the tokens.
     num_answers: answer classes (42 in MUSIC-AVQA).
     max_question_tokens: question length L after padding (14 in MUSIC-AVQA); questions must come this long,
         since the LSTM runs over the padding too.
@@ -83,8 +98,8 @@ class AVQAConfig(JSONConfig):
     dropout: float = 0.1
 
     def __post_init__(self):
-        if isinstance(self.question_vocab, str):
-            raise OptionError("question_vocab must be a list of tokens, not one string")
+        if isinstance(self.question_vocab, str | Path):
+            self.question_vocab = read_question_vocab(self.question_vocab)
         self.question_vocab = tuple(self.question_vocab)
         if len(self.question_vocab) <= 2:
             raise OptionError(f"AVQA needs question_vocab, the question tokens (index = token id, padding first): "
@@ -265,6 +280,10 @@ class AVSTHead(TaskHead):
         attended = torch.einsum("mtn,mtnd->mtd", weights, positions)  # (M, T, w)
         return self.grounding_fusion(torch.tanh(torch.cat((pooled, attended), dim=-1))), weights
 
+    def data_options(self) -> dict[str, Any]:
+        """The dataset encodes questions with this head's vocabulary."""
+        return {"question_vocab": list(self.config.question_vocab)}
+
     def forward(self, features: AVFeatures, question: torch.Tensor | None = None,
                 video_index: torch.Tensor | None = None, **inputs: torch.Tensor) -> AVQAOutputs:
         if question is None:
@@ -418,7 +437,7 @@ class AVQATask(Task):
     name = "avqa"
     head_class = AVSTHead
     monitor = "accuracy"
-    inputs = ("question",)
+    inputs = ("question", "video_index")
     dataset = "music_avqa"
     prediction_kind = "an answer to a question (use `avadapt ask`, not `avadapt predict`)"
 

@@ -12,17 +12,15 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-QUESTION_TYPES: tuple[str, ...] = (
-    "audio_counting", "audio_comparative",
-    "visual_counting", "visual_location",
-    "av_existential", "av_counting", "av_location", "av_comparative", "av_temporal",
-)
-"""The 9 (modality, kind) question types in MUSIC-AVQA's order; ``question_type`` targets index this tuple."""
+from avadapt.data.avqa import QUESTION_TYPE_NAMES
+from avadapt.data.avqa import TYPE_GROUPS as DATA_TYPE_GROUPS
+
+QUESTION_TYPES: tuple[str, ...] = QUESTION_TYPE_NAMES
+"""The 9 question types' short names in MUSIC-AVQA's order (``avadapt.data.avqa``); ``question_type`` targets
+index this tuple."""
 
 TYPE_GROUPS: dict[str, tuple[int, ...]] = {
-    "audio": (0, 1),
-    "visual": (2, 3),
-    "audio_visual": (4, 5, 6, 7, 8),
+    group: tuple(QUESTION_TYPES.index(name) for name in names) for group, names in DATA_TYPE_GROUPS.items()
 }
 """Modality group → indices into :data:`QUESTION_TYPES` (the paper's A, V and AV columns)."""
 

@@ -216,7 +216,7 @@ class AVAdaptModule(L.LightningModule):
         return loss
 
     def _outputs(self, batch: AVBatch) -> Any:
-        inputs = {name: batch.inputs[name] for name in self.task.inputs}
+        inputs = {name: batch.inputs[name] for name in self.task.inputs if name in batch.inputs}
         return self.model(batch.video, batch.audio, **inputs)
 
     def _evaluate(self, batch: AVBatch, stage: str) -> None:
