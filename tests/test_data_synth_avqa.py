@@ -174,7 +174,7 @@ def expected_answer(row: dict, m: Measured) -> str:
 def measured(synth):
     root, _ = synth
     video_ids = sorted({row["video_id"] for row in all_rows(root)})
-    return {video_id: measure(root / "videos" / f"{video_id}.mp4") for video_id in video_ids}
+    return {video_id: measure(root / f"{video_id}.mp4") for video_id in video_ids}
 
 
 # ---- tests ----
@@ -252,7 +252,7 @@ def test_splits_are_by_video_and_every_video_is_written(synth):
             assert split_of.setdefault(row["video_id"], split) == split, row  # one split per video
             per_video[row["video_id"]] = per_video.get(row["video_id"], 0) + 1
     assert len(split_of) == CLIPS and set(per_video.values()) == {PER_CLIP}
-    assert {p.name for p in (root / "videos").iterdir()} == {f"{v}.mp4" for v in split_of}
+    assert {p.name for p in root.glob("*.mp4")} == {f"{v}.mp4" for v in split_of}
     counts = {split: list(split_of.values()).count(split) for split in SPLITS}
     assert counts == summary.videos and min(counts.values()) >= 1
 
@@ -308,8 +308,8 @@ def test_same_seed_same_bytes_other_seed_other_files(tmp_path):
     assert len(files) == 4 + 3
     assert all((first / f).read_bytes() == (again / f).read_bytes() for f in files)
     assert (first / "avqa-train.json").read_bytes() != (other / "avqa-train.json").read_bytes()
-    other_videos = {p.name for p in (other / "videos").iterdir()}
-    assert other_videos != {p.name for p in (first / "videos").iterdir()}
+    other_videos = {p.name for p in other.glob("*.mp4")}
+    assert other_videos != {p.name for p in first.glob("*.mp4")}
 
 
 def test_rejects_bad_arguments(tmp_path):

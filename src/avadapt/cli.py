@@ -1,8 +1,8 @@
 """The ``avadapt`` command: thin wrappers over library functions, no logic of its own.
 
 ``avadapt fit | validate | test`` are LightningCLI subcommands (options = the typed constructor arguments of
-the training module, data module and trainer; ``--config FILE``); ``params``, ``synth``, ``prepare``, ``predict``
-and ``demo`` are plain commands parsed here.
+the training module, data module and trainer; ``--config FILE``); ``params``, ``synth``, ``prepare``, ``predict``,
+``ask`` and ``demo`` are plain commands parsed here.
 
 A file, folder or option that cannot work prints one line, ``avadapt: error: <file>: <problem>``;
 ``avadapt --debug COMMAND ...`` (or AVADAPT_DEBUG=1) shows the full traceback instead.
@@ -64,7 +64,7 @@ def _run_params(args: argparse.Namespace) -> None:
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="decode every clip of a dataset once into a cache of frames + fbank (resumable)")
-    p.add_argument("task", help="task whose dataset layout to read: ave | avs")
+    p.add_argument("task", help="task whose dataset layout to read: ave | avs | avqa")
     p.add_argument("--setting", help="the task's dataset setting, e.g. s4 | ms3 for avs (default: the task's own)")
     p.add_argument("--root", required=True, help="the dataset's folder (AVE: Annotations.txt, the split files and "
                                                  "AVE/<id>.mp4)")
@@ -105,7 +105,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="synthetic clips (real media files) in a task's native dataset layout")
-    p.add_argument("task", help="task whose dataset layout to write: ave | avs")
+    p.add_argument("task", help="task whose dataset layout to write: ave | avs | avqa")
     p.add_argument("--setting", help="the task's dataset setting, e.g. s4 | ms3 for avs (default: the task's own)")
     p.add_argument("--out", required=True, help="folder to write (AVE: AVE/<id>.mp4, Annotations.txt, split files)")
     p.add_argument("--clips", type=int, default=100, help="number of clips")
@@ -152,10 +152,41 @@ def _run_predict(args: argparse.Namespace) -> None:
     print(f"wrote {result['json']} and {result['png']}")
 
 
+def _add_ask(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ask", help="answer a question about a video with an AVQA adapter (top answers; --out: a "
+                                   "picture of where the model looked)")
+    p.add_argument("video", help="a video file with an audio track, any length")
+    p.add_argument("question", help='e.g. "How many instruments are sounding in the video?"')
+    p.add_argument("--adapter", required=True, help="adapter directory of an AVQA model")
+    p.add_argument("--out", help="output path without suffix; writes OUT.png and OUT.json")
+    p.add_argument("--top", type=int, default=3, help="how many answers to print (default 3)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--weights", help="backbone weights file (default: the file recorded at training time)")
+    weights.add_argument("--pretrained", action="store_true", help="backbone weights from its timm tag")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.set_defaults(run=_run_ask)
+
+
+def _run_ask(args: argparse.Namespace) -> None:
+    from avadapt.io import load_adapter
+    from avadapt.training.ask import ask
+
+    model = load_adapter(args.adapter, weights=args.weights, pretrained=True if args.pretrained else None,
+                         map_location=args.device)
+    result = ask(model, args.video, args.question, top=args.top, out=args.out)
+    if result["unknown_words"]:
+        print(f"not in the adapter's vocabulary (read as unknown): {', '.join(result['unknown_words'])}")
+    for rank, entry in enumerate(result["answers"], 1):
+        print(f"{rank}. {entry['answer']} ({entry['probability']:.3f})")
+    if "png" in result:
+        print(f"wrote {result['png']} and {result['json']}")
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="synthesise a small dataset of a task, train STG-CMA and its comparisons on a tiny "
                                     "random ViT (CPU)")
-    p.add_argument("--task", default="ave", help="ave (event localisation) | avs (segmentation); default: ave")
+    p.add_argument("--task", default="ave", help="ave (event localisation) | avs (segmentation) | avqa (question "
+                                                 "answering); default: ave")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--precision", help="Lightning precision (default: bf16-mixed on a CPU with native bf16, else 32)")
     p.set_defaults(run=_run_demo)
@@ -180,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_prepare(sub)
     _add_predict(sub)
+    _add_ask(sub)
     _add_demo(sub)
     return parser
 

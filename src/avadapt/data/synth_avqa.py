@@ -450,8 +450,8 @@ def synthesize_avqa(
     (int, unique over all splits, increasing within a file), ``type`` and ``templ_values`` (strings
     holding JSON lists), ``question_content`` (a real template, placeholders unfilled),
     ``question_deleted`` (0) and ``anser`` (sic); ``ans_vocab.txt`` (the 42 answers in the reference
-    order, one per line); ``videos/<video_id>.mp4`` (H.264 if available, else MPEG-4; AAC audio),
-    ``seconds`` long at ``fps`` frames per second, ``size``×``size``, mono at ``sample_rate``.
+    order, one per line); ``<video_id>.mp4`` beside them, where the loader's mp4 layout looks by default
+    (H.264 if available, else MPEG-4; AAC audio), ``seconds`` long at ``fps`` frames per second, ``size``×``size``, mono at ``sample_rate``.
 
     Every question of a video is in that video's split; ``split_fractions`` are the (val, test)
     shares of the videos, at least one each from 10 videos up. ``questions_per_clip`` distinct
@@ -466,7 +466,7 @@ def synthesize_avqa(
         )
     started = time.perf_counter()
     out = Path(out)
-    (out / "videos").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     looks = [_ClassLook.of(k, object_size=size * 5 // 16) for k in range(len(INSTRUMENTS))]
 
@@ -500,7 +500,7 @@ def synthesize_avqa(
             question_id += 1
         frames = _render_video(rng, scene, looks, size, fps)
         wave = _render_audio(rng, scene, looks, sample_rate)
-        write_mp4(out / "videos" / f"{video_id}.mp4", frames, fps, wave, sample_rate)
+        write_mp4(out / f"{video_id}.mp4", frames, fps, wave, sample_rate)
 
     for split, name in SPLIT_FILES.items():
         (out / name).write_text(json.dumps(rows[split], indent=2))

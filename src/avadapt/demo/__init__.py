@@ -1,6 +1,6 @@
 """``avadapt demo --task TASK``: a task end to end on a CPU in minutes, with nothing downloaded: synthetic data
 in the task's native layout, a tiny random backbone, the main method against its comparisons, a prediction
-picture and ``metrics.json``. One module per task (``ave``, ``avs``)."""
+picture and ``metrics.json``. One module per task (``ave``, ``avs``, ``avqa``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from avadapt.demo.ave import DemoConfig, build_data, train_method
 from avadapt.errors import OptionError
 
-DEMOS = {"ave": "avadapt.demo.ave", "avs": "avadapt.demo.avs"}
+DEMOS = {"ave": "avadapt.demo.ave", "avs": "avadapt.demo.avs", "avqa": "avadapt.demo.avqa"}
 
 
 def run_demo(out: str | Path = "demo_out", task: str = "ave", precision: str | None = None,

@@ -27,7 +27,7 @@ def fit_and_test(module: AVAdaptModule, datamodule: AVDataModule, out: Path, epo
     validation only, for choosing settings); ``name`` labels the run in what is printed (default: the method).
     Writes ``out/{checkpoints,adapter,logs}`` and ``out/curves.png``.
 
-    Returns ``best_val_<monitor>``, ``test_<metric>`` for every scalar test metric, ``train_seconds``, parameter
+    Returns ``best_val_<monitor>``, ``test_<metric>`` for every logged test metric (``/`` read as ``_``), ``train_seconds``, parameter
     counts and the adapter and curves paths.
     """
     task = module.task
@@ -57,7 +57,7 @@ def fit_and_test(module: AVAdaptModule, datamodule: AVDataModule, out: Path, epo
     }
     if test:
         tested = trainer.test(module, datamodule=datamodule, ckpt_path="best", weights_only=True, verbose=False)[0]
-        for key, value in tested.items():
-            if key.startswith("test/") and key.count("/") == 1:
+        for key, value in tested.items():  # test/accuracy → test_accuracy, test/type/x → test_type_x
+            if key.startswith("test/"):
                 result[key.replace("/", "_")] = round(float(value), 4)
     return result
