@@ -48,8 +48,10 @@ def _run_params(args: argparse.Namespace) -> None:
         print(json.dumps(entries, indent=2) if args.json else format_table(entries, markdown=args.markdown))
         return
     from avadapt.models import build_without_weights, parameter_report
+    from avadapt.tasks import get_task
 
     options = {k: v for k, v in (("preset", args.preset), ("ratio", args.ratio)) if v is not None}
+    options = {**get_task(args.task).counting_options, **options}
     report = parameter_report(build_without_weights(
         backbone=args.backbone, method=args.method, task=args.task, **options))
     if args.json:

@@ -13,7 +13,7 @@ from typing import Any
 
 from avadapt._registry import METHODS, TASKS
 from avadapt.models import build_without_weights, parameter_report
-from avadapt.tasks.avqa import REFERENCE_QUESTION_VOCAB_SIZE
+from avadapt.tasks.avqa import AVQATask
 
 CLIP_B16 = "vit_base_patch16_clip_224.openai"
 CLIP_L14 = "vit_large_patch14_clip_224.openai"
@@ -38,7 +38,7 @@ class PresetRow:
     """Options the build needs but the table does not show (AVQA's placeholder question vocabulary)."""
 
 
-AVQA_VOCAB = {"question_vocab": ("<pad>", "<unk>", *(f"word{i}" for i in range(REFERENCE_QUESTION_VOCAB_SIZE - 2)))}
+AVQA_VOCAB = AVQATask.counting_options
 """A question vocabulary of the size AVST hard-codes (93 tokens), for counting AVQA rows."""
 
 

@@ -33,7 +33,7 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import safetensors
@@ -439,6 +439,9 @@ class AVQATask(Task):
     monitor = "accuracy"
     inputs = ("question", "video_index")
     dataset = "music_avqa"
+    # the embedding size AVST hard-codes (93 question tokens), so that counts compare with the references'
+    counting_options: ClassVar[dict[str, Any]] = {
+        "question_vocab": ("<pad>", "<unk>", *(f"word{i}" for i in range(REFERENCE_QUESTION_VOCAB_SIZE - 2)))}
     prediction_kind = "an answer to a question (use `avadapt ask`, not `avadapt predict`)"
 
     def segment_probabilities(self, outputs: AVQAOutputs) -> torch.Tensor:

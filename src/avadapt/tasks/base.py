@@ -81,6 +81,8 @@ class Task:
     inputs: names of ``AVBatch.inputs`` entries the head takes as keyword arguments.
     dataset: the dataset (``avadapt._registry.DATASETS``) the task reads unless told otherwise.
     prediction_kind: what ``avadapt predict`` writes, for its help text.
+    counting_options: task options ``avadapt params`` builds with when none are given, where the head's size
+        depends on the data (AVQA: a question vocabulary of the reference's size).
     """
 
     name: ClassVar[str]
@@ -90,6 +92,7 @@ class Task:
     inputs: ClassVar[tuple[str, ...]] = ()
     dataset: ClassVar[str]
     prediction_kind: ClassVar[str] = ""
+    counting_options: ClassVar[dict[str, Any]] = {}
 
     @property
     def config_class(self) -> type:
