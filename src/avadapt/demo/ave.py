@@ -27,7 +27,7 @@ from avadapt.data.datamodule import AVDataModule
 from avadapt.data.prepare import prepare_ave
 from avadapt.data.synth import synthesize_ave
 from avadapt.demo.common import banner as _banner
-from avadapt.demo.common import fit_and_test
+from avadapt.demo.common import fit_and_test, intra_op_threads, introduce
 from avadapt.io import load_adapter
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
@@ -138,22 +138,15 @@ def run_demo(out: str | Path = "demo_out", precision: str | None = None, config:
              ) -> dict[str, Any]:
     """Run the five steps above; returns (and writes to ``OUT/metrics.json``) the numbers."""
     cfg = config or DemoConfig()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with intra_op_threads(cfg.threads):
         return _run(Path(out), precision, cfg)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(out: Path, precision: str | None, cfg: DemoConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     precision = precision or default_precision()
     started = time.perf_counter()
-    print(f"avadapt demo → {out.resolve()}\n"
-          f"NOTE: the backbone is a tiny RANDOMLY INITIALISED ViT (timm '{cfg.backbone}'): no pretrained weights can "
-          "be downloaded here, so the numbers below only show that the pipeline learns.\n" + REAL_WEIGHTS_HINT,
-          flush=True)
+    introduce("avadapt demo", out, cfg.backbone, REAL_WEIGHTS_HINT)
 
     data = build_data(out, cfg)
 

@@ -30,7 +30,7 @@ from avadapt.data.datamodule import AVDataModule
 from avadapt.data.media import read_audio, write_mp4
 from avadapt.data.prepare_avs import prepare_avs
 from avadapt.data.synth_avs import synthesize_avs
-from avadapt.demo.common import banner, fit_and_test
+from avadapt.demo.common import banner, fit_and_test, intra_op_threads, introduce
 from avadapt.io import load_adapter
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
@@ -149,22 +149,15 @@ def run_demo(out: str | Path = "demo_out", precision: str | None = None, config:
              ) -> dict[str, Any]:
     """Run the five steps above; returns (and writes to ``OUT/metrics.json``) the numbers."""
     cfg = config or AVSDemoConfig()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with intra_op_threads(cfg.threads):
         return _run(Path(out), precision, cfg)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(out: Path, precision: str | None, cfg: AVSDemoConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     precision = precision or default_precision()
     started = time.perf_counter()
-    print(f"avadapt demo --task avs → {out.resolve()}\n"
-          f"NOTE: the backbone is a tiny RANDOMLY INITIALISED ViT (timm '{cfg.backbone}'): no pretrained weights can "
-          "be downloaded here, so the numbers below only show that the pipeline learns.\n" + REAL_WEIGHTS_HINT,
-          flush=True)
+    introduce("avadapt demo --task avs", out, cfg.backbone, REAL_WEIGHTS_HINT)
     data = build_data(out, cfg)
 
     banner("3/5 training STG-CMA (adapters + AVSBench decoder; selection on val mIoU, then one test)")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
@@ -19,6 +22,26 @@ from avadapt.training.resume import AtomicCheckpointIO
 
 def banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
+
+
+@contextmanager
+def intra_op_threads(count: int) -> Iterator[None]:
+    """Run with ``count`` intra-op threads: a demo's tensors are tiny, and synchronising more threads costs more
+    than it saves (and explodes on a busy machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def introduce(command: str, out: Path, backbone: str, real_weights_hint: str) -> None:
+    """What the demo writes where, and that its backbone is random (so its numbers only show that it learns)."""
+    print(f"{command} → {out.resolve()}\n"
+          f"NOTE: the backbone is a tiny RANDOMLY INITIALISED ViT (timm '{backbone}'): no pretrained weights can "
+          "be downloaded here, so the numbers below only show that the pipeline learns.\n" + real_weights_hint,
+          flush=True)
 
 
 def fit_and_test(module: AVAdaptModule, datamodule: AVDataModule, out: Path, epochs: int, precision: str,
