@@ -64,6 +64,7 @@ class BrightnessTask(Task):
     monitor_mode = "min"
     inputs = ("offset",)
     dataset = "toy_brightness"
+    num_segments = 3
 
 
 @DATASETS.register("toy_brightness")
@@ -94,6 +95,16 @@ class BrightnessDataset(ClipDataset):
                 "inputs": {"offset": torch.tensor(0.0)}, "meta": {"index": index}}
 
 
+def test_every_task_reads_clips_of_its_datasets_length_and_models_default_to_it():
+    from avadapt.models import build_without_weights
+
+    for name in TASKS.names():
+        task = get_task(name)
+        assert DATASETS.get(task.dataset).num_segments == task.num_segments, name
+    model = build_without_weights(backbone="test_vit", method="stg_cma", task="avs")
+    assert model.method.num_frames == 5 and model.method.temporal_embeddings["video"].shape[1] == 5
+
+
 def test_collate_puts_inputs_apart_from_targets():
     items = [{"video": torch.zeros(2, 3, 4, 4), "audio": torch.zeros(2, 1, 4, 4), "brightness": torch.ones(2),
               "inputs": {"offset": torch.tensor(float(k))}, "meta": {"index": k}} for k in range(3)]
@@ -110,7 +121,7 @@ def test_a_task_declared_in_one_module_trains_with_one_config(tmp_path):
         "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": 2, "default_root_dir": str(tmp_path),
                     "enable_progress_bar": False, "precision": "32-true", "log_every_n_steps": 1},
         "model": {"backbone": "test_vit", "method": "stg_cma", "task": "toy_brightness",
-                  "method_options": {"ratio": "1/4", "num_frames": 3}, "task_options": {"hidden_dim": 4},
+                  "method_options": {"ratio": "1/4"}, "task_options": {"hidden_dim": 4},
                   "backbone_options": {"img_size": 32}, "audio_front_end": "vit",
                   "fbank": {"num_mel_bins": 32, "target_frames": 32}, "lr": 1e-3, "warmup_epochs": 0},
         "data": {"root": str(tmp_path / "unused"), "batch_size": 2, "num_workers": 0},

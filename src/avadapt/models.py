@@ -94,6 +94,8 @@ def create_model(
     """
     method_cls, task_spec = METHODS.get(method), get_task(task)
     method_opts, task_opts = _split_options(cfg, method_cls, task_spec)
+    if "num_frames" in method_cls.config_class.field_names():  # the task's clip length unless told otherwise
+        method_opts.setdefault("num_frames", task_spec.num_segments)
     method_config = method_cls.config_class.from_dict(method_opts)
     task_config = task_spec.config_class.from_dict(task_opts)
     options = dict(backbone_options or {})

@@ -116,6 +116,7 @@ class AVETask(Task):
     head_class = AVEHead
     monitor = "accuracy"
     dataset = "ave"
+    num_segments = 10
     prediction_kind = "per-second event labels (JSON) and a timeline picture (PNG)"
 
     def segment_probabilities(self, logits: torch.Tensor) -> torch.Tensor:

@@ -439,6 +439,7 @@ class AVQATask(Task):
     monitor = "accuracy"
     inputs = ("question", "video_index")
     dataset = "music_avqa"
+    num_segments = 10
     # the embedding size AVST hard-codes (93 question tokens), so that counts compare with the references'
     counting_options: ClassVar[dict[str, Any]] = {
         "question_vocab": ("<pad>", "<unk>", *(f"word{i}" for i in range(REFERENCE_QUESTION_VOCAB_SIZE - 2)))}

@@ -289,6 +289,7 @@ class AVSTask(Task):
     head_class = AVSHead
     monitor = "miou"
     dataset = "avs_s4"
+    num_segments = 5
     prediction_kind = "a mask of the sounding object per second (PNG files), their picture (PNG) and JSON"
 
     def segment_probabilities(self, outputs: AVSOutputs) -> torch.Tensor:

@@ -80,6 +80,7 @@ class Task:
     monitor: metric that selects checkpoints, logged as ``val/<monitor>``; ``monitor_mode``: ``max`` or ``min``.
     inputs: names of ``AVBatch.inputs`` entries the head takes as keyword arguments.
     dataset: the dataset (``avadapt._registry.DATASETS``) the task reads unless told otherwise.
+    num_segments: segments per clip in that dataset (AVE 10, AVS 5); a method's ``num_frames`` defaults to it.
     prediction_kind: what ``avadapt predict`` writes, for its help text.
     counting_options: task options ``avadapt params`` builds with when none are given, where the head's size
         depends on the data (AVQA: a question vocabulary of the reference's size).
@@ -91,6 +92,7 @@ class Task:
     monitor_mode: ClassVar[str] = "max"
     inputs: ClassVar[tuple[str, ...]] = ()
     dataset: ClassVar[str]
+    num_segments: ClassVar[int]
     prediction_kind: ClassVar[str] = ""
     counting_options: ClassVar[dict[str, Any]] = {}
 
