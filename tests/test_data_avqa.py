@@ -643,6 +643,7 @@ def test_cache_of_other_settings_is_refused(prepared):
         prepare_avqa(root, out, image_size=SIZE, progress=False)
 
 
+@pytest.mark.slow  # spawns worker processes; the AVE prepare test covers them in the default suite
 def test_frames_layout_prepares_in_worker_processes(frames_root, tmp_path):
     cache = tmp_path / "cache"
     summary = MusicAVQADataset.prepare(frames_root, cache, workers=2, image_size=SIZE, fbank=FBANK,

@@ -523,6 +523,7 @@ def test_s4_cache_is_not_read_as_ms3(prepared, ms3_root):
         S4Dataset(prepared[0], "train", cache_dir=out)
 
 
+@pytest.mark.slow  # spawns worker processes; the AVE prepare test covers them in the default suite
 def test_ms3_prepare_in_worker_processes(ms3_root, tmp_path):
     summary = MS3Dataset.prepare(ms3_root, tmp_path / "ms3", workers=2, image_size=SIZE, fbank=None,
                                  media_root=None, crop_pct=1.0, progress=False)
