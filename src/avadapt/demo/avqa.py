@@ -54,6 +54,7 @@ class AVQADemoConfig:
     num_mel_bins: int = 64
     target_frames: int = 48
     backbone: str = "test_vit"
+    depth: int = 6  # test_vit's own; fewer blocks make each question's pass through the clip cheaper
     ratio: str = "1/4"
     epochs: int = 10
     batch_size: int = 8
@@ -77,7 +78,7 @@ def _module(cfg: AVQADemoConfig, method: str, data_root: Path, weights: str | No
     return AVAdaptModule(
         backbone=cfg.backbone, method=method, task="avqa", method_options=method_options,
         task_options={"question_vocab": str(data_root)},  # built from avqa-train.json, saved with the adapter
-        backbone_options={"img_size": cfg.image_size}, weights=weights, audio_front_end="vit",
+        backbone_options={"img_size": cfg.image_size, "depth": cfg.depth}, weights=weights, audio_front_end="vit",
         fbank={"num_mel_bins": cfg.num_mel_bins, "target_frames": cfg.target_frames},
         lr=lr, min_lr=cfg.min_lr, head_lr_factor=cfg.head_lr_factor if method != "probe" else 1.0,
         warmup_epochs=cfg.warmup_epochs,
