@@ -208,6 +208,30 @@ def prepare_ave(
     return summary
 
 
+def decode_jobs(jobs: list, workers: int, work: Callable[[Any], tuple[Any, BadClip | None]], failed: list[BadClip],
+                *, unit: str, description: str, progress: bool) -> int:
+    """Run ``work`` over ``jobs`` (in ``workers`` processes) with a progress bar; each job returns
+    ``(key, BadClip or None)``. Failures are appended to ``failed``; returns how many clips were written."""
+    done = 0
+    with tqdm(total=len(jobs), unit=unit, desc=description, disable=not progress) as bar:
+        for _, bad in run_jobs(jobs, workers, work=work):
+            if bad is None:
+                done += 1
+            else:
+                failed.append(bad)
+            bar.update(1)
+    return done
+
+
+def summarise(out: Path, total: int, done: int, skipped: int, failed: list[BadClip], started: float,
+              command: str) -> PrepareSummary:
+    """Write ``bad_clips.tsv``, print the run's one-line summary and return it."""
+    write_bad_clips(out, failed)
+    summary = PrepareSummary(out, total, done, skipped, failed, time.perf_counter() - started, command=command)
+    print(summary)
+    return summary
+
+
 def open_cache(out: Path, settings: CacheSettings) -> None:
     """Create ``out`` with these settings, or check that the cache already there has exactly them (else
     a :class:`~avadapt.data.cache.CacheConfigError` names the differences); then delete a killed run's

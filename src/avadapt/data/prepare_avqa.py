@@ -15,8 +15,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
 from avadapt.data.avqa import (
     QUESTION_VOCABULARY_FILE,
@@ -30,7 +28,7 @@ from avadapt.data.avqa import (
 )
 from avadapt.data.cache import CacheSettings, clip_file, save_cached_clip
 from avadapt.data.fbank import FbankConfig
-from avadapt.data.prepare import BadClip, PrepareSummary, open_cache, run_jobs, write_bad_clips
+from avadapt.data.prepare import BadClip, PrepareSummary, decode_jobs, open_cache, summarise
 from avadapt.data.transforms import as_video_tensor
 from avadapt.errors import DatasetError, MediaError
 
@@ -119,20 +117,9 @@ def prepare_avqa(
         else:
             jobs.append((media, target, settings))
 
-    done = 0
-    with tqdm(total=len(jobs), unit="video", desc="prepare MUSIC-AVQA", disable=not progress) as bar:
-        for _, bad in run_jobs(jobs, workers, work=_work_avqa):
-            if bad is None:
-                done += 1
-            else:
-                failed.append(bad)
-            bar.update(1)
-
-    write_bad_clips(out, failed)
-    summary = PrepareSummary(out, len(video_ids), done, skipped, failed, time.perf_counter() - start_time,
-                             command="prepare_avqa")
-    print(summary)
-    return summary
+    done = decode_jobs(jobs, workers, _work_avqa, failed, unit="video", description="prepare MUSIC-AVQA",
+                       progress=progress)
+    return summarise(out, len(video_ids), done, skipped, failed, start_time, "prepare_avqa")
 
 
 def _write_question_vocabulary(out: Path, train: list[AVQAQuestion] | None, train_file: Path | None) -> None:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
 from avadapt.data.avs import (
@@ -30,7 +29,7 @@ from avadapt.data.avs import (
 from avadapt.data.base import SPLITS
 from avadapt.data.cache import CacheSettings, clip_file, remove_stale_temporaries, save_cached_clip
 from avadapt.data.fbank import FbankConfig
-from avadapt.data.prepare import BadClip, PrepareSummary, open_cache, run_jobs, write_bad_clips
+from avadapt.data.prepare import BadClip, PrepareSummary, decode_jobs, open_cache, summarise
 from avadapt.errors import MediaError
 
 
@@ -120,18 +119,6 @@ def prepare_avs(
         else:
             jobs.append((clip.name, media, target, settings))
 
-    done = 0
-    description = f"prepare AVSBench {setting.upper()}"
-    with tqdm(total=len(jobs), unit="clip", desc=description, disable=not progress) as bar:
-        for _, bad in run_jobs(jobs, workers, work=_work_avs):
-            if bad is None:
-                done += 1
-            else:
-                failed.append(bad)
-            bar.update(1)
-
-    write_bad_clips(out, failed)
-    summary = PrepareSummary(out, len(clips), done, skipped, failed, time.perf_counter() - start_time,
-                             command="prepare_avs")
-    print(summary)
-    return summary
+    done = decode_jobs(jobs, workers, _work_avs, failed, unit="clip",
+                       description=f"prepare AVSBench {setting.upper()}", progress=progress)
+    return summarise(out, len(clips), done, skipped, failed, start_time, "prepare_avs")
