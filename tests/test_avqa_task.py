@@ -413,3 +413,21 @@ def test_the_avqa_rows_of_the_parameter_table_against_the_poster():
     classifier = 1536 * 21841 + 21841
     assert abs(lavish["trainable"] + unused - 21.1e6) <= 0.05e6
     assert abs(lavish["total"] + unused + classifier - 249.8e6) <= 0.05e6
+
+
+def test_training_starts_the_head_from_a_grounding_checkpoint(tmp_path):
+    """``AVAdaptModule(head_checkpoint=...)``: a VGGish-width checkpoint still loads, without its fc_a1."""
+    from avadapt.training.module import AVAdaptModule
+
+    vocab = ["<pad>", "<unk>", "is", "the", "cello", "playing"]
+    path = tmp_path / "grounding.pt"
+    state = _reference_grounding(16, 128)  # fc_a1 trained on 128-d audio: ours is 64-d
+    torch.save(state, path)
+    module = AVAdaptModule(backbone="test_vit", method="stg_cma", task="avqa", backbone_options={"img_size": 32},
+                           task_options={"question_vocab": vocab, "width": 16},
+                           fbank={"num_mel_bins": 32, "target_frames": 32}, head_checkpoint=str(path))
+    assert torch.equal(module.model.head.grounding_fusion.weight, state["module.fc_gl.weight"])
+    assert torch.equal(module.model.head.match_classifier[0].weight, state["module.fc1.weight"])
+    with pytest.raises(OptionError, match="no pretraining checkpoint"):
+        AVAdaptModule(backbone="test_vit", method="stg_cma", task="ave", backbone_options={"img_size": 32},
+                      fbank={"num_mel_bins": 32, "target_frames": 32}, head_checkpoint=str(path))

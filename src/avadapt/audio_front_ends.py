@@ -149,8 +149,9 @@ DEFAULT_AUDIO_FRONT_END = "vit"
 # The front end each method's paper uses, per backbone family and task.
 PAPER_AUDIO_FRONT_ENDS: dict[tuple[str, str, str], str] = {
     **{(method, "vit", "ave"): "vit" for method in ("stg_cma", "lavish", "av_stfp", "probe")},
-    # No paper segments with a ViT; AVS on a ViT keeps the ViT loaders' setting (1 s windows, one per frame).
-    **{(method, "vit", "avs"): "vit" for method in ("stg_cma", "lavish", "av_stfp", "probe")},
+    # No paper segments or answers questions with a ViT; those keep the ViT loaders' setting (1 s windows).
+    **{(method, "vit", task): "vit" for method in ("stg_cma", "lavish", "av_stfp", "probe")
+       for task in ("avs", "avqa")},
     **{(method, "swin", task): f"stg_cma_swin_{task}" for method in ("stg_cma", "probe")
        for task in ("ave", "avs", "avqa")},
     **{("lavish", "swin", task): f"lavish_swin_{task}" for task in ("ave", "avs", "avqa")},

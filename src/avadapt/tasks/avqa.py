@@ -280,6 +280,14 @@ class AVSTHead(TaskHead):
         attended = torch.einsum("mtn,mtnd->mtd", weights, positions)  # (M, T, w)
         return self.grounding_fusion(torch.tanh(torch.cat((pooled, attended), dim=-1))), weights
 
+    def load_pretrained(self, path: str | Path) -> list[str]:
+        """The grounding-pretraining checkpoint (:func:`load_grounding_checkpoint`), every module the head has but
+        ``fc_a1`` when the checkpoint's audio width differs (the reference's is VGGish's 128)."""
+        try:
+            return load_grounding_checkpoint(self, path)
+        except CheckpointError:
+            return load_grounding_checkpoint(self, path, [m for m in GROUNDING_MODULES if m != "fc_a1"])
+
     def data_options(self) -> dict[str, Any]:
         """The dataset encodes questions with this head's vocabulary."""
         return {"question_vocab": list(self.config.question_vocab)}

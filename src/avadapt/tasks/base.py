@@ -29,6 +29,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 
 from avadapt._registry import TASKS
+from avadapt.errors import OptionError
 from avadapt.types import AVFeatures, FeatureSpec
 
 MONITOR_MODES = ("max", "min")
@@ -64,6 +65,11 @@ class TaskHead(nn.Module):
     def update_metrics(self, metrics: MetricCollection, outputs: Any, targets: dict[str, torch.Tensor]) -> None:
         """Feed one batch's outputs and targets to ``metrics`` (as returned by :meth:`metrics`)."""
         raise NotImplementedError
+
+    def load_pretrained(self, path: str | Path) -> list[str]:
+        """Start the head from a pretraining checkpoint of the references' (AVQA: grounding pretraining); returns
+        what was loaded. Heads without such a checkpoint say so."""
+        raise OptionError(f"{type(self).__name__} has no pretraining checkpoint to start from")
 
     def data_options(self) -> dict[str, Any]:
         """Options the task's dataset must be built with so that its items fit this head (AVQA: the question

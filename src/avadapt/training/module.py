@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.optim.lr_scheduler import LambdaLR
 
 from avadapt import audio_front_ends
@@ -84,6 +85,8 @@ class AVAdaptModule(L.LightningModule):
             pages back after each frozen FFN in the last sixth of the blocks, so that resident memory at the
             step's peak stays near the live tensors (``avadapt.kernels.heap``; off with
             ``AVADAPT_CPU_HEAP_TUNING=0`` too).
+        head_checkpoint: a pretraining checkpoint to start the head from (``TaskHead.load_pretrained``; AVQA: the
+            references' grounding-pretraining checkpoint).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class AVAdaptModule(L.LightningModule):
         weight_decay: float = 5e-7,
         betas: tuple[float, float] = (0.95, 0.999),
         tune_cpu_heap: bool = True,
+        head_checkpoint: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()  # plain types only, so checkpoints load with torch.load(weights_only=True)
@@ -128,6 +132,9 @@ class AVAdaptModule(L.LightningModule):
             **(task_options or {}),
         )
         self.task = get_task(task)
+        if head_checkpoint is not None:  # the trained head is then saved with the adapters, as any other
+            loaded = self.model.head.load_pretrained(head_checkpoint)
+            rank_zero_info(f"head started from {head_checkpoint}: {', '.join(loaded)}")
         metrics = self.model.head.metrics()
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
