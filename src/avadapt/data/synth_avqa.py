@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avadapt.data.avqa import QUESTION_TYPES
+from avadapt.data.avqa import DEFAULT_JSONS, QUESTION_TYPES
 from avadapt.data.media import write_mp4
 from avadapt.data.synth import _ClassLook
 from avadapt.data.synth_avs import _assign_splits
@@ -66,7 +66,6 @@ ANSWERS = (
     "tuba", "suona",
 )  # fmt: skip
 
-SPLIT_FILES = {"train": "avqa-train.json", "val": "avqa-val.json", "test": "avqa-test.json"}
 SLOTS = ("left", "middle", "right")
 _NUMBERS = ("zero", "one", "two", "three")
 _ORDINALS = ("first", "second", "third")
@@ -478,7 +477,7 @@ def synthesize_avqa(
     video_ids = [f"vv{number:08d}" for number in numbers]
     split_of = _assign_splits(rng, clips, split_fractions)
 
-    rows: dict[str, list[dict]] = {split: [] for split in SPLIT_FILES}
+    rows: dict[str, list[dict]] = {split: [] for split in DEFAULT_JSONS}
     types: Counter[str] = Counter()
     question_id = 0
     tally: dict[str, Counter[str]] = {}
@@ -502,14 +501,14 @@ def synthesize_avqa(
         wave = _render_audio(rng, scene, looks, sample_rate)
         write_mp4(out / f"{video_id}.mp4", frames, fps, wave, sample_rate)
 
-    for split, name in SPLIT_FILES.items():
+    for split, name in DEFAULT_JSONS.items():
         (out / name).write_text(json.dumps(rows[split], indent=2))
     (out / "ans_vocab.txt").write_text("".join(f"{answer}\n" for answer in ANSWERS))
     return SynthAVQASummary(
         root=out,
         clips=clips,
-        videos={split: split_of.count(split) for split in SPLIT_FILES},
-        questions={split: len(rows[split]) for split in SPLIT_FILES},
+        videos={split: split_of.count(split) for split in DEFAULT_JSONS},
+        questions={split: len(rows[split]) for split in DEFAULT_JSONS},
         types={" ".join(kind): types[" ".join(kind)] for kind in QUESTION_TYPES if types[" ".join(kind)]},
         seconds=time.perf_counter() - started,
     )

@@ -31,19 +31,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from avadapt.data.avs import AVS_SEGMENTS, AVS_SETTINGS, S4_CATEGORIES
 from avadapt.data.synth import _ID_ALPHABET, _ClassLook
 
-# The 23 S4 categories, in the order of AVSBench's preprocess_s4.py.
-S4_CATEGORIES = (
-    "baby_laughter", "female_singing", "male_speech", "dog_barking", "cat_meowing", "lions_roaring",
-    "horse_clip-clop", "coyote_howling", "mynah_bird_singing", "playing_acoustic_guitar", "playing_tabla",
-    "playing_violin", "playing_piano", "playing_ukulele", "playing_glockenspiel", "helicopter", "race_car",
-    "driving_buses", "ambulance_siren", "typing_on_computer_keyboard", "chainsawing_trees",
-    "cap_gun_shooting", "lawn_mowing",
-)  # fmt: skip
-SETTINGS = ("s4", "ms3")
-SECONDS = 5  # one frame (and one mask) per second
-_STEP = SECONDS - 1  # frame-to-frame moves of an object
+_STEP = AVS_SEGMENTS - 1  # frame-to-frame moves of an object
 
 
 @dataclass
@@ -60,7 +51,7 @@ class SynthAVSSummary:
     def __str__(self) -> str:
         splits = " / ".join(f"{name} {count}" for name, count in self.splits.items())
         return (
-            f"synthesize_avs ({self.setting}): {self.rows} clips of {SECONDS} s ({splits}), "
+            f"synthesize_avs ({self.setting}): {self.rows} clips of {AVS_SEGMENTS} s ({splits}), "
             f"{len(self.categories)} categories, in {self.seconds:.1f} s -> {self.root}"
         )
 
@@ -70,12 +61,12 @@ class _Clip:
     """One clip's objects and who sounds when."""
 
     categories: list[int]  # visible objects' categories, all distinct
-    tops_lefts: np.ndarray  # (objects, SECONDS, 2) int: each object's box corner in each frame
+    tops_lefts: np.ndarray  # (objects, AVS_SEGMENTS, 2) int: each object's box corner in each frame
     sounding: list[list[int]]  # per second, indices into ``categories`` of the sounding objects
 
 
 def _place(rng: np.random.Generator, count: int, cell: int, object_size: int) -> np.ndarray:
-    """(count, SECONDS, 2) box corners (top, left): one 2×2 grid cell per object, so objects never
+    """(count, AVS_SEGMENTS, 2) box corners (top, left): one 2×2 grid cell per object, so objects never
     overlap, each drifting by at most one pixel a frame inside its cell."""
     slack = cell - object_size
     cells = rng.permutation(4)[:count]
@@ -83,7 +74,7 @@ def _place(rng: np.random.Generator, count: int, cell: int, object_size: int) ->
     low = np.maximum(0, -velocity * _STEP)
     high = slack - np.maximum(0, velocity * _STEP)
     start = rng.integers(low, high + 1) + cell * np.stack([cells // 2, cells % 2], axis=1)  # (count, 2)
-    return start[:, None, :] + velocity[:, None, :] * np.arange(SECONDS)[None, :, None]
+    return start[:, None, :] + velocity[:, None, :] * np.arange(AVS_SEGMENTS)[None, :, None]
 
 
 def _draw_clip(
@@ -99,26 +90,26 @@ def _draw_clip(
     rest = [k for k in range(num_classes) if k not in categories]
     categories += [int(k) for k in rng.choice(rest, size=extra, replace=False)]
     if setting == "s4":
-        sounding = [[0]] * SECONDS
+        sounding = [[0]] * AVS_SEGMENTS
     else:  # object 2 (a random category) joins the sound: never, throughout, or from a random second
         pattern = i % 3
-        joins = {0: SECONDS, 1: 0, 2: int(rng.integers(1, SECONDS))}[pattern]
-        sounding = [[0] if t < joins else [0, 2] for t in range(SECONDS)]
+        joins = {0: AVS_SEGMENTS, 1: 0, 2: int(rng.integers(1, AVS_SEGMENTS))}[pattern]
+        sounding = [[0] if t < joins else [0, 2] for t in range(AVS_SEGMENTS)]
     return _Clip(categories, _place(rng, len(categories), cell, object_size), sounding)
 
 
 def _render(
     rng: np.random.Generator, clip: _Clip, looks: list[_ClassLook], size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(SECONDS, size, size, 3) uint8 frames: grey pixel noise (below 190 in every channel, so never a
-    class colour) with the objects; and (SECONDS, size, size) bool masks of the sounding objects."""
-    noise = rng.normal(0.0, 12.0, size=(SECONDS, size, size, 3))
+    """(AVS_SEGMENTS, size, size, 3) uint8 frames: grey pixel noise (below 190 in every channel, so never a
+    class colour) with the objects; and (AVS_SEGMENTS, size, size) bool masks of the sounding objects."""
+    noise = rng.normal(0.0, 12.0, size=(AVS_SEGMENTS, size, size, 3))
     frames = np.clip(noise + rng.uniform(80, 140, size=3), 0, 190).astype(np.uint8)
-    masks = np.zeros((SECONDS, size, size), dtype=bool)
+    masks = np.zeros((AVS_SEGMENTS, size, size), dtype=bool)
     for j, k in enumerate(clip.categories):
         silhouette = looks[k].mask
         s = silhouette.shape[0]
-        for t in range(SECONDS):
+        for t in range(AVS_SEGMENTS):
             top, left = clip.tops_lefts[j, t]
             frames[t, top : top + s, left : left + s][silhouette] = looks[k].colour.astype(np.uint8)
             if j in clip.sounding[t]:
@@ -127,8 +118,8 @@ def _render(
 
 
 def _audio(rng: np.random.Generator, clip: _Clip, looks: list[_ClassLook], sample_rate: int) -> np.ndarray:
-    """(SECONDS·sample_rate,) float: low noise plus, second by second, the sounding objects' sounds."""
-    t = np.arange(SECONDS * sample_rate) / sample_rate
+    """(AVS_SEGMENTS·sample_rate,) float: low noise plus, second by second, the sounding objects' sounds."""
+    t = np.arange(AVS_SEGMENTS * sample_rate) / sample_rate
     wav = rng.normal(0.0, 0.01, size=t.size)
     ramp = np.minimum(np.arange(sample_rate), np.arange(sample_rate)[::-1])
     fade = np.minimum(1.0, ramp / (0.01 * sample_rate))
@@ -194,8 +185,8 @@ def synthesize_avs(
     16-bit PCM mono at ``sample_rate``. ``num_classes``: the first that many S4 categories (default
     4; S4 needs at least 2, MS3 at least 3). ``split_fractions``: (val, test) shares of the clips.
     """
-    if setting not in SETTINGS:
-        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+    if setting not in AVS_SETTINGS:
+        raise ValueError(f"setting must be one of {AVS_SETTINGS}, got {setting!r}")
     num_classes = 4 if num_classes is None else num_classes
     fewest = 2 if setting == "s4" else 3
     if not fewest <= num_classes <= len(S4_CATEGORIES):
@@ -226,7 +217,7 @@ def synthesize_avs(
     for i, (name, split) in enumerate(zip(names, split_of)):
         clip = _draw_clip(rng, i, setting, num_classes, cell=size // 2, object_size=object_size)
         frames, masks = _render(rng, clip, looks, size)
-        numbers = range(1, SECONDS + 1)
+        numbers = range(1, AVS_SEGMENTS + 1)
         if setting == "s4":
             category = categories[clip.categories[0]]
             frame_dir = mask_dir = Path(split) / category / name
