@@ -123,6 +123,21 @@ def _run_synth(args: argparse.Namespace) -> None:
     print(summary)
 
 
+def _add_adapter_loading(p: argparse.ArgumentParser) -> None:
+    """Where an adapter's frozen backbone comes from, and the device: shared by ``predict`` and ``ask``."""
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--weights", help="backbone weights file (default: the file recorded at training time)")
+    weights.add_argument("--pretrained", action="store_true", help="backbone weights from its timm tag")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+
+
+def _load_adapter(args: argparse.Namespace):
+    from avadapt.io import load_adapter
+
+    return load_adapter(args.adapter, weights=args.weights, pretrained=True if args.pretrained else None,
+                        map_location=args.device)
+
+
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="the adapter's task on a video: a JSON result and a picture (AVE: per-second "
                                        "event labels and a timeline; AVS: masks over the frames)")
@@ -133,19 +148,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help="ground truth in the task's form (AVE: an annotation row "
                                     "'Category&VideoID&Quality&Start&End' or an annotation file holding the video's "
                                     "row; AVS: a folder of mask PNGs, one per second)")
-    weights = p.add_mutually_exclusive_group()
-    weights.add_argument("--weights", help="backbone weights file (default: the file recorded at training time)")
-    weights.add_argument("--pretrained", action="store_true", help="backbone weights from its timm tag")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    _add_adapter_loading(p)
     p.set_defaults(run=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> None:
-    from avadapt.io import load_adapter
     from avadapt.training.predict import predict_video, write_prediction
 
-    model = load_adapter(args.adapter, weights=args.weights, pretrained=True if args.pretrained else None,
-                         map_location=args.device)
+    model = _load_adapter(args)
     out = Path(args.out) if args.out else Path("predictions") / Path(args.video).stem
     result = write_prediction(model, predict_video(model, args.video), out, ground_truth=args.labels)
     print(result["summary"])
@@ -162,19 +172,14 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter", required=True, help="adapter directory of an AVQA model")
     p.add_argument("--out", help="output path without suffix; writes OUT.png and OUT.json")
     p.add_argument("--top", type=int, default=3, help="how many answers to print (default 3)")
-    weights = p.add_mutually_exclusive_group()
-    weights.add_argument("--weights", help="backbone weights file (default: the file recorded at training time)")
-    weights.add_argument("--pretrained", action="store_true", help="backbone weights from its timm tag")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    _add_adapter_loading(p)
     p.set_defaults(run=_run_ask)
 
 
 def _run_ask(args: argparse.Namespace) -> None:
-    from avadapt.io import load_adapter
     from avadapt.training.ask import ask
 
-    model = load_adapter(args.adapter, weights=args.weights, pretrained=True if args.pretrained else None,
-                         map_location=args.device)
+    model = _load_adapter(args)
     result = ask(model, args.video, args.question, top=args.top, out=args.out)
     if result["unknown_words"]:
         print(f"not in the adapter's vocabulary (read as unknown): {', '.join(result['unknown_words'])}")

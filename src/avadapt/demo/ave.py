@@ -20,14 +20,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from safetensors.torch import save_file
 
 from avadapt.data.ave import AVEAnnotations
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.prepare import prepare_ave
 from avadapt.data.synth import synthesize_ave
 from avadapt.demo.common import banner as _banner
-from avadapt.demo.common import fit_and_test, intra_op_threads, introduce
+from avadapt.demo.common import fit_and_test, intra_op_threads, introduce, save_backbone
 from avadapt.io import load_adapter
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
@@ -108,9 +107,7 @@ def build_data(out: Path, cfg: DemoConfig) -> DemoData:
     prepare_ave(data_root, cache, workers=1, image_size=cfg.image_size, fbank=probe_model.fbank,
                 crop_pct=video_config.get("crop_pct") or 1.0, interpolation=video_config["interpolation"])
 
-    # One random backbone, written to a file: every method trains on it and prediction reloads it.
-    weights = out / "random_backbone.safetensors"
-    save_file({k: v.contiguous() for k, v in probe_model.model.backbone.model.state_dict().items()}, str(weights))
+    weights = save_backbone(probe_model, out)
     return DemoData(data_root, cache, weights)
 
 

@@ -21,13 +21,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from safetensors.torch import save_file
 
 from avadapt.data.avqa import QUESTION_TYPE_NAMES, TYPE_GROUPS, read_avqa_json
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.prepare_avqa import prepare_avqa
 from avadapt.data.synth_avqa import synthesize_avqa
-from avadapt.demo.common import banner, fit_and_test, intra_op_threads, introduce
+from avadapt.demo.common import banner, fit_and_test, intra_op_threads, introduce, save_backbone
 from avadapt.io import load_adapter
 from avadapt.training.ask import ask
 from avadapt.training.module import AVAdaptModule
@@ -102,8 +101,7 @@ def build_data(out: Path, cfg: AVQADemoConfig) -> AVQADemoData:
     cache = out / "cache"
     prepare_avqa(root, cache, workers=1, image_size=cfg.image_size, fbank=probe.fbank,
                  crop_pct=video_config.get("crop_pct") or 1.0, interpolation=video_config["interpolation"])
-    weights = out / "random_backbone.safetensors"
-    save_file({k: v.contiguous() for k, v in probe.model.backbone.model.state_dict().items()}, str(weights))
+    weights = save_backbone(probe, out)
     return AVQADemoData(root, cache, weights)
 
 

@@ -23,14 +23,13 @@ import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from avadapt.data.avs import AVSMedia, metadata_path, read_s4_metadata
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.media import read_audio, write_mp4
 from avadapt.data.prepare_avs import prepare_avs
 from avadapt.data.synth_avs import synthesize_avs
-from avadapt.demo.common import banner, fit_and_test, intra_op_threads, introduce
+from avadapt.demo.common import banner, fit_and_test, intra_op_threads, introduce, save_backbone
 from avadapt.io import load_adapter
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
@@ -118,8 +117,7 @@ def build_data(out: Path, cfg: AVSDemoConfig) -> AVSDemoData:
     cache = out / "cache"
     prepare_avs(root, cache, setting="s4", workers=1, image_size=cfg.image_size, fbank=probe.fbank,
                 crop_pct=video_config.get("crop_pct") or 1.0, interpolation=video_config["interpolation"])
-    weights = out / "random_backbone.safetensors"
-    save_file({k: v.contiguous() for k, v in probe.model.backbone.model.state_dict().items()}, str(weights))
+    weights = save_backbone(probe, out)
     return AVSDemoData(root, cache, weights)
 
 

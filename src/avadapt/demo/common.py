@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from safetensors.torch import save_file
 
 from avadapt.data.datamodule import AVDataModule
 from avadapt.models import parameter_report
@@ -42,6 +43,14 @@ def introduce(command: str, out: Path, backbone: str, real_weights_hint: str) ->
           f"NOTE: the backbone is a tiny RANDOMLY INITIALISED ViT (timm '{backbone}'): no pretrained weights can "
           "be downloaded here, so the numbers below only show that the pipeline learns.\n" + real_weights_hint,
           flush=True)
+
+
+def save_backbone(module: AVAdaptModule, out: Path) -> Path:
+    """Write the module's (random) frozen backbone to ``out/random_backbone.safetensors``: every run of a demo
+    trains on it, and prediction reloads it through the adapter directory's record."""
+    path = out / "random_backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in module.model.backbone.model.state_dict().items()}, str(path))
+    return path
 
 
 def fit_and_test(module: AVAdaptModule, datamodule: AVDataModule, out: Path, epochs: int, precision: str,
