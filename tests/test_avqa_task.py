@@ -343,6 +343,29 @@ def test_tiny_vit_model_answers_and_trains_end_to_end():
         model(video, audio)  # `avadapt predict` has no question to give
 
 
+def test_questions_of_one_video_share_one_backbone_pass():
+    torch.manual_seed(0)
+    model = create_model(backbone=TINY_VIT, method="stg_cma", task="avqa", ratio="1/8", num_frames=SEGMENTS,
+                         backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO},
+                         **{**SMALL, "question_vocab": list(VOCAB)}).eval()
+    g = torch.Generator().manual_seed(2)
+    video = torch.randn(2, SEGMENTS, 3, TINY_IMAGE, TINY_IMAGE, generator=g)
+    audio = torch.randn(2, SEGMENTS, 1, TINY_AUDIO.num_mel_bins, TINY_AUDIO.num_frames, generator=g)
+    clips = torch.tensor([7, 3, 7, 7, 3])  # five questions about two videos
+    picks = torch.tensor([0, 1, 0, 0, 1])
+    questions = _questions(5)
+    seen = []
+    hook = model.method.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    with torch.no_grad():
+        shared = model(video[picks], audio[picks], question=questions, video_index=clips)
+        alone = [model(video[p:p + 1], audio[p:p + 1], question=questions[k:k + 1], video_index=clips[k:k + 1])
+                 for k, p in enumerate(picks.tolist())]
+    hook.remove()
+    assert seen[0] == 2  # the method ran each video once
+    torch.testing.assert_close(shared.logits, torch.cat([a.logits for a in alone]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared.grounding, torch.cat([a.grounding for a in alone]), atol=1e-5, rtol=1e-5)
+
+
 # ---- the task: answers and their picture -----------------------------------------------------------------
 def test_the_task_points_predict_to_ask():
     task = get_task("avqa")

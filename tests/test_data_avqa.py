@@ -32,6 +32,7 @@ from avadapt.data.avqa import (
     tokenize_question,
 )
 from avadapt.data.base import collate_av
+from avadapt.data.datamodule import AVDataModule
 from avadapt.data.cache import BAD_CLIPS, CacheConfigError, CacheSettings, cached_clip_info
 from avadapt.data.fbank import segment_fbank
 from avadapt.data.prepare_avqa import prepare_avqa
@@ -45,6 +46,7 @@ SIZE = 32
 SMALL = VideoTransform(VideoTransformConfig(input_size=(SIZE, SIZE), crop_pct=1.0))
 RATE = 16000
 # The LAVISH AVQA front end (1.95 s windows, 10 ms shift) with fewer mel bins; 200 frames hold a whole window.
+SMALL_VIDEO = {"input_size": (3, SIZE, SIZE), "crop_pct": 1.0}  # the timm data config the model would give
 FBANK = audio_front_end("lavish_swin_avqa", {"num_mel_bins": 32, "target_frames": 200}).fbank
 
 # Test counts of the 9 types, in QUESTION_TYPES order (shared/reference/datasets.md §3).
@@ -472,6 +474,24 @@ def test_registered_and_batched(frames_root):
     assert set(batch.targets) == {"answer", "question_type"}
     assert batch.meta["type"] == ["audio_visual_existential", "visual_location"]
     assert MusicAVQADataset.question_vocabulary(frames_root) == dataset.vocabulary.to_list()
+
+
+def test_a_videos_questions_come_together_with_one_crop(frames_root):
+    dataset = MusicAVQADataset(frames_root, "train", transform=SMALL)
+    assert dataset.item_clips() == [0, 1, 0]  # rows 0 and 2 ask about 00000001
+    module = AVDataModule(str(frames_root), dataset="music_avqa", batch_size=3, num_workers=0,
+                          items_per_clip=2, preprocessing={"video": SMALL_VIDEO, "dataset": "music_avqa"})
+    module.setup("fit")
+    loader = module.train_dataloader()
+    for epoch in range(3):
+        loader.sampler.set_epoch(epoch)
+        (batch,) = list(loader)
+        clips = batch.inputs["video_index"].tolist()
+        assert clips in ([0, 0, 1], [1, 0, 0])  # the video's two questions next to each other
+        first = clips.index(0)
+        assert torch.equal(batch.video[first], batch.video[first + 1])  # with one crop
+    val = [batch.inputs["video_index"].tolist() for batch in module.val_dataloader()]
+    assert val == [[0]]
 
 
 def test_vocabularies_given_or_missing(frames_root, tmp_path):

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from avadapt.cli import main
 from avadapt.data.datamodule import AVDataModule
-from avadapt.data.sampling import EpochLoader, EpochShuffle, derive_seed
+from avadapt.data.sampling import EpochLoader, EpochShuffle, clip_order, derive_seed
 from avadapt.data.synth import synthesize_ave
 from avadapt.errors import CheckpointError
 from avadapt.io import CONFIG_NAME, WEIGHTS_NAME, load_adapter, save_adapter
@@ -138,6 +138,35 @@ def test_an_epoch_is_a_function_of_the_seed_and_its_number():
     again.set_epoch(3)
     assert list(again) == third
     assert derive_seed(7, 3) != derive_seed(7, 4) != derive_seed(8, 3)
+
+
+def test_grouped_epochs_keep_runs_of_one_clip_with_one_seed():
+    clips = [k % 7 for k in range(40)]  # 7 clips of 5 or 6 items, interleaved
+    sampler = EpochShuffle(40, seed=3, clips=clips, items_per_clip=4)
+    sampler.set_epoch(2)
+    drawn = list(sampler)
+    assert sorted(index for index, _ in drawn) == list(range(40))
+    assert list(sampler) == drawn
+    runs = []  # consecutive items sharing a seed
+    for index, seed in drawn:
+        if runs and runs[-1][0] == seed:
+            runs[-1][1].append(index)
+        else:
+            runs.append((seed, [index]))
+    assert all(len({clips[i] for i in items}) == 1 and len(items) <= 4 for _, items in runs)
+    assert len(runs) == 14  # each clip: one run of 4 and one of the rest
+    sampler.set_epoch(3)
+    assert list(sampler) != drawn
+    ungrouped = EpochShuffle(40, seed=3, clips=clips, items_per_clip=1)
+    plain = EpochShuffle(40, seed=3)
+    assert list(ungrouped) == list(plain)  # one item per run: the plain shuffle, unchanged
+    with pytest.raises(ValueError, match="clips names 3 items"):
+        EpochShuffle(40, seed=3, clips=[0, 1, 2], items_per_clip=2)
+
+
+def test_evaluation_order_puts_a_clips_items_together():
+    assert clip_order([2, 0, 2, 1, 0], 5) == [0, 2, 1, 4, 3]
+    assert clip_order(None, 3) == [0, 1, 2]
 
 
 class _Keys(Dataset):

@@ -31,6 +31,7 @@ class AVModel(nn.Module):
         self.method = method
         self.head = head
         self.spec = spec
+        self.task = get_task(spec["task"])
 
     @property
     def backbone(self) -> Backbone:
@@ -40,11 +41,35 @@ class AVModel(nn.Module):
         return self.method(video, audio)
 
     def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None, **inputs: torch.Tensor) -> Any:
-        """The task's outputs (AVE: (B, T, C) logits); ``inputs`` are the task's extra inputs (``Task.inputs``)."""
-        return self.head(self.method(video, audio), **inputs)
+        """The task's outputs (AVE: (B, T, C) logits); ``inputs`` are the task's extra inputs (``Task.inputs``).
+
+        Items of one clip (the task's ``clip_input``, e.g. a video's questions) share one backbone pass: the
+        clip's first item in the batch is encoded and its features go to every item of that clip."""
+        clip_input = self.task.clip_input
+        clips = inputs.get(clip_input) if clip_input else None
+        if clips is None:
+            return self.head(self.method(video, audio), **inputs)
+        first, inverse = first_of_each_clip(clips)
+        if len(first) == len(clips):
+            return self.head(self.method(video, audio), **inputs)
+
+        def encoded(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.index_select(0, first)
+
+        return self.head(self.method(encoded(video), encoded(audio)).select(inverse), **inputs)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+
+def first_of_each_clip(clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) clip numbers → the batch positions of each clip's first item (U,), and for every item the number of
+    its clip among those (B,), so that ``first[inverse]`` picks an item of the same clip for every item."""
+    unique, inverse = torch.unique(clips, return_inverse=True)
+    positions = torch.arange(len(clips), device=clips.device)
+    first = torch.full((len(unique),), len(clips), dtype=torch.long, device=clips.device)
+    first = first.scatter_reduce(0, inverse, positions, reduce="amin")
+    return first, inverse
 
 
 def _split_options(cfg: dict[str, Any], method_cls: type, task: Task) -> tuple[dict, dict]:

@@ -59,6 +59,14 @@ class AVFeatures:
     video_maps: list[torch.Tensor] = field(default_factory=list)
     audio_maps: list[torch.Tensor] = field(default_factory=list)
 
+    def select(self, index: torch.Tensor) -> AVFeatures:
+        """The features of the clips ``index`` (B',) picks along the batch axis, in that order (repeats allowed)."""
+        def pick(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.index_select(0, index)
+
+        return AVFeatures(pick(self.video), pick(self.audio), [pick(x) for x in self.video_maps],
+                          [pick(x) for x in self.audio_maps])
+
 
 @dataclass(frozen=True)
 class FeatureSpec:

@@ -776,6 +776,10 @@ class MusicAVQADataset(ClipDataset):
     def __len__(self) -> int:
         return len(self.questions)
 
+    def item_clips(self) -> list[int]:
+        """The video of each question (its ``video_index``): a video's questions share one backbone pass."""
+        return [self.video_index[q.video_id] for q in self.questions]
+
     def load_media(
         self, video_id: str, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

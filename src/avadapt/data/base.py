@@ -37,6 +37,12 @@ class ClipDataset(Dataset):
     segment_seconds: ClassVar[float] = 1.0
     train_augmentation: ClassVar[dict[str, Any] | None] = None
 
+    def item_clips(self) -> list[int] | None:
+        """The clip each item shows, numbered per split, when several items share one clip (AVQA: the questions
+        of one video); None when every item is its own clip. Loaders then put a clip's items next to each other
+        so that the model runs the clip once for all of them (``AVModel.forward``)."""
+        return None
+
     @classmethod
     def class_names(cls, root: str | Path, **options: Any) -> list[str] | None:
         """Names of the classes the task's head predicts, in label order (None: the task has no classes)."""

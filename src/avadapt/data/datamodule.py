@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from avadapt._registry import DATASETS
 from avadapt.audio_front_ends import FbankConfig, recorded_audio_front_end
 from avadapt.data.base import ClipDataset, collate_av
-from avadapt.data.sampling import EpochLoader, EpochShuffle
+from avadapt.data.sampling import EpochLoader, EpochShuffle, clip_order
 from avadapt.data.transforms import VideoTransform
 
 
@@ -45,6 +45,10 @@ class AVDataModule(L.LightningDataModule):
             model, not set by hand. The fbank is the named front end's (``avadapt.audio_front_ends``; ``vit``
             when no name is given) with the ``fbank`` fields replacing its own.
         pin_memory: page-locked batches for faster GPU copies (default: when CUDA is available).
+        items_per_clip: where several items share a clip (AVQA: a video's questions), put up to this many of
+            one clip's items next to each other in training batches, with one crop: the model runs the clip once
+            for them all. 1: items shuffled one by one. Validation and test batches always keep a clip's items
+            together (no crop there, so nothing changes but the time).
 
     The training order and each clip's crop and flip are drawn from the run's seed (torch's seed when the data
     module is built: ``seed_everything``) and the epoch number only (:class:`~avadapt.data.sampling.EpochShuffle`),
@@ -66,11 +70,14 @@ class AVDataModule(L.LightningDataModule):
         on_missing: Literal["error", "skip"] = "error",
         preprocessing: dict[str, Any] | None = None,
         pin_memory: bool | None = None,
+        items_per_clip: int = 1,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["preprocessing"])
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
             raise ValueError(f"batch sizes must be ≥ 1, got {batch_size}, {eval_batch_size}")
+        if items_per_clip < 1:
+            raise ValueError(f"items_per_clip must be ≥ 1, got {items_per_clip}")
         self.root = Path(root)
         self.preprocessing = preprocessing or {}
         self.datasets: dict[str, ClipDataset] = {}
@@ -152,10 +159,15 @@ class AVDataModule(L.LightningDataModule):
         hp = self.hparams
         train = split == "train"
         dataset = self.datasets[split]
+        clips = dataset.item_clips()
+        if train:
+            sampler = EpochShuffle(len(dataset), self.seed, clips, hp.items_per_clip)
+        else:
+            sampler = clip_order(clips, len(dataset)) if clips is not None else None
         return (EpochLoader if train else DataLoader)(
             dataset,
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
-            sampler=EpochShuffle(len(dataset), self.seed) if train else None,
+            sampler=sampler,
             num_workers=hp.num_workers,
             collate_fn=getattr(dataset, "collate", collate_av),
             drop_last=False,

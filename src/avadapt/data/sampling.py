@@ -37,15 +37,27 @@ class EpochShuffle(Sampler[tuple[int, int]]):
     Args:
         size: number of items.
         seed: the run's seed.
+        clips: the clip of each item when several items share a clip (``ClipDataset.item_clips``), with
+            ``items_per_clip`` > 1: items then come in runs of up to ``items_per_clip`` items of one clip, each
+            run with one seed (the same crop, so the model runs the clip once for the whole run); the runs are
+            shuffled, and so are the items inside each clip. A batch of ``k · items_per_clip`` items then holds
+            k clips when every clip has a multiple of ``items_per_clip`` items (a shorter run shifts the rest).
+        items_per_clip: the longest run of one clip's items (1: items shuffled one by one).
     """
 
-    def __init__(self, size: int, seed: int):
+    def __init__(self, size: int, seed: int, clips: list[int] | None = None, items_per_clip: int = 1):
         super().__init__()
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
+        if items_per_clip < 1:
+            raise ValueError(f"items_per_clip must be >= 1, got {items_per_clip}")
+        if clips is not None and len(clips) != size:
+            raise ValueError(f"clips names {len(clips)} items, the dataset has {size}")
         self.size = size
         self.seed = seed
         self.epoch = 0
+        self.groups = _group_by_clip(clips) if clips is not None and items_per_clip > 1 else None
+        self.items_per_clip = items_per_clip
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -55,9 +67,35 @@ class EpochShuffle(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
-        order = torch.randperm(self.size, generator=generator)
-        item_seeds = torch.randint(0, torch.iinfo(torch.int64).max, (self.size,), generator=generator)
-        yield from zip(order.tolist(), item_seeds.tolist(), strict=True)
+        if self.groups is None:
+            order = torch.randperm(self.size, generator=generator)
+            item_seeds = torch.randint(0, torch.iinfo(torch.int64).max, (self.size,), generator=generator)
+            yield from zip(order.tolist(), item_seeds.tolist(), strict=True)
+            return
+        runs = []
+        for items in self.groups:
+            shuffled = [items[i] for i in torch.randperm(len(items), generator=generator).tolist()]
+            runs.extend(shuffled[start:start + self.items_per_clip]
+                        for start in range(0, len(shuffled), self.items_per_clip))
+        run_seeds = torch.randint(0, torch.iinfo(torch.int64).max, (len(runs),), generator=generator).tolist()
+        for k in torch.randperm(len(runs), generator=generator).tolist():
+            for index in runs[k]:
+                yield index, run_seeds[k]
+
+
+def clip_order(clips: list[int] | None, size: int) -> list[int]:
+    """Evaluation order: the items of one clip next to each other (clips in order of first appearance, items
+    in dataset order within a clip), so a batch runs each clip once; ``range(size)`` when items are clips."""
+    if clips is None:
+        return list(range(size))
+    return [index for items in _group_by_clip(clips) for index in items]
+
+
+def _group_by_clip(clips: list[int]) -> list[list[int]]:
+    groups: dict[int, list[int]] = {}
+    for index, clip in enumerate(clips):
+        groups.setdefault(clip, []).append(index)
+    return list(groups.values())
 
 
 class EpochLoader(DataLoader):

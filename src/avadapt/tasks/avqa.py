@@ -446,6 +446,7 @@ class AVQATask(Task):
     head_class = AVSTHead
     monitor = "accuracy"
     inputs = ("question", "video_index")
+    clip_input = "video_index"
     dataset = "music_avqa"
     num_segments = 10
     # the embedding size AVST hard-codes (93 question tokens), so that counts compare with the references'

@@ -85,6 +85,9 @@ class Task:
     head_class: the :class:`TaskHead` subclass; its ``config_class`` is the task's config.
     monitor: metric that selects checkpoints, logged as ``val/<monitor>``; ``monitor_mode``: ``max`` or ``min``.
     inputs: names of ``AVBatch.inputs`` entries the head takes as keyword arguments.
+    clip_input: the input (one of ``inputs``) that numbers each item's clip where several items share a clip
+        (AVQA: ``video_index``, a video's questions): the model runs each clip of a batch through the backbone
+        once and hands its features to all of its items. None: every item is its own clip.
     dataset: the dataset (``avadapt._registry.DATASETS``) the task reads unless told otherwise.
     num_segments: segments per clip in that dataset (AVE 10, AVS 5); a method's ``num_frames`` defaults to it.
     prediction_kind: what ``avadapt predict`` writes, for its help text.
@@ -97,6 +100,7 @@ class Task:
     monitor: ClassVar[str]
     monitor_mode: ClassVar[str] = "max"
     inputs: ClassVar[tuple[str, ...]] = ()
+    clip_input: ClassVar[str | None] = None
     dataset: ClassVar[str]
     num_segments: ClassVar[int]
     prediction_kind: ClassVar[str] = ""
