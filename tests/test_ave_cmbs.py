@@ -17,8 +17,7 @@ from avadapt.tasks import get_task
 from avadapt.tasks.ave import AVEConfig, AVEHead
 from avadapt.tasks.ave_cmbs import CMBSHead, CMBSOutput, top_k_mean, video_classes
 from avadapt.types import FeatureSpec
-
-from .conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE, TINY_VIT
+from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE, TINY_VIT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
