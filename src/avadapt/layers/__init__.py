@@ -4,5 +4,7 @@ from avadapt.layers.adapter import BottleneckAdapter
 from avadapt.layers.cross_modal import CrossModalGates, parameter_free_cross_attention
 from avadapt.layers.residual import StochasticDepth
 from avadapt.layers.temporal import along_time
+from avadapt.layers.temporal_relation import TemporalRelationModule
 
-__all__ = ["BottleneckAdapter", "CrossModalGates", "StochasticDepth", "along_time", "parameter_free_cross_attention"]
+__all__ = ["BottleneckAdapter", "CrossModalGates", "StochasticDepth", "TemporalRelationModule", "along_time",
+           "parameter_free_cross_attention"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,23 +27,54 @@ LOSSES = ("cross_entropy", "bce_on_softmax")
 
 @dataclass
 class AVEConfig(JSONConfig):
-    """Head of STG-CMA's AVE code: concat[audio; video] → Linear 512 → Dropout 0.5 → Linear 29, per segment.
+    """The AVE head: ``classifier`` (default) or ``cmbs``.
 
-    num_classes counts the background class (28 events + 1 for AVE).
-    loss: ``cross_entropy`` (STG-CMA's, with one-hot targets) or ``bce_on_softmax`` (LAVISH's: binary
-        cross-entropy between the softmax output and the one-hot targets, averaged over segments and classes).
+    ``classifier``: STG-CMA's AVE head, concat[audio; video] → Linear 512 → Dropout 0.5 → Linear 29, per segment.
+    ``cmbs``: DG-SCT's AVE head (:class:`~avadapt.tasks.ave_cmbs.CMBSHead`): a CMRAN-style temporal module
+    over the per-segment vectors, then CMBS's event-relevance and video-level class scores.
+
+    num_classes counts the background class (28 events + 1 for AVE); background is the last class.
+    hidden_dim, dropout, loss: the classifier's. loss: ``cross_entropy`` (STG-CMA's, with one-hot targets) or
+        ``bce_on_softmax`` (LAVISH's: binary cross-entropy between the softmax output and the one-hot targets,
+        averaged over segments and classes). The CMBS head has its own four-term loss.
+    video_projection_dim, audio_projection_dim: the CMBS temporal module's input projections (512 and 128 in
+        DG-SCT, from Swin-V2-L's 1536 and HTS-AT's 768).
+    temporal_dim: the temporal module's and CMBS head's width d (256).
+    gate_scale: γ of the temporal module's cross-modal gates, v·(1 + γ·g_a) (0.1 for AVE in DG-SCT; 0: no gating).
+    top_k: segments whose class activations are averaged into the video-level av_score (4 in CMBS).
+    av_score_weight: weight of av_score added to the video-level class logits (0.3 in CMBS).
     """
 
     num_classes: int = 29
+    head: str = "classifier"
     hidden_dim: int = 512
     dropout: float = 0.5
     loss: str = "cross_entropy"
+    video_projection_dim: int = 512
+    audio_projection_dim: int = 128
+    temporal_dim: int = 256
+    gate_scale: float = 0.1
+    top_k: int = 4
+    av_score_weight: float = 0.3
 
     def __post_init__(self):
+        if self.head not in AVE_HEADS:
+            raise OptionError(f"AVE head must be one of {tuple(AVE_HEADS)}, got {self.head!r}")
         if self.loss not in LOSSES:
             raise OptionError(f"AVE loss must be one of {LOSSES}, got {self.loss!r}")
         if self.num_classes < 2:
             raise ValueError(f"AVE needs at least one event class plus background, got {self.num_classes}")
+        for name in ("video_projection_dim", "audio_projection_dim", "temporal_dim", "top_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise OptionError(f"{name} must be a positive integer, got {value!r}")
+        if self.temporal_dim % 4:
+            raise OptionError(f"temporal_dim must be a multiple of 4 (the temporal module's attention heads), "
+                              f"got {self.temporal_dim}")
+        for name in ("gate_scale", "av_score_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise OptionError(f"{name} must be a finite number, got {value!r}")
 
 
 class AVEHead(TaskHead):
@@ -86,16 +118,7 @@ class AVEHead(TaskHead):
         return F.cross_entropy(logits, labels)
 
     def metrics(self) -> MetricCollection:
-        """Segment accuracy over all segments of a split (ECCV'18 ``compute_acc``), and per class.
-
-        ``accuracy``: micro average = (1 / (T·N)) Σ_i Σ_t 1[argmax_c p_itc = y_it]. ``class_accuracy``:
-        recall of each class over its segments (a vector of ``num_classes``; 0 for a class absent from the split).
-        """
-        classes = self.config.num_classes
-        return MetricCollection({
-            "accuracy": MulticlassAccuracy(classes, average="micro"),
-            "class_accuracy": MulticlassAccuracy(classes, average=None),
-        })
+        return segment_accuracy(self.config.num_classes)
 
     def update_metrics(self, metrics: MetricCollection, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> None:
         """(B, T, C) logits and (B, T) labels, scored per segment."""
@@ -107,10 +130,27 @@ class AVEHead(TaskHead):
         return labels, scores
 
 
+def segment_accuracy(num_classes: int) -> MetricCollection:
+    """Segment accuracy over all segments of a split (ECCV'18 ``compute_acc``), and per class.
+
+    ``accuracy``: micro average = (1 / (T·N)) Σ_i Σ_t 1[argmax_c p_itc = y_it]. ``class_accuracy``:
+    recall of each class over its segments (a vector of ``num_classes``; 0 for a class absent from the split).
+    """
+    return MetricCollection({
+        "accuracy": MulticlassAccuracy(num_classes, average="micro"),
+        "class_accuracy": MulticlassAccuracy(num_classes, average=None),
+    })
+
+
+AVE_HEADS: dict[str, type[TaskHead]] = {"classifier": AVEHead}
+"""The AVE heads by ``AVEConfig.head``; ``avadapt.tasks.ave_cmbs`` adds ``cmbs``."""
+
+
 @register_task
 class AVETask(Task):
     """Event localisation: one of the dataset's events or background for every 1 s segment; selected on
-    segment accuracy. ``avadapt predict`` writes per-second labels and a timeline picture."""
+    segment accuracy. The head is ``AVEConfig.head``'s: the per-segment classifier or DG-SCT's CMBS head.
+    ``avadapt predict`` writes per-second labels and a timeline picture."""
 
     name = "ave"
     head_class = AVEHead
@@ -119,8 +159,16 @@ class AVETask(Task):
     num_segments = 10
     prediction_kind = "per-second event labels (JSON) and a timeline picture (PNG)"
 
-    def segment_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.float().softmax(-1)  # (B, T, C)
+    def build_head(self, spec: FeatureSpec, config: AVEConfig) -> TaskHead:
+        """The head ``config.head`` names (:data:`AVE_HEADS`)."""
+        return AVE_HEADS[config.head](spec, config)
+
+    def segment_probabilities(self, outputs: Any) -> torch.Tensor:
+        """(B, T, C): the softmax of the classifier's logits, or what a structured output (the CMBS head's)
+        gives as its per-segment probabilities."""
+        if isinstance(outputs, torch.Tensor):
+            return outputs.float().softmax(-1)
+        return outputs.segment_probabilities()
 
     def write_prediction(self, probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
                          out: Path, ground_truth: str | None = None) -> dict[str, Any]:
