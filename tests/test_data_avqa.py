@@ -32,8 +32,8 @@ from avadapt.data.avqa import (
     tokenize_question,
 )
 from avadapt.data.base import collate_av
-from avadapt.data.datamodule import AVDataModule
 from avadapt.data.cache import BAD_CLIPS, CacheConfigError, CacheSettings, cached_clip_info
+from avadapt.data.datamodule import AVDataModule
 from avadapt.data.fbank import segment_fbank
 from avadapt.data.prepare_avqa import prepare_avqa
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
