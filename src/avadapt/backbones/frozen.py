@@ -26,9 +26,11 @@ class FrozenBackbone(nn.Module):
         self.blocks: list = []
 
     def set_trainable(self, trainable: bool) -> None:
+        """Freeze (or unfreeze) every module the wrapper holds: the timm model and any frozen part of its own."""
         self.trainable = trainable
-        self.model.requires_grad_(trainable)
-        self.model.train(self.training and trainable)
+        self.requires_grad_(trainable)
+        for module in self.children():
+            module.train(self.training and trainable)
 
     def set_ffn_recompute(self, enabled: bool) -> None:
         """Recompute each frozen FFN's hidden activation in backward instead of storing it.
@@ -45,7 +47,8 @@ class FrozenBackbone(nn.Module):
 
     def train(self, mode: bool = True) -> Self:
         super().train(mode)
-        self.model.train(mode and self.trainable)
+        for module in self.children():
+            module.train(mode and self.trainable)
         return self
 
     @property
