@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,11 +13,12 @@ from torch import nn
 
 from avadapt.backbones import (
     HTSATBackbone,
+    HTSATConfig,
     SwinBackbone,
     create_htsat,
     fold_spectrogram,
 )
-from avadapt.errors import CheckpointError
+from avadapt.errors import CheckpointError, OptionError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -170,6 +172,18 @@ def test_gradients_reach_what_is_before_the_encoder_but_not_the_encoder(tiny):
     x.square().mean().backward()
     assert gain.grad is not None and gain.grad.abs().sum() > 0
     assert all(p.grad is None for p in tiny.parameters())
+
+
+def test_config_round_trips_through_json_and_checks_itself():
+    config = HTSATConfig(embed_dim=16, depths=(1, 1), num_heads=(1, 2), num_mel_bins=16, num_frames=26)
+    assert HTSATConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert (config.spec_size, config.stretched_frames) == (64, 256)
+    with pytest.raises(ValueError, match="do not fit"):
+        HTSATConfig(num_frames=1025)
+    with pytest.raises(ValueError, match="one entry per stage"):
+        HTSATConfig(depths=(2, 2, 6))
+    with pytest.raises(OptionError, match="unknown HTS-AT preset"):
+        create_htsat("large")
 
 
 def test_wrong_input_size_and_video_are_refused(tiny):

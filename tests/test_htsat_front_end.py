@@ -140,3 +140,16 @@ def test_prepared_clips_and_the_dataset_give_64_by_101_images(tmp_path):
     # the cache stores float16
     torch.testing.assert_close(from_cache[0]["audio"], from_media[0]["audio"], atol=0.07, rtol=1e-3)
     assert AVDataModule(str(root), preprocessing={"audio_front_end": "htsat"}).fbank == HTSAT
+
+
+def test_a_smaller_front_end_feeds_a_smaller_encoder_built_the_same_way():
+    """A CPU demo can shrink both sides together: 16 mel bins every 40 ms (26 frames of 1 s) into a 64 × 64 fold."""
+    front_end = audio_front_end("htsat").with_fbank(num_mel_bins=16, frame_shift_ms=40.0, target_frames=26)
+    images = segment_fbank(np.random.default_rng(0).standard_normal(64000).astype(np.float32), front_end.fbank, 2)
+    assert images.shape == (2, 1, 16, 26)
+    encoder = create_htsat("tiny", **front_end.embedding_options())
+    assert (encoder.config.spec_size, encoder.config.stretched_frames) == (64, 256)
+    with torch.no_grad():
+        tokens = encoder.audio_tokens(images)
+    assert tokens.shape == (2, 16 * 16, 16)
+    assert [stage.grid for stage in encoder.stages] == [(16, 16), (8, 8), (4, 4), (2, 2)]
