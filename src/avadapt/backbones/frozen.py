@@ -12,8 +12,9 @@ class FrozenBackbone(nn.Module):
     """A timm model held frozen: ``requires_grad=False`` and eval mode whatever ``.train()`` is called with,
     unless ``set_trainable(True)`` is asked for (full fine-tuning reference).
 
-    Subclasses build ``self.blocks`` (handles with a ``recompute_ffn`` flag) and then call
-    ``self.set_trainable(False)``.
+    Subclasses build ``self.blocks`` (handles with a ``recompute_ffn`` flag) and any module of their own that
+    belongs to the frozen backbone (HTS-AT's ``bn0``), then call ``self.set_trainable(False)``: every module the
+    wrapper holds is frozen alike.
     """
 
     family: str
