@@ -5,8 +5,8 @@ per-segment window, the size ``num_mel_bins`` × ``target_frames`` and the norma
 :class:`FbankConfig`) together with how the model embeds it: through the shared image backbone (the RGB patch
 kernel collapsed to one channel by ``sum`` or ``mean``, the position grid fitted by ``crop`` or ``interpolate``)
 or through an audio encoder of its own (``encoder="htsat"``: HTS-AT's bn0, time stretch and fold,
-``avadapt.backbones.htsat``). An adapter trained on one front end expects the same one at inference, so each front end the
-methods were trained with is one named entry here, with its source. The data pipeline (``avadapt.data``) and
+``avadapt.backbones.htsat``). An adapter trained on one front end expects the same one at inference, so each
+front end the methods were trained with is one named entry here, with its source. The data pipeline (``avadapt.data``) and
 the model (``avadapt.models.create_model``) both read the entry by name, so the numbers exist in this file only;
 the training module hands its name to both, and an adapter directory records it with the fbank values.
 
