@@ -1,10 +1,12 @@
 """Audio front ends: how a waveform becomes the spectrogram "image" a frozen image backbone reads.
 
-A front end is the fbank image (Kaldi settings, the per-segment window, the size ``num_mel_bins`` ×
-``target_frames`` and the normalisation statistics: :class:`FbankConfig`) together with how the backbone embeds
-it (the RGB patch kernel collapsed to one channel by ``sum`` or ``mean``, the position grid fitted by ``crop`` or
-``interpolate``). An adapter trained on one front end expects the same one at inference, so each front end the
-methods were trained with is one named entry here, with its source. The data pipeline (``avadapt.data``) and
+A front end is the fbank image (the kind of spectrogram — Kaldi fbank or STFT log-mel —, its settings, the
+per-segment window, the size ``num_mel_bins`` × ``target_frames`` and the normalisation statistics:
+:class:`FbankConfig`) together with how the model embeds it: through the shared image backbone (the RGB patch
+kernel collapsed to one channel by ``sum`` or ``mean``, the position grid fitted by ``crop`` or ``interpolate``)
+or through an audio encoder of its own (``encoder="htsat"``: HTS-AT's bn0, time stretch and fold,
+``avadapt.backbones.htsat``). An adapter trained on one front end expects the same one at inference, so each
+front end the methods were trained with is one named entry here, with its source. The data pipeline (``avadapt.data``) and
 the model (``avadapt.models.create_model``) both read the entry by name, so the numbers exist in this file only;
 the training module hands its name to both, and an adapter directory records it with the fbank values.
 
@@ -12,7 +14,8 @@ This module sits below both sides (it imports neither the data package nor the b
 turns :meth:`AudioFrontEnd.embedding_options` into ``avadapt.backbones.AudioEmbeddingConfig``, the data side
 computes :class:`FbankConfig` with ``avadapt.data.fbank``.
 
-Sources: ``shared/reference/methods.md`` §1 (LAVISH loaders) and §3 (STG-CMA audio front-end).
+Sources: ``shared/reference/methods.md`` §1 (LAVISH loaders), §2 (DG-SCT's HTS-AT) and §3 (STG-CMA audio
+front-end).
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from typing import Any, Literal
 
 from avadapt._config import JSONConfig
 
-_WINDOW_TYPES = ("hanning", "povey", "hamming", "rectangular", "blackman")
+# Kaldi's windows ("hanning" is Kaldi's symmetric Hann), plus "hann": the periodic Hann of librosa / scipy's
+# ``get_window("hann", n)`` that STFT log-mel front ends use.
+_WINDOW_TYPES = ("hanning", "povey", "hamming", "rectangular", "blackman", "hann")
+SPECTROGRAM_KINDS = ("kaldi", "log_mel")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,16 @@ class FbankConfig(JSONConfig):
     ``htk_compat`` only moves the energy coefficient and ``use_energy`` is off, so together they
     change nothing; both are kept so the config reads like the reference call, and validation
     rejects ``use_energy=True`` rather than silently ignoring it.
+
+    ``spectrogram`` picks the recipe (``avadapt.data.fbank.spectrogram``): ``"kaldi"`` (the above) or
+    ``"log_mel"``, the librosa-style log-mel of PANNs and HTS-AT (torchlibrosa's ``Spectrogram`` +
+    ``LogmelFilterBank``): an STFT of ``frame_length_ms`` windows (the FFT size: a power of two) every
+    ``frame_shift_ms``, centred with reflect padding, no DC removal or pre-emphasis, power spectrum, Slaney mel
+    filters with Slaney area normalisation between ``low_freq`` and ``high_freq``, ``10 · log10(max(·, 1e-10))``.
+    ``high_freq`` None is Nyquist.
     """
+
+    spectrogram: Literal["kaldi", "log_mel"] = "kaldi"
 
     sample_rate: int = 16000
     num_mel_bins: int = 128
@@ -55,6 +70,7 @@ class FbankConfig(JSONConfig):
     use_energy: bool = False
     preemphasis: float = 0.97
     low_freq: float = 20.0
+    high_freq: float | None = None
     target_frames: int = 102
     window_seconds: float = 1.0
     mean: float = -4.1426
@@ -67,8 +83,16 @@ class FbankConfig(JSONConfig):
             raise ValueError(f"frame_shift_ms, frame_length_ms and window_seconds must be positive: {self}")
         if self.window_seconds * 1000 < self.frame_length_ms:
             raise ValueError(f"window_seconds ({self.window_seconds}) is shorter than one fbank frame")
-        if not 0 <= self.low_freq < self.sample_rate / 2:
-            raise ValueError(f"low_freq must lie in [0, Nyquist), got {self.low_freq}")
+        if self.spectrogram not in SPECTROGRAM_KINDS:
+            raise ValueError(f"spectrogram {self.spectrogram!r} is not one of {SPECTROGRAM_KINDS}")
+        if not 0 <= self.low_freq < self.top_freq <= self.sample_rate / 2:
+            raise ValueError(f"need 0 <= low_freq < high_freq <= Nyquist, got {self.low_freq}, {self.high_freq}")
+        if self.spectrogram == "log_mel":
+            if self.preemphasis != 0.0:
+                raise ValueError("a log_mel spectrogram has no pre-emphasis; set preemphasis=0")
+            if self.frame_samples != self.fft_size:
+                raise ValueError(f"a log_mel spectrogram's window is its FFT size: frame_length_ms must give a "
+                                 f"power of two samples, got {self.frame_samples}")
         if self.std <= 0:
             raise ValueError(f"std must be positive, got {self.std}")
         if self.window_type not in _WINDOW_TYPES:
@@ -77,6 +101,11 @@ class FbankConfig(JSONConfig):
             raise ValueError("dither must be 0: features are cached and must be reproducible")
         if self.use_energy:
             raise ValueError("use_energy=True is not supported; the reference ViT setting has no energy term")
+
+    @property
+    def top_freq(self) -> float:
+        """Upper edge of the mel filters in Hz: ``high_freq``, or Nyquist when it is None."""
+        return self.sample_rate / 2 if self.high_freq is None else self.high_freq
 
     @property
     def window_samples(self) -> int:
@@ -98,13 +127,19 @@ class FbankConfig(JSONConfig):
 
 @dataclass(frozen=True)
 class AudioFrontEnd:
-    """One named front end: the fbank image and how the backbone embeds it (spectrogram size = the fbank's)."""
+    """One named front end: the fbank image and how the model embeds it (spectrogram size = the fbank's).
+
+    encoder: ``"shared"``, the image backbone's own patch embedding (``kernel_reduction``, ``pos_embed``); or
+    ``"htsat"``, HTS-AT's audio encoder (``avadapt.backbones.create_htsat``), whose one-channel patch embedding
+    needs no kernel collapse and whose Swin has no position grid to fit.
+    """
 
     name: str
     fbank: FbankConfig
     kernel_reduction: Literal["sum", "mean"]
     pos_embed: Literal["crop", "interpolate"] = "crop"
     source: str = ""
+    encoder: Literal["shared", "htsat"] = "shared"
 
     def with_fbank(self, **changes: Any) -> AudioFrontEnd:
         """The same front end with some fbank fields changed, e.g. a smaller spectrogram for a tiny model."""
@@ -113,7 +148,10 @@ class AudioFrontEnd:
         return replace(self, fbank=FbankConfig.from_dict({**self.fbank.to_dict(), **changes}))
 
     def embedding_options(self) -> dict[str, Any]:
-        """Keyword arguments of ``avadapt.backbones.AudioEmbeddingConfig`` for this front end."""
+        """Keyword arguments of ``avadapt.backbones.AudioEmbeddingConfig`` for this front end; for an ``htsat``
+        front end, the ``avadapt.backbones.HTSATConfig`` fields it fixes (``create_htsat(**options)``)."""
+        if self.encoder == "htsat":
+            return {"num_mel_bins": self.fbank.num_mel_bins, "num_frames": self.fbank.target_frames}
         return {"num_mel_bins": self.fbank.num_mel_bins, "num_frames": self.fbank.target_frames,
                 "kernel_reduction": self.kernel_reduction, "pos_embed": self.pos_embed}
 
@@ -124,6 +162,14 @@ _STG_CMA_SWIN = {"num_mel_bins": 224, "frame_shift_ms": 4.4, "target_frames": 22
 # LAVISH on Swin-V2-L/192: the spectrogram tiled to three channels through the unchanged RGB patch embedding,
 # which is the one-channel convolution with the RGB kernel summed.
 _LAVISH_SWIN = {"num_mel_bins": 192, "target_frames": 192}
+
+# HTS-AT (Chen et al., ICASSP 2022) as DG-SCT uses it: 32 kHz, STFT 1024 / hop 320 (Hann, centred, reflect
+# padding), 64 Slaney mel bins over 50–14000 Hz, power_to_db(ref=1, amin=1e-10, top_db=None); one 1 s window
+# per segment (32000 samples → 101 frames). No dataset statistics: the encoder's bn0 normalises each mel bin, so
+# the fbank normalisation is the identity, (x − 0) / (2 · 0.5).
+_HTSAT = FbankConfig(spectrogram="log_mel", sample_rate=32000, num_mel_bins=64, frame_length_ms=32.0,
+                     frame_shift_ms=10.0, window_type="hann", preemphasis=0.0, low_freq=50.0, high_freq=14000.0,
+                     target_frames=101, window_seconds=1.0, mean=0.0, std=0.5)
 
 AUDIO_FRONT_ENDS: dict[str, AudioFrontEnd] = {front_end.name: front_end for front_end in (
     AudioFrontEnd("vit", FbankConfig(), "sum", "crop",
@@ -140,6 +186,9 @@ AUDIO_FRONT_ENDS: dict[str, AudioFrontEnd] = {front_end.name: front_end for fron
                   "LAVISH AVS loader (1 s windows at the ViT setting's 10 ms shift, ~98 frames zero-padded to 192)"),
     AudioFrontEnd("lavish_swin_avqa", FbankConfig(**_LAVISH_SWIN, window_seconds=1.95, mean=-5.3853, std=3.5929),
                   "sum", "crop", "LAVISH AVQA loader (1.95 s windows, 10 ms shift)"),
+    # The HTS-AT patch kernel has one input channel already: summing over it changes nothing.
+    AudioFrontEnd("htsat", _HTSAT, "sum", "crop",
+                  "HTS-AT's torchlibrosa front end (its AudioSet config), DG-SCT's audio input", encoder="htsat"),
 )}
 
 # What a record without a front-end name means (adapter directories and caches that predate the names, a data
@@ -155,6 +204,8 @@ PAPER_AUDIO_FRONT_ENDS: dict[tuple[str, str, str], str] = {
     **{(method, "swin", task): f"stg_cma_swin_{task}" for method in ("stg_cma", "probe")
        for task in ("ave", "avs", "avqa")},
     **{("lavish", "swin", task): f"lavish_swin_{task}" for task in ("ave", "avs", "avqa")},
+    # DG-SCT hears through its own HTS-AT encoder, whichever visual backbone it adapts.
+    **{("dg_sct", family, task): "htsat" for family in ("vit", "swin") for task in ("ave", "avs", "avqa")},
 }
 
 

@@ -1,4 +1,5 @@
-"""Frozen timm backbones with a video and an audio entrance: ``create_backbone(name, ...)``."""
+"""Frozen timm backbones with a video and an audio entrance: ``create_backbone(name, ...)``; HTS-AT's audio
+encoder (a one-channel timm Swin, DG-SCT's audio backbone): ``create_htsat(preset, weights)``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,14 @@ from pathlib import Path
 
 import timm
 
+from avadapt.backbones.htsat import (
+    HTSAT_PRESETS,
+    HTSATBackbone,
+    HTSATConfig,
+    create_htsat,
+    fold_spectrogram,
+    load_htsat_weights,
+)
 from avadapt.backbones.swin import SWIN_MODEL_TYPES, SwinBackbone, SwinBlockHandle, SwinStageHandle
 from avadapt.backbones.vit import AudioEmbeddingConfig, BlockHandle, ViTBackbone
 from avadapt.backbones.weights import UnsafeCheckpointError, load_backbone_weights, read_state_dict
@@ -46,15 +55,21 @@ def create_backbone(
 
 
 __all__ = [
+    "HTSAT_PRESETS",
     "AudioEmbeddingConfig",
     "Backbone",
     "BlockHandle",
+    "HTSATBackbone",
+    "HTSATConfig",
     "SwinBackbone",
     "SwinBlockHandle",
     "SwinStageHandle",
     "UnsafeCheckpointError",
     "ViTBackbone",
     "create_backbone",
+    "create_htsat",
+    "fold_spectrogram",
     "load_backbone_weights",
+    "load_htsat_weights",
     "read_state_dict",
 ]

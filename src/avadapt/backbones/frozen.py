@@ -12,8 +12,9 @@ class FrozenBackbone(nn.Module):
     """A timm model held frozen: ``requires_grad=False`` and eval mode whatever ``.train()`` is called with,
     unless ``set_trainable(True)`` is asked for (full fine-tuning reference).
 
-    Subclasses build ``self.blocks`` (handles with a ``recompute_ffn`` flag) and then call
-    ``self.set_trainable(False)``.
+    Subclasses build ``self.blocks`` (handles with a ``recompute_ffn`` flag) and any module of their own that
+    belongs to the frozen backbone (HTS-AT's ``bn0``), then call ``self.set_trainable(False)``: every module the
+    wrapper holds is frozen alike.
     """
 
     family: str
@@ -26,9 +27,11 @@ class FrozenBackbone(nn.Module):
         self.blocks: list = []
 
     def set_trainable(self, trainable: bool) -> None:
+        """Freeze (or unfreeze) every module the wrapper holds: the timm model and any frozen part of its own."""
         self.trainable = trainable
-        self.model.requires_grad_(trainable)
-        self.model.train(self.training and trainable)
+        self.requires_grad_(trainable)
+        for module in self.children():
+            module.train(self.training and trainable)
 
     def set_ffn_recompute(self, enabled: bool) -> None:
         """Recompute each frozen FFN's hidden activation in backward instead of storing it.
@@ -45,7 +48,8 @@ class FrozenBackbone(nn.Module):
 
     def train(self, mode: bool = True) -> Self:
         super().train(mode)
-        self.model.train(mode and self.trainable)
+        for module in self.children():
+            module.train(mode and self.trainable)
         return self
 
     @property

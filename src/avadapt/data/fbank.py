@@ -1,4 +1,4 @@
-"""Kaldi log-mel filterbanks cut into one "spectrogram image" per segment.
+"""Log-mel spectrograms cut into one "spectrogram image" per segment: Kaldi fbanks or librosa-style log-mels.
 
 The audio branch of an image ViT reads a log-mel fbank as a one-channel image. Its settings are those
 the pretrained audio-visual adapters were trained with; changing them changes the input distribution
@@ -13,6 +13,12 @@ too large"), while the torchaudio implementation the reference models were train
 those bins as all-zero rows that log to the floor. :func:`kaldi_fbank` implements the same Kaldi
 recipe in vectorised numpy, keeping empty bins; the tests check it against kaldi-native-fbank on
 configurations kaldi-native-fbank accepts.
+
+:func:`log_mel` is the other recipe a front end may name (``FbankConfig.spectrogram == "log_mel"``): the
+STFT log-mel of PANNs and HTS-AT, which torchlibrosa computes with librosa's filters. It is written here in
+torch from its definition (centred reflect-padded STFT, Slaney mel filters, ``power_to_db``); the tests check
+filters and values against librosa. :func:`spectrogram` picks the recipe, and :func:`segment_fbank` is the
+one place the data pipeline (prepare, data modules, prediction) turns a waveform into spectrogram images.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from avadapt.audio_front_ends import FbankConfig
 # Kaldi's log floor: mel energies below FLT_EPSILON are clamped before the log, so silence maps
 # to log(1.19e-7) ≈ −15.9 instead of −inf.
 _LOG_FLOOR = float(np.finfo(np.float32).eps)
+# librosa's power_to_db floor (``amin``, reference 1, no ``top_db``): silence maps to −100 dB.
+_POWER_FLOOR = 1e-10
 
 
 @functools.lru_cache(maxsize=8)
@@ -35,6 +43,8 @@ def _window(cfg: FbankConfig) -> torch.Tensor:
     """Kaldi's analysis windows (feature-window.cc); 'hanning' is the symmetric Hann window."""
     n = cfg.frame_samples
     a = 2 * math.pi * torch.arange(n, dtype=torch.float64) / (n - 1)
+    if cfg.window_type == "hann":  # periodic: the symmetric window of n + 1 points without its last one
+        return (0.5 - 0.5 * torch.cos(2 * math.pi * torch.arange(n, dtype=torch.float64) / n)).float()
     windows = {
         "hanning": 0.5 - 0.5 * torch.cos(a),
         "povey": (0.5 - 0.5 * torch.cos(a)) ** 0.85,
@@ -53,11 +63,11 @@ def _mel(hz: np.ndarray | float) -> np.ndarray:
 def mel_matrix(cfg: FbankConfig) -> torch.Tensor:
     """Kaldi's triangular mel filters, (num_mel_bins, fft_size // 2 + 1) float32.
 
-    Bin edges are evenly spaced on the HTK mel scale between ``low_freq`` and Nyquist; a bin
+    Bin edges are evenly spaced on the HTK mel scale between ``low_freq`` and ``top_freq`` (Nyquist); a bin
     whose triangle holds no FFT bin keeps all-zero weights (as in torchaudio), see module docstring.
     """
     num_fft_bins = cfg.fft_size // 2
-    low, high = _mel(cfg.low_freq), _mel(cfg.sample_rate / 2)
+    low, high = _mel(cfg.low_freq), _mel(cfg.top_freq)
     delta = (high - low) / (cfg.num_mel_bins + 1)
     fft_mel = _mel(np.arange(num_fft_bins) * cfg.sample_rate / cfg.fft_size)  # (K,)
     left = low + np.arange(cfg.num_mel_bins)[:, None] * delta  # (F, 1)
@@ -90,6 +100,71 @@ def kaldi_fbank(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Ten
     return energies.clamp_min(_LOG_FLOOR).log()
 
 
+def _slaney_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, ``htk=False``): linear, 3 mel per 200 Hz, below 1 kHz; logarithmic
+    above, 27 mel per factor 6.4."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz * 3.0 / 200.0
+    log_step = math.log(6.4) / 27.0
+    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / log_step, linear)
+
+
+def _slaney_hz(mel: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_slaney_mel`."""
+    mel = np.asarray(mel, dtype=np.float64)
+    log_step = math.log(6.4) / 27.0
+    return np.where(mel >= 15.0, 1000.0 * np.exp(log_step * (mel - 15.0)), mel * 200.0 / 3.0)
+
+
+@functools.lru_cache(maxsize=8)
+def slaney_mel_matrix(cfg: FbankConfig) -> torch.Tensor:
+    """librosa's mel filters (``filters.mel`` defaults: Slaney scale, Slaney norm), (num_mel_bins, fft/2+1) float32.
+
+    ``num_mel_bins + 2`` edges evenly spaced on the Slaney mel scale from ``low_freq`` to ``top_freq``; filter
+    i is the triangle rising from edge i to edge i + 1 and falling to edge i + 2, evaluated at the FFT bin
+    frequencies, then scaled by ``2 / (edge[i+2] − edge[i])`` in Hz so every filter has the same area.
+    """
+    edges = _slaney_hz(np.linspace(_slaney_mel(cfg.low_freq), _slaney_mel(cfg.top_freq), cfg.num_mel_bins + 2))
+    fft_hz = np.linspace(0.0, cfg.sample_rate / 2, cfg.fft_size // 2 + 1)  # (K,)
+    widths = np.diff(edges)  # (F + 1,)
+    offsets = edges[:, None] - fft_hz[None, :]  # (F + 2, K)
+    rising = -offsets[:-2] / widths[:-1, None]
+    falling = offsets[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))  # (F, K)
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return torch.from_numpy(weights.astype(np.float32))
+
+
+def log_mel(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Tensor:
+    """librosa-style log-mel of a batch of equal-length waveforms: (..., n) → (..., 1 + n // hop, num_mel_bins).
+
+    What ``librosa.stft(center=True, pad_mode="reflect")`` → ``|·|²`` → ``librosa.filters.mel`` →
+    ``power_to_db(ref=1, amin=1e-10, top_db=None)`` computes (torchlibrosa's ``Spectrogram`` +
+    ``LogmelFilterBank`` in PANNs and HTS-AT): the wave is reflect-padded by half a window on both sides, cut
+    into windows of ``fft_size`` samples every ``shift_samples``, each multiplied by ``_window(cfg)`` (the
+    periodic Hann for ``"hann"``); power spectrum; :func:`slaney_mel_matrix`; ``10 · log10(max(·, 1e-10))``.
+    Computed in float64, returned as float32.
+    """
+    waves = torch.as_tensor(waves).to(torch.float64)
+    n_fft, hop = cfg.fft_size, cfg.shift_samples
+    half = n_fft // 2
+    if waves.shape[-1] <= half:
+        raise ValueError(f"reflect padding by {half} samples needs more than {half} samples, got {waves.shape[-1]}")
+    left = waves[..., 1 : half + 1].flip(-1)  # reflection without repeating the edge sample
+    right = waves[..., -half - 1 : -1].flip(-1)
+    padded = torch.cat([left, waves, right], dim=-1)  # (..., n + n_fft)
+    frames = padded.unfold(-1, n_fft, hop) * _window(cfg).to(torch.float64)  # (..., 1 + n // hop, n_fft)
+    power = torch.fft.rfft(frames, dim=-1).abs().square()  # (..., frames, n_fft/2+1)
+    mel = power @ slaney_mel_matrix(cfg).to(torch.float64).T  # (..., frames, F)
+    return (10.0 * torch.log10(mel.clamp_min(_POWER_FLOOR))).float()
+
+
+def spectrogram(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Tensor:
+    """The front end's spectrogram of equal-length waveforms, (..., n) → (..., frames, num_mel_bins), not
+    normalised: :func:`kaldi_fbank` or :func:`log_mel` as ``cfg.spectrogram`` says."""
+    return log_mel(waves, cfg) if cfg.spectrogram == "log_mel" else kaldi_fbank(waves, cfg)
+
+
 def segment_fbank(
     wave: np.ndarray | torch.Tensor, cfg: FbankConfig, num_segments: int, segment_seconds: float = 1.0
 ) -> torch.Tensor:
@@ -97,9 +172,11 @@ def segment_fbank(
 
     ``wave``: mono samples in [-1, 1] at ``cfg.sample_rate`` (as :func:`read_clip` returns).
 
-    Steps, following the reference loaders: subtract the waveform's mean over the whole clip; cut
+    Steps, following the reference loaders: subtract the waveform's mean over the whole clip (Kaldi fbanks
+    only: the HTS-AT loader reads the samples as they are); cut
     window t = [t · segment_seconds, t · segment_seconds + window_seconds) (zeros past the end of
-    the waveform); Kaldi fbank of each window on its own (98 frames for 1 s); normalise
+    the waveform); :func:`spectrogram` of each window on its own (98 Kaldi frames for 1 s at 16 kHz, 101
+    log-mel frames for the ``htsat`` front end's 1 s at 32 kHz); normalise
     ``(x − mean) / (2 · std)``; then pad with zeros or cut to ``target_frames`` — zeros *after*
     normalisation, as the reference does, so padded columns are exactly 0; transpose so rows are mel
     bins and columns are time frames, the orientation of ``AVBatch.audio``.
@@ -114,14 +191,15 @@ def segment_fbank(
     wave = torch.as_tensor(wave, dtype=torch.float64)
     if wave.ndim != 1:
         raise ValueError(f"wave must be mono with shape (n,), got {tuple(wave.shape)}")
-    wave = wave - (wave.mean() if wave.numel() else 0.0)
+    if cfg.spectrogram == "kaldi":
+        wave = wave - (wave.mean() if wave.numel() else 0.0)
     hop = round(segment_seconds * cfg.sample_rate)
     width = cfg.window_samples
     windows = torch.zeros(num_segments, width)  # (T, W)
     for t in range(num_segments):
         piece = wave[t * hop : t * hop + width]
         windows[t, : len(piece)] = piece
-    fbank = kaldi_fbank(windows, cfg)[:, : cfg.target_frames]  # (T, frames ≤ L, F)
+    fbank = spectrogram(windows, cfg)[:, : cfg.target_frames]  # (T, frames ≤ L, F)
     padded = torch.zeros(num_segments, cfg.target_frames, cfg.num_mel_bins)  # (T, L, F)
     padded[:, : fbank.shape[1]] = (fbank - cfg.mean) / (2 * cfg.std)
     return padded.transpose(1, 2).unsqueeze(1).contiguous()  # (T, 1, F, L)
