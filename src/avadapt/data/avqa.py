@@ -685,6 +685,7 @@ class MusicAVQADataset(ClipDataset):
         self.encoded = encoded[keep]  # (N, question_length)
         self.video_index = {video_id: k for k, video_id in enumerate(dict.fromkeys(q.video_id for q in self.questions))}
         self.answer_indices = answer_indices[keep]  # (N,)
+        self._last_media: tuple[tuple[str, int | None], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def _encode(self, questions: list[AVQAQuestion]) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, question_length) word indices and (N,) answer indices (-1 outside the answer vocabulary)."""
@@ -795,13 +796,24 @@ class MusicAVQADataset(ClipDataset):
         frames, audio, _ = media.read(self.fbank, self.num_segments)
         return self.transform(frames, generator), audio
 
+    def _media(self, video_id: str, seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`load_media` with the clip's crop drawn from ``seed``, remembered for the next call: a video's
+        questions come one after another with one seed (``items_per_clip``), so the clip is read once for them.
+        Without a seed a training crop is random and nothing is remembered."""
+        key = (video_id, seed)
+        if self._last_media is not None and self._last_media[0] == key:
+            return self._last_media[1]
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        media = self.load_media(video_id, generator)
+        self._last_media = (key, media) if seed is not None or not self.transform.cfg.train else None
+        return media
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         """One question by index, or by ``(index, seed)``: its crop then comes from that seed alone
         (``avadapt.data.sampling.EpochShuffle`` yields such keys), whichever process loads it."""
         index, seed = key if isinstance(key, tuple) else (key, None)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
         question = self.questions[index]
-        video, audio = self.load_media(question.video_id, generator)
+        video, audio = self._media(question.video_id, seed)
         return {
             "video": video,  # (T, 3, H, W)
             "audio": audio,  # (T, 1, F, L)
