@@ -15,6 +15,7 @@ from avadapt.methods.base import AVMethod, backbone_stages, block_width, map_tap
 from avadapt.methods.dg_sct.config import DGSCTConfig
 from avadapt.methods.dg_sct.modules import DGSCTAdapter, DGSCTBlock, TokenLayout
 from avadapt.methods.dg_sct.pairing import pair_blocks
+from avadapt.types import AVFeatures
 
 # The HTS-AT shape (Chen et al., ICASSP 2022) as a timm Swin: 256² one-channel "image" (1024 frames × 64 mel
 # folded), patch 4, window 8, widths 96/192/384/768, depths 2/2/6/2, heads 4/8/16/32. It stands in for
@@ -87,10 +88,14 @@ class DGSCT(AVMethod):
     def encode_stages(self, tokens: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
         return self._run(tokens)[0]
 
-    def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None):
+    def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> AVFeatures:
+        """Token maps as every method's; per-segment vectors pooled by the guidance maps (``features_from``)."""
         return self.features_from(*self.encode(video, audio))
 
-    def _run(self, tokens: dict[str, torch.Tensor]):
+    def _run(self, tokens: dict[str, torch.Tensor],
+             ) -> tuple[dict[str, list[torch.Tensor]], dict[str, torch.Tensor | None]]:
+        """Both encoders block by block: unpaired blocks frozen, each pair through its :class:`DGSCTBlock`, each
+        stage opened by its encoder's frozen patch merging."""
         x = {m: self.encoder(m).pre_norm(t) for m, t in tokens.items()}  # (B*T, [1 +] N, D) per modality
         maps: dict[str, list[torch.Tensor]] = {"video": [], "audio": []}
         done = {"video": 0, "audio": 0}
