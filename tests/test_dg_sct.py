@@ -410,3 +410,16 @@ def test_full_size_count_matches_the_analytic_count_of_the_reference():
     assert round(lavish / 1e6, 1) == 3.7
     assert report["trainable"] == sum(breakdown.values())
     assert "audio backbone (trainable part)" not in breakdown  # frozen: 0 is dropped
+
+
+def test_params_command_counts_dg_sct_beside_the_papers_audio_encoder_unless_told_otherwise(capsys):
+    from avadapt import cli
+
+    cli.main(["params", "--backbone", "test_vit", "--method", "dg_sct", "--json"])
+    beside = json.loads(capsys.readouterr().out)
+    assert beside["audio_backbone"] == "swin_tiny_patch4_window7_224"
+    assert beside["trainable"] == sum(beside["breakdown"].values())
+    assert beside["breakdown"]["adapters: token-axis convs"] > 0 and beside["breakdown"]["adapters: guidance linears"] > 0
+    cli.main(["params", "--backbone", "test_vit", "--method", "dg_sct", "--audio-backbone", "shared", "--json"])
+    shared = json.loads(capsys.readouterr().out)
+    assert "audio_backbone" not in shared and shared["total"] < beside["total"]
