@@ -423,3 +423,18 @@ def test_params_command_counts_dg_sct_beside_the_papers_audio_encoder_unless_tol
     cli.main(["params", "--backbone", "test_vit", "--method", "dg_sct", "--audio-backbone", "shared", "--json"])
     shared = json.loads(capsys.readouterr().out)
     assert "audio_backbone" not in shared and shared["total"] < beside["total"]
+
+
+def test_training_module_builds_dg_sct_with_its_audio_encoder_and_records_its_weights():
+    from avadapt.training import AVAdaptModule
+
+    name, visual_options = TINY_BACKBONES["vit"]
+    module = AVAdaptModule(
+        backbone=name, method="dg_sct", backbone_options={"img_size": visual_options["img_size"]},
+        method_options={"num_frames": FRAMES}, audio_front_end="vit",
+        fbank={"num_mel_bins": AUDIO_SIZE, "target_frames": AUDIO_SIZE}, audio_backbone=AUDIO_SWIN,
+        audio_weights=str(audio_weights()), audio_backbone_options=AUDIO_OPTIONS)
+    assert module.model.method.audio_encoder is not None
+    assert module.backbone_source == {"pretrained": False, "weights": None, "audio_weights": str(audio_weights())}
+    video, audio = inputs(module.model)
+    assert module(video, audio).shape == (BATCH, FRAMES, 29)
