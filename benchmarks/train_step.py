@@ -7,6 +7,12 @@ ratio holds across machines and across a shared machine's swings in speed.
 
     python benchmarks/train_step.py --backbone vit_base_patch16_clip_224 --method stg_cma \
         --preset base --frames 10 --batch 2 --precision bf16 --json
+
+Methods with an audio encoder of their own take it by name and timm options; spectrograms then have its size:
+
+    python benchmarks/train_step.py --backbone vit_base_patch16_224 --method dg_sct \
+        --audio-backbone swin_tiny_patch4_window7_224 --audio-backbone-option img_size=128 \
+        --audio-backbone-option window_size=8 --audio-backbone-option in_chans=1 --frames 4 --batch 1
 """
 
 from __future__ import annotations
@@ -154,6 +160,9 @@ def main() -> None:
     parser.add_argument("--ratio")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="any other method/task option, e.g. --option activation_checkpointing=true")
+    parser.add_argument("--audio-backbone", help="a separate audio encoder (methods that take one: dg_sct)")
+    parser.add_argument("--audio-backbone-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="timm option of the audio encoder, e.g. img_size=128")
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=None, help="default: the backbone's own")
@@ -178,11 +187,18 @@ def main() -> None:
     options = {k: v for k, v in (("preset", args.preset), ("ratio", args.ratio)) if v is not None}
     options.update((k, parse_value(v)) for k, v in (o.split("=", 1) for o in args.option))
     backbone_options = {"audio": AudioEmbeddingConfig(num_mel_bins=args.mel_bins, num_frames=args.audio_frames)}
+    if args.audio_backbone:  # the spectrogram size is the audio encoder's
+        del backbone_options["audio"]
+        options["audio_backbone"] = args.audio_backbone
+        options["audio_backbone_options"] = {
+            k: parse_value(v) for k, v in (o.split("=", 1) for o in args.audio_backbone_option)}
     if args.image_size:
         backbone_options["img_size"] = args.image_size
     torch.manual_seed(0)
     model = avadapt.create_model(backbone=args.backbone, method=args.method, task=args.task,
                                  num_frames=args.frames, backbone_options=backbone_options, **options)
+    spectrogram = model.audio_backbone.audio
+    args.mel_bins, args.audio_frames = spectrogram.num_mel_bins, spectrogram.num_frames
     model.train()
     heap = None if args.default_allocator else tune_heap_for_training(model.backbone)  # as training does
     if args.precision == "bf16":
@@ -234,6 +250,7 @@ def main() -> None:
     step_s, fraction, peak = statistics.median(times), statistics.median(fractions), statistics.median(step_peaks)
     result = {
         "backbone": args.backbone, "method": args.method, "options": {k: str(v) for k, v in options.items()},
+        "audio_input": [args.mel_bins, args.audio_frames],
         "frames": args.frames, "batch": args.batch, "precision": args.precision,
         "threads": torch.get_num_threads(),
         "allocator": "default" if heap is None else {

@@ -32,6 +32,9 @@ SWITCHES: dict[str, list[dict]] = {
     "av_stfp": [{}, {"temporal_prompts": False}, {"spatial_prompts": False}, {"fusion_prompts": False},
                 {"prompted": "audio_only"}, {"prompted": "visual_only"}, {"branches": "visual_only"},
                 {"timeline": "class_tokens"}, {"full_finetune": True}],
+    # one shared backbone here; the separate audio encoder of the paper: tests/test_dg_sct.py
+    "dg_sct": [{}, {"preset": "s4"}, {"preset": "avqa"}, {"temporal": "adapter"}, {"guidance": False},
+               {"activation_checkpointing": True}],
 }
 # Which families a method supports; the others must refuse with a clear error.
 SUPPORTED: dict[str, tuple[str, ...]] = {"av_stfp": ("vit",)}
@@ -39,6 +42,9 @@ SUPPORTED: dict[str, tuple[str, ...]] = {"av_stfp": ("vit",)}
 IDENTITY_AT_INIT: dict[str, list[dict]] = {
     "stg_cma": [{}, {"fusion": "none"}, {"branches": "audio_only"}],
     "lavish": [{}, {"preset": "avqa"}, {"cross_modal_fusion": False}, {"branches": "visual_only"}],
+    # With guidance the per-segment vectors are pooled by learnt maps, not the frozen pooling; its token maps
+    # still equal the frozen ones (tests/test_dg_sct.py checks both).
+    "dg_sct": [{"guidance": False}, {"guidance": False, "temporal": "adapter"}],
 }
 NOT_IDENTITY = {
     "av_stfp": "prompts are extra tokens and keys every attention reads; they cannot be zero-initialised away",

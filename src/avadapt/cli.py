@@ -33,6 +33,9 @@ def _add_params(sub: argparse._SubParsersAction) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--preset", help="method preset, e.g. tiny | base (STG-CMA)")
     group.add_argument("--ratio", help="adapter bottleneck ratio, e.g. 1/16 or 0.0625")
+    p.add_argument("--audio-backbone",
+                   help="a separate audio encoder (methods that take one, e.g. dg_sct); default: the method paper's "
+                        "(DG-SCT: an HTS-AT-shaped Swin), 'shared' for none")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--table", action="store_true",
                    help="every preset row (method × backbone × task) next to the papers' figures")
@@ -47,11 +50,17 @@ def _run_params(args: argparse.Namespace) -> None:
         entries = parameter_table()
         print(json.dumps(entries, indent=2) if args.json else format_table(entries, markdown=args.markdown))
         return
+    from avadapt._registry import METHODS
     from avadapt.models import build_without_weights, parameter_report
     from avadapt.tasks import get_task
 
     options = {k: v for k, v in (("preset", args.preset), ("ratio", args.ratio)) if v is not None}
     options = {**get_task(args.task).counting_options, **options}
+    paper_audio = METHODS.get(args.method).paper_audio_backbone
+    if args.audio_backbone not in (None, "shared"):
+        options["audio_backbone"] = args.audio_backbone
+    elif args.audio_backbone is None and paper_audio is not None:
+        options["audio_backbone"], options["audio_backbone_options"] = paper_audio
     report = parameter_report(build_without_weights(
         backbone=args.backbone, method=args.method, task=args.task, **options))
     if args.json:

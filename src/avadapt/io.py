@@ -122,7 +122,8 @@ def save_adapter(
     preprocessing: how inputs were made, e.g. ``{"video": <timm data config>, "audio_front_end": "vit",
     "fbank": FbankConfig.to_dict()}``.
     backbone_source: how the backbone weights were obtained in training (``{"pretrained": bool,
-    "weights": path or None}``), so :func:`load_adapter` can find them again.
+    "weights": path or None}``, plus ``"audio_weights"`` for a separate audio encoder), so
+    :func:`load_adapter` can find them again.
     extra: free-form provenance (metrics, epoch) stored under ``"extra"``.
 
     Each file is written under a temporary name and renamed into place, the weights before the config, and an
@@ -239,6 +240,7 @@ def load_adapter(
     weights: str | Path | None = None,
     *,
     pretrained: bool | None = None,
+    audio_weights: str | Path | None = None,
     map_location: str | torch.device = "cpu",
 ) -> AVModel:
     """Rebuild the model of an adapter directory and load its trainable state (strict).
@@ -246,6 +248,8 @@ def load_adapter(
     Backbone weights come from, in this order: ``weights=PATH``; the file the model was trained with when
     it still exists; the backbone's timm tag when training used ``pretrained`` (or ``pretrained=True``
     here); otherwise the backbone is random and a :class:`RandomBackboneWarning` says so loudly.
+    A separate audio encoder's weights (DG-SCT) come from ``audio_weights=PATH``, else the file recorded as
+    ``backbone_source["audio_weights"]`` when it still exists; otherwise it is random, with the same warning.
     The model is returned in eval mode; ``model.adapter_config`` holds the parsed config.json.
     A missing or damaged directory, config or weights file raises :class:`~avadapt.errors.CheckpointError`
     naming the file (see :func:`read_adapter_config` and :func:`read_adapter_weights`).
@@ -259,22 +263,41 @@ def load_adapter(
             f"the backbone {config['spec']['backbone']!r} is RANDOMLY INITIALISED, so the adapter sits on a "
             "backbone it was not trained with and its predictions are meaningless",
             RandomBackboneWarning, stacklevel=2)
+    if "audio_backbone" in config["spec"] and audio_weights is None:
+        recorded = (config.get("backbone_source") or {}).get("audio_weights")
+        audio_weights = recorded if recorded and Path(recorded).is_file() else None
+        if audio_weights is None:
+            warnings.warn(
+                f"{directory}: no audio encoder weights given or found (pass audio_weights=PATH); the audio "
+                f"encoder {config['spec']['audio_backbone']!r} is RANDOMLY INITIALISED", RandomBackboneWarning,
+                stacklevel=2)
     state = read_adapter_weights(directory / WEIGHTS_NAME, map_location)  # before the model: fail fast
-    model = build_from_config(config, pretrained=use_tag, weights=weights_path)
+    model = build_from_config(config, pretrained=use_tag, weights=weights_path, audio_weights=audio_weights)
     load_trainable_state(model, state, str(directory / WEIGHTS_NAME))
     model.adapter_config = config
     return model.to(map_location).eval()
 
 
+def _as_timm_options(options: dict[str, Any]) -> dict[str, Any]:
+    """JSON turned tuples (img_size=(H, W), depths) into lists; timm wants them back as tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+
+
 def build_from_config(config: dict[str, Any], pretrained: bool = False,
-                      weights: str | Path | None = None) -> AVModel:
-    """``create_model`` with the options an adapter config records."""
+                      weights: str | Path | None = None, audio_weights: str | Path | None = None) -> AVModel:
+    """``create_model`` with the options an adapter config records (a separate audio encoder included)."""
     spec = config["spec"]
-    # JSON turned tuples (img_size=(H, W)) into lists; timm wants them back as tuples
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.get("backbone_options", {}).items()}
-    options["audio"] = AudioEmbeddingConfig(**spec["audio_embedding"])
+    options = _as_timm_options(spec.get("backbone_options", {}))
+    audio = AudioEmbeddingConfig(**spec["audio_embedding"])
+    separate = {}
+    if "audio_backbone" in spec:
+        audio_options = {**_as_timm_options(spec.get("audio_backbone_options", {})), "audio": audio}
+        separate = {"audio_backbone": spec["audio_backbone"], "audio_weights": audio_weights,
+                    "audio_backbone_options": audio_options}
+    else:
+        options["audio"] = audio
     model = create_model(
         backbone=spec["backbone"], method=spec["method"], task=spec["task"], pretrained=pretrained,
-        weights=weights, backbone_options=options, **spec["method_config"], **spec["task_config"],
+        weights=weights, backbone_options=options, **separate, **spec["method_config"], **spec["task_config"],
     )
     return model

@@ -14,7 +14,8 @@ import avadapt.tasks  # noqa: F401  (registers tasks)
 from avadapt import audio_front_ends
 from avadapt._registry import METHODS
 from avadapt.audio_front_ends import AudioFrontEnd
-from avadapt.backbones import AudioEmbeddingConfig, Backbone, create_backbone
+from avadapt.backbones import AudioEmbeddingConfig, Backbone, create_audio_backbone, create_backbone
+from avadapt.errors import OptionError
 from avadapt.methods.base import AVMethod
 from avadapt.tasks import Task, get_task
 from avadapt.types import AVFeatures
@@ -36,6 +37,11 @@ class AVModel(nn.Module):
     @property
     def backbone(self) -> Backbone:
         return self.method.backbone
+
+    @property
+    def audio_backbone(self) -> Backbone:
+        """The audio encoder: the method's separate one, else the shared backbone."""
+        return self.method.audio_backbone
 
     def features(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> AVFeatures:
         return self.method(video, audio)
@@ -104,6 +110,9 @@ def create_model(
     weights: str | Path | None = None,
     backbone_options: dict[str, Any] | None = None,
     audio_front_end: str | AudioFrontEnd | None = None,
+    audio_backbone: str | None = None,
+    audio_weights: str | Path | None = None,
+    audio_backbone_options: dict[str, Any] | None = None,
     **cfg: Any,
 ) -> AVModel:
     """Build an adapted model.
@@ -114,6 +123,11 @@ def create_model(
     the audio embedding is then the entry's (see :func:`audio_embedding`), ``backbone_options["audio"]`` may
     change its kernel reduction or position fit. Without a front end and without an ``audio`` entry, the
     backbone family's default with the method's paper setting applies (``AVMethod.default_audio``).
+    audio_backbone: a separate frozen audio encoder (``backbones.create_audio_backbone`` name), for methods
+    that declare ``accepts_audio_backbone`` (DG-SCT); None: audio goes through ``backbone`` too.
+    audio_weights: a local checkpoint of the audio encoder. audio_backbone_options: its extra arguments (timm
+    kwargs, ``audio``: its embedding config). With a separate encoder the audio front end's embedding and an
+    ``audio`` entry apply to it, not to the visual backbone.
     cfg: options of the method's and the task's config dataclasses (e.g. ``preset="tiny"``,
     ``fusion="none"``, ``num_classes=29``); an option neither knows is an error.
     """
@@ -123,17 +137,32 @@ def create_model(
         method_opts.setdefault("num_frames", task_spec.num_segments)
     method_config = method_cls.config_class.from_dict(method_opts)
     task_config = task_spec.config_class.from_dict(task_opts)
+    if audio_backbone is None and (audio_weights is not None or audio_backbone_options):
+        raise OptionError("audio_weights / audio_backbone_options describe a separate audio encoder: "
+                          "name it with audio_backbone=")
+    if audio_backbone is not None and not method_cls.accepts_audio_backbone:
+        raise OptionError(f"method {method!r} encodes audio with its visual backbone and takes no separate "
+                          f"audio encoder (audio_backbone={audio_backbone!r}); methods that do: "
+                          f"{', '.join(n for n in METHODS.names() if METHODS.get(n).accepts_audio_backbone)}")
     options = dict(backbone_options or {})
+    audio_options = dict(audio_backbone_options or {})
+    audio_side = audio_options if audio_backbone is not None else options  # the options of the audio encoder
     if audio_front_end is not None:
-        options["audio"] = audio_embedding(audio_front_end, options.get("audio"))
-    elif isinstance(options.get("audio"), dict):
-        options["audio"] = AudioEmbeddingConfig(**options["audio"])
+        audio_side["audio"] = audio_embedding(audio_front_end, audio_side.get("audio"))
+    elif isinstance(audio_side.get("audio"), dict):
+        audio_side["audio"] = AudioEmbeddingConfig(**audio_side["audio"])
     frozen = create_backbone(backbone, pretrained=pretrained, weights=weights, **options)
-    if options.get("audio") is None:
+    audio_encoder = None
+    if audio_backbone is not None:
+        audio_encoder = create_audio_backbone(audio_backbone, weights=audio_weights, **audio_options)
+    elif options.get("audio") is None:
         preferred_audio = method_cls.default_audio(frozen)
         if preferred_audio is not None:
             frozen.audio = preferred_audio
-    adapted = method_cls(frozen, method_config)
+    if audio_encoder is not None:
+        adapted = method_cls(frozen, method_config, audio_backbone=audio_encoder)
+    else:
+        adapted = method_cls(frozen, method_config)
     head = task_spec.build_head(adapted.feature_spec(), task_config)
     spec = {
         "backbone": backbone,
@@ -141,9 +170,12 @@ def create_model(
         "task": task,
         "method_config": method_config.to_dict(),
         "task_config": task_config.to_dict(),
-        "audio_embedding": frozen.audio.__dict__.copy(),
+        "audio_embedding": adapted.audio_backbone.audio.__dict__.copy(),
         "backbone_options": {k: v for k, v in options.items() if k != "audio"},
     }
+    if audio_encoder is not None:
+        spec["audio_backbone"] = audio_backbone
+        spec["audio_backbone_options"] = {k: v for k, v in audio_options.items() if k != "audio"}
     return AVModel(adapted, head, spec)
 
 
@@ -155,25 +187,34 @@ def parameter_report(model: AVModel) -> dict[str, Any]:
     """Trainable and total parameter counts (integers), with the trainable ones broken down by role.
 
     Roles are the method's own submodules (for block lists: the block's submodules, summed over blocks),
-    found by structure, not by name matching.
+    found by structure, not by name matching. A method may name its own roles instead
+    (``parameter_breakdown()``: DG-SCT's adapter parts by kind, summed over all adapters).
     """
     breakdown: OrderedDict[str, int] = OrderedDict()
-    for name, child in model.method.named_children():
-        if child is model.method.backbone:
-            continue
-        if isinstance(child, nn.ModuleList):
-            for block in child:
-                for part_name, part in block.named_children():
-                    breakdown[f"{name}.{part_name}"] = breakdown.get(f"{name}.{part_name}", 0) + _count(part, True)
-        else:
-            breakdown[name] = _count(child, True)
+    method = model.method
+    if hasattr(method, "parameter_breakdown"):
+        breakdown.update(method.parameter_breakdown())
+    else:
+        for name, child in method.named_children():
+            if child is method.backbone or child is method.audio_encoder:
+                continue
+            if isinstance(child, nn.ModuleList):
+                for block in child:
+                    for part_name, part in block.named_children():
+                        key = f"{name}.{part_name}"
+                        breakdown[key] = breakdown.get(key, 0) + _count(part, True)
+            else:
+                breakdown[name] = _count(child, True)
     breakdown["head"] = _count(model.head, True)
-    breakdown["backbone (trainable part)"] = _count(model.method.backbone, True)
+    breakdown["backbone (trainable part)"] = _count(method.backbone, True)
+    if method.audio_encoder is not None:
+        breakdown["audio backbone (trainable part)"] = _count(method.audio_encoder, True)
     total, trainable = _count(model), _count(model, True)
     return {
         "backbone": model.spec["backbone"],
         "method": model.spec["method"],
         "task": model.spec["task"],
+        **({"audio_backbone": model.spec["audio_backbone"]} if "audio_backbone" in model.spec else {}),
         "trainable": trainable,
         "total": total,
         "frozen": total - trainable,

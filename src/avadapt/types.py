@@ -82,6 +82,9 @@ class FeatureSpec:
         the stage widths at strides 4, 8, 16, 32.
     image_size: (H, W) of the frames the method takes.
     family: the backbone family (``vit``, ``swin``).
+    audio_dim, audio_map_dims, audio_map_strides: the same for the audio side (``AVFeatures.audio`` and
+        ``audio_maps``) where a method encodes audio with an encoder of its own (DG-SCT: HTS-AT beside Swin-V2);
+        None (the default) means the visual values, as for every method that shares one backbone.
     """
 
     dim: int
@@ -91,6 +94,19 @@ class FeatureSpec:
     map_strides: tuple[int, ...]
     image_size: tuple[int, int]
     family: str
+    audio_dim: int | None = None
+    audio_map_dims: tuple[int, ...] | None = None
+    audio_map_strides: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        for name, visual in (("audio_dim", self.dim), ("audio_map_dims", self.map_dims),
+                             ("audio_map_strides", self.map_strides)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, visual)
+
+    def width(self, modality: str) -> int:
+        """Width of the per-segment vectors of ``modality`` (``video`` or ``audio``)."""
+        return self.audio_dim if modality == "audio" else self.dim
 
 
 @dataclass

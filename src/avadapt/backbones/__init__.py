@@ -54,6 +54,23 @@ def create_backbone(
     return ViTBackbone(model, name=name, audio=audio)
 
 
+def create_audio_backbone(
+    name: str,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    audio: AudioEmbeddingConfig | None = None,
+    **options,
+) -> Backbone:
+    """A frozen audio encoder of its own, beside the visual backbone (DG-SCT's HTS-AT beside Swin-V2).
+
+    The encoder is seen through the same wrapper as a visual backbone (block handles, stages, final norm):
+    methods that take one call ``audio_tokens`` and the handles. Any timm Swin or ViT name builds a
+    timm model with ``options`` as timm keyword arguments (``in_chans=1``, ``img_size=256``, …); a Swin's
+    spectrogram is its image size.
+    """
+    return create_backbone(name, pretrained=pretrained, weights=weights, audio=audio, **options)
+
+
 __all__ = [
     "HTSAT_PRESETS",
     "AudioEmbeddingConfig",
@@ -66,6 +83,7 @@ __all__ = [
     "SwinStageHandle",
     "UnsafeCheckpointError",
     "ViTBackbone",
+    "create_audio_backbone",
     "create_backbone",
     "create_htsat",
     "fold_spectrogram",

@@ -68,42 +68,72 @@ def run_frozen_block(handle, x: torch.Tensor) -> torch.Tensor:
     return handle.run(x) if hasattr(handle, "run") else handle.block(x)
 
 
+def map_layout(backbone: Backbone) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, int]]:
+    """(widths, strides, input size) of the token maps :func:`map_taps` keeps on ``backbone``."""
+    if backbone.family == "vit":
+        count = len(map_taps(backbone))
+        return ((backbone.embed_dim,) * count, (backbone.patch_size[0],) * count,
+                tuple(backbone.data_config["input_size"][1:]))
+    image_size = tuple(backbone.image_size)
+    strides = tuple(image_size[0] // stage.grid[0] for stage in backbone.stages)  # 4, 8, 16, 32
+    return tuple(backbone.stage_dims), strides, image_size
+
+
 class AVMethod(nn.Module):
-    """Base class: embeds video frames and spectrogram segments with the shared frozen backbone.
+    """Base class: embeds video frames and spectrogram segments with the frozen backbone(s).
 
     Subclasses implement ``encode_stages(tokens)``; tokens are a dict
     ``{"video": (B·T, 1 + Nv, D), "audio": (B·T, 1 + Na, D)}`` holding only the active branches (a Swin
     has no class token: (B·T, N, D)). They run their blocks through :meth:`run_blocks`, which walks the
     backbone's stages and keeps the token maps dense heads get (:func:`map_taps`), the same for every method.
+
+    Audio and video share ``backbone`` unless the method declares ``accepts_audio_backbone`` and is given an
+    ``audio_backbone`` of its own (DG-SCT: HTS-AT beside Swin-V2); :meth:`encoder` names the one each
+    modality goes through. A separate audio encoder is a frozen submodule (``audio_encoder``) like the backbone.
     """
 
     config_class: type
+    accepts_audio_backbone: bool = False
+    """Whether the constructor takes ``audio_backbone=``: an audio encoder other than the visual backbone."""
+    paper_audio_backbone: tuple[str, dict] | None = None
+    """(name, options) of ``backbones.create_audio_backbone`` for the paper's audio encoder, used when counting
+    parameters of the paper's configuration (``avadapt params``); None: the paper shares one backbone."""
 
-    def __init__(self, backbone: Backbone, branches: str, num_frames: int):
+    def __init__(self, backbone: Backbone, branches: str, num_frames: int, audio_backbone: Backbone | None = None):
         super().__init__()
         if branches not in BRANCHES:
             raise ValueError(f"branches must be one of {sorted(BRANCHES)}, got {branches!r}")
         self.backbone = backbone
+        separate = audio_backbone is not None and audio_backbone is not backbone
+        self.audio_encoder: Backbone | None = audio_backbone if separate else None
         self.modalities: tuple[str, ...] = BRANCHES[branches]
         self.num_frames = num_frames
+
+    @property
+    def audio_backbone(self) -> Backbone:
+        """The encoder of the audio stream: a separate one where given, else the shared backbone."""
+        return self.audio_encoder if self.audio_encoder is not None else self.backbone
+
+    def encoder(self, modality: str) -> Backbone:
+        return self.audio_backbone if modality == "audio" else self.backbone
 
     @property
     def feature_dim(self) -> int:
         return self.backbone.embed_dim
 
+    @property
+    def audio_feature_dim(self) -> int:
+        return self.audio_backbone.embed_dim
+
     def feature_spec(self) -> FeatureSpec:
-        """What :meth:`forward` hands to a task head (widths and strides of the token maps included)."""
-        backbone = self.backbone
-        if backbone.family == "vit":
-            count = len(map_taps(backbone))
-            dims, strides = (backbone.embed_dim,) * count, (backbone.patch_size[0],) * count
-            image_size = tuple(backbone.data_config["input_size"][1:])
-        else:
-            image_size = tuple(backbone.image_size)
-            dims = tuple(backbone.stage_dims)
-            strides = tuple(image_size[0] // stage.grid[0] for stage in backbone.stages)  # 4, 8, 16, 32
+        """What :meth:`forward` hands to a task head (widths and strides of the token maps included; the audio
+        side's own where a separate audio encoder has other widths)."""
+        dims, strides, image_size = map_layout(self.backbone)
+        audio_dims, audio_strides, _ = map_layout(self.audio_backbone)
         return FeatureSpec(dim=self.feature_dim, modalities=self.modalities, num_segments=self.num_frames,
-                           map_dims=dims, map_strides=strides, image_size=image_size, family=backbone.family)
+                           map_dims=dims, map_strides=strides, image_size=image_size, family=self.backbone.family,
+                           audio_dim=self.audio_feature_dim, audio_map_dims=audio_dims,
+                           audio_map_strides=audio_strides)
 
     def embed(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """(B, T, 3, H, W) and (B, T, 1, F, L) → tokens per active modality, (B·T, 1 + N, D), before pre-norm."""
@@ -116,7 +146,7 @@ class AVMethod(nn.Module):
             if x.dim() != 5 or x.shape[1] != self.num_frames:
                 raise ValueError(f"{modality} must be (B, T={self.num_frames}, C, H, W), got {tuple(x.shape)}")
             segments = x.flatten(0, 1)  # (B*T, C, H, W)
-            embed = self.backbone.video_tokens if modality == "video" else self.backbone.audio_tokens
+            embed = self.backbone.video_tokens if modality == "video" else self.audio_backbone.audio_tokens
             tokens[modality] = embed(segments)
         return tokens
 
@@ -158,27 +188,41 @@ class AVMethod(nn.Module):
                 index += 1
         return maps
 
-    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.final_norm(x)
+    def final_norm(self, x: torch.Tensor, modality: str = "video") -> torch.Tensor:
+        return self.encoder(modality).final_norm(x)
 
     def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> AVFeatures:
+        """Per-segment features and token maps of :meth:`features_from` for the stages :meth:`encode_stages`
+        returns."""
+        return self.features_from(self.encode_stages(self.embed(video, audio)))
+
+    def features_from(self, encoded: dict[str, list[torch.Tensor]],
+                      pooling: dict[str, torch.Tensor | None] | None = None) -> AVFeatures:
         """Per-segment features: the class token after the final norm (ViT), or the final norm averaged over
-        tokens (Swin: its ImageNet head's pooling, used by STG-CMA and LAVISH). Token maps at the taps of
-        :func:`map_taps`, patch tokens only, the last one after the final norm (the tokens the per-segment
-        features come from); the others are the blocks' raw outputs."""
-        encoded = self.encode_stages(self.embed(video, audio))
+        tokens (Swin: its ImageNet head's pooling, used by STG-CMA and LAVISH); where ``pooling`` gives a
+        modality weights over its final tokens, (B·T, [1 +] N) summing to 1 (DG-SCT's guided pooling maps), the
+        final norm weighted by them instead. Token maps at the taps of :func:`map_taps`, patch tokens only, the
+        last one after the final norm (the tokens the per-segment features come from); the others are the
+        blocks' raw outputs."""
+        pooling = pooling or {}
         out: dict[str, torch.Tensor | None] = {"video": None, "audio": None}
         maps: dict[str, list[torch.Tensor]] = {"video": [], "audio": []}
         for modality, taps in encoded.items():
             *earlier, last = taps
-            normed = self.final_norm(last)
+            normed = self.final_norm(last, modality)
             # (B, T, [1 +] N_s, D_s) per tap
             per_segment = [x.view(-1, self.num_frames, *x.shape[1:]) for x in (*earlier, normed)]
             final = per_segment[-1]
-            if self.backbone.family == "vit":
+            weights = pooling.get(modality)
+            if weights is not None:
+                weights = weights.view(*final.shape[:3], 1).to(final.dtype)  # (B, T, [1 +] N, 1)
+                out[modality] = (weights * final).sum(2)  # (B, T, D) guided pooling
+            elif self.encoder(modality).family == "vit":
                 out[modality] = final[:, :, 0]  # (B, T, D) class token per segment
-                maps[modality] = [x[:, :, 1:] for x in per_segment]  # (B, T, N, D) patch tokens, row-major
             else:
                 out[modality] = final.mean(2)  # (B, T, D) average over tokens
+            if self.encoder(modality).family == "vit":
+                maps[modality] = [x[:, :, 1:] for x in per_segment]  # (B, T, N, D) patch tokens, row-major
+            else:
                 maps[modality] = per_segment
         return AVFeatures(out["video"], out["audio"], maps["video"], maps["audio"])

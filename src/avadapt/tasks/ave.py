@@ -89,13 +89,13 @@ class AVEHead(TaskHead):
 
     def __init__(self, spec: FeatureSpec, config: AVEConfig):
         super().__init__(spec, config)
-        feature_dim = spec.dim
         self.modalities = tuple(m for m in ("audio", "video") if m in spec.modalities)  # concat order: audio, video
+        feature_dim = sum(spec.width(m) for m in self.modalities)  # D_a + D_v (both D on a shared backbone)
         if len(self.modalities) == 1:
             self.classifier = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, config.num_classes))
         else:
             self.classifier = nn.Sequential(
-                nn.Linear(feature_dim * len(self.modalities), config.hidden_dim),
+                nn.Linear(feature_dim, config.hidden_dim),
                 nn.Dropout(config.dropout),
                 nn.Linear(config.hidden_dim, config.num_classes),
             )

@@ -245,7 +245,7 @@ class AVSTHead(TaskHead):
             raise OptionError(f"the head width {width} must be a multiple of heads {config.heads}; set width")
         self.width = width
         self.question_encoder = QuestionEncoder(len(config.question_vocab), width)
-        self.audio_projection = nn.Linear(spec.dim, width) if spec.dim != width else nn.Identity()
+        self.audio_projection = nn.Linear(spec.audio_dim, width) if spec.audio_dim != width else nn.Identity()
         self.audio_linear = nn.Linear(width, width)
         map_dim = spec.map_dims[-1]
         self.visual_projection = nn.Linear(map_dim, width) if map_dim != width else nn.Identity()

@@ -185,7 +185,7 @@ class AVSHead(TaskHead):
         self.projections = nn.ModuleList(nn.Linear(d, p) for d, p in zip(level_dims, projection_dims))
         self.level_convs = nn.ModuleList(DilatedConvSum(p, width) for p in projection_dims)
         stages = [s for s in config.tpavi_stages if s < len(level_dims)]
-        self.audio_projection = nn.Linear(spec.dim, config.audio_dim) if stages else None
+        self.audio_projection = nn.Linear(spec.audio_dim, config.audio_dim) if stages else None
         self.tpavi = nn.ModuleDict({str(s): TPAVI(width, config.audio_dim) for s in stages})
         self.fusion_blocks = nn.ModuleList(FeatureFusionBlock(width) for _ in level_dims)
         self.output_conv = nn.Sequential(

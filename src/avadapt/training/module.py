@@ -87,6 +87,9 @@ class AVAdaptModule(L.LightningModule):
             ``AVADAPT_CPU_HEAP_TUNING=0`` too).
         head_checkpoint: a pretraining checkpoint to start the head from (``TaskHead.load_pretrained``; AVQA: the
             references' grounding-pretraining checkpoint).
+        audio_backbone, audio_weights, audio_backbone_options: a separate frozen audio encoder, its local
+            checkpoint and its options, for methods that take one (DG-SCT; ``create_model``); the audio front end's
+            spectrogram must then have the encoder's input size.
     """
 
     def __init__(
@@ -110,6 +113,9 @@ class AVAdaptModule(L.LightningModule):
         betas: tuple[float, float] = (0.95, 0.999),
         tune_cpu_heap: bool = True,
         head_checkpoint: str | None = None,
+        audio_backbone: str | None = None,
+        audio_weights: str | None = None,
+        audio_backbone_options: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()  # plain types only, so checkpoints load with torch.load(weights_only=True)
@@ -128,7 +134,8 @@ class AVAdaptModule(L.LightningModule):
         self._frozen_in_bf16 = False
         self.model = create_model(
             backbone=backbone, method=method, task=task, pretrained=pretrained, weights=weights,
-            backbone_options=backbone_options, audio_front_end=self.front_end, **(method_options or {}),
+            backbone_options=backbone_options, audio_front_end=self.front_end, audio_backbone=audio_backbone,
+            audio_weights=audio_weights, audio_backbone_options=audio_backbone_options, **(method_options or {}),
             **(task_options or {}),
         )
         self.task = get_task(task)
@@ -166,7 +173,10 @@ class AVAdaptModule(L.LightningModule):
 
     @property
     def backbone_source(self) -> dict[str, Any]:
-        return {"pretrained": self.hparams.pretrained, "weights": self.hparams.weights}
+        source = {"pretrained": self.hparams.pretrained, "weights": self.hparams.weights}
+        if self.hparams.get("audio_backbone") is not None:
+            source["audio_weights"] = self.hparams.audio_weights
+        return source
 
     def forward(self, video: torch.Tensor, audio: torch.Tensor, **inputs: torch.Tensor) -> Any:
         return self.model(video, audio, **inputs)

@@ -53,7 +53,7 @@ class STGCMA(AVMethod):
         backbone.set_trainable(config.full_finetune)
         backbone.set_ffn_recompute(config.recompute_frozen and not config.activation_checkpointing)
 
-    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+    def final_norm(self, x: torch.Tensor, modality: str = "video") -> torch.Tensor:
         norm = self.tuned_final_norm if self.tuned_final_norm is not None else self.backbone.final_norm
         return norm(x)
 
