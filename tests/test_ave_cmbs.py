@@ -22,11 +22,10 @@ from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE, TINY_VIT
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _spec(video_dim: int, audio_dim: int, segments: int = 5) -> SimpleNamespace:
+def _spec(video_dim: int, audio_dim: int, segments: int = 5) -> FeatureSpec:
     """A feature spec with its own audio width (what a method with a separate audio encoder hands over)."""
-    return SimpleNamespace(dim=video_dim, audio_dim=audio_dim, modalities=("video", "audio"),
-                           num_segments=segments, map_dims=(video_dim,), map_strides=(16,), image_size=(32, 32),
-                           family="swin")
+    return FeatureSpec(dim=video_dim, audio_dim=audio_dim, modalities=("video", "audio"), num_segments=segments,
+                       map_dims=(video_dim,), map_strides=(16,), image_size=(32, 32), family="swin")
 
 
 def _small_config(**overrides) -> AVEConfig:

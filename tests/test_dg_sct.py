@@ -120,7 +120,8 @@ def test_model_pairs_its_encoders_blocks(family, pairs):
 # --- identity at init, freezing -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [{}, {"preset": "s4"}, {"temporal": "adapter"}, {"preset": "avqa"}])
+@pytest.mark.parametrize("options", [{}, {"preset": "s4"}, {"temporal": "adapter"}, {"preset": "avqa", "conv_groups": 2},
+                                     {"preset": "ms3"}])
 @pytest.mark.parametrize("family", ["vit", "swin", "swinv2"])
 def test_encoders_start_as_the_frozen_ones_and_features_are_guided_pools_of_them(family, options):
     """Zero output gates: every token map equals the frozen encoders' (eval and train mode, BatchNorm on batch
@@ -174,9 +175,9 @@ def test_only_trainable_parameters_get_gradients_and_both_encoders_stay_frozen(f
     assert trainable and not any(n.startswith(("method.backbone.", "method.audio_encoder.")) for n in trainable)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     video, audio = inputs(model)
-    logits = model(video, audio)
-    assert logits.shape == (BATCH, FRAMES, 29)
-    model.head.loss(logits, {"labels": torch.randint(0, 29, (BATCH, FRAMES))}).backward()
+    outputs = model(video, audio)  # the paper's AVE head: CMBS
+    assert model.task.segment_probabilities(outputs).shape == (BATCH, FRAMES, 29)
+    model.head.loss(outputs, {"labels": torch.randint(0, 29, (BATCH, FRAMES))}).backward()
     assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
     gates = [n for n, p in trainable.items() if n.endswith("adapters.video.gate") and p.grad.abs().sum() > 0]
     assert gates, "the zero output gates must receive gradient"
@@ -312,7 +313,7 @@ def test_presets_and_validation():
 
 
 def test_feature_spec_and_head_see_both_widths():
-    model = build("vit")
+    model = build("vit", head="classifier")
     spec = model.method.feature_spec()
     assert (spec.dim, spec.audio_dim) == (64, 32)
     assert spec.map_dims == (64,) * 4 and spec.audio_map_dims == (16, 32)
@@ -388,10 +389,8 @@ def test_full_size_count_matches_the_analytic_count_of_the_reference():
 
     Reference figures (shared/reference/methods.md §2): token-axis convs 81.2M, cross-modal Linears 17.3M,
     guidance 86.4M, LAVISH part 3.7M."""
-    from avadapt.methods.dg_sct.model import HTSAT_SHAPED_SWIN
-
     model = build_without_weights(backbone="swinv2_large_window12_192", method="dg_sct", task="ave",
-                                  audio_backbone=HTSAT_SHAPED_SWIN[0], audio_backbone_options=HTSAT_SHAPED_SWIN[1])
+                                  audio_backbone="htsat")
     report = parameter_report(model)
     stages = [((48 ** 2, 192), (64 ** 2, 96), 2), ((24 ** 2, 384), (32 ** 2, 192), 2),
               ((12 ** 2, 768), (16 ** 2, 384), 6), ((6 ** 2, 1536), (8 ** 2, 768), 2)]
@@ -417,7 +416,7 @@ def test_params_command_counts_dg_sct_beside_the_papers_audio_encoder_unless_tol
 
     cli.main(["params", "--backbone", "test_vit", "--method", "dg_sct", "--json"])
     beside = json.loads(capsys.readouterr().out)
-    assert beside["audio_backbone"] == "swin_tiny_patch4_window7_224"
+    assert beside["audio_backbone"] == "htsat"
     assert beside["trainable"] == sum(beside["breakdown"].values())
     assert beside["breakdown"]["adapters: token-axis convs"] > 0 and beside["breakdown"]["adapters: guidance linears"] > 0
     cli.main(["params", "--backbone", "test_vit", "--method", "dg_sct", "--audio-backbone", "shared", "--json"])
@@ -437,4 +436,4 @@ def test_training_module_builds_dg_sct_with_its_audio_encoder_and_records_its_we
     assert module.model.method.audio_encoder is not None
     assert module.backbone_source == {"pretrained": False, "weights": None, "audio_weights": str(audio_weights())}
     video, audio = inputs(module.model)
-    assert module(video, audio).shape == (BATCH, FRAMES, 29)
+    assert module.model.task.segment_probabilities(module(video, audio)).shape == (BATCH, FRAMES, 29)

@@ -133,10 +133,22 @@ def create_model(
     """
     method_cls, task_spec = METHODS.get(method), get_task(task)
     method_opts, task_opts = _split_options(cfg, method_cls, task_spec)
+    task_opts = {**method_cls.paper_task_options.get(task, {}), **task_opts}
     if "num_frames" in method_cls.config_class.field_names():  # the task's clip length unless told otherwise
         method_opts.setdefault("num_frames", task_spec.num_segments)
     method_config = method_cls.config_class.from_dict(method_opts)
     task_config = task_spec.config_class.from_dict(task_opts)
+    front_end = (audio_front_ends.audio_front_end(audio_front_end) if isinstance(audio_front_end, str)
+                 else audio_front_end)
+    if front_end is not None and front_end.encoder == "htsat":
+        if audio_backbone is None:
+            audio_backbone = "htsat"  # the front end feeds HTS-AT's encoder, not the image backbone
+        elif not (audio_backbone == "htsat" or audio_backbone.startswith("htsat_")):
+            raise OptionError(f"the {front_end.name!r} audio front end feeds an HTS-AT encoder (audio_backbone "
+                              f"'htsat' or 'htsat_<preset>'), not {audio_backbone!r}")
+        if not method_cls.accepts_audio_backbone:
+            raise OptionError(f"the {front_end.name!r} audio front end needs a method with its own audio encoder; "
+                              f"{method!r} encodes audio with its visual backbone")
     if audio_backbone is None and (audio_weights is not None or audio_backbone_options):
         raise OptionError("audio_weights / audio_backbone_options describe a separate audio encoder: "
                           "name it with audio_backbone=")
@@ -147,8 +159,8 @@ def create_model(
     options = dict(backbone_options or {})
     audio_options = dict(audio_backbone_options or {})
     audio_side = audio_options if audio_backbone is not None else options  # the options of the audio encoder
-    if audio_front_end is not None:
-        audio_side["audio"] = audio_embedding(audio_front_end, audio_side.get("audio"))
+    if front_end is not None:
+        audio_side["audio"] = audio_embedding(front_end, audio_side.get("audio"))
     elif isinstance(audio_side.get("audio"), dict):
         audio_side["audio"] = AudioEmbeddingConfig(**audio_side["audio"])
     frozen = create_backbone(backbone, pretrained=pretrained, weights=weights, **options)

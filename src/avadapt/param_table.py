@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avadapt._registry import METHODS, TASKS
-from avadapt.methods.dg_sct.model import HTSAT_SHAPED_SWIN
+from avadapt.methods.dg_sct.model import PAPER_AUDIO_ENCODER
 from avadapt.models import build_without_weights, parameter_report
 from avadapt.tasks.avqa import AVQATask
 
@@ -86,7 +86,7 @@ PRESET_ROWS: tuple[PresetRow, ...] = (
     # 188.5M; our row carries the shared AVE head instead. Issue #3's "43.6M" is a percentage of the total.
     PresetRow("dg_sct", SWINV2_L, "AVE preset (conv alignment, m=32, α=0.3, β=0.05), HTS-AT-shaped audio",
               {"preset": "ave"}, paper="≈197M analytic with its heads (issue #3's '43.6M' is 43.6%)",
-              build_options={"audio_backbone": HTSAT_SHAPED_SWIN[0], "audio_backbone_options": HTSAT_SHAPED_SWIN[1]}),
+              build_options={"audio_backbone": PAPER_AUDIO_ENCODER[0], "audio_backbone_options": PAPER_AUDIO_ENCODER[1]}),
     PresetRow("av_stfp", CLIP_B16, "4 spatial + 1 fusion + T time codes", paper="~1.1M (poster)"),
     PresetRow("av_stfp", CLIP_L14, "4 spatial + 1 fusion + T time codes", paper="~1.8M (poster)"),
 )

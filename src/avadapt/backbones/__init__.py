@@ -64,10 +64,20 @@ def create_audio_backbone(
     """A frozen audio encoder of its own, beside the visual backbone (DG-SCT's HTS-AT beside Swin-V2).
 
     The encoder is seen through the same wrapper as a visual backbone (block handles, stages, final norm):
-    methods that take one call ``audio_tokens`` and the handles. Any timm Swin or ViT name builds a
-    timm model with ``options`` as timm keyword arguments (``in_chans=1``, ``img_size=256``, …); a Swin's
-    spectrogram is its image size.
+    methods that take one call ``audio_tokens`` and the handles.
+
+    name: ``htsat`` (HTS-AT's AudioSet shape) or ``htsat_<preset>`` (``htsat_tiny``): :func:`create_htsat`, with
+    ``options`` replacing :class:`HTSATConfig` fields and ``weights`` an HTS-AT checkpoint; its spectrogram size
+    follows ``audio`` (the front end's mel bins × frames). Any timm Swin or ViT name builds a timm model with
+    ``options`` as timm keyword arguments (``in_chans=1``, ``img_size=256``, …); a Swin's spectrogram is its
+    image size.
     """
+    if name == "htsat" or name.startswith("htsat_"):
+        if pretrained:
+            raise OptionError("HTS-AT has no timm source: pass its checkpoint as weights=PATH")
+        preset = name.partition("_")[2] or "audioset"
+        size = {"num_mel_bins": audio.num_mel_bins, "num_frames": audio.num_frames} if audio is not None else {}
+        return create_htsat(preset, weights=weights, **{**size, **options})
     return create_backbone(name, pretrained=pretrained, weights=weights, audio=audio, **options)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -98,6 +99,9 @@ class AVMethod(nn.Module):
     paper_audio_backbone: tuple[str, dict] | None = None
     """(name, options) of ``backbones.create_audio_backbone`` for the paper's audio encoder, used when counting
     parameters of the paper's configuration (``avadapt params``); None: the paper shares one backbone."""
+    paper_task_options: ClassVar[dict[str, dict]] = {}
+    """Per task, the options of the task's config the paper sets for this method (DG-SCT on AVE: the CMBS head);
+    ``create_model`` applies them unless the caller gives the option."""
 
     def __init__(self, backbone: Backbone, branches: str, num_frames: int, audio_backbone: Backbone | None = None):
         super().__init__()

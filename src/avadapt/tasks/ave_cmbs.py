@@ -116,7 +116,7 @@ class CMBSHead(TaskHead):
             raise OptionError(f"the CMBS head needs both audio and video features, the method gives {spec.modalities}")
         events, dim = config.num_classes - 1, config.temporal_dim
         self.temporal = TemporalRelationModule(
-            video_dim=spec.dim, audio_dim=getattr(spec, "audio_dim", None) or spec.dim,
+            video_dim=spec.width("video"), audio_dim=spec.width("audio"),
             video_projection_dim=config.video_projection_dim, audio_projection_dim=config.audio_projection_dim,
             dim=dim, gate_scale=config.gate_scale,
         )

@@ -10,17 +10,21 @@ from avadapt.errors import OptionError
 from avadapt.methods.lavish.config import LATENT_INITS
 from avadapt.methods.stg_cma.config import parse_ratio
 
-# Per-task settings of the official code (shared/reference/methods.md §2, "DG-SCT adapter"):
-# cross-modal alignment (``conv``: 1×1 convolution over the token axis N_o→N then Linear D_o→D; ``resize``:
-# Linear D_o→D then a bicubic resize of the token grid, S4 only), m latent tokens of the LAVISH exchange
-# (32 for AVE, AVVP and S4, 2 for AVQA; the reference gives none for MS3, which shares S4's code: 32), and the
-# re-weighting constants α, β the reference hard-codes (0.3 / 0.05; MS3 0.2 / 0.1).
+# Per-task settings of the official code (shared/reference/methods.md §2, "DG-SCT adapter", and each task's
+# train.sh): cross-modal alignment (``conv``: 1×1 convolution over the token axis N_o→N then Linear D_o→D;
+# ``resize``: Linear D_o→D then a bicubic resize of the token grid, S4 only), m latent tokens of the LAVISH
+# exchange (32 for AVE, AVVP, S4 and MS3, 2 for AVQA) and their initialisation (uniform for AVE/AVQA, zeros in
+# the AVS code), the re-weighting constants α, β the reference hard-codes (0.3 / 0.05; MS3 0.2 / 0.1), and the
+# LAVISH bottleneck: D/8 with 2 groups and BatchNorm for AVE; AVQA 4 groups without BatchNorm; S4 without
+# BatchNorm; MS3 D/2 (its script leaves the down-sampling factor at its default 2) without BatchNorm.
+_COMMON = {"ratio": "1/8", "conv_groups": 2, "batch_norm": True, "latent_init": "uniform", "alpha": 0.3, "beta": 0.05}
 TASK_PRESETS: dict[str, dict[str, Any]] = {
-    "ave": {"alignment": "conv", "num_latent_tokens": 32, "alpha": 0.3, "beta": 0.05},
-    "avvp": {"alignment": "conv", "num_latent_tokens": 32, "alpha": 0.3, "beta": 0.05},
-    "avqa": {"alignment": "conv", "num_latent_tokens": 2, "alpha": 0.3, "beta": 0.05},
-    "s4": {"alignment": "resize", "num_latent_tokens": 32, "alpha": 0.3, "beta": 0.05},
-    "ms3": {"alignment": "conv", "num_latent_tokens": 32, "alpha": 0.2, "beta": 0.1},
+    "ave": {**_COMMON, "alignment": "conv", "num_latent_tokens": 32},
+    "avvp": {**_COMMON, "alignment": "conv", "num_latent_tokens": 32},
+    "avqa": {**_COMMON, "alignment": "conv", "num_latent_tokens": 2, "conv_groups": 4, "batch_norm": False},
+    "s4": {**_COMMON, "alignment": "resize", "num_latent_tokens": 32, "batch_norm": False, "latent_init": "zeros"},
+    "ms3": {**_COMMON, "alignment": "conv", "num_latent_tokens": 32, "alpha": 0.2, "beta": 0.1, "ratio": "1/2",
+            "batch_norm": False, "latent_init": "zeros"},
 }
 ALIGNMENTS = ("conv", "resize")
 TEMPORAL_PLACEMENTS = ("head", "adapter")
@@ -44,8 +48,8 @@ class DGSCTConfig(JSONConfig):
     temporal: where attention over the T segments lives. ``head``: after the backbone, in the task head (the
         official code's post-backbone module); nothing in the method. ``adapter``: a small cross-modal guided
         attention over the segments inside every adapter, as the paper's figure draws it (zero-init gate).
-    ratio, conv_groups, batch_norm, latent_init: the LAVISH bottleneck (D/8, 2 groups, BatchNorm) and latent
-        token initialisation.
+    ratio, conv_groups, batch_norm, latent_init: the LAVISH bottleneck (AVE: D/8, 2 groups, BatchNorm) and the
+        latent tokens' initialisation; None takes the preset's.
     num_frames: segments per clip T.
     activation_checkpointing: recompute every paired block (its four adapters and both frozen blocks) in the
         backward pass instead of storing its activations, trading time for memory (ViT-B/16 beside a small Swin,
@@ -59,10 +63,10 @@ class DGSCTConfig(JSONConfig):
     beta: float | None = None
     guidance: bool = True
     temporal: str = "head"
-    ratio: float | str = "1/8"
-    conv_groups: int = 2
-    batch_norm: bool = True
-    latent_init: str = "uniform"
+    ratio: float | str | None = None
+    conv_groups: int | None = None
+    batch_norm: bool | None = None
+    latent_init: str | None = None
     num_frames: int = 10
     activation_checkpointing: bool = False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -17,12 +18,8 @@ from avadapt.methods.dg_sct.modules import DGSCTAdapter, DGSCTBlock, TokenLayout
 from avadapt.methods.dg_sct.pairing import pair_blocks
 from avadapt.types import AVFeatures
 
-# The HTS-AT shape (Chen et al., ICASSP 2022) as a timm Swin: 256² one-channel "image" (1024 frames × 64 mel
-# folded), patch 4, window 8, widths 96/192/384/768, depths 2/2/6/2, heads 4/8/16/32. It stands in for
-# HTS-AT when counting the paper's configuration: same blocks and widths, hence the same adapters.
-HTSAT_SHAPED_SWIN = ("swin_tiny_patch4_window7_224", {
-    "img_size": 256, "window_size": 8, "in_chans": 1, "embed_dim": 96, "depths": (2, 2, 6, 2),
-    "num_heads": (4, 8, 16, 32)})
+# The paper's audio encoder: HTS-AT (Chen et al., ICASSP 2022) in its AudioSet shape (avadapt.backbones.htsat).
+PAPER_AUDIO_ENCODER = ("htsat", {})
 
 
 def token_layout(backbone: Backbone, handle, modality: str) -> TokenLayout:
@@ -65,7 +62,8 @@ class DGSCT(AVMethod):
 
     config_class = DGSCTConfig
     accepts_audio_backbone = True
-    paper_audio_backbone = HTSAT_SHAPED_SWIN
+    paper_audio_backbone = PAPER_AUDIO_ENCODER
+    paper_task_options: ClassVar[dict[str, dict]] = {"ave": {"head": "cmbs"}}  # the CMBS head with the post-backbone temporal module
 
     def __init__(self, backbone: Backbone, config: DGSCTConfig, audio_backbone: Backbone | None = None):
         super().__init__(backbone, "audio_visual", config.num_frames, audio_backbone=audio_backbone)
