@@ -132,6 +132,26 @@ def test_optimizer_and_per_iteration_schedule_inside_lightning(tmp_path, ave_roo
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-5, 1e-5])  # after the last step
 
 
+def test_step_decay_multiplies_every_group_by_gamma_every_few_epochs(tmp_path, ave_root):
+    """DG-SCT's StepLR(step_size, gamma) stepped per epoch: here every epoch (2 steps), gamma 0.5, no warm-up."""
+    module = tiny_module(lr=1e-3, warmup_epochs=0.0, head_lr_factor=0.1, lr_decay="step", step_epochs=1.0,
+                         step_gamma=0.5)
+    data = tiny_data(module, ave_root, batch_size=3)
+    seen = []
+
+    class RecordLR(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append([g["lr"] for g in trainer.optimizers[0].param_groups])
+
+    trainer = tiny_trainer(tmp_path, max_steps=-1, max_epochs=3, limit_train_batches=2, callbacks=[RecordLR()],
+                           limit_val_batches=0)
+    trainer.fit(module, datamodule=data)
+    assert [lrs[0] for lrs in seen] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    assert [lrs[1] for lrs in seen] == pytest.approx([1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5])
+    with pytest.raises(ValueError, match="lr_decay"):
+        tiny_module(lr_decay="linear")
+
+
 def test_prompt_lr_factor_reaches_the_optimiser_and_its_schedule(tmp_path, ave_root):
     """AV-STFP's prompts at 10 × lr = 1e-2: the same warm-up and cosine, from their own peak to the floor."""
     module = tiny_module("av_stfp", lr=1e-3, min_lr=1e-5, warmup_epochs=1.0, head_lr_factor=0.1,

@@ -20,7 +20,7 @@ from avadapt.io import check_adapter_keys, trainable_state_keys
 from avadapt.kernels import cpu_supports_bf16, tune_heap_for_training
 from avadapt.models import AVModel, build_without_weights, create_model
 from avadapt.tasks import get_task
-from avadapt.training.schedule import warmup_cosine_factor
+from avadapt.training.schedule import warmup_cosine_factor, warmup_step_factor
 from avadapt.types import AVBatch
 
 # The frozen backbone stays in eval mode on purpose (DESIGN: frozen = requires_grad False + eval mode).
@@ -79,6 +79,8 @@ class AVAdaptModule(L.LightningModule):
         min_lr: learning rate at the end of the cosine, the same absolute floor for every group (head too).
         head_lr_factor: the head's learning rate relative to ``lr`` (STG-CMA AVE: 0.1).
         warmup_epochs: length of the linear warm-up from 0, in epochs (fractions allowed).
+        lr_decay: after the warm-up, ``cosine`` (down to ``min_lr``) or ``step``: every group's rate times
+            ``step_gamma`` every ``step_epochs`` epochs, counted from the start (DG-SCT's ``StepLR(3, 0.35)``).
         weight_decay: Adam's L2 weight decay.
         betas: Adam's moment coefficients.
         tune_cpu_heap: while training on a CPU, keep tensors up to 32 MiB on glibc's heap and give its free
@@ -116,11 +118,18 @@ class AVAdaptModule(L.LightningModule):
         audio_backbone: str | None = None,
         audio_weights: str | None = None,
         audio_backbone_options: dict[str, Any] | None = None,
+        lr_decay: str = "cosine",
+        step_epochs: float = 3.0,
+        step_gamma: float = 0.35,
     ):
         super().__init__()
         self.save_hyperparameters()  # plain types only, so checkpoints load with torch.load(weights_only=True)
         if not 0 <= min_lr <= lr:
             raise ValueError(f"need 0 <= min_lr <= lr, got min_lr={min_lr}, lr={lr}")
+        if lr_decay not in ("cosine", "step"):
+            raise ValueError(f"lr_decay must be 'cosine' or 'step', got {lr_decay!r}")
+        if step_epochs <= 0 or not 0 < step_gamma <= 1:
+            raise ValueError(f"need step_epochs > 0 and 0 < step_gamma <= 1, got {step_epochs}, {step_gamma}")
         if warmup_epochs < 0 or head_lr_factor <= 0:
             raise ValueError(f"need warmup_epochs >= 0 and head_lr_factor > 0, got {warmup_epochs}, {head_lr_factor}")
         if audio_front_end is None:
@@ -294,8 +303,13 @@ class AVAdaptModule(L.LightningModule):
         epochs = self.trainer.max_epochs
         steps_per_epoch = math.ceil(total / epochs) if epochs and epochs > 0 else total
         warmup = min(round(hp.warmup_epochs * steps_per_epoch), total)
-        factors = [partial(warmup_cosine_factor, warmup_steps=warmup, total_steps=total, lr=group["lr"],
-                           min_lr=hp.min_lr) for group in optimizer.param_groups]
+        if hp.lr_decay == "step":
+            every = max(round(hp.step_epochs * steps_per_epoch), 1)
+            factors = [partial(warmup_step_factor, warmup_steps=warmup, steps_per_decay=every, gamma=hp.step_gamma)
+                       for _ in optimizer.param_groups]
+        else:
+            factors = [partial(warmup_cosine_factor, warmup_steps=warmup, total_steps=total, lr=group["lr"],
+                               min_lr=hp.min_lr) for group in optimizer.param_groups]
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": LambdaLR(optimizer, factors), "interval": "step", "name": "lr"}}
 

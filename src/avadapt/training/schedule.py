@@ -1,4 +1,5 @@
-"""Learning-rate schedule of STG-CMA (and MAE/CAV-MAE before it): linear warm-up, then cosine to a floor."""
+"""Learning-rate schedules: STG-CMA's (and MAE/CAV-MAE's) linear warm-up then cosine to a floor, and the step
+decay of DG-SCT's scripts (torch's ``StepLR`` per epoch)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,14 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, lr: flo
     progress = min((step - warmup_steps) / decay_steps, 1.0)
     min_lr = min(min_lr, lr)
     return (min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))) / lr
+
+
+def warmup_step_factor(step: int, warmup_steps: int, steps_per_decay: int, gamma: float) -> float:
+    """Multiplier at optimiser step ``step``: the linear warm-up from 0 (if any), then ``gamma ** k`` where k counts
+    the whole ``steps_per_decay`` periods since step 0 (``StepLR(step_size, gamma)`` stepped every epoch, with
+    ``steps_per_decay`` = step_size × steps per epoch)."""
+    if steps_per_decay < 1 or not 0 < gamma <= 1:
+        raise ValueError(f"need steps_per_decay >= 1 and 0 < gamma <= 1, got {steps_per_decay}, {gamma}")
+    if step < warmup_steps:
+        return step / warmup_steps
+    return gamma ** (step // steps_per_decay)
