@@ -409,6 +409,10 @@ def test_full_size_count_matches_the_analytic_count_of_the_reference():
     assert round(lavish / 1e6, 1) == 3.7
     assert report["trainable"] == sum(breakdown.values())
     assert "audio backbone (trainable part)" not in breakdown  # frozen: 0 is dropped
+    # with the CMBS head (temporal module 7,859,842 + scores 21,845): exactly the part of the official AVE model
+    # that receives gradients; the total leaves out the 21k-class head, HTS-AT's STFT/mel layers and classifier
+    assert breakdown["head"] == 7_881_687
+    assert (report["trainable"], report["total"]) == (196_420_503, 419_157_923)
 
 
 def test_params_command_counts_dg_sct_beside_the_papers_audio_encoder_unless_told_otherwise(capsys):
