@@ -106,6 +106,15 @@ def build_data(out: Path, cfg: AVQADemoConfig) -> AVQADemoData:
     return AVQADemoData(root, cache, weights)
 
 
+def initial_head(cfg: AVQADemoConfig, data: AVQADemoData) -> dict[str, torch.Tensor]:
+    """The AVST head's starting weights, the same for every method: the comparison then differs only in what
+    the method adds (a head drawn after a method's own modules would start elsewhere, and on so small a set the
+    start alone moves the accuracy by several points)."""
+    L.seed_everything(cfg.seed, verbose=False)
+    probe = _module(cfg, "probe", data.root, str(data.weights), cfg.probe_lr, {})
+    return probe.model.head.state_dict()
+
+
 def train_method(method: str, cfg: AVQADemoConfig, data: AVQADemoData, out: Path, precision: str,
                  method_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit one method on the demo's data and backbone, selecting on val accuracy; test the best checkpoint once."""
@@ -113,6 +122,7 @@ def train_method(method: str, cfg: AVQADemoConfig, data: AVQADemoData, out: Path
     options = {"ratio": cfg.ratio, "drop_path": 0.0} if method == "stg_cma" else {}
     lr = cfg.lr if method != "probe" else cfg.probe_lr
     module = _module(cfg, method, data.root, str(data.weights), lr, {**options, **(method_options or {})})
+    module.model.head.load_state_dict(initial_head(cfg, data))  # every method starts from the same head
     datamodule = AVDataModule(str(data.root), dataset="music_avqa", cache_dir=str(data.cache),
                               batch_size=cfg.batch_size, items_per_clip=cfg.items_per_clip, num_workers=0,
                               preprocessing=module.preprocessing)
