@@ -441,3 +441,30 @@ def test_training_module_builds_dg_sct_with_its_audio_encoder_and_records_its_we
     assert module.backbone_source == {"pretrained": False, "weights": None, "audio_weights": str(audio_weights())}
     video, audio = inputs(module.model)
     assert module.model.task.segment_probabilities(module(video, audio)).shape == (BATCH, FRAMES, 29)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["ave/swinv2_l_htsat_dg_sct.yaml", "avqa/swinv2_l_htsat_dg_sct.yaml",
+                                    "avs/swinv2_l_htsat_dg_sct_s4.yaml", "avs/swinv2_l_htsat_dg_sct_ms3.yaml",
+                                    "ave/swinv2_l_htsat_lavish_star.yaml"])
+def test_paper_configs_build_the_model_their_header_counts(config):
+    """Each DG-SCT config builds (weightless) beside HTS-AT from its own front end; where its header states a
+    trainable count, the model has it."""
+    import re
+
+    import yaml
+
+    from avadapt.tasks import get_task
+
+    path = Path(__file__).resolve().parents[1] / "configs" / config
+    model_section = yaml.safe_load(path.read_text())["model"]
+    task = model_section["task"]
+    task_options = {**(model_section.get("task_options") or {}), **get_task(task).counting_options}
+    model = build_without_weights(
+        backbone=model_section["backbone"], method=model_section["method"], task=task,
+        audio_backbone=model_section["audio_backbone"], audio_front_end=model_section["audio_front_end"],
+        **(model_section.get("method_options") or {}), **task_options)
+    assert model.spec["audio_backbone"] == "htsat" and model.audio_backbone.name == "htsat"
+    stated = re.search(r"([\d.]+)M trainable", path.read_text())
+    if stated:
+        assert f"{parameter_report(model)['trainable'] / 1e6:.2f}" == stated.group(1)
