@@ -107,8 +107,12 @@ def test_miniature_dg_sct_demo_writes_metrics_and_a_prediction_from_both_saved_e
     assert source["audio_weights"] == str(tmp_path / "random_audio_encoder.safetensors")
     model = load_adapter(adapter)
     saved = load_file(source["audio_weights"])
-    for key in ("bn0.running_mean", "bn0.running_var", "model.patch_embed.proj.weight"):
-        assert torch.equal(model.method.audio_encoder.state_dict()[key], saved[f"sed_model.{key}"]), key
+    encoder = model.method.audio_encoder.state_dict()
+    for key, file_key in (("bn0.running_mean", "sed_model.bn0.running_mean"),
+                          ("bn0.running_var", "sed_model.bn0.running_var"),
+                          ("model.patch_embed.proj.weight", "sed_model.patch_embed.proj.weight"),
+                          ("model.layers.1.downsample.reduction.weight", "sed_model.layers.0.downsample.reduction.weight")):
+        assert torch.equal(encoder[key], saved[file_key]), key
 
     # bn0 holds the train split's mean and variance of every mel bin
     preprocessing = build_module(config, "probe").preprocessing

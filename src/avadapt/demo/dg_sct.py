@@ -25,8 +25,8 @@ from typing import Any
 import lightning as L
 import torch
 from safetensors.torch import save_file
+from torch import nn
 
-from avadapt.backbones import HTSATBackbone
 from avadapt.data.ave import AVEAnnotations
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.prepare import prepare_ave
@@ -92,7 +92,7 @@ class DGSCTDemoData:
     audio_weights: Path
 
 
-def save_audio_encoder(encoder: HTSATBackbone, out: Path) -> Path:
+def save_audio_encoder(encoder: nn.Module, out: Path) -> Path:
     """Write a (random) HTS-AT encoder to ``out/random_audio_encoder.safetensors`` in HTS-AT's checkpoint layout,
     the one ``load_htsat_weights`` reads: ``sed_model.`` prefix, and the patch merging that opens timm's stage
     i + 1 filed under the original Swin's stage i, which it closes there."""
@@ -109,7 +109,7 @@ def save_audio_encoder(encoder: HTSATBackbone, out: Path) -> Path:
 
 
 @torch.no_grad()
-def set_mel_statistics(encoder: HTSATBackbone, datamodule: AVDataModule) -> None:
+def set_mel_statistics(encoder: nn.Module, datamodule: AVDataModule) -> None:
     """Give the random encoder's ``bn0`` the train split's mean and variance of every mel bin, the statistics a
     trained HTS-AT's ``bn0`` holds of AudioSet: the log-mel is in dB with no normalisation of its own (the
     ``htsat`` front end leaves that to ``bn0``), so with bn0's initial 0 / 1 every patch would be dominated by
