@@ -203,6 +203,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                                     "random ViT (CPU)")
     p.add_argument("--task", default="ave", help="ave (event localisation) | avs (segmentation) | avqa (question "
                                                  "answering); default: ave")
+    p.add_argument("--method", help="dg_sct: DG-SCT (tiny random ViT beside a tiny random HTS-AT audio encoder, CMBS "
+                                    "head) against the probe on the same encoders and head, on AVE; default: the "
+                                    "task's demo (STG-CMA and its comparisons)")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--precision", help="Lightning precision (default: bf16-mixed on a CPU with native bf16, else 32)")
     p.set_defaults(run=_run_demo)
@@ -211,7 +214,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> None:
     from avadapt.demo import run_demo
 
-    run_demo(args.out, task=args.task, precision=args.precision)
+    run_demo(args.out, task=args.task, precision=args.precision, method=args.method)
 
 
 def build_parser() -> argparse.ArgumentParser:
