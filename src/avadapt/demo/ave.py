@@ -131,6 +131,22 @@ def train_method(method: str, cfg: DemoConfig, data: DemoData, out: Path, precis
     return fit_and_test(module, datamodule, out, cfg.epochs, precision, test=test)
 
 
+def predict_test_clip(adapter: str | Path, data_root: Path, out: Path) -> dict[str, Any]:
+    """Predict, from an exported adapter directory (its frozen weights found through its config), the test clip
+    whose event covers about half of it, so that both the event and background seconds show in the picture;
+    write ``OUT.json`` / ``OUT.png`` against its annotation and print the agreement."""
+    annotations = AVEAnnotations.load(data_root)
+    test_events = [annotations.events[r] for r in annotations.rows("test")]
+    event = min(test_events, key=lambda e: (abs(e.end - e.start - annotations.num_segments / 2), e.row))
+    model = load_adapter(adapter)
+    row = f"{event.category}&{event.video_id}&{event.quality}&{event.start}&{event.end}"
+    result = write_prediction(model, predict_video(model, data_root / "AVE" / f"{event.video_id}.mp4"), out,
+                              ground_truth=row)
+    print(f"{event.video_id}: {result['summary']}\nannotated: {event.category} at {event.start}-{event.end} s; "
+          f"agreement {result['accuracy']:.0%}", flush=True)
+    return result
+
+
 def run_demo(out: str | Path = "demo_out", precision: str | None = None, config: DemoConfig | None = None
              ) -> dict[str, Any]:
     """Run the five steps above; returns (and writes to ``OUT/metrics.json``) the numbers."""
@@ -157,16 +173,7 @@ def _run(out: Path, precision: str | None, cfg: DemoConfig) -> dict[str, Any]:
     print(f"probe: test accuracy {probe['test_accuracy']:.3f} (best val {probe['best_val_accuracy']:.3f})", flush=True)
 
     _banner("5/5 predicting one test clip from the exported adapter")
-    annotations = AVEAnnotations.load(data.root)
-    test_events = [annotations.events[r] for r in annotations.rows("test")]
-    # a clip whose event covers about half of it: both the event and background seconds show in the picture
-    event = min(test_events, key=lambda e: (abs(e.end - e.start - annotations.num_segments / 2), e.row))
-    model = load_adapter(stg_cma["adapter"])  # finds random_backbone.safetensors through its config
-    row = f"{event.category}&{event.video_id}&{event.quality}&{event.start}&{event.end}"
-    result = write_prediction(model, predict_video(model, data.root / "AVE" / f"{event.video_id}.mp4"),
-                              out / "prediction", ground_truth=row)
-    print(f"{event.video_id}: {result['summary']}\nannotated: {event.category} at {event.start}-{event.end} s; "
-          f"agreement {result['accuracy']:.0%}", flush=True)
+    result = predict_test_clip(stg_cma["adapter"], data.root, out / "prediction")  # random_backbone.safetensors
 
     metrics = {
         "test_accuracy": stg_cma["test_accuracy"],

@@ -27,16 +27,14 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from avadapt.data.ave import AVEAnnotations
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.prepare import prepare_ave
 from avadapt.data.synth import synthesize_ave
+from avadapt.demo.ave import predict_test_clip
 from avadapt.demo.common import banner as _banner
 from avadapt.demo.common import fit_and_test, intra_op_threads, introduce, save_backbone
-from avadapt.io import load_adapter
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
-from avadapt.training.predict import predict_video, write_prediction
 
 REAL_WEIGHTS_HINT = """\
 With real weights (not downloadable here), train DG-SCT on the real AVE with the paper's encoders instead:
@@ -206,16 +204,7 @@ def _run(out: Path, precision: str | None, cfg: DGSCTDemoConfig) -> dict[str, An
     print(f"probe: test accuracy {probe['test_accuracy']:.3f} (best val {probe['best_val_accuracy']:.3f})", flush=True)
 
     _banner("5/5 predicting one test clip from the exported adapter")
-    annotations = AVEAnnotations.load(data.root)
-    test_events = [annotations.events[r] for r in annotations.rows("test")]
-    # a clip whose event covers about half of it: both the event and background seconds show in the picture
-    event = min(test_events, key=lambda e: (abs(e.end - e.start - annotations.num_segments / 2), e.row))
-    model = load_adapter(dg_sct["adapter"])  # both encoders from the files its config records
-    row = f"{event.category}&{event.video_id}&{event.quality}&{event.start}&{event.end}"
-    result = write_prediction(model, predict_video(model, data.root / "AVE" / f"{event.video_id}.mp4"),
-                              out / "prediction", ground_truth=row)
-    print(f"{event.video_id}: {result['summary']}\nannotated: {event.category} at {event.start}-{event.end} s; "
-          f"agreement {result['accuracy']:.0%}", flush=True)
+    result = predict_test_clip(dg_sct["adapter"], data.root, out / "prediction")  # both encoders' files
 
     random = "random initialisation: no pretrained weights available here"
     metrics = {
