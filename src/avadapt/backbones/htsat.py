@@ -139,6 +139,20 @@ class HTSATBackbone(SwinBackbone):
         """The first stage's token grid (rows, columns) of the folded image (64 × 64)."""
         return self.video_grid
 
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """The encoder's weights in HTS-AT's checkpoint layout (``sed_model.*``; the inverse of
+        :func:`htsat_to_timm_key`): what :func:`load_htsat_weights` reads back, e.g. to save a random encoder for
+        a demo's runs to share. timm's stage i + 1 opens with the patch merging that closes the original Swin's
+        stage i."""
+        layout: dict[str, torch.Tensor] = {}
+        for key, value in self.state_dict().items():
+            name = key.removeprefix("model.")
+            merge = _DOWNSAMPLE.match(name)
+            if merge:
+                name = f"layers.{int(merge.group(1)) - 1}.downsample.{merge.group(2)}"
+            layout[f"{_PREFIX}{name}"] = value.contiguous()
+        return layout
+
     def video_tokens(self, frames: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"{self.name} is an audio encoder; it has no video entrance")
 

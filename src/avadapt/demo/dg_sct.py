@@ -92,17 +92,9 @@ class DGSCTDemoData:
 
 def save_audio_encoder(encoder: nn.Module, out: Path) -> Path:
     """Write a (random) HTS-AT encoder to ``out/random_audio_encoder.safetensors`` in HTS-AT's checkpoint layout,
-    the one ``load_htsat_weights`` reads: ``sed_model.`` prefix, and the patch merging that opens timm's stage
-    i + 1 filed under the original Swin's stage i, which it closes there."""
-    layout: dict[str, torch.Tensor] = {}
-    for key, value in encoder.state_dict().items():
-        name = key.removeprefix("model.")
-        parts = name.split(".")
-        if parts[0] == "layers" and parts[2] == "downsample":
-            name = ".".join(["layers", str(int(parts[1]) - 1), *parts[2:]])
-        layout[f"sed_model.{name}"] = value.contiguous()
+    the one ``load_htsat_weights`` reads, so that both runs and the exported adapter use the same encoder."""
     path = out / "random_audio_encoder.safetensors"
-    save_file(layout, str(path))
+    save_file(encoder.checkpoint_state(), str(path))
     return path
 
 
