@@ -110,25 +110,31 @@ def test_parameter_groups_that_miss_a_trainable_parameter_are_refused():
         module.parameter_groups()
 
 
-def test_optimizer_and_per_iteration_schedule_inside_lightning(tmp_path, ave_root):
-    module = tiny_module(lr=1e-3, min_lr=1e-5, warmup_epochs=1.0, head_lr_factor=0.1)
-    data = tiny_data(module, ave_root, batch_size=3)
-    seen = []
+def fit_recording_lrs(module: AVAdaptModule, ave_root, tmp_path, epochs: int) -> tuple[L.Trainer, list[dict]]:
+    """Fit ``epochs`` epochs of 2 steps (batches of 3) without validation; the learning rate of every parameter
+    group, by name, at the start of each step."""
+    seen: list[dict] = []
 
     class RecordLR(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            seen.append([g["lr"] for g in trainer.optimizers[0].param_groups])
+            seen.append({g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups})
 
-    trainer = tiny_trainer(tmp_path, max_steps=-1, max_epochs=2, limit_train_batches=2, callbacks=[RecordLR()],
+    trainer = tiny_trainer(tmp_path, max_steps=-1, max_epochs=epochs, limit_train_batches=2, callbacks=[RecordLR()],
                            limit_val_batches=0)
-    trainer.fit(module, datamodule=data)
+    trainer.fit(module, datamodule=tiny_data(module, ave_root, batch_size=3))
+    return trainer, seen
+
+
+def test_optimizer_and_per_iteration_schedule_inside_lightning(tmp_path, ave_root):
+    module = tiny_module(lr=1e-3, min_lr=1e-5, warmup_epochs=1.0, head_lr_factor=0.1)
+    trainer, seen = fit_recording_lrs(module, ave_root, tmp_path, epochs=2)
     optimizer = trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.Adam)
     assert optimizer.defaults["betas"] == (0.95, 0.999) and optimizer.defaults["weight_decay"] == 5e-7
     # 2 steps per epoch, warm-up 1 epoch = 2 steps, 4 steps in all: 0, half the peak, the peak, then half-way
     # down the cosine to the floor; both groups end at the same absolute floor, 1e-5
-    assert [lrs[0] for lrs in seen] == pytest.approx([0, 5e-4, 1e-3, 1e-5 + (1e-3 - 1e-5) / 2])
-    assert [lrs[1] for lrs in seen] == pytest.approx([0, 5e-5, 1e-4, 1e-5 + (1e-4 - 1e-5) / 2])
+    assert [lrs["method"] for lrs in seen] == pytest.approx([0, 5e-4, 1e-3, 1e-5 + (1e-3 - 1e-5) / 2])
+    assert [lrs["head"] for lrs in seen] == pytest.approx([0, 5e-5, 1e-4, 1e-5 + (1e-4 - 1e-5) / 2])
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-5, 1e-5])  # after the last step
 
 
@@ -136,18 +142,9 @@ def test_step_decay_multiplies_every_group_by_gamma_every_few_epochs(tmp_path, a
     """DG-SCT's StepLR(step_size, gamma) stepped per epoch: here every epoch (2 steps), gamma 0.5, no warm-up."""
     module = tiny_module(lr=1e-3, warmup_epochs=0.0, head_lr_factor=0.1, lr_decay="step", step_epochs=1.0,
                          step_gamma=0.5)
-    data = tiny_data(module, ave_root, batch_size=3)
-    seen = []
-
-    class RecordLR(L.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            seen.append([g["lr"] for g in trainer.optimizers[0].param_groups])
-
-    trainer = tiny_trainer(tmp_path, max_steps=-1, max_epochs=3, limit_train_batches=2, callbacks=[RecordLR()],
-                           limit_val_batches=0)
-    trainer.fit(module, datamodule=data)
-    assert [lrs[0] for lrs in seen] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
-    assert [lrs[1] for lrs in seen] == pytest.approx([1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5])
+    _, seen = fit_recording_lrs(module, ave_root, tmp_path, epochs=3)
+    assert [lrs["method"] for lrs in seen] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
+    assert [lrs["head"] for lrs in seen] == pytest.approx([1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5])
     with pytest.raises(ValueError, match="lr_decay"):
         tiny_module(lr_decay="linear")
 
@@ -156,16 +153,7 @@ def test_prompt_lr_factor_reaches_the_optimiser_and_its_schedule(tmp_path, ave_r
     """AV-STFP's prompts at 10 × lr = 1e-2: the same warm-up and cosine, from their own peak to the floor."""
     module = tiny_module("av_stfp", lr=1e-3, min_lr=1e-5, warmup_epochs=1.0, head_lr_factor=0.1,
                          method_options={"prompt_lr_factor": 10})
-    data = tiny_data(module, ave_root, batch_size=3)
-    seen = []
-
-    class RecordLR(L.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            seen.append({g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups})
-
-    trainer = tiny_trainer(tmp_path, max_steps=-1, max_epochs=2, limit_train_batches=2, callbacks=[RecordLR()],
-                           limit_val_batches=0)
-    trainer.fit(module, datamodule=data)
+    _, seen = fit_recording_lrs(module, ave_root, tmp_path, epochs=2)
     assert [lrs["prompts"] for lrs in seen] == pytest.approx([0, 5e-3, 1e-2, 1e-5 + (1e-2 - 1e-5) / 2])
     assert [lrs["head"] for lrs in seen] == pytest.approx([0, 5e-5, 1e-4, 1e-5 + (1e-4 - 1e-5) / 2])
 
