@@ -14,8 +14,8 @@ from avadapt.errors import OptionError
 from avadapt.layers.temporal_relation import TemporalRelationModule
 from avadapt.models import create_model
 from avadapt.tasks import get_task
-from avadapt.tasks.ave import AVEConfig, AVEHead
-from avadapt.tasks.ave_cmbs import CMBSHead, CMBSOutput, top_k_mean, video_classes
+from avadapt.tasks.ave.cmbs import CMBSHead, CMBSOutput, top_k_mean, video_classes
+from avadapt.tasks.ave.task import AVEConfig, AVEHead
 from avadapt.types import FeatureSpec
 from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE, TINY_VIT
 
@@ -322,8 +322,8 @@ def test_fit_validate_and_predict_a_video_with_the_cmbs_head(tmp_path):
     import lightning as L
 
     from avadapt.data.datamodule import AVDataModule
-    from avadapt.data.synth import synthesize_ave
     from avadapt.io import load_adapter, save_adapter
+    from avadapt.tasks.ave.synth import synthesize_ave
     from avadapt.training import AVAdaptModule
     from avadapt.training.predict import predict_video, write_prediction
 

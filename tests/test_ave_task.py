@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avadapt.tasks.ave import AVEConfig, AVEHead, draw_timeline
+from avadapt.tasks.ave.task import AVEConfig, AVEHead, draw_timeline
 from avadapt.types import FeatureSpec
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from avadapt.data.avqa import QUESTION_TYPE_NAMES, TYPE_GROUPS
 from avadapt.demo.avqa import AVQADemoConfig, run_demo
+from avadapt.tasks.avqa.dataset import QUESTION_TYPE_NAMES, TYPE_GROUPS
 
 
 def test_miniature_avqa_demo_writes_metrics_by_type_and_a_picture(tmp_path):

@@ -10,10 +10,10 @@ import pytest
 from safetensors.torch import save_file
 
 from avadapt.cli import main
-from avadapt.data.avqa import read_avqa_json
 from avadapt.io import load_adapter
 from avadapt.models import create_model
-from avadapt.tasks.avqa import AVQATask
+from avadapt.tasks.avqa.dataset import read_avqa_json
+from avadapt.tasks.avqa.task import AVQATask
 from avadapt.training.ask import ask
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,8 @@ from avadapt.errors import CheckpointError, OptionError
 from avadapt.models import build_without_weights, create_model, parameter_report
 from avadapt.param_table import PRESET_ROWS, SWIN_L, SWINV2_L, measure
 from avadapt.tasks import get_task
-from avadapt.tasks.avqa import (
+from avadapt.tasks.avqa.metrics import QUESTION_TYPES, TYPE_GROUPS, AVQAAccuracy
+from avadapt.tasks.avqa.task import (
     AVQAConfig,
     AVQAOutputs,
     AVQATask,
@@ -24,7 +25,6 @@ from avadapt.tasks.avqa import (
     load_grounding_checkpoint,
     negative_partners,
 )
-from avadapt.tasks.avqa_metrics import QUESTION_TYPES, TYPE_GROUPS, AVQAAccuracy
 from avadapt.types import AVFeatures, FeatureSpec
 from tests.conftest import TINY_AUDIO, TINY_IMAGE, TINY_VIT
 

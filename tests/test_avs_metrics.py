@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchmetrics import MetricCollection
 
-from avadapt.tasks.avs_metrics import AVSFScore, AVSMeanIoU, avs_metrics, frame_f_curves
+from avadapt.tasks.avs.metrics import AVSFScore, AVSMeanIoU, avs_metrics, frame_f_curves
 
 CONFIDENT = 5.0  # sigmoid(±5) = 0.993 / 0.007: on either side of every threshold but the first and the last
 F_AT_PRECISION_QUARTER = 1.3 * 0.25 / (0.3 * 0.25 + 1.0)  # F(β²=0.3) with precision 1/4, recall 1

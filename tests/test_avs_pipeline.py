@@ -13,10 +13,10 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from avadapt.cli import main
-from avadapt.data.avs import AVSMedia, metadata_path, read_s4_metadata
 from avadapt.data.media import read_audio, write_mp4
 from avadapt.io import load_adapter
 from avadapt.models import create_model
+from avadapt.tasks.avs.dataset import AVSMedia, metadata_path, read_s4_metadata
 from avadapt.training.predict import predict_video
 
 REPO = Path(__file__).resolve().parents[1]

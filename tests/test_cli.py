@@ -11,7 +11,7 @@ import torch
 
 from avadapt.cli import main
 from avadapt.data.media import write_mp4
-from avadapt.data.synth import synthesize_ave
+from avadapt.tasks.ave.synth import synthesize_ave
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "ave" / "tiny_cpu.yaml"

@@ -18,9 +18,9 @@ import pytest
 import avadapt
 from avadapt.cli import main
 from avadapt.data.fbank import FbankConfig
-from avadapt.data.synth import synthesize_ave
 from avadapt.errors import MediaError
 from avadapt.io import CONFIG_NAME, WEIGHTS_NAME, save_adapter
+from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.training.module import video_data_config
 from tests.conftest import TINY_AUDIO
 from tests.media_helpers import make_clip

@@ -10,17 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from avadapt.data.ave import (
-    AVE_HEADER,
-    AnnotationError,
-    AVEAnnotations,
-    AVEDataset,
-    MissingMediaError,
-    read_events,
-    read_frame_folder,
-)
 from avadapt.data.base import collate_av
+from avadapt.data.media import read_frame_folder
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
+from avadapt.errors import AnnotationError, MissingMediaError
+from avadapt.tasks.ave.dataset import AVE_HEADER, AVEAnnotations, AVEDataset, read_events
 from avadapt.types import AVBatch
 from tests.media_helpers import INDEX_STEP, SHARED_DATA, make_clip, tone, write_wav
 

@@ -17,8 +17,13 @@ from PIL import Image
 
 from avadapt._registry import DATASETS
 from avadapt.audio_front_ends import audio_front_end
-from avadapt.data.ave import MissingMediaError
-from avadapt.data.avqa import (
+from avadapt.data.base import collate_av
+from avadapt.data.cache import BAD_CLIPS, CacheConfigError, CacheSettings, cached_clip_info
+from avadapt.data.datamodule import AVDataModule
+from avadapt.data.fbank import segment_fbank
+from avadapt.data.transforms import VideoTransform, VideoTransformConfig
+from avadapt.errors import DatasetError, MediaError, MissingMediaError, OptionError
+from avadapt.tasks.avqa.dataset import (
     QUESTION_TYPE_NAMES,
     QUESTION_TYPES,
     TYPE_GROUPS,
@@ -31,13 +36,7 @@ from avadapt.data.avqa import (
     read_avqa_json,
     tokenize_question,
 )
-from avadapt.data.base import collate_av
-from avadapt.data.cache import BAD_CLIPS, CacheConfigError, CacheSettings, cached_clip_info
-from avadapt.data.datamodule import AVDataModule
-from avadapt.data.fbank import segment_fbank
-from avadapt.data.prepare_avqa import prepare_avqa
-from avadapt.data.transforms import VideoTransform, VideoTransformConfig
-from avadapt.errors import DatasetError, MediaError, OptionError
+from avadapt.tasks.avqa.prepare import prepare_avqa
 from tests.media_helpers import INDEX_STEP, SHARED_DATA, index_frames, make_clip, tone, write_wav
 
 AVQA = SHARED_DATA / "music_avqa"
@@ -562,9 +561,9 @@ def test_frame_names(tmp_path):
 
 def test_synthesize_calls_the_avqa_generator(monkeypatch, tmp_path):
     calls = []
-    fake = types.ModuleType("avadapt.data.synth_avqa")
+    fake = types.ModuleType("avadapt.tasks.avqa.synth")
     fake.synthesize_avqa = lambda out, **kwargs: calls.append((out, kwargs)) or "summary"
-    monkeypatch.setitem(sys.modules, "avadapt.data.synth_avqa", fake)
+    monkeypatch.setitem(sys.modules, "avadapt.tasks.avqa.synth", fake)
     assert MusicAVQADataset.synthesize(tmp_path, clips=3, seed=5) == "summary"
     assert calls == [(tmp_path, {"clips": 3, "seed": 5})]
     with pytest.raises(OptionError, match="its own 42"):

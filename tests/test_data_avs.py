@@ -18,8 +18,12 @@ from safetensors.torch import load_file
 
 from avadapt._registry import DATASETS
 from avadapt.audio_front_ends import audio_front_end
-from avadapt.data.ave import AnnotationError, MissingMediaError
-from avadapt.data.avs import (
+from avadapt.data.base import collate_av
+from avadapt.data.cache import BAD_CLIPS, CACHE_JSON, CacheConfigError, CacheSettings
+from avadapt.data.fbank import FbankConfig, segment_fbank
+from avadapt.data.transforms import VideoTransform, VideoTransformConfig
+from avadapt.errors import AnnotationError, MediaError, MissingMediaError
+from avadapt.tasks.avs.dataset import (
     AVSS_TO_S4,
     S4_CATEGORIES,
     S4_TO_AVSS,
@@ -31,12 +35,7 @@ from avadapt.data.avs import (
     read_s4_metadata,
     splits_from_avss_metadata,
 )
-from avadapt.data.base import collate_av
-from avadapt.data.cache import BAD_CLIPS, CACHE_JSON, CacheConfigError, CacheSettings
-from avadapt.data.fbank import FbankConfig, segment_fbank
-from avadapt.data.prepare_avs import prepare_avs
-from avadapt.data.transforms import VideoTransform, VideoTransformConfig
-from avadapt.errors import MediaError
+from avadapt.tasks.avs.prepare import prepare_avs
 from tests.media_helpers import SHARED_DATA, tone, write_wav
 
 AVSBENCH = SHARED_DATA / "avsbench"
@@ -317,9 +316,9 @@ def test_registered_and_batched(s4_root):
 
 def test_synthesize_calls_the_avs_generator(monkeypatch, tmp_path):
     calls = []
-    fake = types.ModuleType("avadapt.data.synth_avs")
+    fake = types.ModuleType("avadapt.tasks.avs.synth")
     fake.synthesize_avs = lambda out, **kwargs: calls.append((out, kwargs)) or "summary"
-    monkeypatch.setitem(sys.modules, "avadapt.data.synth_avs", fake)
+    monkeypatch.setitem(sys.modules, "avadapt.tasks.avs.synth", fake)
 
     assert MS3Dataset.synthesize(tmp_path, clips=3, seed=5) == "summary"
     assert calls == [(tmp_path, {"clips": 3, "seed": 5, "setting": "ms3", "num_classes": None})]

@@ -16,13 +16,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from avadapt.data.ave import AVEDataset, MissingMediaError
 from avadapt.data.cache import BAD_CLIPS, CACHE_JSON, CacheConfigError, CacheSettings, cached_clip_info
 from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import read_clip
-from avadapt.data.prepare import BadClip, PrepareSummary, prepare_ave
-from avadapt.data.synth import synthesize_ave
+from avadapt.data.prepare import BadClip, PrepareSummary
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig, as_video_tensor
+from avadapt.errors import MissingMediaError
+from avadapt.tasks.ave.dataset import AVEDataset
+from avadapt.tasks.ave.prepare import prepare_ave
+from avadapt.tasks.ave.synth import synthesize_ave
 
 CLIPS = 6
 SIZE = 32  # cached frame size: small keeps the test fast
@@ -162,7 +164,7 @@ def test_dataset_names_clips_that_failed_to_prepare(cache, root):
 
 KILLABLE = """
 import sys, threading
-import avadapt.data.prepare as prepare
+import avadapt.tasks.ave.prepare as prepare
 
 finish_clip = prepare.prepare_clip
 finished = []
@@ -212,7 +214,7 @@ KILLED_WHILE_WRITING = """
 import os, signal, sys
 import safetensors.torch
 import avadapt.data.cache as cache
-import avadapt.data.prepare as prepare
+import avadapt.tasks.ave.prepare as prepare
 
 kill_at = int(sys.argv[4])
 written = []

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from avadapt.data.ave import AVEAnnotations
 from avadapt.data.media import read_clip
-from avadapt.data.synth import AVE_CATEGORIES, NONE, _ClassLook, synthesize_ave
+from avadapt.data.synthetic import ClassLook
+from avadapt.tasks.ave.dataset import AVEAnnotations
+from avadapt.tasks.ave.synth import AVE_CATEGORIES, NONE, synthesize_ave
 
 CLIPS = 8
 
@@ -75,7 +76,7 @@ def test_decoded_content_matches_the_truth(synth):
     where ``audio`` says — so the distractors really are one-modality."""
     root, _ = synth
     truth = json.loads((root / "synth_truth.json").read_text())
-    looks = [_ClassLook.of(k, object_size=20) for k in range(4)]
+    looks = [ClassLook.of(k, object_size=20) for k in range(4)]
     for video_id in sorted(truth)[:4]:
         clip = read_clip(root / "AVE" / f"{video_id}.mp4")
         for t in range(10):

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from avadapt.data.media import read_clip
-from avadapt.data.synth import _ClassLook
-from avadapt.data.synth_avqa import INSTRUMENTS, synthesize_avqa
+from avadapt.data.synthetic import ClassLook
+from avadapt.tasks.avqa.synth import INSTRUMENTS, synthesize_avqa
 from tests.media_helpers import SHARED_DATA
 
 REAL = SHARED_DATA / "music_avqa"
@@ -34,7 +34,7 @@ SPLITS = {"train": "avqa-train.json", "val": "avqa-val.json", "test": "avqa-test
 PLACEHOLDER = re.compile(r"<(Object|LR|FL|TH|LRer|LL|BA)>")
 NUMBERS = ("zero", "one", "two", "three")
 SIDES = ("left", "middle", "right")
-LOOKS = {name: _ClassLook.of(k, object_size=SIZE * 5 // 16) for k, name in enumerate(INSTRUMENTS)}
+LOOKS = {name: ClassLook.of(k, object_size=SIZE * 5 // 16) for k, name in enumerate(INSTRUMENTS)}
 
 
 def needs_real():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avadapt.data.synth_avs import S4_CATEGORIES, synthesize_avs
+from avadapt.tasks.avs.synth import S4_CATEGORIES, synthesize_avs
 
 CLIPS = 12
 SIZE = 64

@@ -14,13 +14,13 @@ from avadapt.audio_front_ends import (
     recorded_audio_front_end,
 )
 from avadapt.backbones import create_htsat
-from avadapt.data.ave import AVEDataset
 from avadapt.data.cache import CacheSettings, load_cached_clip
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.fbank import log_mel, segment_fbank, slaney_mel_matrix
-from avadapt.data.prepare import prepare_ave
-from avadapt.data.synth import synthesize_ave
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
+from avadapt.tasks.ave.dataset import AVEDataset
+from avadapt.tasks.ave.prepare import prepare_ave
+from avadapt.tasks.ave.synth import synthesize_ave
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -21,9 +21,9 @@ from torch.utils.data import Dataset
 from avadapt.cli import main
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.sampling import EpochLoader, EpochShuffle, clip_order, derive_seed
-from avadapt.data.synth import synthesize_ave
 from avadapt.errors import CheckpointError
 from avadapt.io import CONFIG_NAME, WEIGHTS_NAME, load_adapter, save_adapter
+from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.resume import AtomicCheckpointIO, RunLogger, read_checkpoint
 

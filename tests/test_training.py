@@ -16,8 +16,8 @@ from PIL import Image
 
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.fbank import FbankConfig
-from avadapt.data.synth import synthesize_ave
 from avadapt.io import AdapterMismatchError, load_adapter, trainable_state_keys
+from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.training import AdapterExport, AVAdaptModule, TrainingCurves, warmup_cosine_factor
 from avadapt.training.callbacks import Curves, read_curves
 from avadapt.types import ParameterGroup
@@ -380,7 +380,7 @@ def test_synth_prepare_fit_save_load_predict_round_trip(tmp_path, ave_root):
     """Predictions of the trained module and of the model reloaded from its adapter directory are identical."""
     from safetensors.torch import save_file
 
-    from avadapt.data.prepare import prepare_ave
+    from avadapt.tasks.ave.prepare import prepare_ave
     from avadapt.training.predict import predict_video
 
     torch.manual_seed(0)

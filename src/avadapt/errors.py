@@ -10,8 +10,8 @@ Messages start with the file or folder they are about and say what is wrong with
     ├── OptionError        an option value that cannot work (unknown name, preset, ratio, --labels)
     ├── MediaError         a missing, empty, truncated or corrupt media file, or one without a stream
     ├── DatasetError       a dataset folder: annotations, split files, media layout, prepared cache
-    │   ├── AnnotationError     a missing or malformed annotation or split file (avadapt.data.ave)
-    │   ├── MissingMediaError   rows without media (avadapt.data.ave; also a FileNotFoundError)
+    │   ├── AnnotationError     a missing or malformed annotation or split file (avadapt.tasks.ave.dataset)
+    │   ├── MissingMediaError   rows without media (avadapt.tasks.ave.dataset; also a FileNotFoundError)
     │   └── CacheConfigError    a cache prepared with other settings (avadapt.data.cache)
     └── CheckpointError    an adapter directory (config.json, adapter.safetensors), a weights file or a
         │                  training checkpoint
@@ -52,3 +52,17 @@ class DatasetError(AVAdaptError, ValueError):
 
 class CheckpointError(AVAdaptError, ValueError):
     """An adapter directory, weights file or training checkpoint that is missing, damaged, foreign or too new."""
+
+
+class AnnotationError(DatasetError):
+    """A missing, malformed or inconsistent annotation or split file; the message starts with
+    ``file:line:`` (``file:`` when the problem is the whole file)."""
+
+    def __init__(self, path: str | Path, line: int | None, problem: str):
+        self.path, self.line, self.problem = Path(path), line, problem
+        where = f"{self.path}:{line}" if line is not None else f"{self.path}"
+        super().__init__(f"{where}: {problem}")
+
+
+class MissingMediaError(DatasetError, FileNotFoundError):
+    """Rows whose media is not where the chosen layout expects it (message lists id → path)."""

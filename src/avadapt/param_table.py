@@ -14,7 +14,7 @@ from typing import Any
 from avadapt._registry import METHODS, TASKS
 from avadapt.methods.dg_sct.model import PAPER_AUDIO_ENCODER
 from avadapt.models import build_without_weights, parameter_report
-from avadapt.tasks.avqa import AVQATask
+from avadapt.tasks.avqa.task import AVQATask
 
 CLIP_B16 = "vit_base_patch16_clip_224.openai"
 CLIP_L14 = "vit_large_patch14_clip_224.openai"
@@ -60,14 +60,14 @@ PRESET_ROWS: tuple[PresetRow, ...] = (
               paper="11.74M (code)"),
     PresetRow("lavish", SWINV2_L, "AVE preset (m=2, D/8, 2 groups, BN)", {"preset": "ave", "dropout": 0.0},
               paper="10.04M (code), 10.1M (paper)"),
-    # AVS: T = 5 frames; the AVSBench decoder with TPAVI at all four levels (avadapt.tasks.avs).
+    # AVS: T = 5 frames; the AVSBench decoder with TPAVI at all four levels (avadapt.tasks.avs.task).
     PresetRow("stg_cma", SWIN_L, "AVS, fusion, base [1/2,1/4,1/8,1/16]", {"preset": "base", "num_frames": 5},
               task="avs", paper="38.6M (code; 21.2M decoder)"),
     PresetRow("stg_cma", CLIP_L14, "AVS, fusion, base (1/16), ViT pyramid", {"preset": "base", "num_frames": 5},
               task="avs"),
     PresetRow("lavish", SWINV2_L, "AVS preset (m=16, D/4, 2 groups, no BN)", {"preset": "avs", "num_frames": 5},
               task="avs", paper="— (code's count includes an unused PVT-v2-b5)"),
-    # AVQA: T = 10; the AVST head (avadapt.tasks.avqa). Figures: the AV-STFP poster's AVQA table, trainable / total.
+    # AVQA: T = 10; the AVST head (avadapt.tasks.avqa.task). Figures: the AV-STFP poster's AVQA table, trainable / total.
     # Which poster row each of ours is partly a guess; the notes say why. The poster's DG-SCT row (110.4M /
     # 520.2M) has no counterpart here yet (DG-SCT's AVQA head is not built).
     PresetRow("stg_cma", SWIN_L, "AVQA, fusion, base, AVST at 1536-d", {"preset": "base"}, task="avqa",

@@ -1,5 +1,5 @@
-"""The on-disk cache of decoded clips that :func:`avadapt.data.prepare.prepare_ave`,
-:func:`avadapt.data.prepare_avs.prepare_avs` and :func:`avadapt.data.prepare_avqa.prepare_avqa` write.
+"""The on-disk cache of decoded clips that :func:`avadapt.tasks.ave.prepare.prepare_ave`,
+:func:`avadapt.tasks.avs.prepare.prepare_avs` and :func:`avadapt.tasks.avqa.prepare.prepare_avqa` write.
 
 Decoding an mp4 and computing its fbank costs far more than a training step of a frozen backbone
 with small adapters, so every clip is decoded once into a small safetensors file::

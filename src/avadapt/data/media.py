@@ -424,3 +424,32 @@ def write_mp4(
                 container.mux(audio_stream.encode(frame))
             container.mux(audio_stream.encode(None))
     return path
+
+
+def read_frame_folder(folder: str | Path, num_segments: int) -> np.ndarray:
+    """T frames from a folder of extracted jpgs, as the reference loaders pick them.
+
+    The reference takes frames ``linspace(1, n, T, dtype=int)`` (1-based) of the n sorted files,
+    whatever rate they were extracted at. Returns (T, H, W, 3) uint8.
+    """
+    from PIL import Image  # only this layout needs Pillow
+
+    folder = Path(folder)
+    files = (
+        sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if folder.is_dir()
+        else []
+    )
+    if not files:
+        raise MediaError(folder, "no extracted frames (expected NNNN.jpg files)")
+    picks = np.linspace(1, len(files), num_segments, dtype=int)
+    frames = []
+    for index in picks:
+        try:
+            with Image.open(files[index - 1]) as image:
+                frames.append(np.asarray(image.convert("RGB")))
+        except OSError as err:
+            raise MediaError(files[index - 1], f"cannot decode image: {err}") from err
+    if len({f.shape for f in frames}) != 1:
+        raise MediaError(folder, f"frames differ in size: {sorted({f.shape for f in frames})}")
+    return np.stack(frames)  # (T, H, W, 3)

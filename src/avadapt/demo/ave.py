@@ -21,13 +21,13 @@ from typing import Any
 import lightning as L
 import torch
 
-from avadapt.data.ave import AVEAnnotations
 from avadapt.data.datamodule import AVDataModule
-from avadapt.data.prepare import prepare_ave
-from avadapt.data.synth import synthesize_ave
 from avadapt.demo.common import banner as _banner
 from avadapt.demo.common import fit_and_test, intra_op_threads, introduce, save_backbone
 from avadapt.io import load_adapter
+from avadapt.tasks.ave.dataset import AVEAnnotations
+from avadapt.tasks.ave.prepare import prepare_ave
+from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
 from avadapt.training.predict import predict_video, write_prediction
@@ -45,7 +45,7 @@ class DemoConfig:
     """Sizes of the demo; the defaults keep it to a few minutes on two CPU cores.
 
     The synthetic events are visible AND audible, while background seconds often carry the same class in one
-    modality only (see ``avadapt.data.synth``), so accuracy rewards fusing the two streams over time.
+    modality only (see ``avadapt.tasks.ave.synth``), so accuracy rewards fusing the two streams over time.
     """
 
     clips: int = 320

@@ -22,12 +22,12 @@ from typing import Any
 import lightning as L
 import torch
 
-from avadapt.data.avqa import QUESTION_TYPE_NAMES, TYPE_GROUPS, read_avqa_json
 from avadapt.data.datamodule import AVDataModule
-from avadapt.data.prepare_avqa import prepare_avqa
-from avadapt.data.synth_avqa import synthesize_avqa
 from avadapt.demo.common import banner, fit_and_test, intra_op_threads, introduce, save_backbone
 from avadapt.io import load_adapter
+from avadapt.tasks.avqa.dataset import QUESTION_TYPE_NAMES, TYPE_GROUPS, read_avqa_json
+from avadapt.tasks.avqa.prepare import prepare_avqa
+from avadapt.tasks.avqa.synth import synthesize_avqa
 from avadapt.training.ask import ask
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from avadapt.data.avs import AVSMedia, metadata_path, read_s4_metadata
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.media import read_audio, write_mp4
-from avadapt.data.prepare_avs import prepare_avs
-from avadapt.data.synth_avs import synthesize_avs
 from avadapt.demo.common import banner, fit_and_test, intra_op_threads, introduce, save_backbone
 from avadapt.io import load_adapter
+from avadapt.tasks.avs.dataset import AVSMedia, metadata_path, read_s4_metadata
+from avadapt.tasks.avs.prepare import prepare_avs
+from avadapt.tasks.avs.synth import synthesize_avs
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
 from avadapt.training.predict import predict_video, write_prediction

@@ -28,11 +28,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 from avadapt.data.datamodule import AVDataModule
-from avadapt.data.prepare import prepare_ave
-from avadapt.data.synth import synthesize_ave
 from avadapt.demo.ave import predict_test_clip
 from avadapt.demo.common import banner as _banner
 from avadapt.demo.common import fit_and_test, intra_op_threads, introduce, save_backbone
+from avadapt.tasks.ave.prepare import prepare_ave
+from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
 

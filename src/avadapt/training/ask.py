@@ -1,7 +1,7 @@
 """``avadapt ask``: a question about a video, answered by an AVQA adapter, with where the model looked.
 
 The video is read as MUSIC-AVQA's loaders read one: T moments spread over the whole file (T equal parts, the
-frame at each part's centre, an audio window from each part's start; ``avadapt.data.avqa``). The question is
+frame at each part's centre, an audio window from each part's start; ``avadapt.tasks.avqa.dataset``). The question is
 tokenised as the dataset's questions are and encoded with the vocabulary the adapter was trained with; a word
 the vocabulary lacks becomes the unknown token and is reported, not an error.
 """
@@ -15,11 +15,11 @@ from typing import Any
 import torch
 
 from avadapt.audio_front_ends import recorded_audio_front_end
-from avadapt.data.avqa import AVQAMedia, QuestionVocabulary, tokenize_question
 from avadapt.data.transforms import VideoTransform, as_video_tensor
 from avadapt.errors import OptionError
 from avadapt.models import AVModel
 from avadapt.tasks import get_task
+from avadapt.tasks.avqa.dataset import AVQAMedia, QuestionVocabulary, tokenize_question
 
 
 @torch.no_grad()

@@ -18,15 +18,15 @@ so the same seed gives identical annotation files and identical decoded content.
 from __future__ import annotations
 
 import json
-import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from avadapt.data.ave import AVE_HEADER, SPLIT_FILES
 from avadapt.data.media import write_mp4
+from avadapt.data.synthetic import ID_ALPHABET, ClassLook
+from avadapt.tasks.ave.dataset import AVE_HEADER, SPLIT_FILES
 
 # The 28 AVE categories in label order (Tian et al. 2018; = categories.txt of the official release).
 AVE_CATEGORIES = (
@@ -37,20 +37,6 @@ AVE_CATEGORIES = (
     "Toilet flush", "Rodents, rats, mice", "Accordion", "Mandolin",
 )  # fmt: skip
 
-_PALETTE = np.array(
-    [
-        [230, 40, 40],
-        [40, 200, 60],
-        [50, 90, 240],
-        [240, 220, 40],
-        [220, 60, 220],
-        [40, 220, 220],
-        [250, 250, 250],
-    ],
-    dtype=np.float32,
-)
-_SHAPES = ("disk", "square", "triangle", "ring", "cross", "diamond")
-_ID_ALPHABET = string.ascii_letters + string.digits + "-_"  # YouTube id characters
 NONE = -1  # "nothing of any class" in the per-second truth
 
 
@@ -65,54 +51,8 @@ class SynthSummary:
     seconds: float
 
 
-def _shape_mask(shape: str, size: int) -> np.ndarray:
-    """(size, size) bool silhouette of one class's shape."""
-    y, x = np.mgrid[:size, :size] / (size - 1) * 2 - 1  # [-1, 1]²
-    r = np.hypot(x, y)
-    masks = {
-        "disk": r <= 0.95,
-        "square": (np.abs(x) <= 0.8) & (np.abs(y) <= 0.8),
-        "triangle": (y >= -0.9) & (y <= 0.9) & (np.abs(x) <= (y + 0.9) / 1.8 * 0.95),
-        "ring": (r <= 0.95) & (r >= 0.55),
-        "cross": (np.abs(x) <= 0.3) | (np.abs(y) <= 0.3),
-        "diamond": np.abs(x) + np.abs(y) <= 0.95,
-    }
-    return masks[shape]
-
-
-@dataclass(frozen=True)
-class _ClassLook:
-    """How class k looks and sounds; fixed by k alone so every clip of a class agrees."""
-
-    mask: np.ndarray  # (s, s) bool
-    colour: np.ndarray  # (3,) float
-    orbit_hz: float  # turns per second of the shape's circular path
-    pitch_hz: float
-    harmonics: int
-    am_hz: float
-
-    @classmethod
-    def of(cls, k: int, object_size: int) -> _ClassLook:
-        return cls(
-            mask=_shape_mask(_SHAPES[k % len(_SHAPES)], object_size),
-            colour=_PALETTE[k % len(_PALETTE)],  # (shape, colour) pairs are distinct for k < 42
-            orbit_hz=0.15 + 0.05 * (k % 4),
-            # 4 octaves from 250 Hz in steps of 4/28 octave, visited in a scrambled order (5k mod 28)
-            # so that the first few classes are far apart; all 28 fall in distinct mel bins
-            pitch_hz=250.0 * 2 ** (4 * ((5 * k) % 28) / 28),
-            harmonics=1 + k % 3,
-            am_hz=2.0 + 1.5 * (k % 5),
-        )
-
-    def sound(self, t: np.ndarray) -> np.ndarray:
-        """The class's sound at times ``t`` (s), peak ≈ 0.3."""
-        tone = sum(np.sin(2 * np.pi * self.pitch_hz * h * t) / h for h in range(1, self.harmonics + 1))
-        envelope = 0.6 + 0.4 * np.sin(2 * np.pi * self.am_hz * t)
-        return (0.3 / 1.8) * tone * envelope
-
-
 def _render_video(
-    rng: np.random.Generator, visual: list[int], looks: list[_ClassLook], size: int, fps: int, phase: float
+    rng: np.random.Generator, visual: list[int], looks: list[ClassLook], size: int, fps: int, phase: float
 ) -> np.ndarray:
     """(seconds·fps, size, size, 3) uint8: smooth moving noise, plus a class's shape where ``visual`` says."""
     seconds = len(visual)
@@ -135,7 +75,7 @@ def _render_video(
 
 
 def _render_audio(
-    rng: np.random.Generator, audible: list[int], looks: list[_ClassLook], sample_rate: int
+    rng: np.random.Generator, audible: list[int], looks: list[ClassLook], sample_rate: int
 ) -> np.ndarray:
     """(seconds·sample_rate,) float32: low noise, plus a class's sound where ``audible`` says."""
     seconds = len(audible)
@@ -188,11 +128,11 @@ def synthesize_ave(
     rng = np.random.default_rng(seed)
     seconds = 10
     categories = list(AVE_CATEGORIES[:num_classes])
-    looks = [_ClassLook.of(k, object_size=size * 5 // 16) for k in range(num_classes)]
+    looks = [ClassLook.of(k, object_size=size * 5 // 16) for k in range(num_classes)]
 
     ids: list[str] = []
     while len(ids) < clips:
-        candidate = "".join(rng.choice(list(_ID_ALPHABET), size=11))
+        candidate = "".join(rng.choice(list(ID_ALPHABET), size=11))
         if candidate not in ids:
             ids.append(candidate)
 

@@ -12,7 +12,7 @@ Media, one of:
 * native: ``<media_root>/AVE/<VideoID>.mp4``;
 * pre-extracted, as the reference PETL code reads it: ``<media_root>/video_frames/<VideoID>/NNNN.jpg``
   (any frame count) and ``<media_root>/raw_audio/<VideoID>.wav``;
-* a cache written by :func:`avadapt.data.prepare.prepare_ave`.
+* a cache written by :func:`avadapt.tasks.ave.prepare.prepare_ave`.
 
 Fields are split on ``&`` only: category names contain commas ("Baby cry, infant cry"). Samples
 are keyed by *row*, never by video id: 45 ids carry two or three different events and 18 ids sit in
@@ -44,28 +44,14 @@ from avadapt.data.cache import (
     load_cached_clip,
 )
 from avadapt.data.fbank import FbankConfig, segment_fbank
-from avadapt.data.media import read_audio, read_clip
+from avadapt.data.media import read_audio, read_clip, read_frame_folder
 from avadapt.data.transforms import VideoTransform
-from avadapt.errors import DatasetError, MediaError
+from avadapt.errors import AnnotationError, MissingMediaError
 
 AVE_FIELDS = ("Category", "VideoID", "Quality", "StartTime", "EndTime")
 AVE_HEADER = "&".join(AVE_FIELDS)
 AVE_SEGMENTS = 10  # AVE clips are 10 s, labelled per second
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
-
-
-class AnnotationError(DatasetError):
-    """A missing, malformed or inconsistent annotation or split file; the message starts with
-    ``file:line:`` (``file:`` when the problem is the whole file)."""
-
-    def __init__(self, path: str | Path, line: int | None, problem: str):
-        self.path, self.line, self.problem = Path(path), line, problem
-        where = f"{self.path}:{line}" if line is not None else f"{self.path}"
-        super().__init__(f"{where}: {problem}")
-
-
-class MissingMediaError(DatasetError, FileNotFoundError):
-    """Rows whose media is not where the chosen layout expects it (message lists id → path)."""
 
 
 @dataclass(frozen=True)
@@ -241,35 +227,6 @@ class AVEAnnotations:
         )
 
 
-def read_frame_folder(folder: str | Path, num_segments: int) -> np.ndarray:
-    """T frames from a folder of extracted jpgs, as the reference loaders pick them.
-
-    The reference takes frames ``linspace(1, n, T, dtype=int)`` (1-based) of the n sorted files,
-    whatever rate they were extracted at. Returns (T, H, W, 3) uint8.
-    """
-    from PIL import Image  # only this layout needs Pillow
-
-    folder = Path(folder)
-    files = (
-        sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        if folder.is_dir()
-        else []
-    )
-    if not files:
-        raise MediaError(folder, "no extracted frames (expected NNNN.jpg files)")
-    picks = np.linspace(1, len(files), num_segments, dtype=int)
-    frames = []
-    for index in picks:
-        try:
-            with Image.open(files[index - 1]) as image:
-                frames.append(np.asarray(image.convert("RGB")))
-        except OSError as err:
-            raise MediaError(files[index - 1], f"cannot decode image: {err}") from err
-    if len({f.shape for f in frames}) != 1:
-        raise MediaError(folder, f"frames differ in size: {sorted({f.shape for f in frames})}")
-    return np.stack(frames)  # (T, H, W, 3)
-
-
 Source = Literal["auto", "mp4", "frames", "cache"]
 
 
@@ -307,14 +264,14 @@ class AVEDataset(ClipDataset):
     @classmethod
     def prepare(cls, root: str | Path, out: str | Path, *, workers: int, image_size: int, fbank: Any,
                 media_root: str | Path | None, crop_pct: float, progress: bool = True) -> Any:
-        from avadapt.data.prepare import prepare_ave
+        from avadapt.tasks.ave.prepare import prepare_ave
 
         return prepare_ave(root, out, workers=workers, image_size=image_size, fbank=fbank, media_root=media_root,
                            crop_pct=crop_pct, progress=progress)
 
     @classmethod
     def synthesize(cls, out: str | Path, clips: int, seed: int, num_classes: int | None = None) -> Any:
-        from avadapt.data.synth import synthesize_ave
+        from avadapt.tasks.ave.synth import synthesize_ave
 
         return synthesize_ave(out, clips=clips, seed=seed, num_classes=num_classes or 4)
 

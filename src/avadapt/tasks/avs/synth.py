@@ -1,6 +1,6 @@
 """A small synthetic AVSBench-object (v1): real PNG frames, PNG masks and wav files in the native layout.
 
-Like :mod:`avadapt.data.synth` for AVE, it lets tests, the demo and smoke training run the code real
+Like :mod:`avadapt.tasks.ave.synth` for AVE, it lets tests, the demo and smoke training run the code real
 AVSBench goes through, with nothing downloaded. Each clip is 5 s: five frames (one per second), the
 binary mask of the sounding object(s) on each, and a 16 kHz mono wav.
 
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from avadapt.data.avs import AVS_SEGMENTS, AVS_SETTINGS, S4_CATEGORIES
-from avadapt.data.synth import _ID_ALPHABET, _ClassLook
+from avadapt.data.synthetic import ID_ALPHABET, ClassLook, assign_splits
+from avadapt.tasks.avs.dataset import AVS_SEGMENTS, AVS_SETTINGS, S4_CATEGORIES
 
 _STEP = AVS_SEGMENTS - 1  # frame-to-frame moves of an object
 
@@ -99,7 +99,7 @@ def _draw_clip(
 
 
 def _render(
-    rng: np.random.Generator, clip: _Clip, looks: list[_ClassLook], size: int
+    rng: np.random.Generator, clip: _Clip, looks: list[ClassLook], size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(AVS_SEGMENTS, size, size, 3) uint8 frames: grey pixel noise (below 190 in every channel, so never a
     class colour) with the objects; and (AVS_SEGMENTS, size, size) bool masks of the sounding objects."""
@@ -117,7 +117,7 @@ def _render(
     return frames, masks
 
 
-def _audio(rng: np.random.Generator, clip: _Clip, looks: list[_ClassLook], sample_rate: int) -> np.ndarray:
+def _audio(rng: np.random.Generator, clip: _Clip, looks: list[ClassLook], sample_rate: int) -> np.ndarray:
     """(AVS_SEGMENTS·sample_rate,) float: low noise plus, second by second, the sounding objects' sounds."""
     t = np.arange(AVS_SEGMENTS * sample_rate) / sample_rate
     wav = rng.normal(0.0, 0.01, size=t.size)
@@ -143,20 +143,6 @@ def _write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
         out.setsampwidth(2)
         out.setframerate(sample_rate)
         out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-
-
-def _assign_splits(rng: np.random.Generator, n: int, fractions: tuple[float, float]) -> list[str]:
-    """A shuffled share of the clips to val and test (≥ 1 each from 10 clips up), the rest to train."""
-    counts = [round(f * n) for f in fractions]
-    if n >= 10:
-        counts = [max(1, c) for c in counts]
-    order = rng.permutation(n)
-    split_of = ["train"] * n
-    for i in order[: counts[0]]:
-        split_of[i] = "val"
-    for i in order[counts[0] : counts[0] + counts[1]]:
-        split_of[i] = "test"
-    return split_of
 
 
 def synthesize_avs(
@@ -201,16 +187,16 @@ def synthesize_avs(
     rng = np.random.default_rng(seed)
     categories = list(S4_CATEGORIES[:num_classes])
     object_size = size * 7 // 16  # 28 px at 64: one object covers 8–13 % of the frame
-    looks = [_ClassLook.of(k, object_size) for k in range(num_classes)]
+    looks = [ClassLook.of(k, object_size) for k in range(num_classes)]
 
     names: list[str] = []
     while len(names) < clips:
-        name = "".join(rng.choice(list(_ID_ALPHABET), size=11))
+        name = "".join(rng.choice(list(ID_ALPHABET), size=11))
         if setting == "ms3":
             name += f"_{rng.integers(0, 3)}"
         if name not in names:
             names.append(name)
-    split_of = _assign_splits(rng, clips, split_fractions)
+    split_of = assign_splits(rng, clips, split_fractions)
 
     rows = []
     data = out / f"{setting}_data"

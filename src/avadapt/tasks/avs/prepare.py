@@ -1,4 +1,4 @@
-"""Decode every AVSBench clip (S4 or MS3) once into a cache, as :func:`~avadapt.data.prepare.prepare_ave`
+"""Decode every AVSBench clip (S4 or MS3) once into a cache, as :func:`~avadapt.tasks.ave.prepare.prepare_ave`
 does for AVE.
 
 The same guarantees: resumable (a clip is done when its final file exists; files get their final name
@@ -17,7 +17,12 @@ from pathlib import Path
 import torch
 
 from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
-from avadapt.data.avs import (
+from avadapt.data.base import SPLITS
+from avadapt.data.cache import CacheSettings, clip_file, remove_stale_temporaries, save_cached_clip
+from avadapt.data.fbank import FbankConfig
+from avadapt.data.prepare import BadClip, PrepareSummary, decode_jobs, open_cache, summarise
+from avadapt.errors import MediaError
+from avadapt.tasks.avs.dataset import (
     AVS_SEGMENTS,
     MIN_AUDIO_SECONDS,
     AVSMedia,
@@ -26,11 +31,6 @@ from avadapt.data.avs import (
     metadata_path,
     read_avs_metadata,
 )
-from avadapt.data.base import SPLITS
-from avadapt.data.cache import CacheSettings, clip_file, remove_stale_temporaries, save_cached_clip
-from avadapt.data.fbank import FbankConfig
-from avadapt.data.prepare import BadClip, PrepareSummary, decode_jobs, open_cache, summarise
-from avadapt.errors import MediaError
 
 
 def prepare_avs_clip(name: str, media: AVSMedia, target: Path, settings: CacheSettings) -> None:
@@ -72,7 +72,7 @@ def prepare_avs(
 
     root: the folder holding ``s4_meta_data.csv`` / ``ms3_meta_data.csv`` and the data folders, or the
     official ``avsbench_data/`` with ``Single-source/`` and ``Multi-sources/`` (see
-    :mod:`avadapt.data.avs`); media is read from ``media_root`` (default ``root``) the same way.
+    :mod:`avadapt.tasks.avs.dataset`); media is read from ``media_root`` (default ``root``) the same way.
     metadata: another csv listing the clips (relative to ``root`` or absolute), e.g. AVSBench-semantic's
     ``metadata.csv``.
     setting: ``"s4"`` or ``"ms3"``.

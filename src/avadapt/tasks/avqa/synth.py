@@ -1,6 +1,6 @@
 """A small synthetic MUSIC-AVQA: real mp4 files and question files in the released json format.
 
-Like :mod:`avadapt.data.synth` for AVE and :mod:`avadapt.data.synth_avs` for AVSBench, it lets tests,
+Like :mod:`avadapt.tasks.ave.synth` for AVE and :mod:`avadapt.tasks.avs.synth` for AVSBench, it lets tests,
 the demo and smoke training run the code real MUSIC-AVQA goes through, with nothing downloaded.
 
 Each clip is a "performance" of one to three instruments (real MUSIC-AVQA instrument names), each
@@ -48,10 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avadapt.data.avqa import DEFAULT_JSONS, QUESTION_TYPES
 from avadapt.data.media import write_mp4
-from avadapt.data.synth import _ClassLook
-from avadapt.data.synth_avs import _assign_splits
+from avadapt.data.synthetic import ClassLook, assign_splits
+from avadapt.tasks.avqa.dataset import DEFAULT_JSONS, QUESTION_TYPES
 
 # Instruments of the synthetic clips: real MUSIC-AVQA answers, one per colour of the synthetic palette.
 INSTRUMENTS = ("cello", "violin", "piano", "flute", "acoustic_guitar", "accordion", "clarinet")
@@ -390,7 +389,7 @@ def _ask(
 
 
 def _render_video(
-    rng: np.random.Generator, scene: _Scene, looks: list[_ClassLook], size: int, fps: int
+    rng: np.random.Generator, scene: _Scene, looks: list[ClassLook], size: int, fps: int
 ) -> np.ndarray:
     """(seconds·fps, size, size, 3) uint8: the background with blocky noise changing every frame, and
     each instrument's shape standing still in its third of the frame."""
@@ -414,7 +413,7 @@ def _render_video(
 
 
 def _render_audio(
-    rng: np.random.Generator, scene: _Scene, looks: list[_ClassLook], sample_rate: int
+    rng: np.random.Generator, scene: _Scene, looks: list[ClassLook], sample_rate: int
 ) -> np.ndarray:
     """(seconds·sample_rate,) float32: low noise plus each sounding instrument's sound, scaled to its
     level (RMS) and gated to its interval with 10 ms fades."""
@@ -467,7 +466,7 @@ def synthesize_avqa(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    looks = [_ClassLook.of(k, object_size=size * 5 // 16) for k in range(len(INSTRUMENTS))]
+    looks = [ClassLook.of(k, object_size=size * 5 // 16) for k in range(len(INSTRUMENTS))]
 
     numbers: list[int] = []
     while len(numbers) < clips:
@@ -475,7 +474,7 @@ def synthesize_avqa(
         if number not in numbers:
             numbers.append(number)
     video_ids = [f"vv{number:08d}" for number in numbers]
-    split_of = _assign_splits(rng, clips, split_fractions)
+    split_of = assign_splits(rng, clips, split_fractions)
 
     rows: dict[str, list[dict]] = {split: [] for split in DEFAULT_JSONS}
     types: Counter[str] = Counter()

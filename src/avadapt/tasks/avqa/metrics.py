@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from avadapt.data.avqa import QUESTION_TYPE_NAMES
-from avadapt.data.avqa import TYPE_GROUPS as DATA_TYPE_GROUPS
+from avadapt.tasks.avqa.dataset import QUESTION_TYPE_NAMES
+from avadapt.tasks.avqa.dataset import TYPE_GROUPS as DATA_TYPE_GROUPS
 
 QUESTION_TYPES: tuple[str, ...] = QUESTION_TYPE_NAMES
-"""The 9 question types' short names in MUSIC-AVQA's order (``avadapt.data.avqa``); ``question_type`` targets
+"""The 9 question types' short names in MUSIC-AVQA's order (``avadapt.tasks.avqa.dataset``); ``question_type`` targets
 index this tuple."""
 
 TYPE_GROUPS: dict[str, tuple[int, ...]] = {

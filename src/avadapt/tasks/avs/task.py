@@ -26,7 +26,7 @@ from avadapt._config import JSONConfig
 from avadapt.errors import OptionError
 from avadapt.layers.pyramid import PYRAMID_SCALES, SimpleFeaturePyramid
 from avadapt.layers.segmentation import TPAVI, DilatedConvSum, FeatureFusionBlock
-from avadapt.tasks.avs_metrics import avs_metrics
+from avadapt.tasks.avs.metrics import avs_metrics
 from avadapt.tasks.base import Task, TaskHead, register_task
 from avadapt.types import AVFeatures, FeatureSpec
 

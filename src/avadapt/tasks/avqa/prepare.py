@@ -1,11 +1,11 @@
-"""Decode every MUSIC-AVQA video once into a cache, as :func:`~avadapt.data.prepare.prepare_ave` does for
+"""Decode every MUSIC-AVQA video once into a cache, as :func:`~avadapt.tasks.ave.prepare.prepare_ave` does for
 AVE.
 
 The same guarantees: resumable (a video is done when its final file exists; files get their final name only
 once complete), parallel in spawned processes, and every video that cannot be read listed in ``bad_clips.tsv``
 with the file at fault and the reason. One cache file per video id of all splits' question files
 (``<out>/<video_id>.safetensors``: frames uint8 (10, 3, S, S), fbank float16 (10, 1, F, L), the 10 moments of
-:mod:`avadapt.data.avqa`); ``cache.json`` records the dataset (``music_avqa``). Beside them,
+:mod:`avadapt.tasks.avqa.dataset`); ``cache.json`` records the dataset (``music_avqa``). Beside them,
 ``question_vocab.json``: the question vocabulary of the train json, so that a cache can be read without it.
 """
 
@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
-from avadapt.data.avqa import (
+from avadapt.data.cache import CacheSettings, clip_file, save_cached_clip
+from avadapt.data.fbank import FbankConfig
+from avadapt.data.prepare import BadClip, PrepareSummary, decode_jobs, open_cache, summarise
+from avadapt.data.transforms import as_video_tensor
+from avadapt.errors import DatasetError, MediaError
+from avadapt.tasks.avqa.dataset import (
     QUESTION_VOCABULARY_FILE,
     AVQAMedia,
     AVQAQuestion,
@@ -26,11 +31,6 @@ from avadapt.data.avqa import (
     question_files,
     read_avqa_json,
 )
-from avadapt.data.cache import CacheSettings, clip_file, save_cached_clip
-from avadapt.data.fbank import FbankConfig
-from avadapt.data.prepare import BadClip, PrepareSummary, decode_jobs, open_cache, summarise
-from avadapt.data.transforms import as_video_tensor
-from avadapt.errors import DatasetError, MediaError
 
 
 def prepare_avqa_clip(media: AVQAMedia, target: Path, settings: CacheSettings) -> None:
@@ -71,7 +71,7 @@ def prepare_avqa(
     """Decode the video of every question in the split jsons found in ``root`` into ``out``.
 
     root: holds ``avqa-{train,val,test}.json`` (other names: ``jsons``, as for
-    :class:`~avadapt.data.avqa.MusicAVQADataset`); every video id of every split present is prepared.
+    :class:`~avadapt.tasks.avqa.dataset.MusicAVQADataset`); every video id of every split present is prepared.
     media_root: where the media lives (default ``root``): ``<id>.mp4`` files, or ``video_frames/<id>/`` with
     ``raw_audio/<id>.wav``. source: ``"mp4"``, ``"frames"`` or ``"auto"`` (frames when ``video_frames/``
     exists).

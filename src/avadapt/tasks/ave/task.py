@@ -16,8 +16,8 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from avadapt._config import JSONConfig
-from avadapt.data.ave import read_events
 from avadapt.errors import OptionError
+from avadapt.tasks.ave.dataset import read_events
 from avadapt.tasks.base import Task, TaskHead, register_task
 from avadapt.types import AVFeatures, FeatureSpec
 
@@ -30,7 +30,7 @@ class AVEConfig(JSONConfig):
     """The AVE head: ``classifier`` (default) or ``cmbs``.
 
     ``classifier``: STG-CMA's AVE head, concat[audio; video] → Linear 512 → Dropout 0.5 → Linear 29, per segment.
-    ``cmbs``: DG-SCT's AVE head (:class:`~avadapt.tasks.ave_cmbs.CMBSHead`): a CMRAN-style temporal module
+    ``cmbs``: DG-SCT's AVE head (:class:`~avadapt.tasks.ave.cmbs.CMBSHead`): a CMRAN-style temporal module
     over the per-segment vectors, then CMBS's event-relevance and video-level class scores.
 
     num_classes counts the background class (28 events + 1 for AVE); background is the last class.
@@ -143,7 +143,7 @@ def segment_accuracy(num_classes: int) -> MetricCollection:
 
 
 AVE_HEADS: dict[str, type[TaskHead]] = {"classifier": AVEHead}
-"""The AVE heads by ``AVEConfig.head``; ``avadapt.tasks.ave_cmbs`` adds ``cmbs``."""
+"""The AVE heads by ``AVEConfig.head``; ``avadapt.tasks.ave.cmbs`` adds ``cmbs``."""
 
 
 @register_task

@@ -20,7 +20,7 @@ from torchmetrics import MetricCollection
 
 from avadapt.errors import OptionError
 from avadapt.layers.temporal_relation import TemporalRelationModule
-from avadapt.tasks.ave import AVE_HEADS, AVEConfig, segment_accuracy
+from avadapt.tasks.ave.task import AVE_HEADS, AVEConfig, segment_accuracy
 from avadapt.tasks.base import TaskHead
 from avadapt.types import AVFeatures, FeatureSpec
 
@@ -99,7 +99,7 @@ class CMBSHead(TaskHead):
     event seconds and down elsewhere, with a bounded gradient. Clips without any event second add to the first
     two terms only.
 
-    Metric: :func:`~avadapt.tasks.ave.segment_accuracy` over all segments of the split, on the labels of
+    Metric: :func:`~avadapt.tasks.ave.task.segment_accuracy` over all segments of the split, on the labels of
     :meth:`CMBSOutput.segment_labels`. DG-SCT's code reports the mean of per-batch accuracies instead, which
     differs when the last batch is smaller.
 

@@ -21,7 +21,7 @@ Media, one of (under ``media_root``, default ``root``):
   video archives unpack to (``MUSIC-AVQA-videos-Real``; merge ``-Synthetic`` into it for the ``vv…`` ids);
 * pre-extracted, as the LAVISH / DG-SCT loaders read it: ``<media_root>/video_frames/<video_id>/`` holding
   ``0001.jpg…`` (LAVISH) or ``00000001.jpg…`` (DG-SCT) and ``<media_root>/raw_audio/<video_id>.wav``;
-* a cache written by :func:`avadapt.data.prepare_avqa.prepare_avqa`, one file per video id (many questions
+* a cache written by :func:`avadapt.tasks.avqa.prepare.prepare_avqa`, one file per video id (many questions
   share a video).
 
 Ten moments per video. A video of D seconds is cut into 10 equal parts of D/10 s; moment t is one frame and
@@ -55,7 +55,6 @@ import torch
 
 from avadapt._registry import DATASETS
 from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
-from avadapt.data.ave import MissingMediaError, read_frame_folder
 from avadapt.data.base import SPLITS, ClipDataset
 from avadapt.data.cache import (
     BAD_CLIPS,
@@ -68,9 +67,9 @@ from avadapt.data.cache import (
     write_text_atomic,
 )
 from avadapt.data.fbank import FbankConfig, segment_fbank
-from avadapt.data.media import media_duration, read_audio, read_clip
+from avadapt.data.media import media_duration, read_audio, read_clip, read_frame_folder
 from avadapt.data.transforms import VideoTransform
-from avadapt.errors import DatasetError, MediaError, OptionError
+from avadapt.errors import DatasetError, MediaError, MissingMediaError, OptionError
 
 AVQA_SEGMENTS = 10  # moments per video, as LAVISH / DG-SCT / STG-CMA sample them
 QUESTION_LENGTH = 14  # words per encoded question; the longest released question has 14
@@ -462,7 +461,7 @@ def load_question_vocabulary(
 ) -> QuestionVocabulary:
     """The question vocabulary of the training questions: built from the train json (``train``: its
     questions, when already read); without one, the ``question_vocab.json`` that
-    :func:`~avadapt.data.prepare_avqa.prepare_avqa` wrote into ``cache_dir``."""
+    :func:`~avadapt.tasks.avqa.prepare.prepare_avqa` wrote into ``cache_dir``."""
     if train is not None:
         return QuestionVocabulary.build(train)
     train_path = question_files(root, jsons)["train"]
@@ -576,13 +575,13 @@ class MusicAVQADataset(ClipDataset):
     root: holds ``avqa-train.json``, ``avqa-val.json``, ``avqa-test.json`` (other names: ``jsons``, e.g.
     ``{"test": "avqa-test-update.json"}``) and optionally ``ans_vocab.txt``.
     source: ``"mp4"`` (``<media_root>/<id>.mp4``), ``"frames"`` (``video_frames/`` + ``raw_audio/``),
-    ``"cache"`` (``cache_dir`` from :func:`~avadapt.data.prepare_avqa.prepare_avqa`), or ``"auto"``: the cache
+    ``"cache"`` (``cache_dir`` from :func:`~avadapt.tasks.avqa.prepare.prepare_avqa`), or ``"auto"``: the cache
     if ``cache_dir`` is given, else frames if ``<media_root>/video_frames/`` exists, else mp4.
     media_root: where the media lives (default ``root``).
     transform: frames → tensors; a training transform must not flip (left/right questions); default 224², 0.5.
     fbank: the audio front end's fbank (default: the ``vit`` front end's; the AVQA front ends have 1.95 s
     windows).
-    on_missing: questions whose video has no media raise :class:`~avadapt.data.ave.MissingMediaError` listing
+    on_missing: questions whose video has no media raise :class:`~avadapt.tasks.ave.dataset.MissingMediaError` listing
     the videos (``"error"``) or are dropped with a warning that lists them (``"skip"``).
     augment: whether this is an augmented training split; the augmentation lives in the transform given
         (``train_augmentation``: a RandomResizedCrop per clip, no flip), so nothing else changes.
@@ -617,7 +616,7 @@ class MusicAVQADataset(ClipDataset):
     def prepare(cls, root: str | Path, out: str | Path, *, workers: int, image_size: int, fbank: Any,
                 media_root: str | Path | None, crop_pct: float, progress: bool = True,
                 jsons: Mapping[str, str | Path] | None = None, source: str = "auto") -> Any:
-        from avadapt.data.prepare_avqa import prepare_avqa
+        from avadapt.tasks.avqa.prepare import prepare_avqa
 
         return prepare_avqa(root, out, workers=workers, image_size=image_size, fbank=fbank, progress=progress,
                             media_root=media_root, crop_pct=crop_pct, jsons=jsons, source=source)
@@ -626,7 +625,7 @@ class MusicAVQADataset(ClipDataset):
     def synthesize(cls, out: str | Path, clips: int, seed: int, num_classes: int | None = None) -> Any:
         if num_classes is not None:
             raise OptionError("MUSIC-AVQA's answers are its own 42; a number of classes cannot be chosen")
-        from avadapt.data.synth_avqa import synthesize_avqa
+        from avadapt.tasks.avqa.synth import synthesize_avqa
 
         return synthesize_avqa(out, clips=clips, seed=seed)
 

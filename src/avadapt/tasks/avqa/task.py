@@ -44,9 +44,9 @@ from torch import nn
 from torchmetrics import MetricCollection
 
 from avadapt._config import JSONConfig
-from avadapt.data.avqa import MusicAVQADataset, QuestionVocabulary
 from avadapt.errors import CheckpointError, OptionError
-from avadapt.tasks.avqa_metrics import AVQAAccuracy
+from avadapt.tasks.avqa.dataset import MusicAVQADataset, QuestionVocabulary
+from avadapt.tasks.avqa.metrics import AVQAAccuracy
 from avadapt.tasks.base import Task, TaskHead, register_task
 from avadapt.types import AVFeatures, FeatureSpec
 
@@ -340,7 +340,7 @@ class AVSTHead(TaskHead):
         return loss
 
     def metrics(self) -> MetricCollection:
-        """:class:`~avadapt.tasks.avqa_metrics.AVQAAccuracy`: ``accuracy``, ``audio``, ``visual``,
+        """:class:`~avadapt.tasks.avqa.metrics.AVQAAccuracy`: ``accuracy``, ``audio``, ``visual``,
         ``audio_visual`` and ``type/<question type>``, logged as ``val/accuracy``, ``val/type/av_temporal``, …"""
         return MetricCollection({"avqa": AVQAAccuracy()}, compute_groups=False)
 

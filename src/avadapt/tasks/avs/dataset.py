@@ -44,7 +44,6 @@ from PIL import Image
 
 from avadapt._registry import DATASETS
 from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
-from avadapt.data.ave import AnnotationError, MissingMediaError
 from avadapt.data.base import SPLITS, ClipDataset
 from avadapt.data.cache import (
     BAD_CLIPS,
@@ -57,7 +56,7 @@ from avadapt.data.cache import (
 from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import read_audio
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig, as_video_tensor
-from avadapt.errors import MediaError
+from avadapt.errors import AnnotationError, MediaError, MissingMediaError
 
 AVS_SEGMENTS = 5  # AVSBench clips are 5 s, one frame and one mask per second
 AVS_SETTINGS = ("s4", "ms3")
@@ -206,7 +205,7 @@ def read_s4_metadata(path: str | Path) -> list[AVSClip]:
     """Rows of AVSBench's ``s4_meta_data.csv``: column 0 = name, column 2 = category and the ``split``
     column, as the official loader reads them (``start``, column 1, is kept when the header names it so).
 
-    Raises :class:`~avadapt.data.ave.AnnotationError` naming the file and line for a missing field, a
+    Raises :class:`~avadapt.tasks.ave.dataset.AnnotationError` naming the file and line for a missing field, a
     split other than train/val/test, a category not in :data:`S4_CATEGORIES`, or a name listed twice.
     """
     path, header, rows = _read_csv(path)
@@ -230,7 +229,7 @@ def read_s4_metadata(path: str | Path) -> list[AVSClip]:
 def read_ms3_metadata(path: str | Path) -> list[AVSClip]:
     """Rows of AVSBench's ``ms3_meta_data.csv``: column 0 = name and the ``split`` column (category ``""``).
 
-    Raises :class:`~avadapt.data.ave.AnnotationError` naming the file and line for a missing field, a
+    Raises :class:`~avadapt.tasks.ave.dataset.AnnotationError` naming the file and line for a missing field, a
     split other than train/val/test, or a name listed twice.
     """
     path, header, rows = _read_csv(path)
@@ -249,7 +248,7 @@ def splits_from_avss_metadata(path: str | Path, label: Literal["v1s", "v1m"]) ->
 
     name = ``vid``, start = ``s_sec``, split = ``split``; for S4 the category is the original S4 name of the
     renamed ``a_obj`` (:data:`AVSS_TO_S4`), for MS3 ``""``. Rows of other labels (``v2``) are skipped.
-    Raises :class:`~avadapt.data.ave.AnnotationError` naming the file and line for a missing field, an
+    Raises :class:`~avadapt.tasks.ave.dataset.AnnotationError` naming the file and line for a missing field, an
     ``a_obj`` with no S4 category, a bad split or a name listed twice.
     """
     if label not in AVSS_LABELS.values():
@@ -509,12 +508,12 @@ class AVSDataset(ClipDataset):
     ``annotated`` False and an all-zero mask. Batch items with :func:`~avadapt.data.base.collate_av`.
 
     source: ``"native"`` (the layout in the module docstring, under ``media_root``), ``"cache"``
-    (``cache_dir`` from :func:`~avadapt.data.prepare_avs.prepare_avs`), or ``"auto"``: the cache if
+    (``cache_dir`` from :func:`~avadapt.tasks.avs.prepare.prepare_avs`), or ``"auto"``: the cache if
     ``cache_dir`` is given, else native.
     transform: its evaluation geometry and normalisation are used (default: 224², mean/std 0.5).
     fbank: the audio front end's fbank (default: the ``vit`` front end's).
     on_missing: clips whose files are missing (a frame, an annotated frame's mask, the wav; or the cache
-    file) raise :class:`~avadapt.data.ave.MissingMediaError` listing them (``"error"``) or are dropped
+    file) raise :class:`~avadapt.tasks.ave.dataset.MissingMediaError` listing them (``"error"``) or are dropped
     with a warning that lists them (``"skip"``).
     augment: training: one horizontal flip with probability 0.5 per clip, of frames and masks together,
     drawn from the item's generator (see :meth:`__getitem__`).
@@ -522,7 +521,7 @@ class AVSDataset(ClipDataset):
     ``s4_meta_data.csv`` / ``ms3_meta_data.csv`` by default, or AVSBench-semantic's ``metadata.csv``.
 
     A clip whose files cannot be decoded raises :class:`~avadapt.errors.MediaError` naming the file when
-    its item is loaded; :func:`~avadapt.data.prepare_avs.prepare_avs` finds all such clips up front and
+    its item is loaded; :func:`~avadapt.tasks.avs.prepare.prepare_avs` finds all such clips up front and
     lists them in ``bad_clips.tsv``.
     """
 
@@ -538,7 +537,7 @@ class AVSDataset(ClipDataset):
     def prepare(cls, root: str | Path, out: str | Path, *, workers: int, image_size: int, fbank: Any,
                 media_root: str | Path | None, crop_pct: float, progress: bool = True,
                 metadata: str | Path | None = None) -> Any:
-        from avadapt.data.prepare_avs import prepare_avs
+        from avadapt.tasks.avs.prepare import prepare_avs
 
         return prepare_avs(root, out, setting=cls.setting, workers=workers, image_size=image_size,
                            fbank=fbank, progress=progress, media_root=media_root, crop_pct=crop_pct,
@@ -546,7 +545,7 @@ class AVSDataset(ClipDataset):
 
     @classmethod
     def synthesize(cls, out: str | Path, clips: int, seed: int, num_classes: int | None = None) -> Any:
-        from avadapt.data.synth_avs import synthesize_avs
+        from avadapt.tasks.avs.synth import synthesize_avs
 
         return synthesize_avs(out, clips=clips, seed=seed, setting=cls.setting, num_classes=num_classes)
 

@@ -1,0 +1,13 @@
+"""Audio-visual question answering (MUSIC-AVQA): a question about a performance, answered from sound and picture.
+
+task     the AVST head (question encoder, grounding, temporal attention), its loss and the Task declarations
+metrics  accuracy overall, per modality group and per question type
+dataset  MUSIC-AVQA's question files, vocabularies and layouts (mp4, frames + wav, cache): MusicAVQADataset
+prepare  ``avadapt prepare avqa``
+synth    ``avadapt synth avqa``: a small MUSIC-AVQA of mp4 performances and released-style question files
+"""
+
+from avadapt.tasks.avqa import dataset  # noqa: F401  (registration side effect)
+from avadapt.tasks.avqa.task import AVQATask
+
+__all__ = ["AVQATask"]

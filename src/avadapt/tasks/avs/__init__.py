@@ -1,0 +1,13 @@
+"""Audio-visual segmentation (AVSBench S4 single source, MS3 multiple sources): a mask of what sounds, per frame.
+
+task     the segmentation head (feature pyramid, TPAVI, decoder), its losses and the Task declarations
+metrics  mIoU and F-score as AVSBench computes them
+dataset  AVSBench metadata and layouts (frames, masks, wav, cache): S4Dataset / MS3Dataset
+prepare  ``avadapt prepare avs``
+synth    ``avadapt synth avs``: a small AVSBench with PNG frames and masks and wav audio
+"""
+
+from avadapt.tasks.avs import dataset  # noqa: F401  (registration side effect)
+from avadapt.tasks.avs.task import AVSTask
+
+__all__ = ["AVSTask"]
