@@ -2,7 +2,7 @@
 
 HTS-AT is a Swin Transformer v1 (patch 4, window 8, widths 96 → 768, depths 2/2/6/2, heads 4/8/16/32) over a
 one-channel 256 × 256 "image" folded from a log-mel spectrogram. DG-SCT (Duan et al., NeurIPS 2023) uses its
-AudioSet checkpoint as the frozen audio encoder beside the visual Swin (``shared/reference/methods.md`` §2).
+AudioSet checkpoint as the frozen audio encoder beside the visual Swin (haoyi-duan/DG-SCT, its HTS-AT encoder).
 The Swin part is timm's ``SwinTransformer`` seen through :class:`~avadapt.backbones.swin.SwinBackbone` (stages,
 block handles, final norm); what HTS-AT adds in front of it is :meth:`HTSATBackbone.audio_tokens`:
 

@@ -1,6 +1,6 @@
 """STG-CMA on a frozen Swin: per-stage bottlenecks, temporal steps in unshifted blocks, window-paired CAIM.
 
-Which modules exist, worked out from the reference (``shared/reference/methods.md`` §3, Swin version) and
+Which modules exist, worked out from the official code (kaiw7/STG-CMA, its Swin version) and
 checked against the authors' counts with the AVE head (concat[a; v] → Linear 512 → Dropout → Linear 29):
 
 * every block, per modality: a spatial AV-Adapter on the window-attention output and a global AV-Adapter
