@@ -12,9 +12,9 @@ from safetensors.torch import save_file
 from avadapt.cli import main
 from avadapt.io import load_adapter
 from avadapt.models import create_model
+from avadapt.prediction import ask
 from avadapt.tasks.avqa.dataset import read_avqa_json
 from avadapt.tasks.avqa.task import AVQATask
-from avadapt.training.ask import ask
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "avqa" / "tiny_cpu.yaml"

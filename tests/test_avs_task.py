@@ -17,7 +17,8 @@ from avadapt.layers.segmentation import TPAVI, ResidualConvUnit
 from avadapt.models import build_without_weights, create_model, parameter_report
 from avadapt.param_table import PRESET_ROWS, SWIN_L
 from avadapt.tasks import get_task
-from avadapt.tasks.avs.task import AVSConfig, AVSHead, AVSOutputs, AVSTask, TPAVIStageFeatures, mask_iou
+from avadapt.tasks.avs.predict import mask_iou
+from avadapt.tasks.avs.task import AVSConfig, AVSHead, AVSOutputs, AVSTask, TPAVIStageFeatures
 from avadapt.types import AVFeatures, FeatureSpec
 from tests.conftest import TINY_AUDIO, TINY_IMAGE, TINY_VIT
 
