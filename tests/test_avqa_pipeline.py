@@ -79,3 +79,19 @@ def test_ask_reports_unknown_words_and_refuses_an_empty_question(trained, capsys
     with pytest.raises(SystemExit) as exit_info:
         main(["ask", str(video), "  ", "--adapter", str(run / "adapter")])
     assert exit_info.value.code == 2 and "the question is empty" in capsys.readouterr().err
+
+
+def test_predict_with_a_question_answers_as_ask_does(trained, capsys):
+    data, run, tmp = trained
+    question = read_avqa_json(data / "avqa-test.json")[0]
+    video = data / f"{question.video_id}.mp4"
+    asked = ask(load_adapter(run / "adapter"), video, question.text, top=5)
+    main(["predict", str(video), "--adapter", str(run / "adapter"), "--question", question.text, "--top", "5",
+          "--out", str(tmp / "predicted")])
+    written = json.loads((tmp / "predicted.json").read_text())
+    assert written["answers"] == asked["answers"] and len(written["answers"]) == 5
+    assert written["temporal_attention"] == asked["temporal_attention"]
+    assert written["answers"][0]["answer"] in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(video), "--adapter", str(run / "adapter"), "--out", str(tmp / "no_question")])
+    assert exit_info.value.code == 2 and "--question" in capsys.readouterr().err
