@@ -9,7 +9,8 @@ A task is two pieces:
 * :class:`Task` (registered in ``avadapt._registry.TASKS``): names the head class (hence the config), the
   extra inputs the head takes beside video and audio (``inputs``: AVQA's question), the metric that selects
   checkpoints (``monitor``, ``monitor_mode``), the dataset it reads by default, and how a prediction over a
-  whole video is turned into a result and its picture (``segment_probabilities``, ``write_prediction``).
+  whole video reads the file, makes its inputs and turns into a result and its picture (``segment_seconds``,
+  ``prediction_inputs``, ``segment_probabilities``, ``write_prediction``).
 
 Targets and inputs are produced and collated by the task's datasets (``avadapt.data``, which knows nothing of
 the model stack): every tensor a dataset item holds besides ``video``, ``audio`` and ``meta`` is stacked into
