@@ -86,10 +86,12 @@ def test_predict_with_a_question_answers_as_ask_does(trained, capsys):
     question = read_avqa_json(data / "avqa-test.json")[0]
     video = data / f"{question.video_id}.mp4"
     asked = ask(load_adapter(run / "adapter"), video, question.text, top=5)
+    expected = asked["answers"][1]["answer"]  # scored as the expected answer: the top one differs from it
     main(["predict", str(video), "--adapter", str(run / "adapter"), "--question", question.text, "--top", "5",
-          "--out", str(tmp / "predicted")])
+          "--labels", expected, "--out", str(tmp / "predicted")])
     written = json.loads((tmp / "predicted.json").read_text())
     assert written["answers"] == asked["answers"] and len(written["answers"]) == 5
+    assert written["correct"] is False and expected in written["agreement"]
     assert written["temporal_attention"] == asked["temporal_attention"]
     assert written["answers"][0]["answer"] in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
