@@ -323,9 +323,9 @@ def test_fit_validate_and_predict_a_video_with_the_cmbs_head(tmp_path):
 
     from avadapt.data.datamodule import AVDataModule
     from avadapt.io import load_adapter, save_adapter
+    from avadapt.prediction import predict_video, write_prediction
     from avadapt.tasks.ave.synth import synthesize_ave
     from avadapt.training import AVAdaptModule
-    from avadapt.training.predict import predict_video, write_prediction
 
     root = tmp_path / "ave"
     synthesize_ave(root, clips=8, seed=0, num_classes=2, size=32)

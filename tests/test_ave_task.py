@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avadapt.tasks.ave.task import AVEConfig, AVEHead, draw_timeline
+from avadapt.tasks.ave.predict import draw_timeline
+from avadapt.tasks.ave.task import AVEConfig, AVEHead
 from avadapt.types import FeatureSpec
 
 

@@ -12,9 +12,9 @@ from safetensors.torch import save_file
 from avadapt.cli import main
 from avadapt.io import load_adapter
 from avadapt.models import create_model
+from avadapt.prediction import ask
 from avadapt.tasks.avqa.dataset import read_avqa_json
 from avadapt.tasks.avqa.task import AVQATask
-from avadapt.training.ask import ask
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "avqa" / "tiny_cpu.yaml"
@@ -79,3 +79,21 @@ def test_ask_reports_unknown_words_and_refuses_an_empty_question(trained, capsys
     with pytest.raises(SystemExit) as exit_info:
         main(["ask", str(video), "  ", "--adapter", str(run / "adapter")])
     assert exit_info.value.code == 2 and "the question is empty" in capsys.readouterr().err
+
+
+def test_predict_with_a_question_answers_as_ask_does(trained, capsys):
+    data, run, tmp = trained
+    question = read_avqa_json(data / "avqa-test.json")[0]
+    video = data / f"{question.video_id}.mp4"
+    asked = ask(load_adapter(run / "adapter"), video, question.text, top=5)
+    expected = asked["answers"][1]["answer"]  # scored as the expected answer: the top one differs from it
+    main(["predict", str(video), "--adapter", str(run / "adapter"), "--question", question.text, "--top", "5",
+          "--labels", expected, "--out", str(tmp / "predicted")])
+    written = json.loads((tmp / "predicted.json").read_text())
+    assert written["answers"] == asked["answers"] and len(written["answers"]) == 5
+    assert written["correct"] is False and expected in written["agreement"]
+    assert written["temporal_attention"] == asked["temporal_attention"]
+    assert written["answers"][0]["answer"] in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(video), "--adapter", str(run / "adapter"), "--out", str(tmp / "no_question")])
+    assert exit_info.value.code == 2 and "--question" in capsys.readouterr().err

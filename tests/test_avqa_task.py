@@ -17,6 +17,7 @@ from avadapt.models import build_without_weights, create_model, parameter_report
 from avadapt.param_table import PRESET_ROWS, SWIN_L, SWINV2_L, measure
 from avadapt.tasks import get_task
 from avadapt.tasks.avqa.metrics import QUESTION_TYPES, TYPE_GROUPS, AVQAAccuracy
+from avadapt.tasks.avqa.predict import draw_answer, prediction_inputs, top_answers
 from avadapt.tasks.avqa.task import (
     AVQAConfig,
     AVQAOutputs,
@@ -367,25 +368,36 @@ def test_questions_of_one_video_share_one_backbone_pass():
 
 
 # ---- the task: answers and their picture -----------------------------------------------------------------
-def test_the_task_points_predict_to_ask():
+def test_the_task_reads_the_whole_video_and_encodes_the_question():
     task = get_task("avqa")
     assert isinstance(task, AVQATask) and task.inputs == ("question", "video_index") and task.dataset == "music_avqa"
+    assert task.segment_seconds is None  # T moments spread over the whole file
+    head = create_model(backbone=TINY_VIT, method="probe", task="avqa", num_frames=SEGMENTS,
+                        backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO},
+                        **{**SMALL, "question_vocab": list(VOCAB)}).head
+    inputs, reported = prediction_inputs(head, "what is the cello sounding?")
+    # what=2 is=3 the=4, 'cello' unknown (1), sounding=7, then padding (0) up to max_question_tokens
+    assert inputs["question"].tolist() == [[2, 3, 4, 1, 7, 0]]
+    assert reported["unknown_words"] == ["cello"] and reported["grounding_grid"] == list(head.grounding_grid)
+    with pytest.raises(OptionError, match="more than max_len 6"):
+        prediction_inputs(head, "what is the left cello left sounding?")
     with pytest.raises(OptionError, match="avadapt ask"):
-        task.segment_probabilities(None)
-    with pytest.raises(OptionError, match="avadapt ask"):
-        task.write_prediction(torch.zeros(1), torch.zeros(1), {}, "out")
+        prediction_inputs(head, None)
+    with pytest.raises(OptionError, match="the question is empty"):
+        prediction_inputs(head, "  ")
+    with pytest.raises(OptionError, match="takes no question"):
+        get_task("ave").prediction_inputs(head, "Is it loud?")
 
 
-def test_answer_returns_the_top_answers_with_their_probabilities():
-    logits = torch.tensor([[0.0, 2.0, 1.0, 3.0, -1.0]])
-    outputs = AVQAOutputs(logits, None, None, torch.zeros(1, 1, 1), torch.zeros(1, 1), torch.zeros(1, 1))
+def test_top_answers_are_the_most_probable_with_their_probabilities():
+    probabilities = torch.tensor([0.0, 2.0, 1.0, 3.0, -1.0]).softmax(-1)
     names = ["zero", "two", "yes", "no", "cello"]
     norm = sum(math.exp(x) for x in (0.0, 2.0, 1.0, 3.0, -1.0))
-    top = get_task("avqa").answer(outputs, names)
+    top = top_answers(probabilities, names)
     assert [name for name, _ in top] == ["no", "two", "yes"]
     assert [p for _, p in top] == pytest.approx([math.exp(3) / norm, math.exp(2) / norm, math.exp(1) / norm])
     with pytest.raises(OptionError, match="4 answer names"):
-        get_task("avqa").answer(outputs, names[:4])
+        top_answers(probabilities, names[:4])
 
 
 def test_draw_answer_writes_a_picture(tmp_path):
@@ -393,14 +405,12 @@ def test_draw_answer_writes_a_picture(tmp_path):
     frames = torch.randint(0, 256, (SEGMENTS, 48, 64, 3), generator=g, dtype=torch.uint8)
     grounding = torch.rand(SEGMENTS, 6, generator=g).softmax(-1)  # a 2×3 grid
     temporal = torch.rand(2, SEGMENTS, generator=g).softmax(-1)
-    path = get_task("avqa").draw_answer(tmp_path / "answer.png", frames, grounding, (2, 3), temporal[0], temporal[1],
-                                        "Which instrument sounds first?", [("cello", 0.61), ("piano", 0.2),
-                                                                           ("violin", 0.1)])
+    path = draw_answer(tmp_path / "answer.png", frames, grounding, (2, 3), temporal[0], temporal[1],
+                       "Which instrument sounds first?", [("cello", 0.61), ("piano", 0.2), ("violin", 0.1)])
     image = Image.open(path)
     assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
     with pytest.raises(ValueError, match="grounding"):
-        get_task("avqa").draw_answer(tmp_path / "bad.png", frames, grounding, (3, 3), temporal[0], temporal[1],
-                                     "?", [])
+        draw_answer(tmp_path / "bad.png", frames, grounding, (3, 3), temporal[0], temporal[1], "?", [])
 
 
 # ---- parameters ------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from avadapt.layers.segmentation import TPAVI, ResidualConvUnit
 from avadapt.models import build_without_weights, create_model, parameter_report
 from avadapt.param_table import PRESET_ROWS, SWIN_L
 from avadapt.tasks import get_task
-from avadapt.tasks.avs.task import AVSConfig, AVSHead, AVSOutputs, AVSTask, TPAVIStageFeatures, mask_iou
+from avadapt.tasks.avs.predict import mask_iou
+from avadapt.tasks.avs.task import AVSConfig, AVSHead, AVSOutputs, AVSTask, TPAVIStageFeatures
 from avadapt.types import AVFeatures, FeatureSpec
 from tests.conftest import TINY_AUDIO, TINY_IMAGE, TINY_VIT
 
@@ -255,6 +256,9 @@ def test_write_prediction_writes_masks_picture_and_json_and_scores_the_ground_tr
         written = np.asarray(Image.open(tmp_path / "out" / "clip_masks" / f"{k + 1:02d}.png"))
         assert set(np.unique(written)) <= {0, 255}
         assert np.array_equal(written == 255, predicted[k])
+    unwritten = AVSTask().write_prediction(probabilities, frames, info, None, str(folder))  # the result alone
+    assert "masks_dir" not in unwritten and unwritten["miou"] == result["miou"]
+    assert all("mask" not in f for f in unwritten["frames"])
 
 
 def test_write_prediction_with_the_first_frame_annotated_only(tmp_path):

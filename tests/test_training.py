@@ -380,8 +380,8 @@ def test_synth_prepare_fit_save_load_predict_round_trip(tmp_path, ave_root):
     """Predictions of the trained module and of the model reloaded from its adapter directory are identical."""
     from safetensors.torch import save_file
 
+    from avadapt.prediction import predict_video
     from avadapt.tasks.ave.prepare import prepare_ave
-    from avadapt.training.predict import predict_video
 
     torch.manual_seed(0)
     backbone_file = tmp_path / "backbone.safetensors"

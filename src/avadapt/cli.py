@@ -149,24 +149,29 @@ def _load_adapter(args: argparse.Namespace):
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="the adapter's task on a video: a JSON result and a picture (AVE: per-second "
-                                       "event labels and a timeline; AVS: masks over the frames)")
+                                       "event labels and a timeline; AVS: masks over the frames; AVQA: the answers "
+                                       "to --question and where the model looked)")
     p.add_argument("video", help="a video file with an audio track, any length")
     p.add_argument("--adapter", required=True, help="adapter directory (config.json + adapter.safetensors)")
     p.add_argument("--out", help="output path without suffix; writes OUT.json and OUT.png "
                                  "(default: predictions/<video name>)")
+    p.add_argument("--question", help="a question about the video, for a question-answering adapter")
     p.add_argument("--labels", help="ground truth in the task's form (AVE: an annotation row "
                                     "'Category&VideoID&Quality&Start&End' or an annotation file holding the video's "
-                                    "row; AVS: a folder of mask PNGs, one per second)")
+                                    "row; AVS: a folder of mask PNGs, one per second; AVQA: the expected answer)")
+    p.add_argument("--top", type=int, default=3, help="how many alternatives the result lists (AVE: classes per "
+                                                      "second; AVQA: answers; default 3)")
     _add_adapter_loading(p)
     p.set_defaults(run=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> None:
-    from avadapt.training.predict import predict_video, write_prediction
+    from avadapt.prediction import predict_video, write_prediction
 
     model = _load_adapter(args)
     out = Path(args.out) if args.out else Path("predictions") / Path(args.video).stem
-    result = write_prediction(model, predict_video(model, args.video), out, ground_truth=args.labels)
+    result = write_prediction(model, predict_video(model, args.video, question=args.question), out,
+                              ground_truth=args.labels, top=args.top)
     print(result["summary"])
     if "agreement" in result:
         print(result["agreement"])
@@ -174,11 +179,11 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 
 def _add_ask(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ask", help="answer a question about a video with an AVQA adapter (top answers; --out: a "
-                                   "picture of where the model looked)")
+    p = sub.add_parser("ask", help="answer a question about a video with a question-answering adapter (top answers; "
+                                   "--out: a picture of where the model looked)")
     p.add_argument("video", help="a video file with an audio track, any length")
     p.add_argument("question", help='e.g. "How many instruments are sounding in the video?"')
-    p.add_argument("--adapter", required=True, help="adapter directory of an AVQA model")
+    p.add_argument("--adapter", required=True, help="adapter directory of a question-answering model")
     p.add_argument("--out", help="output path without suffix; writes OUT.png and OUT.json")
     p.add_argument("--top", type=int, default=3, help="how many answers to print (default 3)")
     _add_adapter_loading(p)
@@ -186,10 +191,9 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_ask(args: argparse.Namespace) -> None:
-    from avadapt.training.ask import ask
+    from avadapt.prediction import ask
 
-    model = _load_adapter(args)
-    result = ask(model, args.video, args.question, top=args.top, out=args.out)
+    result = ask(_load_adapter(args), args.video, args.question, top=args.top, out=args.out)
     if result["unknown_words"]:
         print(f"not in the adapter's vocabulary (read as unknown): {', '.join(result['unknown_words'])}")
     for rank, entry in enumerate(result["answers"], 1):

@@ -9,7 +9,8 @@ A task is two pieces:
 * :class:`Task` (registered in ``avadapt._registry.TASKS``): names the head class (hence the config), the
   extra inputs the head takes beside video and audio (``inputs``: AVQA's question), the metric that selects
   checkpoints (``monitor``, ``monitor_mode``), the dataset it reads by default, and how a prediction over a
-  whole video is turned into a result and its picture (``segment_probabilities``, ``write_prediction``).
+  whole video reads the file, makes its inputs and turns into a result and its picture (``segment_seconds``,
+  ``prediction_inputs``, ``segment_probabilities``, ``write_prediction``).
 
 Targets and inputs are produced and collated by the task's datasets (``avadapt.data``, which knows nothing of
 the model stack): every tensor a dataset item holds besides ``video``, ``audio`` and ``meta`` is stacked into
@@ -119,20 +120,36 @@ class Task:
         return f"epoch{{epoch:02d}}-val_{slug}{{val/{self.monitor}:.4f}}"
 
     # ---- prediction on a whole video ---------------------------------------------------------------
-    def segment_probabilities(self, outputs: Any) -> torch.Tensor:
-        """(B, T, …) per-segment probabilities from a batch of outputs: what prediction averages where two
-        windows of T segments overlap."""
+    segment_seconds: ClassVar[float | None] = 1
+    """Seconds per segment when predicting on a file, which is then read as windows of T such segments; None:
+    the whole file is one window of T equal parts (a task about whole clips, such as question answering)."""
+
+    def prediction_inputs(self, head: TaskHead, question: str | None = None
+                          ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The head's inputs beside video and audio for a prediction on one video (each with a batch of one), made
+        from the user's ``question``, and what the result reports about them. Tasks that take no question
+        refuse one."""
+        if question is not None:
+            raise OptionError(f"a {self.name!r} adapter takes no question; it predicts {self.prediction_kind}")
+        return {}, {}
+
+    def segment_probabilities(self, outputs: Any) -> Any:
+        """(W, T, …) per-segment probabilities from the outputs of W windows: what prediction averages where two
+        windows overlap. A task with ``segment_seconds`` None sees one window and keeps what its result needs."""
         raise NotImplementedError
 
-    def write_prediction(self, probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
-                         out: Path, ground_truth: str | None = None) -> dict[str, Any]:
+    def write_prediction(self, probabilities: Any, frames: torch.Tensor, info: dict[str, Any],
+                         out: Path | None, ground_truth: str | None = None, top: int = 3) -> dict[str, Any]:
         """Write ``OUT.json`` and ``OUT.png`` (plus any task files) for one video; return the JSON-ready result.
 
-        probabilities: (S, …) one entry per segment of the whole video. frames: (S, H, W, 3) uint8, the frame
-        shown for each segment, at the model's input size. info: ``video``, ``duration``, ``seconds``,
-        ``window_seconds``, ``window_starts``, ``class_names`` (may be None). ground_truth: the task's own
-        ground-truth argument (``--labels``), or None. The result holds ``summary`` (one line for the console),
-        ``json`` and ``png`` (paths written) and, with ground truth, an ``agreement`` line.
+        probabilities: (S, …) one entry per segment of the whole video (a whole-clip task: what
+        :meth:`segment_probabilities` kept). frames: (S, H, W, 3) uint8, the frame shown for each segment, at
+        the model's input size. info: ``video``, ``duration``, ``seconds``, ``segment_seconds``,
+        ``window_seconds``, ``window_starts``, ``class_names`` (may be None) and what
+        :meth:`prediction_inputs` reported. out: the path without suffix; None writes nothing. ground_truth: the
+        task's own ground-truth argument (``--labels``), or None. top: how many alternatives the result lists.
+        The result holds ``summary`` (one line for the console), ``json`` and ``png`` (paths written) and, with
+        ground truth, an ``agreement`` line.
         """
         raise NotImplementedError
 

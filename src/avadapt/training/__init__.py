@@ -1,4 +1,4 @@
-"""The training system: LightningModule, callbacks, schedule, CLI and prediction over an ``AVModel``."""
+"""The training system: LightningModule, callbacks, schedule, CLI over an ``AVModel``."""
 
 from avadapt.training.callbacks import AdapterExport, TrainingCurves
 from avadapt.training.module import AVAdaptModule, video_data_config

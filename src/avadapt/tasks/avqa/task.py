@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import safetensors
 import safetensors.torch
 import torch
@@ -45,6 +44,7 @@ from torchmetrics import MetricCollection
 
 from avadapt._config import JSONConfig
 from avadapt.errors import CheckpointError, OptionError
+from avadapt.tasks.avqa import predict
 from avadapt.tasks.avqa.dataset import MusicAVQADataset, QuestionVocabulary
 from avadapt.tasks.avqa.metrics import AVQAAccuracy
 from avadapt.tasks.base import Task, TaskHead, register_task
@@ -55,9 +55,6 @@ REFERENCE_QUESTION_VOCAB_SIZE = 93
 
 MATCH_HIDDEN = (512, 256, 128)
 """Hidden widths of AVST's audio-visual match MLP (``fc1``–``fc3``), whatever the head's width."""
-
-USE_ASK = "AVQA answers a question about a clip: use `avadapt ask VIDEO --question ...` instead of `avadapt predict`"
-
 
 def read_question_vocab(path: str | Path) -> list[str]:
     """The question tokens kept in ``path``: a JSON list (``question_vocab.json``), or built from the training
@@ -295,7 +292,7 @@ class AVSTHead(TaskHead):
     def forward(self, features: AVFeatures, question: torch.Tensor | None = None,
                 video_index: torch.Tensor | None = None, **inputs: torch.Tensor) -> AVQAOutputs:
         if question is None:
-            raise OptionError(USE_ASK)
+            raise OptionError(predict.NEEDS_A_QUESTION)
         if features.audio is None or not features.video_maps:
             raise ValueError("AVQA needs the per-segment audio features and the video maps")
         batch = features.audio.shape[0]
@@ -440,7 +437,8 @@ def load_grounding_checkpoint(head: AVSTHead, path: str | Path,
 @register_task
 class AVQATask(Task):
     """Audio-visual question answering on MUSIC-AVQA: one of ``num_answers`` answers to a question about a clip;
-    selected on overall accuracy. ``avadapt ask`` answers a question about a video and draws the attention."""
+    selected on overall accuracy. ``avadapt ask`` (``avadapt predict --question``) answers a question about a whole
+    video and draws where the model looked."""
 
     name = "avqa"
     head_class = AVSTHead
@@ -452,82 +450,8 @@ class AVQATask(Task):
     # the embedding size AVST hard-codes (93 question tokens), so that counts compare with the references'
     counting_options: ClassVar[dict[str, Any]] = {
         "question_vocab": ("<pad>", "<unk>", *(f"word{i}" for i in range(REFERENCE_QUESTION_VOCAB_SIZE - 2)))}
-    prediction_kind = "an answer to a question (use `avadapt ask`, not `avadapt predict`)"
-
-    def segment_probabilities(self, outputs: AVQAOutputs) -> torch.Tensor:
-        raise OptionError(USE_ASK)
-
-    def write_prediction(self, probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
-                         out: Path, ground_truth: str | None = None) -> dict[str, Any]:
-        raise OptionError(USE_ASK)
-
-    def answer(self, outputs: AVQAOutputs, answers: Sequence[str], top: int = 3, index: int = 0
-               ) -> list[tuple[str, float]]:
-        """The ``top`` most probable answers to clip ``index``'s question, with their softmax probabilities.
-
-        answers: the answer vocabulary, index = class.
-        """
-        logits = outputs.logits[index].float()  # (num_answers,)
-        if len(answers) != logits.shape[-1]:
-            raise OptionError(f"{len(answers)} answer names for a head with {logits.shape[-1]} answers")
-        probabilities, classes = logits.softmax(-1).topk(min(top, logits.shape[-1]))
-        return [(answers[int(k)], float(p)) for p, k in zip(probabilities, classes)]
-
-    def draw_answer(self, path: str | Path, frames: np.ndarray | torch.Tensor, grounding: np.ndarray | torch.Tensor,
-                    grid: tuple[int, int], temporal_audio: np.ndarray | torch.Tensor,
-                    temporal_visual: np.ndarray | torch.Tensor, question: str,
-                    answers: Sequence[tuple[str, float]]) -> Path:
-        """A PNG of the answer and where the model looked.
-
-        Top row: the T frames (T, H, W, 3) uint8, each with its grounding attention (T, N), N = h·w row-major on
-        ``grid`` = (h, w), upsampled (bilinear) over the frame; the colour scale is the clip's min–max, since the
-        cosine-softmax attention stays close to uniform. Below: the question-guided temporal attention over the
-        segments, visual (T,) then audio (T,), as two strips with their values. Title: the question and the top
-        answers with their probabilities.
-        """
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        frames_np = _numpy(frames).astype(np.uint8)
-        weights = _numpy(grounding).astype(np.float64)
-        visual, audio = _numpy(temporal_visual).astype(np.float64), _numpy(temporal_audio).astype(np.float64)
-        segments, height, width = frames_np.shape[:3]
-        h, w = grid
-        if weights.shape != (segments, h * w):
-            raise ValueError(f"grounding must be (T={segments}, h·w={h * w}), got {weights.shape}")
-        if visual.shape != (segments,) or audio.shape != (segments,):
-            raise ValueError(f"temporal weights must be (T={segments},), got {visual.shape} and {audio.shape}")
-        low, high = weights.min(), weights.max()
-        maps = (weights - low) / (high - low) if high > low else np.zeros_like(weights)
-
-        figure = Figure(figsize=(max(1.6 * segments, 6.0), 3.4), layout="constrained")
-        FigureCanvasAgg(figure)
-        rows = figure.add_gridspec(3, segments, height_ratios=[4, 1, 1])
-        for t in range(segments):
-            axes = figure.add_subplot(rows[0, t])
-            axes.imshow(frames_np[t])
-            axes.imshow(maps[t].reshape(h, w), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear",
-                        extent=(-0.5, width - 0.5, height - 0.5, -0.5))
-            axes.set_xticks([])
-            axes.set_yticks([])
-            axes.set_title(f"{t} s", fontsize=8)
-        peak = max(float(visual.max()), float(audio.max()), 1e-12)
-        for row, (label, values) in enumerate((("visual", visual), ("audio", audio)), start=1):
-            axes = figure.add_subplot(rows[row, :])
-            axes.imshow(values[None, :], cmap="viridis", vmin=0, vmax=peak, aspect="auto")
-            for t, value in enumerate(values):
-                axes.text(t, 0, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                          color="white" if value < 0.6 * peak else "black")
-            axes.set_yticks([0], [f"{label} over time"], fontsize=8)
-            axes.set_xticks(range(segments), [f"{t}" for t in range(segments)] if row == 2 else [], fontsize=7)
-        axes.set_xlabel("segment (s)", fontsize=8)
-        shown = " · ".join(f"{name} ({probability:.2f})" for name, probability in answers)
-        figure.suptitle(f"Q: {question}\nA: {shown}", fontsize=10)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=100)
-        return path
-
-
-def _numpy(values: np.ndarray | torch.Tensor) -> np.ndarray:
-    return values.detach().float().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    segment_seconds = None
+    prediction_kind = "the top answers to a question (--question) and a picture of where the model looked"
+    prediction_inputs = staticmethod(predict.prediction_inputs)
+    segment_probabilities = staticmethod(predict.segment_probabilities)
+    write_prediction = staticmethod(predict.write_prediction)

@@ -1,0 +1,216 @@
+"""AVS's prediction on a whole video: a mask per second, the masks as PNG files, their picture and a JSON
+summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avadapt.errors import OptionError
+
+MASK_THRESHOLD = 0.5
+"""A pixel belongs to the mask when its probability exceeds this (AVSBench's ``mask_iou``)."""
+
+
+def segment_probabilities(outputs: Any) -> torch.Tensor:
+    """(B, T, H, W): the per-pixel probability of the sounding object (``AVSOutputs.logits`` through a sigmoid)."""
+    return torch.sigmoid(outputs.logits.float())
+
+
+def write_prediction(probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
+                     out: Path | None, ground_truth: str | None = None, top: int = 3) -> dict[str, Any]:
+    """``Task.write_prediction``: ``OUT.png`` (every second's frame with its mask, and the ground truth's below
+    it), the masks as ``OUT_masks/{k:02d}.png`` (0 / 255, k = 1..S) and ``OUT.json``; ``top`` is unused.
+
+    probabilities: (S, H, W) per pixel. ground_truth: a folder of mask PNGs, one per frame, named so that
+    they sort by frame (AVSBench: ``{name}_{k}.png``, k = 1..5; a trailing number is read as the frame,
+    1-based unless a 0 occurs); nonzero pixels are the object. Each is resized (nearest) to the frame.
+    """
+    frames_np = frames.cpu().numpy().astype(np.uint8)  # (S, H, W, 3)
+    seconds, height, width = frames_np.shape[:3]
+    probabilities = probabilities.float().cpu()
+    if probabilities.shape[-2:] != (height, width):
+        probabilities = F.interpolate(probabilities.unsqueeze(1), size=(height, width), mode="bilinear",
+                                      align_corners=False).squeeze(1)
+    probs = probabilities.numpy()  # (S, H, W)
+    masks = probs > MASK_THRESHOLD
+    entries = []
+    for t in range(seconds):
+        inside = probs[t][masks[t]]
+        entries.append({"second": t, "frame": t + 1, "mask_area": round(float(masks[t].mean()), 5),
+                        "mean_probability_in_mask": round(float(inside.mean()), 5) if inside.size else None})
+    result: dict[str, Any] = {
+        **{k: info[k] for k in ("video", "duration", "seconds", "window_seconds", "window_starts")},
+        "image_size": [height, width],
+        "threshold": MASK_THRESHOLD,
+        "frames": entries,
+    }
+    truth: dict[int, np.ndarray] = {}
+    if ground_truth is not None:
+        for t, (path, mask) in read_ground_truth_masks(ground_truth, (height, width), seconds).items():
+            truth[t] = mask
+            entries[t]["ground_truth"] = str(path)
+            entries[t]["iou"] = round(mask_iou(masks[t], mask), 5)
+        ious = [entries[t]["iou"] for t in sorted(truth)]
+        result["miou"] = round(sum(ious) / len(ious), 5)
+        result["ground_truth_frames"] = len(ious)
+        result["agreement"] = f"mIoU with the ground truth: {result['miou']:.3f} over {len(ious)} frames"
+    result["summary"] = summary_line(entries, probs)
+    if out is not None:
+        from PIL import Image
+
+        stem = out.with_suffix("")
+        masks_dir = stem.parent / f"{stem.name}_masks"
+        masks_dir.mkdir(parents=True, exist_ok=True)
+        for entry, mask in zip(entries, masks):
+            entry["mask"] = str(masks_dir / f"{entry['frame']:02d}.png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(entry["mask"])
+        result.update(masks_dir=str(masks_dir), json=str(out.with_suffix(".json")), png=str(out.with_suffix(".png")))
+        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        draw_masks(out.with_suffix(".png"), frames_np, masks, ground_truth=truth if ground_truth is not None else None,
+                   title=Path(info["video"]).name)
+    return result
+
+
+def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """IoU of two bool masks as AVSBench's ``mask_iou`` scores a frame: |P∩G| / |P∪G|, or for an empty ground
+    truth the fraction of pixels the prediction also leaves empty."""
+    if not truth.any():
+        return float((~predicted & ~truth).sum() / truth.size)
+    return float((predicted & truth).sum() / (predicted | truth).sum())
+
+
+def _frame_number(path: Path) -> int | None:
+    match = re.search(r"(\d+)$", path.stem)
+    return int(match.group(1)) if match else None
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def read_ground_truth_masks(folder: str | Path, size: tuple[int, int], seconds: int
+                            ) -> dict[int, tuple[Path, np.ndarray]]:
+    """Frame index (0-based) → (file, bool mask at ``size``) for every PNG of ``folder``.
+
+    Files whose names all end in distinct numbers are placed by that number (1-based, or 0-based when a 0
+    occurs: AVSBench's ``{name}_{k}.png`` from 1, AVSS's ``{i}.png`` from 0); otherwise by natural sort order.
+    Pixels > 0 are the object (binary '1', grey 'L' and palette 'P' masks alike; colour masks: any channel).
+    """
+    from PIL import Image
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise OptionError(f"{folder}: AVS ground truth must be a folder of mask PNGs, one per frame "
+                          f"({{name}}_{{k}}.png, k = 1..{seconds})")
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png"), key=_natural_key)
+    if not files:
+        raise OptionError(f"{folder}: no PNG masks in this folder")
+    numbers = [_frame_number(p) for p in files]
+    if all(n is not None for n in numbers) and len(set(numbers)) == len(numbers):
+        first = 0 if 0 in numbers else 1
+        indices = [n - first for n in numbers]
+    else:
+        indices = list(range(len(files)))
+    masks = {}
+    for index, path in zip(indices, files):
+        if index >= seconds:
+            raise OptionError(f"{path}: a mask for frame {index + 1}, but the video has {seconds} s")
+        image = Image.open(path)
+        if image.mode not in ("1", "L", "P", "I", "I;16"):
+            image = image.convert("RGB")
+        binary = np.asarray(image) > 0
+        if binary.ndim == 3:
+            binary = binary.any(-1)
+        resized = Image.fromarray(binary.astype(np.uint8) * 255).resize((size[1], size[0]), Image.Resampling.NEAREST)
+        masks[index] = (path, np.asarray(resized) > 0)
+    return masks
+
+
+def summary_line(entries: list[dict[str, Any]], probabilities: np.ndarray) -> str:
+    """``sounding object in 4 of 5 s · mask area 12.3% on average, largest 20.1% at 3 s``."""
+    seconds = len(entries)
+    areas = [e["mask_area"] for e in entries]
+    found = sum(a > 0 for a in areas)
+    if not found:
+        return f"no sounding object found in {seconds} s (highest pixel probability {float(probabilities.max()):.2f})"
+    largest = max(range(seconds), key=lambda t: areas[t])
+    return (f"sounding object in {found} of {seconds} s · mask area {sum(areas) / seconds:.1%} on average, "
+            f"largest {areas[largest]:.1%} at {largest} s")
+
+
+PREDICTION_COLOR = (1.0, 0.35, 0.0)
+GROUND_TRUTH_COLOR = (0.0, 0.75, 0.35)
+MAX_COLUMNS = 10
+
+
+def _overlay(axes, frame: np.ndarray, mask: np.ndarray, color: tuple[float, float, float]) -> None:
+    """The frame with the mask as a semi-transparent fill and its contour."""
+    axes.imshow(frame)
+    fill = np.zeros((*mask.shape, 4))
+    fill[mask] = (*color, 0.45)
+    axes.imshow(fill)
+    if mask.any() and not mask.all():
+        axes.contour(mask.astype(float), levels=[0.5], colors=[color], linewidths=1.2)
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def draw_masks(path: str | Path, frames: np.ndarray, masks: np.ndarray,
+               ground_truth: dict[int, np.ndarray] | None = None, title: str | None = None) -> Path:
+    """A PNG with one panel per second: the frame with its predicted mask (fill and contour), and with
+    ``ground_truth`` (frame index → bool mask) a panel below it with the ground-truth mask and the IoU.
+
+    frames: (S, H, W, 3) uint8. masks: (S, H, W) bool. Panels wrap after 10 seconds.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    seconds = frames.shape[0]
+    columns = min(seconds, MAX_COLUMNS)
+    groups = math.ceil(seconds / columns)
+    rows_per_group = 2 if ground_truth is not None else 1
+    rows = groups * rows_per_group
+    figure = Figure(figsize=(2.0 * columns, 2.1 * rows + 0.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = np.atleast_2d(figure.subplots(rows, columns, squeeze=False))
+    for axes in grid.flat:
+        axes.set_axis_off()
+    for t in range(seconds):
+        group, column = divmod(t, columns)
+        top = grid[group * rows_per_group, column]
+        top.set_axis_on()
+        _overlay(top, frames[t], masks[t], PREDICTION_COLOR)
+        top.set_title(f"{t} s · mask {masks[t].mean():.0%}", fontsize=8)
+        if ground_truth is None:
+            continue
+        below = grid[group * rows_per_group + 1, column]
+        below.set_axis_on()
+        if t in ground_truth:
+            _overlay(below, frames[t], ground_truth[t], GROUND_TRUTH_COLOR)
+            below.set_title(f"IoU {mask_iou(masks[t], ground_truth[t]):.2f}", fontsize=8)
+        else:
+            below.imshow(frames[t])
+            below.set_xticks([])
+            below.set_yticks([])
+            below.set_title("no ground truth", fontsize=8)
+    for group in range(groups):
+        grid[group * rows_per_group, 0].set_ylabel("prediction", fontsize=8)
+        if ground_truth is not None:
+            grid[group * rows_per_group + 1, 0].set_ylabel("ground truth", fontsize=8)
+    if title:
+        if ground_truth:
+            ious = [mask_iou(masks[t], ground_truth[t]) for t in sorted(ground_truth)]
+            title = f"{title} — mIoU {sum(ious) / len(ious):.3f} over {len(ious)} frames"
+        figure.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
