@@ -33,7 +33,9 @@ def read_state_dict(path: str | Path, what: str = "checkpoint") -> dict[str, tor
         try:
             checkpoint = safetensors.torch.load_file(str(path))
         except safetensors.SafetensorError as err:
-            raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {err}") from err
+            raise CheckpointError(
+                f"{path}: not a readable safetensors file (truncated or corrupt?): {err}"
+            ) from err
     else:
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
