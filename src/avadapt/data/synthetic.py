@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +82,8 @@ class ClassLook:
 
 
 def check_clips_and_size(clips: int, size: int, multiple: int = 1) -> None:
-    """Fail on a clip count below 1 or a frame size below 32 px or not a multiple of ``multiple`` (16 for the
-    8×8-block noise and H.264's macroblocks)."""
+    """Fail on a clip count below 1, or a frame size below 32 px or not a multiple of ``multiple`` (16 for
+    frames of whole 8×8 noise blocks encoded in whole H.264 macroblocks)."""
     if clips < 1 or size < 32 or size % multiple:
         also = f" and a multiple of {multiple}" if multiple > 1 else ""
         raise ValueError(f"need clips >= 1 and size >= 32{also}, got {clips}, {size}")
@@ -164,7 +164,7 @@ class SynthSummary:
     root: Path
     rows: int
     splits: dict[str, int]
-    categories: list[str] = field(default_factory=list)
+    categories: list[str]
     clip_seconds: int
     seconds: float
 
