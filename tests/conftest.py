@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from avadapt.backbones import AudioEmbeddingConfig
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 TINY_VIT = "test_vit"
 TINY_IMAGE = 32
@@ -50,10 +46,3 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA

@@ -292,7 +292,7 @@ def test_grounding_checkpoint_with_other_widths_fails_clearly(tmp_path):
     torch.save(state, path)
     with pytest.raises(CheckpointError, match="no fc_gl.bias"):
         load_grounding_checkpoint(head, path)
-    with pytest.raises(CheckpointError, match="no such"):
+    with pytest.raises(CheckpointError, match="missing.pt: grounding checkpoint not found"):
         load_grounding_checkpoint(head, tmp_path / "missing.pt")
     with pytest.raises(OptionError, match="fc9"):
         load_grounding_checkpoint(head, path, modules=["fc9"])

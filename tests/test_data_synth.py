@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from avadapt.data.media import read_clip
-from avadapt.data.synthetic import ClassLook
+from avadapt.data.synthetic import ClassLook, distinct_ids, fade, sounds_by_second
 from avadapt.tasks.ave.dataset import AVEAnnotations
 from avadapt.tasks.ave.synth import AVE_CATEGORIES, NONE, synthesize_ave
 
@@ -32,6 +32,8 @@ def test_native_layout_and_splits(synth):
     assert {s: len(r) for s, r in table.splits.items()} == summary.splits
     assert all((root / "AVE" / f"{e.video_id}.mp4").is_file() for e in table.events)
     assert len({e.video_id for e in table.events}) == CLIPS
+    assert str(summary).startswith(f"synthesize_ave: {CLIPS} clips of 10 s (train ")
+    assert str(summary).endswith(f", 4 categories, in {summary.seconds:.1f} s -> {root}")
 
 
 def test_same_seed_same_dataset_other_seed_another(synth, tmp_path):
@@ -96,3 +98,30 @@ def test_rejects_bad_arguments(tmp_path):
         synthesize_ave(tmp_path, clips=2, num_classes=29)
     with pytest.raises(ValueError, match="multiple of 16"):
         synthesize_ave(tmp_path, clips=2, size=50)
+
+
+def test_shared_pieces_paint_fade_mix_and_draw_ids():
+    look = ClassLook.of(2, object_size=6)
+    stack = np.zeros((3, 16, 16, 3), np.uint8)
+    look.paint(stack, 4, 7)  # every frame of a stack at once
+    frame = np.zeros((16, 16, 3), np.float32)
+    look.paint(frame, 4, 7)  # one frame
+    expected = np.zeros((16, 16), bool)
+    expected[4:10, 7:13] = look.mask
+    for image in (*stack, frame):
+        assert np.array_equal((image == look.colour).all(axis=-1), expected)
+        assert not image[~expected].any()
+
+    gain = fade(1000, 16000)  # 10 ms = 160 samples at 16 kHz
+    assert gain[0] == gain[-1] == 0 and gain[80] == 0.5 and gain[160] == 1 and (gain[160:840] == 1).all()
+
+    rng, again = np.random.default_rng(0), np.random.default_rng(0)
+    wave = sounds_by_second(rng, [[], [look], [look, look]], 100)
+    t = np.arange(300) / 100
+    noise = again.normal(0.0, 0.01, size=300)
+    assert np.allclose(wave[:100], noise[:100])
+    assert np.allclose(wave[100:200], noise[100:200] + look.sound(t[100:200]) * fade(100, 100))
+    assert np.allclose(wave[200:], noise[200:] + 2 * look.sound(t[200:]) * fade(100, 100))
+
+    draws = iter("abacbd")
+    assert distinct_ids(4, lambda: next(draws)) == ["a", "b", "c", "d"]

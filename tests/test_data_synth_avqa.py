@@ -254,7 +254,7 @@ def test_splits_are_by_video_and_every_video_is_written(synth):
     assert len(split_of) == CLIPS and set(per_video.values()) == {PER_CLIP}
     assert {p.name for p in root.glob("*.mp4")} == {f"{v}.mp4" for v in split_of}
     counts = {split: list(split_of.values()).count(split) for split in SPLITS}
-    assert counts == summary.videos and min(counts.values()) >= 1
+    assert counts == summary.splits and min(counts.values()) >= 1
 
 
 def test_answers_agree_with_the_picture_and_the_sound(synth, measured):

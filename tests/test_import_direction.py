@@ -4,8 +4,9 @@ Every ``import`` of every module under ``src/avadapt``, at module level or insid
 ``ast`` (nothing is imported), mapped to the layer it belongs to and checked against ``ALLOWED``:
 
     kernels → layers → backbones / tasks → methods → models → training / prediction → cli
-    (base: _registry, _config, _files, types, errors, importable from every layer but kernels; data beside
-    the model stack, read by tasks for their ground truth; kernels, the fast paths' one interface, importable from every layer of the model stack up)
+    (base: _registry, _config, _files, checkpoint_files, types, errors, importable from every layer but
+    kernels; data beside the model stack, read by tasks for their ground truth; kernels, the fast paths' one
+    interface, importable from every layer of the model stack up)
 
 A new module or package under ``src/avadapt`` fails ``test_every_module_belongs_to_a_layer`` until it has a
 row in ``LAYER_OF``.
@@ -27,6 +28,7 @@ LAYER_OF = {
     "avadapt._registry": "base",
     "avadapt._config": "base",
     "avadapt._files": "base",
+    "avadapt.checkpoint_files": "base",
     "avadapt.types": "base",
     "avadapt.errors": "base",
     "avadapt.audio_front_ends": "base",  # named audio settings that the data pipeline and the models both read

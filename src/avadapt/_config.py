@@ -23,3 +23,8 @@ class JSONConfig:
     @classmethod
     def field_names(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+
+def positive_int(value: Any) -> bool:
+    """A whole number ≥ 1; ``True`` is an ``int`` to Python but never a size."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

@@ -16,7 +16,7 @@ Messages start with the file or folder they are about and say what is wrong with
     └── CheckpointError    an adapter directory (config.json, adapter.safetensors), a weights file or a
         │                  training checkpoint
         ├── AdapterMismatchError   adapter keys or shapes that do not fit its model (avadapt.io)
-        ├── UnsafeCheckpointError  a file that would unpickle arbitrary objects (avadapt.backbones)
+        ├── UnsafeCheckpointError  a file that would unpickle arbitrary objects (avadapt.checkpoint_files)
         └── ResumeError            no checkpoint to resume from, or a damaged or weights-only one
                                    (avadapt.training.resume)
 

@@ -17,7 +17,8 @@ from avadapt.backbones.htsat import (
 )
 from avadapt.backbones.swin import SWIN_MODEL_TYPES, SwinBackbone, SwinBlockHandle, SwinStageHandle
 from avadapt.backbones.vit import AudioEmbeddingConfig, BlockHandle, ViTBackbone
-from avadapt.backbones.weights import UnsafeCheckpointError, load_backbone_weights, read_state_dict
+from avadapt.backbones.weights import load_backbone_weights
+from avadapt.checkpoint_files import UnsafeCheckpointError, read_state_dict
 from avadapt.errors import OptionError
 
 Backbone = ViTBackbone | SwinBackbone

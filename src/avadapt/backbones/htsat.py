@@ -31,7 +31,7 @@ from torch import nn
 from avadapt._config import JSONConfig
 from avadapt.backbones.swin import SwinBackbone
 from avadapt.backbones.vit import AudioEmbeddingConfig
-from avadapt.backbones.weights import read_state_dict
+from avadapt.checkpoint_files import read_state_dict
 from avadapt.errors import CheckpointError, OptionError
 
 # The timm architecture whose arguments HTS-AT overrides (it is Swin-T's layout with other heads and window).
@@ -225,11 +225,11 @@ def htsat_to_timm_key(key: str) -> str | None:
 def load_htsat_weights(backbone: HTSATBackbone, path: str | Path) -> None:
     """Load HTS-AT's checkpoint (``state_dict`` keys ``sed_model.*``) into ``backbone``, every weight or none.
 
-    Read without unpickling arbitrary objects (``avadapt.backbones.weights.read_state_dict``). Keys are mapped
+    Read without unpickling arbitrary objects (``avadapt.checkpoint_files.read_state_dict``). Keys are mapped
     by :func:`htsat_to_timm_key`; a key of the file the encoder has no place for, an encoder weight the file
     lacks, or a shape that differs is a :class:`~avadapt.errors.CheckpointError` naming the file.
     """
-    raw = read_state_dict(path)
+    raw = read_state_dict(path, "HTS-AT checkpoint")
     mapped: dict[str, torch.Tensor] = {}
     source: dict[str, str] = {}  # encoder key → file key, to name the file's keys in errors
     unexpected = sorted(k for k in raw if not k.startswith(_PREFIX))

@@ -1,50 +1,14 @@
-"""Reading backbone checkpoints from local files without unpickling arbitrary objects."""
+"""Loading a local checkpoint into a timm backbone, converting foreign layouts with timm's own filter."""
 
 from __future__ import annotations
 
-import pickle
 import sys
 from pathlib import Path
 
-import safetensors.torch
-import torch
 from torch import nn
 
+from avadapt.checkpoint_files import read_state_dict
 from avadapt.errors import CheckpointError
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """The file needs arbitrary Python objects to be unpickled; we refuse rather than run its code."""
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file, or of a torch file readable with ``weights_only=True``.
-
-    Wrapped checkpoints (``{"state_dict": ...}``, ``{"model": ...}``) are unwrapped and a DDP ``module.``
-    prefix is removed. A missing, damaged or unsafe file raises :class:`~avadapt.errors.CheckpointError`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: backbone weights not found")
-    if path.suffix == ".safetensors":
-        try:
-            return safetensors.torch.load_file(str(path))
-        except safetensors.SafetensorError as err:
-            raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {err}") from err
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UnsafeCheckpointError(
-            f"{path}: refusing to load a checkpoint that would unpickle arbitrary Python objects "
-            f"({str(err).splitlines()[0][:200]}). Re-save its tensors with safetensors "
-            "(safetensors.torch.save_file(state_dict, 'weights.safetensors')) and pass that file."
-        ) from None
-    for key in ("state_dict", "model"):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
-    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
 
 
 def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
@@ -54,7 +18,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     timm names. Classifier keys are dropped (the backbone has no head); anything else missing or
     unexpected is an error, since a silently half-loaded backbone would invalidate every result.
     """
-    state_dict = read_state_dict(path)
+    state_dict = read_state_dict(path, "backbone weights")
     filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
     if filter_fn is not None:
         state_dict = filter_fn(state_dict, model)

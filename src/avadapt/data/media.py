@@ -36,12 +36,7 @@ class MediaInfo:
 
     path: Path
     duration: float  # seconds; the longest declared stream (or the container's duration)
-    video_duration: float | None
-    audio_duration: float | None
-    width: int | None
-    height: int | None
-    fps: float | None  # average frame rate; variable-rate files report their mean
-    sample_rate: int | None
+    sample_rate: int | None  # of the audio stream; None without one
     channels: int | None
 
 
@@ -86,8 +81,8 @@ def _reason(err: av.error.FFmpegError) -> str:
     return err.strerror or str(err)
 
 
-def _stream_seconds(stream: av.stream.Stream) -> float | None:
-    if stream.duration is None or stream.time_base is None:
+def _stream_seconds(stream: av.stream.Stream | None) -> float | None:
+    if stream is None or stream.duration is None or stream.time_base is None:
         return None
     return float(stream.duration * stream.time_base)
 
@@ -98,19 +93,12 @@ def probe(path: str | Path) -> MediaInfo:
     with _open(path) as container:
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
-        video_seconds = _stream_seconds(video) if video is not None else None
-        audio_seconds = _stream_seconds(audio) if audio is not None else None
-        declared = [s for s in (video_seconds, audio_seconds) if s is not None]
+        declared = [s for s in (_stream_seconds(video), _stream_seconds(audio)) if s is not None]
         if container.duration is not None:
             declared.append(container.duration / av.time_base)
         return MediaInfo(
             path=path,
             duration=max(declared) if declared else 0.0,
-            video_duration=video_seconds,
-            audio_duration=audio_seconds,
-            width=video.codec_context.width if video is not None else None,
-            height=video.codec_context.height if video is not None else None,
-            fps=float(video.average_rate) if video is not None and video.average_rate else None,
             sample_rate=audio.codec_context.sample_rate if audio is not None else None,
             channels=audio.codec_context.channels if audio is not None else None,
         )

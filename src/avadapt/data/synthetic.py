@@ -1,13 +1,16 @@
-"""What the synthetic datasets share: how each class looks and sounds, YouTube-like ids, split shares.
+"""What the synthetic datasets share: how each class looks and sounds, noisy backgrounds, faded sounds,
+distinct ids, split shares and the summary of what was written.
 
-Every task's synthetic generator (``avadapt synth TASK``) draws its clips from these, so that a class looks and
-sounds the same whatever task shows it.
+Every task's synthetic generator (``avadapt synth TASK``) draws its clips from these, so that a class looks
+and sounds the same whatever task shows it.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -72,6 +75,63 @@ class ClassLook:
         envelope = 0.6 + 0.4 * np.sin(2 * np.pi * self.am_hz * t)
         return (0.3 / 1.8) * tone * envelope
 
+    def paint(self, frames: np.ndarray, top: int, left: int) -> None:
+        """Draw the class's shape in its colour, box corner at (top, left), on (…, H, W, 3) ``frames``."""
+        s = self.mask.shape[0]
+        frames[..., top : top + s, left : left + s, :][..., self.mask, :] = self.colour
+
+
+def check_clips_and_size(clips: int, size: int, multiple: int = 1) -> None:
+    """Fail on a clip count below 1, or a frame size below 32 px or not a multiple of ``multiple`` (16 for
+    frames of whole 8×8 noise blocks encoded in whole H.264 macroblocks)."""
+    if clips < 1 or size < 32 or size % multiple:
+        also = f" and a multiple of {multiple}" if multiple > 1 else ""
+        raise ValueError(f"need clips >= 1 and size >= 32{also}, got {clips}, {size}")
+
+
+def blocky_noise(rng: np.random.Generator, frames: int, size: int, std: float) -> np.ndarray:
+    """(frames, size, size, 3) float32 zero-mean noise, constant over each of 8×8 blocks: it changes every
+    frame, yet stays cheap to encode."""
+    coarse = rng.normal(0.0, std, size=(frames, 8, 8, 3)).astype(np.float32)
+    return coarse.repeat(size // 8, axis=1).repeat(size // 8, axis=2)  # (frames, size, size, 3)
+
+
+def fade(samples: int, sample_rate: int) -> np.ndarray:
+    """(samples,) gain rising from 0 to 1 over the first 10 ms and falling back over the last 10 ms, so that a
+    sound starting or stopping makes no click."""
+    ramp = np.minimum(np.arange(samples), np.arange(samples)[::-1])
+    return np.minimum(1.0, ramp / (0.01 * sample_rate))
+
+
+def sounds_by_second(
+    rng: np.random.Generator, sounding: Sequence[Sequence[ClassLook]], sample_rate: int
+) -> np.ndarray:
+    """(len(sounding)·sample_rate,) float64: low noise plus, in each second, the sounds of the classes
+    ``sounding`` lists for it, each faded in and out within the second."""
+    t = np.arange(len(sounding) * sample_rate) / sample_rate
+    wave = rng.normal(0.0, 0.01, size=t.size)
+    gain = fade(sample_rate, sample_rate)
+    for second, looks in enumerate(sounding):
+        span = slice(second * sample_rate, (second + 1) * sample_rate)
+        for look in looks:
+            wave[span] += look.sound(t[span]) * gain
+    return wave
+
+
+def distinct_ids(count: int, draw: Callable[[], str]) -> list[str]:
+    """``count`` distinct ids in the order ``draw`` gives them, drawing again on a repeat."""
+    ids: list[str] = []
+    while len(ids) < count:
+        candidate = draw()
+        if candidate not in ids:
+            ids.append(candidate)
+    return ids
+
+
+def youtube_id(rng: np.random.Generator) -> str:
+    """An 11-character id of YouTube's alphabet, as the real datasets name their clips."""
+    return "".join(rng.choice(list(ID_ALPHABET), size=11))
+
 
 def assign_splits(rng: np.random.Generator, n: int, fractions: tuple[float, float]) -> list[str]:
     """A shuffled share of the clips to val and test (≥ 1 each from 10 clips up), the rest to train."""
@@ -85,3 +145,35 @@ def assign_splits(rng: np.random.Generator, n: int, fractions: tuple[float, floa
     for i in order[counts[0] : counts[0] + counts[1]]:
         split_of[i] = "test"
     return split_of
+
+
+def split_counts(counts: dict[str, int]) -> str:
+    """``train 8 / val 2 / test 2``."""
+    return " / ".join(f"{name} {count}" for name, count in counts.items())
+
+
+@dataclass(kw_only=True)
+class SynthSummary:
+    """What a synthetic generator wrote under ``root``; ``str()`` is the line ``avadapt synth`` prints.
+
+    generator: who wrote it (``synthesize_avs (s4)``); rows: clips; splits: clips per split; categories: the
+    class names, in label order; clip_seconds: each clip's length; seconds: how long writing took.
+    """
+
+    generator: str
+    root: Path
+    rows: int
+    splits: dict[str, int]
+    categories: list[str]
+    clip_seconds: int
+    seconds: float
+
+    def details(self) -> str:
+        """What else the files hold, for the printed line."""
+        return f", {len(self.categories)} categories"
+
+    def __str__(self) -> str:
+        return (
+            f"{self.generator}: {self.rows} clips of {self.clip_seconds} s ({split_counts(self.splits)})"
+            f"{self.details()}, in {self.seconds:.1f} s -> {self.root}"
+        )

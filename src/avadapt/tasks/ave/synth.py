@@ -19,13 +19,20 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from avadapt.data.media import write_mp4
-from avadapt.data.synthetic import ID_ALPHABET, ClassLook
+from avadapt.data.synthetic import (
+    ClassLook,
+    SynthSummary,
+    blocky_noise,
+    check_clips_and_size,
+    distinct_ids,
+    sounds_by_second,
+    youtube_id,
+)
 from avadapt.tasks.ave.dataset import AVE_HEADER, SPLIT_FILES
 
 # The 28 AVE categories in label order (Tian et al. 2018; = categories.txt of the official release).
@@ -40,55 +47,23 @@ AVE_CATEGORIES = (
 NONE = -1  # "nothing of any class" in the per-second truth
 
 
-@dataclass
-class SynthSummary:
-    """What :func:`synthesize_ave` wrote."""
-
-    root: Path
-    categories: list[str]
-    rows: int
-    splits: dict[str, int]
-    seconds: float
-
-
 def _render_video(
     rng: np.random.Generator, visual: list[int], looks: list[ClassLook], size: int, fps: int, phase: float
 ) -> np.ndarray:
     """(seconds·fps, size, size, 3) uint8: smooth moving noise, plus a class's shape where ``visual`` says."""
-    seconds = len(visual)
-    n = seconds * fps
-    coarse = rng.normal(0.0, 18.0, size=(n, 8, 8, 3)).astype(np.float32)
-    noise = coarse.repeat(size // 8, axis=1).repeat(size // 8, axis=2)  # blocky, cheap to encode
+    n = len(visual) * fps
+    noise = blocky_noise(rng, n, size, std=18.0)
     frames = np.clip(noise + rng.uniform(70, 130, size=3).astype(np.float32), 0, 255)
     for i in range(n):
         k = visual[i // fps]
         if k == NONE:
             continue
         look = looks[k]
-        s = look.mask.shape[0]
+        middle = (size - look.mask.shape[0]) / 2  # box corner of a centred shape
         angle = 2 * np.pi * (look.orbit_hz * i / fps + phase)
-        radius = (size - s) / 2 - 2
-        top = round((size - s) / 2 + radius * np.sin(angle))
-        left = round((size - s) / 2 + radius * np.cos(angle))
-        frames[i, top : top + s, left : left + s][look.mask] = look.colour
+        radius = middle - 2
+        look.paint(frames[i], round(middle + radius * np.sin(angle)), round(middle + radius * np.cos(angle)))
     return frames.astype(np.uint8)
-
-
-def _render_audio(
-    rng: np.random.Generator, audible: list[int], looks: list[ClassLook], sample_rate: int
-) -> np.ndarray:
-    """(seconds·sample_rate,) float32: low noise, plus a class's sound where ``audible`` says."""
-    seconds = len(audible)
-    t = np.arange(seconds * sample_rate) / sample_rate
-    wave = rng.normal(0.0, 0.01, size=t.size)
-    fade = np.minimum(
-        1.0, np.minimum(np.arange(sample_rate), np.arange(sample_rate)[::-1]) / (0.01 * sample_rate)
-    )
-    for second, k in enumerate(audible):
-        if k != NONE:
-            span = slice(second * sample_rate, (second + 1) * sample_rate)
-            wave[span] += looks[k].sound(t[span]) * fade  # 10 ms fades: no clicks at second edges
-    return wave.astype(np.float32)
 
 
 def synthesize_ave(
@@ -120,8 +95,7 @@ def synthesize_ave(
     """
     if not 1 <= num_classes <= len(AVE_CATEGORIES):
         raise ValueError(f"num_classes must lie in 1..{len(AVE_CATEGORIES)}, got {num_classes}")
-    if clips < 1 or size % 16 or size < 32:
-        raise ValueError(f"need clips >= 1 and size a multiple of 16 (>= 32), got {clips}, {size}")
+    check_clips_and_size(clips, size, multiple=16)
     started = time.perf_counter()
     out = Path(out)
     (out / "AVE").mkdir(parents=True, exist_ok=True)
@@ -130,11 +104,7 @@ def synthesize_ave(
     categories = list(AVE_CATEGORIES[:num_classes])
     looks = [ClassLook.of(k, object_size=size * 5 // 16) for k in range(num_classes)]
 
-    ids: list[str] = []
-    while len(ids) < clips:
-        candidate = "".join(rng.choice(list(ID_ALPHABET), size=11))
-        if candidate not in ids:
-            ids.append(candidate)
+    ids = distinct_ids(clips, lambda: youtube_id(rng))
 
     rows = []  # (category index, id, start, end)
     truth = {}
@@ -154,7 +124,7 @@ def synthesize_ave(
                 )
                 (visual if rng.random() < 0.5 else audible)[t] = other
         frames = _render_video(rng, visual, looks, size, fps, phase=float(rng.random()))
-        wave = _render_audio(rng, audible, looks, sample_rate)
+        wave = sounds_by_second(rng, [[looks[k]] if k != NONE else [] for k in audible], sample_rate)
         write_mp4(out / "AVE" / f"{video_id}.mp4", frames, fps, wave, sample_rate)
         rows.append((k, video_id, start, start + length))
         truth[video_id] = {"visual": visual, "audio": audible}
@@ -170,7 +140,8 @@ def synthesize_ave(
         counts[split] = len(chosen)
     (out / "categories.txt").write_text("".join(f"{c}\n" for c in categories))
     (out / "synth_truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
-    return SynthSummary(out, categories, len(rows), counts, time.perf_counter() - started)
+    return SynthSummary(generator="synthesize_ave", root=out, rows=len(rows), splits=counts,
+                        categories=categories, clip_seconds=seconds, seconds=time.perf_counter() - started)
 
 
 def _assign_splits(rng: np.random.Generator, classes: list[int], fractions: tuple[float, float]) -> list[str]:

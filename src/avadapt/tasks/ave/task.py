@@ -17,7 +17,6 @@ from avadapt.tasks.ave import predict
 from avadapt.tasks.base import Task, TaskHead, register_task
 from avadapt.types import AVFeatures, FeatureSpec
 
-BACKGROUND_CLASSES = 1
 LOSSES = ("cross_entropy", "bce_on_softmax")
 
 

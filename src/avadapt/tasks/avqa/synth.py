@@ -49,7 +49,16 @@ from pathlib import Path
 import numpy as np
 
 from avadapt.data.media import write_mp4
-from avadapt.data.synthetic import ClassLook, assign_splits
+from avadapt.data.synthetic import (
+    ClassLook,
+    SynthSummary,
+    assign_splits,
+    blocky_noise,
+    check_clips_and_size,
+    distinct_ids,
+    fade,
+    split_counts,
+)
 from avadapt.tasks.avqa.dataset import DEFAULT_JSONS, QUESTION_TYPES
 
 # Instruments of the synthetic clips: real MUSIC-AVQA answers, one per colour of the synthetic palette.
@@ -76,24 +85,16 @@ _INDOOR = ((118, 96, 82), (84, 66, 54))  # wall, floor
 _OUTDOOR = ((140, 160, 190), (120, 135, 95))  # sky, grass
 
 
-@dataclass
-class SynthAVQASummary:
-    """What :func:`synthesize_avqa` wrote."""
+@dataclass(kw_only=True)
+class SynthAVQASummary(SynthSummary):
+    """What :func:`synthesize_avqa` wrote: the clips, and ``questions`` per split and per question type."""
 
-    root: Path
-    clips: int
-    videos: dict[str, int]  # split -> clips
-    questions: dict[str, int]  # split -> questions
+    questions: dict[str, int]
     types: dict[str, int]  # "Audio-Visual Counting" -> questions
-    seconds: float
 
-    def __str__(self) -> str:
-        splits = " / ".join(f"{name} {count}" for name, count in self.questions.items())
-        return (
-            f"synthesize_avqa: {self.clips} clip{'s' * (self.clips != 1)}, "
-            f"{sum(self.questions.values())} questions ({splits}) "
-            f"of {len(self.types)} types, in {self.seconds:.1f} s -> {self.root}"
-        )
+    def details(self) -> str:
+        total = sum(self.questions.values())
+        return f", {total} questions ({split_counts(self.questions)}) of {len(self.types)} types"
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,9 @@ class _Scene:
     def find(self, instrument: int) -> _Performer | None:
         return next((p for p in self.visible if p.instrument == instrument), None)
 
+    def shows(self, instrument: int) -> bool:
+        return self.find(instrument) is not None
+
     def sounds(self, instrument: int) -> bool:
         performer = self.find(instrument)
         return performer is not None and performer.sounding
@@ -169,69 +173,39 @@ def _draw_scene(rng: np.random.Generator, seconds: int) -> _Scene:
 
 # ---- templates: each lists (templ_values, answer) for every question it can ask about a scene ----
 
-Candidates = list[tuple[tuple[str, ...], str]]
+Words = tuple[str, ...]  # a template's templ_values
+Candidates = list[tuple[Words, str]]
+Asks = Callable[[_Scene], Candidates]
 
 
 def _yes(condition: bool) -> str:
     return "yes" if condition else "no"
 
 
-def _is_there_sound(scene: _Scene) -> Candidates:
-    return [((INSTRUMENTS[k],), _yes(scene.sounds(k))) for k in scene.pool]
+def _number(present: bool) -> str:
+    return _NUMBERS[int(present)]
 
 
-def _are_there_sounds(scene: _Scene) -> Candidates:
-    return [
-        ((INSTRUMENTS[a], INSTRUMENTS[b]), _yes(scene.sounds(a) and scene.sounds(b)))
-        for a, b in permutations(scene.pool, 2)
-    ]
+def _each_instrument(fact: Callable[[_Scene, int], bool], answer: Callable[[bool], str] = _yes) -> Asks:
+    """One question per instrument a presence question may name (those on screen and the decoy)."""
+    return lambda scene: [((INSTRUMENTS[k],), answer(fact(scene, k))) for k in scene.pool]
 
 
-def _heard_count(scene: _Scene) -> Candidates:
-    return [((), _NUMBERS[len(scene.sounding)])]
+def _each_pair(fact: Callable[[_Scene, int], bool]) -> Asks:
+    """One question per ordered pair of those instruments: yes when both have ``fact``."""
+    return lambda scene: [((INSTRUMENTS[a], INSTRUMENTS[b]), _yes(fact(scene, a) and fact(scene, b)))
+                          for a, b in permutations(scene.pool, 2)]  # fmt: skip
 
 
-def _louder(scene: _Scene) -> Candidates:
-    return [((p.name, q.name), _yes(p.level > q.level)) for p, q in permutations(scene.visible, 2)
-            if p.level != q.level]  # fmt: skip
+def _compare(key: Callable[[_Performer], float], words: Callable[[_Performer, _Performer], Words]) -> Asks:
+    """Is p's ``key`` greater than q's, for every ordered pair of visible instruments where the two differ;
+    ``words`` fills the template's placeholders."""
+    return lambda scene: [(words(p, q), _yes(key(p) > key(q)))
+                          for p, q in permutations(scene.visible, 2) if key(p) != key(q)]  # fmt: skip
 
 
-def _longer(scene: _Scene) -> Candidates:
-    duration = {p.instrument: p.end - p.start for p in scene.visible}
-    return [
-        ((p.name, q.name), _yes(duration[p.instrument] > duration[q.instrument]))
-        for p, q in permutations(scene.visible, 2)
-        if duration[p.instrument] != duration[q.instrument]
-    ]
-
-
-def _is_there(scene: _Scene) -> Candidates:
-    return [((INSTRUMENTS[k],), _yes(scene.find(k) is not None)) for k in scene.pool]
-
-
-def _are_there(scene: _Scene) -> Candidates:
-    return [
-        ((INSTRUMENTS[a], INSTRUMENTS[b]), _yes(scene.find(a) is not None and scene.find(b) is not None))
-        for a, b in permutations(scene.pool, 2)
-    ]
-
-
-def _seen_count(scene: _Scene) -> Candidates:
-    return [((), _NUMBERS[len(scene.visible)])]
-
-
-def _how_many_of(scene: _Scene) -> Candidates:
-    return [((INSTRUMENTS[k],), _NUMBERS[int(scene.find(k) is not None)]) for k in scene.pool]
-
-
-def _what_is_it(scene: _Scene) -> Candidates:
-    return [((), scene.visible[0].name)] if len(scene.visible) == 1 else []
-
-
-def _outermost(scene: _Scene) -> Candidates:
-    if len(scene.visible) < 2:
-        return []
-    return [(("leftest",), scene.visible[0].name), (("rightest",), scene.visible[-1].name)]
+def _count(how_many: Callable[[_Scene], int]) -> Asks:
+    return lambda scene: [((), _NUMBERS[how_many(scene)])]
 
 
 def _beside(scene: _Scene) -> Candidates:
@@ -244,34 +218,10 @@ def _beside(scene: _Scene) -> Candidates:
     return found
 
 
-def _venue(scene: _Scene) -> Candidates:
-    return [((), "outdoor" if scene.outdoor else "indoor")]
-
-
-def _always_playing(scene: _Scene) -> Candidates:
-    return [((p.name,), _yes(p.sounding and p.start == 0 and p.end == scene.seconds)) for p in scene.visible]
-
-
-def _silent_count(scene: _Scene) -> Candidates:
-    return [((), _NUMBERS[len(scene.visible) - len(scene.sounding)])]
-
-
-def _sounding_count_of(scene: _Scene) -> Candidates:
-    return [((INSTRUMENTS[k],), _NUMBERS[int(scene.sounds(k))]) for k in scene.pool]
-
-
-def _loudest_where(scene: _Scene) -> Candidates:
-    return [(("loudest",), max(scene.sounding, key=lambda p: p.level).where)]
-
-
 def _first_last(scene: _Scene) -> list[tuple[str, _Performer]]:
     """("first", the first to come in) and, from two sounding instruments up, ("last", the last)."""
     order = scene.sounding
     return [("first", order[0])] + ([("last", order[-1])] if len(order) > 1 else [])
-
-
-def _fl_from(scene: _Scene) -> Candidates:
-    return [((word, q.where), _yes(q is p)) for word, p in _first_last(scene) for q in scene.visible]
 
 
 def _same_time(scene: _Scene) -> Candidates:
@@ -281,24 +231,6 @@ def _same_time(scene: _Scene) -> Candidates:
         if len(overlapping) == 1:
             found.append(((p.name,), overlapping[0].name))
     return found
-
-
-def _side_louder(scene: _Scene) -> Candidates:
-    return [((p.where, q.where), _yes(p.level > q.level)) for p, q in permutations(scene.visible, 2)
-            if p.level != q.level]  # fmt: skip
-
-
-def _named_side_louder(scene: _Scene) -> Candidates:
-    return [((p.name, p.where, q.name, q.where), _yes(p.level > q.level))
-            for p, q in permutations(scene.visible, 2) if p.level != q.level]  # fmt: skip
-
-
-def _fl_where(scene: _Scene) -> Candidates:
-    return [((word,), p.where) for word, p in _first_last(scene)]
-
-
-def _comes_in(scene: _Scene) -> Candidates:
-    return [((_ORDINALS[rank],), p.name) for rank, p in enumerate(scene.sounding)]
 
 
 def _before_after(scene: _Scene) -> Candidates:
@@ -316,41 +248,57 @@ def _before_after(scene: _Scene) -> Candidates:
 class _Template:
     content: str  # the released ``question_content``, character for character
     type: tuple[str, str]
-    candidates: Callable[[_Scene], Candidates]
+    candidates: Asks
 
 
+_HEARD = _count(lambda scene: len(scene.sounding))
 TEMPLATES = (
-    _Template("Is there a <Object> sound?", QUESTION_TYPES[0], _is_there_sound),
-    _Template("Are there <Object> and <Object> sound? ", QUESTION_TYPES[0], _are_there_sounds),
-    _Template("How many musical instruments were heard throughout the video?", QUESTION_TYPES[0],
-              _heard_count),
-    _Template("Is the <Object> louder than the <Object>?", QUESTION_TYPES[1], _louder),
-    _Template("Is the <Object> playing longer than the <Object>?", QUESTION_TYPES[1], _longer),
-    _Template("Is there a <Object> in the entire video?", QUESTION_TYPES[2], _is_there),
-    _Template("Are there <Object> and <Object> instruments in the video?", QUESTION_TYPES[2], _are_there),
+    _Template("Is there a <Object> sound?", QUESTION_TYPES[0], _each_instrument(_Scene.sounds)),
+    _Template("Are there <Object> and <Object> sound? ", QUESTION_TYPES[0], _each_pair(_Scene.sounds)),
+    _Template("How many musical instruments were heard throughout the video?", QUESTION_TYPES[0], _HEARD),
+    _Template("Is the <Object> louder than the <Object>?", QUESTION_TYPES[1],
+              _compare(lambda p: p.level, lambda p, q: (p.name, q.name))),
+    _Template("Is the <Object> playing longer than the <Object>?", QUESTION_TYPES[1],
+              _compare(lambda p: p.end - p.start, lambda p, q: (p.name, q.name))),
+    _Template("Is there a <Object> in the entire video?", QUESTION_TYPES[2], _each_instrument(_Scene.shows)),
+    _Template("Are there <Object> and <Object> instruments in the video?", QUESTION_TYPES[2],
+              _each_pair(_Scene.shows)),
     _Template("How many types of musical instruments appeared in the entire video?", QUESTION_TYPES[2],
-              _seen_count),
-    _Template("How many <Object> are in the entire video?", QUESTION_TYPES[2], _how_many_of),
-    _Template("What kind of musical instrument is it?", QUESTION_TYPES[3], _what_is_it),
-    _Template("What kind of instrument is the <LRer> instrument? ", QUESTION_TYPES[3], _outermost),
+              _count(lambda scene: len(scene.visible))),
+    _Template("How many <Object> are in the entire video?", QUESTION_TYPES[2],
+              _each_instrument(_Scene.shows, _number)),
+    _Template("What kind of musical instrument is it?", QUESTION_TYPES[3],
+              lambda scene: [((), scene.visible[0].name)] if len(scene.visible) == 1 else []),
+    _Template("What kind of instrument is the <LRer> instrument? ", QUESTION_TYPES[3],
+              lambda scene: [(("leftest",), scene.visible[0].name), (("rightest",), scene.visible[-1].name)]
+              if len(scene.visible) > 1 else []),
     _Template("What is the instrument on the <LR> of <Object>?", QUESTION_TYPES[3], _beside),
-    _Template("Where is the performance?", QUESTION_TYPES[3], _venue),
-    _Template("Is the <Object> in the video always playing?", QUESTION_TYPES[4], _always_playing),
-    _Template("How many instruments are sounding in the video?", QUESTION_TYPES[5], _heard_count),
-    _Template("How many types of musical instruments sound in the video?", QUESTION_TYPES[5], _heard_count),
+    _Template("Where is the performance?", QUESTION_TYPES[3],
+              lambda scene: [((), "outdoor" if scene.outdoor else "indoor")]),
+    _Template("Is the <Object> in the video always playing?", QUESTION_TYPES[4],
+              lambda scene: [((p.name,), _yes(p.sounding and p.start == 0 and p.end == scene.seconds))
+                             for p in scene.visible]),
+    _Template("How many instruments are sounding in the video?", QUESTION_TYPES[5], _HEARD),
+    _Template("How many types of musical instruments sound in the video?", QUESTION_TYPES[5], _HEARD),
     _Template("How many instruments in the video did not sound from beginning to end?", QUESTION_TYPES[5],
-              _silent_count),
-    _Template("How many sounding <Object> in the video\uff1f", QUESTION_TYPES[5], _sounding_count_of),
-    _Template("Where is the <LL> instrument?", QUESTION_TYPES[6], _loudest_where),
-    _Template("Is the <FL> sound coming from the <LR> instrument?", QUESTION_TYPES[6], _fl_from),
+              _count(lambda scene: len(scene.visible) - len(scene.sounding))),
+    _Template("How many sounding <Object> in the video\uff1f", QUESTION_TYPES[5],
+              _each_instrument(_Scene.sounds, _number)),
+    _Template("Where is the <LL> instrument?", QUESTION_TYPES[6],
+              lambda scene: [(("loudest",), max(scene.sounding, key=lambda p: p.level).where)]),
+    _Template("Is the <FL> sound coming from the <LR> instrument?", QUESTION_TYPES[6],
+              lambda scene: [((word, q.where), _yes(q is p)) for word, p in _first_last(scene)
+                             for q in scene.visible]),
     _Template("Which is the musical instrument that sounds at the same time as the <Object>?",
               QUESTION_TYPES[6], _same_time),
     _Template("Is the instrument on the <LR> louder than the instrument on the <LR>?", QUESTION_TYPES[7],
-              _side_louder),
+              _compare(lambda p: p.level, lambda p, q: (p.where, q.where))),
     _Template("Is the <Object> on the <LR> louder than the <Object> on the <LR>?", QUESTION_TYPES[7],
-              _named_side_louder),
-    _Template("Where is the <FL> sounding instrument?", QUESTION_TYPES[8], _fl_where),
-    _Template("What is the <TH> instrument that comes in?", QUESTION_TYPES[8], _comes_in),
+              _compare(lambda p: p.level, lambda p, q: (p.name, p.where, q.name, q.where))),
+    _Template("Where is the <FL> sounding instrument?", QUESTION_TYPES[8],
+              lambda scene: [((word,), p.where) for word, p in _first_last(scene)]),
+    _Template("What is the <TH> instrument that comes in?", QUESTION_TYPES[8],
+              lambda scene: [((_ORDINALS[rank],), p.name) for rank, p in enumerate(scene.sounding)]),
     _Template("Which instrument makes sounds <BA> the <Object>?", QUESTION_TYPES[8], _before_after),
 )  # fmt: skip
 
@@ -399,33 +347,30 @@ def _render_video(
     base = np.empty((size, size, 3), dtype=np.float32)
     base[:horizon], base[horizon:] = upper, lower
     base += rng.uniform(-6, 6, size=3).astype(np.float32)
-    coarse = rng.normal(0.0, 5.0, size=(n, 8, 8, 3)).astype(np.float32)
-    frames = np.clip(base + coarse.repeat(size // 8, axis=1).repeat(size // 8, axis=2), 0, 255)
-    frames = frames.astype(np.uint8)  # (n, size, size, 3)
+    noise = blocky_noise(rng, n, size, std=5.0)
+    frames = np.clip(base + noise, 0, 255).astype(np.uint8)  # (n, size, size, 3)
     for p in scene.visible:
         look = looks[p.instrument]
         s = look.mask.shape[0]
         jitter = size // 16
         top = (size - s) // 2 + int(rng.integers(-jitter, jitter + 1))
-        left = int(np.clip(round(size * (2 * p.slot + 1) / 6 - s / 2), 0, size - s))
-        frames[:, top : top + s, left : left + s][:, look.mask] = look.colour.astype(np.uint8)
+        look.paint(frames, top, left=int(np.clip(round(size * (2 * p.slot + 1) / 6 - s / 2), 0, size - s)))
     return frames
 
 
 def _render_audio(
     rng: np.random.Generator, scene: _Scene, looks: list[ClassLook], sample_rate: int
 ) -> np.ndarray:
-    """(seconds·sample_rate,) float32: low noise plus each sounding instrument's sound, scaled to its
+    """(seconds·sample_rate,) float64: low noise plus each sounding instrument's sound, scaled to its
     level (RMS) and gated to its interval with 10 ms fades."""
     t = np.arange(scene.seconds * sample_rate) / sample_rate
     wave = rng.normal(0.0, _NOISE_RMS, size=t.size)
     for p in scene.sounding:
         sound = looks[p.instrument].sound(t)
         sound *= p.level / np.sqrt(np.mean(sound**2))
-        span = np.arange(p.start * sample_rate, p.end * sample_rate)
-        fade = np.minimum(1.0, np.minimum(span - span[0], span[-1] - span) / (0.01 * sample_rate))
-        wave[span] += sound[span] * fade
-    return wave.astype(np.float32)
+        span = slice(p.start * sample_rate, p.end * sample_rate)
+        wave[span] += sound[span] * fade((p.end - p.start) * sample_rate, sample_rate)
+    return wave
 
 
 def synthesize_avqa(
@@ -449,31 +394,24 @@ def synthesize_avqa(
     holding JSON lists), ``question_content`` (a real template, placeholders unfilled),
     ``question_deleted`` (0) and ``anser`` (sic); ``ans_vocab.txt`` (the 42 answers in the reference
     order, one per line); ``<video_id>.mp4`` beside them, where the loader's mp4 layout looks by default
-    (H.264 if available, else MPEG-4; AAC audio), ``seconds`` long at ``fps`` frames per second, ``size``×``size``, mono at ``sample_rate``.
+    (H.264 if available, else MPEG-4; AAC audio), ``seconds`` long at ``fps`` frames per second,
+    ``size``×``size``, mono at ``sample_rate``.
 
     Every question of a video is in that video's split; ``split_fractions`` are the (val, test)
     shares of the videos, at least one each from 10 videos up. ``questions_per_clip`` distinct
     questions are asked per video (fewer only if a clip runs out of distinct questions).
     """
-    if clips < 1 or size % 16 or size < 32:
-        raise ValueError(f"need clips >= 1 and size a multiple of 16 (>= 32), got {clips}, {size}")
+    check_clips_and_size(clips, size, multiple=16)
     if seconds < 5 or fps < 1 or questions_per_clip < 1:
-        raise ValueError(
-            f"need seconds >= 5, fps >= 1 and questions_per_clip >= 1, got {seconds}, {fps}, "
-            f"{questions_per_clip}"
-        )
+        raise ValueError(f"need seconds >= 5, fps >= 1 and questions_per_clip >= 1, got {seconds}, {fps}, "
+                         f"{questions_per_clip}")
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     looks = [ClassLook.of(k, object_size=size * 5 // 16) for k in range(len(INSTRUMENTS))]
 
-    numbers: list[int] = []
-    while len(numbers) < clips:
-        number = int(rng.integers(10**8))
-        if number not in numbers:
-            numbers.append(number)
-    video_ids = [f"vv{number:08d}" for number in numbers]
+    video_ids = distinct_ids(clips, lambda: f"vv{int(rng.integers(10**8)):08d}")
     split_of = assign_splits(rng, clips, split_fractions)
 
     rows: dict[str, list[dict]] = {split: [] for split in DEFAULT_JSONS}
@@ -483,17 +421,10 @@ def synthesize_avqa(
     for video_id, split in zip(video_ids, split_of):
         scene = _draw_scene(rng, seconds)
         for template, values, answer in _ask(rng, scene, questions_per_clip, question_id, tally):
-            rows[split].append(
-                {
-                    "video_id": video_id,
-                    "question_id": question_id,
-                    "type": json.dumps(list(template.type)),
-                    "question_content": template.content,
-                    "templ_values": json.dumps(list(values)),
-                    "question_deleted": 0,
-                    "anser": answer,
-                }
-            )
+            rows[split].append({"video_id": video_id, "question_id": question_id,
+                                "type": json.dumps(list(template.type)), "question_content": template.content,
+                                "templ_values": json.dumps(list(values)), "question_deleted": 0,
+                                "anser": answer})
             types[" ".join(template.type)] += 1
             question_id += 1
         frames = _render_video(rng, scene, looks, size, fps)
@@ -504,9 +435,8 @@ def synthesize_avqa(
         (out / name).write_text(json.dumps(rows[split], indent=2))
     (out / "ans_vocab.txt").write_text("".join(f"{answer}\n" for answer in ANSWERS))
     return SynthAVQASummary(
-        root=out,
-        clips=clips,
-        videos={split: split_of.count(split) for split in DEFAULT_JSONS},
+        generator="synthesize_avqa", root=out, rows=clips, categories=list(INSTRUMENTS), clip_seconds=seconds,
+        splits={split: split_of.count(split) for split in DEFAULT_JSONS},
         questions={split: len(rows[split]) for split in DEFAULT_JSONS},
         types={" ".join(kind): types[" ".join(kind)] for kind in QUESTION_TYPES if types[" ".join(kind)]},
         seconds=time.perf_counter() - started,

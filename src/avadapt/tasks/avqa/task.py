@@ -29,20 +29,18 @@ from __future__ import annotations
 
 import itertools
 import math
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import safetensors
-import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
 
-from avadapt._config import JSONConfig
+from avadapt._config import JSONConfig, positive_int
+from avadapt.checkpoint_files import read_state_dict
 from avadapt.errors import CheckpointError, OptionError
 from avadapt.tasks.avqa import predict
 from avadapt.tasks.avqa.dataset import MusicAVQADataset, QuestionVocabulary
@@ -106,25 +104,21 @@ class AVQAConfig(JSONConfig):
         if len(set(self.question_vocab)) != len(self.question_vocab):
             repeated = sorted({t for t in self.question_vocab if self.question_vocab.count(t) > 1})
             raise OptionError(f"question_vocab lists tokens more than once: {repeated[:10]}")
-        if self.width is not None and not _positive_int(self.width):
+        if self.width is not None and not positive_int(self.width):
             raise OptionError(f"width must be a positive integer or None (the backbone's width), got {self.width!r}")
-        if not _positive_int(self.heads):
+        if not positive_int(self.heads):
             raise OptionError(f"heads must be a positive integer, got {self.heads!r}")
         if self.width is not None and self.width % self.heads:
             raise OptionError(f"width {self.width} must be a multiple of heads {self.heads}")
-        if not _positive_int(self.num_answers) or self.num_answers < 2:
+        if not positive_int(self.num_answers) or self.num_answers < 2:
             raise OptionError(f"num_answers must be an integer ≥ 2, got {self.num_answers!r}")
-        if not _positive_int(self.max_question_tokens):
+        if not positive_int(self.max_question_tokens):
             raise OptionError(f"max_question_tokens must be a positive integer, got {self.max_question_tokens!r}")
         if isinstance(self.match_weight, bool) or not isinstance(self.match_weight, (int, float)) \
                 or not math.isfinite(self.match_weight) or self.match_weight < 0:
             raise OptionError(f"match_weight must be a finite number ≥ 0, got {self.match_weight!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise OptionError(f"dropout must be in [0, 1), got {self.dropout!r}")
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 @dataclass
@@ -357,37 +351,7 @@ GROUNDING_MODULES: dict[str, str] = {
 """The reference's grounding-pretraining modules (``main_grounding_gen_best.pt``, ``lavish_grounding_gen_best.pt``)
 → the :class:`AVSTHead` modules they initialise."""
 
-_REFERENCE_PREFIXES = ("module.", "avqatask_")  # DataParallel's, and STG-CMA's head prefix
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file or a weights-only torch file, unwrapped from ``{"state_dict": …}`` and with
-    the reference's key prefixes removed. (The backbones' reader is out of a task's reach: tasks never import
-    backbones.)"""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such grounding checkpoint")
-    if path.suffix == ".safetensors":
-        try:
-            state = safetensors.torch.load_file(str(path))
-        except safetensors.SafetensorError as error:
-            raise CheckpointError(f"{path}: not a readable safetensors file: {error}") from None
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise CheckpointError(f"{path}: refusing a checkpoint that would unpickle arbitrary Python objects "
-                                  f"({str(error).splitlines()[0][:200]}); re-save its tensors with safetensors") from None
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
-    cleaned = {}
-    for key, value in state.items():
-        for prefix in _REFERENCE_PREFIXES:
-            key = key.removeprefix(prefix)
-        cleaned[key] = value
-    return cleaned
+_HEAD_PREFIX = "avqatask_"  # STG-CMA's head prefix (the reader removes DataParallel's "module.")
 
 
 def load_grounding_checkpoint(head: AVSTHead, path: str | Path,
@@ -408,7 +372,8 @@ def load_grounding_checkpoint(head: AVSTHead, path: str | Path,
     unknown = sorted(set(modules) - set(GROUNDING_MODULES))
     if unknown:
         raise OptionError(f"unknown grounding module(s) {unknown}; known: {list(GROUNDING_MODULES)}")
-    state = _read_state_dict(path)
+    state = {key.removeprefix(_HEAD_PREFIX): value
+             for key, value in read_state_dict(path, "grounding checkpoint").items()}
     updates: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     loaded = []
     for name in modules:

@@ -31,29 +31,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from avadapt.data.synthetic import ID_ALPHABET, ClassLook, assign_splits
+from avadapt.data.synthetic import (
+    ClassLook,
+    SynthSummary,
+    assign_splits,
+    check_clips_and_size,
+    distinct_ids,
+    sounds_by_second,
+    youtube_id,
+)
 from avadapt.tasks.avs.dataset import AVS_SEGMENTS, AVS_SETTINGS, S4_CATEGORIES
 
 _STEP = AVS_SEGMENTS - 1  # frame-to-frame moves of an object
-
-
-@dataclass
-class SynthAVSSummary:
-    """What :func:`synthesize_avs` wrote."""
-
-    root: Path
-    setting: str
-    categories: list[str]
-    rows: int
-    splits: dict[str, int]
-    seconds: float
-
-    def __str__(self) -> str:
-        splits = " / ".join(f"{name} {count}" for name, count in self.splits.items())
-        return (
-            f"synthesize_avs ({self.setting}): {self.rows} clips of {AVS_SEGMENTS} s ({splits}), "
-            f"{len(self.categories)} categories, in {self.seconds:.1f} s -> {self.root}"
-        )
 
 
 @dataclass(frozen=True)
@@ -111,23 +100,10 @@ def _render(
         s = silhouette.shape[0]
         for t in range(AVS_SEGMENTS):
             top, left = clip.tops_lefts[j, t]
-            frames[t, top : top + s, left : left + s][silhouette] = looks[k].colour.astype(np.uint8)
+            looks[k].paint(frames[t], top, left)
             if j in clip.sounding[t]:
                 masks[t, top : top + s, left : left + s] |= silhouette
     return frames, masks
-
-
-def _audio(rng: np.random.Generator, clip: _Clip, looks: list[ClassLook], sample_rate: int) -> np.ndarray:
-    """(AVS_SEGMENTS·sample_rate,) float: low noise plus, second by second, the sounding objects' sounds."""
-    t = np.arange(AVS_SEGMENTS * sample_rate) / sample_rate
-    wav = rng.normal(0.0, 0.01, size=t.size)
-    ramp = np.minimum(np.arange(sample_rate), np.arange(sample_rate)[::-1])
-    fade = np.minimum(1.0, ramp / (0.01 * sample_rate))
-    for second, objects in enumerate(clip.sounding):
-        span = slice(second * sample_rate, (second + 1) * sample_rate)
-        for j in objects:
-            wav[span] += looks[clip.categories[j]].sound(t[span]) * fade  # 10 ms fades: no clicks
-    return wav
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> None:
@@ -155,7 +131,7 @@ def synthesize_avs(
     size: int = 64,
     sample_rate: int = 16000,
     split_fractions: tuple[float, float] = (0.15, 0.15),
-) -> SynthAVSSummary:
+) -> SynthSummary:
     """Write ``clips`` synthetic 5 s clips in AVSBench-object v1's native layout under ``out``.
 
     S4 (``setting="s4"``): ``s4_meta_data.csv`` (``name,start,category,split``; 11-character ids,
@@ -179,8 +155,7 @@ def synthesize_avs(
         raise ValueError(
             f"num_classes must lie in {fewest}..{len(S4_CATEGORIES)} for {setting}, got {num_classes}"
         )
-    if clips < 1 or size < 32:
-        raise ValueError(f"need clips >= 1 and size >= 32, got {clips}, {size}")
+    check_clips_and_size(clips, size)
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,13 +164,8 @@ def synthesize_avs(
     object_size = size * 7 // 16  # 28 px at 64: one object covers 8–13 % of the frame
     looks = [ClassLook.of(k, object_size) for k in range(num_classes)]
 
-    names: list[str] = []
-    while len(names) < clips:
-        name = "".join(rng.choice(list(ID_ALPHABET), size=11))
-        if setting == "ms3":
-            name += f"_{rng.integers(0, 3)}"
-        if name not in names:
-            names.append(name)
+    ms3_suffix = setting == "ms3"  # MS3 names its clips <YouTube id>_<0..2>
+    names = distinct_ids(clips, lambda: youtube_id(rng) + (f"_{rng.integers(0, 3)}" if ms3_suffix else ""))
     split_of = assign_splits(rng, clips, split_fractions)
 
     rows = []
@@ -220,9 +190,12 @@ def synthesize_avs(
             _write_png(data / "visual_frames" / frame_dir / frame_name, frame)
         for t in masked:
             _write_png(data / "gt_masks" / mask_dir / f"{name}_{t}.png", masks[t - 1].astype(np.uint8) * 255)
-        _write_wav(data / "audio_wav" / wav_path, _audio(rng, clip, looks, sample_rate), sample_rate)
+        sounding = [[looks[clip.categories[j]] for j in objects] for objects in clip.sounding]
+        _write_wav(data / "audio_wav" / wav_path, sounds_by_second(rng, sounding, sample_rate), sample_rate)
 
     header = "name,start,category,split" if setting == "s4" else "name,split"
     (out / f"{setting}_meta_data.csv").write_text("\n".join([header, *rows]) + "\n")
     counts = {split: split_of.count(split) for split in ("train", "val", "test")}
-    return SynthAVSSummary(out, setting, categories, clips, counts, time.perf_counter() - started)
+    return SynthSummary(generator=f"synthesize_avs ({setting})", root=out, rows=clips, splits=counts,
+                        categories=categories, clip_seconds=AVS_SEGMENTS,
+                        seconds=time.perf_counter() - started)

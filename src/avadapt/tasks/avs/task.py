@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
 
-from avadapt._config import JSONConfig
+from avadapt._config import JSONConfig, positive_int
 from avadapt.errors import OptionError
 from avadapt.layers.pyramid import PYRAMID_SCALES, SimpleFeaturePyramid
 from avadapt.layers.segmentation import TPAVI, DilatedConvSum, FeatureFusionBlock
@@ -53,11 +53,11 @@ class AVSConfig(JSONConfig):
     def __post_init__(self):
         self.projection_dims = tuple(self.projection_dims)
         self.tpavi_stages = tuple(self.tpavi_stages)
-        if not self.projection_dims or not all(_positive_int(d) for d in self.projection_dims):
+        if not self.projection_dims or not all(positive_int(d) for d in self.projection_dims):
             raise OptionError(f"projection_dims must be positive integers, one per level, got {self.projection_dims}")
-        if not _positive_int(self.decoder_dim) or self.decoder_dim % 8:
+        if not positive_int(self.decoder_dim) or self.decoder_dim % 8:
             raise OptionError(f"decoder_dim must be a positive multiple of 8, got {self.decoder_dim!r}")
-        if not _positive_int(self.audio_dim):
+        if not positive_int(self.audio_dim):
             raise OptionError(f"audio_dim must be a positive integer, got {self.audio_dim!r}")
         levels = range(len(self.projection_dims))
         if not all(isinstance(s, int) and s in levels for s in self.tpavi_stages):
@@ -71,10 +71,6 @@ class AVSConfig(JSONConfig):
         if self.kl_weight > 0 and not self.tpavi_stages:
             raise OptionError("kl_weight > 0 compares masked visual maps with TPAVI's aligned audio: "
                               "it needs at least one TPAVI stage")
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 @dataclass
