@@ -341,7 +341,7 @@ def test_missing_mask_of_an_annotated_frame(tmp_path):
     s4_mask_path(root, 1, 3).unlink()
     with pytest.raises(MissingMediaError, match=r"bbbbbbbbbbb: missing .*bbbbbbbbbbb_3.png"):
         S4Dataset(root, "test", transform=SMALL)
-    with pytest.warns(UserWarning, match=r"1 clip\(s\) of AVSBench S4 split 'test' lack media(.|\n)*_3.png"):
+    with pytest.warns(UserWarning, match=r"1 clip\(s\) of AVSBench S4 split 'test' have no media(.|\n)*_3.png"):
         assert len(S4Dataset(root, "test", transform=SMALL, on_missing="skip")) == 0
     assert len(S4Dataset(root, "train", transform=SMALL)) == 1  # S4 train needs no mask beyond frame 1
 
@@ -520,6 +520,20 @@ def test_s4_cache_is_not_read_as_ms3(prepared, ms3_root):
         prepare_avs(ms3_root, out, setting="ms3", image_size=SIZE, progress=False)
     with pytest.raises(CacheConfigError, match="image_size: cache 32, wanted 224"):
         S4Dataset(prepared[0], "train", cache_dir=out)
+
+
+@pytest.mark.parametrize("other", ["ave", "music_avqa"])
+def test_a_cache_of_another_dataset_is_not_read_as_s4(prepared, tmp_path, other):
+    root, out, *_ = prepared
+    copy = tmp_path / "other"
+    copy.mkdir()
+    settings = CacheSettings.read(out).to_json()
+    (copy / CACHE_JSON).write_text(json.dumps({**settings, "dataset": other}))
+    wrong = rf"{copy / CACHE_JSON}: the cache was prepared with other settings — dataset: cache '{other}', wanted 'avs_s4'"
+    with pytest.raises(CacheConfigError, match=wrong):
+        S4Dataset(root, "train", cache_dir=copy, transform=SMALL)
+    with pytest.raises(CacheConfigError, match=wrong):
+        prepare_avs(root, copy, setting="s4", image_size=SIZE, progress=False)
 
 
 @pytest.mark.slow  # spawns worker processes; the AVE prepare test covers them in the default suite

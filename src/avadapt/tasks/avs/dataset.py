@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,21 +41,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from avadapt._registry import DATASETS
-from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
-from avadapt.data.base import SPLITS, ClipDataset
-from avadapt.data.cache import (
-    BAD_CLIPS,
-    CACHE_JSON,
-    CacheConfigError,
-    check_cache_settings,
-    clip_file,
-    load_cached_tensors,
-)
+from avadapt.data.base import SPLITS, ClipDataset, register_dataset, seeded
+from avadapt.data.cache import clip_file, load_cached_tensors
 from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import read_audio
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig, as_video_tensor
-from avadapt.errors import AnnotationError, MediaError, MissingMediaError
+from avadapt.errors import AnnotationError, MediaError
 
 AVS_SEGMENTS = 5  # AVSBench clips are 5 s, one frame and one mask per second
 AVS_SETTINGS = ("s4", "ms3")
@@ -495,9 +485,6 @@ def flip_together(
 
 # --- the dataset -------------------------------------------------------------------------------------
 
-Source = Literal["auto", "native", "cache"]
-
-
 class AVSDataset(ClipDataset):
     """AVSBench clips of one split, each read as 5 frames, 5 fbank images and 5 masks; use the registered
     subclasses :class:`S4Dataset` (``avs_s4``) and :class:`MS3Dataset` (``avs_ms3``).
@@ -509,12 +496,9 @@ class AVSDataset(ClipDataset):
 
     source: ``"native"`` (the layout in the module docstring, under ``media_root``), ``"cache"``
     (``cache_dir`` from :func:`~avadapt.tasks.avs.prepare.prepare_avs`), or ``"auto"``: the cache if
-    ``cache_dir`` is given, else native.
-    transform: its evaluation geometry and normalisation are used (default: 224², mean/std 0.5).
-    fbank: the audio front end's fbank (default: the ``vit`` front end's).
-    on_missing: clips whose files are missing (a frame, an annotated frame's mask, the wav; or the cache
-    file) raise :class:`~avadapt.tasks.ave.dataset.MissingMediaError` listing them (``"error"``) or are dropped
-    with a warning that lists them (``"skip"``).
+    ``cache_dir`` is given, else native. The transform's evaluation geometry and normalisation are used; a
+    clip's media is missing when a frame, an annotated frame's mask or the wav is. The other options are
+    :class:`~avadapt.data.base.ClipDataset`'s.
     augment: training: one horizontal flip with probability 0.5 per clip, of frames and masks together,
     drawn from the item's generator (see :meth:`__getitem__`).
     metadata: the csv listing the clips (relative to ``root`` or absolute): the setting's native
@@ -527,21 +511,17 @@ class AVSDataset(ClipDataset):
 
     task = "avs"
     num_segments = AVS_SEGMENTS
-    segment_seconds = 1.0
     train_augmentation = None  # the dataset flips frames and masks itself
+    layouts = ("native",)
+    clip_noun = item_noun = "clip"
     setting: ClassVar[str]
-    dataset_name: ClassVar[str]
     flip_probability: ClassVar[float] = 0.5
 
     @classmethod
-    def prepare(cls, root: str | Path, out: str | Path, *, workers: int, image_size: int, fbank: Any,
-                media_root: str | Path | None, crop_pct: float, progress: bool = True,
-                metadata: str | Path | None = None) -> Any:
+    def prepare(cls, root: str | Path, out: str | Path, **settings: Any) -> Any:
         from avadapt.tasks.avs.prepare import prepare_avs
 
-        return prepare_avs(root, out, setting=cls.setting, workers=workers, image_size=image_size,
-                           fbank=fbank, progress=progress, media_root=media_root, crop_pct=crop_pct,
-                           metadata=metadata)
+        return prepare_avs(root, out, setting=cls.setting, **settings)
 
     @classmethod
     def synthesize(cls, out: str | Path, clips: int, seed: int, num_classes: int | None = None) -> Any:
@@ -549,92 +529,28 @@ class AVSDataset(ClipDataset):
 
         return synthesize_avs(out, clips=clips, seed=seed, setting=cls.setting, num_classes=num_classes)
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        *,
-        source: Source = "auto",
-        media_root: str | Path | None = None,
-        cache_dir: str | Path | None = None,
-        transform: VideoTransform | None = None,
-        fbank: FbankConfig | None = None,
-        on_missing: Literal["error", "skip"] = "error",
-        augment: bool = False,
-        metadata: str | Path | None = None,
-    ):
+    def __init__(self, root: str | Path, split: str = "train", *, source: str = "auto",
+                 metadata: str | Path | None = None, **common: Any):
         if getattr(type(self), "setting", None) not in AVS_SETTINGS:
             raise TypeError(f"{type(self).__name__} names no AVSBench setting; use S4Dataset or MS3Dataset")
-        if on_missing not in ("error", "skip"):
-            raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
-        if split not in SPLITS:
-            raise ValueError(f"unknown AVSBench split {split!r}; choose from {list(SPLITS)}")
-        if source not in ("auto", "native", "cache"):
-            raise ValueError(f"source must be auto, native or cache, got {source!r}")
-        if source == "cache" and cache_dir is None:
-            raise ValueError("source='cache' needs cache_dir")
-        self.root = Path(root)
-        self.split = split
-        self.media_root = Path(media_root) if media_root is not None else self.root
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.transform = transform or VideoTransform()
-        self.fbank = fbank or audio_front_end(DEFAULT_AUDIO_FRONT_END).fbank
-        self.augment = augment
-        self.source = source if source != "auto" else ("cache" if self.cache_dir is not None else "native")
+        super().__init__(root, split, **common)
         self.metadata = metadata_path(self.root, self.setting, metadata)
-        if self.source == "cache":
-            self._check_cache()
         clips = [c for c in read_avs_metadata(self.metadata, self.setting) if c.split == split]
-        self.clips = self._clips_with_media(clips, on_missing)
-
-    def _check_cache(self) -> None:
-        path = self.cache_dir / CACHE_JSON
-        size = self.transform.cfg.input_size
-        if size[0] != size[1]:
-            raise CacheConfigError(f"{path}: caches hold square frames; the transform asks for {size}")
-        wanted = {
-            "dataset": self.dataset_name,
-            "num_segments": self.num_segments,
-            "segment_seconds": self.segment_seconds,
-            "image_size": size[0],
-            "fbank": self.fbank,
-        }
-        check_cache_settings(path, wanted)
+        self._by_name = {clip.name: clip for clip in clips}
+        self.clips = self.keep_with_media(source, clips, lambda clip: clip.name)
 
     def media(self, clip: AVSClip) -> AVSMedia:
         """The native files of one clip."""
         return AVSMedia.of(self.media_root, self.setting, clip)
 
-    def cache_file(self, clip: AVSClip) -> Path:
+    def cache_file(self, name: str) -> Path:
         """``<cache_dir>/<split>/<name>.safetensors``."""
-        return clip_file(self.cache_dir / clip.split, clip.name)
+        return clip_file(self.cache_dir / self.split, name)
 
-    def _clips_with_media(self, clips: list[AVSClip], on_missing: str) -> list[AVSClip]:
-        missing: dict[str, str] = {}
-        for clip in clips:
-            if self.source == "cache":
-                path = self.cache_file(clip)
-                problem = None if path.is_file() else f"expected {path}"
-            else:
-                problem = self.media(clip).missing()
-            if problem is not None:
-                missing[clip.name] = problem
-        if not missing:
-            return clips
-        lines = [f"  {name}: {problem}" for name, problem in list(missing.items())[:10]]
-        more = f"\n  … and {len(missing) - 10} more" if len(missing) > 10 else ""
-        hint = ""
+    def missing_media(self, name: str) -> str | None:
         if self.source == "cache":
-            hint = f"\n(clips that failed to prepare are listed in {self.cache_dir / BAD_CLIPS})"
-        folder = self.cache_dir if self.source == "cache" else setting_folder(self.media_root, self.setting)
-        message = (
-            f"{folder}: {len(missing)} clip(s) of AVSBench {self.setting.upper()} split {self.split!r} "
-            f"lack media ({self.source} layout):\n" + "\n".join(lines) + more + hint
-        )
-        if on_missing == "error":
-            raise MissingMediaError(message)
-        warnings.warn(message + "\nthese clips are skipped", stacklevel=3)
-        return [c for c in clips if c.name not in missing]
+            return super().missing_media(name)
+        return self.media(self._by_name[name]).missing()
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -643,7 +559,7 @@ class AVSDataset(ClipDataset):
         """One clip's frames and masks (after the evaluation geometry), annotated flags and fbank images."""
         if self.source == "native":
             return decode_clip(self.media(clip), self.transform.cfg, self.fbank)
-        tensors = load_cached_tensors(self.cache_file(clip))
+        tensors = load_cached_tensors(self.cache_file(clip.name))
         return DecodedClip(
             frames=tensors["frames"],  # (T, 3, S, S) uint8
             masks=tensors["masks"],  # (T, S, S) uint8
@@ -653,9 +569,8 @@ class AVSDataset(ClipDataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         """One clip by index, or by ``(index, seed)``: its flip then comes from that seed alone
-        (``avadapt.data.sampling.EpochShuffle`` yields such keys), whichever process loads it."""
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        (:func:`~avadapt.data.base.seeded`)."""
+        index, _, generator = seeded(key)
         clip = self.clips[index]
         decoded = self.load_clip(clip)
         frames, masks = decoded.frames, decoded.masks
@@ -670,17 +585,19 @@ class AVSDataset(ClipDataset):
         }
 
 
-@DATASETS.register("avs_s4")
+@register_dataset
 class S4Dataset(AVSDataset):
     """AVSBench S4: one sounding object per clip, 23 categories; S4 train annotates only the first frame."""
 
+    name = "avs_s4"
     setting = "s4"
-    dataset_name = "avs_s4"
+    title = "AVSBench S4"
 
 
-@DATASETS.register("avs_ms3")
+@register_dataset
 class MS3Dataset(AVSDataset):
     """AVSBench MS3: several sounding objects per clip; all 5 frames annotated in every split."""
 
+    name = "avs_ms3"
     setting = "ms3"
-    dataset_name = "avs_ms3"
+    title = "AVSBench MS3"
