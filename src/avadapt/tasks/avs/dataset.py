@@ -63,7 +63,7 @@ S4_CATEGORIES = (
 )  # fmt: skip
 
 # S4 category → its renamed class in AVSBench-semantic's metadata.csv (a_obj of the v1s rows); checked
-# 1:1 on all 740 S4 test videos against ACL-SSL's S4 test list (shared/reference/datasets.md §2(a')).
+# 1:1 on all 740 S4 test videos against ACL-SSL's S4 test list.
 S4_TO_AVSS = {
     "ambulance_siren": "emergency-car", "baby_laughter": "baby", "cap_gun_shooting": "gun",
     "cat_meowing": "cat",
@@ -109,128 +109,102 @@ class AVSClip:
     line: int
 
 
-def _read_csv(path: str | Path) -> tuple[Path, list[str], list[tuple[int, list[str]]]]:
-    """(path, header, [(line, fields)] of the non-blank data rows) of a comma-separated file with a header.
+class _Table:
+    """A comma-separated file with a header; every error names the file and the line.
 
-    A UTF-8 byte-order mark and Windows line endings are tolerated; fields are stripped of spaces.
+    A UTF-8 byte-order mark and Windows line endings are tolerated; fields are stripped of spaces; blank lines
+    are skipped; a row with more fields than the header is refused.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(path, None, "AVSBench metadata file not found")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        rows = []
-        header: list[str] | None = None
-        for fields in reader:
-            fields = [f.strip() for f in fields]
-            if not any(fields):
-                continue  # blank line
-            if header is None:
-                header = fields
-            else:
-                rows.append((reader.line_num, fields))
-    if header is None:
-        raise AnnotationError(path, None, "empty file: no header line")
-    return path, header, rows
 
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise AnnotationError(self.path, None, "AVSBench metadata file not found")
+        with self.path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            lines = [(reader.line_num, [f.strip() for f in fields]) for fields in reader]
+        lines = [(line, fields) for line, fields in lines if any(fields)]
+        if not lines:
+            raise AnnotationError(self.path, None, "empty file: no header line")
+        (_, self.header), self.rows = lines[0], lines[1:]
+        self.lowered = [h.lower() for h in self.header]
+        for line, fields in self.rows:
+            if len(fields) > len(self.header):
+                raise AnnotationError(self.path, line, f"{len(fields)} fields, but the header has "
+                                                       f"{len(self.header)}: {','.join(fields)!r}")
 
-def _column(path: Path, header: list[str], name: str) -> int:
-    """Index of the column called ``name`` in the header (line 1)."""
-    lowered = [h.lower() for h in header]
-    if name not in lowered:
-        raise AnnotationError(path, 1, f"the header has no {name!r} column: {','.join(header)}")
-    return lowered.index(name)
+    def column(self, name: str) -> int:
+        """Index of the column called ``name`` in the header (line 1)."""
+        if name not in self.lowered:
+            raise AnnotationError(self.path, 1, f"the header has no {name!r} column: {','.join(self.header)}")
+        return self.lowered.index(name)
 
+    def field(self, line: int, fields: list[str], index: int) -> str:
+        """Field ``index`` of a data row; a row that stops before it, or leaves it empty, is an error."""
+        if index >= len(fields) or not fields[index]:
+            name = self.header[index] if index < len(self.header) else f"column {index + 1}"
+            raise AnnotationError(self.path, line, f"missing field {name!r} (column {index + 1}): "
+                                                   f"{','.join(fields)!r}")
+        return fields[index]
 
-def _field(path: Path, line: int, fields: list[str], header: list[str], index: int) -> str:
-    """Field ``index`` of a data row; a row that stops before it, or leaves it empty, is an error."""
-    name = header[index] if index < len(header) else f"column {index + 1}"
-    if index >= len(fields) or not fields[index]:
-        raise AnnotationError(path, line, f"missing field {name!r} (column {index + 1}): "
-                                          f"{','.join(fields)!r}")
-    return fields[index]
+    def split(self, line: int, fields: list[str], index: int) -> str:
+        value = self.field(line, fields, index)
+        if value not in SPLITS:
+            raise AnnotationError(self.path, line, f"split {value!r} is not one of {', '.join(SPLITS)}")
+        return value
 
+    def seconds(self, line: int, name: str, value: str) -> float | None:
+        try:
+            return float(value) if value else None
+        except ValueError:
+            raise AnnotationError(self.path, line, f"{name} must be a number of seconds, got {value!r}") from None
 
-def _check_row(path: Path, line: int, fields: list[str], header: list[str]) -> None:
-    if len(fields) > len(header):
-        raise AnnotationError(path, line, f"{len(fields)} fields, but the header has {len(header)}: "
-                                          f"{','.join(fields)!r}")
-
-
-def _split(path: Path, line: int, value: str) -> str:
-    if value not in SPLITS:
-        raise AnnotationError(path, line, f"split {value!r} is not one of {', '.join(SPLITS)}")
-    return value
-
-
-def _seconds(path: Path, line: int, field_name: str, value: str) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise AnnotationError(path, line, f"{field_name} must be a number of seconds, got {value!r}"
-                              ) from None
-
-
-def _unique(path: Path, clips: list[AVSClip]) -> list[AVSClip]:
-    """Refuse a name listed twice: a clip's media, masks and cache entry are found by its name."""
-    first: dict[str, int] = {}
-    for clip in clips:
-        if clip.name in first:
-            raise AnnotationError(path, clip.line,
-                                  f"clip {clip.name!r} is already listed on line {first[clip.name]}")
-        first[clip.name] = clip.line
-    return clips
-
-
-def _s4_category(path: Path, line: int, category: str) -> str:
-    if category not in S4_CATEGORIES:
-        raise AnnotationError(path, line, f"unknown S4 category {category!r} (not one of the "
-                                          f"{len(S4_CATEGORIES)} AVSBench S4 categories)")
-    return category
+    def unique(self, clips: list[AVSClip]) -> list[AVSClip]:
+        """Refuse a name listed twice: a clip's media, masks and cache entry are found by its name."""
+        first: dict[str, int] = {}
+        for clip in clips:
+            if clip.name in first:
+                raise AnnotationError(self.path, clip.line,
+                                      f"clip {clip.name!r} is already listed on line {first[clip.name]}")
+            first[clip.name] = clip.line
+        return clips
 
 
 def read_s4_metadata(path: str | Path) -> list[AVSClip]:
     """Rows of AVSBench's ``s4_meta_data.csv``: column 0 = name, column 2 = category and the ``split``
     column, as the official loader reads them (``start``, column 1, is kept when the header names it so).
 
-    Raises :class:`~avadapt.tasks.ave.dataset.AnnotationError` naming the file and line for a missing field, a
-    split other than train/val/test, a category not in :data:`S4_CATEGORIES`, or a name listed twice.
+    Raises :class:`~avadapt.errors.AnnotationError` naming the file and line for a missing field, a split other
+    than train/val/test, a category not in :data:`S4_CATEGORIES`, or a name listed twice.
     """
-    path, header, rows = _read_csv(path)
-    if len(header) < 3:
-        raise AnnotationError(path, 1, f"expected at least 3 columns (name,start,category,split), got "
-                                       f"{','.join(header)!r}")
-    split_at = _column(path, header, "split")
-    lowered = [h.lower() for h in header]
-    start_at = lowered.index("start") if "start" in lowered else None
+    table = _Table(path)
+    if len(table.header) < 3:
+        raise AnnotationError(table.path, 1, f"expected at least 3 columns (name,start,category,split), got "
+                                             f"{','.join(table.header)!r}")
+    split_at = table.column("split")
+    start_at = table.lowered.index("start") if "start" in table.lowered else len(table.header)
     clips = []
-    for line, fields in rows:
-        _check_row(path, line, fields, header)
-        name = _field(path, line, fields, header, 0)
-        category = _s4_category(path, line, _field(path, line, fields, header, 2))
-        split = _split(path, line, _field(path, line, fields, header, split_at))
-        start = fields[start_at] if start_at is not None and start_at < len(fields) else ""
-        clips.append(AVSClip(name, split, category, _seconds(path, line, "start", start), line))
-    return _unique(path, clips)
+    for line, fields in table.rows:
+        name, category = table.field(line, fields, 0), table.field(line, fields, 2)
+        if category not in S4_CATEGORIES:
+            raise AnnotationError(table.path, line, f"unknown S4 category {category!r} (not one of the "
+                                                    f"{len(S4_CATEGORIES)} AVSBench S4 categories)")
+        split = table.split(line, fields, split_at)
+        start = table.seconds(line, "start", fields[start_at] if start_at < len(fields) else "")
+        clips.append(AVSClip(name, split, category, start, line))
+    return table.unique(clips)
 
 
 def read_ms3_metadata(path: str | Path) -> list[AVSClip]:
     """Rows of AVSBench's ``ms3_meta_data.csv``: column 0 = name and the ``split`` column (category ``""``).
 
-    Raises :class:`~avadapt.tasks.ave.dataset.AnnotationError` naming the file and line for a missing field, a
-    split other than train/val/test, or a name listed twice.
+    Raises :class:`~avadapt.errors.AnnotationError` naming the file and line for a missing field, a split other
+    than train/val/test, or a name listed twice.
     """
-    path, header, rows = _read_csv(path)
-    split_at = _column(path, header, "split")
-    clips = []
-    for line, fields in rows:
-        _check_row(path, line, fields, header)
-        name = _field(path, line, fields, header, 0)
-        split = _split(path, line, _field(path, line, fields, header, split_at))
-        clips.append(AVSClip(name, split, "", None, line))
-    return _unique(path, clips)
+    table = _Table(path)
+    split_at = table.column("split")
+    return table.unique([AVSClip(table.field(line, fields, 0), table.split(line, fields, split_at), "", None, line)
+                         for line, fields in table.rows])
 
 
 def splits_from_avss_metadata(path: str | Path, label: Literal["v1s", "v1m"]) -> list[AVSClip]:
@@ -238,36 +212,34 @@ def splits_from_avss_metadata(path: str | Path, label: Literal["v1s", "v1m"]) ->
 
     name = ``vid``, start = ``s_sec``, split = ``split``; for S4 the category is the original S4 name of the
     renamed ``a_obj`` (:data:`AVSS_TO_S4`), for MS3 ``""``. Rows of other labels (``v2``) are skipped.
-    Raises :class:`~avadapt.tasks.ave.dataset.AnnotationError` naming the file and line for a missing field, an
-    ``a_obj`` with no S4 category, a bad split or a name listed twice.
+    Raises :class:`~avadapt.errors.AnnotationError` naming the file and line for a missing field, an ``a_obj``
+    with no S4 category, a bad split or a name listed twice.
     """
     if label not in AVSS_LABELS.values():
         raise ValueError(f"label must be one of {sorted(AVSS_LABELS.values())}, got {label!r}")
-    path, header, rows = _read_csv(path)
-    at = {name: _column(path, header, name) for name in AVSS_COLUMNS}
+    table = _Table(path)
+    at = {name: table.column(name) for name in AVSS_COLUMNS}
     clips = []
-    for line, fields in rows:
-        _check_row(path, line, fields, header)
-        if _field(path, line, fields, header, at["label"]) != label:
+    for line, fields in table.rows:
+        if table.field(line, fields, at["label"]) != label:
             continue
-        name = _field(path, line, fields, header, at["vid"])
-        start = _seconds(path, line, "s_sec", _field(path, line, fields, header, at["s_sec"]))
-        split = _split(path, line, _field(path, line, fields, header, at["split"]))
+        name = table.field(line, fields, at["vid"])
+        start = table.seconds(line, "s_sec", table.field(line, fields, at["s_sec"]))
+        split = table.split(line, fields, at["split"])
         category = ""
         if label == "v1s":
-            obj = _field(path, line, fields, header, at["a_obj"])
+            obj = table.field(line, fields, at["a_obj"])
             if obj not in AVSS_TO_S4:
-                raise AnnotationError(path, line, f"a_obj {obj!r} of a v1s row has no S4 category "
-                                                  f"(known: {', '.join(sorted(AVSS_TO_S4))})")
+                raise AnnotationError(table.path, line, f"a_obj {obj!r} of a v1s row has no S4 category "
+                                                        f"(known: {', '.join(sorted(AVSS_TO_S4))})")
             category = AVSS_TO_S4[obj]
         clips.append(AVSClip(name, split, category, start, line))
-    return _unique(path, clips)
+    return table.unique(clips)
 
 
 def is_avss_metadata(path: str | Path) -> bool:
     """Whether a csv is AVSBench-semantic's ``metadata.csv`` (header with ``vid``, ``a_obj``, ``label``)."""
-    _, header, _ = _read_csv(path)
-    return {"vid", "a_obj", "label"} <= {h.lower() for h in header}
+    return {"vid", "a_obj", "label"} <= set(_Table(path).lowered)
 
 
 def read_avs_metadata(path: str | Path, setting: str) -> list[AVSClip]:
@@ -339,20 +311,6 @@ class AVSMedia:
     def paths(self) -> list[Path]:
         """Every file the clip needs: frames, the annotated frames' masks, the wav."""
         return [*self.frames, *(m for m in self.masks if m is not None), self.wav]
-
-    def missing(self) -> str | None:
-        """What is missing, in words, or None when every file exists."""
-        absent_frames = [p for p in self.frames if not p.is_file()]
-        absent_other = [p for p in self.paths()[len(self.frames):] if not p.is_file()]
-        if not absent_frames and not absent_other:
-            return None
-        parts = []
-        if absent_frames:
-            parts.append(f"{len(self.frames) - len(absent_frames)} of {len(self.frames)} frames, missing "
-                         + ", ".join(map(str, absent_frames)))
-        if absent_other:
-            parts.append("missing " + ", ".join(map(str, absent_other)))
-        return "; ".join(parts)
 
 
 def _open_image(path: Path) -> Image.Image:
@@ -547,10 +505,8 @@ class AVSDataset(ClipDataset):
         """``<cache_dir>/<split>/<name>.safetensors``."""
         return clip_file(self.cache_dir / self.split, name)
 
-    def missing_media(self, name: str) -> str | None:
-        if self.source == "cache":
-            return super().missing_media(name)
-        return self.media(self._by_name[name]).missing()
+    def media_paths(self, name: str) -> list[Path]:
+        return self.media(self._by_name[name]).paths()
 
     def __len__(self) -> int:
         return len(self.clips)
