@@ -394,51 +394,28 @@ def read_wave(path: Path, sample_rate: int) -> np.ndarray:
     return wave
 
 
-def eval_geometry(cfg: VideoTransformConfig) -> tuple[VideoTransform, VideoTransform]:
-    """(frame geometry, mask geometry): the evaluation resize + centre crop of ``cfg`` (its training crop is
-    never used: masks must follow the frames exactly), the mask one with nearest-neighbour resizing."""
-    frames = VideoTransform(dataclasses.replace(cfg, train=False))
-    return frames, VideoTransform(dataclasses.replace(cfg, train=False, interpolation="nearest"))
-
-
-@dataclass
-class DecodedClip:
-    """One clip after decoding and geometry, before normalisation and augmentation."""
-
-    frames: torch.Tensor  # (T, 3, S, S) uint8
-    masks: torch.Tensor  # (T, S, S) uint8 in {0, 1}
-    annotated: torch.Tensor  # (T,) bool
-    audio: torch.Tensor  # (T, 1, F, L) float32
-
-
-def decode_clip(media: AVSMedia, cfg: VideoTransformConfig, fbank: FbankConfig) -> DecodedClip:
-    """Read one clip's files: frames and masks through :func:`eval_geometry` of ``cfg`` (masks binarised
-    first, then resized nearest), and one fbank image per second of the wav (:func:`segment_fbank`:
-    windows of ``fbank.window_seconds`` starting at each second, zeros past the end of the 5 s).
+def decode_clip(media: AVSMedia, cfg: VideoTransformConfig, fbank: FbankConfig) -> dict[str, torch.Tensor]:
+    """Read one clip's files into the tensors its cache file holds: ``frames`` (T, 3, S, S) uint8 and ``masks``
+    (T, S, S) uint8 in {0, 1} through the evaluation resize + centre crop of ``cfg`` (never its training crop:
+    masks must follow the frames exactly; masks binarised first, then resized nearest), ``fbank``
+    (T, 1, F, L), one image per second of the wav (:func:`segment_fbank`: windows of ``fbank.window_seconds``
+    starting at each second, zeros past the end of the 5 s), and ``annotated`` (T,) uint8.
 
     Raises :class:`~avadapt.errors.MediaError` naming the file for a missing, empty or undecodable file,
     frames of different sizes, a mask of another size than its frame or one that is not binary, or a
     too short wav.
     """
-    frame_geometry, mask_geometry = eval_geometry(cfg)
+    frame_geometry = VideoTransform(dataclasses.replace(cfg, train=False))
+    mask_geometry = VideoTransform(dataclasses.replace(cfg, train=False, interpolation="nearest"))
     frames = read_frames(media.frames)  # (T, H, W, 3)
     masks = read_masks(media, frames.shape[1:3])  # (T, H, W)
     wave = read_wave(media.wav, fbank.sample_rate)
-    return DecodedClip(
-        frames=frame_geometry.geometry(as_video_tensor(frames)),  # (T, 3, S, S)
-        masks=mask_geometry.geometry(torch.from_numpy(masks)[:, None])[:, 0],  # (T, S, S)
-        annotated=torch.tensor(media.annotated),
-        audio=segment_fbank(wave, fbank, AVS_SEGMENTS, 1.0),  # (T, 1, F, L)
-    )
-
-
-def flip_together(
-    frames: torch.Tensor, masks: torch.Tensor, generator: torch.Generator | None, probability: float = 0.5
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One coin from ``generator``: with ``probability``, frames (…, W) and masks (…, W) both mirrored."""
-    if float(torch.rand((), generator=generator)) < probability:
-        return frames.flip(-1), masks.flip(-1)
-    return frames, masks
+    return {
+        "frames": frame_geometry.geometry(as_video_tensor(frames)),  # (T, 3, S, S)
+        "fbank": segment_fbank(wave, fbank, AVS_SEGMENTS, 1.0),  # (T, 1, F, L)
+        "masks": mask_geometry.geometry(torch.from_numpy(masks)[:, None])[:, 0],  # (T, S, S)
+        "annotated": torch.tensor(media.annotated, dtype=torch.uint8),  # (T,)
+    }
 
 
 # --- the dataset -------------------------------------------------------------------------------------
@@ -511,32 +488,26 @@ class AVSDataset(ClipDataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def load_clip(self, clip: AVSClip) -> DecodedClip:
-        """One clip's frames and masks (after the evaluation geometry), annotated flags and fbank images."""
+    def load_clip(self, clip: AVSClip) -> dict[str, torch.Tensor]:
+        """One clip's tensors as its cache file holds them (:func:`decode_clip`)."""
         if self.source == "native":
             return decode_clip(self.media(clip), self.transform.cfg, self.fbank)
-        tensors = load_cached_tensors(self.cache_file(clip.name))
-        return DecodedClip(
-            frames=tensors["frames"],  # (T, 3, S, S) uint8
-            masks=tensors["masks"],  # (T, S, S) uint8
-            annotated=tensors["annotated"].bool(),  # (T,)
-            audio=tensors["fbank"].float(),  # (T, 1, F, L)
-        )
+        return load_cached_tensors(self.cache_file(clip.name))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         """One clip by index, or by ``(index, seed)``: its flip then comes from that seed alone
         (:func:`~avadapt.data.base.seeded`)."""
         index, _, generator = seeded(key)
         clip = self.clips[index]
-        decoded = self.load_clip(clip)
-        frames, masks = decoded.frames, decoded.masks
-        if self.augment:
-            frames, masks = flip_together(frames, masks, generator, self.flip_probability)
+        tensors = self.load_clip(clip)
+        frames, masks = tensors["frames"], tensors["masks"]
+        if self.augment and float(torch.rand((), generator=generator)) < self.flip_probability:
+            frames, masks = frames.flip(-1), masks.flip(-1)  # (…, W): mirrored together
         return {
             "video": self.transform.normalize(frames),  # (T, 3, H, W)
-            "audio": decoded.audio,  # (T, 1, F, L)
+            "audio": tensors["fbank"].float(),  # (T, 1, F, L)
             "masks": masks.float(),  # (T, H, W)
-            "annotated": decoded.annotated,  # (T,)
+            "annotated": tensors["annotated"].bool(),  # (T,)
             "meta": {"video_id": clip.name, "category": clip.category, "split": clip.split},
         }
 

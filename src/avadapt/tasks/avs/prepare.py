@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from avadapt.data.cache import CacheSettings, clip_file, save_cached_clip
 from avadapt.data.fbank import FbankConfig
 from avadapt.data.prepare import PrepareJob, PrepareSummary, run_prepare
@@ -30,10 +28,9 @@ from avadapt.tasks.avs.dataset import (
 def prepare_avs_clip(job: PrepareJob, settings: CacheSettings) -> None:
     """Decode one clip's frames, masks and wav and write its cache file; :class:`MediaError` if bad."""
     media: AVSMedia = job.source
-    clip = decode_clip(media, settings.frame_transform().cfg, settings.fbank)
+    tensors = decode_clip(media, settings.frame_transform().cfg, settings.fbank)
     info = {"video_id": job.video_id, "source": media.wav.name}
-    extra = {"masks": clip.masks, "annotated": clip.annotated.to(torch.uint8)}
-    save_cached_clip(job.target, clip.frames, clip.audio, info, extra)
+    save_cached_clip(job.target, tensors.pop("frames"), tensors.pop("fbank"), info, tensors)
 
 
 def prepare_avs(
