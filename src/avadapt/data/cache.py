@@ -78,13 +78,8 @@ class CacheSettings(JSONConfig):
 
     def frame_transform(self) -> VideoTransform:
         """The resize + centre crop that turns decoded frames into cached ones (no normalisation)."""
-        return VideoTransform(
-            VideoTransformConfig(
-                input_size=(self.image_size, self.image_size),
-                crop_pct=self.crop_pct,
-                interpolation=self.interpolation,
-            )
-        )
+        return VideoTransform(VideoTransformConfig(input_size=(self.image_size, self.image_size),
+                                                   crop_pct=self.crop_pct, interpolation=self.interpolation))
 
     def to_json(self) -> dict[str, Any]:
         return {"format": CACHE_FORMAT, "version": CACHE_VERSION, **self.to_dict()}
@@ -127,11 +122,8 @@ def check_cache_settings(path: Path, wanted: dict[str, Any]) -> CacheSettings:
         elif have != value and not (key == "dataset" and have is None):
             differ.append(f"{key}: cache {have!r}, wanted {value!r}")
     if differ:
-        raise CacheConfigError(
-            f"{path}: the cache was prepared with other settings — "
-            + "; ".join(differ)
-            + ". Prepare a new cache for these settings, or open this one with its own."
-        )
+        raise CacheConfigError(f"{path}: the cache was prepared with other settings — {'; '.join(differ)}. "
+                               "Prepare a new cache for these settings, or open this one with its own.")
     return found
 
 
@@ -142,13 +134,8 @@ def clip_file(cache_dir: Path, video_id: str) -> Path:
     return cache_dir / f"{video_id}.safetensors"
 
 
-def save_cached_clip(
-    path: Path,
-    frames: torch.Tensor,
-    fbank: torch.Tensor,
-    info: dict[str, object],
-    extra: Mapping[str, torch.Tensor] | None = None,
-) -> None:
+def save_cached_clip(path: Path, frames: torch.Tensor, fbank: torch.Tensor, info: dict[str, object],
+                     extra: Mapping[str, torch.Tensor] | None = None) -> None:
     """Atomically write one clip: frames (T, 3, S, S) uint8, fbank (T, 1, F, L) stored as float16, and the
     dataset's own ``extra`` tensors as given (e.g. masks).
 

@@ -84,21 +84,16 @@ def read_events(path: str | Path, num_segments: int = AVE_SEGMENTS) -> list[AVEE
         if number == 1 and [f.lower() for f in fields] == [f.lower() for f in AVE_FIELDS]:
             continue  # header
         if len(fields) != len(AVE_FIELDS):
-            raise AnnotationError(
-                path,
-                number,
-                f"expected {len(AVE_FIELDS)} '&'-separated fields ({AVE_HEADER}), "
-                f"found {len(fields)}: {line!r}",
-            )
+            raise AnnotationError(path, number, f"expected {len(AVE_FIELDS)} '&'-separated fields ({AVE_HEADER}), "
+                                                f"found {len(fields)}: {line!r}")
         category, video_id, quality, start_text, end_text = fields
         if not category or not video_id:
             raise AnnotationError(path, number, f"empty category or video id: {line!r}")
         try:
             start, end = int(start_text), int(end_text)
         except ValueError:
-            raise AnnotationError(
-                path, number, f"start and end must be whole seconds, got {start_text!r} and {end_text!r}"
-            ) from None
+            raise AnnotationError(path, number, f"start and end must be whole seconds, got {start_text!r} and "
+                                                f"{end_text!r}") from None
         if not (0 <= start <= num_segments and 0 <= end <= num_segments):
             raise AnnotationError(path, number, f"times {start}..{end} lie outside 0..{num_segments} s")
         if start > end:
@@ -107,9 +102,7 @@ def read_events(path: str | Path, num_segments: int = AVE_SEGMENTS) -> list[AVEE
     return events
 
 
-def segment_labels(
-    event: AVEEvent, category: int, background: int, num_segments: int = AVE_SEGMENTS
-) -> torch.Tensor:
+def segment_labels(event: AVEEvent, category: int, background: int, num_segments: int = AVE_SEGMENTS) -> torch.Tensor:
     """(T,) long: ``category`` for seconds start ≤ t < end, ``background`` elsewhere."""
     t = torch.arange(num_segments)
     inside = (t >= event.start) & (t < event.end)
@@ -127,9 +120,8 @@ class AVEAnnotations:
     num_segments: int = AVE_SEGMENTS
 
     @classmethod
-    def load(
-        cls, root: str | Path, annotations: str = "Annotations.txt", num_segments: int = AVE_SEGMENTS
-    ) -> AVEAnnotations:
+    def load(cls, root: str | Path, annotations: str = "Annotations.txt",
+             num_segments: int = AVE_SEGMENTS) -> AVEAnnotations:
         """Read ``<root>/<annotations>`` and whichever of the three split files exist.
 
         Split rows are matched to annotation rows as a multiset, in the order train, val, test: each
@@ -156,16 +148,12 @@ class AVEAnnotations:
             rows = []
             for event in read_events(split_path, num_segments):
                 if event.category not in known:
-                    raise AnnotationError(
-                        split_path, event.line, f"unknown category {event.category!r} (not in {path.name})"
-                    )
+                    raise AnnotationError(split_path, event.line,
+                                          f"unknown category {event.category!r} (not in {path.name})")
                 if not unused.get(event.key):
-                    problem = (
-                        "is listed more often in the split files than" if event.key in unused else "is not in"
-                    )
-                    raise AnnotationError(
-                        split_path, event.line, f"row {'&'.join(map(str, event.key))!r} {problem} {path.name}"
-                    )
+                    problem = "is listed more often in the split files than" if event.key in unused else "is not in"
+                    raise AnnotationError(split_path, event.line,
+                                          f"row {'&'.join(map(str, event.key))!r} {problem} {path.name}")
                 rows.append(unused[event.key].popleft())
             splits[split] = rows
         return cls(root, events, categories, splits, num_segments)
@@ -182,12 +170,9 @@ class AVEAnnotations:
             raise AnnotationError(path, None, f"the annotations use categories this file does not list: {unknown[:3]}")
         used = set(categories)
         if [c for c in listed if c in used] != categories:
-            raise AnnotationError(
-                path,
-                None,
-                "category order differs from first appearance in the annotations; "
-                f"labels would not match: file has {listed[:3]}…, annotations give {categories[:3]}…",
-            )
+            raise AnnotationError(path, None, "category order differs from first appearance in the annotations; "
+                                              f"labels would not match: file has {listed[:3]}…, annotations give "
+                                              f"{categories[:3]}…")
         return listed
 
     @property
@@ -210,9 +195,7 @@ class AVEAnnotations:
     def labels(self, row: int) -> torch.Tensor:
         """(T,) long per-second labels of one row."""
         event = self.events[row]
-        return segment_labels(
-            event, self.categories.index(event.category), self.background, self.num_segments
-        )
+        return segment_labels(event, self.categories.index(event.category), self.background, self.num_segments)
 
 
 @register_dataset

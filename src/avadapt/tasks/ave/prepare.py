@@ -33,20 +33,10 @@ def prepare_clip(job: PrepareJob, settings: CacheSettings) -> None:
     save_cached_clip(job.target, frames, fbank, info)
 
 
-def prepare_ave(
-    root: str | Path,
-    out: str | Path,
-    workers: int = 1,
-    image_size: int = 224,
-    fbank: FbankConfig | None = None,
-    progress: bool = True,
-    *,
-    media_root: str | Path | None = None,
-    crop_pct: float = 1.0,
-    interpolation: str = "bicubic",
-    min_seconds: float | None = None,
-    annotations: str = "Annotations.txt",
-) -> PrepareSummary:
+def prepare_ave(root: str | Path, out: str | Path, workers: int = 1, image_size: int = 224,
+                fbank: FbankConfig | None = None, progress: bool = True, *,
+                media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
+                min_seconds: float | None = None, annotations: str = "Annotations.txt") -> PrepareSummary:
     """Decode the mp4 of every video id in ``<root>/Annotations.txt`` into ``out``
     (:func:`~avadapt.data.prepare.run_prepare`: resumable, parallel in ``workers`` processes, bad clips listed
     in ``bad_clips.tsv``, a cache of other settings refused).

@@ -414,13 +414,9 @@ def question_files(root: str | Path, jsons: Mapping[str, str | Path] | None = No
     return {split: root / (jsons or {}).get(split, DEFAULT_JSONS[split]) for split in SPLITS}
 
 
-def load_answer_vocabulary(
-    root: str | Path,
-    answers: str | Path | None = None,
-    jsons: Mapping[str, str | Path] | None = None,
-    *,
-    train: Sequence[AVQAQuestion] | None = None,
-) -> list[str]:
+def load_answer_vocabulary(root: str | Path, answers: str | Path | None = None,
+                           jsons: Mapping[str, str | Path] | None = None, *,
+                           train: Sequence[AVQAQuestion] | None = None) -> list[str]:
     """The answer classes in index order: ``answers`` (an ``ans_vocab.txt``, relative to ``root`` or
     absolute); else ``<root>/ans_vocab.txt`` if present; else first appearance in the train json (``train``:
     its questions, when already read)."""
@@ -440,13 +436,9 @@ def load_answer_vocabulary(
     return answer_vocabulary_from(read_avqa_json(path))
 
 
-def load_question_vocabulary(
-    root: str | Path,
-    jsons: Mapping[str, str | Path] | None = None,
-    cache_dir: str | Path | None = None,
-    *,
-    train: Sequence[AVQAQuestion] | None = None,
-) -> QuestionVocabulary:
+def load_question_vocabulary(root: str | Path, jsons: Mapping[str, str | Path] | None = None,
+                             cache_dir: str | Path | None = None, *,
+                             train: Sequence[AVQAQuestion] | None = None) -> QuestionVocabulary:
     """The question vocabulary of the training questions: built from the train json (``train``: its
     questions, when already read); without one, the ``question_vocab.json`` that
     :func:`~avadapt.tasks.avqa.prepare.prepare_avqa` wrote into ``cache_dir``."""
@@ -506,12 +498,7 @@ class AVQAMedia:
         frames, wav = media_root / "video_frames" / video_id, media_root / "raw_audio" / f"{video_id}.wav"
         return cls(video_id, layout, (frames, wav))
 
-    def missing(self) -> list[Path]:
-        return [p for p in self.paths if not p.exists()]
-
-    def read(
-        self, fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS
-    ) -> tuple[np.ndarray, torch.Tensor, float]:
+    def read(self, fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS) -> tuple[np.ndarray, torch.Tensor, float]:
         """(frames (T, H, W, 3) uint8, fbank images (T, 1, F, L), the video's seconds) of the T moments
         (module docstring); :class:`MediaError` naming the file for anything unreadable."""
         if self.layout == "mp4":

@@ -37,20 +37,10 @@ def prepare_avqa_clip(job: PrepareJob, settings: CacheSettings) -> None:
     save_cached_clip(job.target, frames, fbank, info)
 
 
-def prepare_avqa(
-    root: str | Path,
-    out: str | Path,
-    workers: int = 1,
-    image_size: int = 224,
-    fbank: FbankConfig | None = None,
-    progress: bool = True,
-    *,
-    media_root: str | Path | None = None,
-    crop_pct: float = 1.0,
-    interpolation: str = "bicubic",
-    jsons: Mapping[str, str | Path] | None = None,
-    source: str = "auto",
-) -> PrepareSummary:
+def prepare_avqa(root: str | Path, out: str | Path, workers: int = 1, image_size: int = 224,
+                 fbank: FbankConfig | None = None, progress: bool = True, *,
+                 media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
+                 jsons: Mapping[str, str | Path] | None = None, source: str = "auto") -> PrepareSummary:
     """Decode the video of every question in the split jsons found in ``root`` into ``out``
     (:func:`~avadapt.data.prepare.run_prepare`: resumable, parallel in ``workers`` processes, bad videos listed
     in ``bad_clips.tsv`` with the file at fault, a cache of other settings refused).

@@ -33,20 +33,10 @@ def prepare_avs_clip(job: PrepareJob, settings: CacheSettings) -> None:
     save_cached_clip(job.target, tensors.pop("frames"), tensors.pop("fbank"), info, tensors)
 
 
-def prepare_avs(
-    root: str | Path,
-    out: str | Path,
-    setting: str = "s4",
-    workers: int = 1,
-    image_size: int = 224,
-    fbank: FbankConfig | None = None,
-    progress: bool = True,
-    *,
-    media_root: str | Path | None = None,
-    crop_pct: float = 1.0,
-    interpolation: str = "bicubic",
-    metadata: str | Path | None = None,
-) -> PrepareSummary:
+def prepare_avs(root: str | Path, out: str | Path, setting: str = "s4", workers: int = 1,
+                image_size: int = 224, fbank: FbankConfig | None = None, progress: bool = True, *,
+                media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
+                metadata: str | Path | None = None) -> PrepareSummary:
     """Decode every clip the setting's metadata lists (all splits) into ``out``
     (:func:`~avadapt.data.prepare.run_prepare`: resumable, parallel in ``workers`` processes, bad clips listed
     in ``bad_clips.tsv`` with the file at fault, a cache of other settings or the other setting refused).
