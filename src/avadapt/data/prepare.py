@@ -46,13 +46,13 @@ class PrepareJob:
     """One clip to decode.
 
     video_id: what ``bad_clips.tsv`` calls it. target: its cache file. media: every file it reads (the first
-    absent one is reported instead of decoding). source: anything more the decode function needs (picklable).
+    absent one is reported instead of decoding). spec: anything more the decode function needs (picklable).
     """
 
     video_id: str
     target: Path
     media: tuple[Path, ...]
-    source: Any = None
+    spec: Any = None
 
 
 Decode = Callable[[PrepareJob, CacheSettings], None]

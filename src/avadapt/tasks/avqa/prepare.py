@@ -30,7 +30,7 @@ from avadapt.tasks.avqa.dataset import (
 
 def prepare_avqa_clip(job: PrepareJob, settings: CacheSettings) -> None:
     """Read one video's 10 moments and write its cache file; :class:`MediaError` for a bad video."""
-    media: AVQAMedia = job.source
+    media: AVQAMedia = job.spec
     frames, fbank, seconds = media.read(settings.fbank, settings.num_segments)
     frames = settings.frame_transform().geometry(as_video_tensor(frames))  # (T, 3, S, S) uint8
     info = {"video_id": media.video_id, "source": media.layout, "seconds": round(seconds, 3)}

@@ -27,7 +27,7 @@ from avadapt.tasks.avs.dataset import (
 
 def prepare_avs_clip(job: PrepareJob, settings: CacheSettings) -> None:
     """Decode one clip's frames, masks and wav and write its cache file; :class:`MediaError` if bad."""
-    media: AVSMedia = job.source
+    media: AVSMedia = job.spec
     tensors = decode_clip(media, settings.frame_transform().cfg, settings.fbank)
     info = {"video_id": job.video_id, "source": media.wav.name}
     save_cached_clip(job.target, tensors.pop("frames"), tensors.pop("fbank"), info, tensors)
