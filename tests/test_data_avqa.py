@@ -18,7 +18,7 @@ from PIL import Image
 from avadapt._registry import DATASETS
 from avadapt.audio_front_ends import audio_front_end
 from avadapt.data.base import collate_av
-from avadapt.data.cache import BAD_CLIPS, CacheConfigError, CacheSettings, cached_clip_info
+from avadapt.data.cache import BAD_CLIPS, CACHE_JSON, CacheConfigError, CacheSettings, cached_clip_info
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.fbank import segment_fbank
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
@@ -536,7 +536,7 @@ def test_train_answer_outside_the_vocabulary_and_long_questions(tmp_path):
 def test_missing_media_is_listed(tmp_path):
     root = make_frames_layout(tmp_path / "partial")
     (root / "raw_audio" / "vv00000002.wav").unlink()
-    expected = (r"1 video id\(s\) of MUSIC-AVQA split 'test' \(avqa-test.json\) have no media \(frames "
+    expected = (r"1 video id\(s\) of MUSIC-AVQA split 'test' have no media \(frames "
                 r"layout\):\n  vv00000002: expected .*raw_audio/vv00000002.wav")
     with pytest.raises(MissingMediaError, match=expected):
         MusicAVQADataset(root, "test", transform=SMALL)
@@ -660,6 +660,20 @@ def test_cache_of_other_settings_is_refused(prepared):
         MusicAVQADataset(root, "train", cache_dir=out, fbank=FBANK)
     with pytest.raises(CacheConfigError, match="fbank.num_mel_bins: cache 32, wanted 128"):
         prepare_avqa(root, out, image_size=SIZE, progress=False)
+
+
+@pytest.mark.parametrize("other", ["ave", "avs_s4"])
+def test_a_cache_of_another_dataset_is_not_read_as_music_avqa(prepared, tmp_path, other):
+    root, out, *_ = prepared
+    copy = tmp_path / "other"
+    copy.mkdir()
+    (copy / CACHE_JSON).write_text(json.dumps({**CacheSettings.read(out).to_json(), "dataset": other}))
+    wrong = (rf"{copy / CACHE_JSON}: the cache was prepared with other settings — dataset: cache '{other}', "
+             "wanted 'music_avqa'")
+    with pytest.raises(CacheConfigError, match=wrong):
+        MusicAVQADataset(root, "train", cache_dir=copy, transform=SMALL, fbank=FBANK)
+    with pytest.raises(CacheConfigError, match=wrong):
+        prepare_avqa(root, copy, image_size=SIZE, fbank=FBANK, progress=False)
 
 
 @pytest.mark.slow  # spawns worker processes; the AVE prepare test covers them in the default suite

@@ -339,9 +339,9 @@ def test_mask_of_another_size_than_its_frame(tmp_path):
 def test_missing_mask_of_an_annotated_frame(tmp_path):
     root = make_s4(tmp_path / "s4")
     s4_mask_path(root, 1, 3).unlink()
-    with pytest.raises(MissingMediaError, match=r"bbbbbbbbbbb: missing .*bbbbbbbbbbb_3.png"):
+    with pytest.raises(MissingMediaError, match=r"bbbbbbbbbbb: expected .*bbbbbbbbbbb_3.png"):
         S4Dataset(root, "test", transform=SMALL)
-    with pytest.warns(UserWarning, match=r"1 clip\(s\) of AVSBench S4 split 'test' lack media(.|\n)*_3.png"):
+    with pytest.warns(UserWarning, match=r"1 clip\(s\) of AVSBench S4 split 'test' have no media(.|\n)*_3.png"):
         assert len(S4Dataset(root, "test", transform=SMALL, on_missing="skip")) == 0
     assert len(S4Dataset(root, "train", transform=SMALL)) == 1  # S4 train needs no mask beyond frame 1
 
@@ -350,10 +350,9 @@ def test_clip_with_fewer_than_five_frames(tmp_path):
     root = make_s4(tmp_path / "s4")
     for k in (4, 5):
         s4_frame_path(root, 0, k).unlink()
-    with pytest.raises(MissingMediaError, match=r"aaaaaaaaaaa: 3 of 5 frames, missing .*aaaaaaaaaaa_4.png, "
-                                                r".*aaaaaaaaaaa_5.png"):
+    with pytest.raises(MissingMediaError, match=r"aaaaaaaaaaa: expected .*aaaaaaaaaaa_4.png, .*aaaaaaaaaaa_5.png$"):
         S4Dataset(root, "train", transform=SMALL)
-    with pytest.warns(UserWarning, match="aaaaaaaaaaa: 3 of 5 frames"):
+    with pytest.warns(UserWarning, match="aaaaaaaaaaa: expected .*aaaaaaaaaaa_4.png"):
         assert len(S4Dataset(root, "train", transform=SMALL, on_missing="skip")) == 0
 
 
@@ -520,6 +519,20 @@ def test_s4_cache_is_not_read_as_ms3(prepared, ms3_root):
         prepare_avs(ms3_root, out, setting="ms3", image_size=SIZE, progress=False)
     with pytest.raises(CacheConfigError, match="image_size: cache 32, wanted 224"):
         S4Dataset(prepared[0], "train", cache_dir=out)
+
+
+@pytest.mark.parametrize("other", ["ave", "music_avqa"])
+def test_a_cache_of_another_dataset_is_not_read_as_s4(prepared, tmp_path, other):
+    root, out, *_ = prepared
+    copy = tmp_path / "other"
+    copy.mkdir()
+    settings = CacheSettings.read(out).to_json()
+    (copy / CACHE_JSON).write_text(json.dumps({**settings, "dataset": other}))
+    wrong = rf"{copy / CACHE_JSON}: the cache was prepared with other settings — dataset: cache '{other}', wanted 'avs_s4'"
+    with pytest.raises(CacheConfigError, match=wrong):
+        S4Dataset(root, "train", cache_dir=copy, transform=SMALL)
+    with pytest.raises(CacheConfigError, match=wrong):
+        prepare_avs(root, copy, setting="s4", image_size=SIZE, progress=False)
 
 
 @pytest.mark.slow  # spawns worker processes; the AVE prepare test covers them in the default suite

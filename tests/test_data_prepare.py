@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,17 +85,19 @@ def test_summary_and_bad_clip_report(cache, root, capsys):
 
 def test_summary_reports_throughput_and_counts(tmp_path):
     failed = [BadClip("zzzMissing1", tmp_path / "AVE" / "zzzMissing1.mp4", "file not found")]
-    summary = PrepareSummary(tmp_path, total=8, done=6, skipped_existing=1, failed=failed, seconds=4.0)
+    summary = PrepareSummary(tmp_path, total=8, done=6, skipped_existing=1, failed=failed, seconds=4.0,
+                             command="prepare_ave")
     assert summary.clips_per_second == 1.5
     assert str(summary) == (f"prepare_ave: 6 clips written, 1 already cached, 1 failed (listed in "
                             f"{tmp_path / BAD_CLIPS}) in 4.0 s (1.50 clips/s) -> {tmp_path}")
-    assert PrepareSummary(tmp_path, total=0, done=0, skipped_existing=0, failed=[], seconds=0.0).clips_per_second == 0
+    empty = PrepareSummary(tmp_path, total=0, done=0, skipped_existing=0, failed=[], seconds=0.0, command="p")
+    assert empty.clips_per_second == 0
 
 
 def test_cache_format(cache, root):
     out, _ = cache
     settings = CacheSettings.read(out)
-    assert settings == CacheSettings(image_size=SIZE)
+    assert settings == CacheSettings(image_size=SIZE, dataset="ave")
     assert json.loads((out / CACHE_JSON).read_text())["format"] == "avadapt-clip-cache"
 
     path = next(out.glob("*.safetensors"))
@@ -152,6 +155,33 @@ def test_dataset_with_other_settings_than_the_cache(cache, root):
                    transform=VideoTransform(VideoTransformConfig(input_size=(SIZE, SIZE))))  # fmt: skip
     with pytest.raises(CacheConfigError, match="image_size: cache 32, wanted 224"):
         AVEDataset(root, "train", cache_dir=out)
+
+
+def cache_recording(cache_dir: Path, copy: Path, dataset: str | None) -> Path:
+    """A copy of a cache whose cache.json records ``dataset`` (None: records no dataset at all)."""
+    shutil.copytree(cache_dir, copy)
+    values = json.loads((copy / CACHE_JSON).read_text())
+    values.pop("dataset")
+    (copy / CACHE_JSON).write_text(json.dumps(values if dataset is None else {**values, "dataset": dataset}))
+    return copy
+
+
+@pytest.mark.parametrize("other", ["avs_s4", "music_avqa"])
+def test_a_cache_of_another_dataset_is_not_read_as_ave(cache, root, tmp_path, other):
+    out = cache_recording(cache[0], tmp_path / "other", other)
+    transform = VideoTransform(VideoTransformConfig(input_size=(SIZE, SIZE)))
+    wrong = rf"{out / CACHE_JSON}: the cache was prepared with other settings — dataset: cache '{other}', wanted 'ave'"
+    with pytest.raises(CacheConfigError, match=wrong):
+        AVEDataset(root, "train", cache_dir=out, transform=transform)
+    with pytest.raises(CacheConfigError, match=wrong):
+        prepare_ave(root, out, image_size=SIZE, progress=False)
+
+
+def test_a_cache_that_records_no_dataset_is_read(cache, root, tmp_path):
+    out = cache_recording(cache[0], tmp_path / "unrecorded", None)
+    assert CacheSettings.read(out).dataset is None
+    transform = VideoTransform(VideoTransformConfig(input_size=(SIZE, SIZE)))
+    assert len(AVEDataset(root, "train", cache_dir=out, transform=transform)) == len(AVEDataset(root, "train"))
 
 
 def test_dataset_names_clips_that_failed_to_prepare(cache, root):
@@ -260,8 +290,10 @@ def test_worker_processes_write_the_same_cache(cache, root, tmp_path):
 
 
 def test_settings_round_trip():
-    settings = CacheSettings(image_size=96, crop_pct=0.875, fbank=FbankConfig(num_mel_bins=64))
+    settings = CacheSettings(image_size=96, crop_pct=0.875, fbank=FbankConfig(num_mel_bins=64), dataset="x")
     assert CacheSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     assert np.isclose(settings.fbank.std, 3.2001)
     with pytest.raises(ValueError, match="interpolation"):
-        CacheSettings(interpolation="lanczos")
+        CacheSettings(interpolation="lanczos", dataset="x")
+    with pytest.raises(TypeError, match="dataset"):  # a cache always says whose clips it holds
+        CacheSettings(image_size=96)

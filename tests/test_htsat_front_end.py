@@ -44,7 +44,7 @@ def test_htsat_entry_holds_htsat_settings():
     assert all(entry.fbank.spectrogram == "kaldi" and entry.encoder == "shared"
                for name, entry in AUDIO_FRONT_ENDS.items() if name != "htsat")
     old_record = {k: v for k, v in FbankConfig().to_dict().items() if k not in ("spectrogram", "high_freq")}
-    assert CacheSettings.from_dict({"fbank": old_record}).fbank == FbankConfig()
+    assert CacheSettings.from_dict({"fbank": old_record, "dataset": "ave"}).fbank == FbankConfig()
     assert recorded_audio_front_end({"audio_front_end": "htsat"}).fbank == HTSAT
 
 

@@ -1,22 +1,52 @@
-"""What every registered dataset offers the generic data module, and the one collate function.
+"""What every registered dataset offers the generic data module, the machinery the built-in datasets share
+(source resolution, cache checks, missing-media reports, cached clips), and the one collate function.
 
-A dataset registers its class in ``avadapt._registry.DATASETS`` and sets the class attributes below; the data
+A dataset registers its class with :func:`register_dataset` and sets the class attributes below; the data
 module (:class:`avadapt.data.datamodule.AVDataModule`) then builds its splits by name, whatever the task.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch.utils.data import Dataset
 
+from avadapt._registry import DATASETS
+from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
+from avadapt.data.cache import (
+    BAD_CLIPS,
+    CACHE_JSON,
+    CacheConfigError,
+    CacheSettings,
+    check_cache_settings,
+    clip_file,
+    load_cached_clip,
+)
+from avadapt.data.fbank import FbankConfig
+from avadapt.data.transforms import VideoTransform
+from avadapt.errors import MissingMediaError
 from avadapt.types import AVBatch
 
 SPLITS = ("train", "val", "test")
+Item = TypeVar("Item")
+
+
+def default_fbank() -> FbankConfig:
+    """The fbank of the default audio front end: what datasets and caches use when given none."""
+    return audio_front_end(DEFAULT_AUDIO_FRONT_END).fbank
+
+
+def seeded(key: int | tuple[int, int]) -> tuple[int, int | None, torch.Generator | None]:
+    """(index, seed, generator) of an item key: an index, or ``(index, seed)`` as
+    ``avadapt.data.sampling.EpochShuffle`` yields them, so that an item's augmentation comes from that seed
+    alone, whichever process loads it."""
+    index, seed = key if isinstance(key, tuple) else (key, None)
+    return index, seed, torch.Generator().manual_seed(seed) if seed is not None else None
 
 
 class ClipDataset(Dataset):
@@ -25,17 +55,49 @@ class ClipDataset(Dataset):
     Constructor: ``(root, split, *, source, media_root, cache_dir, transform, fbank, on_missing, augment,
     **options)`` where ``options`` are the dataset's own (``dataset_options`` of the data module).
 
-    task: the task whose targets the items carry (``ave``, ``avs``).
+    name: the registered name, recorded in the caches prepared from the dataset and checked when one is read.
+    task: the task whose targets the items carry.
     train_augmentation: ``VideoTransform`` overrides for training frames, or None when the dataset augments
         (or not) itself, e.g. because its masks must follow every crop and flip.
+    layouts: the native media layouts ``source`` may name beside ``cache`` and ``auto``.
+    title, clip_noun, item_noun: how messages name the dataset, one clip's media and one item.
     Items: ``{"video": (T, 3, H, W), "audio": (T, 1, F, L), <targets>..., "inputs": {...}, "meta": {...}}``;
     batched by :func:`collate_av`.
+
+    The shared constructor (:meth:`__init__`) and :meth:`keep_with_media` give a subclass the common options:
+    source: one of ``layouts``, ``"cache"`` (``cache_dir`` from ``avadapt prepare``) or ``"auto"``: the cache if
+    ``cache_dir`` is given, else :meth:`find_layout`. media_root: where media lives (default ``root``).
+    transform: frames → normalised tensors (default: 224², mean/std 0.5). fbank: the audio front end's fbank
+    (default: :func:`default_fbank`). on_missing: items whose media is missing raise
+    :class:`~avadapt.errors.MissingMediaError` listing them (``"error"``) or are dropped with a warning that
+    lists them (``"skip"``). augment: whether this is an augmented training split.
     """
 
+    name: ClassVar[str]
     task: ClassVar[str]
     num_segments: ClassVar[int]
     segment_seconds: ClassVar[float] = 1.0
     train_augmentation: ClassVar[dict[str, Any] | None] = None
+    layouts: ClassVar[tuple[str, ...]] = ()
+    title: ClassVar[str]
+    clip_noun: ClassVar[str] = "video id"
+    item_noun: ClassVar[str] = "row"
+
+    def __init__(self, root: str | Path, split: str, *, media_root: str | Path | None = None,
+                 cache_dir: str | Path | None = None, transform: VideoTransform | None = None,
+                 fbank: FbankConfig | None = None, on_missing: str = "error", augment: bool = False):
+        if on_missing not in ("error", "skip"):
+            raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
+        if split not in SPLITS:
+            raise ValueError(f"unknown {self.title} split {split!r}; choose from {list(SPLITS)}")
+        self.root = Path(root)
+        self.split = split
+        self.media_root = Path(media_root) if media_root is not None else self.root
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.transform = transform or VideoTransform()
+        self.fbank = fbank or default_fbank()
+        self.on_missing = on_missing
+        self.augment = augment
 
     def item_clips(self) -> list[int] | None:
         """The clip each item shows, numbered per split, when several items share one clip (AVQA: the questions
@@ -59,6 +121,102 @@ class ClipDataset(Dataset):
     def synthesize(cls, out: str | Path, clips: int, seed: int, num_classes: int | None = None) -> Any:
         """``avadapt synth``: a small dataset of real media files in this dataset's native layout."""
         raise NotImplementedError(f"{cls.__name__} has no synthetic version")
+
+    @classmethod
+    def cache_settings(cls, image_size: int, fbank: FbankConfig | None = None, crop_pct: float = 1.0,
+                       interpolation: str = "bicubic", min_seconds: float | None = None) -> CacheSettings:
+        """What a cache of this dataset records (its name among them)."""
+        return CacheSettings(image_size=image_size, crop_pct=crop_pct, interpolation=interpolation,
+                             num_segments=cls.num_segments, segment_seconds=cls.segment_seconds,
+                             min_seconds=min_seconds, fbank=fbank or default_fbank(), dataset=cls.name)
+
+    # ---- media -------------------------------------------------------------------------------------
+    def find_layout(self) -> str:
+        """The native layout ``source="auto"`` reads when no cache is given."""
+        return self.layouts[0]
+
+    def media_paths(self, clip: str) -> list[Path]:
+        """The native files (or folders) of one clip in the layout ``self.source``."""
+        raise NotImplementedError
+
+    def cache_file(self, clip: str) -> Path:
+        """``<cache_dir>/<clip>.safetensors``."""
+        return clip_file(self.cache_dir, clip)
+
+    def missing_media(self, clip: str) -> str | None:
+        """What of one clip's media is missing, in words, or None when all of it is there."""
+        paths = [self.cache_file(clip)] if self.source == "cache" else self.media_paths(clip)
+        absent = [path for path in paths if not path.exists()]
+        return f"expected {', '.join(map(str, absent))}" if absent else None
+
+    def keep_with_media(self, source: str, items: list[Item], clip_of: Callable[[Item], Hashable]) -> list[Item]:
+        """Resolve ``source``, check a cache's settings, and return the items whose clip (``clip_of``) has
+        media; the others raise or are skipped, as ``on_missing`` says."""
+        self.source = self._resolve_source(source)
+        if self.source == "cache":
+            self._check_cache()
+        missing = {}
+        for clip in dict.fromkeys(map(clip_of, items)):
+            problem = self.missing_media(clip)
+            if problem is not None:
+                missing[clip] = problem
+        if not missing:
+            return items
+        lines = [f"  {clip}: {problem}" for clip, problem in list(missing.items())[:10]]
+        more = f"\n  … and {len(missing) - 10} more" if len(missing) > 10 else ""
+        folder, hint = self.media_root, ""
+        if self.source == "cache":
+            folder, hint = self.cache_dir, f"\n(clips that failed to prepare are listed in {self.cache_dir / BAD_CLIPS})"
+        message = (
+            f"{folder}: {len(missing)} {self.clip_noun}(s) of {self.title} split {self.split!r} have no media "
+            f"({self.source} layout):\n" + "\n".join(lines) + more + hint
+        )
+        if self.on_missing == "error":
+            raise MissingMediaError(message)
+        warnings.warn(message + f"\ntheir {self.item_noun}s are skipped", stacklevel=3)
+        return [item for item in items if clip_of(item) not in missing]
+
+    def _resolve_source(self, source: str) -> str:
+        sources = ("auto", *self.layouts, "cache")
+        if source not in sources:
+            raise ValueError(f"source must be {', '.join(sources[:-1])} or cache, got {source!r}")
+        if source == "cache" and self.cache_dir is None:
+            raise ValueError("source='cache' needs cache_dir")
+        if source != "auto":
+            return source
+        return "cache" if self.cache_dir is not None else self.find_layout()
+
+    def _check_cache(self) -> None:
+        """A cache is read only when it holds this dataset's clips, prepared as this dataset reads them."""
+        path = self.cache_dir / CACHE_JSON
+        size = self.transform.cfg.input_size
+        if size[0] != size[1]:
+            raise CacheConfigError(f"{path}: caches hold square frames; the transform asks for {size}")
+        check_cache_settings(path, {"dataset": self.name, "num_segments": self.num_segments,
+                                    "segment_seconds": self.segment_seconds, "image_size": size[0],
+                                    "fbank": self.fbank})
+
+    def decode(self, clip: str) -> tuple[Any, torch.Tensor]:
+        """(frames (T, H, W, 3) uint8, audio (T, 1, F, L)) of one clip read from its native media."""
+        raise NotImplementedError
+
+    def load_media(self, clip: str, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Video (T, 3, H, W) float and audio (T, 1, F, L) float of one clip, transformed; a training
+        transform draws its crop and flip from ``generator`` (default: torch's global generator)."""
+        if self.source != "cache":
+            frames, audio = self.decode(clip)
+            return self.transform(frames, generator), audio
+        # frames (T, 3, S, S) uint8, already resized and cropped; fbank (T, 1, F, L)
+        frames, fbank = load_cached_clip(self.cache_file(clip))
+        if self.transform.cfg.train:
+            frames = self.transform.augment(frames, generator)
+        return self.transform.normalize(frames), fbank
+
+
+def register_dataset(cls: type[ClipDataset]) -> type[ClipDataset]:
+    """Class decorator: register ``cls`` in ``DATASETS`` under ``cls.name``."""
+    DATASETS.register(cls.name)(cls)
+    return cls
 
 
 def collate_av(samples: Sequence[dict[str, Any]]) -> AVBatch:

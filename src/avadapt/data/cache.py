@@ -1,23 +1,19 @@
-"""The on-disk cache of decoded clips that :func:`avadapt.tasks.ave.prepare.prepare_ave`,
-:func:`avadapt.tasks.avs.prepare.prepare_avs` and :func:`avadapt.tasks.avqa.prepare.prepare_avqa` write.
+"""The on-disk cache of decoded clips that ``avadapt prepare`` writes (:mod:`avadapt.data.prepare`).
 
 Decoding an mp4 and computing its fbank costs far more than a training step of a frozen backbone
 with small adapters, so every clip is decoded once into a small safetensors file::
 
     <cache>/cache.json               the settings the cache was built with (CacheSettings), among them
-                                     the dataset it holds (``ave``, ``avs_s4``, ``avs_ms3``,
-                                     ``music_avqa``)
-    <cache>/<video_id>.safetensors   frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
+                                     the registered dataset whose clips it holds
+    <cache>/<clip>.safetensors       frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
                                      fbank   float16 (T, 1, F, L)  normalised log-mel, as segment_fbank
-                                     metadata "clip": JSON of video_id, source, video_seconds,
-                                     audio_seconds (one key: byte-identical files across runs)
+                                     metadata "clip": JSON of the dataset's clip info (one key:
+                                     byte-identical files across runs)
+                                     and any tensors of the dataset's own (e.g. masks)
     <cache>/bad_clips.tsv            video_id, path, reason of every clip that could not be decoded
 
-One file per video id, not per annotation row: AVE rows (and MUSIC-AVQA questions) that share a video share
-its media; a MUSIC-AVQA cache also holds ``question_vocab.json``, the question words of its train json.
-AVSBench caches keep one file per (split, name) in a folder per split, ``<cache>/<split>/<name>.safetensors``
-(the media and the annotated frames of a clip depend on its split), and add two tensors:
-``masks`` uint8 (T, S, S) in {0, 1}, cut with the frames' geometry, and ``annotated`` uint8 (T,).
+One file per clip, not per annotation row: rows that share a video share its media. A dataset may keep its
+files in sub-folders (one per split, where a clip's media depends on its split) and other files beside them.
 Every file is written under a temporary name and ``os.replace``-d into place, so a file with the
 final name is always complete; a killed run leaves at worst a stray ``.tmp`` file.
 """
@@ -59,9 +55,9 @@ class CacheSettings(JSONConfig):
     crop_pct: frames are resized so the shorter side is ``image_size / crop_pct`` and centre-cropped
     to ``image_size``; 1.0 (default) keeps the full height of a landscape video.
     min_seconds: shortest clip accepted (see :func:`avadapt.data.media.read_clip`); None = 90 %.
-    dataset: the registered dataset whose clips the cache holds (``ave``, ``avs_s4``, ``avs_ms3``,
-    ``music_avqa``), so that a cache of one is never read as another; caches written before the field existed
-    are AVE caches.
+    dataset: the registered dataset whose clips the cache holds, so that a cache of one is never read as
+    another's; always given when a cache is written. A ``cache.json`` that records none reads as None: the
+    dataset is unknown, and any dataset may read it.
     """
 
     image_size: int = 224
@@ -71,7 +67,7 @@ class CacheSettings(JSONConfig):
     segment_seconds: float = 1.0
     min_seconds: float | None = None
     fbank: FbankConfig = field(default_factory=FbankConfig)
-    dataset: str = "ave"
+    dataset: str | None = field(kw_only=True)
 
     def __post_init__(self) -> None:
         if isinstance(self.fbank, dict):  # from JSON
@@ -82,13 +78,8 @@ class CacheSettings(JSONConfig):
 
     def frame_transform(self) -> VideoTransform:
         """The resize + centre crop that turns decoded frames into cached ones (no normalisation)."""
-        return VideoTransform(
-            VideoTransformConfig(
-                input_size=(self.image_size, self.image_size),
-                crop_pct=self.crop_pct,
-                interpolation=self.interpolation,
-            )
-        )
+        return VideoTransform(VideoTransformConfig(input_size=(self.image_size, self.image_size),
+                                                   crop_pct=self.crop_pct, interpolation=self.interpolation))
 
     def to_json(self) -> dict[str, Any]:
         return {"format": CACHE_FORMAT, "version": CACHE_VERSION, **self.to_dict()}
@@ -110,14 +101,15 @@ class CacheSettings(JSONConfig):
             raise CacheConfigError(f"{path}: not a version-{CACHE_VERSION} {CACHE_FORMAT} file; "
                                    "run avadapt prepare again into a new folder")
         try:
-            return cls.from_dict(values)
+            return cls.from_dict({"dataset": None, **values})
         except (TypeError, ValueError) as err:
             raise CacheConfigError(f"{path}: unreadable cache settings: {err}") from err
 
 
 def check_cache_settings(path: Path, wanted: dict[str, Any]) -> CacheSettings:
     """Read ``<cache>/cache.json`` and raise :class:`CacheConfigError` naming every wanted setting
-    it differs in (``wanted`` may hold a subset of the fields; ``fbank`` is compared field by field).
+    it differs in (``wanted`` may hold a subset of the fields; ``fbank`` is compared field by field; a cache
+    that records no dataset is taken for any).
     """
     found = CacheSettings.read(path.parent if path.name == CACHE_JSON else path)
     differ = []
@@ -127,14 +119,11 @@ def check_cache_settings(path: Path, wanted: dict[str, Any]) -> CacheSettings:
             for name, want in dataclasses.asdict(value).items():
                 if getattr(have, name) != want:
                     differ.append(f"fbank.{name}: cache {getattr(have, name)!r}, wanted {want!r}")
-        elif have != value:
+        elif have != value and not (key == "dataset" and have is None):
             differ.append(f"{key}: cache {have!r}, wanted {value!r}")
     if differ:
-        raise CacheConfigError(
-            f"{path}: the cache was prepared with other settings — "
-            + "; ".join(differ)
-            + ". Prepare a new cache for these settings, or open this one with its own."
-        )
+        raise CacheConfigError(f"{path}: the cache was prepared with other settings — {'; '.join(differ)}. "
+                               "Prepare a new cache for these settings, or open this one with its own.")
     return found
 
 
@@ -145,15 +134,10 @@ def clip_file(cache_dir: Path, video_id: str) -> Path:
     return cache_dir / f"{video_id}.safetensors"
 
 
-def save_cached_clip(
-    path: Path,
-    frames: torch.Tensor,
-    fbank: torch.Tensor,
-    info: dict[str, object],
-    extra: Mapping[str, torch.Tensor] | None = None,
-) -> None:
+def save_cached_clip(path: Path, frames: torch.Tensor, fbank: torch.Tensor, info: dict[str, object],
+                     extra: Mapping[str, torch.Tensor] | None = None) -> None:
     """Atomically write one clip: frames (T, 3, S, S) uint8, fbank (T, 1, F, L) stored as float16, and the
-    dataset's own ``extra`` tensors as given (AVSBench: ``masks``, ``annotated``).
+    dataset's own ``extra`` tensors as given (e.g. masks).
 
     ``info`` is stored as one sorted JSON string: safetensors writes a metadata map with several
     keys in arbitrary order, which would make identical clips differ byte for byte between runs.
@@ -192,8 +176,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def remove_stale_temporaries(cache_dir: Path) -> int:
-    """Delete temporary files a killed run left behind; returns how many."""
-    stale = [p for p in cache_dir.iterdir() if p.name.endswith(TMP_SUFFIX)]
+    """Delete temporary files a killed run left behind, in the cache and its sub-folders; returns how many."""
+    stale = list(cache_dir.rglob(f"*{TMP_SUFFIX}"))
     for p in stale:
         p.unlink(missing_ok=True)
     return len(stale)

@@ -1,5 +1,6 @@
 """The one prepare runner: decode every clip of a dataset once into a compact cache (format:
-:mod:`avadapt.data.cache`), resumably and in parallel; each task gives the decode job of its own layout.
+:mod:`avadapt.data.cache`), resumably and in parallel; each task lists its clips as :class:`PrepareJob` and
+gives the module-level function that decodes one of them.
 
 Resumable by construction: a clip counts as done when its final file exists, and files only get
 their final name by ``os.replace`` once completely written. Rerunning after a crash or a kill
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import torch
 from tqdm.auto import tqdm
 
@@ -29,6 +31,7 @@ from avadapt.data.cache import (
     remove_stale_temporaries,
     write_text_atomic,
 )
+from avadapt.errors import MediaError
 
 
 @dataclass(frozen=True)
@@ -38,17 +41,34 @@ class BadClip:
     reason: str
 
 
+@dataclass(frozen=True)
+class PrepareJob:
+    """One clip to decode.
+
+    video_id: what ``bad_clips.tsv`` calls it. target: its cache file. media: every file it reads (the first
+    absent one is reported instead of decoding). spec: anything more the decode function needs (picklable).
+    """
+
+    video_id: str
+    target: Path
+    media: tuple[Path, ...]
+    spec: Any = None
+
+
+Decode = Callable[[PrepareJob, CacheSettings], None]
+
+
 @dataclass
 class PrepareSummary:
-    """What one :func:`prepare_ave` (or ``prepare_avs``) run did."""
+    """What one prepare run did."""
 
     out: Path
-    total: int  # distinct video ids in the annotations
+    total: int  # clips the annotations list
     done: int  # clips decoded and written by this run
     skipped_existing: int  # clips already in the cache from an earlier run
     failed: list[BadClip]
     seconds: float
-    command: str = "prepare_ave"  # which prepare function ran, for the printed line
+    command: str  # which prepare function ran, for the printed line
 
     @property
     def clips_per_second(self) -> float:
@@ -62,6 +82,62 @@ class PrepareSummary:
             f"{self.command}: {self.done} clips written, {self.skipped_existing} already cached{bad} "
             f"in {self.seconds:.1f} s ({self.clips_per_second:.2f} clips/s) -> {self.out}"
         )
+
+
+def run_prepare(out: str | Path, settings: CacheSettings, jobs: Sequence[PrepareJob], decode: Decode, *,
+                workers: int = 1, progress: bool = True, description: str, command: str) -> PrepareSummary:
+    """Decode every job not in the cache yet into ``out``; returns (and prints) the summary.
+
+    ``out`` is created with ``settings``, or must already hold a cache of exactly these settings (else a
+    :class:`~avadapt.data.cache.CacheConfigError` names the differences). A job whose target exists is skipped;
+    one whose media is absent, or whose ``decode`` raises :class:`~avadapt.errors.MediaError` (or an FFmpeg
+    error), is listed in ``bad_clips.tsv``; any other exception is a bug or a full disk and stops the run
+    (finished clips stay cached).
+
+    decode: a module-level function, so that spawned workers find it. workers: processes decoding in
+    parallel (1 = in this process); they are spawned, so a script calling this with ``workers > 1`` needs an
+    ``if __name__ == "__main__":`` guard. Run one prepare per cache folder at a time: a run starts by deleting
+    the temporary files it finds there.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    open_cache(out, settings)
+    failed: list[BadClip] = []
+    todo = []
+    skipped = 0
+    for job in jobs:
+        absent = [path for path in job.media if not path.exists()]
+        if job.target.exists():
+            skipped += 1
+        elif absent:
+            more = f" (and {len(absent) - 1} more of its files)" if len(absent) > 1 else ""
+            failed.append(BadClip(job.video_id, absent[0], f"file not found{more}"))
+        else:
+            todo.append((decode, job, settings))
+    done = 0
+    with tqdm(total=len(todo), unit="clip", desc=description, disable=not progress) as bar:
+        for bad in run_jobs(todo, workers, work=_decode_one):
+            if bad is None:
+                done += 1
+            else:
+                failed.append(bad)
+            bar.update(1)
+    write_bad_clips(out, failed)
+    summary = PrepareSummary(out, len(jobs), done, skipped, failed, time.perf_counter() - started, command)
+    print(summary)
+    return summary
+
+
+def _decode_one(task: tuple[Decode, PrepareJob, CacheSettings]) -> BadClip | None:
+    """Process-pool entry: None when the clip was written, else the file at fault and why."""
+    decode, job, settings = task
+    try:
+        decode(job, settings)
+    except MediaError as err:
+        return BadClip(job.video_id, err.path, err.problem)
+    except av.error.FFmpegError as err:  # an FFmpeg failure the reader did not anticipate: still the clip's
+        return BadClip(job.video_id, job.media[0], f"FFmpeg error: {err}")
+    return None
 
 
 def _init_worker() -> None:
@@ -96,30 +172,6 @@ def run_jobs(jobs: list, workers: int, work: Callable[[Any], Any]) -> Iterator[A
                 future.cancel()
 
 
-def decode_jobs(jobs: list, workers: int, work: Callable[[Any], tuple[Any, BadClip | None]], failed: list[BadClip],
-                *, unit: str, description: str, progress: bool) -> int:
-    """Run ``work`` over ``jobs`` (in ``workers`` processes) with a progress bar; each job returns
-    ``(key, BadClip or None)``. Failures are appended to ``failed``; returns how many clips were written."""
-    done = 0
-    with tqdm(total=len(jobs), unit=unit, desc=description, disable=not progress) as bar:
-        for _, bad in run_jobs(jobs, workers, work=work):
-            if bad is None:
-                done += 1
-            else:
-                failed.append(bad)
-            bar.update(1)
-    return done
-
-
-def summarise(out: Path, total: int, done: int, skipped: int, failed: list[BadClip], started: float,
-              command: str) -> PrepareSummary:
-    """Write ``bad_clips.tsv``, print the run's one-line summary and return it."""
-    write_bad_clips(out, failed)
-    summary = PrepareSummary(out, total, done, skipped, failed, time.perf_counter() - started, command=command)
-    print(summary)
-    return summary
-
-
 def open_cache(out: Path, settings: CacheSettings) -> None:
     """Create ``out`` with these settings, or check that the cache already there has exactly them (else
     a :class:`~avadapt.data.cache.CacheConfigError` names the differences); then delete a killed run's
@@ -136,9 +188,5 @@ def write_bad_clips(out: Path, failed: list[BadClip]) -> None:
     """``<out>/bad_clips.tsv``: a header and one ``video_id, path, reason`` line per failed clip, sorted by id
     (written even when none failed, so the file always describes the latest run)."""
     failed.sort(key=lambda bad: bad.video_id)
-    lines = ["video_id\tpath\treason"] + [f"{b.video_id}\t{b.path}\t{_one_line(b.reason)}" for b in failed]
+    lines = ["video_id\tpath\treason"] + [f"{b.video_id}\t{b.path}\t{' '.join(b.reason.split())}" for b in failed]
     write_text_atomic(out / BAD_CLIPS, "\n".join(lines) + "\n")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

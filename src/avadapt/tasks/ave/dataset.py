@@ -23,29 +23,17 @@ category when ``start ≤ t < end``, else background.
 
 from __future__ import annotations
 
-import warnings
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from avadapt._registry import DATASETS
-from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
-from avadapt.data.base import ClipDataset
-from avadapt.data.cache import (
-    BAD_CLIPS,
-    CACHE_JSON,
-    CacheConfigError,
-    check_cache_settings,
-    clip_file,
-    load_cached_clip,
-)
-from avadapt.data.fbank import FbankConfig, segment_fbank
+from avadapt.data.base import ClipDataset, register_dataset, seeded
+from avadapt.data.fbank import segment_fbank
 from avadapt.data.media import read_audio, read_clip, read_frame_folder
-from avadapt.data.transforms import VideoTransform
 from avadapt.errors import AnnotationError, MissingMediaError
 
 AVE_FIELDS = ("Category", "VideoID", "Quality", "StartTime", "EndTime")
@@ -96,21 +84,16 @@ def read_events(path: str | Path, num_segments: int = AVE_SEGMENTS) -> list[AVEE
         if number == 1 and [f.lower() for f in fields] == [f.lower() for f in AVE_FIELDS]:
             continue  # header
         if len(fields) != len(AVE_FIELDS):
-            raise AnnotationError(
-                path,
-                number,
-                f"expected {len(AVE_FIELDS)} '&'-separated fields ({AVE_HEADER}), "
-                f"found {len(fields)}: {line!r}",
-            )
+            raise AnnotationError(path, number, f"expected {len(AVE_FIELDS)} '&'-separated fields ({AVE_HEADER}), "
+                                                f"found {len(fields)}: {line!r}")
         category, video_id, quality, start_text, end_text = fields
         if not category or not video_id:
             raise AnnotationError(path, number, f"empty category or video id: {line!r}")
         try:
             start, end = int(start_text), int(end_text)
         except ValueError:
-            raise AnnotationError(
-                path, number, f"start and end must be whole seconds, got {start_text!r} and {end_text!r}"
-            ) from None
+            raise AnnotationError(path, number, f"start and end must be whole seconds, got {start_text!r} and "
+                                                f"{end_text!r}") from None
         if not (0 <= start <= num_segments and 0 <= end <= num_segments):
             raise AnnotationError(path, number, f"times {start}..{end} lie outside 0..{num_segments} s")
         if start > end:
@@ -119,9 +102,7 @@ def read_events(path: str | Path, num_segments: int = AVE_SEGMENTS) -> list[AVEE
     return events
 
 
-def segment_labels(
-    event: AVEEvent, category: int, background: int, num_segments: int = AVE_SEGMENTS
-) -> torch.Tensor:
+def segment_labels(event: AVEEvent, category: int, background: int, num_segments: int = AVE_SEGMENTS) -> torch.Tensor:
     """(T,) long: ``category`` for seconds start ≤ t < end, ``background`` elsewhere."""
     t = torch.arange(num_segments)
     inside = (t >= event.start) & (t < event.end)
@@ -139,9 +120,8 @@ class AVEAnnotations:
     num_segments: int = AVE_SEGMENTS
 
     @classmethod
-    def load(
-        cls, root: str | Path, annotations: str = "Annotations.txt", num_segments: int = AVE_SEGMENTS
-    ) -> AVEAnnotations:
+    def load(cls, root: str | Path, annotations: str = "Annotations.txt",
+             num_segments: int = AVE_SEGMENTS) -> AVEAnnotations:
         """Read ``<root>/<annotations>`` and whichever of the three split files exist.
 
         Split rows are matched to annotation rows as a multiset, in the order train, val, test: each
@@ -168,16 +148,12 @@ class AVEAnnotations:
             rows = []
             for event in read_events(split_path, num_segments):
                 if event.category not in known:
-                    raise AnnotationError(
-                        split_path, event.line, f"unknown category {event.category!r} (not in {path.name})"
-                    )
+                    raise AnnotationError(split_path, event.line,
+                                          f"unknown category {event.category!r} (not in {path.name})")
                 if not unused.get(event.key):
-                    problem = (
-                        "is listed more often in the split files than" if event.key in unused else "is not in"
-                    )
-                    raise AnnotationError(
-                        split_path, event.line, f"row {'&'.join(map(str, event.key))!r} {problem} {path.name}"
-                    )
+                    problem = "is listed more often in the split files than" if event.key in unused else "is not in"
+                    raise AnnotationError(split_path, event.line,
+                                          f"row {'&'.join(map(str, event.key))!r} {problem} {path.name}")
                 rows.append(unused[event.key].popleft())
             splits[split] = rows
         return cls(root, events, categories, splits, num_segments)
@@ -194,12 +170,9 @@ class AVEAnnotations:
             raise AnnotationError(path, None, f"the annotations use categories this file does not list: {unknown[:3]}")
         used = set(categories)
         if [c for c in listed if c in used] != categories:
-            raise AnnotationError(
-                path,
-                None,
-                "category order differs from first appearance in the annotations; "
-                f"labels would not match: file has {listed[:3]}…, annotations give {categories[:3]}…",
-            )
+            raise AnnotationError(path, None, "category order differs from first appearance in the annotations; "
+                                              f"labels would not match: file has {listed[:3]}…, annotations give "
+                                              f"{categories[:3]}…")
         return listed
 
     @property
@@ -222,39 +195,33 @@ class AVEAnnotations:
     def labels(self, row: int) -> torch.Tensor:
         """(T,) long per-second labels of one row."""
         event = self.events[row]
-        return segment_labels(
-            event, self.categories.index(event.category), self.background, self.num_segments
-        )
+        return segment_labels(event, self.categories.index(event.category), self.background, self.num_segments)
 
 
-Source = Literal["auto", "mp4", "frames", "cache"]
-
-
-@DATASETS.register("ave")
+@register_dataset
 class AVEDataset(ClipDataset):
     """AVE rows of one split, each read as T frames, T fbank images and T per-second labels.
 
     Item: ``{"video": (T, 3, H, W) float, "audio": (T, 1, F, L) float, "labels": (T,) long,
     "meta": {"row": int, "video_id": str, "category": str}}``; batch items with :func:`collate_av`.
 
-    source: ``"mp4"`` (``<media_root>/AVE/<id>.mp4``), ``"frames"`` (``video_frames/`` +
-    ``raw_audio/``), ``"cache"`` (``cache_dir`` from :func:`prepare_ave`), or ``"auto"``: the cache if
-    ``cache_dir`` is given, else whichever media folder exists under ``media_root``.
-    media_root: where media lives; defaults to ``root`` (the official zip unpacks both together).
-    on_missing: rows whose media is missing raise :class:`MissingMediaError` listing them
-    (``"error"``, default) or are dropped with a warning that lists them (``"skip"``).
-    min_seconds: passed to :func:`read_clip` for mp4 files.
-    augment: whether this is an augmented training split; AVE's augmentation lives in the transform given
-        (``train_augmentation``), so nothing else changes.
+    source: ``"mp4"`` (``<media_root>/AVE/<id>.mp4``), ``"frames"`` (``video_frames/`` + ``raw_audio/``),
+    ``"cache"`` (``cache_dir`` from :func:`prepare_ave`), or ``"auto"``: the cache if ``cache_dir`` is given,
+    else whichever media folder exists under ``media_root`` (default ``root``: the official zip unpacks both
+    together). The other options are :class:`~avadapt.data.base.ClipDataset`'s; min_seconds: passed to
+    :func:`read_clip` for mp4 files. AVE's augmentation lives in the transform given (``train_augmentation``).
 
     A clip that cannot be decoded raises :class:`MediaError` naming it when its item is loaded;
     :func:`prepare_ave` finds all such clips up front and lists them in ``bad_clips.tsv``.
     """
 
+    name = "ave"
     task = "ave"
     num_segments = AVE_SEGMENTS
     # one RandomResizedCrop (area 0.5–1) and flip per training clip, the same for all T frames
     train_augmentation: ClassVar[dict[str, Any]] = {"train": True, "scale": (0.5, 1.0)}
+    layouts = ("mp4", "frames")
+    title = "AVE"
 
     @classmethod
     def class_names(cls, root: str | Path, annotations: str = "Annotations.txt", **options: Any) -> list[str]:
@@ -262,12 +229,10 @@ class AVEDataset(ClipDataset):
         return [*AVEAnnotations.load(root, annotations).categories, "background"]
 
     @classmethod
-    def prepare(cls, root: str | Path, out: str | Path, *, workers: int, image_size: int, fbank: Any,
-                media_root: str | Path | None, crop_pct: float, progress: bool = True) -> Any:
+    def prepare(cls, root: str | Path, out: str | Path, **settings: Any) -> Any:
         from avadapt.tasks.ave.prepare import prepare_ave
 
-        return prepare_ave(root, out, workers=workers, image_size=image_size, fbank=fbank, media_root=media_root,
-                           crop_pct=crop_pct, progress=progress)
+        return prepare_ave(root, out, **settings)
 
     @classmethod
     def synthesize(cls, out: str | Path, clips: int, seed: int, num_classes: int | None = None) -> Any:
@@ -275,128 +240,32 @@ class AVEDataset(ClipDataset):
 
         return synthesize_ave(out, clips=clips, seed=seed, num_classes=num_classes or 4)
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        *,
-        source: Source = "auto",
-        media_root: str | Path | None = None,
-        cache_dir: str | Path | None = None,
-        transform: VideoTransform | None = None,
-        fbank: FbankConfig | None = None,
-        annotations: str = "Annotations.txt",
-        on_missing: Literal["error", "skip"] = "error",
-        min_seconds: float | None = None,
-        augment: bool = False,
-    ):
-        if on_missing not in ("error", "skip"):
-            raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
+    def __init__(self, root: str | Path, split: str = "train", *, source: str = "auto",
+                 annotations: str = "Annotations.txt", min_seconds: float | None = None, **common: Any):
+        super().__init__(root, split, **common)
         self.annotations = AVEAnnotations.load(root, annotations)
-        self.split = split
-        self.media_root = Path(media_root) if media_root is not None else Path(root)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.transform = transform or VideoTransform()
-        self.fbank = fbank or audio_front_end(DEFAULT_AUDIO_FRONT_END).fbank
         self.min_seconds = min_seconds
-        self.num_segments = self.annotations.num_segments
-        self.source = self._resolve_source(source)
-        if self.source == "cache":
-            self._check_cache()
-        self.rows = self._rows_with_media(self.annotations.rows(split), on_missing)
+        rows = self.annotations.rows(split)
+        self.rows = self.keep_with_media(source, rows, lambda row: self.annotations.events[row].video_id)
 
-    def _resolve_source(self, source: Source) -> str:
-        if source not in ("auto", "mp4", "frames", "cache"):
-            raise ValueError(f"source must be auto, mp4, frames or cache, got {source!r}")
-        if source == "cache" and self.cache_dir is None:
-            raise ValueError("source='cache' needs cache_dir")
-        if source != "auto":
-            return source
-        if self.cache_dir is not None:
-            return "cache"
-        if (self.media_root / "AVE").is_dir():
-            return "mp4"
-        if (self.media_root / "video_frames").is_dir():
-            return "frames"
+    def find_layout(self) -> str:
+        for layout, folder in (("mp4", "AVE"), ("frames", "video_frames")):
+            if (self.media_root / folder).is_dir():
+                return layout
         raise MissingMediaError(
             f"{self.media_root}: no AVE media found — expected AVE/<id>.mp4, or video_frames/<id>/ with "
             "raw_audio/<id>.wav, or pass cache_dir= from prepare_ave"
         )
 
-    def _check_cache(self) -> None:
-        path = self.cache_dir / CACHE_JSON
-        size = self.transform.cfg.input_size
-        if size[0] != size[1]:
-            raise CacheConfigError(f"{path}: caches hold square frames; the transform asks for {size}")
-        wanted = {
-            "num_segments": self.num_segments,
-            "segment_seconds": 1.0,
-            "image_size": size[0],
-            "fbank": self.fbank,
-        }
-        check_cache_settings(path, wanted)
-
     def media_paths(self, video_id: str) -> list[Path]:
-        """The file(s) this dataset's source reads for one video id."""
         if self.source == "mp4":
             return [self.media_root / "AVE" / f"{video_id}.mp4"]
-        if self.source == "frames":
-            return [
-                self.media_root / "video_frames" / video_id,
-                self.media_root / "raw_audio" / f"{video_id}.wav",
-            ]
-        return [clip_file(self.cache_dir, video_id)]
+        return [self.media_root / "video_frames" / video_id, self.media_root / "raw_audio" / f"{video_id}.wav"]
 
-    def _rows_with_media(self, rows: list[int], on_missing: str) -> list[int]:
-        missing: dict[str, list[Path]] = {}
-        for video_id in dict.fromkeys(self.annotations.events[r].video_id for r in rows):
-            absent = [p for p in self.media_paths(video_id) if not p.exists()]
-            if absent:
-                missing[video_id] = absent
-        if not missing:
-            return rows
-        lines = [
-            f"  {vid}: expected {', '.join(map(str, paths))}" for vid, paths in list(missing.items())[:10]
-        ]
-        more = f"\n  … and {len(missing) - 10} more" if len(missing) > 10 else ""
-        hint = ""
-        if self.source == "cache":
-            hint = f"\n(clips that failed to prepare are listed in {self.cache_dir / BAD_CLIPS})"
-        folder = self.cache_dir if self.source == "cache" else self.media_root
-        message = (
-            f"{folder}: {len(missing)} video id(s) of AVE split {self.split!r} have no media "
-            f"({self.source} layout):\n"
-            + "\n".join(lines)
-            + more
-            + hint
-        )
-        if on_missing == "error":
-            raise MissingMediaError(message)
-        warnings.warn(message + "\nthese rows are skipped", stacklevel=3)
-        return [r for r in rows if self.annotations.events[r].video_id not in missing]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def load_media(
-        self, video_id: str, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Video (T, 3, H, W) float and audio (T, 1, F, L) float of one video id, transformed; a training
-        transform draws its crop and flip from ``generator`` (default: torch's global generator)."""
-        if self.source == "cache":
-            # frames (T, 3, S, S) uint8, already resized and cropped; fbank (T, 1, F, L)
-            frames, fbank = load_cached_clip(self.media_paths(video_id)[0])
-            if self.transform.cfg.train:
-                frames = self.transform.augment(frames, generator)
-            return self.transform.normalize(frames), fbank
+    def decode(self, video_id: str) -> tuple[np.ndarray, torch.Tensor]:
         if self.source == "mp4":
-            clip = read_clip(
-                self.media_paths(video_id)[0],
-                self.num_segments,
-                1.0,
-                sample_rate=self.fbank.sample_rate,
-                min_seconds=self.min_seconds,
-            )
+            clip = read_clip(self.media_paths(video_id)[0], self.num_segments, 1.0,
+                             sample_rate=self.fbank.sample_rate, min_seconds=self.min_seconds)
             frames, wave = clip.frames, clip.wave
         else:
             folder, wav = self.media_paths(video_id)
@@ -404,14 +273,14 @@ class AVEDataset(ClipDataset):
             wave = np.zeros(self.num_segments * self.fbank.sample_rate, np.float32)
             audio = read_audio(wav, self.fbank.sample_rate)[: len(wave)]
             wave[: len(audio)] = audio
-        video = self.transform(frames, generator)
-        return video, segment_fbank(wave, self.fbank, self.num_segments)
+        return frames, segment_fbank(wave, self.fbank, self.num_segments)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        """One clip by index, or by ``(index, seed)``: its augmentation then comes from that seed alone
-        (``avadapt.data.sampling.EpochShuffle`` yields such keys), whichever process loads it."""
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        """One clip by index, or by ``(index, seed)`` (:func:`~avadapt.data.base.seeded`)."""
+        index, _, generator = seeded(key)
         row = self.rows[index]
         event = self.annotations.events[row]
         video, audio = self.load_media(event.video_id, generator)

@@ -1,25 +1,23 @@
-"""``avadapt prepare ave``: decode the mp4 of every AVE video id once into a cache, resumably, in parallel."""
+"""``avadapt prepare ave``: decode the mp4 of every AVE video id once into a cache (:mod:`avadapt.data.prepare`).
+
+One ``<out>/<video_id>.safetensors`` per video id: rows that share an id share its media.
+"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import av
-from tqdm.auto import tqdm
-
-from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
 from avadapt.data.cache import CacheSettings, clip_file, save_cached_clip
 from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import read_clip
-from avadapt.data.prepare import BadClip, PrepareSummary, open_cache, run_jobs, write_bad_clips
+from avadapt.data.prepare import PrepareJob, PrepareSummary, run_prepare
 from avadapt.data.transforms import as_video_tensor
-from avadapt.errors import MediaError
-from avadapt.tasks.ave.dataset import AVEAnnotations
+from avadapt.tasks.ave.dataset import AVEAnnotations, AVEDataset
 
 
-def prepare_clip(media: Path, target: Path, settings: CacheSettings) -> None:
-    """Decode one mp4 and write its cache file; raises :class:`MediaError` for a bad clip."""
+def prepare_clip(job: PrepareJob, settings: CacheSettings) -> None:
+    """Decode one mp4 and write its cache file; raises :class:`~avadapt.errors.MediaError` for a bad clip."""
+    (media,) = job.media
     clip = read_clip(
         media, settings.num_segments, settings.segment_seconds,
         sample_rate=settings.fbank.sample_rate, min_seconds=settings.min_seconds,
@@ -27,95 +25,28 @@ def prepare_clip(media: Path, target: Path, settings: CacheSettings) -> None:
     frames = settings.frame_transform().geometry(as_video_tensor(clip.frames))  # (T, 3, S, S) uint8
     fbank = segment_fbank(clip.wave, settings.fbank, settings.num_segments, settings.segment_seconds)
     info = {
-        "video_id": target.stem,
+        "video_id": job.video_id,
         "source": media.name,
         "video_seconds": round(clip.video_seconds, 3),
         "audio_seconds": round(clip.audio_seconds, 3),
     }
-    save_cached_clip(target, frames, fbank, info)
+    save_cached_clip(job.target, frames, fbank, info)
 
 
-def _work(job: tuple[str, Path, Path, CacheSettings]) -> tuple[str, str | None]:
-    """Process-pool entry: (video_id, None) on success, (video_id, reason) for a bad clip.
-
-    Only media failures make a clip "bad"; any other exception is a bug or a full disk and stops
-    the run (finished clips stay cached).
-    """
-    video_id, media, target, settings = job
-    try:
-        prepare_clip(media, target, settings)
-    except MediaError as err:
-        return video_id, err.problem
-    except av.error.FFmpegError as err:  # an FFmpeg failure read_clip did not anticipate: still the clip's
-        return video_id, f"FFmpeg error: {err}"
-    return video_id, None
-
-
-def prepare_ave(
-    root: str | Path,
-    out: str | Path,
-    workers: int = 1,
-    image_size: int = 224,
-    fbank: FbankConfig | None = None,
-    progress: bool = True,
-    *,
-    media_root: str | Path | None = None,
-    crop_pct: float = 1.0,
-    interpolation: str = "bicubic",
-    min_seconds: float | None = None,
-    annotations: str = "Annotations.txt",
-) -> PrepareSummary:
-    """Decode the mp4 of every video id in ``<root>/Annotations.txt`` into ``out``.
+def prepare_ave(root: str | Path, out: str | Path, workers: int = 1, image_size: int = 224,
+                fbank: FbankConfig | None = None, progress: bool = True, *,
+                media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
+                min_seconds: float | None = None, annotations: str = "Annotations.txt") -> PrepareSummary:
+    """Decode the mp4 of every video id in ``<root>/Annotations.txt`` into ``out``
+    (:func:`~avadapt.data.prepare.run_prepare`: resumable, parallel in ``workers`` processes, bad clips listed
+    in ``bad_clips.tsv``, a cache of other settings refused).
 
     root: AVE annotation folder; media is read from ``<media_root or root>/AVE/<id>.mp4``.
-    out: cache folder; created if needed. If it already holds a ``cache.json`` with other settings,
-    a :class:`~avadapt.data.cache.CacheConfigError` says which, rather than mixing two settings.
-    workers: processes decoding in parallel (1 = in this process). They are spawned, so a script
-    calling this with ``workers > 1`` needs an ``if __name__ == "__main__":`` guard. Run one
-    prepare per cache folder at a time: a run starts by deleting temporary files it finds there.
-
-    Returns a :class:`PrepareSummary` (also printed): clips written, already cached, failed (and
-    written to ``bad_clips.tsv`` as video_id, path, reason), and the throughput in clips/s.
     """
-    start_time = time.perf_counter()
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
-    table = AVEAnnotations.load(root, annotations)
-    video_ids = sorted({event.video_id for event in table.events})
-    settings = CacheSettings(
-        image_size=image_size,
-        crop_pct=crop_pct,
-        interpolation=interpolation,
-        num_segments=table.num_segments,
-        min_seconds=min_seconds,
-        fbank=fbank or audio_front_end(DEFAULT_AUDIO_FRONT_END).fbank,
-    )
-
-    open_cache(out, settings)
-
-    failed: list[BadClip] = []
-    jobs = []
-    skipped = 0
-    for video_id in video_ids:
-        target, media = clip_file(out, video_id), media_root / "AVE" / f"{video_id}.mp4"
-        if target.exists():
-            skipped += 1
-        elif not media.is_file():
-            failed.append(BadClip(video_id, media, "file not found"))
-        else:
-            jobs.append((video_id, media, target, settings))
-
-    media_of = {job[0]: job[1] for job in jobs}
-    done = 0
-    with tqdm(total=len(jobs), unit="clip", desc="prepare AVE", disable=not progress) as bar:
-        for video_id, reason in run_jobs(jobs, workers, work=_work):
-            if reason is None:
-                done += 1
-            else:
-                failed.append(BadClip(video_id, media_of[video_id], reason))
-            bar.update(1)
-
-    write_bad_clips(out, failed)
-    summary = PrepareSummary(out, len(video_ids), done, skipped, failed, time.perf_counter() - start_time)
-    print(summary)
-    return summary
+    video_ids = sorted({event.video_id for event in AVEAnnotations.load(root, annotations).events})
+    jobs = [PrepareJob(v, clip_file(out, v), (media_root / "AVE" / f"{v}.mp4",)) for v in video_ids]
+    settings = AVEDataset.cache_settings(image_size, fbank, crop_pct, interpolation, min_seconds)
+    return run_prepare(out, settings, jobs, prepare_clip, workers=workers, progress=progress,
+                       description="prepare AVE", command="prepare_ave")

@@ -53,23 +53,11 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import numpy as np
 import torch
 
-from avadapt._registry import DATASETS
-from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
-from avadapt.data.base import SPLITS, ClipDataset
-from avadapt.data.cache import (
-    BAD_CLIPS,
-    CACHE_JSON,
-    CacheConfigError,
-    CacheSettings,
-    check_cache_settings,
-    clip_file,
-    load_cached_clip,
-    write_text_atomic,
-)
+from avadapt.data.base import SPLITS, ClipDataset, register_dataset, seeded
+from avadapt.data.cache import write_text_atomic
 from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import media_duration, read_audio, read_clip, read_frame_folder
-from avadapt.data.transforms import VideoTransform
-from avadapt.errors import DatasetError, MediaError, MissingMediaError, OptionError
+from avadapt.errors import DatasetError, MediaError, OptionError
 
 AVQA_SEGMENTS = 10  # moments per video, as LAVISH / DG-SCT / STG-CMA sample them
 QUESTION_LENGTH = 14  # words per encoded question; the longest released question has 14
@@ -426,13 +414,9 @@ def question_files(root: str | Path, jsons: Mapping[str, str | Path] | None = No
     return {split: root / (jsons or {}).get(split, DEFAULT_JSONS[split]) for split in SPLITS}
 
 
-def load_answer_vocabulary(
-    root: str | Path,
-    answers: str | Path | None = None,
-    jsons: Mapping[str, str | Path] | None = None,
-    *,
-    train: Sequence[AVQAQuestion] | None = None,
-) -> list[str]:
+def load_answer_vocabulary(root: str | Path, answers: str | Path | None = None,
+                           jsons: Mapping[str, str | Path] | None = None, *,
+                           train: Sequence[AVQAQuestion] | None = None) -> list[str]:
     """The answer classes in index order: ``answers`` (an ``ans_vocab.txt``, relative to ``root`` or
     absolute); else ``<root>/ans_vocab.txt`` if present; else first appearance in the train json (``train``:
     its questions, when already read)."""
@@ -452,13 +436,9 @@ def load_answer_vocabulary(
     return answer_vocabulary_from(read_avqa_json(path))
 
 
-def load_question_vocabulary(
-    root: str | Path,
-    jsons: Mapping[str, str | Path] | None = None,
-    cache_dir: str | Path | None = None,
-    *,
-    train: Sequence[AVQAQuestion] | None = None,
-) -> QuestionVocabulary:
+def load_question_vocabulary(root: str | Path, jsons: Mapping[str, str | Path] | None = None,
+                             cache_dir: str | Path | None = None, *,
+                             train: Sequence[AVQAQuestion] | None = None) -> QuestionVocabulary:
     """The question vocabulary of the training questions: built from the train json (``train``: its
     questions, when already read); without one, the ``question_vocab.json`` that
     :func:`~avadapt.tasks.avqa.prepare.prepare_avqa` wrote into ``cache_dir``."""
@@ -518,12 +498,7 @@ class AVQAMedia:
         frames, wav = media_root / "video_frames" / video_id, media_root / "raw_audio" / f"{video_id}.wav"
         return cls(video_id, layout, (frames, wav))
 
-    def missing(self) -> list[Path]:
-        return [p for p in self.paths if not p.exists()]
-
-    def read(
-        self, fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS
-    ) -> tuple[np.ndarray, torch.Tensor, float]:
+    def read(self, fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS) -> tuple[np.ndarray, torch.Tensor, float]:
         """(frames (T, H, W, 3) uint8, fbank images (T, 1, F, L), the video's seconds) of the T moments
         (module docstring); :class:`MediaError` naming the file for anything unreadable."""
         if self.layout == "mp4":
@@ -547,20 +522,9 @@ def find_layout(media_root: str | Path) -> Layout:
     return "frames" if (Path(media_root) / "video_frames").is_dir() else "mp4"
 
 
-def cache_settings(image_size: int, fbank: FbankConfig, crop_pct: float = 1.0,
-                   interpolation: str = "bicubic") -> CacheSettings:
-    """What a MUSIC-AVQA cache records: 10 moments per video (``segment_seconds`` 1 is nominal: a moment is
-    one frame and one audio window, whatever the video's length)."""
-    return CacheSettings(image_size=image_size, crop_pct=crop_pct, interpolation=interpolation,
-                         num_segments=AVQA_SEGMENTS, segment_seconds=1.0, fbank=fbank, dataset=DATASET_NAME)
-
-
 # --- the dataset ------------------------------------------------------------------------------------
 
-Source = Literal["auto", "mp4", "frames", "cache"]
-
-
-@DATASETS.register(DATASET_NAME)
+@register_dataset
 class MusicAVQADataset(ClipDataset):
     """The questions of one MUSIC-AVQA split, each with its video's 10 moments.
 
@@ -576,15 +540,9 @@ class MusicAVQADataset(ClipDataset):
     ``{"test": "avqa-test-update.json"}``) and optionally ``ans_vocab.txt``.
     source: ``"mp4"`` (``<media_root>/<id>.mp4``), ``"frames"`` (``video_frames/`` + ``raw_audio/``),
     ``"cache"`` (``cache_dir`` from :func:`~avadapt.tasks.avqa.prepare.prepare_avqa`), or ``"auto"``: the cache
-    if ``cache_dir`` is given, else frames if ``<media_root>/video_frames/`` exists, else mp4.
-    media_root: where the media lives (default ``root``).
-    transform: frames → tensors; a training transform must not flip (left/right questions); default 224², 0.5.
-    fbank: the audio front end's fbank (default: the ``vit`` front end's; the AVQA front ends have 1.95 s
-    windows).
-    on_missing: questions whose video has no media raise :class:`~avadapt.tasks.ave.dataset.MissingMediaError` listing
-    the videos (``"error"``) or are dropped with a warning that lists them (``"skip"``).
-    augment: whether this is an augmented training split; the augmentation lives in the transform given
-        (``train_augmentation``: a RandomResizedCrop per clip, no flip), so nothing else changes.
+    if ``cache_dir`` is given, else frames if ``<media_root>/video_frames/`` exists, else mp4. The other
+    options are :class:`~avadapt.data.base.ClipDataset`'s; a training transform must not flip (left/right
+    questions), and the augmentation lives in it (``train_augmentation``: a RandomResizedCrop per clip).
     question_vocab: the model's question words in index order (``<pad>``, ``<unk>``, …); None: built from the
         train json (or read from ``cache_dir``'s ``question_vocab.json`` when there is no train json).
     answers: an ``ans_vocab.txt`` (relative to ``root`` or absolute); None: ``<root>/ans_vocab.txt`` if
@@ -592,12 +550,16 @@ class MusicAVQADataset(ClipDataset):
     question_length: words per encoded question; a longer question is an error naming its row.
     """
 
+    name = DATASET_NAME
     task = "avqa"
     num_segments = AVQA_SEGMENTS
     segment_seconds = 1.0  # nominal: a moment is one frame and one audio window (module docstring)
     # one RandomResizedCrop (area 0.5–1) per training clip, the same for all 10 frames; never a flip, which
     # would swap the answers of left/right questions
     train_augmentation: ClassVar[dict[str, Any]] = {"train": True, "scale": (0.5, 1.0), "hflip": 0.0}
+    layouts = ("mp4", "frames")
+    title = "MUSIC-AVQA"
+    item_noun = "question"
 
     @classmethod
     def class_names(cls, root: str | Path, answers: str | Path | None = None,
@@ -613,13 +575,10 @@ class MusicAVQADataset(ClipDataset):
         return load_question_vocabulary(root, jsons, cache_dir).to_list()
 
     @classmethod
-    def prepare(cls, root: str | Path, out: str | Path, *, workers: int, image_size: int, fbank: Any,
-                media_root: str | Path | None, crop_pct: float, progress: bool = True,
-                jsons: Mapping[str, str | Path] | None = None, source: str = "auto") -> Any:
+    def prepare(cls, root: str | Path, out: str | Path, **settings: Any) -> Any:
         from avadapt.tasks.avqa.prepare import prepare_avqa
 
-        return prepare_avqa(root, out, workers=workers, image_size=image_size, fbank=fbank, progress=progress,
-                            media_root=media_root, crop_pct=crop_pct, jsons=jsons, source=source)
+        return prepare_avqa(root, out, **settings)
 
     @classmethod
     def synthesize(cls, out: str | Path, clips: int, seed: int, num_classes: int | None = None) -> Any:
@@ -629,43 +588,16 @@ class MusicAVQADataset(ClipDataset):
 
         return synthesize_avqa(out, clips=clips, seed=seed)
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        *,
-        source: Source = "auto",
-        media_root: str | Path | None = None,
-        cache_dir: str | Path | None = None,
-        transform: VideoTransform | None = None,
-        fbank: FbankConfig | None = None,
-        on_missing: Literal["error", "skip"] = "error",
-        augment: bool = False,
-        question_vocab: Sequence[str] | None = None,
-        answers: str | Path | None = None,
-        jsons: Mapping[str, str | Path] | None = None,
-        question_length: int = QUESTION_LENGTH,
-    ):
-        if on_missing not in ("error", "skip"):
-            raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
-        if split not in SPLITS:
-            raise ValueError(f"unknown MUSIC-AVQA split {split!r}; choose from {list(SPLITS)}")
-        if source not in ("auto", "mp4", "frames", "cache"):
-            raise ValueError(f"source must be auto, mp4, frames or cache, got {source!r}")
-        if source == "cache" and cache_dir is None:
-            raise ValueError("source='cache' needs cache_dir")
-        self.root = Path(root)
-        self.split = split
-        self.media_root = Path(media_root) if media_root is not None else self.root
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.transform = transform or VideoTransform()
+    def __init__(self, root: str | Path, split: str = "train", *, source: str = "auto",
+                 question_vocab: Sequence[str] | None = None, answers: str | Path | None = None,
+                 jsons: Mapping[str, str | Path] | None = None, question_length: int = QUESTION_LENGTH,
+                 **common: Any):
+        super().__init__(root, split, **common)
         if self.transform.cfg.train and self.transform.cfg.hflip > 0:
             raise OptionError(
                 f"the training transform flips frames (hflip={self.transform.cfg.hflip}); a flip swaps left "
                 "and right, so MUSIC-AVQA's left/right answers would be wrong: use hflip=0"
             )
-        self.fbank = fbank or audio_front_end(DEFAULT_AUDIO_FRONT_END).fbank
-        self.augment = augment
         self.question_length = question_length
         self.path = question_files(self.root, jsons)[split]
         questions = read_avqa_json(self.path)
@@ -676,10 +608,7 @@ class MusicAVQADataset(ClipDataset):
         else:
             self.vocabulary = load_question_vocabulary(self.root, jsons, self.cache_dir, train=train)
         encoded, answer_indices = self._encode(questions)
-        self.source = self._resolve_source(source)
-        if self.source == "cache":
-            self._check_cache()
-        keep = self._questions_with_media(questions, on_missing)
+        keep = self.keep_with_media(source, list(range(len(questions))), lambda i: questions[i].video_id)
         self.questions = [questions[i] for i in keep]
         self.encoded = encoded[keep]  # (N, question_length)
         self.video_index = {video_id: k for k, video_id in enumerate(dict.fromkeys(q.video_id for q in self.questions))}
@@ -719,59 +648,15 @@ class MusicAVQADataset(ClipDataset):
         return (torch.tensor(encoded, dtype=torch.long) if encoded else empty,
                 torch.tensor(answers, dtype=torch.long))
 
-    def _resolve_source(self, source: Source) -> str:
-        if source != "auto":
-            return source
-        if self.cache_dir is not None:
-            return "cache"
+    def find_layout(self) -> str:
         return find_layout(self.media_root)
 
-    def _check_cache(self) -> None:
-        path = self.cache_dir / CACHE_JSON
-        size = self.transform.cfg.input_size
-        if size[0] != size[1]:
-            raise CacheConfigError(f"{path}: caches hold square frames; the transform asks for {size}")
-        wanted = {
-            "dataset": DATASET_NAME,
-            "num_segments": self.num_segments,
-            "segment_seconds": self.segment_seconds,
-            "image_size": size[0],
-            "fbank": self.fbank,
-        }
-        check_cache_settings(path, wanted)
-
     def media_paths(self, video_id: str) -> list[Path]:
-        """The file(s) this dataset's source reads for one video id."""
-        if self.source == "cache":
-            return [clip_file(self.cache_dir, video_id)]
         return list(AVQAMedia.of(self.media_root, self.source, video_id).paths)
 
-    def _questions_with_media(self, questions: list[AVQAQuestion], on_missing: str) -> list[int]:
-        """Indices of the questions whose video has media (with ``on_missing="error"``: all, or an error)."""
-        missing: dict[str, list[Path]] = {}
-        for video_id in dict.fromkeys(q.video_id for q in questions):
-            absent = [p for p in self.media_paths(video_id) if not p.exists()]
-            if absent:
-                missing[video_id] = absent
-        if not missing:
-            return list(range(len(questions)))
-        lines = [f"  {video_id}: expected {', '.join(map(str, paths))}"
-                 for video_id, paths in list(missing.items())[:10]]
-        more = f"\n  … and {len(missing) - 10} more" if len(missing) > 10 else ""
-        if self.source == "cache":
-            hint = f"\n(clips that failed to prepare are listed in {self.cache_dir / BAD_CLIPS})"
-        else:
-            hint = ("\n(layouts: <media_root>/<id>.mp4, or video_frames/<id>/ with raw_audio/<id>.wav, "
-                    "or cache_dir= from avadapt prepare)")
-        folder = self.cache_dir if self.source == "cache" else self.media_root
-        message = (
-            f"{folder}: {len(missing)} video id(s) of MUSIC-AVQA split {self.split!r} ({self.path.name}) "
-            f"have no media ({self.source} layout):\n" + "\n".join(lines) + more + hint
-        )
-        if on_missing == "error":
-            raise MissingMediaError(message)
-        warnings.warn(message + "\ntheir questions are skipped", stacklevel=3)
-        return [i for i, q in enumerate(questions) if q.video_id not in missing]
+    def decode(self, video_id: str) -> tuple[np.ndarray, torch.Tensor]:
+        frames, audio, _ = AVQAMedia.of(self.media_root, self.source, video_id).read(self.fbank, self.num_segments)
+        return frames, audio
 
     def __len__(self) -> int:
         return len(self.questions)
@@ -779,21 +664,6 @@ class MusicAVQADataset(ClipDataset):
     def item_clips(self) -> list[int]:
         """The video of each question (its ``video_index``): a video's questions share one backbone pass."""
         return [self.video_index[q.video_id] for q in self.questions]
-
-    def load_media(
-        self, video_id: str, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Video (10, 3, H, W) float and audio (10, 1, F, L) float of one video id, transformed; a training
-        transform draws its crop from ``generator`` (default: torch's global generator)."""
-        if self.source == "cache":
-            # frames (T, 3, S, S) uint8, already resized and cropped; fbank (T, 1, F, L)
-            frames, fbank = load_cached_clip(self.media_paths(video_id)[0])
-            if self.transform.cfg.train:
-                frames = self.transform.augment(frames, generator)
-            return self.transform.normalize(frames), fbank
-        media = AVQAMedia.of(self.media_root, self.source, video_id)
-        frames, audio, _ = media.read(self.fbank, self.num_segments)
-        return self.transform(frames, generator), audio
 
     def _media(self, video_id: str, seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`load_media` with the clip's crop drawn from ``seed``, remembered for the next call: a video's
@@ -808,9 +678,8 @@ class MusicAVQADataset(ClipDataset):
         return media
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        """One question by index, or by ``(index, seed)``: its crop then comes from that seed alone
-        (``avadapt.data.sampling.EpochShuffle`` yields such keys), whichever process loads it."""
-        index, seed = key if isinstance(key, tuple) else (key, None)
+        """One question by index, or by ``(index, seed)`` (:func:`~avadapt.data.base.seeded`)."""
+        index, seed, _ = seeded(key)
         question = self.questions[index]
         video, audio = self._media(question.video_id, seed)
         return {

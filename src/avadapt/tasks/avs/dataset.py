@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,21 +41,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from avadapt._registry import DATASETS
-from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END, audio_front_end
-from avadapt.data.base import SPLITS, ClipDataset
-from avadapt.data.cache import (
-    BAD_CLIPS,
-    CACHE_JSON,
-    CacheConfigError,
-    check_cache_settings,
-    clip_file,
-    load_cached_tensors,
-)
+from avadapt.data.base import SPLITS, ClipDataset, register_dataset, seeded
+from avadapt.data.cache import clip_file, load_cached_tensors
 from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import read_audio
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig, as_video_tensor
-from avadapt.errors import AnnotationError, MediaError, MissingMediaError
+from avadapt.errors import AnnotationError, MediaError
 
 AVS_SEGMENTS = 5  # AVSBench clips are 5 s, one frame and one mask per second
 AVS_SETTINGS = ("s4", "ms3")
@@ -73,7 +63,7 @@ S4_CATEGORIES = (
 )  # fmt: skip
 
 # S4 category → its renamed class in AVSBench-semantic's metadata.csv (a_obj of the v1s rows); checked
-# 1:1 on all 740 S4 test videos against ACL-SSL's S4 test list (shared/reference/datasets.md §2(a')).
+# 1:1 on all 740 S4 test videos against ACL-SSL's S4 test list.
 S4_TO_AVSS = {
     "ambulance_siren": "emergency-car", "baby_laughter": "baby", "cap_gun_shooting": "gun",
     "cat_meowing": "cat",
@@ -119,128 +109,102 @@ class AVSClip:
     line: int
 
 
-def _read_csv(path: str | Path) -> tuple[Path, list[str], list[tuple[int, list[str]]]]:
-    """(path, header, [(line, fields)] of the non-blank data rows) of a comma-separated file with a header.
+class _Table:
+    """A comma-separated file with a header; every error names the file and the line.
 
-    A UTF-8 byte-order mark and Windows line endings are tolerated; fields are stripped of spaces.
+    A UTF-8 byte-order mark and Windows line endings are tolerated; fields are stripped of spaces; blank lines
+    are skipped; a row with more fields than the header is refused.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(path, None, "AVSBench metadata file not found")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        rows = []
-        header: list[str] | None = None
-        for fields in reader:
-            fields = [f.strip() for f in fields]
-            if not any(fields):
-                continue  # blank line
-            if header is None:
-                header = fields
-            else:
-                rows.append((reader.line_num, fields))
-    if header is None:
-        raise AnnotationError(path, None, "empty file: no header line")
-    return path, header, rows
 
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise AnnotationError(self.path, None, "AVSBench metadata file not found")
+        with self.path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            lines = [(reader.line_num, [f.strip() for f in fields]) for fields in reader]
+        lines = [(line, fields) for line, fields in lines if any(fields)]
+        if not lines:
+            raise AnnotationError(self.path, None, "empty file: no header line")
+        (_, self.header), self.rows = lines[0], lines[1:]
+        self.lowered = [h.lower() for h in self.header]
+        for line, fields in self.rows:
+            if len(fields) > len(self.header):
+                raise AnnotationError(self.path, line, f"{len(fields)} fields, but the header has "
+                                                       f"{len(self.header)}: {','.join(fields)!r}")
 
-def _column(path: Path, header: list[str], name: str) -> int:
-    """Index of the column called ``name`` in the header (line 1)."""
-    lowered = [h.lower() for h in header]
-    if name not in lowered:
-        raise AnnotationError(path, 1, f"the header has no {name!r} column: {','.join(header)}")
-    return lowered.index(name)
+    def column(self, name: str) -> int:
+        """Index of the column called ``name`` in the header (line 1)."""
+        if name not in self.lowered:
+            raise AnnotationError(self.path, 1, f"the header has no {name!r} column: {','.join(self.header)}")
+        return self.lowered.index(name)
 
+    def field(self, line: int, fields: list[str], index: int) -> str:
+        """Field ``index`` of a data row; a row that stops before it, or leaves it empty, is an error."""
+        if index >= len(fields) or not fields[index]:
+            name = self.header[index] if index < len(self.header) else f"column {index + 1}"
+            raise AnnotationError(self.path, line, f"missing field {name!r} (column {index + 1}): "
+                                                   f"{','.join(fields)!r}")
+        return fields[index]
 
-def _field(path: Path, line: int, fields: list[str], header: list[str], index: int) -> str:
-    """Field ``index`` of a data row; a row that stops before it, or leaves it empty, is an error."""
-    name = header[index] if index < len(header) else f"column {index + 1}"
-    if index >= len(fields) or not fields[index]:
-        raise AnnotationError(path, line, f"missing field {name!r} (column {index + 1}): "
-                                          f"{','.join(fields)!r}")
-    return fields[index]
+    def split(self, line: int, fields: list[str], index: int) -> str:
+        value = self.field(line, fields, index)
+        if value not in SPLITS:
+            raise AnnotationError(self.path, line, f"split {value!r} is not one of {', '.join(SPLITS)}")
+        return value
 
+    def seconds(self, line: int, name: str, value: str) -> float | None:
+        try:
+            return float(value) if value else None
+        except ValueError:
+            raise AnnotationError(self.path, line, f"{name} must be a number of seconds, got {value!r}") from None
 
-def _check_row(path: Path, line: int, fields: list[str], header: list[str]) -> None:
-    if len(fields) > len(header):
-        raise AnnotationError(path, line, f"{len(fields)} fields, but the header has {len(header)}: "
-                                          f"{','.join(fields)!r}")
-
-
-def _split(path: Path, line: int, value: str) -> str:
-    if value not in SPLITS:
-        raise AnnotationError(path, line, f"split {value!r} is not one of {', '.join(SPLITS)}")
-    return value
-
-
-def _seconds(path: Path, line: int, field_name: str, value: str) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise AnnotationError(path, line, f"{field_name} must be a number of seconds, got {value!r}"
-                              ) from None
-
-
-def _unique(path: Path, clips: list[AVSClip]) -> list[AVSClip]:
-    """Refuse a name listed twice: a clip's media, masks and cache entry are found by its name."""
-    first: dict[str, int] = {}
-    for clip in clips:
-        if clip.name in first:
-            raise AnnotationError(path, clip.line,
-                                  f"clip {clip.name!r} is already listed on line {first[clip.name]}")
-        first[clip.name] = clip.line
-    return clips
-
-
-def _s4_category(path: Path, line: int, category: str) -> str:
-    if category not in S4_CATEGORIES:
-        raise AnnotationError(path, line, f"unknown S4 category {category!r} (not one of the "
-                                          f"{len(S4_CATEGORIES)} AVSBench S4 categories)")
-    return category
+    def unique(self, clips: list[AVSClip]) -> list[AVSClip]:
+        """Refuse a name listed twice: a clip's media, masks and cache entry are found by its name."""
+        first: dict[str, int] = {}
+        for clip in clips:
+            if clip.name in first:
+                raise AnnotationError(self.path, clip.line,
+                                      f"clip {clip.name!r} is already listed on line {first[clip.name]}")
+            first[clip.name] = clip.line
+        return clips
 
 
 def read_s4_metadata(path: str | Path) -> list[AVSClip]:
     """Rows of AVSBench's ``s4_meta_data.csv``: column 0 = name, column 2 = category and the ``split``
     column, as the official loader reads them (``start``, column 1, is kept when the header names it so).
 
-    Raises :class:`~avadapt.tasks.ave.dataset.AnnotationError` naming the file and line for a missing field, a
-    split other than train/val/test, a category not in :data:`S4_CATEGORIES`, or a name listed twice.
+    Raises :class:`~avadapt.errors.AnnotationError` naming the file and line for a missing field, a split other
+    than train/val/test, a category not in :data:`S4_CATEGORIES`, or a name listed twice.
     """
-    path, header, rows = _read_csv(path)
-    if len(header) < 3:
-        raise AnnotationError(path, 1, f"expected at least 3 columns (name,start,category,split), got "
-                                       f"{','.join(header)!r}")
-    split_at = _column(path, header, "split")
-    lowered = [h.lower() for h in header]
-    start_at = lowered.index("start") if "start" in lowered else None
+    table = _Table(path)
+    if len(table.header) < 3:
+        raise AnnotationError(table.path, 1, f"expected at least 3 columns (name,start,category,split), got "
+                                             f"{','.join(table.header)!r}")
+    split_at = table.column("split")
+    start_at = table.lowered.index("start") if "start" in table.lowered else len(table.header)
     clips = []
-    for line, fields in rows:
-        _check_row(path, line, fields, header)
-        name = _field(path, line, fields, header, 0)
-        category = _s4_category(path, line, _field(path, line, fields, header, 2))
-        split = _split(path, line, _field(path, line, fields, header, split_at))
-        start = fields[start_at] if start_at is not None and start_at < len(fields) else ""
-        clips.append(AVSClip(name, split, category, _seconds(path, line, "start", start), line))
-    return _unique(path, clips)
+    for line, fields in table.rows:
+        name, category = table.field(line, fields, 0), table.field(line, fields, 2)
+        if category not in S4_CATEGORIES:
+            raise AnnotationError(table.path, line, f"unknown S4 category {category!r} (not one of the "
+                                                    f"{len(S4_CATEGORIES)} AVSBench S4 categories)")
+        split = table.split(line, fields, split_at)
+        start = table.seconds(line, "start", fields[start_at] if start_at < len(fields) else "")
+        clips.append(AVSClip(name, split, category, start, line))
+    return table.unique(clips)
 
 
 def read_ms3_metadata(path: str | Path) -> list[AVSClip]:
     """Rows of AVSBench's ``ms3_meta_data.csv``: column 0 = name and the ``split`` column (category ``""``).
 
-    Raises :class:`~avadapt.tasks.ave.dataset.AnnotationError` naming the file and line for a missing field, a
-    split other than train/val/test, or a name listed twice.
+    Raises :class:`~avadapt.errors.AnnotationError` naming the file and line for a missing field, a split other
+    than train/val/test, or a name listed twice.
     """
-    path, header, rows = _read_csv(path)
-    split_at = _column(path, header, "split")
-    clips = []
-    for line, fields in rows:
-        _check_row(path, line, fields, header)
-        name = _field(path, line, fields, header, 0)
-        split = _split(path, line, _field(path, line, fields, header, split_at))
-        clips.append(AVSClip(name, split, "", None, line))
-    return _unique(path, clips)
+    table = _Table(path)
+    split_at = table.column("split")
+    return table.unique([AVSClip(table.field(line, fields, 0), table.split(line, fields, split_at), "", None, line)
+                         for line, fields in table.rows])
 
 
 def splits_from_avss_metadata(path: str | Path, label: Literal["v1s", "v1m"]) -> list[AVSClip]:
@@ -248,36 +212,34 @@ def splits_from_avss_metadata(path: str | Path, label: Literal["v1s", "v1m"]) ->
 
     name = ``vid``, start = ``s_sec``, split = ``split``; for S4 the category is the original S4 name of the
     renamed ``a_obj`` (:data:`AVSS_TO_S4`), for MS3 ``""``. Rows of other labels (``v2``) are skipped.
-    Raises :class:`~avadapt.tasks.ave.dataset.AnnotationError` naming the file and line for a missing field, an
-    ``a_obj`` with no S4 category, a bad split or a name listed twice.
+    Raises :class:`~avadapt.errors.AnnotationError` naming the file and line for a missing field, an ``a_obj``
+    with no S4 category, a bad split or a name listed twice.
     """
     if label not in AVSS_LABELS.values():
         raise ValueError(f"label must be one of {sorted(AVSS_LABELS.values())}, got {label!r}")
-    path, header, rows = _read_csv(path)
-    at = {name: _column(path, header, name) for name in AVSS_COLUMNS}
+    table = _Table(path)
+    at = {name: table.column(name) for name in AVSS_COLUMNS}
     clips = []
-    for line, fields in rows:
-        _check_row(path, line, fields, header)
-        if _field(path, line, fields, header, at["label"]) != label:
+    for line, fields in table.rows:
+        if table.field(line, fields, at["label"]) != label:
             continue
-        name = _field(path, line, fields, header, at["vid"])
-        start = _seconds(path, line, "s_sec", _field(path, line, fields, header, at["s_sec"]))
-        split = _split(path, line, _field(path, line, fields, header, at["split"]))
+        name = table.field(line, fields, at["vid"])
+        start = table.seconds(line, "s_sec", table.field(line, fields, at["s_sec"]))
+        split = table.split(line, fields, at["split"])
         category = ""
         if label == "v1s":
-            obj = _field(path, line, fields, header, at["a_obj"])
+            obj = table.field(line, fields, at["a_obj"])
             if obj not in AVSS_TO_S4:
-                raise AnnotationError(path, line, f"a_obj {obj!r} of a v1s row has no S4 category "
-                                                  f"(known: {', '.join(sorted(AVSS_TO_S4))})")
+                raise AnnotationError(table.path, line, f"a_obj {obj!r} of a v1s row has no S4 category "
+                                                        f"(known: {', '.join(sorted(AVSS_TO_S4))})")
             category = AVSS_TO_S4[obj]
         clips.append(AVSClip(name, split, category, start, line))
-    return _unique(path, clips)
+    return table.unique(clips)
 
 
 def is_avss_metadata(path: str | Path) -> bool:
     """Whether a csv is AVSBench-semantic's ``metadata.csv`` (header with ``vid``, ``a_obj``, ``label``)."""
-    _, header, _ = _read_csv(path)
-    return {"vid", "a_obj", "label"} <= {h.lower() for h in header}
+    return {"vid", "a_obj", "label"} <= set(_Table(path).lowered)
 
 
 def read_avs_metadata(path: str | Path, setting: str) -> list[AVSClip]:
@@ -349,20 +311,6 @@ class AVSMedia:
     def paths(self) -> list[Path]:
         """Every file the clip needs: frames, the annotated frames' masks, the wav."""
         return [*self.frames, *(m for m in self.masks if m is not None), self.wav]
-
-    def missing(self) -> str | None:
-        """What is missing, in words, or None when every file exists."""
-        absent_frames = [p for p in self.frames if not p.is_file()]
-        absent_other = [p for p in self.paths()[len(self.frames):] if not p.is_file()]
-        if not absent_frames and not absent_other:
-            return None
-        parts = []
-        if absent_frames:
-            parts.append(f"{len(self.frames) - len(absent_frames)} of {len(self.frames)} frames, missing "
-                         + ", ".join(map(str, absent_frames)))
-        if absent_other:
-            parts.append("missing " + ", ".join(map(str, absent_other)))
-        return "; ".join(parts)
 
 
 def _open_image(path: Path) -> Image.Image:
@@ -446,57 +394,31 @@ def read_wave(path: Path, sample_rate: int) -> np.ndarray:
     return wave
 
 
-def eval_geometry(cfg: VideoTransformConfig) -> tuple[VideoTransform, VideoTransform]:
-    """(frame geometry, mask geometry): the evaluation resize + centre crop of ``cfg`` (its training crop is
-    never used: masks must follow the frames exactly), the mask one with nearest-neighbour resizing."""
-    frames = VideoTransform(dataclasses.replace(cfg, train=False))
-    return frames, VideoTransform(dataclasses.replace(cfg, train=False, interpolation="nearest"))
-
-
-@dataclass
-class DecodedClip:
-    """One clip after decoding and geometry, before normalisation and augmentation."""
-
-    frames: torch.Tensor  # (T, 3, S, S) uint8
-    masks: torch.Tensor  # (T, S, S) uint8 in {0, 1}
-    annotated: torch.Tensor  # (T,) bool
-    audio: torch.Tensor  # (T, 1, F, L) float32
-
-
-def decode_clip(media: AVSMedia, cfg: VideoTransformConfig, fbank: FbankConfig) -> DecodedClip:
-    """Read one clip's files: frames and masks through :func:`eval_geometry` of ``cfg`` (masks binarised
-    first, then resized nearest), and one fbank image per second of the wav (:func:`segment_fbank`:
-    windows of ``fbank.window_seconds`` starting at each second, zeros past the end of the 5 s).
+def decode_clip(media: AVSMedia, cfg: VideoTransformConfig, fbank: FbankConfig) -> dict[str, torch.Tensor]:
+    """Read one clip's files into the tensors its cache file holds: ``frames`` (T, 3, S, S) uint8 and ``masks``
+    (T, S, S) uint8 in {0, 1} through the evaluation resize + centre crop of ``cfg`` (never its training crop:
+    masks must follow the frames exactly; masks binarised first, then resized nearest), ``fbank``
+    (T, 1, F, L), one image per second of the wav (:func:`segment_fbank`: windows of ``fbank.window_seconds``
+    starting at each second, zeros past the end of the 5 s), and ``annotated`` (T,) uint8.
 
     Raises :class:`~avadapt.errors.MediaError` naming the file for a missing, empty or undecodable file,
     frames of different sizes, a mask of another size than its frame or one that is not binary, or a
     too short wav.
     """
-    frame_geometry, mask_geometry = eval_geometry(cfg)
+    frame_geometry = VideoTransform(dataclasses.replace(cfg, train=False))
+    mask_geometry = VideoTransform(dataclasses.replace(cfg, train=False, interpolation="nearest"))
     frames = read_frames(media.frames)  # (T, H, W, 3)
     masks = read_masks(media, frames.shape[1:3])  # (T, H, W)
     wave = read_wave(media.wav, fbank.sample_rate)
-    return DecodedClip(
-        frames=frame_geometry.geometry(as_video_tensor(frames)),  # (T, 3, S, S)
-        masks=mask_geometry.geometry(torch.from_numpy(masks)[:, None])[:, 0],  # (T, S, S)
-        annotated=torch.tensor(media.annotated),
-        audio=segment_fbank(wave, fbank, AVS_SEGMENTS, 1.0),  # (T, 1, F, L)
-    )
-
-
-def flip_together(
-    frames: torch.Tensor, masks: torch.Tensor, generator: torch.Generator | None, probability: float = 0.5
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One coin from ``generator``: with ``probability``, frames (…, W) and masks (…, W) both mirrored."""
-    if float(torch.rand((), generator=generator)) < probability:
-        return frames.flip(-1), masks.flip(-1)
-    return frames, masks
+    return {
+        "frames": frame_geometry.geometry(as_video_tensor(frames)),  # (T, 3, S, S)
+        "fbank": segment_fbank(wave, fbank, AVS_SEGMENTS, 1.0),  # (T, 1, F, L)
+        "masks": mask_geometry.geometry(torch.from_numpy(masks)[:, None])[:, 0],  # (T, S, S)
+        "annotated": torch.tensor(media.annotated, dtype=torch.uint8),  # (T,)
+    }
 
 
 # --- the dataset -------------------------------------------------------------------------------------
-
-Source = Literal["auto", "native", "cache"]
-
 
 class AVSDataset(ClipDataset):
     """AVSBench clips of one split, each read as 5 frames, 5 fbank images and 5 masks; use the registered
@@ -509,12 +431,9 @@ class AVSDataset(ClipDataset):
 
     source: ``"native"`` (the layout in the module docstring, under ``media_root``), ``"cache"``
     (``cache_dir`` from :func:`~avadapt.tasks.avs.prepare.prepare_avs`), or ``"auto"``: the cache if
-    ``cache_dir`` is given, else native.
-    transform: its evaluation geometry and normalisation are used (default: 224², mean/std 0.5).
-    fbank: the audio front end's fbank (default: the ``vit`` front end's).
-    on_missing: clips whose files are missing (a frame, an annotated frame's mask, the wav; or the cache
-    file) raise :class:`~avadapt.tasks.ave.dataset.MissingMediaError` listing them (``"error"``) or are dropped
-    with a warning that lists them (``"skip"``).
+    ``cache_dir`` is given, else native. The transform's evaluation geometry and normalisation are used; a
+    clip's media is missing when a frame, an annotated frame's mask or the wav is. The other options are
+    :class:`~avadapt.data.base.ClipDataset`'s.
     augment: training: one horizontal flip with probability 0.5 per clip, of frames and masks together,
     drawn from the item's generator (see :meth:`__getitem__`).
     metadata: the csv listing the clips (relative to ``root`` or absolute): the setting's native
@@ -527,21 +446,17 @@ class AVSDataset(ClipDataset):
 
     task = "avs"
     num_segments = AVS_SEGMENTS
-    segment_seconds = 1.0
     train_augmentation = None  # the dataset flips frames and masks itself
+    layouts = ("native",)
+    clip_noun = item_noun = "clip"
     setting: ClassVar[str]
-    dataset_name: ClassVar[str]
     flip_probability: ClassVar[float] = 0.5
 
     @classmethod
-    def prepare(cls, root: str | Path, out: str | Path, *, workers: int, image_size: int, fbank: Any,
-                media_root: str | Path | None, crop_pct: float, progress: bool = True,
-                metadata: str | Path | None = None) -> Any:
+    def prepare(cls, root: str | Path, out: str | Path, **settings: Any) -> Any:
         from avadapt.tasks.avs.prepare import prepare_avs
 
-        return prepare_avs(root, out, setting=cls.setting, workers=workers, image_size=image_size,
-                           fbank=fbank, progress=progress, media_root=media_root, crop_pct=crop_pct,
-                           metadata=metadata)
+        return prepare_avs(root, out, setting=cls.setting, **settings)
 
     @classmethod
     def synthesize(cls, out: str | Path, clips: int, seed: int, num_classes: int | None = None) -> Any:
@@ -549,138 +464,67 @@ class AVSDataset(ClipDataset):
 
         return synthesize_avs(out, clips=clips, seed=seed, setting=cls.setting, num_classes=num_classes)
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        *,
-        source: Source = "auto",
-        media_root: str | Path | None = None,
-        cache_dir: str | Path | None = None,
-        transform: VideoTransform | None = None,
-        fbank: FbankConfig | None = None,
-        on_missing: Literal["error", "skip"] = "error",
-        augment: bool = False,
-        metadata: str | Path | None = None,
-    ):
+    def __init__(self, root: str | Path, split: str = "train", *, source: str = "auto",
+                 metadata: str | Path | None = None, **common: Any):
         if getattr(type(self), "setting", None) not in AVS_SETTINGS:
             raise TypeError(f"{type(self).__name__} names no AVSBench setting; use S4Dataset or MS3Dataset")
-        if on_missing not in ("error", "skip"):
-            raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
-        if split not in SPLITS:
-            raise ValueError(f"unknown AVSBench split {split!r}; choose from {list(SPLITS)}")
-        if source not in ("auto", "native", "cache"):
-            raise ValueError(f"source must be auto, native or cache, got {source!r}")
-        if source == "cache" and cache_dir is None:
-            raise ValueError("source='cache' needs cache_dir")
-        self.root = Path(root)
-        self.split = split
-        self.media_root = Path(media_root) if media_root is not None else self.root
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.transform = transform or VideoTransform()
-        self.fbank = fbank or audio_front_end(DEFAULT_AUDIO_FRONT_END).fbank
-        self.augment = augment
-        self.source = source if source != "auto" else ("cache" if self.cache_dir is not None else "native")
+        super().__init__(root, split, **common)
         self.metadata = metadata_path(self.root, self.setting, metadata)
-        if self.source == "cache":
-            self._check_cache()
         clips = [c for c in read_avs_metadata(self.metadata, self.setting) if c.split == split]
-        self.clips = self._clips_with_media(clips, on_missing)
-
-    def _check_cache(self) -> None:
-        path = self.cache_dir / CACHE_JSON
-        size = self.transform.cfg.input_size
-        if size[0] != size[1]:
-            raise CacheConfigError(f"{path}: caches hold square frames; the transform asks for {size}")
-        wanted = {
-            "dataset": self.dataset_name,
-            "num_segments": self.num_segments,
-            "segment_seconds": self.segment_seconds,
-            "image_size": size[0],
-            "fbank": self.fbank,
-        }
-        check_cache_settings(path, wanted)
+        self._by_name = {clip.name: clip for clip in clips}
+        self.clips = self.keep_with_media(source, clips, lambda clip: clip.name)
 
     def media(self, clip: AVSClip) -> AVSMedia:
         """The native files of one clip."""
         return AVSMedia.of(self.media_root, self.setting, clip)
 
-    def cache_file(self, clip: AVSClip) -> Path:
+    def cache_file(self, name: str) -> Path:
         """``<cache_dir>/<split>/<name>.safetensors``."""
-        return clip_file(self.cache_dir / clip.split, clip.name)
+        return clip_file(self.cache_dir / self.split, name)
 
-    def _clips_with_media(self, clips: list[AVSClip], on_missing: str) -> list[AVSClip]:
-        missing: dict[str, str] = {}
-        for clip in clips:
-            if self.source == "cache":
-                path = self.cache_file(clip)
-                problem = None if path.is_file() else f"expected {path}"
-            else:
-                problem = self.media(clip).missing()
-            if problem is not None:
-                missing[clip.name] = problem
-        if not missing:
-            return clips
-        lines = [f"  {name}: {problem}" for name, problem in list(missing.items())[:10]]
-        more = f"\n  … and {len(missing) - 10} more" if len(missing) > 10 else ""
-        hint = ""
-        if self.source == "cache":
-            hint = f"\n(clips that failed to prepare are listed in {self.cache_dir / BAD_CLIPS})"
-        folder = self.cache_dir if self.source == "cache" else setting_folder(self.media_root, self.setting)
-        message = (
-            f"{folder}: {len(missing)} clip(s) of AVSBench {self.setting.upper()} split {self.split!r} "
-            f"lack media ({self.source} layout):\n" + "\n".join(lines) + more + hint
-        )
-        if on_missing == "error":
-            raise MissingMediaError(message)
-        warnings.warn(message + "\nthese clips are skipped", stacklevel=3)
-        return [c for c in clips if c.name not in missing]
+    def media_paths(self, name: str) -> list[Path]:
+        return self.media(self._by_name[name]).paths()
 
     def __len__(self) -> int:
         return len(self.clips)
 
-    def load_clip(self, clip: AVSClip) -> DecodedClip:
-        """One clip's frames and masks (after the evaluation geometry), annotated flags and fbank images."""
+    def load_clip(self, clip: AVSClip) -> dict[str, torch.Tensor]:
+        """One clip's tensors as its cache file holds them (:func:`decode_clip`)."""
         if self.source == "native":
             return decode_clip(self.media(clip), self.transform.cfg, self.fbank)
-        tensors = load_cached_tensors(self.cache_file(clip))
-        return DecodedClip(
-            frames=tensors["frames"],  # (T, 3, S, S) uint8
-            masks=tensors["masks"],  # (T, S, S) uint8
-            annotated=tensors["annotated"].bool(),  # (T,)
-            audio=tensors["fbank"].float(),  # (T, 1, F, L)
-        )
+        return load_cached_tensors(self.cache_file(clip.name))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         """One clip by index, or by ``(index, seed)``: its flip then comes from that seed alone
-        (``avadapt.data.sampling.EpochShuffle`` yields such keys), whichever process loads it."""
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        (:func:`~avadapt.data.base.seeded`)."""
+        index, _, generator = seeded(key)
         clip = self.clips[index]
-        decoded = self.load_clip(clip)
-        frames, masks = decoded.frames, decoded.masks
-        if self.augment:
-            frames, masks = flip_together(frames, masks, generator, self.flip_probability)
+        tensors = self.load_clip(clip)
+        frames, masks = tensors["frames"], tensors["masks"]
+        if self.augment and float(torch.rand((), generator=generator)) < self.flip_probability:
+            frames, masks = frames.flip(-1), masks.flip(-1)  # (…, W): mirrored together
         return {
             "video": self.transform.normalize(frames),  # (T, 3, H, W)
-            "audio": decoded.audio,  # (T, 1, F, L)
+            "audio": tensors["fbank"].float(),  # (T, 1, F, L)
             "masks": masks.float(),  # (T, H, W)
-            "annotated": decoded.annotated,  # (T,)
+            "annotated": tensors["annotated"].bool(),  # (T,)
             "meta": {"video_id": clip.name, "category": clip.category, "split": clip.split},
         }
 
 
-@DATASETS.register("avs_s4")
+@register_dataset
 class S4Dataset(AVSDataset):
     """AVSBench S4: one sounding object per clip, 23 categories; S4 train annotates only the first frame."""
 
+    name = "avs_s4"
     setting = "s4"
-    dataset_name = "avs_s4"
+    title = "AVSBench S4"
 
 
-@DATASETS.register("avs_ms3")
+@register_dataset
 class MS3Dataset(AVSDataset):
     """AVSBench MS3: several sounding objects per clip; all 5 frames annotated in every split."""
 
+    name = "avs_ms3"
     setting = "ms3"
-    dataset_name = "avs_ms3"
+    title = "AVSBench MS3"
