@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -290,6 +290,10 @@ class AVSTask(Task):
     monitor = "miou"
     dataset = "avs_s4"
     num_segments = 5
+    # the Swin loaders of STG-CMA (its probe too) and LAVISH for this dataset; on a ViT the family's default
+    paper_audio_front_ends: ClassVar[dict[tuple[str, str], str]] = {
+        ("stg_cma", "swin"): "stg_cma_swin_avs", ("probe", "swin"): "stg_cma_swin_avs",
+        ("lavish", "swin"): "lavish_swin_avs"}
     prediction_kind = "a mask of the sounding object per second (PNG files), their picture (PNG) and JSON"
 
     def segment_probabilities(self, outputs: AVSOutputs) -> torch.Tensor:
