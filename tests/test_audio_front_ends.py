@@ -38,7 +38,8 @@ def test_paper_configs_build_the_vit_front_end_on_both_sides():
     model_options = yaml.safe_load((CONFIGS / "clip_vit_b16_tiny.yaml").read_text())["model"]
     name = model_options["audio_front_end"]
     model = build_without_weights(backbone=model_options["backbone"], method=model_options["method"],
-                                  task=model_options["task"], audio_front_end=name, **model_options["method_options"])
+                                  task=model_options["task"], audio_front_end=name,
+                                  **model_options["method_options"])
     fbank = recorded_audio_front_end({"audio_front_end": name}).fbank  # what the data module and predict read
     assert (model.backbone.audio.num_mel_bins, model.backbone.audio.num_frames) == (128, 102)
     assert (fbank.num_mel_bins, fbank.target_frames) == (128, 102)
@@ -46,7 +47,8 @@ def test_paper_configs_build_the_vit_front_end_on_both_sides():
 
 
 def test_a_swin_front_end_sizes_the_embedding_and_the_fbank_alike():
-    model = build_without_weights(backbone=SWINV2_L, method="lavish", task="ave", audio_front_end="lavish_swin_ave")
+    model = build_without_weights(backbone=SWINV2_L, method="lavish", task="ave",
+                                  audio_front_end="lavish_swin_ave")
     fbank = recorded_audio_front_end({"audio_front_end": "lavish_swin_ave"}).fbank
     assert (model.backbone.audio.num_mel_bins, model.backbone.audio.num_frames) == (192, 192)
     assert (fbank.num_mel_bins, fbank.target_frames, fbank.frame_shift_ms) == (192, 192, 5.2)
@@ -100,7 +102,8 @@ def test_unknown_front_end_name_fails_with_the_known_names():
     with pytest.raises(KeyError, match=message):
         audio_front_end("clap")
     with pytest.raises(KeyError, match=message):
-        AVAdaptModule(backbone="test_vit", task="ave", backbone_options={"img_size": 32}, audio_front_end="clap")
+        AVAdaptModule(backbone="test_vit", task="ave", backbone_options={"img_size": 32},
+                      audio_front_end="clap")
     with pytest.raises(KeyError, match=message):
         create_model(backbone="test_vit", method="probe", task="ave", audio_front_end="clap")
     with pytest.raises(KeyError, match=message):
@@ -110,8 +113,8 @@ def test_unknown_front_end_name_fails_with_the_known_names():
 
 
 def test_the_backbone_audio_option_may_change_the_kernel_but_not_the_size():
-    options = {"backbone": "test_vit", "task": "ave", "task_options": {"num_classes": 3}, "audio_front_end": "vit",
-               "fbank": {"num_mel_bins": 32, "target_frames": 48}}
+    options = {"backbone": "test_vit", "task": "ave", "task_options": {"num_classes": 3},
+               "audio_front_end": "vit", "fbank": {"num_mel_bins": 32, "target_frames": 48}}
     module = AVAdaptModule(**options, backbone_options={"img_size": 32, "audio": {"kernel_reduction": "mean"}})
     assert module.model.backbone.audio.kernel_reduction == "mean"
     assert module.model.backbone.audio.num_mel_bins == 32
@@ -130,6 +133,7 @@ def test_records_without_a_front_end_name_mean_the_vit_entry():
 
 def test_a_data_module_reads_the_dataset_it_is_told_or_the_models_task_reads():
     assert AVDataModule("unused_root", preprocessing={"dataset": "avs_s4"}).dataset_name == "avs_s4"
-    assert AVDataModule("unused_root", dataset="ave", preprocessing={"dataset": "avs_s4"}).dataset_name == "ave"
+    told = AVDataModule("unused_root", dataset="ave", preprocessing={"dataset": "avs_s4"})
+    assert told.dataset_name == "ave"
     with pytest.raises(OptionError, match="needs a dataset"):
         _ = AVDataModule("unused_root").dataset_name

@@ -83,8 +83,8 @@ def frozen_audio_maps(model: avadapt.AVModel, audio: torch.Tensor) -> list[torch
 def frozen_visual_features(family: str, video: torch.Tensor, audio: torch.Tensor):
     """The visual backbone alone (the probe on the same weights), in eval mode."""
     name, visual_options = TINY_BACKBONES[family]
-    probe = avadapt.create_model(backbone=name, method="probe", task="ave", weights=backbone_weights(family), num_frames=FRAMES,
-                                 backbone_options=visual_options, branches="visual_only")
+    probe = avadapt.create_model(backbone=name, method="probe", task="ave", weights=backbone_weights(family),
+                                 num_frames=FRAMES, backbone_options=visual_options, branches="visual_only")
     return probe.eval().features(video, None)
 
 
@@ -143,9 +143,9 @@ def test_encoders_start_as_the_frozen_ones_and_features_are_guided_pools_of_them
         name, visual_options = TINY_BACKBONES[family]
         final_visual = visual.video_maps[-1]
         if family == "vit":
-            probe = avadapt.create_model(backbone=name, method="probe", task="ave", weights=backbone_weights(family),
-                                         num_frames=FRAMES, backbone_options=visual_options,
-                                         branches="visual_only").eval()
+            probe = avadapt.create_model(backbone=name, method="probe", task="ave",
+                                         weights=backbone_weights(family), num_frames=FRAMES,
+                                         backbone_options=visual_options, branches="visual_only").eval()
             encoded = probe.method.encode_stages(probe.method.embed(video, None))["video"][-1]
             final_visual = probe.backbone.final_norm(encoded).view(BATCH, FRAMES, *encoded.shape[1:])
         p_video = pooling["video"].view(BATCH, FRAMES, -1, 1)

@@ -1,6 +1,7 @@
 """Generic modules never name a task: no string constant outside the places listed here equals the name of a
-registered task or dataset. Every module under ``src/avadapt`` is read with ``ast`` (nothing is imported), so a
-task's name in a default, a fallback or a lookup table of the generic machinery fails here with its file:line.
+registered task or dataset. Every module under ``src/avadapt`` is read with ``ast`` (nothing is imported), so
+a task's name in a default, a fallback or a lookup table of the generic machinery fails here with its
+file:line.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ TEMPORARY_EXCLUSIONS = {
 
 def _excluded(relative: Path) -> bool:
     path = relative.as_posix()
-    return any(fnmatch(path, pattern) or path.startswith(f"{pattern}/") for pattern in (*ALLOWED, *TEMPORARY_EXCLUSIONS))
+    return any(fnmatch(path, pattern) or path.startswith(f"{pattern}/")
+               for pattern in (*ALLOWED, *TEMPORARY_EXCLUSIONS))
 
 
 def task_name_literals(names: set[str]) -> list[str]:

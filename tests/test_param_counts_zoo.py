@@ -69,13 +69,15 @@ def test_av_stfp_lands_near_the_poster(backbone, exact, poster):
 def test_probe_trains_only_the_head_unless_fully_fine_tuned():
     frozen = parameter_report(build_without_weights(backbone=SWIN_L, method="probe", task="ave"))
     assert frozen["trainable"] == 1_588_253 and frozen["breakdown"] == {"head": 1_588_253}
-    full = parameter_report(build_without_weights(backbone=SWIN_L, method="probe", task="ave", full_finetune=True))
+    full = parameter_report(build_without_weights(backbone=SWIN_L, method="probe", task="ave",
+                                                  full_finetune=True))
     assert full["trainable"] == full["total"]
 
 
 def test_every_registered_method_has_a_preset_row_and_the_table_formats():
     assert {row.method for row in PRESET_ROWS} == set(METHODS.names())
-    rows = [PresetRow("stg_cma", CLIP_B16, "tiny (1/32)", {"preset": "tiny"}, task="ave", paper="3.53M (code)"),
+    rows = [PresetRow("stg_cma", CLIP_B16, "tiny (1/32)", {"preset": "tiny"}, task="ave",
+                      paper="3.53M (code)"),
             PresetRow("lavish", SWINV2_L, "AVE preset", {"preset": "ave"}, task="ave", paper="10.04M (code)")]
     entries = parameter_table(rows)
     assert [e["trainable"] for e in entries] == [3_529_973, 10_036_061]
@@ -95,7 +97,9 @@ def test_params_table_command_prints_the_table(monkeypatch, capsys):
 
 def test_methods_pick_their_audio_entrance_on_swin_unless_told_otherwise():
     def audio(method: str, **backbone_options) -> AudioEmbeddingConfig:
-        return build_without_weights(backbone=SWINV2_L, method=method, task="ave", backbone_options=backbone_options).backbone.audio
+        model = build_without_weights(backbone=SWINV2_L, method=method, task="ave",
+                                      backbone_options=backbone_options)
+        return model.backbone.audio
 
     lavish = AudioEmbeddingConfig(num_mel_bins=192, num_frames=192, kernel_reduction="sum", pos_embed="crop")
     assert audio("lavish") == lavish  # RGB kernel summed: the spectrogram tiled to three channels

@@ -1,6 +1,7 @@
 """The task contract: a task from a package outside avadapt (head, config, Task, dataset), found through the
-``avadapt.tasks`` entry point group, trains through ``avadapt fit`` with one config file and nothing of avadapt
-edited; its monitor and mode select the checkpoints, and it needs no audio front end or method preset of its own."""
+``avadapt.tasks`` entry point group, trains through ``avadapt fit`` with one config file and nothing of
+avadapt edited; its monitor and mode select the checkpoints, and it needs no audio front end or method preset
+of its own."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ class BrightnessTask(Task):
 
 @DATASETS.register("toy_brightness")
 class BrightnessDataset(ClipDataset):
-    """Frames of a random brightness per segment, made in memory; the fbank is noise. Splits of 6/4/4 clips."""
+    """Frames of a random brightness per segment, made in memory; the fbank is noise. 6/4/4 clips."""
 
     task = "toy_brightness"
     num_segments = 3
@@ -109,7 +110,8 @@ class BrightnessDataset(ClipDataset):
 
 
 def install_toy_package(site: Path) -> Path:
-    """Write ``toy_avtask`` and its ``dist-info`` (an ``avadapt.tasks`` entry point) into ``site``, as pip would."""
+    """Write ``toy_avtask`` and its ``dist-info`` (an ``avadapt.tasks`` entry point) into ``site``, as pip
+    would."""
     (site / "toy_avtask").mkdir(parents=True)
     (site / "toy_avtask" / "__init__.py").write_text(TOY_PACKAGE)
     info = site / "toy_avtask-0.1.dist-info"
@@ -150,13 +152,14 @@ def test_collate_puts_inputs_apart_from_targets():
 
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_builds_a_new_task_with_its_defaults(toy_task, method):
-    """A task that declares no audio front end and that no method has a preset for: the method's own front end,
-    else the family's; the method's default settings; the task's clip length."""
-    expected = {"dg_sct": "htsat"}.get(method, "vit")
+    """A task that declares no audio front end and that no method has a preset for: the method's own front
+    end, else the family's; the method's default settings; the task's clip length."""
+    own = {"dg_sct": "htsat"}.get(method)
+    expected = own or "vit"
     assert paper_audio_front_end(method, "vit", toy_task.name) == expected
-    assert paper_audio_front_end(method, "swin", toy_task.name) == {"dg_sct": "htsat"}.get(method, "stg_cma_swin_ave")
-    model = build_without_weights(backbone="test_vit", method=method, task=toy_task.name, audio_front_end=expected,
-                                  hidden_dim=4)
+    assert paper_audio_front_end(method, "swin", toy_task.name) == (own or "stg_cma_swin_ave")
+    model = build_without_weights(backbone="test_vit", method=method, task=toy_task.name,
+                                  audio_front_end=expected, hidden_dim=4)
     assert type(model.head) is toy_task.head_class and model.head.config.hidden_dim == 4
     assert model.method.num_frames == toy_task.num_segments == 3
 
@@ -177,11 +180,13 @@ def test_a_task_from_another_package_trains_through_its_entry_point(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
            "PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
     # the task is imported by nobody but the registry, which finds it through the entry point
-    listed = subprocess.run([sys.executable, "-c", "from avadapt._registry import TASKS; print(TASKS.names())"],
-                            env=env, capture_output=True, text=True, check=True)
+    names = "from avadapt._registry import TASKS; print(TASKS.names())"
+    listed = subprocess.run([sys.executable, "-c", names], env=env, capture_output=True, text=True,
+                            check=True)
     assert "toy_brightness" in listed.stdout
-    done = subprocess.run([sys.executable, "-m", "avadapt.cli", "fit", "--config", str(tmp_path / "toy.yaml")],
-                          check=False, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    fit = [sys.executable, "-m", "avadapt.cli", "fit", "--config", str(tmp_path / "toy.yaml")]
+    done = subprocess.run(fit, check=False, env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
     run = tmp_path / "lightning_logs" / "version_0"

@@ -60,8 +60,8 @@ def backbone_weights(family: str, seed: int = 0) -> Path:
     return path
 
 
-def build(family: str, method: str, seed: int = 0, audio: AudioEmbeddingConfig | None = None, task: str = "ave",
-          **options) -> avadapt.AVModel:
+def build(family: str, method: str, seed: int = 0, audio: AudioEmbeddingConfig | None = None,
+          task: str = "ave", **options) -> avadapt.AVModel:
     """A tiny model of ``family`` with ``method`` on the backbone weights of ``backbone_weights(family, seed)``.
 
     audio: the audio embedding to use instead of the family's tiny default / the method's preference.

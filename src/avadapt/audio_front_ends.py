@@ -14,11 +14,11 @@ This module sits below both sides (it imports neither the data package nor the b
 turns :meth:`AudioFrontEnd.embedding_options` into ``avadapt.backbones.AudioEmbeddingConfig``, the data side
 computes :class:`FbankConfig` with ``avadapt.data.fbank``.
 
-Which entry a model uses unless told otherwise is declared where the choice was made: by a method with an audio
-encoder of its own (``AVMethod.paper_audio_front_end``), else by the task for a method and backbone family
-(``Task.paper_audio_front_ends``), else :data:`FAMILY_AUDIO_FRONT_ENDS`.
+Which entry a model uses unless told otherwise is declared where the choice was made: by a method with an
+audio encoder of its own (``AVMethod.paper_audio_front_end``), else by the task for a method and backbone
+family (``Task.paper_audio_front_ends``), else :data:`FAMILY_AUDIO_FRONT_ENDS`.
 
-Sources: the audio loaders of the LAVISH, STG-CMA and DG-SCT reference repositories, and HTS-AT's AudioSet config.
+Sources: the audio loaders of the LAVISH, STG-CMA and DG-SCT reference repositories; HTS-AT's AudioSet config.
 """
 
 from __future__ import annotations
@@ -198,10 +198,11 @@ AUDIO_FRONT_ENDS: dict[str, AudioFrontEnd] = {front_end.name: front_end for fron
 # module built without ``preprocessing``): FbankConfig's defaults, i.e. the "vit" entry.
 DEFAULT_AUDIO_FRONT_END = "vit"
 
-# The front end of a backbone family where neither the method nor the task names one (``avadapt.models.
-# paper_audio_front_end``). ViT: the ViT loaders' setting. Swin: STG-CMA's Swin/224 setting with one 1 s window per
-# segment, the segment length of every built-in dataset, and the AST statistics rather than one dataset's (the
-# other Swin entries carry their dataset's statistics, those of AVS and AVQA also 1.95 s windows).
+# The front end of a backbone family where neither the method nor the task names one
+# (``avadapt.models.paper_audio_front_end``). ViT: the ViT loaders' setting. Swin: STG-CMA's Swin/224 setting
+# with one 1 s window per segment, the segment length of every built-in dataset, and the AST statistics rather
+# than one dataset's (the other Swin entries carry their dataset's statistics, those of AVS and AVQA also
+# 1.95 s windows).
 FAMILY_AUDIO_FRONT_ENDS: dict[str, str] = {"vit": DEFAULT_AUDIO_FRONT_END, "swin": "stg_cma_swin_ave"}
 
 

@@ -204,8 +204,8 @@ def _run_ask(args: argparse.Namespace) -> None:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="synthesise a small dataset of a task, train STG-CMA and its comparisons on a tiny "
                                     "random ViT (CPU)")
-    p.add_argument("--task", default=_tasks()[1], help="ave (event localisation) | avs (segmentation) | avqa (question "
-                                                 "answering); default: ave")
+    p.add_argument("--task", default=_tasks()[1], help="ave (event localisation) | avs (segmentation) | avqa "
+                                                      "(question answering); default: ave")
     p.add_argument("--method", help="dg_sct: DG-SCT (tiny random ViT beside a tiny random HTS-AT audio encoder, CMBS "
                                     "head) against the probe on the same encoders and head, on AVE; default: the "
                                     "task's demo (STG-CMA and its comparisons)")

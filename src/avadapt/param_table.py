@@ -38,8 +38,8 @@ class PresetRow:
 
 def build_as_published(backbone: str, method: str, task: str, **options: Any) -> AVModel:
     """A weightless build of a published configuration: unless ``options`` say otherwise, with the task's
-    ``counting_options`` (AVQA: a question vocabulary of the size the reference hard-codes) and the method paper's
-    own audio encoder (``paper_audio_backbone``; DG-SCT: HTS-AT)."""
+    ``counting_options`` (AVQA: a question vocabulary of the size the reference hard-codes) and the method
+    paper's own audio encoder (``paper_audio_backbone``; DG-SCT: HTS-AT)."""
     defaults = dict(get_task(task).counting_options)
     paper_audio = METHODS.get(method).paper_audio_backbone
     if paper_audio is not None and "audio_backbone" not in options:
@@ -57,10 +57,14 @@ PRESET_ROWS: tuple[PresetRow, ...] = (
     PresetRow("stg_cma", CLIP_L14, "tiny (1/32)", {"preset": "tiny"}, task="ave", paper="10.68M (code)"),
     PresetRow("stg_cma", CLIP_L14, "base (1/16)", {"preset": "base"}, task="ave", paper="20.12M (code)"),
     PresetRow("stg_cma", CLIP_L14, "vanilla (1/8)", {"preset": "vanilla"}, task="ave", paper="39.0M (code)"),
-    PresetRow("stg_cma", SWIN_B, "base [1/4,1/4,1/8,1/8]", {"preset": "base"}, task="ave", paper="10.07M (code)"),
-    PresetRow("stg_cma", SWIN_B, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny"}, task="ave", paper="5.6M (code)"),
-    PresetRow("stg_cma", SWIN_L, "base [1/2,1/4,1/8,1/16]", {"preset": "base"}, task="ave", paper="19.03M (code)"),
-    PresetRow("stg_cma", SWIN_L, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny"}, task="ave", paper="11.74M (code)"),
+    PresetRow("stg_cma", SWIN_B, "base [1/4,1/4,1/8,1/8]", {"preset": "base"}, task="ave",
+              paper="10.07M (code)"),
+    PresetRow("stg_cma", SWIN_B, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny"}, task="ave",
+              paper="5.6M (code)"),
+    PresetRow("stg_cma", SWIN_L, "base [1/2,1/4,1/8,1/16]", {"preset": "base"}, task="ave",
+              paper="19.03M (code)"),
+    PresetRow("stg_cma", SWIN_L, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny"}, task="ave",
+              paper="11.74M (code)"),
     PresetRow("lavish", SWINV2_L, "AVE preset (m=2, D/8, 2 groups, BN)", {"preset": "ave", "dropout": 0.0},
               task="ave", paper="10.04M (code), 10.1M (paper)"),
     # AVS: T = 5 frames; the AVSBench decoder with TPAVI at all four levels (avadapt.tasks.avs.task).
@@ -75,20 +79,22 @@ PRESET_ROWS: tuple[PresetRow, ...] = (
     # 520.2M) has no counterpart here yet (DG-SCT's AVQA head is not built).
     PresetRow("stg_cma", SWIN_L, "AVQA, fusion, base, AVST at 1536-d", {"preset": "base"}, task="avqa",
               paper="83.0M / 278.1M (poster, 'STG-CMA Large': the 1536-d head of STG-CMA's code, our guess)"),
-    PresetRow("stg_cma", SWIN_L, "AVQA, fusion, base, AVST at 512-d", {"preset": "base", "width": 512}, task="avqa",
+    PresetRow("stg_cma", SWIN_L, "AVQA, fusion, base, AVST at 512-d", {"preset": "base", "width": 512},
+              task="avqa",
               paper="26.9M / 219M (poster, 'STG-CMA Base': trainable fits the code's 512-d head, total does not)"),
     PresetRow("stg_cma", CLIP_L14, "AVQA, fusion, base (1/16), AVST at 1024-d", {"preset": "base"}, task="avqa",
               paper="— (no AVQA figure for CLIP)"),
     PresetRow("lavish", SWINV2_L, "AVQA preset (m=64, D/8, 4 groups), AVST at 512-d", {"preset": "avqa",
               "width": 512}, task="avqa",
               paper="21.1M / 249.8M (poster; also counts 2.76M unused Linears and Swin-V2-L's 21k-class head)"),
-    # DG-SCT: Swin-V2-L for video beside HTS-AT for audio (the method's ``paper_audio_backbone``). The reference's
-    # printed "trainable" figures are percentages of its totals; its totals also count modules it never runs
-    # (docs/methods.md, "DG-SCT": the reconciliation). AVE carries the CMBS head with the temporal module.
+    # DG-SCT: Swin-V2-L for video beside HTS-AT for audio (the method's ``paper_audio_backbone``). The
+    # reference's printed "trainable" figures are percentages of its totals; its totals also count modules it
+    # never runs (docs/methods.md, "DG-SCT": the reconciliation). AVE carries the CMBS head with the temporal module.
     PresetRow("dg_sct", SWINV2_L, "AVE preset (conv, m=32, α 0.3, β 0.05), HTS-AT, CMBS head", {"preset": "ave"},
               task="ave", paper="201.16M / 461.26M built (printed '43.6' = 43.6%); 196.42M of it trained"),
     PresetRow("dg_sct", SWINV2_L, "S4 preset (resize, m=32, no BN), HTS-AT, AVSBench decoder", {"preset": "s4"},
-              task="avs", paper="366.0M / 594.8M built (printed '61.5' = 61.5%); 164.9M trained, HTS-AT included"),
+              task="avs",
+              paper="366.0M / 594.8M built (printed '61.5' = 61.5%); 164.9M trained, HTS-AT included"),
     PresetRow("dg_sct", SWINV2_L, "MS3 preset (conv, m=32, D/2, α 0.2, β 0.1), HTS-AT, AVSBench decoder",
               {"preset": "ms3"}, task="avs",
               paper="342.8M / 602.9M built (printed '56.86' = 56.9%); 225.6M trained"),

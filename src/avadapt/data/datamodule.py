@@ -95,8 +95,8 @@ class AVDataModule(L.LightningDataModule):
     def dataset_name(self) -> str:
         name = self.hparams.dataset or self.preprocessing.get("dataset")
         if name is None:
-            raise OptionError("AVDataModule needs a dataset: name one (dataset=) or give the model's preprocessing, "
-                              "which names its task's")
+            raise OptionError("AVDataModule needs a dataset: name one (dataset=) or give the model's "
+                              "preprocessing, which names its task's")
         return name
 
     @property

@@ -69,8 +69,9 @@ class AVAdaptModule(L.LightningModule):
         pretrained: let timm load the tag's weights (its hub or the local Hugging Face cache).
         weights: local backbone checkpoint (``.safetensors`` or a torch state dict readable without unpickling).
         audio_front_end: name of the audio front end (``avadapt.audio_front_ends``: fbank settings, statistics
-            and audio embedding) that both the model and the data are built with; default: the method's own, else
-            the task's for the method and backbone family, else the family's (``models.paper_audio_front_end``).
+            and audio embedding) that both the model and the data are built with; default: the method's own,
+            else the task's for the method and backbone family, else the family's
+            (``models.paper_audio_front_end``).
         fbank: fbank fields that replace the front end's, e.g. ``{num_mel_bins: 64, target_frames: 48}`` for a
             tiny model; the spectrogram is ``num_mel_bins`` × ``target_frames``.
         class_names: names of the output classes (default: the data module's).
