@@ -16,8 +16,8 @@ TINY_FRAMES = 3
 @pytest.fixture
 def tiny_options() -> dict:
     """Keyword arguments of ``create_model`` for a 64-wide, 32-pixel ViT and 32×48 spectrograms."""
-    return {"backbone": TINY_VIT, "backbone_options": {"img_size": TINY_IMAGE, "audio": TINY_AUDIO},
-            "num_frames": TINY_FRAMES}
+    return {"backbone": TINY_VIT, "task": "ave",
+            "backbone_options": {"img_size": TINY_IMAGE, "audio": TINY_AUDIO}, "num_frames": TINY_FRAMES}
 
 
 @pytest.fixture

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from avadapt.audio_front_ends import FbankConfig, audio_front_end, recorded_audio_front_end
+from avadapt._registry import METHODS, TASKS
+from avadapt.audio_front_ends import AUDIO_FRONT_ENDS, FbankConfig, audio_front_end, recorded_audio_front_end
 from avadapt.data.datamodule import AVDataModule
-from avadapt.models import build_without_weights, create_model
+from avadapt.errors import OptionError
+from avadapt.models import build_without_weights, create_model, paper_audio_front_end
 from avadapt.param_table import SWINV2_L
 from avadapt.training import AVAdaptModule
 
@@ -36,7 +38,8 @@ def test_paper_configs_build_the_vit_front_end_on_both_sides():
     model_options = yaml.safe_load((CONFIGS / "clip_vit_b16_tiny.yaml").read_text())["model"]
     name = model_options["audio_front_end"]
     model = build_without_weights(backbone=model_options["backbone"], method=model_options["method"],
-                                  audio_front_end=name, **model_options["method_options"])
+                                  task=model_options["task"], audio_front_end=name,
+                                  **model_options["method_options"])
     fbank = recorded_audio_front_end({"audio_front_end": name}).fbank  # what the data module and predict read
     assert (model.backbone.audio.num_mel_bins, model.backbone.audio.num_frames) == (128, 102)
     assert (fbank.num_mel_bins, fbank.target_frames) == (128, 102)
@@ -44,15 +47,51 @@ def test_paper_configs_build_the_vit_front_end_on_both_sides():
 
 
 def test_a_swin_front_end_sizes_the_embedding_and_the_fbank_alike():
-    model = build_without_weights(backbone=SWINV2_L, method="lavish", audio_front_end="lavish_swin_ave")
+    model = build_without_weights(backbone=SWINV2_L, method="lavish", task="ave",
+                                  audio_front_end="lavish_swin_ave")
     fbank = recorded_audio_front_end({"audio_front_end": "lavish_swin_ave"}).fbank
     assert (model.backbone.audio.num_mel_bins, model.backbone.audio.num_frames) == (192, 192)
     assert (fbank.num_mel_bins, fbank.target_frames, fbank.frame_shift_ms) == (192, 192, 5.2)
     assert (fbank.mean, fbank.std) == (-4.9848, 3.7080)
 
 
+# The front end each built-in (method, family) trains each built-in task with, unless told: (AVE, AVS, AVQA).
+STG_CMA_SWIN = ("stg_cma_swin_ave", "stg_cma_swin_avs", "stg_cma_swin_avqa")
+PAPER_FRONT_ENDS = {
+    ("stg_cma", "vit"): ("vit", "vit", "vit"),
+    ("lavish", "vit"): ("vit", "vit", "vit"),
+    ("av_stfp", "vit"): ("vit", "vit", "vit"),
+    ("probe", "vit"): ("vit", "vit", "vit"),
+    ("dg_sct", "vit"): ("htsat", "htsat", "htsat"),  # DG-SCT hears through HTS-AT, whatever it sees with
+    ("stg_cma", "swin"): STG_CMA_SWIN,
+    ("probe", "swin"): STG_CMA_SWIN,  # the probe is STG-CMA's comparison: the same loader
+    ("lavish", "swin"): ("lavish_swin_ave", "lavish_swin_avs", "lavish_swin_avqa"),
+    ("dg_sct", "swin"): ("htsat", "htsat", "htsat"),
+    ("av_stfp", "swin"): ("stg_cma_swin_ave",) * 3,  # no paper setting: the Swin family's default
+}
+
+
+def test_every_built_in_method_family_and_task_resolves_to_its_papers_front_end():
+    assert {method for method, _ in PAPER_FRONT_ENDS} == set(METHODS.names())
+    for (method, family), names in PAPER_FRONT_ENDS.items():
+        for task, name in zip(("ave", "avs", "avqa"), names, strict=True):
+            assert paper_audio_front_end(method, family, task) == name, (method, family, task)
+    assert {name for names in PAPER_FRONT_ENDS.values() for name in names} == set(AUDIO_FRONT_ENDS)
+    with pytest.raises(OptionError, match="unknown task 'avvp'"):
+        paper_audio_front_end("lavish", "swin", "avvp")
+    with pytest.raises(OptionError, match="no default audio front end for a 'mamba' backbone"):
+        paper_audio_front_end("lavish", "mamba", "ave")
+
+
+def test_a_task_without_front_ends_gets_the_methods_own_else_the_familys(monkeypatch):
+    monkeypatch.setattr(type(TASKS.get("avs")), "paper_audio_front_ends", {})
+    assert [paper_audio_front_end(method, "swin", "avs") for method in ("stg_cma", "lavish", "dg_sct")] == [
+        "stg_cma_swin_ave", "stg_cma_swin_ave", "htsat"]
+    assert paper_audio_front_end("lavish", "vit", "avs") == "vit"
+
+
 def test_the_default_front_end_is_the_papers_for_the_backbone_family():
-    module = AVAdaptModule(backbone="test_vit", backbone_options={"img_size": 32},
+    module = AVAdaptModule(backbone="test_vit", task="ave", backbone_options={"img_size": 32},
                            fbank={"num_mel_bins": 32, "target_frames": 48}, task_options={"num_classes": 3})
     assert module.front_end.name == "vit" and module.hparams["audio_front_end"] == "vit"
     assert module.model.backbone.audio.num_mel_bins == 32
@@ -63,9 +102,10 @@ def test_unknown_front_end_name_fails_with_the_known_names():
     with pytest.raises(KeyError, match=message):
         audio_front_end("clap")
     with pytest.raises(KeyError, match=message):
-        AVAdaptModule(backbone="test_vit", backbone_options={"img_size": 32}, audio_front_end="clap")
+        AVAdaptModule(backbone="test_vit", task="ave", backbone_options={"img_size": 32},
+                      audio_front_end="clap")
     with pytest.raises(KeyError, match=message):
-        create_model(backbone="test_vit", method="probe", audio_front_end="clap")
+        create_model(backbone="test_vit", method="probe", task="ave", audio_front_end="clap")
     with pytest.raises(KeyError, match=message):
         _ = AVDataModule("unused_root", preprocessing={"audio_front_end": "clap"}).fbank
     with pytest.raises(TypeError, match="num_mel_bin"):  # a misspelt fbank field is named too
@@ -73,8 +113,8 @@ def test_unknown_front_end_name_fails_with_the_known_names():
 
 
 def test_the_backbone_audio_option_may_change_the_kernel_but_not_the_size():
-    options = {"backbone": "test_vit", "task_options": {"num_classes": 3}, "audio_front_end": "vit",
-               "fbank": {"num_mel_bins": 32, "target_frames": 48}}
+    options = {"backbone": "test_vit", "task": "ave", "task_options": {"num_classes": 3},
+               "audio_front_end": "vit", "fbank": {"num_mel_bins": 32, "target_frames": 48}}
     module = AVAdaptModule(**options, backbone_options={"img_size": 32, "audio": {"kernel_reduction": "mean"}})
     assert module.model.backbone.audio.kernel_reduction == "mean"
     assert module.model.backbone.audio.num_mel_bins == 32
@@ -89,3 +129,11 @@ def test_records_without_a_front_end_name_mean_the_vit_entry():
     assert recorded_audio_front_end({"fbank": full}).fbank == FbankConfig(num_mel_bins=32, target_frames=48)
     assert recorded_audio_front_end(None).fbank == FbankConfig()
     assert AVDataModule("unused_root").fbank == FbankConfig()
+
+
+def test_a_data_module_reads_the_dataset_it_is_told_or_the_models_task_reads():
+    assert AVDataModule("unused_root", preprocessing={"dataset": "avs_s4"}).dataset_name == "avs_s4"
+    told = AVDataModule("unused_root", dataset="ave", preprocessing={"dataset": "avs_s4"})
+    assert told.dataset_name == "ave"
+    with pytest.raises(OptionError, match="needs a dataset"):
+        _ = AVDataModule("unused_root").dataset_name

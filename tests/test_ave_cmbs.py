@@ -330,7 +330,7 @@ def test_fit_validate_and_predict_a_video_with_the_cmbs_head(tmp_path):
     root = tmp_path / "ave"
     synthesize_ave(root, clips=8, seed=0, num_classes=2, size=32)
     torch.manual_seed(0)
-    module = AVAdaptModule(backbone=TINY_VIT, method="probe", backbone_options={"img_size": 32},
+    module = AVAdaptModule(backbone=TINY_VIT, method="probe", task="ave", backbone_options={"img_size": 32},
                            task_options={"num_classes": 3, "head": "cmbs", "temporal_dim": 16,
                                          "video_projection_dim": 16, "audio_projection_dim": 8},
                            fbank={"num_mel_bins": 32, "target_frames": 48}, lr=1e-3, warmup_epochs=0)

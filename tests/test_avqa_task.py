@@ -434,7 +434,7 @@ def test_the_avqa_rows_of_the_parameter_table_against_the_poster():
     assert set(rows) >= {("stg_cma", SWIN_L, None), ("stg_cma", SWIN_L, 512), ("lavish", SWINV2_L, 512)}
 
     large = build_without_weights(backbone=SWIN_L, method="stg_cma", task="avqa", preset="base",
-                                  question_vocab=rows["stg_cma", SWIN_L, None].build_options["question_vocab"])
+                                  **get_task("avqa").counting_options)
     report = parameter_report(large)
     assert report["breakdown"]["head"] == avst_count(1536, 1536, 1536) == 65_689_260
     assert abs(report["trainable"] - 83.0e6) <= 0.2e6 and abs(report["total"] - 278.1e6) <= 0.1e6

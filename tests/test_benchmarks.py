@@ -50,7 +50,7 @@ def test_train_step_benchmark_reports_each_step_against_its_own_peak():
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=300).stdout)
     assert (result["method"], result["frames"], result["batch"], result["precision"]) == (
         "stg_cma", TINY_FRAMES, 1, "32")
-    model = avadapt.create_model(backbone=TINY_VIT, method="stg_cma", num_frames=TINY_FRAMES,
+    model = avadapt.create_model(backbone=TINY_VIT, method="stg_cma", task="ave", num_frames=TINY_FRAMES,
                                  backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO})
     assert result["trainable_params"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert len(result["step_s_each"]) == len(result["fraction_of_peak_each"]) == 3

@@ -83,8 +83,8 @@ def frozen_audio_maps(model: avadapt.AVModel, audio: torch.Tensor) -> list[torch
 def frozen_visual_features(family: str, video: torch.Tensor, audio: torch.Tensor):
     """The visual backbone alone (the probe on the same weights), in eval mode."""
     name, visual_options = TINY_BACKBONES[family]
-    probe = avadapt.create_model(backbone=name, method="probe", weights=backbone_weights(family), num_frames=FRAMES,
-                                 backbone_options=visual_options, branches="visual_only")
+    probe = avadapt.create_model(backbone=name, method="probe", task="ave", weights=backbone_weights(family),
+                                 num_frames=FRAMES, backbone_options=visual_options, branches="visual_only")
     return probe.eval().features(video, None)
 
 
@@ -143,9 +143,9 @@ def test_encoders_start_as_the_frozen_ones_and_features_are_guided_pools_of_them
         name, visual_options = TINY_BACKBONES[family]
         final_visual = visual.video_maps[-1]
         if family == "vit":
-            probe = avadapt.create_model(backbone=name, method="probe", weights=backbone_weights(family),
-                                         num_frames=FRAMES, backbone_options=visual_options,
-                                         branches="visual_only").eval()
+            probe = avadapt.create_model(backbone=name, method="probe", task="ave",
+                                         weights=backbone_weights(family), num_frames=FRAMES,
+                                         backbone_options=visual_options, branches="visual_only").eval()
             encoded = probe.method.encode_stages(probe.method.embed(video, None))["video"][-1]
             final_visual = probe.backbone.final_norm(encoded).view(BATCH, FRAMES, *encoded.shape[1:])
         p_video = pooling["video"].view(BATCH, FRAMES, -1, 1)
@@ -327,10 +327,10 @@ def test_feature_spec_and_head_see_both_widths():
 def test_create_model_refuses_a_second_encoder_where_the_method_cannot_take_one():
     name, visual_options = TINY_BACKBONES["vit"]
     with pytest.raises(OptionError, match="dg_sct"):
-        avadapt.create_model(backbone=name, method="lavish", backbone_options=visual_options,
+        avadapt.create_model(backbone=name, method="lavish", task="ave", backbone_options=visual_options,
                              audio_backbone=AUDIO_SWIN, audio_backbone_options=AUDIO_OPTIONS)
     with pytest.raises(OptionError, match="audio_backbone="):
-        avadapt.create_model(backbone=name, method="dg_sct", backbone_options=visual_options,
+        avadapt.create_model(backbone=name, method="dg_sct", task="ave", backbone_options=visual_options,
                              audio_backbone_options=AUDIO_OPTIONS)
 
 
@@ -433,7 +433,7 @@ def test_training_module_builds_dg_sct_with_its_audio_encoder_and_records_its_we
 
     name, visual_options = TINY_BACKBONES["vit"]
     module = AVAdaptModule(
-        backbone=name, method="dg_sct", backbone_options={"img_size": visual_options["img_size"]},
+        backbone=name, method="dg_sct", task="ave", backbone_options={"img_size": visual_options["img_size"]},
         method_options={"num_frames": FRAMES}, audio_front_end="vit",
         fbank={"num_mel_bins": AUDIO_SIZE, "target_frames": AUDIO_SIZE}, audio_backbone=AUDIO_SWIN,
         audio_weights=str(audio_weights()), audio_backbone_options=AUDIO_OPTIONS)

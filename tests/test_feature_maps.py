@@ -152,7 +152,7 @@ def test_swin_probe_maps_are_timm_stage_outputs(family):
 
 def test_a_vit_shallower_than_four_blocks_repeats_blocks():
     """Depth 2: taps 0, 0, 1, 1 — the first block's output twice, the last block's raw, then final-normed."""
-    model = avadapt.create_model(backbone=TINY_VIT, method="probe", num_frames=FRAMES,
+    model = avadapt.create_model(backbone=TINY_VIT, method="probe", task="ave", num_frames=FRAMES,
                                  backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO, "depth": 2}).eval()
     spec = model.method.feature_spec()
     assert spec.map_dims == (64,) * 4 and spec.map_strides == (16,) * 4
@@ -208,7 +208,7 @@ def test_a_loss_on_the_first_map_trains_the_adapters_before_its_tap_only(family,
 ])
 def test_full_size_maps_on_the_meta_device(backbone, dims, strides, grids):
     """ViT-B/16 and Swin-B at 224 pixels: shapes only, no weights and no arithmetic."""
-    model = build_without_weights(backbone=backbone, method="probe", num_frames=2)
+    model = build_without_weights(backbone=backbone, method="probe", task="ave", num_frames=2)
     spec = model.method.feature_spec()
     assert (spec.map_dims, spec.map_strides, spec.image_size) == (dims, strides, (224, 224))
     assert [(224 // s, 224 // s) for s in strides] == grids

@@ -10,7 +10,6 @@ from avadapt.audio_front_ends import (
     AUDIO_FRONT_ENDS,
     FbankConfig,
     audio_front_end,
-    paper_audio_front_end,
     recorded_audio_front_end,
 )
 from avadapt.backbones import create_htsat
@@ -18,6 +17,7 @@ from avadapt.data.cache import CacheSettings, load_cached_clip
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.fbank import log_mel, segment_fbank, slaney_mel_matrix
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
+from avadapt.models import paper_audio_front_end
 from avadapt.tasks.ave.dataset import AVEDataset
 from avadapt.tasks.ave.prepare import prepare_ave
 from avadapt.tasks.ave.synth import synthesize_ave

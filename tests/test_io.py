@@ -30,8 +30,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::avadapt.io.RandomBackboneWarnin
 def _trained_model(method: str = "stg_cma", seed: int = 0, **options) -> avadapt.AVModel:
     """A tiny model whose trainable parameters are all non-zero (as after training)."""
     torch.manual_seed(seed)
-    model = avadapt.create_model(backbone="test_vit", method=method, num_frames=TINY_FRAMES, num_classes=5,
-                                 backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO}, **options)
+    model = avadapt.create_model(backbone="test_vit", method=method, task="ave", num_frames=TINY_FRAMES,
+                                 num_classes=5, backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO},
+                                 **options)
     with torch.no_grad():
         for p in model.trainable_parameters():
             p.normal_(0, 0.05)

@@ -12,14 +12,9 @@ import pytest
 
 from avadapt import cli
 from avadapt._registry import METHODS
-from avadapt.audio_front_ends import (
-    AUDIO_FRONT_ENDS,
-    PAPER_AUDIO_FRONT_ENDS,
-    audio_front_end,
-    paper_audio_front_end,
-)
+from avadapt.audio_front_ends import AUDIO_FRONT_ENDS, audio_front_end
 from avadapt.backbones import AudioEmbeddingConfig
-from avadapt.models import audio_embedding, build_without_weights, parameter_report
+from avadapt.models import audio_embedding, build_without_weights, paper_audio_front_end, parameter_report
 from avadapt.param_table import (
     CLIP_B16,
     CLIP_L14,
@@ -56,7 +51,7 @@ def test_stg_cma_swin_explicit_ratio_overrides_the_stage_presets():
     uniform = trainable(SWIN_B, "stg_cma", ratio="1/8", fusion="none", tune_final_norm=False)
     assert uniform != trainable(SWIN_B, "stg_cma", preset="base", fusion="none", tune_final_norm=False)
     with pytest.raises(ValueError, match="presets"):
-        build_without_weights(backbone=SWIN_B, method="stg_cma", preset="vanilla")
+        build_without_weights(backbone=SWIN_B, method="stg_cma", task="ave", preset="vanilla")
 
 
 def test_lavish_count_matches_the_official_code():
@@ -72,16 +67,18 @@ def test_av_stfp_lands_near_the_poster(backbone, exact, poster):
 
 
 def test_probe_trains_only_the_head_unless_fully_fine_tuned():
-    frozen = parameter_report(build_without_weights(backbone=SWIN_L, method="probe"))
+    frozen = parameter_report(build_without_weights(backbone=SWIN_L, method="probe", task="ave"))
     assert frozen["trainable"] == 1_588_253 and frozen["breakdown"] == {"head": 1_588_253}
-    full = parameter_report(build_without_weights(backbone=SWIN_L, method="probe", full_finetune=True))
+    full = parameter_report(build_without_weights(backbone=SWIN_L, method="probe", task="ave",
+                                                  full_finetune=True))
     assert full["trainable"] == full["total"]
 
 
 def test_every_registered_method_has_a_preset_row_and_the_table_formats():
     assert {row.method for row in PRESET_ROWS} == set(METHODS.names())
-    rows = [PresetRow("stg_cma", CLIP_B16, "tiny (1/32)", {"preset": "tiny"}, paper="3.53M (code)"),
-            PresetRow("lavish", SWINV2_L, "AVE preset", {"preset": "ave"}, paper="10.04M (code)")]
+    rows = [PresetRow("stg_cma", CLIP_B16, "tiny (1/32)", {"preset": "tiny"}, task="ave",
+                      paper="3.53M (code)"),
+            PresetRow("lavish", SWINV2_L, "AVE preset", {"preset": "ave"}, task="ave", paper="10.04M (code)")]
     entries = parameter_table(rows)
     assert [e["trainable"] for e in entries] == [3_529_973, 10_036_061]
     text, markdown = format_table(entries), format_table(entries, markdown=True)
@@ -91,7 +88,7 @@ def test_every_registered_method_has_a_preset_row_and_the_table_formats():
 
 
 def test_params_table_command_prints_the_table(monkeypatch, capsys):
-    subset = [PresetRow("probe", SWIN_B, "frozen backbone")]
+    subset = [PresetRow("probe", SWIN_B, "frozen backbone", task="ave")]
     monkeypatch.setattr("avadapt.param_table.parameter_table", lambda rows=subset: parameter_table(rows))
     cli.main(["params", "--table", "--markdown"])
     out = capsys.readouterr().out
@@ -100,18 +97,20 @@ def test_params_table_command_prints_the_table(monkeypatch, capsys):
 
 def test_methods_pick_their_audio_entrance_on_swin_unless_told_otherwise():
     def audio(method: str, **backbone_options) -> AudioEmbeddingConfig:
-        return build_without_weights(backbone=SWINV2_L, method=method, backbone_options=backbone_options).backbone.audio
+        model = build_without_weights(backbone=SWINV2_L, method=method, task="ave",
+                                      backbone_options=backbone_options)
+        return model.backbone.audio
 
     lavish = AudioEmbeddingConfig(num_mel_bins=192, num_frames=192, kernel_reduction="sum", pos_embed="crop")
     assert audio("lavish") == lavish  # RGB kernel summed: the spectrogram tiled to three channels
     assert audio("stg_cma").kernel_reduction == "mean"
     explicit = dataclasses.replace(lavish, kernel_reduction="mean")
     assert audio("lavish", audio=explicit) == explicit
-    stg = build_without_weights(backbone=SWIN_L, method="stg_cma").backbone.audio
+    stg = build_without_weights(backbone=SWIN_L, task="ave", method="stg_cma").backbone.audio
     assert stg == AudioEmbeddingConfig(num_mel_bins=224, num_frames=224, kernel_reduction="mean", pos_embed="crop")
     # the paper's named front ends give the same embeddings
-    assert audio_embedding(paper_audio_front_end("lavish", "swin")) == lavish
-    assert audio_embedding(paper_audio_front_end("stg_cma", "swin")) == stg
+    assert audio_embedding(paper_audio_front_end("lavish", "swin", "ave")) == lavish
+    assert audio_embedding(paper_audio_front_end("stg_cma", "swin", "ave")) == stg
 
 
 @pytest.mark.parametrize("backbone,method,task", [(CLIP_B16, "stg_cma", "ave"), (CLIP_L14, "lavish", "ave"),
@@ -126,19 +125,16 @@ def test_create_model_builds_the_paper_front_ends_audio_embedding(backbone, meth
 
 
 def test_audio_front_ends_hold_the_loaders_settings():
-    assert set(PAPER_AUDIO_FRONT_ENDS.values()) == set(AUDIO_FRONT_ENDS)  # every entry is some paper's
     for name, front_end in AUDIO_FRONT_ENDS.items():
         assert front_end.name == name and front_end.source
     # values from shared/reference/methods.md, written out here
     vit = audio_front_end("vit").fbank
     assert (vit.num_mel_bins, vit.frame_shift_ms, vit.target_frames) == (128, 10.0, 102)
     assert (vit.mean, vit.std) == (-4.1426, 3.2001)
-    lavish = audio_front_end(paper_audio_front_end("lavish", "swin")).fbank
+    lavish = audio_front_end(paper_audio_front_end("lavish", "swin", "ave")).fbank
     assert (lavish.frame_shift_ms, lavish.mean, lavish.std) == (5.2, -4.9848, 3.7080)
-    stg = audio_front_end(paper_audio_front_end("stg_cma", "swin")).fbank
+    stg = audio_front_end(paper_audio_front_end("stg_cma", "swin", "ave")).fbank
     assert (stg.num_mel_bins, stg.frame_shift_ms, stg.target_frames) == (224, 4.4, 224)
     assert (stg.mean, stg.std) == (-4.1426, 3.2001)  # the AVE script keeps the 128-mel statistics
     avqa = audio_front_end(paper_audio_front_end("lavish", "swin", "avqa")).fbank
     assert (avqa.frame_shift_ms, avqa.window_seconds, avqa.mean, avqa.std) == (10.0, 1.95, -5.3853, 3.5929)
-    with pytest.raises(KeyError, match="known"):
-        paper_audio_front_end("lavish", "swin", "avvp")

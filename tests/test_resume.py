@@ -192,7 +192,7 @@ def test_the_loader_draws_the_epoch_set_after_its_iterator_was_created():
 
 def _tiny_module() -> AVAdaptModule:
     torch.manual_seed(0)
-    return AVAdaptModule(backbone="test_vit", method="probe", task_options={"num_classes": 17},
+    return AVAdaptModule(backbone="test_vit", method="probe", task="ave", task_options={"num_classes": 17},
                          backbone_options={"img_size": 32}, fbank={"num_mel_bins": 32, "target_frames": 48})
 
 

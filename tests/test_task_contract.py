@@ -1,34 +1,48 @@
-"""The task contract: a task declared in one module (head, config, Task, dataset) trains through ``avadapt fit``
-with one config file and nothing else edited; its monitor and mode select the checkpoints."""
+"""The task contract: a task from a package outside avadapt (head, config, Task, dataset), found through the
+``avadapt.tasks`` entry point group, trains through ``avadapt fit`` with one config file and nothing of
+avadapt edited; its monitor and mode select the checkpoints, and it needs no audio front end or method preset
+of its own."""
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from torch import nn
-from torchmetrics import MeanAbsoluteError, MetricCollection
 
-from avadapt._config import JSONConfig
-from avadapt._registry import DATASETS, TASKS
-from avadapt.cli import main
-from avadapt.data.base import ClipDataset, collate_av
-from avadapt.tasks import Task, TaskHead, get_task
-from avadapt.tasks.base import register_task
-from avadapt.types import AVFeatures, FeatureSpec
+from avadapt._registry import DATASETS, METHODS, TASKS
+from avadapt.data.base import collate_av
+from avadapt.models import build_without_weights, paper_audio_front_end
+from avadapt.tasks import get_task
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
     pytest.mark.filterwarnings("ignore::avadapt.io.RandomBackboneWarning"),
-    pytest.mark.filterwarnings("ignore:LightningCLI's args parameter"),
 ]
 
+# A third party's task package, declared the way a new task is: the brightness of every segment's frame.
+TOY_PACKAGE = '''
+"""A toy audio-visual task: regress the brightness of every segment's frame."""
 
-# ---- a toy task, declared the way a new task would be: brightness of every segment's frame ----------------
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchmetrics import MeanAbsoluteError, MetricCollection
+
+from avadapt._config import JSONConfig
+from avadapt._registry import DATASETS
+from avadapt.data.base import ClipDataset
+from avadapt.tasks import Task, TaskHead
+from avadapt.tasks.base import register_task
+
+
 @dataclass
 class BrightnessConfig(JSONConfig):
     hidden_dim: int = 8
@@ -37,22 +51,21 @@ class BrightnessConfig(JSONConfig):
 class BrightnessHead(TaskHead):
     config_class = BrightnessConfig
 
-    def __init__(self, spec: FeatureSpec, config: BrightnessConfig):
+    def __init__(self, spec, config):
         super().__init__(spec, config)
         self.regressor = nn.Sequential(nn.Linear(spec.dim, config.hidden_dim), nn.GELU(),
                                        nn.Linear(config.hidden_dim, 1))
 
-    def forward(self, features: AVFeatures, **inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, features, **inputs):
         return self.regressor(features.video).squeeze(-1) + inputs["offset"][:, None]  # (B, T)
 
-    def loss(self, outputs: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, outputs, targets):
         return nn.functional.mse_loss(outputs.float(), targets["brightness"])
 
-    def metrics(self) -> MetricCollection:
+    def metrics(self):
         return MetricCollection({"error": MeanAbsoluteError()})
 
-    def update_metrics(self, metrics: MetricCollection, outputs: torch.Tensor,
-                       targets: dict[str, torch.Tensor]) -> None:
+    def update_metrics(self, metrics, outputs, targets):
         metrics.update(outputs.float().flatten(), targets["brightness"].flatten())
 
 
@@ -69,7 +82,7 @@ class BrightnessTask(Task):
 
 @DATASETS.register("toy_brightness")
 class BrightnessDataset(ClipDataset):
-    """Random frames of a random brightness per segment; the fbank is noise. Splits of 6/4/4 clips."""
+    """Frames of a random brightness per segment, made in memory; the fbank is noise. 6/4/4 clips."""
 
     task = "toy_brightness"
     num_segments = 3
@@ -80,7 +93,7 @@ class BrightnessDataset(ClipDataset):
         self.clips = {"train": 6, "val": 4, "test": 4}[split]
         self.seed = {"train": 0, "val": 1, "test": 2}[split]
 
-    def __len__(self) -> int:
+    def __len__(self):
         return self.clips
 
     def __getitem__(self, key):
@@ -93,11 +106,34 @@ class BrightnessDataset(ClipDataset):
                             generator=generator)
         return {"video": self.transform(frames), "audio": fbank, "brightness": level,
                 "inputs": {"offset": torch.tensor(0.0)}, "meta": {"index": index}}
+'''
+
+
+def install_toy_package(site: Path) -> Path:
+    """Write ``toy_avtask`` and its ``dist-info`` (an ``avadapt.tasks`` entry point) into ``site``, as pip
+    would."""
+    (site / "toy_avtask").mkdir(parents=True)
+    (site / "toy_avtask" / "__init__.py").write_text(TOY_PACKAGE)
+    info = site / "toy_avtask-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy_avtask\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[avadapt.tasks]\ntoy = toy_avtask\n")
+    return site
+
+
+@pytest.fixture(scope="module")
+def toy_task(tmp_path_factory):
+    """The toy task registered in this process (imported from its site folder, as the entry point would)."""
+    site = install_toy_package(tmp_path_factory.mktemp("site"))
+    sys.path.insert(0, str(site))
+    try:
+        __import__("toy_avtask")
+    finally:
+        sys.path.remove(str(site))
+    return get_task("toy_brightness")
 
 
 def test_every_task_reads_clips_of_its_datasets_length_and_models_default_to_it():
-    from avadapt.models import build_without_weights
-
     for name in TASKS.names():
         task = get_task(name)
         assert DATASETS.get(task.dataset).num_segments == task.num_segments, name
@@ -114,21 +150,45 @@ def test_collate_puts_inputs_apart_from_targets():
     assert batch.meta["index"] == [0, 1, 2]
 
 
-def test_a_task_declared_in_one_module_trains_with_one_config(tmp_path):
-    assert get_task("toy_brightness").monitor == "error" and "toy_brightness" in TASKS
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_builds_a_new_task_with_its_defaults(toy_task, method):
+    """A task that declares no audio front end and that no method has a preset for: the method's own front
+    end, else the family's; the method's default settings; the task's clip length."""
+    own = {"dg_sct": "htsat"}.get(method)
+    expected = own or "vit"
+    assert paper_audio_front_end(method, "vit", toy_task.name) == expected
+    assert paper_audio_front_end(method, "swin", toy_task.name) == (own or "stg_cma_swin_ave")
+    model = build_without_weights(backbone="test_vit", method=method, task=toy_task.name,
+                                  audio_front_end=expected, hidden_dim=4)
+    assert type(model.head) is toy_task.head_class and model.head.config.hidden_dim == 4
+    assert model.method.num_frames == toy_task.num_segments == 3
+
+
+def test_a_task_from_another_package_trains_through_its_entry_point(tmp_path):
+    site = install_toy_package(tmp_path / "site")
     config = {
         "seed_everything": 0,
         "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": 2, "default_root_dir": str(tmp_path),
                     "enable_progress_bar": False, "precision": "32-true", "log_every_n_steps": 1},
         "model": {"backbone": "test_vit", "method": "stg_cma", "task": "toy_brightness",
                   "method_options": {"ratio": "1/4"}, "task_options": {"hidden_dim": 4},
-                  "backbone_options": {"img_size": 32}, "audio_front_end": "vit",
-                  "fbank": {"num_mel_bins": 32, "target_frames": 32}, "lr": 1e-3, "warmup_epochs": 0},
+                  "backbone_options": {"img_size": 32}, "fbank": {"num_mel_bins": 32, "target_frames": 32},
+                  "lr": 1e-3, "warmup_epochs": 0},
         "data": {"root": str(tmp_path / "unused"), "batch_size": 2, "num_workers": 0},
     }
-    path = tmp_path / "toy.yaml"
-    path.write_text(yaml.safe_dump(config))
-    main(["fit", "--config", str(path)])
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # the task is imported by nobody but the registry, which finds it through the entry point
+    names = "from avadapt._registry import TASKS; print(TASKS.names())"
+    listed = subprocess.run([sys.executable, "-c", names], env=env, capture_output=True, text=True,
+                            check=True)
+    assert "toy_brightness" in listed.stdout
+    fit = [sys.executable, "-m", "avadapt.cli", "fit", "--config", str(tmp_path / "toy.yaml")]
+    done = subprocess.run(fit, check=False, env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
     run = tmp_path / "lightning_logs" / "version_0"
     checkpoints = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     # selected on the toy's own metric, with its own mode, named after it
@@ -138,5 +198,9 @@ def test_a_task_declared_in_one_module_trains_with_one_config(tmp_path):
     assert {"val/error", "test/error", "train/loss"} <= set(logged[0])
     val_errors = [float(row["val/error"]) for row in logged if row.get("val/error")]
     adapter = json.loads((run / "adapter" / "config.json").read_text())
+    assert (run / "adapter" / "adapter.safetensors").is_file()
     assert adapter["spec"]["task"] == "toy_brightness" and adapter["extra"]["monitor"] == "val/error"
     assert adapter["extra"]["best_score"] == pytest.approx(min(val_errors))  # mode "min": the lowest error won
+    # no front end given: the ViT family's, with the config's smaller fbank
+    assert adapter["preprocessing"]["audio_front_end"] == "vit"
+    assert adapter["preprocessing"]["fbank"]["num_mel_bins"] == 32

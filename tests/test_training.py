@@ -38,7 +38,8 @@ def ave_root(tmp_path_factory):
 
 def tiny_module(method: str = "stg_cma", **overrides) -> AVAdaptModule:
     torch.manual_seed(0)
-    options = {"backbone": "test_vit", "method": method, "task_options": {"num_classes": NUM_CLASSES + 1},
+    options = {"backbone": "test_vit", "method": method, "task": "ave",
+               "task_options": {"num_classes": NUM_CLASSES + 1},
                "backbone_options": {"img_size": 32}, "fbank": TINY_FBANK, "lr": 1e-3, "min_lr": 1e-5,
                "warmup_epochs": 1}
     if method == "stg_cma":

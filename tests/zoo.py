@@ -61,7 +61,7 @@ def backbone_weights(family: str, seed: int = 0) -> Path:
 
 
 def build(family: str, method: str, seed: int = 0, audio: AudioEmbeddingConfig | None = None,
-          **options) -> avadapt.AVModel:
+          task: str = "ave", **options) -> avadapt.AVModel:
     """A tiny model of ``family`` with ``method`` on the backbone weights of ``backbone_weights(family, seed)``.
 
     audio: the audio embedding to use instead of the family's tiny default / the method's preference.
@@ -69,7 +69,7 @@ def build(family: str, method: str, seed: int = 0, audio: AudioEmbeddingConfig |
     name, backbone_options = TINY_BACKBONES[family]
     backbone_options = {**backbone_options, **({"audio": audio} if audio is not None else {})}
     torch.manual_seed(seed)
-    return avadapt.create_model(backbone=name, method=method, backbone_options=backbone_options,
+    return avadapt.create_model(backbone=name, method=method, task=task, backbone_options=backbone_options,
                                 weights=backbone_weights(family, seed), num_frames=FRAMES, **options)
 
 

@@ -14,8 +14,11 @@ This module sits below both sides (it imports neither the data package nor the b
 turns :meth:`AudioFrontEnd.embedding_options` into ``avadapt.backbones.AudioEmbeddingConfig``, the data side
 computes :class:`FbankConfig` with ``avadapt.data.fbank``.
 
-Sources: ``shared/reference/methods.md`` §1 (LAVISH loaders), §2 (DG-SCT's HTS-AT) and §3 (STG-CMA audio
-front-end).
+Which entry a model uses unless told otherwise is declared where the choice was made: by a method with an
+audio encoder of its own (``AVMethod.paper_audio_front_end``), else by the task for a method and backbone
+family (``Task.paper_audio_front_ends``), else :data:`FAMILY_AUDIO_FRONT_ENDS`.
+
+Sources: the audio loaders of the LAVISH, STG-CMA and DG-SCT reference repositories; HTS-AT's AudioSet config.
 """
 
 from __future__ import annotations
@@ -195,18 +198,12 @@ AUDIO_FRONT_ENDS: dict[str, AudioFrontEnd] = {front_end.name: front_end for fron
 # module built without ``preprocessing``): FbankConfig's defaults, i.e. the "vit" entry.
 DEFAULT_AUDIO_FRONT_END = "vit"
 
-# The front end each method's paper uses, per backbone family and task.
-PAPER_AUDIO_FRONT_ENDS: dict[tuple[str, str, str], str] = {
-    **{(method, "vit", "ave"): "vit" for method in ("stg_cma", "lavish", "av_stfp", "probe")},
-    # No paper segments or answers questions with a ViT; those keep the ViT loaders' setting (1 s windows).
-    **{(method, "vit", task): "vit" for method in ("stg_cma", "lavish", "av_stfp", "probe")
-       for task in ("avs", "avqa")},
-    **{(method, "swin", task): f"stg_cma_swin_{task}" for method in ("stg_cma", "probe")
-       for task in ("ave", "avs", "avqa")},
-    **{("lavish", "swin", task): f"lavish_swin_{task}" for task in ("ave", "avs", "avqa")},
-    # DG-SCT hears through its own HTS-AT encoder, whichever visual backbone it adapts.
-    **{("dg_sct", family, task): "htsat" for family in ("vit", "swin") for task in ("ave", "avs", "avqa")},
-}
+# The front end of a backbone family where neither the method nor the task names one
+# (``avadapt.models.paper_audio_front_end``). ViT: the ViT loaders' setting. Swin: STG-CMA's Swin/224 setting
+# with one 1 s window per segment, the segment length of every built-in dataset, and the AST statistics rather
+# than one dataset's (the other Swin entries carry their dataset's statistics, those of AVS and AVQA also
+# 1.95 s windows).
+FAMILY_AUDIO_FRONT_ENDS: dict[str, str] = {"vit": DEFAULT_AUDIO_FRONT_END, "swin": "stg_cma_swin_ave"}
 
 
 def audio_front_end(name: str, fbank: Mapping[str, Any] | None = None) -> AudioFrontEnd:
@@ -216,16 +213,6 @@ def audio_front_end(name: str, fbank: Mapping[str, Any] | None = None) -> AudioF
     except KeyError:
         raise KeyError(f"unknown audio front end {name!r}; known: {', '.join(sorted(AUDIO_FRONT_ENDS))}") from None
     return entry.with_fbank(**(fbank or {}))
-
-
-def paper_audio_front_end(method: str, family: str, task: str = "ave") -> str:
-    """The name of the front end ``method``'s paper uses on a ``family`` ("vit" | "swin") backbone for ``task``."""
-    try:
-        return PAPER_AUDIO_FRONT_ENDS[(method, family, task)]
-    except KeyError:
-        known = ", ".join("/".join(key) for key in sorted(PAPER_AUDIO_FRONT_ENDS))
-        raise KeyError(f"no paper audio front end for {method}/{family}/{task} (known: {known}); "
-                       f"name one of {', '.join(sorted(AUDIO_FRONT_ENDS))}") from None
 
 
 def recorded_audio_front_end(preprocessing: Mapping[str, Any] | None) -> AudioFrontEnd:

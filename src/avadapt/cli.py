@@ -25,11 +25,20 @@ from avadapt.errors import AVAdaptError, DatasetError, OptionError
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
 
+def _tasks() -> tuple[str, str]:
+    """The registered tasks as help text (``ave | avs | …``, plugins included) and the default task."""
+    from avadapt._registry import TASKS
+    from avadapt.tasks import DEFAULT_TASK
+
+    return " | ".join(TASKS.names()), DEFAULT_TASK
+
+
 def _add_params(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("params", help="trainable / total parameter counts, built without weights")
     p.add_argument("--backbone", default="vit_base_patch16_clip_224", help="timm backbone name")
     p.add_argument("--method", default="stg_cma")
-    p.add_argument("--task", default="ave")
+    names, default = _tasks()
+    p.add_argument("--task", default=default, help=f"{names} (default: {default})")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--preset", help="method preset, e.g. tiny | base (STG-CMA)")
     group.add_argument("--ratio", help="adapter bottleneck ratio, e.g. 1/16 or 0.0625")
@@ -50,19 +59,13 @@ def _run_params(args: argparse.Namespace) -> None:
         entries = parameter_table()
         print(json.dumps(entries, indent=2) if args.json else format_table(entries, markdown=args.markdown))
         return
-    from avadapt._registry import METHODS
-    from avadapt.models import build_without_weights, parameter_report
-    from avadapt.tasks import get_task
+    from avadapt.models import parameter_report
+    from avadapt.param_table import build_as_published
 
     options = {k: v for k, v in (("preset", args.preset), ("ratio", args.ratio)) if v is not None}
-    options = {**get_task(args.task).counting_options, **options}
-    paper_audio = METHODS.get(args.method).paper_audio_backbone
-    if args.audio_backbone not in (None, "shared"):
-        options["audio_backbone"] = args.audio_backbone
-    elif args.audio_backbone is None and paper_audio is not None:
-        options["audio_backbone"], options["audio_backbone_options"] = paper_audio
-    report = parameter_report(build_without_weights(
-        backbone=args.backbone, method=args.method, task=args.task, **options))
+    if args.audio_backbone is not None:  # "shared": no separate encoder, the visual backbone hears too
+        options["audio_backbone"] = None if args.audio_backbone == "shared" else args.audio_backbone
+    report = parameter_report(build_as_published(args.backbone, args.method, args.task, **options))
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -75,7 +78,7 @@ def _run_params(args: argparse.Namespace) -> None:
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="decode every clip of a dataset once into a cache of frames + fbank (resumable)")
-    p.add_argument("task", help="task whose dataset layout to read: ave | avs | avqa")
+    p.add_argument("task", help=f"task whose dataset layout to read: {_tasks()[0]}")
     p.add_argument("--setting", help="the task's dataset setting, e.g. s4 | ms3 for avs (default: the task's own)")
     p.add_argument("--root", required=True, help="the dataset's folder (AVE: Annotations.txt, the split files and "
                                                  "AVE/<id>.mp4)")
@@ -116,7 +119,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="synthetic clips (real media files) in a task's native dataset layout")
-    p.add_argument("task", help="task whose dataset layout to write: ave | avs | avqa")
+    p.add_argument("task", help=f"task whose dataset layout to write: {_tasks()[0]}")
     p.add_argument("--setting", help="the task's dataset setting, e.g. s4 | ms3 for avs (default: the task's own)")
     p.add_argument("--out", required=True, help="folder to write (AVE: AVE/<id>.mp4, Annotations.txt, split files)")
     p.add_argument("--clips", type=int, default=100, help="number of clips")
@@ -205,8 +208,8 @@ def _run_ask(args: argparse.Namespace) -> None:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="synthesise a small dataset of a task, train STG-CMA and its comparisons on a tiny "
                                     "random ViT (CPU)")
-    p.add_argument("--task", default="ave", help="ave (event localisation) | avs (segmentation) | avqa (question "
-                                                 "answering); default: ave")
+    p.add_argument("--task", default=_tasks()[1], help="ave (event localisation) | avs (segmentation) | avqa "
+                                                      "(question answering); default: ave")
     p.add_argument("--method", help="dg_sct: DG-SCT (tiny random ViT beside a tiny random HTS-AT audio encoder, CMBS "
                                     "head) against the probe on the same encoders and head, on AVE; default: the "
                                     "task's demo (STG-CMA and its comparisons)")

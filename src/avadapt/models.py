@@ -102,10 +102,24 @@ def audio_embedding(front_end: str | AudioFrontEnd, overrides: AudioEmbeddingCon
     return AudioEmbeddingConfig(**{**options, **user})
 
 
+def paper_audio_front_end(method: str, family: str, task: str) -> str:
+    """The audio front end a ``method`` model on a ``family`` backbone ("vit" | "swin") trains ``task`` with
+    unless told otherwise: the method's own where its paper gives it an audio encoder of its own (DG-SCT:
+    ``htsat``), else the task's for the method and family (``Task.paper_audio_front_ends``), else the family's
+    default (``audio_front_ends.FAMILY_AUDIO_FRONT_ENDS``)."""
+    chosen = (METHODS.get(method).paper_audio_front_end
+              or get_task(task).paper_audio_front_ends.get((method, family)))
+    if chosen is None and family not in audio_front_ends.FAMILY_AUDIO_FRONT_ENDS:
+        raise OptionError(f"no default audio front end for a {family!r} backbone; name one of "
+                          f"{', '.join(sorted(audio_front_ends.AUDIO_FRONT_ENDS))}")
+    return chosen or audio_front_ends.FAMILY_AUDIO_FRONT_ENDS[family]
+
+
 def create_model(
     backbone: str = "vit_base_patch16_clip_224",
     method: str = "stg_cma",
-    task: str = "ave",
+    *,
+    task: str,
     pretrained: bool = False,
     weights: str | Path | None = None,
     backbone_options: dict[str, Any] | None = None,
@@ -117,7 +131,8 @@ def create_model(
 ) -> AVModel:
     """Build an adapted model.
 
-    backbone: timm name (with an optional pretrained tag). pretrained / weights: see ``create_backbone``.
+    backbone: timm name (with an optional pretrained tag). task: a registered task (``avadapt.tasks``).
+    pretrained / weights: see ``create_backbone``.
     backbone_options: extra ``create_backbone`` arguments (audio embedding config, timm kwargs).
     audio_front_end: a named entry of ``avadapt.audio_front_ends`` (or one resolved with changed fbank values);
     the audio embedding is then the entry's (see :func:`audio_embedding`), ``backbone_options["audio"]`` may

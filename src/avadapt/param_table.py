@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avadapt._registry import METHODS, TASKS
-from avadapt.methods.dg_sct.model import PAPER_AUDIO_ENCODER
-from avadapt.models import build_without_weights, parameter_report
-from avadapt.tasks.avqa.task import AVQATask
+from avadapt.models import AVModel, build_without_weights, parameter_report
+from avadapt.tasks import get_task
 
 CLIP_B16 = "vit_base_patch16_clip_224.openai"
 CLIP_L14 = "vit_large_patch14_clip_224.openai"
@@ -33,33 +32,41 @@ class PresetRow:
     backbone: str
     setting: str
     options: dict[str, Any] = field(default_factory=dict)
-    task: str = "ave"
+    task: str = field(kw_only=True)
     paper: str = "—"
-    build_options: dict[str, Any] = field(default_factory=dict)
-    """Options the build needs but the table does not show (AVQA's placeholder question vocabulary)."""
 
 
-AVQA_VOCAB = AVQATask.counting_options
-"""A question vocabulary of the size AVST hard-codes (93 tokens), for counting AVQA rows."""
+def build_as_published(backbone: str, method: str, task: str, **options: Any) -> AVModel:
+    """A weightless build of a published configuration: unless ``options`` say otherwise, with the task's
+    ``counting_options`` (AVQA: a question vocabulary of the size the reference hard-codes) and the method
+    paper's own audio encoder (``paper_audio_backbone``; DG-SCT: HTS-AT)."""
+    defaults = dict(get_task(task).counting_options)
+    paper_audio = METHODS.get(method).paper_audio_backbone
+    if paper_audio is not None and "audio_backbone" not in options:
+        defaults["audio_backbone"], defaults["audio_backbone_options"] = paper_audio
+    return build_without_weights(backbone=backbone, method=method, task=task, **{**defaults, **options})
 
 
 PRESET_ROWS: tuple[PresetRow, ...] = (
-    *(PresetRow("probe", backbone, "frozen backbone") for backbone in BACKBONE_LABELS),
-    *(PresetRow("probe", backbone, "full fine-tuning", {"full_finetune": True}) for backbone in BACKBONE_LABELS),
-    PresetRow("stg_cma", CLIP_B16, "tiny (1/32)", {"preset": "tiny"}, paper="3.53M (code)"),
-    PresetRow("stg_cma", CLIP_B16, "base (1/16)", {"preset": "base"}),
-    PresetRow("stg_cma", CLIP_B16, "vanilla (1/8)", {"preset": "vanilla"}, paper="11.5M (code)"),
-    PresetRow("stg_cma", CLIP_L14, "tiny (1/32)", {"preset": "tiny"}, paper="10.68M (code)"),
-    PresetRow("stg_cma", CLIP_L14, "base (1/16)", {"preset": "base"}, paper="20.12M (code)"),
-    PresetRow("stg_cma", CLIP_L14, "vanilla (1/8)", {"preset": "vanilla"}, paper="39.0M (code)"),
-    PresetRow("stg_cma", SWIN_B, "base [1/4,1/4,1/8,1/8]", {"preset": "base"}, paper="10.07M (code)"),
-    PresetRow("stg_cma", SWIN_B, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny"}, paper="5.6M (code)"),
-    PresetRow("stg_cma", SWIN_L, "base [1/2,1/4,1/8,1/16]", {"preset": "base"},
+    *(PresetRow("probe", backbone, "frozen backbone", task="ave") for backbone in BACKBONE_LABELS),
+    *(PresetRow("probe", backbone, "full fine-tuning", {"full_finetune": True}, task="ave")
+      for backbone in BACKBONE_LABELS),
+    PresetRow("stg_cma", CLIP_B16, "tiny (1/32)", {"preset": "tiny"}, task="ave", paper="3.53M (code)"),
+    PresetRow("stg_cma", CLIP_B16, "base (1/16)", {"preset": "base"}, task="ave"),
+    PresetRow("stg_cma", CLIP_B16, "vanilla (1/8)", {"preset": "vanilla"}, task="ave", paper="11.5M (code)"),
+    PresetRow("stg_cma", CLIP_L14, "tiny (1/32)", {"preset": "tiny"}, task="ave", paper="10.68M (code)"),
+    PresetRow("stg_cma", CLIP_L14, "base (1/16)", {"preset": "base"}, task="ave", paper="20.12M (code)"),
+    PresetRow("stg_cma", CLIP_L14, "vanilla (1/8)", {"preset": "vanilla"}, task="ave", paper="39.0M (code)"),
+    PresetRow("stg_cma", SWIN_B, "base [1/4,1/4,1/8,1/8]", {"preset": "base"}, task="ave",
+              paper="10.07M (code)"),
+    PresetRow("stg_cma", SWIN_B, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny"}, task="ave",
+              paper="5.6M (code)"),
+    PresetRow("stg_cma", SWIN_L, "base [1/2,1/4,1/8,1/16]", {"preset": "base"}, task="ave",
               paper="19.03M (code)"),
-    PresetRow("stg_cma", SWIN_L, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny"},
+    PresetRow("stg_cma", SWIN_L, "tiny [1/8,1/8,1/16,1/16]", {"preset": "tiny"}, task="ave",
               paper="11.74M (code)"),
     PresetRow("lavish", SWINV2_L, "AVE preset (m=2, D/8, 2 groups, BN)", {"preset": "ave", "dropout": 0.0},
-              paper="10.04M (code), 10.1M (paper)"),
+              task="ave", paper="10.04M (code), 10.1M (paper)"),
     # AVS: T = 5 frames; the AVSBench decoder with TPAVI at all four levels (avadapt.tasks.avs.task).
     PresetRow("stg_cma", SWIN_L, "AVS, fusion, base [1/2,1/4,1/8,1/16]", {"preset": "base", "num_frames": 5},
               task="avs", paper="38.6M (code; 21.2M decoder)"),
@@ -71,43 +78,37 @@ PRESET_ROWS: tuple[PresetRow, ...] = (
     # Which poster row each of ours is partly a guess; the notes say why. The poster's DG-SCT row (110.4M /
     # 520.2M) has no counterpart here yet (DG-SCT's AVQA head is not built).
     PresetRow("stg_cma", SWIN_L, "AVQA, fusion, base, AVST at 1536-d", {"preset": "base"}, task="avqa",
-              build_options=AVQA_VOCAB,
               paper="83.0M / 278.1M (poster, 'STG-CMA Large': the 1536-d head of STG-CMA's code, our guess)"),
     PresetRow("stg_cma", SWIN_L, "AVQA, fusion, base, AVST at 512-d", {"preset": "base", "width": 512},
-              task="avqa", build_options=AVQA_VOCAB,
+              task="avqa",
               paper="26.9M / 219M (poster, 'STG-CMA Base': trainable fits the code's 512-d head, total does not)"),
     PresetRow("stg_cma", CLIP_L14, "AVQA, fusion, base (1/16), AVST at 1024-d", {"preset": "base"}, task="avqa",
-              build_options=AVQA_VOCAB, paper="— (no AVQA figure for CLIP)"),
+              paper="— (no AVQA figure for CLIP)"),
     PresetRow("lavish", SWINV2_L, "AVQA preset (m=64, D/8, 4 groups), AVST at 512-d", {"preset": "avqa",
-              "width": 512}, task="avqa", build_options=AVQA_VOCAB,
+              "width": 512}, task="avqa",
               paper="21.1M / 249.8M (poster; also counts 2.76M unused Linears and Swin-V2-L's 21k-class head)"),
-    # DG-SCT: Swin-V2-L for video beside HTS-AT for audio (methods.dg_sct.PAPER_AUDIO_ENCODER). The reference's
-    # printed "trainable" figures are percentages of its totals; its totals also count modules it never runs
-    # (docs/methods.md, "DG-SCT": the reconciliation). AVE carries the CMBS head with the temporal module.
+    # DG-SCT: Swin-V2-L for video beside HTS-AT for audio (the method's ``paper_audio_backbone``). The
+    # reference's printed "trainable" figures are percentages of its totals; its totals also count modules it
+    # never runs (docs/methods.md, "DG-SCT": the reconciliation). AVE carries the CMBS head with the temporal module.
     PresetRow("dg_sct", SWINV2_L, "AVE preset (conv, m=32, α 0.3, β 0.05), HTS-AT, CMBS head", {"preset": "ave"},
-              paper="201.16M / 461.26M built (printed '43.6' = 43.6%); 196.42M of it trained",
-              build_options={"audio_backbone": PAPER_AUDIO_ENCODER[0], "audio_backbone_options": PAPER_AUDIO_ENCODER[1]}),
+              task="ave", paper="201.16M / 461.26M built (printed '43.6' = 43.6%); 196.42M of it trained"),
     PresetRow("dg_sct", SWINV2_L, "S4 preset (resize, m=32, no BN), HTS-AT, AVSBench decoder", {"preset": "s4"},
-              task="avs", paper="366.0M / 594.8M built (printed '61.5' = 61.5%); 164.9M trained, HTS-AT included",
-              build_options={"audio_backbone": PAPER_AUDIO_ENCODER[0], "audio_backbone_options": PAPER_AUDIO_ENCODER[1]}),
+              task="avs",
+              paper="366.0M / 594.8M built (printed '61.5' = 61.5%); 164.9M trained, HTS-AT included"),
     PresetRow("dg_sct", SWINV2_L, "MS3 preset (conv, m=32, D/2, α 0.2, β 0.1), HTS-AT, AVSBench decoder",
               {"preset": "ms3"}, task="avs",
-              paper="342.8M / 602.9M built (printed '56.86' = 56.9%); 225.6M trained",
-              build_options={"audio_backbone": PAPER_AUDIO_ENCODER[0], "audio_backbone_options": PAPER_AUDIO_ENCODER[1]}),
+              paper="342.8M / 602.9M built (printed '56.86' = 56.9%); 225.6M trained"),
     PresetRow("dg_sct", SWINV2_L, "AVQA preset (conv, m=2, 4 groups, no BN), HTS-AT, AVST at 1536-d",
               {"preset": "avqa"}, task="avqa",
-              paper="256.8M / 516.8M built (printed '50.0' ≈ 49.7%); 253.21M trained",
-              build_options={**AVQA_VOCAB, "audio_backbone": PAPER_AUDIO_ENCODER[0],
-                             "audio_backbone_options": PAPER_AUDIO_ENCODER[1]}),
-    PresetRow("av_stfp", CLIP_B16, "4 spatial + 1 fusion + T time codes", paper="~1.1M (poster)"),
-    PresetRow("av_stfp", CLIP_L14, "4 spatial + 1 fusion + T time codes", paper="~1.8M (poster)"),
+              paper="256.8M / 516.8M built (printed '50.0' ≈ 49.7%); 253.21M trained"),
+    PresetRow("av_stfp", CLIP_B16, "4 spatial + 1 fusion + T time codes", task="ave", paper="~1.1M (poster)"),
+    PresetRow("av_stfp", CLIP_L14, "4 spatial + 1 fusion + T time codes", task="ave", paper="~1.8M (poster)"),
 )
 
 
 def measure(row: PresetRow) -> dict[str, Any]:
     """Build ``row`` without weights and count: trainable / total integers plus the row's labels."""
-    report = parameter_report(build_without_weights(
-        backbone=row.backbone, method=row.method, task=row.task, **row.options, **row.build_options))
+    report = parameter_report(build_as_published(row.backbone, row.method, row.task, **row.options))
     return {"method": row.method, "backbone": BACKBONE_LABELS.get(row.backbone, row.backbone),
             "timm_name": row.backbone, "task": row.task, "setting": row.setting, "options": dict(row.options),
             "trainable": report["trainable"], "total": report["total"], "paper": row.paper}

@@ -17,6 +17,7 @@ from avadapt.audio_front_ends import FbankConfig, recorded_audio_front_end
 from avadapt.data.base import ClipDataset, collate_av
 from avadapt.data.sampling import EpochLoader, EpochShuffle, clip_order
 from avadapt.data.transforms import VideoTransform
+from avadapt.errors import OptionError
 
 
 class AVDataModule(L.LightningDataModule):
@@ -25,7 +26,7 @@ class AVDataModule(L.LightningDataModule):
     Args:
         root: the dataset's annotation root (AVE: the folder with ``Annotations.txt`` and the split files).
         dataset: a name in ``avadapt._registry.DATASETS`` (``ave``, ``avs_s4``, …); default: the model task's
-            dataset (``preprocessing["dataset"]``, linked from the model by the CLI), else ``ave``.
+            dataset (``preprocessing["dataset"]``, linked from the model by the CLI).
         dataset_options: the dataset's own options (its constructor's keyword arguments), added to those the model
             asks for (``preprocessing["dataset_options"]``).
         cache_dir: a cache written by ``avadapt prepare``, read instead of the media; its image size and fbank
@@ -92,7 +93,11 @@ class AVDataModule(L.LightningDataModule):
 
     @property
     def dataset_name(self) -> str:
-        return self.hparams.dataset or self.preprocessing.get("dataset") or "ave"
+        name = self.hparams.dataset or self.preprocessing.get("dataset")
+        if name is None:
+            raise OptionError("AVDataModule needs a dataset: name one (dataset=) or give the model's "
+                              "preprocessing, which names its task's")
+        return name
 
     @property
     def dataset_class(self) -> type[ClipDataset]:

@@ -99,6 +99,10 @@ class AVMethod(nn.Module):
     paper_audio_backbone: tuple[str, dict] | None = None
     """(name, options) of ``backbones.create_audio_backbone`` for the paper's audio encoder, used when counting
     parameters of the paper's configuration (``avadapt params``); None: the paper shares one backbone."""
+    paper_audio_front_end: ClassVar[str | None] = None
+    """The audio front end (``avadapt.audio_front_ends``) of a method whose paper gives it an audio encoder of
+    its own, for every task and backbone; None: the task's or the backbone family's
+    (``models.paper_audio_front_end``)."""
     paper_task_options: ClassVar[dict[str, dict]] = {}
     """Per task, the options of the task's config the paper sets for this method (DG-SCT on AVE: the CMBS head);
     ``create_model`` applies them unless the caller gives the option."""

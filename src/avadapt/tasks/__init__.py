@@ -2,10 +2,15 @@
 prepare job, the synthetic generator, prediction and the demo spec; ``base.py`` is the contract the generic
 machinery reads. Importing a task package registers its task in ``TASKS`` and its datasets in ``DATASETS``;
 tasks from other installed packages are found through the ``avadapt.tasks`` entry point group
-(``avadapt._registry.load_task_plugins``).
+(``avadapt._registry.load_task_plugins``): a package declares ``[project.entry-points."avadapt.tasks"]``
+``name = "its_package"``, and importing that package registers its ``Task`` and datasets.
 """
 
 from avadapt.tasks import ave, avqa, avs  # noqa: F401  (registration side effect)
 from avadapt.tasks.base import Task, TaskHead, get_task
 
-__all__ = ["Task", "TaskHead", "get_task"]
+DEFAULT_TASK = "ave"
+"""The task of commands that take one and are given none (``avadapt params``, ``avadapt demo``): event
+localisation, the benchmark every method's paper reports."""
+
+__all__ = ["DEFAULT_TASK", "Task", "TaskHead", "get_task"]

@@ -16,8 +16,9 @@ Targets and inputs are produced and collated by the task's datasets (``avadapt.d
 the model stack): every tensor a dataset item holds besides ``video``, ``audio`` and ``meta`` is stacked into
 ``AVBatch.targets``, and entries under ``inputs`` into ``AVBatch.inputs``.
 
-Adding a task is one module here (head, config, ``Task`` subclass with ``@TASKS.register``), one dataset
-module in ``avadapt.data`` and one config file; nothing else names it.
+Adding a task is one package (head, config, ``Task`` subclass with :func:`register_task`, its datasets) and
+its config files; nothing else names it. A package outside avadapt plugs in through the ``avadapt.tasks``
+entry point group and is found as the built-in ones are.
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ class Task:
     prediction_kind: what ``avadapt predict`` writes, for its help text.
     counting_options: task options ``avadapt params`` builds with when none are given, where the head's size
         depends on the data (AVQA: a question vocabulary of the reference's size).
+    paper_audio_front_ends: (method, backbone family) → the audio front end (``avadapt.audio_front_ends``)
+        the method's paper used for this task's dataset on that family. A model takes it unless given one;
+        a method with an audio encoder of its own names its front end itself, and a pair not listed here
+        gets the family's default (``FAMILY_AUDIO_FRONT_ENDS``), so a task may list nothing.
     """
 
     name: ClassVar[str]
@@ -106,6 +111,7 @@ class Task:
     num_segments: ClassVar[int]
     prediction_kind: ClassVar[str] = ""
     counting_options: ClassVar[dict[str, Any]] = {}
+    paper_audio_front_ends: ClassVar[dict[tuple[str, str], str]] = {}
 
     @property
     def config_class(self) -> type:

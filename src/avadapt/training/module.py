@@ -18,7 +18,7 @@ from avadapt.audio_front_ends import AudioFrontEnd, FbankConfig
 from avadapt.data.sampling import derive_seed
 from avadapt.io import check_adapter_keys, trainable_state_keys
 from avadapt.kernels import cpu_supports_bf16, tune_heap_for_training
-from avadapt.models import AVModel, build_without_weights, create_model
+from avadapt.models import AVModel, build_without_weights, create_model, paper_audio_front_end
 from avadapt.tasks import get_task
 from avadapt.training.schedule import warmup_cosine_factor, warmup_step_factor
 from avadapt.types import AVBatch
@@ -61,7 +61,7 @@ class AVAdaptModule(L.LightningModule):
     Args:
         backbone: timm model name, with an optional pretrained tag (``vit_base_patch16_clip_quickgelu_224.openai``).
         method: registered method (``stg_cma``, ``probe``, …).
-        task: registered task (``ave``).
+        task: a registered task (``avadapt.tasks``).
         method_options: fields of the method's config, e.g. ``{preset: tiny}`` or ``{ratio: 1/16, fusion: none}``.
         task_options: fields of the task's config, e.g. ``{num_classes: 29}``.
         backbone_options: extra timm arguments (``img_size``, ``depth``…); ``audio`` may set the audio
@@ -69,8 +69,9 @@ class AVAdaptModule(L.LightningModule):
         pretrained: let timm load the tag's weights (its hub or the local Hugging Face cache).
         weights: local backbone checkpoint (``.safetensors`` or a torch state dict readable without unpickling).
         audio_front_end: name of the audio front end (``avadapt.audio_front_ends``: fbank settings, statistics
-            and audio embedding) that both the model and the data are built with; default: the one the method's
-            paper uses on this backbone family and task (``vit`` on a ViT).
+            and audio embedding) that both the model and the data are built with; default: the method's own,
+            else the task's for the method and backbone family, else the family's
+            (``models.paper_audio_front_end``).
         fbank: fbank fields that replace the front end's, e.g. ``{num_mel_bins: 64, target_frames: 48}`` for a
             tiny model; the spectrogram is ``num_mel_bins`` × ``target_frames``.
         class_names: names of the output classes (default: the data module's).
@@ -98,7 +99,8 @@ class AVAdaptModule(L.LightningModule):
         self,
         backbone: str = "vit_base_patch16_clip_quickgelu_224.openai",
         method: str = "stg_cma",
-        task: str = "ave",
+        *,
+        task: str,
         method_options: dict[str, Any] | None = None,
         task_options: dict[str, Any] | None = None,
         backbone_options: dict[str, Any] | None = None,
@@ -163,7 +165,7 @@ class AVAdaptModule(L.LightningModule):
         options = {k: v for k, v in (backbone_options or {}).items() if k != "audio"}
         family = build_without_weights(backbone=backbone, method=method, task=task, backbone_options=options,
                                        **(method_options or {}), **(task_options or {})).backbone.family
-        return audio_front_ends.paper_audio_front_end(method, family, task)
+        return paper_audio_front_end(method, family, task)
 
     # ---- what the data side and the exporter read -------------------------------------------------
     @property

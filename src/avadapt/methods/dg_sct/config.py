@@ -26,6 +26,9 @@ TASK_PRESETS: dict[str, dict[str, Any]] = {
     "ms3": {**_COMMON, "alignment": "conv", "num_latent_tokens": 32, "alpha": 0.2, "beta": 0.1, "ratio": "1/2",
             "batch_norm": False, "latent_init": "zeros"},
 }
+# Task options the official code sets for DG-SCT (``AVMethod.paper_task_options``): on AVE the CMBS head with
+# the post-backbone temporal module.
+PAPER_TASK_OPTIONS: dict[str, dict[str, Any]] = {"ave": {"head": "cmbs"}}
 ALIGNMENTS = ("conv", "resize")
 TEMPORAL_PLACEMENTS = ("head", "adapter")
 
@@ -36,6 +39,8 @@ class DGSCTConfig(JSONConfig):
     Audio-Visual Downstream Tasks", NeurIPS 2023).
 
     preset: ave | avvp | avqa | s4 | ms3, the official per-task settings; an option given explicitly overrides it.
+        The preset is not picked from the task: every task, one without a preset of its own too, starts from
+        the AVE settings (the default) unless it names another.
     alignment: how the other modality's tokens Y (N_o × D_o) are brought to this one's N × D before they guide
         it: ``conv`` (token-axis 1×1 convolution N_o→N with bias, then Linear D_o→D) or ``resize`` (Linear, then
         bicubic resize of the token grid).

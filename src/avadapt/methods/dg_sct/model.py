@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import ClassVar
 
 import torch
 from torch import nn
@@ -13,7 +12,7 @@ from torch.utils.checkpoint import checkpoint
 from avadapt._registry import METHODS
 from avadapt.backbones import Backbone
 from avadapt.methods.base import AVMethod, backbone_stages, block_width, map_taps, run_frozen_block
-from avadapt.methods.dg_sct.config import DGSCTConfig
+from avadapt.methods.dg_sct.config import PAPER_TASK_OPTIONS, DGSCTConfig
 from avadapt.methods.dg_sct.modules import DGSCTAdapter, DGSCTBlock, TokenLayout
 from avadapt.methods.dg_sct.pairing import pair_blocks
 from avadapt.types import AVFeatures
@@ -63,7 +62,8 @@ class DGSCT(AVMethod):
     config_class = DGSCTConfig
     accepts_audio_backbone = True
     paper_audio_backbone = PAPER_AUDIO_ENCODER
-    paper_task_options: ClassVar[dict[str, dict]] = {"ave": {"head": "cmbs"}}  # the CMBS head with the post-backbone temporal module
+    paper_audio_front_end = "htsat"  # HTS-AT's own log-mel, whichever task and visual backbone
+    paper_task_options = PAPER_TASK_OPTIONS
 
     def __init__(self, backbone: Backbone, config: DGSCTConfig, audio_backbone: Backbone | None = None):
         super().__init__(backbone, "audio_visual", config.num_frames, audio_backbone=audio_backbone)

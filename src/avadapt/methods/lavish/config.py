@@ -33,7 +33,9 @@ LATENT_INITS = ("uniform", "zeros")
 class LAVISHConfig(JSONConfig):
     """Configuration of LAVISH (Lin et al., CVPR 2023).
 
-    preset: ave | avs | avqa, the official per-task settings; any option given explicitly overrides it.
+    preset: ave | avs | avqa, the official per-task settings; any option given explicitly overrides it. The
+        preset is not picked from the task: every task, one without a preset of its own too, starts from the
+        AVE settings (the default) unless it names another.
     num_latent_tokens: m latent tokens that summarise the other modality before fusion (Eq. 6–7).
     ratio: bottleneck width D/k as a fraction of the block width ("1/8" or 0.125).
     conv_groups: groups of the two 1×1 convolutions of the bottleneck.

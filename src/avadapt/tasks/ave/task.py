@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -152,6 +153,10 @@ class AVETask(Task):
     monitor = "accuracy"
     dataset = "ave"
     num_segments = 10
+    # the Swin loaders of STG-CMA (its probe too) and LAVISH for this dataset; on a ViT the family's default
+    paper_audio_front_ends: ClassVar[dict[tuple[str, str], str]] = {
+        ("stg_cma", "swin"): "stg_cma_swin_ave", ("probe", "swin"): "stg_cma_swin_ave",
+        ("lavish", "swin"): "lavish_swin_ave"}
     prediction_kind = "per-second event labels (JSON) and a timeline picture (PNG)"
 
     def build_head(self, spec: FeatureSpec, config: AVEConfig) -> TaskHead:

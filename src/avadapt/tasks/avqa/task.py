@@ -412,6 +412,10 @@ class AVQATask(Task):
     clip_input = "video_index"
     dataset = "music_avqa"
     num_segments = 10
+    # the Swin loaders of STG-CMA (its probe too) and LAVISH for this dataset; on a ViT the family's default
+    paper_audio_front_ends: ClassVar[dict[tuple[str, str], str]] = {
+        ("stg_cma", "swin"): "stg_cma_swin_avqa", ("probe", "swin"): "stg_cma_swin_avqa",
+        ("lavish", "swin"): "lavish_swin_avqa"}
     # the embedding size AVST hard-codes (93 question tokens), so that counts compare with the references'
     counting_options: ClassVar[dict[str, Any]] = {
         "question_vocab": ("<pad>", "<unk>", *(f"word{i}" for i in range(REFERENCE_QUESTION_VOCAB_SIZE - 2)))}

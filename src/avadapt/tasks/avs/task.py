@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -279,6 +280,10 @@ class AVSTask(Task):
     monitor = "miou"
     dataset = "avs_s4"
     num_segments = 5
+    # the Swin loaders of STG-CMA (its probe too) and LAVISH for this dataset; on a ViT the family's default
+    paper_audio_front_ends: ClassVar[dict[tuple[str, str], str]] = {
+        ("stg_cma", "swin"): "stg_cma_swin_avs", ("probe", "swin"): "stg_cma_swin_avs",
+        ("lavish", "swin"): "lavish_swin_avs"}
     prediction_kind = "a mask of the sounding object per second (PNG files), their picture (PNG) and JSON"
 
     segment_probabilities = staticmethod(predict.segment_probabilities)
