@@ -8,4 +8,6 @@ tasks from other installed packages are found through the ``avadapt.tasks`` entr
 from avadapt.tasks import ave, avqa, avs  # noqa: F401  (registration side effect)
 from avadapt.tasks.base import Task, TaskHead, get_task
 
-__all__ = ["Task", "TaskHead", "get_task"]
+DEFAULT_TASK = "ave"
+
+__all__ = ["DEFAULT_TASK", "Task", "TaskHead", "get_task"]
