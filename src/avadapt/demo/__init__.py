@@ -1,21 +1,15 @@
-"""``avadapt demo``: a task end to end on a CPU in minutes, with nothing downloaded.
-
-1. synthesise a small dataset in the task's native layout;
-2. decode it once into a cache, and write the tiny random frozen encoders every run shares;
-3. train the task's main method and its comparisons on them, selecting on val and testing once;
-4. predict one test clip from the main run's exported adapter and draw it.
-
-Writes ``OUT/metrics.json`` and ``OUT/prediction.png`` (+ ``prediction.json``); the data, cache, runs (each with
-its ``curves.png``) and adapter directories beside them. What is synthesised, trained and reported is the task's
-demo spec (:class:`avadapt.tasks.demo_spec.DemoSpec`, registered by the task's package).
+"""``avadapt demo``: a task end to end on a CPU in minutes, with nothing downloaded: synthesise a small dataset in
+the task's native layout, decode it once into a cache, train the task's main method and its comparisons on the
+same tiny random frozen encoders (selecting on val, testing once), predict one test clip from the main run's
+exported adapter. Writes ``OUT/metrics.json`` and ``OUT/prediction.png``, and beside them the data, cache, runs
+(each with its ``curves.png``) and adapter directories. What is synthesised, trained and reported is the task's
+demo spec (:mod:`avadapt.tasks.demo_spec`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -55,27 +49,16 @@ def banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
 
 
-@contextmanager
-def intra_op_threads(count: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def demo_spec(task: str = DEFAULT_TASK, method: str | None = None) -> type[DemoSpec]:
-    """The demo of ``task``, or with ``method`` that method's variant of it."""
+def demo_spec(task: str | None = None, method: str | None = None) -> type[DemoSpec]:
+    """The demo of ``task`` (default: the default task), or with ``method`` that method's variant of it."""
+    task = task or DEFAULT_TASK
     if task not in DEMOS:
         raise OptionError(f"no demo for task {task!r}; demos: {', '.join(DEMOS.names())}")
     spec = DEMOS.get(task)
-    if method is None:
-        return spec
-    if method not in spec.variants:
+    if method is not None and method not in spec.variants:
         known = ", ".join(f"--task {t} --method {m}" for t in DEMOS.names() for m in DEMOS.get(t).variants)
         raise OptionError(f"no demo of method {method!r} on task {task!r}; method demos: {known}")
-    return spec.variants[method]
+    return spec.variants[method] if method else spec
 
 
 def build_module(cfg: DemoSpec, method: str, root: Path, data: DemoData | None = None,
@@ -88,24 +71,17 @@ def build_module(cfg: DemoSpec, method: str, root: Path, data: DemoData | None =
 
 
 def datamodule(cfg: DemoSpec, root: Path, cache: Path, module: AVAdaptModule, batch_size: int) -> AVDataModule:
-    return AVDataModule(str(root), dataset=get_task(cfg.task).dataset, cache_dir=str(cache),
-                        batch_size=batch_size, num_workers=0, preprocessing=module.preprocessing,
-                        **cfg.data_options())
+    return AVDataModule(str(root), dataset=get_task(cfg.task).dataset, cache_dir=str(cache), batch_size=batch_size,
+                        num_workers=0, preprocessing=module.preprocessing, **cfg.data_options())
 
 
-def build_data(out: Path, cfg: DemoSpec) -> DemoData:
-    """Steps 1 and 2: synthesise the data (reused when there), decode it once, write the random encoders.
-
-    The same ``cfg`` gives the same data and encoders, so that every run is compared on them."""
-    banner(f"1/{cfg_steps(cfg)} {cfg.data_banner()}")
-    root = out / cfg.task
-    if not (root / cfg.data_marker).is_file():
-        print(cfg.synthesize(root), flush=True)
-    else:
-        print(f"reusing {root}", flush=True)
-
-    banner(f"2/{cfg_steps(cfg)} {cfg.prepare_banner}")
-    cache = out / "cache"
+def build_data(out: Path, cfg: DemoSpec, steps: int = 5) -> DemoData:
+    """Steps 1 and 2 of ``steps``: synthesise the data (reused when there), decode it once, write the random
+    frozen encoders. The same ``cfg`` gives the same data and encoders, so every run is compared on them."""
+    banner(f"1/{steps} {cfg.data_banner.format_map(vars(cfg))}")
+    root, cache = out / cfg.task, out / "cache"
+    print(cfg.synthesize(root) if not (root / cfg.data_marker).is_file() else f"reusing {root}", flush=True)
+    banner(f"2/{steps} {cfg.prepare_banner}")
     torch.manual_seed(cfg.seed)
     module = build_module(cfg, "probe", root)
     video = module.preprocessing["video"]
@@ -117,9 +93,8 @@ def build_data(out: Path, cfg: DemoSpec) -> DemoData:
         cfg.calibrate(module.model, loader.train_dataloader())
     data = DemoData(root, cache, out / "random_backbone.safetensors")
     save_file({k: v.contiguous() for k, v in module.model.backbone.model.state_dict().items()}, str(data.weights))
-    audio_encoder = module.model.method.audio_encoder
-    if audio_encoder is not None:
-        data.audio_weights = save_audio_encoder(audio_encoder, out)
+    if module.model.method.audio_encoder is not None:
+        data.audio_weights = save_audio_encoder(module.model.method.audio_encoder, out)
     return data
 
 
@@ -131,70 +106,46 @@ def save_audio_encoder(encoder: torch.nn.Module, out: Path) -> Path:
     return path
 
 
-def cfg_steps(cfg: DemoSpec) -> int:
-    return 3 + sum(run.banner is not None for run in cfg.runs())
-
-
 def train_run(cfg: DemoSpec, data: DemoData, run: DemoRun, out: Path, precision: str, test: bool = True
               ) -> dict[str, Any]:
-    """Fit one run on the demo's data and encoders, selecting on val; test the best val checkpoint once
-    (``test=False``: val only, for choosing settings). Writes ``out/{checkpoints,adapter,logs,curves.png}``."""
+    """Fit one run on the CPU selecting on the task's val metric; test the best val checkpoint once (``test=False``:
+    val only, for choosing settings). Writes ``out/{checkpoints,adapter,logs,curves.png}``; returns
+    ``best_val_<monitor>``, ``test_<metric>`` per logged test metric, ``train_seconds``, parameter counts and the
+    adapter and curves paths."""
     L.seed_everything(cfg.seed, verbose=False)
     module = build_module(cfg, run.method_name, data.root, data, run.method_options)
     if cfg.same_initial_head:  # a head drawn after a method's own modules would start elsewhere
         L.seed_everything(cfg.seed, verbose=False)
         module.model.head.load_state_dict(build_module(cfg, "probe", data.root, data).model.head.state_dict())
-    result = fit_and_test(module, datamodule(cfg, data.root, data.cache, module, cfg.batch_size), out, cfg.epochs_of(run.method_name),
-                          precision, test=test, name=run.name)
-    monitor = module.task.monitor
-    scores = ", ".join(f"{title} {result[f'test_{key}']:.3f}" for key, title in cfg.metrics.items()
-                       if f"test_{key}" in result)
-    print(f"{run.label}: {f'test {scores} ' if scores else ''}(best val {cfg.metrics.get(monitor, monitor)} "
-          f"{result[f'best_val_{monitor}']:.3f}) after {result['train_seconds']:.0f} s of training", flush=True)
-    return result
-
-
-def fit_and_test(module: AVAdaptModule, datamodule: AVDataModule, out: Path, epochs: int, precision: str,
-                 test: bool = True, name: str | None = None) -> dict[str, Any]:
-    """Fit on the CPU selecting on the task's validation metric; test the best checkpoint once (``test=False``:
-    validation only); ``name`` labels the run in what is printed (default: the method).
-
-    Returns ``best_val_<monitor>``, ``test_<metric>`` for every logged test metric (``/`` read as ``_``),
-    ``train_seconds``, parameter counts and the adapter and curves paths.
-    """
-    task = module.task
+    loader, task = datamodule(cfg, data.root, data.cache, module, cfg.batch_size), module.task
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor=module.monitor, mode=task.monitor_mode,
                                  save_last=True, filename=task.checkpoint_filename(), auto_insert_metric_name=False)
-    export = AdapterExport(str(out / "adapter"))
-    curves = TrainingCurves(str(out))  # beside checkpoints/, from logs/metrics.csv
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, precision=precision, max_epochs=epochs,
-        callbacks=[checkpoint, export, curves], plugins=[AtomicCheckpointIO()],
-        logger=CSVLogger(out, name="logs", version=""), default_root_dir=out, log_every_n_steps=5,
-        enable_model_summary=False, num_sanity_val_steps=0,
-    )
-    report = parameter_report(module.model)
-    print(f"{name or module.hparams.method}: {report['trainable']:,} trainable of {report['total']:,} parameters "
-          f"({report['trainable_percent']:.1f}%), precision {precision}", flush=True)
+    export, curves = AdapterExport(str(out / "adapter")), TrainingCurves(str(out))
+    trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=cfg.epochs_of(run.method_name),
+                        callbacks=[checkpoint, export, curves], plugins=[AtomicCheckpointIO()],
+                        logger=CSVLogger(out, name="logs", version=""), default_root_dir=out, log_every_n_steps=5,
+                        enable_model_summary=False, num_sanity_val_steps=0)
+    size = parameter_report(module.model)
+    print(f"{run.name}: {size['trainable']:,} trainable of {size['total']:,} parameters "
+          f"({size['trainable_percent']:.1f}%), precision {precision}", flush=True)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=loader)
     result: dict[str, Any] = {
         f"best_val_{task.monitor}": round(float(checkpoint.best_model_score), 4),
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "trainable_parameters": report["trainable"],
-        "total_parameters": report["total"],
-        "adapter": str(export.exported),
-        "curves": str(curves.written),
-    }
+        "train_seconds": round(time.perf_counter() - started, 1), "trainable_parameters": size["trainable"],
+        "total_parameters": size["total"], "adapter": str(export.exported), "curves": str(curves.written)}
     if test:
-        tested = trainer.test(module, datamodule=datamodule, ckpt_path="best", weights_only=True, verbose=False)[0]
-        for key, value in tested.items():  # test/accuracy → test_accuracy, test/type/x → test_type_x
-            if key.startswith("test/"):
-                result[key.replace("/", "_")] = round(float(value), 4)
+        tested = trainer.test(module, datamodule=loader, ckpt_path="best", weights_only=True, verbose=False)[0]
+        # test/accuracy → test_accuracy, test/type/x → test_type_x
+        result.update({k.replace("/", "_"): round(float(v), 4) for k, v in tested.items() if k.startswith("test/")})
+    scores = "".join(f"test {title} {result[f'test_{key}']:.3f}, " for key, title in cfg.metrics.items()
+                     if f"test_{key}" in result)
+    print(f"{run.label}: {scores}best val {cfg.metrics.get(task.monitor, task.monitor)} "
+          f"{result[f'best_val_{task.monitor}']:.3f} after {result['train_seconds']:.0f} s of training", flush=True)
     return result
 
 
-def run_demo(out: str | Path = "demo_out", task: str = DEFAULT_TASK, precision: str | None = None,
+def run_demo(out: str | Path = "demo_out", task: str | None = None, precision: str | None = None,
              config: DemoSpec | None = None, method: str | None = None) -> dict[str, Any]:
     """Run the demo of ``task`` (its main method against its comparisons), or with ``method`` that method's
     variant; ``config``: the spec's settings (default: its own). Returns (and writes to ``OUT/metrics.json``)
@@ -202,9 +153,13 @@ def run_demo(out: str | Path = "demo_out", task: str = DEFAULT_TASK, precision: 
     spec = demo_spec(task, method)
     cfg = config or spec()
     if not isinstance(cfg, spec):
-        raise OptionError(f"the demo of {task!r} takes a {spec.__name__} config, not {type(cfg).__name__}")
-    with intra_op_threads(cfg.threads):
+        raise OptionError(f"this demo takes a {spec.__name__} config, not {type(cfg).__name__}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
         return _run(Path(out), precision or default_precision(), cfg)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _run(out: Path, precision: str, cfg: DemoSpec) -> dict[str, Any]:
@@ -216,11 +171,11 @@ def _run(out: Path, precision: str, cfg: DemoSpec) -> dict[str, Any]:
           "be downloaded here, so the numbers below only show that the pipeline learns.\n" + cfg.real_weights_hint,
           flush=True)
     if cfg.random_note:
-        print(cfg.random_note.format(cfg=cfg), flush=True)
-    data = build_data(out, cfg)
-
-    runs, step, steps = cfg.runs(), 2, cfg_steps(cfg)
-    results = []
+        print(cfg.random_note.format_map(vars(cfg)), flush=True)
+    runs = cfg.runs()
+    steps = 3 + sum(run.banner is not None for run in runs)
+    data = build_data(out, cfg, steps)
+    results, step = [], 2
     for run in runs:
         if run.banner:
             step += 1
@@ -229,38 +184,30 @@ def _run(out: Path, precision: str, cfg: DemoSpec) -> dict[str, Any]:
 
     banner(f"{steps}/{steps} {cfg.predict_banner}")
     model = load_adapter(results[0]["adapter"])
-    prediction = cfg.predict(data.root, out, predict=partial(predict_clip, model), ask=partial(ask, model))
 
-    metrics = report(cfg, runs, results, prediction, precision, time.perf_counter() - started)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    headline = next(iter(cfg.metrics))
-    versus = "".join(f" vs {run.label} {result[f'test_{headline}']:.3f}" for run, result in zip(runs[1:], results[1:]))
-    banner(f"done in {metrics['total_seconds']:.0f} s: {runs[0].label} test {cfg.metrics[headline]} "
-           f"{results[0][f'test_{headline}']:.3f}{versus} → {out / 'metrics.json'}, {prediction['png']}")
-    return metrics
+    def predict(video: Path, out: Path, ground_truth: str | None = None) -> dict[str, Any]:
+        return write_prediction(model, predict_video(model, video), out, ground_truth=ground_truth)
 
+    prediction = cfg.predict(data.root, out, predict=predict, ask=partial(ask, model))
 
-def predict_clip(model: Any, video: Path, out: Path, ground_truth: str | None = None) -> dict[str, Any]:
-    return write_prediction(model, predict_video(model, video), out, ground_truth=ground_truth)
-
-
-def report(cfg: DemoSpec, runs: list[DemoRun], results: list[dict[str, Any]], prediction: dict[str, Any],
-           precision: str, seconds: float) -> dict[str, Any]:
-    """``metrics.json``: every run's test metrics, best val, training time and size (fields named with the
-    run's prefix), then what the numbers are and where the files are."""
-    pairs = list(zip(runs, results))
-    monitor = get_task(cfg.task).monitor
+    pairs, monitor = list(zip(runs, results)), get_task(cfg.task).monitor
     metrics = {f"{run.prefix}test_{key}": result[f"test_{key}"] for run, result in pairs for key in cfg.metrics}
     for run, result in pairs:
         metrics.update({run.prefix + key: value for key, value in cfg.summaries(result).items()})
     metrics.update({f"{run.prefix}val_{monitor}": result[f"best_val_{monitor}"] for run, result in pairs})
     metrics.update({f"{run.prefix}train_seconds": result["train_seconds"] for run, result in pairs})
-    metrics["total_seconds"] = round(seconds, 1)
+    metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     metrics.update({f"{run.prefix}trainable_parameters": result["trainable_parameters"] for run, result in pairs})
-    return {**metrics, "total_parameters": results[0]["total_parameters"], "metric": cfg.metric_description,
-            "precision": precision, "backbone": f"{cfg.backbone} ({RANDOM})", **cfg.extra_metrics(),
-            "adapter": results[0]["adapter"], "curves": {run.name: result["curves"] for run, result in pairs},
-            "prediction": prediction, "config": asdict(cfg)}
+    metrics.update({"total_parameters": results[0]["total_parameters"], "metric": cfg.metric_description,
+                    "precision": precision, "backbone": f"{cfg.backbone} ({RANDOM})", **cfg.extra_metrics(),
+                    "adapter": results[0]["adapter"], "curves": {run.name: result["curves"] for run, result in pairs},
+                    "prediction": prediction, "config": asdict(cfg)})
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    headline = next(iter(cfg.metrics))
+    versus = "".join(f" vs {run.label} {result[f'test_{headline}']:.3f}" for run, result in pairs[1:])
+    banner(f"done in {metrics['total_seconds']:.0f} s: {runs[0].label} test {cfg.metrics[headline]} "
+           f"{results[0][f'test_{headline}']:.3f}{versus} → {out / 'metrics.json'}, {prediction['png']}")
+    return metrics
 
 
-__all__ = ["DemoData", "build_data", "demo_spec", "fit_and_test", "run_demo", "train_run"]
+__all__ = ["DemoData", "build_data", "build_module", "demo_spec", "run_demo", "save_audio_encoder", "train_run"]

@@ -20,7 +20,7 @@ from torch import nn
 from avadapt.tasks.ave.dataset import AVEAnnotations
 from avadapt.tasks.ave.prepare import prepare_ave
 from avadapt.tasks.ave.synth import synthesize_ave
-from avadapt.tasks.demo_spec import RANDOM, DemoRun, DemoSpec, register_demo
+from avadapt.tasks.demo_spec import RANDOM, DemoRun, DemoSpec, Predictor, register_demo
 
 # The CMBS head's widths narrowed to the 64-wide visual and 128-wide audio encoder (DG-SCT: 512 / 128 / 256 on
 # Swin-V2-L's 1536 and HTS-AT's 768), as configs/ave/tiny_cpu_cmbs.yaml does.
@@ -56,12 +56,11 @@ class SyntheticAVEDemo(DemoSpec):
 
     task: ClassVar[str] = "ave"
     data_marker: ClassVar[str] = "Annotations.txt"
+    data_banner: ClassVar[str] = "synthesising {clips} clips of 10 s ({num_classes} event classes + background)"
     metrics: ClassVar[dict[str, str]] = {"accuracy": "accuracy"}
     metric_description: ClassVar[str] = ("segment accuracy: correct 1 s segments / all segments of the split "
                                          "(AVE's metric)")
 
-    def data_banner(self) -> str:
-        return f"synthesising {self.clips} clips of 10 s ({self.num_classes} event classes + background)"
 
     def synthesize(self, root: Path) -> str:
         summary = synthesize_ave(root, clips=self.clips, seed=self.seed, num_classes=self.num_classes,
@@ -71,8 +70,7 @@ class SyntheticAVEDemo(DemoSpec):
     def prepare(self, root: Path, cache: Path, **video: Any) -> None:
         prepare_ave(root, cache, **video)
 
-    def predict(self, root: Path, out: Path, predict: Callable[..., dict[str, Any]],
-                ask: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    def predict(self, root: Path, out: Path, predict: Predictor, ask: Predictor) -> dict[str, Any]:
         """The test clip whose event covers about half of it, so that both the event and background seconds show
         in the picture, against its annotation."""
         annotations = AVEAnnotations.load(root)
@@ -138,7 +136,7 @@ class DGSCTDemo(SyntheticAVEDemo):
 With real weights (not downloadable here), train DG-SCT on the real AVE with the paper's encoders instead:
 Swin-V2-L beside HTS-AT's AudioSet checkpoint (--model.audio_backbone htsat --model.audio_weights
 HTSAT_AudioSet_Saved_1.ckpt) and the htsat audio front end. See docs/training.md."""
-    random_note: ClassVar[str] = ("NOTE: the audio encoder (HTS-AT's layout, '{cfg.audio_backbone}') is RANDOMLY "
+    random_note: ClassVar[str] = ("NOTE: the audio encoder (HTS-AT's layout, '{audio_backbone}') is RANDOMLY "
                                   "INITIALISED too.")
     prepare_banner: ClassVar[str] = "decoding every clip once (frames + HTS-AT log-mel cache)"
     calibrate: ClassVar[Callable[[Any, Any], None]] = staticmethod(set_mel_statistics)

@@ -6,7 +6,6 @@ accuracy overall, per question type and per modality group; the exported adapter
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,7 +13,7 @@ from typing import Any, ClassVar
 from avadapt.tasks.avqa.dataset import QUESTION_TYPE_NAMES, TYPE_GROUPS, read_avqa_json
 from avadapt.tasks.avqa.prepare import prepare_avqa
 from avadapt.tasks.avqa.synth import synthesize_avqa
-from avadapt.tasks.demo_spec import DemoRun, DemoSpec, register_demo
+from avadapt.tasks.demo_spec import DemoRun, DemoSpec, Predictor, register_demo
 
 
 @register_demo
@@ -44,6 +43,7 @@ With real weights (not downloadable here), train the paper's rows on the real MU
       --model.weights /path/to/swin_large_patch4_window7_224_22k.safetensors
 See docs/tasks.md."""
     data_marker: ClassVar[str] = "avqa-train.json"
+    data_banner: ClassVar[str] = "synthesising {clips} performances of 10 s with {questions_per_clip} questions each"
     prepare_banner: ClassVar[str] = "decoding every video once (frames + fbank cache)"
     predict_banner: ClassVar[str] = "asking the exported adapter a test question"
     metrics: ClassVar[dict[str, str]] = {"accuracy": "accuracy"}
@@ -51,8 +51,6 @@ See docs/tasks.md."""
     # On so small a set a head's start alone moves the accuracy by several points: every method starts from one.
     same_initial_head: ClassVar[bool] = True
 
-    def data_banner(self) -> str:
-        return f"synthesising {self.clips} performances of 10 s with {self.questions_per_clip} questions each"
 
     def synthesize(self, root: Path) -> Any:
         return synthesize_avqa(root, clips=self.clips, seed=self.seed, size=self.video_size,
@@ -82,8 +80,7 @@ See docs/tasks.md."""
         keys = {name.replace("type/", ""): f"test_{name.replace('/', '_')}" for name in names}
         return {"test_accuracy_by_type": {name: result[key] for name, key in keys.items() if key in result}}
 
-    def predict(self, root: Path, out: Path, predict: Callable[..., dict[str, Any]],
-                ask: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    def predict(self, root: Path, out: Path, predict: Predictor, ask: Predictor) -> dict[str, Any]:
         """The first test question, against its annotated answer."""
         question = read_avqa_json(root / "avqa-test.json")[0]
         answer = ask(root / f"{question.video_id}.mp4", question.text, out=out / "prediction")

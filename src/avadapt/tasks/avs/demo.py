@@ -7,7 +7,6 @@ assembled into an mp4 and predicted, its masks drawn over the frames.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +18,7 @@ from avadapt.data.media import read_audio, write_mp4
 from avadapt.tasks.avs.dataset import AVSMedia, metadata_path, read_s4_metadata
 from avadapt.tasks.avs.prepare import prepare_avs
 from avadapt.tasks.avs.synth import synthesize_avs
-from avadapt.tasks.demo_spec import DemoRun, DemoSpec, register_demo
+from avadapt.tasks.demo_spec import DemoRun, DemoSpec, Predictor, register_demo
 
 
 def clip_as_video(media: AVSMedia, out: Path) -> Path:
@@ -64,14 +63,13 @@ With real weights (not downloadable here), train the paper's rows on the real AV
       --data.cache_dir S4_CACHE --model.weights /path/to/swin_large_patch4_window7_224_22k.safetensors
 See docs/training.md."""
     data_marker: ClassVar[str] = "s4_meta_data.csv"
+    data_banner: ClassVar[str] = "synthesising {clips} S4 clips of 5 s ({num_classes} object categories)"
     prepare_banner: ClassVar[str] = "decoding every clip once (frames + fbank + masks cache)"
     metrics: ClassVar[dict[str, str]] = {"miou": "mIoU", "fscore": "F"}
     metric_description: ClassVar[str] = (
         "mIoU: mean IoU over the annotated test frames (threshold 0.5; an empty mask scores its true-negative "
         "ratio); F: β² = 0.3, max over 255 thresholds of the mean F curve (AVSBench's)")
 
-    def data_banner(self) -> str:
-        return f"synthesising {self.clips} S4 clips of 5 s ({self.num_classes} object categories)"
 
     def synthesize(self, root: Path) -> Any:
         return synthesize_avs(root, clips=self.clips, seed=self.seed, setting="s4", num_classes=self.num_classes,
@@ -98,8 +96,7 @@ See docs/training.md."""
                 "audio_front_end": "vit", "fbank": {"num_mel_bins": self.num_mel_bins,
                                                     "target_frames": self.target_frames}}
 
-    def predict(self, root: Path, out: Path, predict: Callable[..., dict[str, Any]],
-                ask: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    def predict(self, root: Path, out: Path, predict: Predictor, ask: Predictor) -> dict[str, Any]:
         """The first test clip, against its annotated masks."""
         clip = next(c for c in read_s4_metadata(metadata_path(root, "s4")) if c.split == "test")
         media = AVSMedia.of(root, "s4", clip)
