@@ -148,12 +148,12 @@ def train_run(cfg: DemoSpec, data: DemoData, run: DemoRun, out: Path, precision:
 def run_demo(out: str | Path = "demo_out", task: str | None = None, precision: str | None = None,
              config: DemoSpec | None = None, method: str | None = None) -> dict[str, Any]:
     """Run the demo of ``task`` (its main method against its comparisons), or with ``method`` that method's
-    variant; ``config``: the spec's settings (default: its own). Returns (and writes to ``OUT/metrics.json``)
-    its numbers."""
-    spec = demo_spec(task, method)
+    variant; ``config``: the spec's settings (default: its own; task and method default to its). Returns (and
+    writes to ``OUT/metrics.json``) its numbers."""
+    spec = demo_spec(task or getattr(config, "task", None), method or getattr(config, "method", None))
     cfg = config or spec()
     if not isinstance(cfg, spec):
-        raise OptionError(f"this demo takes a {spec.__name__} config, not {type(cfg).__name__}")
+        raise OptionError(f"the {spec.__name__} demo does not take {type(cfg).__name__} settings")
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:

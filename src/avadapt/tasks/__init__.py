@@ -9,5 +9,7 @@ from avadapt.tasks import ave, avqa, avs  # noqa: F401  (registration side effec
 from avadapt.tasks.base import Task, TaskHead, get_task
 
 DEFAULT_TASK = "ave"
+"""The task of commands that take one and are given none (``avadapt params``, ``avadapt demo``): event
+localisation, the benchmark every method's paper reports."""
 
 __all__ = ["DEFAULT_TASK", "Task", "TaskHead", "get_task"]
