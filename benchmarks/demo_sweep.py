@@ -1,8 +1,8 @@
 """Validation accuracy of one method under several settings, on the data and backbone of ``avadapt demo``.
 
 Each setting is trained exactly as the demo trains its methods (its synthetic AVE, its random ``test_vit``,
-seed, epochs and learning rates; ``avadapt.demo.train_method``), with the setting's method options added, and
-its best validation accuracy is printed. Settings are chosen on val; ``--test`` evaluates the best val
+seed, epochs, learning rates and the demo's options of that method; ``avadapt.demo.train_run``), with the
+setting's method options added, and its best validation accuracy is printed. Settings are chosen on val; ``--test`` evaluates the best val
 checkpoint on test once, for the final choice only.
 
     python benchmarks/demo_sweep.py --out /tmp/demo_sweep --method av_stfp \\
@@ -19,7 +19,9 @@ from pathlib import Path
 
 import torch
 
-from avadapt.demo import DemoConfig, build_data, train_method
+from avadapt.demo import build_data, train_run
+from avadapt.tasks.ave.demo import AVEDemo
+from avadapt.tasks.demo_spec import DemoRun
 from avadapt.training.precision import default_precision
 
 
@@ -36,17 +38,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="demo directory: data reused when already there")
     parser.add_argument("--method", default="av_stfp")
     parser.add_argument("--setting", type=parse_setting, action="append", required=True, metavar="NAME=JSON")
-    parser.add_argument("--epochs", type=int, default=DemoConfig.epochs)
+    parser.add_argument("--epochs", type=int, default=AVEDemo.epochs)
     parser.add_argument("--test", action="store_true", help="also test each best val checkpoint (final choice only)")
     args = parser.parse_args()
-    cfg = DemoConfig(epochs=args.epochs)
+    cfg = AVEDemo(epochs=args.epochs)
     torch.set_num_threads(cfg.threads)
     precision = default_precision()
     data = build_data(args.out, cfg)
+    demo_options = next((run.method_options for run in cfg.runs() if run.method_name == args.method), {})
     rows = []
     for name, options in args.setting:
         run_dir = args.out / "sweep" / args.method / re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_")
-        run = train_method(args.method, cfg, data, run_dir, precision, method_options=options, test=args.test)
+        setting = DemoRun(args.method, name, method_options={**demo_options, **options})
+        run = train_run(cfg, data, setting, run_dir, precision, test=args.test)
         rows.append((name, options, run))
         with (args.out / "sweep" / "results.jsonl").open("a") as log:
             log.write(json.dumps({"method": args.method, "setting": name, "options": options, **run}) + "\n")

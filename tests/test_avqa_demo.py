@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from avadapt.demo.avqa import AVQADemoConfig, run_demo
+from avadapt.demo import run_demo
 from avadapt.tasks.avqa.dataset import QUESTION_TYPE_NAMES, TYPE_GROUPS
+from avadapt.tasks.avqa.demo import AVQADemo
 
 
 def test_miniature_avqa_demo_writes_metrics_by_type_and_a_picture(tmp_path):
-    config = AVQADemoConfig(clips=12, questions_per_clip=4, items_per_clip=4, batch_size=8, epochs=1)
-    metrics = run_demo(tmp_path, precision="32-true", config=config)
+    config = AVQADemo(clips=12, questions_per_clip=4, items_per_clip=4, batch_size=8, epochs=1)
+    metrics = run_demo(tmp_path, precision="32-true", config=config)  # the task is the config's
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["test_accuracy"] == metrics["test_accuracy"]
     for key in ("test_accuracy", "probe_test_accuracy", "train_seconds", "probe_train_seconds", "val_accuracy"):

@@ -6,13 +6,16 @@ import json
 
 import pytest
 
-from avadapt.demo import DemoConfig, run_demo
+from avadapt.demo import run_demo
+from avadapt.errors import OptionError
+from avadapt.tasks.ave.demo import AVEDemo
+from avadapt.tasks.avs.demo import AVSDemo
 
 KEYS = {"test_accuracy", "probe_test_accuracy", "train_seconds", "val_accuracy", "probe_val_accuracy"}
 
 
 def test_miniature_demo_writes_metrics_and_a_prediction_picture(tmp_path, capsys):
-    config = DemoConfig(clips=12, epochs=1, num_classes=2, batch_size=4)
+    config = AVEDemo(clips=12, epochs=1, num_classes=2, batch_size=4)
     metrics = run_demo(tmp_path, precision="32-true", config=config)
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert KEYS <= set(written) and written["test_accuracy"] == metrics["test_accuracy"]
@@ -24,6 +27,31 @@ def test_miniature_demo_writes_metrics_and_a_prediction_picture(tmp_path, capsys
         assert (tmp_path / "runs" / method / "checkpoints").is_dir()
     out = capsys.readouterr().out
     assert "RANDOMLY INITIALISED" in out and "--model.weights" in out  # says so, and how to use real weights
+
+
+def test_miniature_avs_demo_compares_three_runs_and_draws_masks(tmp_path, capsys):
+    metrics = run_demo(tmp_path, task="avs", precision="32-true", config=AVSDemo(clips=12, epochs=1))
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    for prefix in ("", "visual_only_", "probe_"):
+        for key in ("test_miou", "test_fscore", "val_miou", "train_seconds", "trainable_parameters"):
+            assert prefix + key in written, prefix + key
+        assert 0 <= written[prefix + "test_miou"] <= 1
+    assert written["test_miou"] == metrics["test_miou"]
+    # the visual-only branch drops the audio stream's modules; the probe trains its decoder only
+    assert written["probe_trainable_parameters"] < written["visual_only_trainable_parameters"] \
+        < written["trainable_parameters"]
+    assert set(written["curves"]) == {"stg_cma", "stg_cma_visual_only", "probe"}
+    assert (tmp_path / "prediction.png").read_bytes()[:4] == b"\x89PNG"
+    assert written["prediction"]["video"].endswith("prediction_input.mp4")
+    out = capsys.readouterr().out
+    assert "avadapt demo --task avs" in out and "RANDOMLY INITIALISED" in out and "5/5" in out
+
+
+def test_unknown_demo_lists_the_demos():
+    with pytest.raises(OptionError, match="demos: ave, avqa, avs"):
+        run_demo("unused", task="nope")
+    with pytest.raises(OptionError, match="AVSDemo"):
+        run_demo("unused", task="ave", config=AVSDemo())
 
 
 @pytest.mark.slow

@@ -13,10 +13,10 @@ import avadapt
 from avadapt.audio_front_ends import audio_front_end
 from avadapt.backbones import create_htsat
 from avadapt.data.datamodule import AVDataModule
-from avadapt.demo import run_demo
-from avadapt.demo.dg_sct import DGSCTDemoConfig, build_module, save_audio_encoder
+from avadapt.demo import build_module, run_demo, save_audio_encoder
 from avadapt.errors import OptionError
 from avadapt.io import load_adapter
+from avadapt.tasks.ave.demo import DGSCTDemo
 from tests.zoo import BATCH, FRAMES, TINY_BACKBONES, backbone_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -87,7 +87,7 @@ def test_method_demo_needs_a_task_it_has():
 
 
 def test_miniature_dg_sct_demo_writes_metrics_and_a_prediction_from_both_saved_encoders(tmp_path, capsys):
-    config = DGSCTDemoConfig(clips=12, num_classes=2, epochs=1, probe_epochs=1)
+    config = DGSCTDemo(clips=12, num_classes=2, epochs=1, probe_epochs=1)
     metrics = run_demo(tmp_path, task="ave", method="dg_sct", precision="32-true", config=config)
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert {"test_accuracy", "probe_test_accuracy", "val_accuracy", "probe_val_accuracy", "train_seconds",
@@ -115,7 +115,7 @@ def test_miniature_dg_sct_demo_writes_metrics_and_a_prediction_from_both_saved_e
         assert torch.equal(encoder[key], saved[file_key]), key
 
     # bn0 holds the train split's mean and variance of every mel bin
-    preprocessing = build_module(config, "probe").preprocessing
+    preprocessing = build_module(config, "probe", tmp_path / "ave").preprocessing
     datamodule = AVDataModule(str(tmp_path / "ave"), dataset="ave", cache_dir=str(tmp_path / "cache"),
                               batch_size=64, num_workers=0, preprocessing=preprocessing)
     datamodule.setup("fit")

@@ -206,13 +206,13 @@ def _run_ask(args: argparse.Namespace) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="synthesise a small dataset of a task, train STG-CMA and its comparisons on a tiny "
-                                    "random ViT (CPU)")
-    p.add_argument("--task", default=_tasks()[1], help="ave (event localisation) | avs (segmentation) | avqa "
-                                                      "(question answering); default: ave")
-    p.add_argument("--method", help="dg_sct: DG-SCT (tiny random ViT beside a tiny random HTS-AT audio encoder, CMBS "
-                                    "head) against the probe on the same encoders and head, on AVE; default: the "
-                                    "task's demo (STG-CMA and its comparisons)")
+    p = sub.add_parser("demo", help="synthesise a small dataset of a task, train its main method and comparisons on a "
+                                    "tiny random ViT (CPU), predict one test clip")
+    p.add_argument("--task", help="the task whose demo runs (default: the default task; an unknown one lists the "
+                                  "demos)")
+    p.add_argument("--method", help="a method's variant of the task's demo, where the task declares one (a method "
+                                    "whose encoders differ from the task demo's, against the probe on the same "
+                                    "encoders); default: the task's demo (its main method and comparisons)")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--precision", help="Lightning precision (default: bf16-mixed on a CPU with native bf16, else 32)")
     p.set_defaults(run=_run_demo)

@@ -5,9 +5,10 @@ cmbs     the CMBS head DG-SCT evaluates AVE with
 dataset  AVE's annotation files and layouts (mp4, extracted frames, cache): AVEDataset (``ave``)
 prepare  ``avadapt prepare ave``
 synth    ``avadapt synth ave``: a small AVE of real mp4 files whose events need both modalities
+demo     ``avadapt demo`` and ``avadapt demo --method dg_sct``: the specs of the AVE demos
 """
 
-from avadapt.tasks.ave import cmbs, dataset  # noqa: F401  (registration side effect)
+from avadapt.tasks.ave import cmbs, dataset, demo  # noqa: F401  (registration side effect)
 from avadapt.tasks.ave.task import AVETask
 
 __all__ = ["AVETask"]

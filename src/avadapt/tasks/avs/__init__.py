@@ -5,9 +5,10 @@ metrics  mIoU and F-score as AVSBench computes them
 dataset  AVSBench metadata and layouts (frames, masks, wav, cache): S4Dataset / MS3Dataset
 prepare  ``avadapt prepare avs``
 synth    ``avadapt synth avs``: a small AVSBench with PNG frames and masks and wav audio
+demo     ``avadapt demo --task avs``: the spec of the AVS demo
 """
 
-from avadapt.tasks.avs import dataset  # noqa: F401  (registration side effect)
+from avadapt.tasks.avs import dataset, demo  # noqa: F401  (registration side effect)
 from avadapt.tasks.avs.task import AVSTask
 
 __all__ = ["AVSTask"]
