@@ -321,8 +321,8 @@ def test_fit_validate_and_predict_a_video_with_the_cmbs_head(tmp_path):
     """Lightning trains and scores it; ``predict`` averages its per-second probabilities and draws them."""
     import lightning as L
 
+    from avadapt.adapter_files import load_adapter, save_adapter
     from avadapt.data.datamodule import AVDataModule
-    from avadapt.io import load_adapter, save_adapter
     from avadapt.prediction import predict_video, write_prediction
     from avadapt.tasks.ave.synth import synthesize_ave
     from avadapt.training import AVAdaptModule

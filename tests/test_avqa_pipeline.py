@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import save_file
 
+from avadapt.adapter_files import load_adapter
 from avadapt.cli import main
-from avadapt.io import load_adapter
 from avadapt.models import create_model
 from avadapt.prediction import ask
 from avadapt.tasks.avqa.dataset import read_avqa_json
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "avqa" / "tiny_cpu.yaml"
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
-    pytest.mark.filterwarnings("ignore::avadapt.io.RandomBackboneWarning"),
+    pytest.mark.filterwarnings("ignore::avadapt.adapter_files.RandomBackboneWarning"),
     pytest.mark.filterwarnings("ignore:LightningCLI's args parameter"),
 ]
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from avadapt.adapter_files import load_adapter
 from avadapt.cli import main
 from avadapt.data.media import read_audio, write_mp4
-from avadapt.io import load_adapter
 from avadapt.models import create_model
 from avadapt.prediction import predict_video
 from avadapt.tasks.avs.dataset import AVSMedia, metadata_path, read_s4_metadata
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "avs" / "tiny_cpu.yaml"
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
-    pytest.mark.filterwarnings("ignore::avadapt.io.RandomBackboneWarning"),
+    pytest.mark.filterwarnings("ignore::avadapt.adapter_files.RandomBackboneWarning"),
     pytest.mark.filterwarnings("ignore:LightningCLI's args parameter"),
 ]
 

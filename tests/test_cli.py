@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "ave" / "tiny_cpu.yaml"
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
-    pytest.mark.filterwarnings("ignore::avadapt.io.RandomBackboneWarning"),
+    pytest.mark.filterwarnings("ignore::avadapt.adapter_files.RandomBackboneWarning"),
     pytest.mark.filterwarnings("ignore:LightningCLI's args parameter"),  # pytest's own argv is in sys.argv
 ]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 import avadapt
+from avadapt.adapter_files import CONFIG_NAME, WEIGHTS_NAME, save_adapter
 from avadapt.cli import main
 from avadapt.data.fbank import FbankConfig
 from avadapt.errors import MediaError
-from avadapt.io import CONFIG_NAME, WEIGHTS_NAME, save_adapter
 from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.training.module import video_data_config
 from tests.conftest import TINY_AUDIO
@@ -215,7 +215,7 @@ def test_a_bug_keeps_its_traceback(adapter, clip, monkeypatch):
     def broken_loader(*args, **kwargs):
         return 1 / 0
 
-    monkeypatch.setattr("avadapt.io.load_adapter", broken_loader)
+    monkeypatch.setattr("avadapt.adapter_files.load_adapter", broken_loader)
     with pytest.raises(ZeroDivisionError):
         main(["predict", str(clip), "--adapter", str(adapter)])
 

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import avadapt
+from avadapt.adapter_files import RandomBackboneWarning, load_adapter, save_adapter
 from avadapt.backbones import create_audio_backbone
 from avadapt.errors import OptionError
-from avadapt.io import RandomBackboneWarning, load_adapter, save_adapter
 from avadapt.methods.dg_sct import (
     DGSCTConfig,
     DualGuidance,

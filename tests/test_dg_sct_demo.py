@@ -10,12 +10,12 @@ import torch
 from safetensors.torch import load_file
 
 import avadapt
+from avadapt.adapter_files import load_adapter
 from avadapt.audio_front_ends import audio_front_end
 from avadapt.backbones import create_htsat
 from avadapt.data.datamodule import AVDataModule
 from avadapt.demo import build_module, run_demo, save_audio_encoder
 from avadapt.errors import OptionError
-from avadapt.io import load_adapter
 from avadapt.tasks.ave.demo import DGSCTDemo
 from tests.zoo import BATCH, FRAMES, TINY_BACKBONES, backbone_weights
 

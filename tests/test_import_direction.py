@@ -39,7 +39,7 @@ LAYER_OF = {
     "avadapt.methods": "methods",
     "avadapt": "models",
     "avadapt.models": "models",
-    "avadapt.io": "models",
+    "avadapt.adapter_files": "models",
     "avadapt.param_table": "models",
     "avadapt.data": "data",
     "avadapt.training": "training",

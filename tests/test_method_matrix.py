@@ -247,7 +247,7 @@ ROUND_TRIPS = [("stg_cma", "swin", {}), ("stg_cma", "swinv2", {"fusion": "none"}
 def test_adapter_round_trip(tmp_path, method, family, options):
     """save_adapter → load_adapter rebuilds the model (timm kwargs and audio entrance from the spec) and gives
     bit-identical outputs; LAVISH's BatchNorm running statistics travel with the adapter."""
-    from avadapt.io import load_adapter, save_adapter, trainable_state_keys
+    from avadapt.adapter_files import load_adapter, save_adapter, trainable_state_keys
     from tests.zoo import backbone_weights
 
     model = build(family, method, **with_options(method, options))

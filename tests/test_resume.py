@@ -18,14 +18,15 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
+from avadapt.adapter_files import CONFIG_NAME, WEIGHTS_NAME, load_adapter, save_adapter
 from avadapt.cli import main
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.sampling import EpochLoader, EpochShuffle, clip_order, derive_seed
 from avadapt.errors import CheckpointError
-from avadapt.io import CONFIG_NAME, WEIGHTS_NAME, load_adapter, save_adapter
 from avadapt.tasks.ave.synth import synthesize_ave
+from avadapt.training.checkpoints import AtomicCheckpointIO, read_checkpoint
 from avadapt.training.module import AVAdaptModule
-from avadapt.training.resume import AtomicCheckpointIO, RunLogger, read_checkpoint
+from avadapt.training.run_log import RunLogger
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "ave" / "tiny_cpu.yaml"
@@ -33,7 +34,7 @@ RUN = Path("lightning_logs") / "version_0"
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
     pytest.mark.filterwarnings("ignore:LightningCLI's args parameter"),  # pytest's own argv is in sys.argv
-    pytest.mark.filterwarnings("ignore::avadapt.io.RandomBackboneWarning"),
+    pytest.mark.filterwarnings("ignore::avadapt.adapter_files.RandomBackboneWarning"),
 ]
 
 
@@ -278,7 +279,7 @@ def die(data: bytes | None, path) -> None:
 
 kind, target = sys.argv[1], sys.argv[2]
 if kind == "checkpoint":
-    from avadapt.training.resume import AtomicCheckpointIO
+    from avadapt.training.checkpoints import AtomicCheckpointIO
     real_save = torch.save
     def save(obj, path, *args, **kwargs):
         buffer = io.BytesIO()
@@ -287,7 +288,7 @@ if kind == "checkpoint":
     torch.save = save
     AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(4096)}, "epoch": 2}, target)
 else:
-    from avadapt import io as adapter_io
+    from avadapt import adapter_files as adapter_io
     from tests.zoo import build
     def save_file(tensors, path, metadata=None):
         die(None, path)

@@ -23,7 +23,7 @@ from avadapt.tasks import get_task
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
-    pytest.mark.filterwarnings("ignore::avadapt.io.RandomBackboneWarning"),
+    pytest.mark.filterwarnings("ignore::avadapt.adapter_files.RandomBackboneWarning"),
 ]
 
 # A third party's task package, declared the way a new task is: the brightness of every segment's frame.

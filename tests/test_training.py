@@ -14,9 +14,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from PIL import Image
 
+from avadapt.adapter_files import AdapterMismatchError, load_adapter, trainable_state_keys
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.fbank import FbankConfig
-from avadapt.io import AdapterMismatchError, load_adapter, trainable_state_keys
 from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.training import AdapterExport, AVAdaptModule, TrainingCurves, warmup_cosine_factor
 from avadapt.training.callbacks import Curves, read_curves

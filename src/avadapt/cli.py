@@ -144,7 +144,7 @@ def _add_adapter_loading(p: argparse.ArgumentParser) -> None:
 
 
 def _load_adapter(args: argparse.Namespace):
-    from avadapt.io import load_adapter
+    from avadapt.adapter_files import load_adapter
 
     return load_adapter(args.adapter, weights=args.weights, pretrained=True if args.pretrained else None,
                         map_location=args.device)

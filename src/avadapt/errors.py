@@ -15,10 +15,10 @@ Messages start with the file or folder they are about and say what is wrong with
     │   └── CacheConfigError    a cache prepared with other settings (avadapt.data.cache)
     └── CheckpointError    an adapter directory (config.json, adapter.safetensors), a weights file or a
         │                  training checkpoint
-        ├── AdapterMismatchError   adapter keys or shapes that do not fit its model (avadapt.io)
+        ├── AdapterMismatchError   adapter keys or shapes that do not fit its model (avadapt.adapter_files)
         ├── UnsafeCheckpointError  a file that would unpickle arbitrary objects (avadapt.checkpoint_files)
         └── ResumeError            no checkpoint to resume from, or a damaged or weights-only one
-                                   (avadapt.training.resume)
+                                   (avadapt.training.checkpoints)
 
 Each is also a ``ValueError`` (a value the user gave that cannot work), and ``MissingMediaError`` also a
 ``FileNotFoundError``, so code that catches the built-in kinds still catches them.

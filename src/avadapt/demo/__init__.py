@@ -21,17 +21,17 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import save_file
 
+from avadapt.adapter_files import load_adapter
 from avadapt.data.datamodule import AVDataModule
 from avadapt.errors import OptionError
-from avadapt.io import load_adapter
 from avadapt.models import parameter_report
 from avadapt.prediction import ask, predict_video, write_prediction
 from avadapt.tasks import DEFAULT_TASK, get_task
 from avadapt.tasks.demo_spec import DEMOS, RANDOM, DemoRun, DemoSpec
 from avadapt.training.callbacks import AdapterExport, TrainingCurves
+from avadapt.training.checkpoints import AtomicCheckpointIO
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
-from avadapt.training.resume import AtomicCheckpointIO
 
 
 @dataclass

@@ -17,7 +17,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from avadapt._files import replaced_atomically
-from avadapt.io import save_adapter, trainable_state_dict
+from avadapt.adapter_files import save_adapter, trainable_state_dict
 from avadapt.training.module import LEARNING_RATE, TRAIN_LOSS
 
 log = logging.getLogger(__name__)

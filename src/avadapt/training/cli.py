@@ -21,20 +21,19 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from avadapt.data.datamodule import AVDataModule
 from avadapt.training.callbacks import AdapterExport, TrainingCurves
-from avadapt.training.module import AVAdaptModule
-from avadapt.training.precision import default_precision
-from avadapt.training.resume import (
+from avadapt.training.checkpoints import (
     CHECKPOINTS,
     LAST,
     METRICS_ROWS,
     AtomicCheckpointIO,
-    MetricsRows,
     ResumeError,
-    RunLogger,
     find_last_checkpoint,
     read_checkpoint,
     run_folder,
 )
+from avadapt.training.module import AVAdaptModule
+from avadapt.training.precision import default_precision
+from avadapt.training.run_log import MetricsRows, RunLogger
 
 SUBCOMMANDS = ("fit", "validate", "test")
 TASK_MONITOR = "task"  # checkpoint.monitor default: the task's own metric (val/accuracy for AVE, val/miou for AVS)
@@ -70,8 +69,8 @@ class AVAdaptCLI(LightningCLI):
 
         ``--ckpt_path last`` is resolved here to the ``last.ckpt`` of the latest run under ``default_root_dir`` (or
         in ``checkpoint.dirpath`` when that is set), and the checkpoint is checked before anything is trained; a
-        ``fit`` that resumes from ``<run>/checkpoints/`` logs into ``<run>`` again (:mod:`avadapt.training.resume`).
-        Checkpoints are written atomically (:class:`~avadapt.training.resume.AtomicCheckpointIO`) unless a
+        ``fit`` that resumes from ``<run>/checkpoints/`` logs into ``<run>`` again (:mod:`avadapt.training.checkpoints`).
+        Checkpoints are written atomically (:class:`~avadapt.training.checkpoints.AtomicCheckpointIO`) unless a
         ``CheckpointIO`` plugin is configured.
         """
         config = self.config_for_subcommand()

@@ -14,9 +14,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.optim.lr_scheduler import LambdaLR
 
 from avadapt import audio_front_ends
+from avadapt.adapter_files import check_adapter_keys, trainable_state_keys
 from avadapt.audio_front_ends import AudioFrontEnd, FbankConfig
 from avadapt.data.sampling import derive_seed
-from avadapt.io import check_adapter_keys, trainable_state_keys
 from avadapt.kernels import cpu_supports_bf16, tune_heap_for_training
 from avadapt.models import AVModel, build_without_weights, create_model, paper_audio_front_end
 from avadapt.tasks import get_task

@@ -11,8 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import avadapt
-from avadapt.errors import CheckpointError
-from avadapt.io import (
+from avadapt.adapter_files import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     AdapterMismatchError,
@@ -21,10 +20,11 @@ from avadapt.io import (
     save_adapter,
     trainable_state_keys,
 )
+from avadapt.errors import CheckpointError
 from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE
 
 BACKBONE_PREFIX = "method.backbone."
-pytestmark = pytest.mark.filterwarnings("ignore::avadapt.io.RandomBackboneWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::avadapt.adapter_files.RandomBackboneWarning")
 
 
 def _trained_model(method: str = "stg_cma", seed: int = 0, **options) -> avadapt.AVModel:
