@@ -23,7 +23,7 @@ from avadapt.tasks import get_task
 from avadapt.training.schedule import warmup_cosine_factor, warmup_step_factor
 from avadapt.types import AVBatch
 
-# The frozen backbone stays in eval mode on purpose (DESIGN: frozen = requires_grad False + eval mode).
+# The frozen backbone stays in eval mode on purpose (frozen = requires_grad False + eval mode).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 TRAIN_LOSS = "train/loss"  # logged every step; read back by the TrainingCurves callback

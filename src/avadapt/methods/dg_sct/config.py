@@ -10,7 +10,7 @@ from avadapt.errors import OptionError
 from avadapt.methods.lavish.config import LATENT_INITS
 from avadapt.methods.stg_cma.config import parse_ratio
 
-# Per-task settings of the official code (shared/reference/methods.md §2, "DG-SCT adapter", and each task's
+# Per-task settings of the official code (haoyi-duan/DG-SCT: its adapter module and each task's
 # train.sh): cross-modal alignment (``conv``: 1×1 convolution over the token axis N_o→N then Linear D_o→D;
 # ``resize``: Linear D_o→D then a bicubic resize of the token grid, S4 only), m latent tokens of the LAVISH
 # exchange (32 for AVE, AVVP, S4 and MS3, 2 for AVQA) and their initialisation (uniform for AVE/AVQA, zeros in

@@ -10,7 +10,7 @@ from avadapt.errors import OptionError
 from avadapt.methods.base import BRANCHES
 from avadapt.methods.stg_cma.config import parse_ratio
 
-# Per-task settings of the official commands (shared/reference/methods.md §1, "Per-task configs"):
+# Per-task settings of the official commands (GenjiB/LAVISH, each task's training script):
 # latent tokens m, bottleneck width D/k, groups of the 1×1 convolutions, BatchNorm after them, whether
 # audio adapters have an output gate, whether the backbone's LayerNorms train (``is_vit_ln``), the
 # initialisation of the latent tokens, and the frozen backbone's stochastic depth: the official code builds
