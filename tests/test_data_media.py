@@ -10,7 +10,6 @@ from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import (
     MediaError,
     default_video_codec,
-    media_duration,
     probe,
     read_clip,
     window_starts,
@@ -81,9 +80,9 @@ def test_stereo_44k_is_resampled_to_16k_and_averaged(tmp_path):
 def test_longer_clip_reads_the_first_window_and_can_slide(tmp_path):
     path = make_clip(tmp_path / "long.mp4", seconds=13.0, fps=2)  # frame 2t + 1 at t + 0.5 s
 
-    assert media_duration(path) == pytest.approx(13.0, abs=0.1)
+    assert probe(path).duration == pytest.approx(13.0, abs=0.1)
     assert [frame_index(f) for f in read_clip(path).frames] == [2 * t + 1 for t in range(10)]
-    starts = window_starts(media_duration(path), 10.0)
+    starts = window_starts(probe(path).duration, 10.0)
     assert starts == pytest.approx([0.0, 3.0], abs=0.1)
     later = read_clip(path, start=3.0)
     assert [frame_index(f) for f in later.frames] == [2 * (t + 3) + 1 for t in range(10)]
@@ -200,7 +199,7 @@ def test_real_llp_clip():
         pytest.skip(f"shared data not found at {path}")
 
     clip = read_clip(path)
-    fbank = segment_fbank(clip.wave, FbankConfig(), clip.num_segments)
+    fbank = segment_fbank(clip.wave, FbankConfig(), len(clip.frames))
 
     assert clip.frames.shape == (10, 240, 320, 3)  # 320×240, 29.9 fps, stereo 44.1 kHz AAC
     assert clip.wave.shape == (160000,) and np.isfinite(clip.wave).all()

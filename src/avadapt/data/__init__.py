@@ -9,40 +9,6 @@ prepare     the one prepare runner (resumable, parallel, bad clips reported); ta
 sampling    epoch-seeded shuffles and evaluation orders that keep a clip's items together
 synthetic   what the synthetic datasets share (class looks and sounds, ids, split shares)
 datamodule  AVDataModule: the one Lightning DataModule, which picks the dataset by name
+
+Import from the modules themselves; importing the package loads none of them.
 """
-
-from avadapt.data.base import ClipDataset, collate_av
-from avadapt.data.cache import CacheConfigError, CacheSettings
-from avadapt.data.fbank import FbankConfig, segment_fbank
-from avadapt.data.media import (
-    media_duration,
-    read_audio,
-    read_clip,
-    read_frame_folder,
-    window_starts,
-    write_mp4,
-)
-from avadapt.data.prepare import PrepareSummary
-from avadapt.data.transforms import VideoTransform, VideoTransformConfig
-from avadapt.errors import AnnotationError, MediaError, MissingMediaError
-
-__all__ = [
-    "AnnotationError",
-    "CacheConfigError",
-    "CacheSettings",
-    "ClipDataset",
-    "FbankConfig",
-    "MediaError",
-    "MissingMediaError",
-    "PrepareSummary",
-    "VideoTransform",
-    "VideoTransformConfig",
-    "collate_av",
-    "media_duration",
-    "read_audio",
-    "read_clip",
-    "read_frame_folder",
-    "segment_fbank",
-    "window_starts",
-    "write_mp4",
-]

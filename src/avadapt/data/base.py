@@ -1,8 +1,6 @@
-"""What every registered dataset offers the generic data module, the machinery the built-in datasets share
-(source resolution, cache checks, missing-media reports, cached clips), and the one collate function.
-
-A dataset registers its class with :func:`register_dataset` and sets the class attributes below; the data
-module (:class:`avadapt.data.datamodule.AVDataModule`) then builds its splits by name, whatever the task.
+"""What every registered dataset offers the generic data module (:class:`avadapt.data.datamodule.AVDataModule`,
+which builds its splits by name, whatever the task), the machinery the datasets share (source resolution,
+cache checks, missing-media reports, cached clips), and the one collate function.
 """
 
 from __future__ import annotations
@@ -53,32 +51,26 @@ class ClipDataset(Dataset):
     """Base of the registered datasets: clips of ``num_segments`` segments of ``segment_seconds`` each.
 
     Constructor: ``(root, split, *, source, media_root, cache_dir, transform, fbank, on_missing, augment,
-    **options)`` where ``options`` are the dataset's own (``dataset_options`` of the data module).
+    **options)``, ``options`` being the dataset's own (the data module's ``dataset_options``); :meth:`__init__`
+    and :meth:`keep_with_media` handle the shared ones. source: one of ``layouts``, ``"cache"`` (``cache_dir``
+    from ``avadapt prepare``) or ``"auto"`` (the cache if ``cache_dir`` is given, else :meth:`find_layout`).
+    media_root: default ``root``. transform: default 224², mean/std 0.5. fbank: default :func:`default_fbank`.
+    on_missing: items without media raise :class:`~avadapt.errors.MissingMediaError` (``"error"``) or are
+    dropped with a warning (``"skip"``), either listing them. augment: whether this is an augmented training split.
 
-    name: the registered name, recorded in the caches prepared from the dataset and checked when one is read.
-    task: the task whose targets the items carry.
-    train_augmentation: ``VideoTransform`` overrides for training frames, or None when the dataset augments
-        (or not) itself, e.g. because its masks must follow every crop and flip.
-    layouts: the native media layouts ``source`` may name beside ``cache`` and ``auto``.
-    title, clip_noun, item_noun: how messages name the dataset, one clip's media and one item.
     Items: ``{"video": (T, 3, H, W), "audio": (T, 1, F, L), <targets>..., "inputs": {...}, "meta": {...}}``;
     batched by :func:`collate_av`.
-
-    The shared constructor (:meth:`__init__`) and :meth:`keep_with_media` give a subclass the common options:
-    source: one of ``layouts``, ``"cache"`` (``cache_dir`` from ``avadapt prepare``) or ``"auto"``: the cache if
-    ``cache_dir`` is given, else :meth:`find_layout`. media_root: where media lives (default ``root``).
-    transform: frames → normalised tensors (default: 224², mean/std 0.5). fbank: the audio front end's fbank
-    (default: :func:`default_fbank`). on_missing: items whose media is missing raise
-    :class:`~avadapt.errors.MissingMediaError` listing them (``"error"``) or are dropped with a warning that
-    lists them (``"skip"``). augment: whether this is an augmented training split.
     """
 
-    name: ClassVar[str]
-    task: ClassVar[str]
+    name: ClassVar[str]  # the registered name, recorded in the dataset's caches and checked when one is read
+    task: ClassVar[str]  # the task whose targets the items carry
     num_segments: ClassVar[int]
     segment_seconds: ClassVar[float] = 1.0
+    # VideoTransform overrides for training frames; None when the dataset augments (or not) itself, e.g.
+    # because its masks must follow every crop and flip
     train_augmentation: ClassVar[dict[str, Any] | None] = None
-    layouts: ClassVar[tuple[str, ...]] = ()
+    layouts: ClassVar[tuple[str, ...]] = ()  # the native media layouts ``source`` may name
+    # how messages name the dataset, one clip's media and one item
     title: ClassVar[str]
     clip_noun: ClassVar[str] = "video id"
     item_noun: ClassVar[str] = "row"
@@ -155,11 +147,8 @@ class ClipDataset(Dataset):
         self.source = self._resolve_source(source)
         if self.source == "cache":
             self._check_cache()
-        missing = {}
-        for clip in dict.fromkeys(map(clip_of, items)):
-            problem = self.missing_media(clip)
-            if problem is not None:
-                missing[clip] = problem
+        problems = {clip: self.missing_media(clip) for clip in dict.fromkeys(map(clip_of, items))}
+        missing = {clip: problem for clip, problem in problems.items() if problem is not None}
         if not missing:
             return items
         lines = [f"  {clip}: {problem}" for clip, problem in list(missing.items())[:10]]

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from avadapt._config import JSONConfig
@@ -107,11 +106,10 @@ class CacheSettings(JSONConfig):
 
 
 def check_cache_settings(path: Path, wanted: dict[str, Any]) -> CacheSettings:
-    """Read ``<cache>/cache.json`` and raise :class:`CacheConfigError` naming every wanted setting
+    """Read ``<cache>/cache.json`` (``path``) and raise :class:`CacheConfigError` naming every wanted setting
     it differs in (``wanted`` may hold a subset of the fields; ``fbank`` is compared field by field; a cache
-    that records no dataset is taken for any).
-    """
-    found = CacheSettings.read(path.parent if path.name == CACHE_JSON else path)
+    that records no dataset is taken for any)."""
+    found = CacheSettings.read(path.parent)
     differ = []
     for key, value in wanted.items():
         have = getattr(found, key)
@@ -151,12 +149,6 @@ def save_cached_clip(path: Path, frames: torch.Tensor, fbank: torch.Tensor, info
         tensors[name] = tensor.contiguous()
     with replaced_atomically(path) as tmp:
         save_file(tensors, str(tmp), metadata={"clip": json.dumps(info, sort_keys=True)})
-
-
-def cached_clip_info(path: Path) -> dict[str, object]:
-    """The ``info`` dict a cached clip was saved with."""
-    with safe_open(str(path), framework="pt") as handle:
-        return json.loads((handle.metadata() or {}).get("clip", "{}"))
 
 
 def load_cached_clip(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,24 +1,18 @@
 """Log-mel spectrograms cut into one "spectrogram image" per segment: Kaldi fbanks or librosa-style log-mels.
 
-The audio branch of an image ViT reads a log-mel fbank as a one-channel image. Its settings are those
-the pretrained audio-visual adapters were trained with; changing them changes the input distribution
-the adapter weights expect, so they live in one JSON-round-tripping config (:class:`FbankConfig`,
-defined with the named front ends in ``avadapt.audio_front_ends``) that a prepared cache records and checks.
+The audio branch of an image ViT reads a log-mel fbank as a one-channel image, with the settings the
+pretrained adapters were trained with (:class:`FbankConfig`, with the named front ends in
+``avadapt.audio_front_ends``), which a prepared cache records and checks.
 
-Why the fbank is computed here and not by ``kaldi_native_fbank.OnlineFbank``: the reference
-setting (128 mel bins over a 25 ms window, i.e. a 512-point FFT at 16 kHz) has mel bins so narrow
-at the low end that no FFT bin falls inside them (bins 3, 5, 7 … below ~150 Hz). Kaldi's C++
-``MelBanks`` — and so kaldi-native-fbank — refuses such a config ("You may have set num_mel_bins
-too large"), while the torchaudio implementation the reference models were trained with keeps
-those bins as all-zero rows that log to the floor. :func:`kaldi_fbank` implements the same Kaldi
-recipe in vectorised numpy, keeping empty bins; the tests check it against kaldi-native-fbank on
-configurations kaldi-native-fbank accepts.
+Why not ``kaldi_native_fbank.OnlineFbank``: the reference setting (128 mel bins over a 512-point FFT at
+16 kHz) has low mel bins so narrow that no FFT bin falls inside them. Kaldi's C++ ``MelBanks`` refuses such
+a config ("You may have set num_mel_bins too large"), while torchaudio, which the reference models were
+trained with, keeps them as all-zero rows that log to the floor. :func:`kaldi_fbank` is the same Kaldi recipe
+in torch, keeping empty bins; the tests check it against kaldi-native-fbank on configs that one accepts.
 
-:func:`log_mel` is the other recipe a front end may name (``FbankConfig.spectrogram == "log_mel"``): the
-STFT log-mel of PANNs and HTS-AT, which torchlibrosa computes with librosa's filters. It is written here in
-torch from its definition (centred reflect-padded STFT, Slaney mel filters, ``power_to_db``); the tests check
-filters and values against librosa. :func:`spectrogram` picks the recipe, and :func:`segment_fbank` is the
-one place the data pipeline (prepare, data modules, prediction) turns a waveform into spectrogram images.
+:func:`log_mel` is the STFT log-mel of PANNs and HTS-AT (``FbankConfig.spectrogram == "log_mel"``), written
+from its definition and checked against librosa. :func:`segment_fbank` is the one place the data pipeline
+turns a waveform into spectrogram images.
 """
 
 from __future__ import annotations
@@ -36,6 +30,7 @@ from avadapt.audio_front_ends import FbankConfig
 _LOG_FLOOR = float(np.finfo(np.float32).eps)
 # librosa's power_to_db floor (``amin``, reference 1, no ``top_db``): silence maps to −100 dB.
 _POWER_FLOOR = 1e-10
+_SLANEY_LOG_STEP = math.log(6.4) / 27.0  # Slaney mel scale above 1 kHz: 27 mel per factor 6.4
 
 
 @functools.lru_cache(maxsize=8)
@@ -105,15 +100,13 @@ def _slaney_mel(hz: np.ndarray) -> np.ndarray:
     above, 27 mel per factor 6.4."""
     hz = np.asarray(hz, dtype=np.float64)
     linear = hz * 3.0 / 200.0
-    log_step = math.log(6.4) / 27.0
-    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / log_step, linear)
+    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / _SLANEY_LOG_STEP, linear)
 
 
 def _slaney_hz(mel: np.ndarray) -> np.ndarray:
     """Inverse of :func:`_slaney_mel`."""
     mel = np.asarray(mel, dtype=np.float64)
-    log_step = math.log(6.4) / 27.0
-    return np.where(mel >= 15.0, 1000.0 * np.exp(log_step * (mel - 15.0)), mel * 200.0 / 3.0)
+    return np.where(mel >= 15.0, 1000.0 * np.exp(_SLANEY_LOG_STEP * (mel - 15.0)), mel * 200.0 / 3.0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -140,10 +133,7 @@ def log_mel(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Tensor:
 
     What ``librosa.stft(center=True, pad_mode="reflect")`` → ``|·|²`` → ``librosa.filters.mel`` →
     ``power_to_db(ref=1, amin=1e-10, top_db=None)`` computes (torchlibrosa's ``Spectrogram`` +
-    ``LogmelFilterBank`` in PANNs and HTS-AT): the wave is reflect-padded by half a window on both sides, cut
-    into windows of ``fft_size`` samples every ``shift_samples``, each multiplied by ``_window(cfg)`` (the
-    periodic Hann for ``"hann"``); power spectrum; :func:`slaney_mel_matrix`; ``10 · log10(max(·, 1e-10))``.
-    Computed in float64, returned as float32.
+    ``LogmelFilterBank`` in PANNs and HTS-AT), in float64, returned as float32.
     """
     waves = torch.as_tensor(waves).to(torch.float64)
     n_fft, hop = cfg.fft_size, cfg.shift_samples
@@ -168,23 +158,16 @@ def spectrogram(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Ten
 def segment_fbank(
     wave: np.ndarray | torch.Tensor, cfg: FbankConfig, num_segments: int, segment_seconds: float = 1.0
 ) -> torch.Tensor:
-    """One normalised fbank image per segment: (T, 1, num_mel_bins, target_frames) float32.
+    """One normalised fbank image per segment of ``wave`` (mono, in [-1, 1], at ``cfg.sample_rate``):
+    (T, 1, num_mel_bins, target_frames) float32.
 
-    ``wave``: mono samples in [-1, 1] at ``cfg.sample_rate`` (as :func:`read_clip` returns).
+    Following the reference loaders: subtract the clip's mean (Kaldi fbanks only; the HTS-AT loader reads
+    the samples as they are); cut window t = [t · segment_seconds, + window_seconds) (zeros past the end);
+    :func:`spectrogram` of each window on its own; normalise ``(x − mean) / (2 · std)``; pad with zeros *after*
+    normalisation (as the reference does) or cut to ``target_frames``; transpose to (mel bins, time frames).
 
-    Steps, following the reference loaders: subtract the waveform's mean over the whole clip (Kaldi fbanks
-    only: the HTS-AT loader reads the samples as they are); cut
-    window t = [t · segment_seconds, t · segment_seconds + window_seconds) (zeros past the end of
-    the waveform); :func:`spectrogram` of each window on its own (98 Kaldi frames for 1 s at 16 kHz, 101
-    log-mel frames for the ``htsat`` front end's 1 s at 32 kHz); normalise
-    ``(x − mean) / (2 · std)``; then pad with zeros or cut to ``target_frames`` — zeros *after*
-    normalisation, as the reference does, so padded columns are exactly 0; transpose so rows are mel
-    bins and columns are time frames, the orientation of ``AVBatch.audio``.
-
-    Window placement: the reference code puts its 1 s crops at ``linspace(0, len − 1.1 s, T)[t]``,
-    which drifts up to 0.9 s away from second t on a 10 s clip. AVE labels say what happens in
-    second [t, t + 1), so we align window t with segment t: the window hears exactly the second its
-    label describes, and the frame taken at the segment's middle is seen with the sound around it.
+    Window t starts at segment t, not at the reference's ``linspace(0, len − 1.1 s, T)[t]`` (up to 0.9 s away
+    on a 10 s clip): AVE labels describe second [t, t + 1), so the window hears exactly that second.
     """
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")

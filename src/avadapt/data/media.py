@@ -1,16 +1,11 @@
 """Reading and writing audio-visual clips with PyAV (FFmpeg), the only media library we depend on.
 
-A clip is cut into ``num_segments`` segments of ``segment_seconds`` each (AVE: 10 × 1 s). For every
-segment we keep the frame shown at the segment's middle and the whole 16 kHz mono waveform, which
-:func:`avadapt.data.fbank.segment_fbank` later cuts into one fbank window per segment.
-
-Decoding is a single pass over the file's packets (both streams demuxed together), so a clip is
-read from disk once; only the chosen frames are converted to RGB. Every failure is raised as a
-:class:`MediaError` that names the file and the problem, so a data-preparation report can list
-bad clips instead of stopping on an FFmpeg errno.
-
-The writer (:func:`write_mp4`) lives here too: the synthetic dataset and the tests use it to
-produce real H.264/AAC mp4 files.
+A clip is cut into ``num_segments`` segments of ``segment_seconds`` each (AVE: 10 × 1 s); we keep the frame
+shown at each segment's middle and the whole 16 kHz mono waveform, which
+:func:`avadapt.data.fbank.segment_fbank` cuts into one fbank window per segment. Decoding is one pass over
+both streams' packets, and every failure is a :class:`MediaError` naming the file, so a data-preparation
+report can list bad clips instead of stopping on an FFmpeg errno. :func:`write_mp4` writes real H.264/AAC
+files for the synthetic datasets and the tests.
 """
 
 from __future__ import annotations
@@ -34,7 +29,6 @@ _TRUNCATION_TOLERANCE_S = 0.5
 class MediaInfo:
     """What the container declares, read without decoding (see :func:`probe`)."""
 
-    path: Path
     duration: float  # seconds; the longest declared stream (or the container's duration)
     sample_rate: int | None  # of the audio stream; None without one
     channels: int | None
@@ -42,7 +36,7 @@ class MediaInfo:
 
 @dataclass
 class Clip:
-    """T frames and the mono waveform of one window of a media file.
+    """T frames and the mono waveform of one window [start, start + T · segment_seconds) of a media file.
 
     frames: (T, H, W, 3) uint8 RGB, the frame on screen at each segment's middle.
     wave: (round(T · segment_seconds · sample_rate),) float32 mono in [-1, 1].
@@ -52,15 +46,8 @@ class Clip:
 
     frames: np.ndarray
     wave: np.ndarray
-    sample_rate: int
-    start: float
-    segment_seconds: float
     video_seconds: float
     audio_seconds: float
-
-    @property
-    def num_segments(self) -> int:
-        return self.frames.shape[0]
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -97,16 +84,10 @@ def probe(path: str | Path) -> MediaInfo:
         if container.duration is not None:
             declared.append(container.duration / av.time_base)
         return MediaInfo(
-            path=path,
             duration=max(declared) if declared else 0.0,
             sample_rate=audio.codec_context.sample_rate if audio is not None else None,
             channels=audio.codec_context.channels if audio is not None else None,
         )
-
-
-def media_duration(path: str | Path) -> float:
-    """Total declared duration in seconds, for choosing sliding windows over a long file."""
-    return probe(path).duration
 
 
 def window_starts(duration: float, window_seconds: float, hop_seconds: float | None = None) -> list[float]:
@@ -136,16 +117,18 @@ class _AudioCollector:
     1/√2 instead, which would lift a centred stereo signal by 3 dB and can clip.
     """
 
-    def __init__(self, rate: int):
+    def __init__(self, container: av.container.InputContainer, rate: int):
         self.rate = rate
+        start = container.start_time  # stream timestamps count from the container's start
+        self.origin = start / av.time_base if start is not None else 0.0
         self.resampler: av.AudioResampler | None = None
         self.chunks: list[np.ndarray] = []
         self.first_time: float | None = None  # seconds (relative to the file's origin) of sample 0
         self.samples = 0
 
-    def add(self, frame: av.AudioFrame | None, origin: float) -> None:
+    def add(self, frame: av.AudioFrame | None) -> None:
         if frame is not None and self.resampler is None:
-            self.first_time = (frame.time if frame.time is not None else 0.0) - origin
+            self.first_time = (frame.time if frame.time is not None else 0.0) - self.origin
             self.resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=self.rate)
         if self.resampler is None:
             return
@@ -187,14 +170,11 @@ def read_clip(
     Audio: all channels resampled to ``sample_rate`` with PyAV's ``AudioResampler`` and averaged to
     mono, aligned to the video by the streams' timestamps.
 
-    Longer files: decoding seeks to ``start`` and stops once the window is covered; use
-    :func:`media_duration` and :func:`window_starts` to slide windows over a long file.
-    Shorter files: content shorter than ``min_seconds`` raises :class:`MediaError`; otherwise the
-    missing segments repeat the last frame and the missing audio is silence. ``min_seconds``
-    defaults to 90 % of the window (9 s for AVE), so a clip a few frames short of 10 s still loads
-    while a clip that is much shorter — usually a broken download — is reported rather than
-    silently padded into mostly-background training data. Pass ``min_seconds=0`` to accept any
-    length (e.g. when predicting on user files).
+    Longer files: decoding seeks to ``start`` and stops once the window is covered (``probe(path).duration``
+    and :func:`window_starts` slide windows over a long file). Shorter files: missing segments repeat the
+    last frame and missing audio is silence, but content shorter than ``min_seconds`` (default 90 % of the
+    window) raises :class:`MediaError`: a clip much shorter than its window is usually a broken download, not
+    mostly-background training data. ``min_seconds=0`` accepts any length (e.g. predicting on user files).
 
     Raises :class:`MediaError` for a missing, empty, truncated or corrupt file, a file without a
     video or audio stream, or content shorter than ``min_seconds``.
@@ -217,14 +197,14 @@ def read_clip(
             raise MediaError(path, "no audio stream (a video with an audio track is needed)")
         video, audio = container.streams.video[0], container.streams.audio[0]
         video.thread_type = "AUTO"
-        origin = container.start_time / av.time_base if container.start_time is not None else 0.0
+        collector = _AudioCollector(container, sample_rate)
+        origin = collector.origin
         declared = {"video": _stream_seconds(video), "audio": _stream_seconds(audio)}
 
         chosen: list[av.VideoFrame | None] = [None] * num_segments
         next_target = 0
         previous: av.VideoFrame | None = None
         video_end = 0.0  # content end (relative to origin) of the last decoded frame
-        collector = _AudioCollector(sample_rate)
         reached_eof = True
         try:
             if start > 0:
@@ -241,11 +221,11 @@ def read_clip(
                         video_end = frame_time + _frame_seconds(frame, video)
                 elif packet.stream is audio and collector.seconds_end() < end:
                     for frame in packet.decode():
-                        collector.add(frame, origin)
+                        collector.add(frame)
                 if video_end >= end and collector.first_time is not None and collector.seconds_end() >= end:
                     reached_eof = False
                     break
-            collector.add(None, origin)  # flush the resampler
+            collector.add(None)  # flush the resampler
         except av.error.FFmpegError as err:
             raise MediaError(path, f"truncated or corrupt data while decoding: {_reason(err)}") from err
 
@@ -283,7 +263,7 @@ def read_clip(
             [f.to_ndarray(format="rgb24", width=width, height=height) for f in chosen]
         )  # (T, H, W, 3)
         wave = collector.window(start, round(span * sample_rate))  # (T·s·sr,)
-    return Clip(frames, wave, sample_rate, start, segment_seconds, video_seconds, audio_seconds)
+    return Clip(frames, wave, video_seconds, audio_seconds)
 
 
 def _frame_seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> float:
@@ -295,21 +275,17 @@ def _frame_seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream) ->
 
 
 def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Decode a whole audio stream (a wav, or the audio of a video) to mono float32 at ``sample_rate``.
-
-    Used for the pre-extracted AVE layout (``raw_audio/<id>.wav``). Returns shape (n,).
-    """
+    """Decode a whole audio stream (a wav, or the audio of a video) to (n,) mono float32 at ``sample_rate``."""
     path = Path(path)
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
         audio = container.streams.audio[0]
-        origin = container.start_time / av.time_base if container.start_time is not None else 0.0
-        collector = _AudioCollector(sample_rate)
+        collector = _AudioCollector(container, sample_rate)
         try:
             for frame in container.decode(audio):
-                collector.add(frame, origin)
-            collector.add(None, origin)
+                collector.add(frame)
+            collector.add(None)
         except av.error.FFmpegError as err:
             raise MediaError(path, f"truncated or corrupt data while decoding: {_reason(err)}") from err
     if collector.first_time is None:
@@ -338,8 +314,7 @@ def write_mp4(
     """Write a real mp4 file (H.264 or MPEG-4 video, AAC audio) with PyAV.
 
     frames: (N, H, W, 3) uint8 RGB or (N, H, W) uint8 grayscale; None writes an audio-only file.
-    audio: (S,) mono or (C, S) float32 in [-1, 1] at ``sample_rate``; None writes a silent-less,
-    video-only file (no audio stream at all).
+    audio: (S,) mono or (C, S) float32 in [-1, 1] at ``sample_rate``; None writes a video-only file.
     frame_times: optional (N,) increasing presentation times in seconds, for variable frame rate;
     by default frame i is shown at i / fps.
     pix_fmt: defaults to ``yuv420p`` (H.264 needs even width and height) or ``gray`` for

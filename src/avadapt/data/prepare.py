@@ -2,11 +2,9 @@
 :mod:`avadapt.data.cache`), resumably and in parallel; each task lists its clips as :class:`PrepareJob` and
 gives the module-level function that decodes one of them.
 
-Resumable by construction: a clip counts as done when its final file exists, and files only get
-their final name by ``os.replace`` once completely written. Rerunning after a crash or a kill
-skips finished clips, retries the ones that failed, and ends with the same cache an uninterrupted
-run would have written. Clips that cannot be decoded are listed in ``bad_clips.tsv`` and skipped,
-never silently.
+A clip counts as done when its final file exists, and files get their final name only once completely
+written, so rerunning after a crash or a kill skips finished clips, retries the failed ones, and ends with
+the cache an uninterrupted run would have written.
 """
 
 from __future__ import annotations
@@ -75,12 +73,11 @@ class PrepareSummary:
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        bad = (
-            f", {len(self.failed)} failed (listed in {self.out / BAD_CLIPS})" if self.failed else ", 0 failed"
-        )
+        listed = f" (listed in {self.out / BAD_CLIPS})" if self.failed else ""
         return (
-            f"{self.command}: {self.done} clips written, {self.skipped_existing} already cached{bad} "
-            f"in {self.seconds:.1f} s ({self.clips_per_second:.2f} clips/s) -> {self.out}"
+            f"{self.command}: {self.done} clips written, {self.skipped_existing} already cached, "
+            f"{len(self.failed)} failed{listed} in {self.seconds:.1f} s ({self.clips_per_second:.2f} clips/s) "
+            f"-> {self.out}"
         )
 
 
@@ -116,7 +113,7 @@ def run_prepare(out: str | Path, settings: CacheSettings, jobs: Sequence[Prepare
             todo.append((decode, job, settings))
     done = 0
     with tqdm(total=len(todo), unit="clip", desc=description, disable=not progress) as bar:
-        for bad in run_jobs(todo, workers, work=_decode_one):
+        for bad in _decode_all(todo, workers):
             if bad is None:
                 done += 1
             else:
@@ -145,9 +142,8 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_jobs(jobs: list, workers: int, work: Callable[[Any], Any]) -> Iterator[Any]:
-    """Results of ``work`` over ``jobs`` as they finish, in this process or in
-    ``workers`` processes; ``work`` must be a module-level function, so that spawned processes find it.
+def _decode_all(jobs: list, workers: int) -> Iterator[BadClip | None]:
+    """:func:`_decode_one` of every job as it finishes, in this process or in ``workers`` processes.
 
     A process pool is spawned (not forked: a parent that already ran OpenMP threads can deadlock
     forked children). ``ProcessPoolExecutor`` rather than ``multiprocessing.Pool`` because a worker
@@ -157,13 +153,13 @@ def run_jobs(jobs: list, workers: int, work: Callable[[Any], Any]) -> Iterator[A
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small per-clip tensors: threads cost more than they save
         try:
-            yield from map(work, jobs)
+            yield from map(_decode_one, jobs)
         finally:
             torch.set_num_threads(threads)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = [pool.submit(work, job) for job in jobs]
+        futures = [pool.submit(_decode_one, job) for job in jobs]
         try:
             for future in as_completed(futures):
                 yield future.result()
