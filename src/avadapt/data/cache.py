@@ -3,24 +3,19 @@
 Decoding an mp4 and computing its fbank costs far more than a training step of a frozen backbone
 with small adapters, so every clip is decoded once into a small safetensors file::
 
-    <cache>/cache.json               the settings the cache was built with (CacheSettings), among them
-                                     the registered dataset whose clips it holds
-    <cache>/<clip>.safetensors       frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
-                                     fbank   float16 (T, 1, F, L)  normalised log-mel, as segment_fbank
-                                     metadata "clip": JSON of the dataset's clip info (one key:
-                                     byte-identical files across runs)
-                                     and any tensors of the dataset's own (e.g. masks)
-    <cache>/bad_clips.tsv            video_id, path, reason of every clip that could not be decoded
+    <cache>/cache.json            the settings the cache was built with (CacheSettings), its dataset among them
+    <cache>/<clip>.safetensors    frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
+                                  fbank   float16 (T, 1, F, L)  normalised log-mel, as segment_fbank
+                                  any tensors of the dataset's own (e.g. masks); metadata "clip": JSON
+    <cache>/bad_clips.tsv         video_id, path, reason of every clip that could not be decoded
 
-One file per clip, not per annotation row: rows that share a video share its media. A dataset may keep its
-files in sub-folders (one per split, where a clip's media depends on its split) and other files beside them.
-Every file is written under a temporary name and ``os.replace``-d into place, so a file with the
-final name is always complete; a killed run leaves at worst a stray ``.tmp`` file.
+One file per clip, not per annotation row (rows that share a video share its media), possibly in sub-folders
+(one per split, where a clip's media depends on its split). Every file is written atomically
+(``avadapt._files``), so a file with its final name is complete; a killed run leaves at worst a ``.tmp`` file.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,9 +49,8 @@ class CacheSettings(JSONConfig):
     crop_pct: frames are resized so the shorter side is ``image_size / crop_pct`` and centre-cropped
     to ``image_size``; 1.0 (default) keeps the full height of a landscape video.
     min_seconds: shortest clip accepted (see :func:`avadapt.data.media.read_clip`); None = 90 %.
-    dataset: the registered dataset whose clips the cache holds, so that a cache of one is never read as
-    another's; always given when a cache is written. A ``cache.json`` that records none reads as None: the
-    dataset is unknown, and any dataset may read it.
+    dataset: the registered dataset whose clips the cache holds, so that one is never read as another's;
+    a ``cache.json`` that records none (None) may be read by any dataset.
     """
 
     image_size: int = 224
@@ -114,7 +108,7 @@ def check_cache_settings(path: Path, wanted: dict[str, Any]) -> CacheSettings:
     for key, value in wanted.items():
         have = getattr(found, key)
         if isinstance(value, FbankConfig):
-            for name, want in dataclasses.asdict(value).items():
+            for name, want in value.to_dict().items():
                 if getattr(have, name) != want:
                     differ.append(f"fbank.{name}: cache {getattr(have, name)!r}, wanted {want!r}")
         elif have != value and not (key == "dataset" and have is None):
@@ -167,9 +161,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def remove_stale_temporaries(cache_dir: Path) -> int:
-    """Delete temporary files a killed run left behind, in the cache and its sub-folders; returns how many."""
-    stale = list(cache_dir.rglob(f"*{TMP_SUFFIX}"))
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return len(stale)
+def remove_stale_temporaries(cache_dir: Path) -> None:
+    """Delete temporary files a killed run left behind, in the cache and its sub-folders."""
+    for stale in list(cache_dir.rglob(f"*{TMP_SUFFIX}")):
+        stale.unlink(missing_ok=True)

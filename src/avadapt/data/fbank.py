@@ -1,18 +1,12 @@
-"""Log-mel spectrograms cut into one "spectrogram image" per segment: Kaldi fbanks or librosa-style log-mels.
+"""Log-mel spectrograms cut into one "spectrogram image" per segment (:func:`segment_fbank`), with the settings
+of an audio front end (:class:`FbankConfig`): Kaldi fbanks (:func:`kaldi_fbank`) or the STFT log-mel of PANNs
+and HTS-AT (:func:`log_mel`, checked against librosa).
 
-The audio branch of an image ViT reads a log-mel fbank as a one-channel image, with the settings the
-pretrained adapters were trained with (:class:`FbankConfig`, with the named front ends in
-``avadapt.audio_front_ends``), which a prepared cache records and checks.
-
-Why not ``kaldi_native_fbank.OnlineFbank``: the reference setting (128 mel bins over a 512-point FFT at
-16 kHz) has low mel bins so narrow that no FFT bin falls inside them. Kaldi's C++ ``MelBanks`` refuses such
-a config ("You may have set num_mel_bins too large"), while torchaudio, which the reference models were
-trained with, keeps them as all-zero rows that log to the floor. :func:`kaldi_fbank` is the same Kaldi recipe
-in torch, keeping empty bins; the tests check it against kaldi-native-fbank on configs that one accepts.
-
-:func:`log_mel` is the STFT log-mel of PANNs and HTS-AT (``FbankConfig.spectrogram == "log_mel"``), written
-from its definition and checked against librosa. :func:`segment_fbank` is the one place the data pipeline
-turns a waveform into spectrogram images.
+Why not ``kaldi_native_fbank``: the reference setting (128 mel bins over a 512-point FFT at 16 kHz) has low
+mel bins so narrow that no FFT bin falls inside them. Kaldi's C++ ``MelBanks`` refuses such a config, while
+torchaudio, which the reference models were trained with, keeps them as all-zero rows that log to the floor.
+:func:`kaldi_fbank` is the same Kaldi recipe keeping empty bins; the tests check it against kaldi-native-fbank
+on configs that one accepts.
 """
 
 from __future__ import annotations
@@ -56,11 +50,8 @@ def _mel(hz: np.ndarray | float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def mel_matrix(cfg: FbankConfig) -> torch.Tensor:
-    """Kaldi's triangular mel filters, (num_mel_bins, fft_size // 2 + 1) float32.
-
-    Bin edges are evenly spaced on the HTK mel scale between ``low_freq`` and ``top_freq`` (Nyquist); a bin
-    whose triangle holds no FFT bin keeps all-zero weights (as in torchaudio), see module docstring.
-    """
+    """Kaldi's triangular mel filters, (num_mel_bins, fft_size // 2 + 1) float32: edges evenly spaced on the HTK
+    mel scale from ``low_freq`` to ``top_freq``; a bin holding no FFT bin keeps zero weights (as in torchaudio)."""
     num_fft_bins = cfg.fft_size // 2
     low, high = _mel(cfg.low_freq), _mel(cfg.top_freq)
     delta = (high - low) / (cfg.num_mel_bins + 1)
@@ -76,11 +67,10 @@ def mel_matrix(cfg: FbankConfig) -> torch.Tensor:
 def kaldi_fbank(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Tensor:
     """Kaldi log-mel fbank of a batch of equal-length waveforms: (..., n) → (..., frames, num_mel_bins).
 
-    The recipe of Kaldi's ``compute-fbank-feats`` with ``dither=0`` and ``snip_edges``: frames of
-    ``frame_length_ms`` every ``frame_shift_ms``; per frame remove the mean, pre-emphasise
-    (``x[i] −= 0.97 · x[i−1]``, the first sample against itself), window, zero-pad to the FFT size;
-    power spectrum; mel filters; ``log(max(·, FLT_EPSILON))``. Not normalised. float32 like Kaldi,
-    and in torch so that ``torch.set_num_threads`` (set to 1 in DataLoader workers) governs it.
+    Kaldi's ``compute-fbank-feats`` with ``dither=0`` and ``snip_edges``: per frame remove the mean,
+    pre-emphasise (``x[i] −= 0.97 · x[i−1]``, the first sample against itself), window, zero-pad to the FFT size;
+    power spectrum; mel filters; ``log(max(·, FLT_EPSILON))``. Not normalised. float32 like Kaldi, in torch so
+    that ``torch.set_num_threads`` (1 in DataLoader workers) governs it.
     """
     waves = torch.as_tensor(waves, dtype=torch.float32)
     length, shift = cfg.frame_samples, cfg.shift_samples
@@ -96,8 +86,7 @@ def kaldi_fbank(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Ten
 
 
 def _slaney_mel(hz: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale (librosa's default, ``htk=False``): linear, 3 mel per 200 Hz, below 1 kHz; logarithmic
-    above, 27 mel per factor 6.4."""
+    """Slaney's mel scale (librosa's default, ``htk=False``): 3 mel per 200 Hz below 1 kHz, logarithmic above."""
     hz = np.asarray(hz, dtype=np.float64)
     linear = hz * 3.0 / 200.0
     return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / _SLANEY_LOG_STEP, linear)
@@ -113,9 +102,8 @@ def _slaney_hz(mel: np.ndarray) -> np.ndarray:
 def slaney_mel_matrix(cfg: FbankConfig) -> torch.Tensor:
     """librosa's mel filters (``filters.mel`` defaults: Slaney scale, Slaney norm), (num_mel_bins, fft/2+1) float32.
 
-    ``num_mel_bins + 2`` edges evenly spaced on the Slaney mel scale from ``low_freq`` to ``top_freq``; filter
-    i is the triangle rising from edge i to edge i + 1 and falling to edge i + 2, evaluated at the FFT bin
-    frequencies, then scaled by ``2 / (edge[i+2] − edge[i])`` in Hz so every filter has the same area.
+    Filter i rises from edge i to edge i + 1 and falls to edge i + 2 (edges evenly spaced on the Slaney scale
+    from ``low_freq`` to ``top_freq``), scaled by ``2 / (edge[i+2] − edge[i])`` Hz so all have the same area.
     """
     edges = _slaney_hz(np.linspace(_slaney_mel(cfg.low_freq), _slaney_mel(cfg.top_freq), cfg.num_mel_bins + 2))
     fft_hz = np.linspace(0.0, cfg.sample_rate / 2, cfg.fft_size // 2 + 1)  # (K,)

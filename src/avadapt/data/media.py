@@ -10,7 +10,6 @@ files for the synthetic datasets and the tests.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -90,25 +89,6 @@ def probe(path: str | Path) -> MediaInfo:
         )
 
 
-def window_starts(duration: float, window_seconds: float, hop_seconds: float | None = None) -> list[float]:
-    """Start times of windows of ``window_seconds`` covering ``duration`` seconds.
-
-    Windows step by ``hop_seconds`` (default: no overlap); the last window is moved back so it ends
-    at ``duration`` rather than running past it, unless the file is shorter than one window, in
-    which case the single window starts at 0 and :func:`read_clip` pads it.
-    """
-    hop = window_seconds if hop_seconds is None else hop_seconds
-    if hop <= 0:
-        raise ValueError(f"hop_seconds must be positive, got {hop}")
-    if duration <= window_seconds:
-        return [0.0]
-    starts = [k * hop for k in range(math.floor((duration - window_seconds) / hop) + 1)]
-    last = duration - window_seconds
-    if last - starts[-1] > 1e-6:
-        starts.append(last)
-    return starts
-
-
 class _AudioCollector:
     """Resamples decoded audio frames to ``rate`` Hz, keeping channels, and averages them at the end.
 
@@ -164,17 +144,14 @@ def read_clip(
 ) -> Clip:
     """Decode the window [start, start + T·segment_seconds) of a media file into T frames and a waveform.
 
-    Frames: segment t covers [start + t·s, start + (t+1)·s); its frame is the one on screen at the
-    segment's middle, chosen by presentation time, so variable frame rates need no special case.
-    Grayscale or any other pixel format is converted to RGB by FFmpeg.
-    Audio: all channels resampled to ``sample_rate`` with PyAV's ``AudioResampler`` and averaged to
-    mono, aligned to the video by the streams' timestamps.
+    Frames: segment t's is the one on screen at its middle, chosen by presentation time (so variable frame
+    rates need no special case), converted to RGB by FFmpeg. Audio: all channels resampled to ``sample_rate``
+    and averaged to mono, aligned to the video by the streams' timestamps.
 
-    Longer files: decoding seeks to ``start`` and stops once the window is covered (``probe(path).duration``
-    and :func:`window_starts` slide windows over a long file). Shorter files: missing segments repeat the
-    last frame and missing audio is silence, but content shorter than ``min_seconds`` (default 90 % of the
-    window) raises :class:`MediaError`: a clip much shorter than its window is usually a broken download, not
-    mostly-background training data. ``min_seconds=0`` accepts any length (e.g. predicting on user files).
+    Longer files: decoding seeks to ``start`` and stops once the window is covered. Shorter files: missing
+    segments repeat the last frame and missing audio is silence, but content shorter than ``min_seconds``
+    (default 90 % of the window) raises :class:`MediaError`, since a clip much shorter than its window is
+    usually a broken download; ``min_seconds=0`` accepts any length (e.g. predicting on user files).
 
     Raises :class:`MediaError` for a missing, empty, truncated or corrupt file, a file without a
     video or audio stream, or content shorter than ``min_seconds``.
@@ -293,11 +270,6 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     return np.concatenate(collector.chunks) if collector.chunks else np.zeros(0, np.float32)
 
 
-def default_video_codec() -> str:
-    """H.264 (``libx264``) when this PyAV build has it, else MPEG-4 part 2, which every build has."""
-    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
-
-
 def write_mp4(
     path: str | Path,
     frames: np.ndarray | None = None,
@@ -308,22 +280,17 @@ def write_mp4(
     frame_times: np.ndarray | None = None,
     video_codec: str | None = None,
     pix_fmt: str | None = None,
-    audio_codec: str = "aac",
     faststart: bool = False,
 ) -> Path:
     """Write a real mp4 file (H.264 or MPEG-4 video, AAC audio) with PyAV.
 
     frames: (N, H, W, 3) uint8 RGB or (N, H, W) uint8 grayscale; None writes an audio-only file.
     audio: (S,) mono or (C, S) float32 in [-1, 1] at ``sample_rate``; None writes a video-only file.
-    frame_times: optional (N,) increasing presentation times in seconds, for variable frame rate;
-    by default frame i is shown at i / fps.
-    pix_fmt: defaults to ``yuv420p`` (H.264 needs even width and height) or ``gray`` for
-    grayscale frames with a codec that stores gray (``png``; ``libx264`` 4:0:0 decodes as yuv420p).
+    frame_times: (N,) increasing presentation times in seconds, for variable frame rate (default i / fps).
+    pix_fmt: default ``yuv420p`` (H.264 needs even width and height), or ``gray`` for grayscale frames with a
+    codec that stores gray (``png``; ``libx264`` 4:0:0 decodes as yuv420p).
     faststart: put the index (moov atom) first, as streaming sites do; a file cut short then still
     opens and the reader must notice the missing tail itself.
-
-    The encoder runs single-threaded and without x264's macroblock-tree, so the same input gives
-    the same bytes (synthetic datasets are deterministic by seed).
     """
     path = Path(path)
     if frames is None and audio is None:
@@ -339,7 +306,8 @@ def write_mp4(
                 raise ValueError(
                     f"{path}: frames must be uint8 (N, H, W, 3) or (N, H, W), got {frames.shape}"
                 )
-            codec = video_codec or default_video_codec()
+            # H.264 when this PyAV build has it, else MPEG-4 part 2, which every build has
+            codec = video_codec or ("libx264" if "libx264" in av.codecs_available else "mpeg4")
             time_base = Fraction(1, 1000) if frame_times is not None else Fraction(1, fps)
             video_stream = container.add_stream(codec, rate=fps)
             video_stream.width, video_stream.height = frames.shape[2], frames.shape[1]
@@ -347,8 +315,8 @@ def write_mp4(
             video_stream.time_base = time_base
             video_stream.codec_context.time_base = time_base
             if codec == "libx264":
-                # single thread, and no macroblock-tree rate control: x264's mbtree reads memory it
-                # never initialised at these small sizes, so identical frames could encode differently
+                # the same input gives the same bytes (synthetic datasets are deterministic by seed): one
+                # thread, and no macroblock-tree rate control, which reads uninitialised memory at small sizes
                 video_stream.options = {
                     "threads": "1",
                     "crf": "18",
@@ -365,7 +333,7 @@ def write_mp4(
                     f"{path}: audio must be mono (S,) or (C, S) with C in 1, 2, got {audio.shape}"
                 )
             layout = "mono" if audio.shape[0] == 1 else "stereo"
-            audio_stream = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
+            audio_stream = container.add_stream("aac", rate=sample_rate, layout=layout)
 
         if video_stream is not None:
             for i, image in enumerate(frames):
@@ -398,11 +366,7 @@ def read_frame_folder(folder: str | Path, num_segments: int) -> np.ndarray:
     from PIL import Image  # only this layout needs Pillow
 
     folder = Path(folder)
-    files = (
-        sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        if folder.is_dir()
-        else []
-    )
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))  # [] if no folder
     if not files:
         raise MediaError(folder, "no extracted frames (expected NNNN.jpg files)")
     picks = np.linspace(1, len(files), num_segments, dtype=int)

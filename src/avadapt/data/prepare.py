@@ -83,18 +83,15 @@ class PrepareSummary:
 
 def run_prepare(out: str | Path, settings: CacheSettings, jobs: Sequence[PrepareJob], decode: Decode, *,
                 workers: int = 1, progress: bool = True, description: str, command: str) -> PrepareSummary:
-    """Decode every job not in the cache yet into ``out``; returns (and prints) the summary.
+    """Decode every job not in the cache yet into ``out`` (see :func:`open_cache`); returns (and prints) the summary.
 
-    ``out`` is created with ``settings``, or must already hold a cache of exactly these settings (else a
-    :class:`~avadapt.data.cache.CacheConfigError` names the differences). A job whose target exists is skipped;
-    one whose media is absent, or whose ``decode`` raises :class:`~avadapt.errors.MediaError` (or an FFmpeg
-    error), is listed in ``bad_clips.tsv``; any other exception is a bug or a full disk and stops the run
-    (finished clips stay cached).
+    A job whose target exists is skipped; one whose media is absent, or whose ``decode`` raises
+    :class:`~avadapt.errors.MediaError` (or an FFmpeg error), is listed in ``bad_clips.tsv``; any other exception
+    is a bug or a full disk and stops the run (finished clips stay cached).
 
-    decode: a module-level function, so that spawned workers find it. workers: processes decoding in
-    parallel (1 = in this process); they are spawned, so a script calling this with ``workers > 1`` needs an
-    ``if __name__ == "__main__":`` guard. Run one prepare per cache folder at a time: a run starts by deleting
-    the temporary files it finds there.
+    decode: a module-level function, so that spawned workers find it. workers: processes decoding in parallel
+    (1 = in this process); they are spawned, so a script calling this with ``workers > 1`` needs an
+    ``if __name__ == "__main__":`` guard. Run one prepare per cache folder at a time.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -137,11 +134,6 @@ def _decode_one(task: tuple[Decode, PrepareJob, CacheSettings]) -> BadClip | Non
     return None
 
 
-def _init_worker() -> None:
-    # one clip per process at a time; intra-op threads would only oversubscribe the cores
-    torch.set_num_threads(1)
-
-
 def _decode_all(jobs: list, workers: int) -> Iterator[BadClip | None]:
     """:func:`_decode_one` of every job as it finishes, in this process or in ``workers`` processes.
 
@@ -157,8 +149,9 @@ def _decode_all(jobs: list, workers: int) -> Iterator[BadClip | None]:
         finally:
             torch.set_num_threads(threads)
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+    # one clip per process at a time; intra-op threads would only oversubscribe the cores
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
         futures = [pool.submit(_decode_one, job) for job in jobs]
         try:
             for future in as_completed(futures):
@@ -170,8 +163,7 @@ def _decode_all(jobs: list, workers: int) -> Iterator[BadClip | None]:
 
 def open_cache(out: Path, settings: CacheSettings) -> None:
     """Create ``out`` with these settings, or check that the cache already there has exactly them (else
-    a :class:`~avadapt.data.cache.CacheConfigError` names the differences); then delete a killed run's
-    temporaries."""
+    a :class:`~avadapt.data.cache.CacheConfigError` names the differences); then delete stray temporaries."""
     out.mkdir(parents=True, exist_ok=True)
     if (out / CACHE_JSON).exists():
         check_cache_settings(out / CACHE_JSON, {f: getattr(settings, f) for f in CacheSettings.field_names()})

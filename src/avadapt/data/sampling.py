@@ -19,17 +19,13 @@ SEED_BITS = 63  # torch.Generator.manual_seed and torch.randint take non-negativ
 def derive_seed(*keys: int) -> int:
     """A seed mixed from several integers (run seed, epoch, stream…) by NumPy's ``SeedSequence``: nearby keys
     give unrelated seeds, so ``(seed, epoch)`` and ``(seed, epoch + 1)`` draw independent streams."""
-    if any(key < 0 for key in keys):
-        raise ValueError(f"seed keys must be non-negative, got {keys}")
     high, low = np.random.SeedSequence(list(keys)).generate_state(2, np.uint32)
     return ((int(high) << 32) | int(low)) & ((1 << SEED_BITS) - 1)
 
 
 class EpochShuffle(Sampler[tuple[int, int]]):
-    """A new permutation of ``range(size)`` each epoch, with one augmentation seed per item.
-
-    Yields ``(index, item_seed)`` pairs; the dataset draws the item's augmentation from
-    ``torch.Generator().manual_seed(item_seed)`` (``avadapt.data.base.seeded``). Lightning calls :meth:`set_epoch`
+    """A new permutation of ``range(size)`` each epoch, yielding ``(index, item_seed)`` pairs: the dataset draws
+    the item's augmentation from ``item_seed`` (``avadapt.data.base.seeded``). Lightning calls :meth:`set_epoch`
     at the start of every training epoch (also through the ``DistributedSampler`` that may wrap this one).
 
     ``clips`` (``ClipDataset.item_clips``) with ``items_per_clip`` > 1: items come in runs of up to
