@@ -3,7 +3,7 @@
 Decoding an mp4 and computing its fbank costs far more than a training step of a frozen backbone
 with small adapters, so every clip is decoded once into a small safetensors file::
 
-    <cache>/cache.json            the settings the cache was built with (CacheSettings), its dataset among them
+    <cache>/cache.json            the settings it was built with (CacheSettings), its dataset among them
     <cache>/<clip>.safetensors    frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
                                   fbank   float16 (T, 1, F, L)  normalised log-mel, as segment_fbank
                                   any tensors of the dataset's own (e.g. masks); metadata "clip": JSON
@@ -46,8 +46,7 @@ class CacheConfigError(DatasetError):
 class CacheSettings(JSONConfig):
     """Everything that decides a cached clip's content; a cache is only reused with equal settings.
 
-    crop_pct: frames are resized so the shorter side is ``image_size / crop_pct`` and centre-cropped
-    to ``image_size``; 1.0 (default) keeps the full height of a landscape video.
+    crop_pct: frames are resized to cover ``image_size / crop_pct``, then centre-cropped (1.0: no crop).
     min_seconds: shortest clip accepted (see :func:`avadapt.data.media.read_clip`); None = 90 %.
     dataset: the registered dataset whose clips the cache holds, so that one is never read as another's;
     a ``cache.json`` that records none (None) may be read by any dataset.
@@ -100,9 +99,8 @@ class CacheSettings(JSONConfig):
 
 
 def check_cache_settings(path: Path, wanted: dict[str, Any]) -> CacheSettings:
-    """Read ``<cache>/cache.json`` (``path``) and raise :class:`CacheConfigError` naming every wanted setting
-    it differs in (``wanted`` may hold a subset of the fields; ``fbank`` is compared field by field; a cache
-    that records no dataset is taken for any)."""
+    """Read ``<cache>/cache.json`` (``path``) and raise :class:`CacheConfigError` naming every ``wanted``
+    setting (a subset of the fields; ``fbank`` field by field) it differs in."""
     found = CacheSettings.read(path.parent)
     differ = []
     for key, value in wanted.items():
@@ -128,12 +126,9 @@ def clip_file(cache_dir: Path, video_id: str) -> Path:
 
 def save_cached_clip(path: Path, frames: torch.Tensor, fbank: torch.Tensor, info: dict[str, object],
                      extra: Mapping[str, torch.Tensor] | None = None) -> None:
-    """Atomically write one clip: frames (T, 3, S, S) uint8, fbank (T, 1, F, L) stored as float16, and the
-    dataset's own ``extra`` tensors as given (e.g. masks).
-
-    ``info`` is stored as one sorted JSON string: safetensors writes a metadata map with several
-    keys in arbitrary order, which would make identical clips differ byte for byte between runs.
-    """
+    """Atomically write one clip: frames (T, 3, S, S) uint8, fbank (T, 1, F, L) stored as float16, the
+    dataset's own ``extra`` tensors (e.g. masks), and ``info`` as one sorted JSON string: safetensors writes a
+    metadata map of several keys in arbitrary order, so identical clips would differ byte for byte."""
     if frames.dtype != torch.uint8 or frames.ndim != 4:
         raise ValueError(f"frames must be uint8 (T, 3, S, S), got {frames.dtype} {tuple(frames.shape)}")
     tensors = {"frames": frames.contiguous(), "fbank": fbank.to(torch.float16).contiguous()}

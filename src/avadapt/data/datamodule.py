@@ -39,16 +39,15 @@ class AVDataModule(L.LightningDataModule):
         augment: augment training clips the dataset's way (AVE: one RandomResizedCrop + flip per clip).
         on_missing: rows without media raise (``error``) or are skipped with a warning (``skip``).
         preprocessing: ``{"video": timm data config, "audio_front_end": name, "fbank": FbankConfig fields}``,
-            linked from ``model.preprocessing`` by the CLI so that frames and spectrograms match the model; the
-            fbank is the named front end's (default ``vit``) with the ``fbank`` fields replacing its own.
+            linked from ``model.preprocessing`` by the CLI so that frames and spectrograms match the model;
+            the fbank is the named front end's (default ``vit``) with the ``fbank`` fields replacing its own.
         pin_memory: page-locked batches for faster GPU copies (default: when CUDA is available).
         items_per_clip: where several items share a clip (AVQA: a video's questions), put up to this many of
             one clip's items next to each other in training batches, with one crop, so the model runs the clip
             once for them all (1: items shuffled one by one). Evaluation batches always keep them together.
 
-    The training order and each clip's crop and flip are drawn from the run's seed (torch's seed when the data
-    module is built: ``seed_everything``) and the epoch number only (:class:`~avadapt.data.sampling.EpochShuffle`),
-    whatever the number of workers, so a resumed run replays an epoch exactly; checkpoints keep the seed.
+    Training order and augmentation come from the run's seed (torch's when the data module is built) and the
+    epoch number only (:mod:`avadapt.data.sampling`); checkpoints keep the seed.
     """
 
     def __init__(
@@ -99,8 +98,7 @@ class AVDataModule(L.LightningDataModule):
 
     @property
     def dataset_options(self) -> dict[str, Any]:
-        """The model's needs (``preprocessing["dataset_options"]``, e.g. AVQA's question vocabulary), then the
-        options given here, which win."""
+        """The model's needs (``preprocessing["dataset_options"]``), then those given here, which win."""
         return {**self.preprocessing.get("dataset_options", {}), **(self.hparams.dataset_options or {})}
 
     @cached_property
@@ -116,8 +114,8 @@ class AVDataModule(L.LightningDataModule):
     def _transform(self, train: bool) -> VideoTransform:
         video = self.preprocessing.get("video")
         if video is None:
-            raise ValueError("AVDataModule needs preprocessing={'video': <timm data config>, 'fbank': {...}}; "
-                             "the CLI links it from the model (model.preprocessing)")
+            raise ValueError("AVDataModule needs preprocessing={'video': <timm data config>, 'fbank': {...}}"
+                             "; the CLI links it from the model (model.preprocessing)")
         augmentation = self.dataset_class.train_augmentation
         overrides = augmentation if train and self.hparams.augment and augmentation else {}
         return VideoTransform.from_timm(video, **overrides)
@@ -143,8 +141,8 @@ class AVDataModule(L.LightningDataModule):
         )
 
     def setup(self, stage: str) -> None:
-        stage_splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
-        for split in stage_splits[stage]:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in splits[stage]:
             if split not in self.datasets:
                 self.datasets[split] = self._dataset(split)
 

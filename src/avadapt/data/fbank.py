@@ -1,5 +1,5 @@
-"""Log-mel spectrograms cut into one "spectrogram image" per segment (:func:`segment_fbank`), with the settings
-of an audio front end (:class:`FbankConfig`): Kaldi fbanks (:func:`kaldi_fbank`) or the STFT log-mel of PANNs
+"""Log-mel spectrograms cut into one "spectrogram image" per segment (:func:`segment_fbank`) with an audio
+front end's settings (:class:`FbankConfig`): Kaldi fbanks (:func:`kaldi_fbank`) or the STFT log-mel of PANNs
 and HTS-AT (:func:`log_mel`, checked against librosa).
 
 Why not ``kaldi_native_fbank``: the reference setting (128 mel bins over a 512-point FFT at 16 kHz) has low
@@ -50,8 +50,8 @@ def _mel(hz: np.ndarray | float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def mel_matrix(cfg: FbankConfig) -> torch.Tensor:
-    """Kaldi's triangular mel filters, (num_mel_bins, fft_size // 2 + 1) float32: edges evenly spaced on the HTK
-    mel scale from ``low_freq`` to ``top_freq``; a bin holding no FFT bin keeps zero weights (as in torchaudio)."""
+    """Kaldi's triangular mel filters, (num_mel_bins, fft_size // 2 + 1) float32: edges evenly spaced on the
+    HTK mel scale from ``low_freq`` to ``top_freq``; a bin holding no FFT bin stays zero (as torchaudio)."""
     num_fft_bins = cfg.fft_size // 2
     low, high = _mel(cfg.low_freq), _mel(cfg.top_freq)
     delta = (high - low) / (cfg.num_mel_bins + 1)
@@ -68,9 +68,9 @@ def kaldi_fbank(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Ten
     """Kaldi log-mel fbank of a batch of equal-length waveforms: (..., n) → (..., frames, num_mel_bins).
 
     Kaldi's ``compute-fbank-feats`` with ``dither=0`` and ``snip_edges``: per frame remove the mean,
-    pre-emphasise (``x[i] −= 0.97 · x[i−1]``, the first sample against itself), window, zero-pad to the FFT size;
-    power spectrum; mel filters; ``log(max(·, FLT_EPSILON))``. Not normalised. float32 like Kaldi, in torch so
-    that ``torch.set_num_threads`` (1 in DataLoader workers) governs it.
+    pre-emphasise (``x[i] −= 0.97 · x[i−1]``, the first sample against itself), window, zero-pad to the FFT
+    size; power spectrum; mel filters; ``log(max(·, FLT_EPSILON))``. Not normalised. float32 like Kaldi, in
+    torch so that ``torch.set_num_threads`` (1 in DataLoader workers) governs it.
     """
     waves = torch.as_tensor(waves, dtype=torch.float32)
     length, shift = cfg.frame_samples, cfg.shift_samples
@@ -86,7 +86,7 @@ def kaldi_fbank(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Ten
 
 
 def _slaney_mel(hz: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale (librosa's default, ``htk=False``): 3 mel per 200 Hz below 1 kHz, logarithmic above."""
+    """Slaney's mel scale (librosa's default, ``htk=False``): 3 mel per 200 Hz below 1 kHz, log above."""
     hz = np.asarray(hz, dtype=np.float64)
     linear = hz * 3.0 / 200.0
     return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / _SLANEY_LOG_STEP, linear)
@@ -149,13 +149,11 @@ def segment_fbank(
     """One normalised fbank image per segment of ``wave`` (mono, in [-1, 1], at ``cfg.sample_rate``):
     (T, 1, num_mel_bins, target_frames) float32.
 
-    Following the reference loaders: subtract the clip's mean (Kaldi fbanks only; the HTS-AT loader reads
-    the samples as they are); cut window t = [t · segment_seconds, + window_seconds) (zeros past the end);
-    :func:`spectrogram` of each window on its own; normalise ``(x − mean) / (2 · std)``; pad with zeros *after*
-    normalisation (as the reference does) or cut to ``target_frames``; transpose to (mel bins, time frames).
-
-    Window t starts at segment t, not at the reference's ``linspace(0, len − 1.1 s, T)[t]`` (up to 0.9 s away
-    on a 10 s clip): AVE labels describe second [t, t + 1), so the window hears exactly that second.
+    As the reference loaders: subtract the clip's mean (Kaldi fbanks only, not HTS-AT's); :func:`spectrogram`
+    of each window t = [t · segment_seconds, + window_seconds) on its own (zeros past the end); normalise
+    ``(x − mean) / (2 · std)``; pad with zeros *after* normalisation, or cut, to ``target_frames``. But
+    window t starts at segment t, not at ``linspace(0, len − 1.1 s, T)[t]`` (up to 0.9 s away on a 10 s
+    clip): AVE labels describe second [t, t + 1), so the window hears exactly that second.
     """
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")

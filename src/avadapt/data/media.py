@@ -1,11 +1,8 @@
 """Reading and writing audio-visual clips with PyAV (FFmpeg), the only media library we depend on.
 
-A clip is cut into ``num_segments`` segments of ``segment_seconds`` each (AVE: 10 × 1 s); we keep the frame
-shown at each segment's middle and the whole 16 kHz mono waveform, which
-:func:`avadapt.data.fbank.segment_fbank` cuts into one fbank window per segment. Decoding is one pass over
-both streams' packets, and every failure is a :class:`MediaError` naming the file, so a data-preparation
-report can list bad clips instead of stopping on an FFmpeg errno. :func:`write_mp4` writes real H.264/AAC
-files for the synthetic datasets and the tests.
+Decoding is one pass over both streams' packets, and every failure is a :class:`MediaError` naming the file,
+so a data-preparation report can list bad clips instead of stopping on an FFmpeg errno. :func:`write_mp4`
+writes real H.264/AAC files for the synthetic datasets and the tests.
 """
 
 from __future__ import annotations
@@ -35,13 +32,9 @@ class MediaInfo:
 
 @dataclass
 class Clip:
-    """T frames and the mono waveform of one window [start, start + T · segment_seconds) of a media file.
-
-    frames: (T, H, W, 3) uint8 RGB, the frame on screen at each segment's middle.
-    wave: (round(T · segment_seconds · sample_rate),) float32 mono in [-1, 1].
-    video_seconds / audio_seconds: how much real content the window held; the rest is padding
-    (last frame repeated, audio zeros).
-    """
+    """T frames (T, H, W, 3) uint8 RGB and the mono waveform (round(T · segment_seconds · sample_rate),)
+    float32 of one window of a media file; ``video_seconds`` / ``audio_seconds``: how much real content it
+    held, the rest being padding (last frame repeated, audio zeros)."""
 
     frames: np.ndarray
     wave: np.ndarray
@@ -151,10 +144,8 @@ def read_clip(
     Longer files: decoding seeks to ``start`` and stops once the window is covered. Shorter files: missing
     segments repeat the last frame and missing audio is silence, but content shorter than ``min_seconds``
     (default 90 % of the window) raises :class:`MediaError`, since a clip much shorter than its window is
-    usually a broken download; ``min_seconds=0`` accepts any length (e.g. predicting on user files).
-
-    Raises :class:`MediaError` for a missing, empty, truncated or corrupt file, a file without a
-    video or audio stream, or content shorter than ``min_seconds``.
+    usually a broken download; ``min_seconds=0`` accepts any length (e.g. predicting on user files). So does a
+    missing, empty, truncated or corrupt file, or one without a video or audio stream.
     """
     path = Path(path)
     if num_segments < 1 or segment_seconds <= 0:
@@ -252,7 +243,7 @@ def _frame_seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream) ->
 
 
 def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Decode a whole audio stream (a wav, or the audio of a video) to (n,) mono float32 at ``sample_rate``."""
+    """Decode a whole audio stream (a wav, or a video's audio) to (n,) mono float32 at ``sample_rate``."""
     path = Path(path)
     with _open(path) as container:
         if not container.streams.audio:
@@ -358,15 +349,12 @@ def write_mp4(
 
 
 def read_frame_folder(folder: str | Path, num_segments: int) -> np.ndarray:
-    """T frames from a folder of extracted jpgs, as the reference loaders pick them.
-
-    The reference takes frames ``linspace(1, n, T, dtype=int)`` (1-based) of the n sorted files,
-    whatever rate they were extracted at. Returns (T, H, W, 3) uint8.
-    """
+    """(T, H, W, 3) uint8 frames from a folder of extracted jpgs, picked as the reference loaders do: files
+    ``linspace(1, n, T, dtype=int)`` (1-based) of the n sorted ones, whatever rate they were extracted at."""
     from PIL import Image  # only this layout needs Pillow
 
     folder = Path(folder)
-    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))  # [] if no folder
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))  # [] if none
     if not files:
         raise MediaError(folder, "no extracted frames (expected NNNN.jpg files)")
     picks = np.linspace(1, len(files), num_segments, dtype=int)

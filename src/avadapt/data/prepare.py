@@ -1,10 +1,9 @@
-"""The one prepare runner: decode every clip of a dataset once into a compact cache (format:
-:mod:`avadapt.data.cache`), resumably and in parallel; each task lists its clips as :class:`PrepareJob` and
-gives the module-level function that decodes one of them.
+"""The one prepare runner: decode every clip of a dataset once into a cache (:mod:`avadapt.data.cache`), in
+parallel; each task lists its clips as :class:`PrepareJob` and gives the function that decodes one.
 
-A clip counts as done when its final file exists, and files get their final name only once completely
-written, so rerunning after a crash or a kill skips finished clips, retries the failed ones, and ends with
-the cache an uninterrupted run would have written.
+A clip counts as done when its final file exists, and files get their final name only once complete, so
+rerunning after a crash or a kill skips finished clips, retries the failed ones, and ends with the cache an
+uninterrupted run would have written.
 """
 
 from __future__ import annotations
@@ -41,16 +40,12 @@ class BadClip:
 
 @dataclass(frozen=True)
 class PrepareJob:
-    """One clip to decode.
+    """One clip to decode."""
 
-    video_id: what ``bad_clips.tsv`` calls it. target: its cache file. media: every file it reads (the first
-    absent one is reported instead of decoding). spec: anything more the decode function needs (picklable).
-    """
-
-    video_id: str
-    target: Path
-    media: tuple[Path, ...]
-    spec: Any = None
+    video_id: str  # what ``bad_clips.tsv`` calls it
+    target: Path  # its cache file
+    media: tuple[Path, ...]  # every file it reads (the first absent one is reported instead of decoding)
+    spec: Any = None  # anything more the decode function needs (picklable)
 
 
 Decode = Callable[[PrepareJob, CacheSettings], None]
@@ -76,22 +71,21 @@ class PrepareSummary:
         listed = f" (listed in {self.out / BAD_CLIPS})" if self.failed else ""
         return (
             f"{self.command}: {self.done} clips written, {self.skipped_existing} already cached, "
-            f"{len(self.failed)} failed{listed} in {self.seconds:.1f} s ({self.clips_per_second:.2f} clips/s) "
-            f"-> {self.out}"
+            f"{len(self.failed)} failed{listed} in {self.seconds:.1f} s "
+            f"({self.clips_per_second:.2f} clips/s) -> {self.out}"
         )
 
 
 def run_prepare(out: str | Path, settings: CacheSettings, jobs: Sequence[PrepareJob], decode: Decode, *,
                 workers: int = 1, progress: bool = True, description: str, command: str) -> PrepareSummary:
-    """Decode every job not in the cache yet into ``out`` (see :func:`open_cache`); returns (and prints) the summary.
+    """Decode every job not yet cached into ``out`` (:func:`open_cache`); returns (and prints) the summary.
 
     A job whose target exists is skipped; one whose media is absent, or whose ``decode`` raises
-    :class:`~avadapt.errors.MediaError` (or an FFmpeg error), is listed in ``bad_clips.tsv``; any other exception
-    is a bug or a full disk and stops the run (finished clips stay cached).
+    :class:`~avadapt.errors.MediaError` (or an FFmpeg error), is listed in ``bad_clips.tsv``; any other
+    exception is a bug or a full disk and stops the run (finished clips stay cached).
 
-    decode: a module-level function, so that spawned workers find it. workers: processes decoding in parallel
-    (1 = in this process); they are spawned, so a script calling this with ``workers > 1`` needs an
-    ``if __name__ == "__main__":`` guard. Run one prepare per cache folder at a time.
+    decode: a module-level function, so that spawned workers find it; a script calling this with
+    ``workers > 1`` needs an ``if __name__ == "__main__":`` guard. Run one prepare per cache folder at a time.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -135,12 +129,9 @@ def _decode_one(task: tuple[Decode, PrepareJob, CacheSettings]) -> BadClip | Non
 
 
 def _decode_all(jobs: list, workers: int) -> Iterator[BadClip | None]:
-    """:func:`_decode_one` of every job as it finishes, in this process or in ``workers`` processes.
-
-    A process pool is spawned (not forked: a parent that already ran OpenMP threads can deadlock
-    forked children). ``ProcessPoolExecutor`` rather than ``multiprocessing.Pool`` because a worker
-    that dies makes it raise ``BrokenProcessPool`` instead of waiting forever.
-    """
+    """:func:`_decode_one` of every job as it finishes, in this process or in ``workers`` spawned processes (a
+    forked child of a parent that already ran OpenMP threads can deadlock); a worker that dies makes
+    ``ProcessPoolExecutor`` raise ``BrokenProcessPool``, where ``multiprocessing.Pool`` would wait forever."""
     if workers <= 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small per-clip tensors: threads cost more than they save

@@ -1,9 +1,6 @@
-"""Training order and augmentation that depend on the run's seed and the epoch number only.
-
-An epoch (which clips come in which order, and each clip's crop and flip) is then a pure function of
-``(seed, epoch)``, however many loader processes decode the clips, so a run resumed from the checkpoint at the
-end of epoch ``e`` trains epoch ``e + 1`` exactly as the run that never stopped.
-"""
+"""Training order and augmentation drawn from the run's seed and the epoch number only, however many loader
+processes decode the clips, so a run resumed after epoch ``e`` trains epoch ``e + 1`` exactly as the run that
+never stopped."""
 
 from __future__ import annotations
 
@@ -24,13 +21,12 @@ def derive_seed(*keys: int) -> int:
 
 
 class EpochShuffle(Sampler[tuple[int, int]]):
-    """A new permutation of ``range(size)`` each epoch, yielding ``(index, item_seed)`` pairs: the dataset draws
-    the item's augmentation from ``item_seed`` (``avadapt.data.base.seeded``). Lightning calls :meth:`set_epoch`
-    at the start of every training epoch (also through the ``DistributedSampler`` that may wrap this one).
+    """A new permutation of ``range(size)`` each epoch (Lightning calls :meth:`set_epoch`), yielding
+    ``(index, item_seed)`` pairs: the dataset draws the item's augmentation from ``item_seed``.
 
     ``clips`` (``ClipDataset.item_clips``) with ``items_per_clip`` > 1: items come in runs of up to
-    ``items_per_clip`` items of one clip, each run with one seed (one crop, so the model runs the clip once for
-    the run); the runs are shuffled, and so are the items inside each clip.
+    ``items_per_clip`` items of one clip, each run with one seed (one crop, so the model runs the clip once
+    for the run); the runs are shuffled, and so are the items inside each clip.
     """
 
     def __init__(self, size: int, seed: int, clips: list[int] | None = None, items_per_clip: int = 1):
@@ -85,12 +81,9 @@ def _group_by_clip(clips: list[int]) -> list[list[int]]:
 
 
 class EpochLoader(DataLoader):
-    """A ``DataLoader`` that opens its iterator at the first batch, not when ``iter()`` is called.
-
-    When it resumes a run, Lightning creates the training iterator before it sets the sampler's epoch, and loader
-    processes fetch their first indices as soon as an iterator exists: deferring it lets :class:`EpochShuffle`
-    see the epoch it is drawing for.
-    """
+    """A ``DataLoader`` that opens its iterator at the first batch, not when ``iter()`` is called: resuming a
+    run, Lightning creates the training iterator before it sets the sampler's epoch, and loader processes
+    fetch their first indices as soon as an iterator exists."""
 
     def __iter__(self) -> Iterator:
         yield from super().__iter__()

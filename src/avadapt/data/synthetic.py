@@ -1,7 +1,5 @@
-"""What the synthetic datasets (``avadapt synth TASK``) share, so that a class looks and sounds the same
-whatever task shows it: class looks and sounds, noisy backgrounds, faded sounds, distinct ids, split shares
-and the summary of what was written.
-"""
+"""What the synthetic datasets (``avadapt synth TASK``) share, a class looking and sounding the same whatever
+task shows it: class looks and sounds, backgrounds, fades, ids, split shares and the summary line."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Video frames → the image tensors a timm backbone expects, as its data config
-(``timm.data.resolve_data_config``) says its pretraining saw images.
+"""Video frames → the image tensors a timm backbone expects, as its data config says pretraining saw images.
 
-Random augmentation draws one set of parameters per clip and applies it to every frame, so objects do not
-jump between segments and temporal modules see motion, not crop jitter.
+Augmentation draws one set of parameters per clip for all its frames, so objects do not jump between segments
+and temporal modules see motion, not crop jitter.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ class VideoTransformConfig(JSONConfig):
     """How frames are resized, cropped, augmented and normalised.
 
     The first five fields mirror a timm data config (defaults: ViT ImageNet-21k checkpoints, mean/std 0.5).
-    Evaluation is timm's eval transform: resize to cover ``input_size / crop_pct``, centre-crop ``input_size``.
+    Evaluation is timm's: resize to cover ``input_size / crop_pct``, then centre-crop ``input_size``.
     Training takes one ``RandomResizedCrop(scale, ratio)`` and one flip with probability ``hflip`` per clip.
     """
 
