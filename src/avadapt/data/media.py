@@ -142,10 +142,10 @@ def read_clip(
     and averaged to mono, aligned to the video by the streams' timestamps.
 
     Longer files: decoding seeks to ``start`` and stops once the window is covered. Shorter files: missing
-    segments repeat the last frame and missing audio is silence, but content shorter than ``min_seconds``
-    (default 90 % of the window) raises :class:`MediaError`, since a clip much shorter than its window is
-    usually a broken download; ``min_seconds=0`` accepts any length (e.g. predicting on user files). So does a
-    missing, empty, truncated or corrupt file, or one without a video or audio stream.
+    segments repeat the last frame and missing audio is silence; but as a clip much shorter than its window is
+    usually a broken download, content shorter than ``min_seconds`` (default 90 % of the window; 0 accepts any
+    length, e.g. for user files) raises :class:`MediaError`, as does a missing, empty, truncated or corrupt
+    file, or one without a video or audio stream.
     """
     path = Path(path)
     if num_segments < 1 or segment_seconds <= 0:

@@ -81,9 +81,9 @@ def _group_by_clip(clips: list[int]) -> list[list[int]]:
 
 
 class EpochLoader(DataLoader):
-    """A ``DataLoader`` that opens its iterator at the first batch, not when ``iter()`` is called: resuming a
-    run, Lightning creates the training iterator before it sets the sampler's epoch, and loader processes
-    fetch their first indices as soon as an iterator exists."""
+    """A ``DataLoader`` that opens its iterator at the first batch, not at ``iter()``: resuming a run,
+    Lightning creates the training iterator before it sets the sampler's epoch, and loader processes fetch
+    indices as soon as an iterator exists, which :class:`EpochShuffle` would then draw for the wrong epoch."""
 
     def __iter__(self) -> Iterator:
         yield from super().__iter__()
