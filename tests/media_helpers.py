@@ -6,10 +6,12 @@ the decoder chose for each segment.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import av
 import numpy as np
+from safetensors import safe_open
 
 from avadapt.data.media import write_mp4
 
@@ -83,3 +85,9 @@ def write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> Path:
         container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+def cached_clip_info(path: Path) -> dict[str, object]:
+    """The ``info`` dict a cached clip was saved with (its safetensors metadata ``clip``)."""
+    with safe_open(str(path), framework="pt") as handle:
+        return json.loads(handle.metadata()["clip"])

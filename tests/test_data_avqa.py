@@ -18,7 +18,7 @@ from PIL import Image
 from avadapt._registry import DATASETS
 from avadapt.audio_front_ends import audio_front_end
 from avadapt.data.base import collate_av
-from avadapt.data.cache import BAD_CLIPS, CACHE_JSON, CacheConfigError, CacheSettings, cached_clip_info
+from avadapt.data.cache import BAD_CLIPS, CACHE_JSON, CacheConfigError, CacheSettings
 from avadapt.data.datamodule import AVDataModule
 from avadapt.data.fbank import segment_fbank
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
@@ -37,7 +37,15 @@ from avadapt.tasks.avqa.dataset import (
     tokenize_question,
 )
 from avadapt.tasks.avqa.prepare import prepare_avqa
-from tests.media_helpers import INDEX_STEP, SHARED_DATA, index_frames, make_clip, tone, write_wav
+from tests.media_helpers import (
+    INDEX_STEP,
+    SHARED_DATA,
+    cached_clip_info,
+    index_frames,
+    make_clip,
+    tone,
+    write_wav,
+)
 
 AVQA = SHARED_DATA / "music_avqa"
 ANSWERS = AVQA / "ans_vocab.txt"

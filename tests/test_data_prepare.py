@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from avadapt.data.cache import BAD_CLIPS, CACHE_JSON, CacheConfigError, CacheSettings, cached_clip_info
+from avadapt.data.cache import BAD_CLIPS, CACHE_JSON, CacheConfigError, CacheSettings
 from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.media import read_clip
 from avadapt.data.prepare import BadClip, PrepareSummary
@@ -26,6 +26,7 @@ from avadapt.errors import MissingMediaError
 from avadapt.tasks.ave.dataset import AVEDataset
 from avadapt.tasks.ave.prepare import prepare_ave
 from avadapt.tasks.ave.synth import synthesize_ave
+from tests.media_helpers import cached_clip_info
 
 CLIPS = 6
 SIZE = 32  # cached frame size: small keeps the test fast

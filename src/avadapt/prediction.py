@@ -18,7 +18,7 @@ import torch
 
 from avadapt.audio_front_ends import recorded_audio_front_end
 from avadapt.data.fbank import segment_fbank
-from avadapt.data.media import media_duration, read_clip
+from avadapt.data.media import probe, read_clip
 from avadapt.data.transforms import VideoTransform, as_video_tensor
 from avadapt.errors import MediaError
 from avadapt.models import AVModel
@@ -66,7 +66,7 @@ def predict_video(model: AVModel, path: str | Path, preprocessing: dict[str, Any
     fbank = recorded_audio_front_end(preprocessing).fbank
     transform = VideoTransform.from_timm(preprocessing["video"])
     inputs, reported = task.prediction_inputs(model.head, question)
-    duration = media_duration(path)
+    duration = probe(path).duration
     if task.segment_seconds is None:
         if duration <= 0:
             raise MediaError(path, f"the file declares no duration, so its {window} parts cannot be placed")

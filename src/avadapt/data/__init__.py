@@ -1,48 +1,7 @@
-"""Generic audio-visual data machinery; every task's datasets live in its own package (``avadapt.tasks.<task>``).
+"""Generic audio-visual data machinery: decoding (``media``), spectrograms (``fbank``), frame transforms,
+the dataset base and collate function (``base``), the prepared-clip cache and its runner (``cache``,
+``prepare``), epoch-seeded sampling, shared synthetic pieces and the one Lightning data module.
 
-media       PyAV decoding of a clip into T frames + a 16 kHz mono waveform; frame folders; the mp4 writer
-fbank       Kaldi log-mel fbank, one normalised (F, L) image per segment (FbankConfig)
-transforms  frames → normalised tensors from a timm data config (VideoTransform)
-base        ClipDataset: what every registered dataset offers the generic data module; collate_av
-cache       the prepared-clip cache format (cache.json + one safetensors file per video)
-prepare     the one prepare runner (resumable, parallel, bad clips reported); tasks give the decode job
-sampling    epoch-seeded shuffles and evaluation orders that keep a clip's items together
-synthetic   what the synthetic datasets share (class looks and sounds, ids, split shares)
-datamodule  AVDataModule: the one Lightning DataModule, which picks the dataset by name
+Every task's datasets live in its own package (``avadapt.tasks.<task>``). Import from the modules themselves;
+importing the package loads none of them.
 """
-
-from avadapt.data.base import ClipDataset, collate_av
-from avadapt.data.cache import CacheConfigError, CacheSettings
-from avadapt.data.fbank import FbankConfig, segment_fbank
-from avadapt.data.media import (
-    media_duration,
-    read_audio,
-    read_clip,
-    read_frame_folder,
-    window_starts,
-    write_mp4,
-)
-from avadapt.data.prepare import PrepareSummary
-from avadapt.data.transforms import VideoTransform, VideoTransformConfig
-from avadapt.errors import AnnotationError, MediaError, MissingMediaError
-
-__all__ = [
-    "AnnotationError",
-    "CacheConfigError",
-    "CacheSettings",
-    "ClipDataset",
-    "FbankConfig",
-    "MediaError",
-    "MissingMediaError",
-    "PrepareSummary",
-    "VideoTransform",
-    "VideoTransformConfig",
-    "collate_av",
-    "media_duration",
-    "read_audio",
-    "read_clip",
-    "read_frame_folder",
-    "segment_fbank",
-    "window_starts",
-    "write_mp4",
-]

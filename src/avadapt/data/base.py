@@ -1,8 +1,6 @@
-"""What every registered dataset offers the generic data module, the machinery the built-in datasets share
-(source resolution, cache checks, missing-media reports, cached clips), and the one collate function.
-
-A dataset registers its class with :func:`register_dataset` and sets the class attributes below; the data
-module (:class:`avadapt.data.datamodule.AVDataModule`) then builds its splits by name, whatever the task.
+"""What every registered dataset offers the generic data module (``avadapt.data.datamodule.AVDataModule``,
+which builds its splits by name, whatever the task), the machinery the datasets share (source resolution,
+cache checks, missing-media reports, cached clips), and the one collate function.
 """
 
 from __future__ import annotations
@@ -42,9 +40,8 @@ def default_fbank() -> FbankConfig:
 
 
 def seeded(key: int | tuple[int, int]) -> tuple[int, int | None, torch.Generator | None]:
-    """(index, seed, generator) of an item key: an index, or ``(index, seed)`` as
-    ``avadapt.data.sampling.EpochShuffle`` yields them, so that an item's augmentation comes from that seed
-    alone, whichever process loads it."""
+    """(index, seed, generator) of an item key: an index, or ``(index, seed)`` as ``EpochShuffle`` yields
+    them, so that an item's augmentation comes from that seed alone, whichever process loads it."""
     index, seed = key if isinstance(key, tuple) else (key, None)
     return index, seed, torch.Generator().manual_seed(seed) if seed is not None else None
 
@@ -53,32 +50,19 @@ class ClipDataset(Dataset):
     """Base of the registered datasets: clips of ``num_segments`` segments of ``segment_seconds`` each.
 
     Constructor: ``(root, split, *, source, media_root, cache_dir, transform, fbank, on_missing, augment,
-    **options)`` where ``options`` are the dataset's own (``dataset_options`` of the data module).
-
-    name: the registered name, recorded in the caches prepared from the dataset and checked when one is read.
-    task: the task whose targets the items carry.
-    train_augmentation: ``VideoTransform`` overrides for training frames, or None when the dataset augments
-        (or not) itself, e.g. because its masks must follow every crop and flip.
-    layouts: the native media layouts ``source`` may name beside ``cache`` and ``auto``.
-    title, clip_noun, item_noun: how messages name the dataset, one clip's media and one item.
-    Items: ``{"video": (T, 3, H, W), "audio": (T, 1, F, L), <targets>..., "inputs": {...}, "meta": {...}}``;
-    batched by :func:`collate_av`.
-
-    The shared constructor (:meth:`__init__`) and :meth:`keep_with_media` give a subclass the common options:
-    source: one of ``layouts``, ``"cache"`` (``cache_dir`` from ``avadapt prepare``) or ``"auto"``: the cache if
-    ``cache_dir`` is given, else :meth:`find_layout`. media_root: where media lives (default ``root``).
-    transform: frames → normalised tensors (default: 224², mean/std 0.5). fbank: the audio front end's fbank
-    (default: :func:`default_fbank`). on_missing: items whose media is missing raise
-    :class:`~avadapt.errors.MissingMediaError` listing them (``"error"``) or are dropped with a warning that
-    lists them (``"skip"``). augment: whether this is an augmented training split.
+    **options)``, the options of :class:`~avadapt.data.datamodule.AVDataModule` plus the dataset's own;
+    :meth:`__init__` and :meth:`keep_with_media` handle the shared ones. Items: ``{"video": (T, 3, H, W),
+    "audio": (T, 1, F, L), <targets>..., "inputs": {...}, "meta": {...}}``, batched by :func:`collate_av`.
     """
 
-    name: ClassVar[str]
-    task: ClassVar[str]
+    name: ClassVar[str]  # the registered name, recorded in the dataset's caches and checked when one is read
+    task: ClassVar[str]  # the task whose targets the items carry
     num_segments: ClassVar[int]
     segment_seconds: ClassVar[float] = 1.0
+    # VideoTransform overrides for training frames; None: the dataset augments itself (masks follow each crop)
     train_augmentation: ClassVar[dict[str, Any] | None] = None
-    layouts: ClassVar[tuple[str, ...]] = ()
+    layouts: ClassVar[tuple[str, ...]] = ()  # the native media layouts ``source`` may name
+    # how messages name the dataset, one clip's media and one item
     title: ClassVar[str]
     clip_noun: ClassVar[str] = "video id"
     item_noun: ClassVar[str] = "row"
@@ -101,8 +85,7 @@ class ClipDataset(Dataset):
 
     def item_clips(self) -> list[int] | None:
         """The clip each item shows, numbered per split, when several items share one clip (AVQA: the questions
-        of one video); None when every item is its own clip. Loaders then put a clip's items next to each other
-        so that the model runs the clip once for all of them (``AVModel.forward``)."""
+        of one video), so that loaders can batch them together; None when every item is its own clip."""
         return None
 
     @classmethod
@@ -155,11 +138,8 @@ class ClipDataset(Dataset):
         self.source = self._resolve_source(source)
         if self.source == "cache":
             self._check_cache()
-        missing = {}
-        for clip in dict.fromkeys(map(clip_of, items)):
-            problem = self.missing_media(clip)
-            if problem is not None:
-                missing[clip] = problem
+        problems = {clip: self.missing_media(clip) for clip in dict.fromkeys(map(clip_of, items))}
+        missing = {clip: problem for clip, problem in problems.items() if problem is not None}
         if not missing:
             return items
         lines = [f"  {clip}: {problem}" for clip, problem in list(missing.items())[:10]]
@@ -220,11 +200,8 @@ def register_dataset(cls: type[ClipDataset]) -> type[ClipDataset]:
 
 
 def collate_av(samples: Sequence[dict[str, Any]]) -> AVBatch:
-    """Stack dataset items into an :class:`AVBatch`.
-
-    ``video`` and ``audio`` are stacked to (B, T, …); the tensors under ``inputs`` into ``AVBatch.inputs``;
-    every other tensor entry (``labels``, ``masks``, …) into ``targets``; ``meta`` becomes a dict of lists.
-    """
+    """Stack dataset items into an :class:`AVBatch`: ``video``, ``audio`` and the tensors under ``inputs`` as
+    they are; other tensor entries (``labels``, ``masks``, …) into ``targets``; ``meta`` as dict of lists."""
     if not samples:
         raise ValueError("cannot collate an empty list of samples")
     reserved = ("video", "audio", "meta", "inputs")

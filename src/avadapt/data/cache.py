@@ -3,24 +3,19 @@
 Decoding an mp4 and computing its fbank costs far more than a training step of a frozen backbone
 with small adapters, so every clip is decoded once into a small safetensors file::
 
-    <cache>/cache.json               the settings the cache was built with (CacheSettings), among them
-                                     the registered dataset whose clips it holds
-    <cache>/<clip>.safetensors       frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
-                                     fbank   float16 (T, 1, F, L)  normalised log-mel, as segment_fbank
-                                     metadata "clip": JSON of the dataset's clip info (one key:
-                                     byte-identical files across runs)
-                                     and any tensors of the dataset's own (e.g. masks)
-    <cache>/bad_clips.tsv            video_id, path, reason of every clip that could not be decoded
+    <cache>/cache.json            the settings it was built with (CacheSettings), its dataset among them
+    <cache>/<clip>.safetensors    frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
+                                  fbank   float16 (T, 1, F, L)  normalised log-mel, as segment_fbank
+                                  any tensors of the dataset's own (e.g. masks); metadata "clip": JSON
+    <cache>/bad_clips.tsv         video_id, path, reason of every clip that could not be decoded
 
-One file per clip, not per annotation row: rows that share a video share its media. A dataset may keep its
-files in sub-folders (one per split, where a clip's media depends on its split) and other files beside them.
-Every file is written under a temporary name and ``os.replace``-d into place, so a file with the
-final name is always complete; a killed run leaves at worst a stray ``.tmp`` file.
+One file per clip, not per annotation row (rows that share a video share its media), possibly in sub-folders
+(one per split, where a clip's media depends on its split). Every file is written atomically
+(``avadapt._files``), so a file with its final name is complete; a killed run leaves at worst a ``.tmp`` file.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from avadapt._config import JSONConfig
@@ -52,12 +46,10 @@ class CacheConfigError(DatasetError):
 class CacheSettings(JSONConfig):
     """Everything that decides a cached clip's content; a cache is only reused with equal settings.
 
-    crop_pct: frames are resized so the shorter side is ``image_size / crop_pct`` and centre-cropped
-    to ``image_size``; 1.0 (default) keeps the full height of a landscape video.
+    crop_pct: frames are resized to cover ``image_size / crop_pct``, then centre-cropped (1.0: no crop).
     min_seconds: shortest clip accepted (see :func:`avadapt.data.media.read_clip`); None = 90 %.
-    dataset: the registered dataset whose clips the cache holds, so that a cache of one is never read as
-    another's; always given when a cache is written. A ``cache.json`` that records none reads as None: the
-    dataset is unknown, and any dataset may read it.
+    dataset: the registered dataset whose clips the cache holds, so that one is never read as another's;
+    a ``cache.json`` that records none (None) may be read by any dataset.
     """
 
     image_size: int = 224
@@ -107,16 +99,14 @@ class CacheSettings(JSONConfig):
 
 
 def check_cache_settings(path: Path, wanted: dict[str, Any]) -> CacheSettings:
-    """Read ``<cache>/cache.json`` and raise :class:`CacheConfigError` naming every wanted setting
-    it differs in (``wanted`` may hold a subset of the fields; ``fbank`` is compared field by field; a cache
-    that records no dataset is taken for any).
-    """
-    found = CacheSettings.read(path.parent if path.name == CACHE_JSON else path)
+    """Read ``<cache>/cache.json`` (``path``) and raise :class:`CacheConfigError` naming every ``wanted``
+    setting (a subset of the fields; ``fbank`` field by field) it differs in."""
+    found = CacheSettings.read(path.parent)
     differ = []
     for key, value in wanted.items():
         have = getattr(found, key)
         if isinstance(value, FbankConfig):
-            for name, want in dataclasses.asdict(value).items():
+            for name, want in value.to_dict().items():
                 if getattr(have, name) != want:
                     differ.append(f"fbank.{name}: cache {getattr(have, name)!r}, wanted {want!r}")
         elif have != value and not (key == "dataset" and have is None):
@@ -136,12 +126,9 @@ def clip_file(cache_dir: Path, video_id: str) -> Path:
 
 def save_cached_clip(path: Path, frames: torch.Tensor, fbank: torch.Tensor, info: dict[str, object],
                      extra: Mapping[str, torch.Tensor] | None = None) -> None:
-    """Atomically write one clip: frames (T, 3, S, S) uint8, fbank (T, 1, F, L) stored as float16, and the
-    dataset's own ``extra`` tensors as given (e.g. masks).
-
-    ``info`` is stored as one sorted JSON string: safetensors writes a metadata map with several
-    keys in arbitrary order, which would make identical clips differ byte for byte between runs.
-    """
+    """Atomically write one clip: frames (T, 3, S, S) uint8, fbank (T, 1, F, L) stored as float16, the
+    dataset's own ``extra`` tensors (e.g. masks), and ``info`` as one sorted JSON string: safetensors writes a
+    metadata map of several keys in arbitrary order, so identical clips would differ byte for byte."""
     if frames.dtype != torch.uint8 or frames.ndim != 4:
         raise ValueError(f"frames must be uint8 (T, 3, S, S), got {frames.dtype} {tuple(frames.shape)}")
     tensors = {"frames": frames.contiguous(), "fbank": fbank.to(torch.float16).contiguous()}
@@ -151,12 +138,6 @@ def save_cached_clip(path: Path, frames: torch.Tensor, fbank: torch.Tensor, info
         tensors[name] = tensor.contiguous()
     with replaced_atomically(path) as tmp:
         save_file(tensors, str(tmp), metadata={"clip": json.dumps(info, sort_keys=True)})
-
-
-def cached_clip_info(path: Path) -> dict[str, object]:
-    """The ``info`` dict a cached clip was saved with."""
-    with safe_open(str(path), framework="pt") as handle:
-        return json.loads((handle.metadata() or {}).get("clip", "{}"))
 
 
 def load_cached_clip(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,9 +156,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def remove_stale_temporaries(cache_dir: Path) -> int:
-    """Delete temporary files a killed run left behind, in the cache and its sub-folders; returns how many."""
-    stale = list(cache_dir.rglob(f"*{TMP_SUFFIX}"))
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return len(stale)
+def remove_stale_temporaries(cache_dir: Path) -> None:
+    """Delete temporary files a killed run left behind, in the cache and its sub-folders."""
+    for stale in list(cache_dir.rglob(f"*{TMP_SUFFIX}")):
+        stale.unlink(missing_ok=True)

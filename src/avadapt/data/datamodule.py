@@ -3,10 +3,9 @@ prepared cache, picked by name (``dataset``)."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
-
-_UNREAD = object()
 
 import lightning as L
 import torch
@@ -27,33 +26,28 @@ class AVDataModule(L.LightningDataModule):
         root: the dataset's annotation root (AVE: the folder with ``Annotations.txt`` and the split files).
         dataset: a name in ``avadapt._registry.DATASETS`` (``ave``, ``avs_s4``, …); default: the model task's
             dataset (``preprocessing["dataset"]``, linked from the model by the CLI).
-        dataset_options: the dataset's own options (its constructor's keyword arguments), added to those the model
-            asks for (``preprocessing["dataset_options"]``).
+        dataset_options: the dataset's own constructor options, added to the model's
+            (``preprocessing["dataset_options"]``).
         cache_dir: a cache written by ``avadapt prepare``, read instead of the media; its image size and fbank
             settings must equal the model's (checked when opened).
-        media_root: where the media lives when not under ``root`` (AVE: ``AVE/<id>.mp4`` or ``video_frames/`` +
-            ``raw_audio/``).
+        media_root: where the media lives when not under ``root``.
         source: which layout to read, one of the dataset's (AVE: ``mp4``, ``frames``, ``cache``); ``auto`` picks the
             cache when given, else the media folder found.
         batch_size: clips per training batch (per device).
         eval_batch_size: clips per validation/test batch (default: ``batch_size``).
         num_workers: loader processes decoding clips.
-        augment: augment training clips the dataset's way (AVE: one RandomResizedCrop + horizontal flip per
-            clip, the same for all T frames).
+        augment: augment training clips the dataset's way (AVE: one RandomResizedCrop + flip per clip).
         on_missing: rows without media raise (``error``) or are skipped with a warning (``skip``).
-        preprocessing: ``{"video": timm data config, "audio_front_end": name, "fbank": FbankConfig fields}``;
-            linked from ``model.preprocessing`` by the CLI so the transform and the spectrograms always match the
-            model, not set by hand. The fbank is the named front end's (``avadapt.audio_front_ends``; ``vit``
-            when no name is given) with the ``fbank`` fields replacing its own.
+        preprocessing: ``{"video": timm data config, "audio_front_end": name, "fbank": FbankConfig fields}``,
+            linked from ``model.preprocessing`` by the CLI so that frames and spectrograms match the model;
+            the fbank is the named front end's (default ``vit``) with the ``fbank`` fields replacing its own.
         pin_memory: page-locked batches for faster GPU copies (default: when CUDA is available).
         items_per_clip: where several items share a clip (AVQA: a video's questions), put up to this many of
-            one clip's items next to each other in training batches, with one crop: the model runs the clip once
-            for them all. 1: items shuffled one by one. Validation and test batches always keep a clip's items
-            together (no crop there, so nothing changes but the time).
+            one clip's items next to each other in training batches, with one crop, so the model runs the clip
+            once for them all (1: items shuffled one by one). Evaluation batches always keep them together.
 
-    The training order and each clip's crop and flip are drawn from the run's seed (torch's seed when the data
-    module is built: ``seed_everything``) and the epoch number only (:class:`~avadapt.data.sampling.EpochShuffle`),
-    whatever the number of workers, so a resumed run replays an epoch exactly; checkpoints keep the seed.
+    Training order and augmentation come from the run's seed (torch's when the data module is built) and the
+    epoch number only (:mod:`avadapt.data.sampling`); checkpoints keep the seed.
     """
 
     def __init__(
@@ -82,7 +76,6 @@ class AVDataModule(L.LightningDataModule):
         self.root = Path(root)
         self.preprocessing = preprocessing or {}
         self.datasets: dict[str, ClipDataset] = {}
-        self._class_names: Any = _UNREAD
         self.seed = torch.initial_seed()
 
     def state_dict(self) -> dict[str, Any]:
@@ -105,16 +98,13 @@ class AVDataModule(L.LightningDataModule):
 
     @property
     def dataset_options(self) -> dict[str, Any]:
-        """The model's needs (``preprocessing["dataset_options"]``, e.g. AVQA's question vocabulary), then the
-        options given here, which win."""
+        """The model's needs (``preprocessing["dataset_options"]``), then those given here, which win."""
         return {**self.preprocessing.get("dataset_options", {}), **(self.hparams.dataset_options or {})}
 
-    @property
+    @cached_property
     def class_names(self) -> list[str] | None:
         """The dataset's class names in label order (AVE: the 28 categories, then ``background``)."""
-        if self._class_names is _UNREAD:
-            self._class_names = self.dataset_class.class_names(self.root, **self.dataset_options)
-        return self._class_names
+        return self.dataset_class.class_names(self.root, **self.dataset_options)
 
     @property
     def num_classes(self) -> int | None:
@@ -124,10 +114,8 @@ class AVDataModule(L.LightningDataModule):
     def _transform(self, train: bool) -> VideoTransform:
         video = self.preprocessing.get("video")
         if video is None:
-            raise ValueError(
-                "AVDataModule needs preprocessing={'video': <timm data config>, 'fbank': {...}}; "
-                "the CLI links it from the model (model.preprocessing)"
-            )
+            raise ValueError("AVDataModule needs preprocessing={'video': <timm data config>, 'fbank': {...}}"
+                             "; the CLI links it from the model (model.preprocessing)")
         augmentation = self.dataset_class.train_augmentation
         overrides = augmentation if train and self.hparams.augment and augmentation else {}
         return VideoTransform.from_timm(video, **overrides)
@@ -153,10 +141,8 @@ class AVDataModule(L.LightningDataModule):
         )
 
     def setup(self, stage: str) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[
-            stage
-        ]
-        for split in splits:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in splits[stage]:
             if split not in self.datasets:
                 self.datasets[split] = self._dataset(split)
 
@@ -174,8 +160,7 @@ class AVDataModule(L.LightningDataModule):
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
             sampler=sampler,
             num_workers=hp.num_workers,
-            collate_fn=getattr(dataset, "collate", collate_av),
-            drop_last=False,
+            collate_fn=collate_av,
             pin_memory=torch.cuda.is_available() if hp.pin_memory is None else hp.pin_memory,
             persistent_workers=hp.num_workers > 0,
         )

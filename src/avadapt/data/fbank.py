@@ -1,24 +1,12 @@
-"""Log-mel spectrograms cut into one "spectrogram image" per segment: Kaldi fbanks or librosa-style log-mels.
+"""Log-mel spectrograms cut into one "spectrogram image" per segment (:func:`segment_fbank`) with an audio
+front end's settings (:class:`FbankConfig`): Kaldi fbanks (:func:`kaldi_fbank`) or the STFT log-mel of PANNs
+and HTS-AT (:func:`log_mel`, checked against librosa).
 
-The audio branch of an image ViT reads a log-mel fbank as a one-channel image. Its settings are those
-the pretrained audio-visual adapters were trained with; changing them changes the input distribution
-the adapter weights expect, so they live in one JSON-round-tripping config (:class:`FbankConfig`,
-defined with the named front ends in ``avadapt.audio_front_ends``) that a prepared cache records and checks.
-
-Why the fbank is computed here and not by ``kaldi_native_fbank.OnlineFbank``: the reference
-setting (128 mel bins over a 25 ms window, i.e. a 512-point FFT at 16 kHz) has mel bins so narrow
-at the low end that no FFT bin falls inside them (bins 3, 5, 7 … below ~150 Hz). Kaldi's C++
-``MelBanks`` — and so kaldi-native-fbank — refuses such a config ("You may have set num_mel_bins
-too large"), while the torchaudio implementation the reference models were trained with keeps
-those bins as all-zero rows that log to the floor. :func:`kaldi_fbank` implements the same Kaldi
-recipe in vectorised numpy, keeping empty bins; the tests check it against kaldi-native-fbank on
-configurations kaldi-native-fbank accepts.
-
-:func:`log_mel` is the other recipe a front end may name (``FbankConfig.spectrogram == "log_mel"``): the
-STFT log-mel of PANNs and HTS-AT, which torchlibrosa computes with librosa's filters. It is written here in
-torch from its definition (centred reflect-padded STFT, Slaney mel filters, ``power_to_db``); the tests check
-filters and values against librosa. :func:`spectrogram` picks the recipe, and :func:`segment_fbank` is the
-one place the data pipeline (prepare, data modules, prediction) turns a waveform into spectrogram images.
+Why not ``kaldi_native_fbank``: the reference setting (128 mel bins over a 512-point FFT at 16 kHz) has low
+mel bins so narrow that no FFT bin falls inside them. Kaldi's C++ ``MelBanks`` refuses such a config, while
+torchaudio, which the reference models were trained with, keeps them as all-zero rows that log to the floor.
+:func:`kaldi_fbank` is the same Kaldi recipe keeping empty bins; the tests check it against kaldi-native-fbank
+on configs that one accepts.
 """
 
 from __future__ import annotations
@@ -36,6 +24,7 @@ from avadapt.audio_front_ends import FbankConfig
 _LOG_FLOOR = float(np.finfo(np.float32).eps)
 # librosa's power_to_db floor (``amin``, reference 1, no ``top_db``): silence maps to −100 dB.
 _POWER_FLOOR = 1e-10
+_SLANEY_LOG_STEP = math.log(6.4) / 27.0  # Slaney mel scale above 1 kHz: 27 mel per factor 6.4
 
 
 @functools.lru_cache(maxsize=8)
@@ -61,11 +50,8 @@ def _mel(hz: np.ndarray | float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def mel_matrix(cfg: FbankConfig) -> torch.Tensor:
-    """Kaldi's triangular mel filters, (num_mel_bins, fft_size // 2 + 1) float32.
-
-    Bin edges are evenly spaced on the HTK mel scale between ``low_freq`` and ``top_freq`` (Nyquist); a bin
-    whose triangle holds no FFT bin keeps all-zero weights (as in torchaudio), see module docstring.
-    """
+    """Kaldi's triangular mel filters, (num_mel_bins, fft_size // 2 + 1) float32: edges evenly spaced on the
+    HTK mel scale from ``low_freq`` to ``top_freq``; a bin holding no FFT bin stays zero (as torchaudio)."""
     num_fft_bins = cfg.fft_size // 2
     low, high = _mel(cfg.low_freq), _mel(cfg.top_freq)
     delta = (high - low) / (cfg.num_mel_bins + 1)
@@ -81,11 +67,10 @@ def mel_matrix(cfg: FbankConfig) -> torch.Tensor:
 def kaldi_fbank(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Tensor:
     """Kaldi log-mel fbank of a batch of equal-length waveforms: (..., n) → (..., frames, num_mel_bins).
 
-    The recipe of Kaldi's ``compute-fbank-feats`` with ``dither=0`` and ``snip_edges``: frames of
-    ``frame_length_ms`` every ``frame_shift_ms``; per frame remove the mean, pre-emphasise
-    (``x[i] −= 0.97 · x[i−1]``, the first sample against itself), window, zero-pad to the FFT size;
-    power spectrum; mel filters; ``log(max(·, FLT_EPSILON))``. Not normalised. float32 like Kaldi,
-    and in torch so that ``torch.set_num_threads`` (set to 1 in DataLoader workers) governs it.
+    Kaldi's ``compute-fbank-feats`` with ``dither=0`` and ``snip_edges``: per frame remove the mean,
+    pre-emphasise (``x[i] −= 0.97 · x[i−1]``, the first sample against itself), window, zero-pad to the FFT
+    size; power spectrum; mel filters; ``log(max(·, FLT_EPSILON))``. Not normalised. float32 like Kaldi, in
+    torch so that ``torch.set_num_threads`` (1 in DataLoader workers) governs it.
     """
     waves = torch.as_tensor(waves, dtype=torch.float32)
     length, shift = cfg.frame_samples, cfg.shift_samples
@@ -101,28 +86,24 @@ def kaldi_fbank(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Ten
 
 
 def _slaney_mel(hz: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale (librosa's default, ``htk=False``): linear, 3 mel per 200 Hz, below 1 kHz; logarithmic
-    above, 27 mel per factor 6.4."""
+    """Slaney's mel scale (librosa's default, ``htk=False``): 3 mel per 200 Hz below 1 kHz, log above."""
     hz = np.asarray(hz, dtype=np.float64)
     linear = hz * 3.0 / 200.0
-    log_step = math.log(6.4) / 27.0
-    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / log_step, linear)
+    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / _SLANEY_LOG_STEP, linear)
 
 
 def _slaney_hz(mel: np.ndarray) -> np.ndarray:
     """Inverse of :func:`_slaney_mel`."""
     mel = np.asarray(mel, dtype=np.float64)
-    log_step = math.log(6.4) / 27.0
-    return np.where(mel >= 15.0, 1000.0 * np.exp(log_step * (mel - 15.0)), mel * 200.0 / 3.0)
+    return np.where(mel >= 15.0, 1000.0 * np.exp(_SLANEY_LOG_STEP * (mel - 15.0)), mel * 200.0 / 3.0)
 
 
 @functools.lru_cache(maxsize=8)
 def slaney_mel_matrix(cfg: FbankConfig) -> torch.Tensor:
     """librosa's mel filters (``filters.mel`` defaults: Slaney scale, Slaney norm), (num_mel_bins, fft/2+1) float32.
 
-    ``num_mel_bins + 2`` edges evenly spaced on the Slaney mel scale from ``low_freq`` to ``top_freq``; filter
-    i is the triangle rising from edge i to edge i + 1 and falling to edge i + 2, evaluated at the FFT bin
-    frequencies, then scaled by ``2 / (edge[i+2] − edge[i])`` in Hz so every filter has the same area.
+    Filter i rises from edge i to edge i + 1 and falls to edge i + 2 (edges evenly spaced on the Slaney scale
+    from ``low_freq`` to ``top_freq``), scaled by ``2 / (edge[i+2] − edge[i])`` Hz so all have the same area.
     """
     edges = _slaney_hz(np.linspace(_slaney_mel(cfg.low_freq), _slaney_mel(cfg.top_freq), cfg.num_mel_bins + 2))
     fft_hz = np.linspace(0.0, cfg.sample_rate / 2, cfg.fft_size // 2 + 1)  # (K,)
@@ -140,10 +121,7 @@ def log_mel(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Tensor:
 
     What ``librosa.stft(center=True, pad_mode="reflect")`` → ``|·|²`` → ``librosa.filters.mel`` →
     ``power_to_db(ref=1, amin=1e-10, top_db=None)`` computes (torchlibrosa's ``Spectrogram`` +
-    ``LogmelFilterBank`` in PANNs and HTS-AT): the wave is reflect-padded by half a window on both sides, cut
-    into windows of ``fft_size`` samples every ``shift_samples``, each multiplied by ``_window(cfg)`` (the
-    periodic Hann for ``"hann"``); power spectrum; :func:`slaney_mel_matrix`; ``10 · log10(max(·, 1e-10))``.
-    Computed in float64, returned as float32.
+    ``LogmelFilterBank`` in PANNs and HTS-AT), in float64, returned as float32.
     """
     waves = torch.as_tensor(waves).to(torch.float64)
     n_fft, hop = cfg.fft_size, cfg.shift_samples
@@ -168,23 +146,14 @@ def spectrogram(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Ten
 def segment_fbank(
     wave: np.ndarray | torch.Tensor, cfg: FbankConfig, num_segments: int, segment_seconds: float = 1.0
 ) -> torch.Tensor:
-    """One normalised fbank image per segment: (T, 1, num_mel_bins, target_frames) float32.
+    """One normalised fbank image per segment of ``wave`` (mono, in [-1, 1], at ``cfg.sample_rate``):
+    (T, 1, num_mel_bins, target_frames) float32.
 
-    ``wave``: mono samples in [-1, 1] at ``cfg.sample_rate`` (as :func:`read_clip` returns).
-
-    Steps, following the reference loaders: subtract the waveform's mean over the whole clip (Kaldi fbanks
-    only: the HTS-AT loader reads the samples as they are); cut
-    window t = [t · segment_seconds, t · segment_seconds + window_seconds) (zeros past the end of
-    the waveform); :func:`spectrogram` of each window on its own (98 Kaldi frames for 1 s at 16 kHz, 101
-    log-mel frames for the ``htsat`` front end's 1 s at 32 kHz); normalise
-    ``(x − mean) / (2 · std)``; then pad with zeros or cut to ``target_frames`` — zeros *after*
-    normalisation, as the reference does, so padded columns are exactly 0; transpose so rows are mel
-    bins and columns are time frames, the orientation of ``AVBatch.audio``.
-
-    Window placement: the reference code puts its 1 s crops at ``linspace(0, len − 1.1 s, T)[t]``,
-    which drifts up to 0.9 s away from second t on a 10 s clip. AVE labels say what happens in
-    second [t, t + 1), so we align window t with segment t: the window hears exactly the second its
-    label describes, and the frame taken at the segment's middle is seen with the sound around it.
+    As the reference loaders: subtract the clip's mean (Kaldi fbanks only, not HTS-AT's); :func:`spectrogram`
+    of each window t = [t · segment_seconds, + window_seconds) on its own (zeros past the end); normalise
+    ``(x − mean) / (2 · std)``; pad with zeros *after* normalisation, or cut, to ``target_frames``. But
+    window t starts at segment t, not at ``linspace(0, len − 1.1 s, T)[t]`` (up to 0.9 s away on a 10 s
+    clip): AVE labels describe second [t, t + 1), so the window hears exactly that second.
     """
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")

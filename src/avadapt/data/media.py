@@ -1,21 +1,12 @@
 """Reading and writing audio-visual clips with PyAV (FFmpeg), the only media library we depend on.
 
-A clip is cut into ``num_segments`` segments of ``segment_seconds`` each (AVE: 10 × 1 s). For every
-segment we keep the frame shown at the segment's middle and the whole 16 kHz mono waveform, which
-:func:`avadapt.data.fbank.segment_fbank` later cuts into one fbank window per segment.
-
-Decoding is a single pass over the file's packets (both streams demuxed together), so a clip is
-read from disk once; only the chosen frames are converted to RGB. Every failure is raised as a
-:class:`MediaError` that names the file and the problem, so a data-preparation report can list
-bad clips instead of stopping on an FFmpeg errno.
-
-The writer (:func:`write_mp4`) lives here too: the synthetic dataset and the tests use it to
-produce real H.264/AAC mp4 files.
+Decoding is one pass over both streams' packets, and every failure is a :class:`MediaError` naming the file,
+so a data-preparation report can list bad clips instead of stopping on an FFmpeg errno. :func:`write_mp4`
+writes real H.264/AAC files for the synthetic datasets and the tests.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -34,7 +25,6 @@ _TRUNCATION_TOLERANCE_S = 0.5
 class MediaInfo:
     """What the container declares, read without decoding (see :func:`probe`)."""
 
-    path: Path
     duration: float  # seconds; the longest declared stream (or the container's duration)
     sample_rate: int | None  # of the audio stream; None without one
     channels: int | None
@@ -42,25 +32,14 @@ class MediaInfo:
 
 @dataclass
 class Clip:
-    """T frames and the mono waveform of one window of a media file.
-
-    frames: (T, H, W, 3) uint8 RGB, the frame on screen at each segment's middle.
-    wave: (round(T · segment_seconds · sample_rate),) float32 mono in [-1, 1].
-    video_seconds / audio_seconds: how much real content the window held; the rest is padding
-    (last frame repeated, audio zeros).
-    """
+    """T frames (T, H, W, 3) uint8 RGB and the mono waveform (round(T · segment_seconds · sample_rate),)
+    float32 of one window of a media file; ``video_seconds`` / ``audio_seconds``: how much real content it
+    held, the rest being padding (last frame repeated, audio zeros)."""
 
     frames: np.ndarray
     wave: np.ndarray
-    sample_rate: int
-    start: float
-    segment_seconds: float
     video_seconds: float
     audio_seconds: float
-
-    @property
-    def num_segments(self) -> int:
-        return self.frames.shape[0]
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -97,35 +76,10 @@ def probe(path: str | Path) -> MediaInfo:
         if container.duration is not None:
             declared.append(container.duration / av.time_base)
         return MediaInfo(
-            path=path,
             duration=max(declared) if declared else 0.0,
             sample_rate=audio.codec_context.sample_rate if audio is not None else None,
             channels=audio.codec_context.channels if audio is not None else None,
         )
-
-
-def media_duration(path: str | Path) -> float:
-    """Total declared duration in seconds, for choosing sliding windows over a long file."""
-    return probe(path).duration
-
-
-def window_starts(duration: float, window_seconds: float, hop_seconds: float | None = None) -> list[float]:
-    """Start times of windows of ``window_seconds`` covering ``duration`` seconds.
-
-    Windows step by ``hop_seconds`` (default: no overlap); the last window is moved back so it ends
-    at ``duration`` rather than running past it, unless the file is shorter than one window, in
-    which case the single window starts at 0 and :func:`read_clip` pads it.
-    """
-    hop = window_seconds if hop_seconds is None else hop_seconds
-    if hop <= 0:
-        raise ValueError(f"hop_seconds must be positive, got {hop}")
-    if duration <= window_seconds:
-        return [0.0]
-    starts = [k * hop for k in range(math.floor((duration - window_seconds) / hop) + 1)]
-    last = duration - window_seconds
-    if last - starts[-1] > 1e-6:
-        starts.append(last)
-    return starts
 
 
 class _AudioCollector:
@@ -136,16 +90,18 @@ class _AudioCollector:
     1/√2 instead, which would lift a centred stereo signal by 3 dB and can clip.
     """
 
-    def __init__(self, rate: int):
+    def __init__(self, container: av.container.InputContainer, rate: int):
         self.rate = rate
+        start = container.start_time  # stream timestamps count from the container's start
+        self.origin = start / av.time_base if start is not None else 0.0
         self.resampler: av.AudioResampler | None = None
         self.chunks: list[np.ndarray] = []
         self.first_time: float | None = None  # seconds (relative to the file's origin) of sample 0
         self.samples = 0
 
-    def add(self, frame: av.AudioFrame | None, origin: float) -> None:
+    def add(self, frame: av.AudioFrame | None) -> None:
         if frame is not None and self.resampler is None:
-            self.first_time = (frame.time if frame.time is not None else 0.0) - origin
+            self.first_time = (frame.time if frame.time is not None else 0.0) - self.origin
             self.resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=self.rate)
         if self.resampler is None:
             return
@@ -181,23 +137,15 @@ def read_clip(
 ) -> Clip:
     """Decode the window [start, start + T·segment_seconds) of a media file into T frames and a waveform.
 
-    Frames: segment t covers [start + t·s, start + (t+1)·s); its frame is the one on screen at the
-    segment's middle, chosen by presentation time, so variable frame rates need no special case.
-    Grayscale or any other pixel format is converted to RGB by FFmpeg.
-    Audio: all channels resampled to ``sample_rate`` with PyAV's ``AudioResampler`` and averaged to
-    mono, aligned to the video by the streams' timestamps.
+    Frames: segment t's is the one on screen at its middle, chosen by presentation time (so variable frame
+    rates need no special case), converted to RGB by FFmpeg. Audio: all channels resampled to ``sample_rate``
+    and averaged to mono, aligned to the video by the streams' timestamps.
 
-    Longer files: decoding seeks to ``start`` and stops once the window is covered; use
-    :func:`media_duration` and :func:`window_starts` to slide windows over a long file.
-    Shorter files: content shorter than ``min_seconds`` raises :class:`MediaError`; otherwise the
-    missing segments repeat the last frame and the missing audio is silence. ``min_seconds``
-    defaults to 90 % of the window (9 s for AVE), so a clip a few frames short of 10 s still loads
-    while a clip that is much shorter — usually a broken download — is reported rather than
-    silently padded into mostly-background training data. Pass ``min_seconds=0`` to accept any
-    length (e.g. when predicting on user files).
-
-    Raises :class:`MediaError` for a missing, empty, truncated or corrupt file, a file without a
-    video or audio stream, or content shorter than ``min_seconds``.
+    Longer files: decoding seeks to ``start`` and stops once the window is covered. Shorter files: missing
+    segments repeat the last frame and missing audio is silence; but as a clip much shorter than its window is
+    usually a broken download, content shorter than ``min_seconds`` (default 90 % of the window; 0 accepts any
+    length, e.g. for user files) raises :class:`MediaError`, as does a missing, empty, truncated or corrupt
+    file, or one without a video or audio stream.
     """
     path = Path(path)
     if num_segments < 1 or segment_seconds <= 0:
@@ -217,14 +165,14 @@ def read_clip(
             raise MediaError(path, "no audio stream (a video with an audio track is needed)")
         video, audio = container.streams.video[0], container.streams.audio[0]
         video.thread_type = "AUTO"
-        origin = container.start_time / av.time_base if container.start_time is not None else 0.0
+        collector = _AudioCollector(container, sample_rate)
+        origin = collector.origin
         declared = {"video": _stream_seconds(video), "audio": _stream_seconds(audio)}
 
         chosen: list[av.VideoFrame | None] = [None] * num_segments
         next_target = 0
         previous: av.VideoFrame | None = None
         video_end = 0.0  # content end (relative to origin) of the last decoded frame
-        collector = _AudioCollector(sample_rate)
         reached_eof = True
         try:
             if start > 0:
@@ -241,11 +189,11 @@ def read_clip(
                         video_end = frame_time + _frame_seconds(frame, video)
                 elif packet.stream is audio and collector.seconds_end() < end:
                     for frame in packet.decode():
-                        collector.add(frame, origin)
+                        collector.add(frame)
                 if video_end >= end and collector.first_time is not None and collector.seconds_end() >= end:
                     reached_eof = False
                     break
-            collector.add(None, origin)  # flush the resampler
+            collector.add(None)  # flush the resampler
         except av.error.FFmpegError as err:
             raise MediaError(path, f"truncated or corrupt data while decoding: {_reason(err)}") from err
 
@@ -283,7 +231,7 @@ def read_clip(
             [f.to_ndarray(format="rgb24", width=width, height=height) for f in chosen]
         )  # (T, H, W, 3)
         wave = collector.window(start, round(span * sample_rate))  # (T·s·sr,)
-    return Clip(frames, wave, sample_rate, start, segment_seconds, video_seconds, audio_seconds)
+    return Clip(frames, wave, video_seconds, audio_seconds)
 
 
 def _frame_seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> float:
@@ -295,31 +243,22 @@ def _frame_seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream) ->
 
 
 def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Decode a whole audio stream (a wav, or the audio of a video) to mono float32 at ``sample_rate``.
-
-    Used for the pre-extracted AVE layout (``raw_audio/<id>.wav``). Returns shape (n,).
-    """
+    """Decode a whole audio stream (a wav, or a video's audio) to (n,) mono float32 at ``sample_rate``."""
     path = Path(path)
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
         audio = container.streams.audio[0]
-        origin = container.start_time / av.time_base if container.start_time is not None else 0.0
-        collector = _AudioCollector(sample_rate)
+        collector = _AudioCollector(container, sample_rate)
         try:
             for frame in container.decode(audio):
-                collector.add(frame, origin)
-            collector.add(None, origin)
+                collector.add(frame)
+            collector.add(None)
         except av.error.FFmpegError as err:
             raise MediaError(path, f"truncated or corrupt data while decoding: {_reason(err)}") from err
     if collector.first_time is None:
         raise MediaError(path, "the audio stream has no decodable samples (truncated or corrupt?)")
     return np.concatenate(collector.chunks) if collector.chunks else np.zeros(0, np.float32)
-
-
-def default_video_codec() -> str:
-    """H.264 (``libx264``) when this PyAV build has it, else MPEG-4 part 2, which every build has."""
-    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
 def write_mp4(
@@ -332,23 +271,17 @@ def write_mp4(
     frame_times: np.ndarray | None = None,
     video_codec: str | None = None,
     pix_fmt: str | None = None,
-    audio_codec: str = "aac",
     faststart: bool = False,
 ) -> Path:
     """Write a real mp4 file (H.264 or MPEG-4 video, AAC audio) with PyAV.
 
     frames: (N, H, W, 3) uint8 RGB or (N, H, W) uint8 grayscale; None writes an audio-only file.
-    audio: (S,) mono or (C, S) float32 in [-1, 1] at ``sample_rate``; None writes a silent-less,
-    video-only file (no audio stream at all).
-    frame_times: optional (N,) increasing presentation times in seconds, for variable frame rate;
-    by default frame i is shown at i / fps.
-    pix_fmt: defaults to ``yuv420p`` (H.264 needs even width and height) or ``gray`` for
-    grayscale frames with a codec that stores gray (``png``; ``libx264`` 4:0:0 decodes as yuv420p).
+    audio: (S,) mono or (C, S) float32 in [-1, 1] at ``sample_rate``; None writes a video-only file.
+    frame_times: (N,) increasing presentation times in seconds, for variable frame rate (default i / fps).
+    pix_fmt: default ``yuv420p`` (H.264 needs even width and height), or ``gray`` for grayscale frames with a
+    codec that stores gray (``png``; ``libx264`` 4:0:0 decodes as yuv420p).
     faststart: put the index (moov atom) first, as streaming sites do; a file cut short then still
     opens and the reader must notice the missing tail itself.
-
-    The encoder runs single-threaded and without x264's macroblock-tree, so the same input gives
-    the same bytes (synthetic datasets are deterministic by seed).
     """
     path = Path(path)
     if frames is None and audio is None:
@@ -364,7 +297,8 @@ def write_mp4(
                 raise ValueError(
                     f"{path}: frames must be uint8 (N, H, W, 3) or (N, H, W), got {frames.shape}"
                 )
-            codec = video_codec or default_video_codec()
+            # H.264 when this PyAV build has it, else MPEG-4 part 2, which every build has
+            codec = video_codec or ("libx264" if "libx264" in av.codecs_available else "mpeg4")
             time_base = Fraction(1, 1000) if frame_times is not None else Fraction(1, fps)
             video_stream = container.add_stream(codec, rate=fps)
             video_stream.width, video_stream.height = frames.shape[2], frames.shape[1]
@@ -372,8 +306,8 @@ def write_mp4(
             video_stream.time_base = time_base
             video_stream.codec_context.time_base = time_base
             if codec == "libx264":
-                # single thread, and no macroblock-tree rate control: x264's mbtree reads memory it
-                # never initialised at these small sizes, so identical frames could encode differently
+                # the same input gives the same bytes (synthetic datasets are deterministic by seed): one
+                # thread, and no macroblock-tree rate control, which reads uninitialised memory at small sizes
                 video_stream.options = {
                     "threads": "1",
                     "crf": "18",
@@ -390,7 +324,7 @@ def write_mp4(
                     f"{path}: audio must be mono (S,) or (C, S) with C in 1, 2, got {audio.shape}"
                 )
             layout = "mono" if audio.shape[0] == 1 else "stereo"
-            audio_stream = container.add_stream(audio_codec, rate=sample_rate, layout=layout)
+            audio_stream = container.add_stream("aac", rate=sample_rate, layout=layout)
 
         if video_stream is not None:
             for i, image in enumerate(frames):
@@ -415,19 +349,12 @@ def write_mp4(
 
 
 def read_frame_folder(folder: str | Path, num_segments: int) -> np.ndarray:
-    """T frames from a folder of extracted jpgs, as the reference loaders pick them.
-
-    The reference takes frames ``linspace(1, n, T, dtype=int)`` (1-based) of the n sorted files,
-    whatever rate they were extracted at. Returns (T, H, W, 3) uint8.
-    """
+    """(T, H, W, 3) uint8 frames from a folder of extracted jpgs, picked as the reference loaders do: files
+    ``linspace(1, n, T, dtype=int)`` (1-based) of the n sorted ones, whatever rate they were extracted at."""
     from PIL import Image  # only this layout needs Pillow
 
     folder = Path(folder)
-    files = (
-        sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        if folder.is_dir()
-        else []
-    )
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))  # [] if none
     if not files:
         raise MediaError(folder, "no extracted frames (expected NNNN.jpg files)")
     picks = np.linspace(1, len(files), num_segments, dtype=int)

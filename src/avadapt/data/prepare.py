@@ -1,12 +1,9 @@
-"""The one prepare runner: decode every clip of a dataset once into a compact cache (format:
-:mod:`avadapt.data.cache`), resumably and in parallel; each task lists its clips as :class:`PrepareJob` and
-gives the module-level function that decodes one of them.
+"""The one prepare runner: decode every clip of a dataset once into a cache (:mod:`avadapt.data.cache`), in
+parallel; each task lists its clips as :class:`PrepareJob` and gives the function that decodes one.
 
-Resumable by construction: a clip counts as done when its final file exists, and files only get
-their final name by ``os.replace`` once completely written. Rerunning after a crash or a kill
-skips finished clips, retries the ones that failed, and ends with the same cache an uninterrupted
-run would have written. Clips that cannot be decoded are listed in ``bad_clips.tsv`` and skipped,
-never silently.
+A clip counts as done when its final file exists, and files get their final name only once complete, so
+rerunning after a crash or a kill skips finished clips, retries the failed ones, and ends with the cache an
+uninterrupted run would have written.
 """
 
 from __future__ import annotations
@@ -43,16 +40,12 @@ class BadClip:
 
 @dataclass(frozen=True)
 class PrepareJob:
-    """One clip to decode.
+    """One clip to decode."""
 
-    video_id: what ``bad_clips.tsv`` calls it. target: its cache file. media: every file it reads (the first
-    absent one is reported instead of decoding). spec: anything more the decode function needs (picklable).
-    """
-
-    video_id: str
-    target: Path
-    media: tuple[Path, ...]
-    spec: Any = None
+    video_id: str  # what ``bad_clips.tsv`` calls it
+    target: Path  # its cache file
+    media: tuple[Path, ...]  # every file it reads (the first absent one is reported instead of decoding)
+    spec: Any = None  # anything more the decode function needs (picklable)
 
 
 Decode = Callable[[PrepareJob, CacheSettings], None]
@@ -75,29 +68,24 @@ class PrepareSummary:
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        bad = (
-            f", {len(self.failed)} failed (listed in {self.out / BAD_CLIPS})" if self.failed else ", 0 failed"
-        )
+        listed = f" (listed in {self.out / BAD_CLIPS})" if self.failed else ""
         return (
-            f"{self.command}: {self.done} clips written, {self.skipped_existing} already cached{bad} "
-            f"in {self.seconds:.1f} s ({self.clips_per_second:.2f} clips/s) -> {self.out}"
+            f"{self.command}: {self.done} clips written, {self.skipped_existing} already cached, "
+            f"{len(self.failed)} failed{listed} in {self.seconds:.1f} s "
+            f"({self.clips_per_second:.2f} clips/s) -> {self.out}"
         )
 
 
 def run_prepare(out: str | Path, settings: CacheSettings, jobs: Sequence[PrepareJob], decode: Decode, *,
                 workers: int = 1, progress: bool = True, description: str, command: str) -> PrepareSummary:
-    """Decode every job not in the cache yet into ``out``; returns (and prints) the summary.
+    """Decode every job not yet cached into ``out`` (:func:`open_cache`); returns (and prints) the summary.
 
-    ``out`` is created with ``settings``, or must already hold a cache of exactly these settings (else a
-    :class:`~avadapt.data.cache.CacheConfigError` names the differences). A job whose target exists is skipped;
-    one whose media is absent, or whose ``decode`` raises :class:`~avadapt.errors.MediaError` (or an FFmpeg
-    error), is listed in ``bad_clips.tsv``; any other exception is a bug or a full disk and stops the run
-    (finished clips stay cached).
+    A job whose target exists is skipped; one whose media is absent, or whose ``decode`` raises
+    :class:`~avadapt.errors.MediaError` (or an FFmpeg error), is listed in ``bad_clips.tsv``; any other
+    exception is a bug or a full disk and stops the run (finished clips stay cached).
 
-    decode: a module-level function, so that spawned workers find it. workers: processes decoding in
-    parallel (1 = in this process); they are spawned, so a script calling this with ``workers > 1`` needs an
-    ``if __name__ == "__main__":`` guard. Run one prepare per cache folder at a time: a run starts by deleting
-    the temporary files it finds there.
+    decode: a module-level function, so that spawned workers find it; a script calling this with
+    ``workers > 1`` needs an ``if __name__ == "__main__":`` guard. Run one prepare per cache folder at a time.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -116,7 +104,7 @@ def run_prepare(out: str | Path, settings: CacheSettings, jobs: Sequence[Prepare
             todo.append((decode, job, settings))
     done = 0
     with tqdm(total=len(todo), unit="clip", desc=description, disable=not progress) as bar:
-        for bad in run_jobs(todo, workers, work=_decode_one):
+        for bad in _decode_all(todo, workers):
             if bad is None:
                 done += 1
             else:
@@ -140,30 +128,22 @@ def _decode_one(task: tuple[Decode, PrepareJob, CacheSettings]) -> BadClip | Non
     return None
 
 
-def _init_worker() -> None:
-    # one clip per process at a time; intra-op threads would only oversubscribe the cores
-    torch.set_num_threads(1)
-
-
-def run_jobs(jobs: list, workers: int, work: Callable[[Any], Any]) -> Iterator[Any]:
-    """Results of ``work`` over ``jobs`` as they finish, in this process or in
-    ``workers`` processes; ``work`` must be a module-level function, so that spawned processes find it.
-
-    A process pool is spawned (not forked: a parent that already ran OpenMP threads can deadlock
-    forked children). ``ProcessPoolExecutor`` rather than ``multiprocessing.Pool`` because a worker
-    that dies makes it raise ``BrokenProcessPool`` instead of waiting forever.
-    """
+def _decode_all(jobs: list, workers: int) -> Iterator[BadClip | None]:
+    """:func:`_decode_one` of every job as it finishes, in this process or in ``workers`` spawned processes (a
+    forked child of a parent that already ran OpenMP threads can deadlock); a worker that dies makes
+    ``ProcessPoolExecutor`` raise ``BrokenProcessPool``, where ``multiprocessing.Pool`` would wait forever."""
     if workers <= 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small per-clip tensors: threads cost more than they save
         try:
-            yield from map(work, jobs)
+            yield from map(_decode_one, jobs)
         finally:
             torch.set_num_threads(threads)
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = [pool.submit(work, job) for job in jobs]
+    # one clip per process at a time; intra-op threads would only oversubscribe the cores
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = [pool.submit(_decode_one, job) for job in jobs]
         try:
             for future in as_completed(futures):
                 yield future.result()
@@ -174,8 +154,7 @@ def run_jobs(jobs: list, workers: int, work: Callable[[Any], Any]) -> Iterator[A
 
 def open_cache(out: Path, settings: CacheSettings) -> None:
     """Create ``out`` with these settings, or check that the cache already there has exactly them (else
-    a :class:`~avadapt.data.cache.CacheConfigError` names the differences); then delete a killed run's
-    temporaries."""
+    a :class:`~avadapt.data.cache.CacheConfigError` names the differences); then delete stray temporaries."""
     out.mkdir(parents=True, exist_ok=True)
     if (out / CACHE_JSON).exists():
         check_cache_settings(out / CACHE_JSON, {f: getattr(settings, f) for f in CacheSettings.field_names()})

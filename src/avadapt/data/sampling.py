@@ -1,10 +1,6 @@
-"""Training order and augmentation that depend on the run's seed and the epoch number only.
-
-An epoch is then a pure function of ``(seed, epoch)``: which clips come in which order, and which crop and flip
-each clip gets, whatever happened before it, however many loader processes decode the clips and whether the
-run was stopped and resumed in between. A run resumed from the checkpoint at the end of epoch ``e`` replays
-epoch ``e + 1`` exactly as the run that never stopped trains it.
-"""
+"""Training order and augmentation drawn from the run's seed and the epoch number only, however many loader
+processes decode the clips, so a run resumed after epoch ``e`` trains epoch ``e + 1`` exactly as the run that
+never stopped."""
 
 from __future__ import annotations
 
@@ -20,35 +16,21 @@ SEED_BITS = 63  # torch.Generator.manual_seed and torch.randint take non-negativ
 def derive_seed(*keys: int) -> int:
     """A seed mixed from several integers (run seed, epoch, stream…) by NumPy's ``SeedSequence``: nearby keys
     give unrelated seeds, so ``(seed, epoch)`` and ``(seed, epoch + 1)`` draw independent streams."""
-    if any(key < 0 for key in keys):
-        raise ValueError(f"seed keys must be non-negative, got {keys}")
     high, low = np.random.SeedSequence(list(keys)).generate_state(2, np.uint32)
     return ((int(high) << 32) | int(low)) & ((1 << SEED_BITS) - 1)
 
 
 class EpochShuffle(Sampler[tuple[int, int]]):
-    """A new permutation of ``range(size)`` each epoch, with one augmentation seed per item.
+    """A new permutation of ``range(size)`` each epoch (Lightning calls :meth:`set_epoch`), yielding
+    ``(index, item_seed)`` pairs: the dataset draws the item's augmentation from ``item_seed``.
 
-    Yields ``(index, item_seed)`` pairs; a dataset that accepts such a key draws the item's random augmentation
-    from ``torch.Generator().manual_seed(item_seed)``. Lightning calls :meth:`set_epoch` at the start of every
-    training epoch (as for a ``DistributedSampler``, which it forwards to when it wraps this sampler), and the
-    order is drawn when iteration starts.
-
-    Args:
-        size: number of items.
-        seed: the run's seed.
-        clips: the clip of each item when several items share a clip (``ClipDataset.item_clips``), with
-            ``items_per_clip`` > 1: items then come in runs of up to ``items_per_clip`` items of one clip, each
-            run with one seed (the same crop, so the model runs the clip once for the whole run); the runs are
-            shuffled, and so are the items inside each clip. A batch of ``k · items_per_clip`` items then holds
-            k clips when every clip has a multiple of ``items_per_clip`` items (a shorter run shifts the rest).
-        items_per_clip: the longest run of one clip's items (1: items shuffled one by one).
+    ``clips`` (``ClipDataset.item_clips``) with ``items_per_clip`` > 1: items come in runs of up to
+    ``items_per_clip`` items of one clip, each run with one seed (one crop, so the model runs the clip once
+    for the run); the runs are shuffled, and so are the items inside each clip.
     """
 
     def __init__(self, size: int, seed: int, clips: list[int] | None = None, items_per_clip: int = 1):
         super().__init__()
-        if size < 0:
-            raise ValueError(f"size must be >= 0, got {size}")
         if items_per_clip < 1:
             raise ValueError(f"items_per_clip must be >= 1, got {items_per_clip}")
         if clips is not None and len(clips) != size:
@@ -99,12 +81,9 @@ def _group_by_clip(clips: list[int]) -> list[list[int]]:
 
 
 class EpochLoader(DataLoader):
-    """A ``DataLoader`` that opens its iterator at the first batch, not when ``iter()`` is called.
-
-    Lightning creates the training iterator before it sets the sampler's epoch when it resumes a run, and loader
-    processes fetch their first indices as soon as an iterator exists; deferring the iterator to the first
-    ``next()`` lets :class:`EpochShuffle` see the epoch it is drawing for.
-    """
+    """A ``DataLoader`` that opens its iterator at the first batch, not at ``iter()``: resuming a run,
+    Lightning creates the training iterator before it sets the sampler's epoch, and loader processes fetch
+    indices as soon as an iterator exists, which :class:`EpochShuffle` would then draw for the wrong epoch."""
 
     def __iter__(self) -> Iterator:
         yield from super().__iter__()

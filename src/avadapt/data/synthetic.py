@@ -1,9 +1,5 @@
-"""What the synthetic datasets share: how each class looks and sounds, noisy backgrounds, faded sounds,
-distinct ids, split shares and the summary of what was written.
-
-Every task's synthetic generator (``avadapt synth TASK``) draws its clips from these, so that a class looks
-and sounds the same whatever task shows it.
-"""
+"""What the synthetic datasets (``avadapt synth TASK``) share, a class looking and sounding the same whatever
+task shows it: class looks and sounds, backgrounds, fades, ids, split shares and the summary line."""
 
 from __future__ import annotations
 
@@ -154,19 +150,15 @@ def split_counts(counts: dict[str, int]) -> str:
 
 @dataclass(kw_only=True)
 class SynthSummary:
-    """What a synthetic generator wrote under ``root``; ``str()`` is the line ``avadapt synth`` prints.
+    """What a synthetic generator wrote under ``root``; ``str()`` is the line ``avadapt synth`` prints."""
 
-    generator: who wrote it (``synthesize_avs (s4)``); rows: clips; splits: clips per split; categories: the
-    class names, in label order; clip_seconds: each clip's length; seconds: how long writing took.
-    """
-
-    generator: str
+    generator: str  # who wrote it (``synthesize_avs (s4)``)
     root: Path
-    rows: int
-    splits: dict[str, int]
-    categories: list[str]
+    rows: int  # clips
+    splits: dict[str, int]  # clips per split
+    categories: list[str]  # class names, in label order
     clip_seconds: int
-    seconds: float
+    seconds: float  # how long writing took
 
     def details(self) -> str:
         """What else the files hold, for the printed line."""

@@ -1,10 +1,7 @@
-"""Video frames → the image tensors a timm backbone expects.
+"""Video frames → the image tensors a timm backbone expects, as its data config says pretraining saw images.
 
-The preprocessing is data, not code: a timm model's data config (``timm.data.resolve_data_config``:
-input size, mean/std, interpolation, crop_pct) says how its pretraining saw images, and
-:class:`VideoTransform` applies exactly that to all T frames of a clip. Random augmentation draws
-one set of parameters per clip and applies it to every frame, so objects do not jump between
-segments and temporal modules see motion, not crop jitter.
+Augmentation draws one set of parameters per clip for all its frames, so objects do not jump between segments
+and temporal modules see motion, not crop jitter.
 """
 
 from __future__ import annotations
@@ -32,11 +29,9 @@ _INTERPOLATIONS = {
 class VideoTransformConfig(JSONConfig):
     """How frames are resized, cropped, augmented and normalised.
 
-    The first five fields mirror a timm data config (defaults: ViT ImageNet-21k checkpoints, whose
-    mean/std is 0.5). Evaluation follows timm's eval transform: resize so the image covers
-    ``input_size / crop_pct``, then centre-crop ``input_size``. Training (``train=True``) instead
-    takes one ``RandomResizedCrop(scale, ratio)`` and one horizontal flip with probability
-    ``hflip`` per clip.
+    The first five fields mirror a timm data config (defaults: ViT ImageNet-21k checkpoints, mean/std 0.5).
+    Evaluation is timm's: resize to cover ``input_size / crop_pct``, then centre-crop ``input_size``.
+    Training takes one ``RandomResizedCrop(scale, ratio)`` and one flip with probability ``hflip`` per clip.
     """
 
     input_size: tuple[int, int] = (224, 224)  # (H, W)

@@ -56,7 +56,7 @@ import torch
 from avadapt.data.base import SPLITS, ClipDataset, register_dataset, seeded
 from avadapt.data.cache import write_text_atomic
 from avadapt.data.fbank import FbankConfig, segment_fbank
-from avadapt.data.media import media_duration, read_audio, read_clip, read_frame_folder
+from avadapt.data.media import probe, read_audio, read_clip, read_frame_folder
 from avadapt.errors import DatasetError, MediaError, OptionError
 
 AVQA_SEGMENTS = 10  # moments per video, as LAVISH / DG-SCT / STG-CMA sample them
@@ -503,7 +503,7 @@ class AVQAMedia:
         (module docstring); :class:`MediaError` naming the file for anything unreadable."""
         if self.layout == "mp4":
             path = self.paths[0]
-            seconds = media_duration(path)
+            seconds = probe(path).duration
             if seconds <= 0:
                 raise MediaError(path, "the file declares no duration, so its 10 parts cannot be placed")
             part = seconds / num_segments
