@@ -2,7 +2,8 @@
 
 task     the AVST head (question encoder, grounding, temporal attention), its loss and the Task declarations
 metrics  accuracy overall, per modality group and per question type
-dataset  MUSIC-AVQA's question files, vocabularies and layouts (mp4, frames + wav, cache): MusicAVQADataset
+questions  MUSIC-AVQA's question files, question types, tokenisation and vocabularies
+dataset  MusicAVQADataset: the questions with their videos' media (mp4, frames + wav, cache)
 prepare  ``avadapt prepare avqa``
 synth    ``avadapt synth avqa``: a small MUSIC-AVQA of mp4 performances and released-style question files
 demo     ``avadapt demo --task avqa``: the spec of the AVQA demo

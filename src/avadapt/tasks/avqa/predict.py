@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from avadapt.errors import OptionError
-from avadapt.tasks.avqa.dataset import QuestionVocabulary, tokenize_question
+from avadapt.tasks.avqa.questions import QuestionVocabulary, tokenize_question
 from avadapt.tasks.base import TaskHead
 
 NEEDS_A_QUESTION = ("AVQA answers a question about a clip: `avadapt ask VIDEO QUESTION` or "
@@ -33,7 +33,7 @@ def prediction_inputs(head: TaskHead, question: str | None = None
         raise OptionError(NEEDS_A_QUESTION)
     if not question.strip():
         raise OptionError("the question is empty")
-    vocabulary = QuestionVocabulary.from_list(head.config.question_vocab)
+    vocabulary = QuestionVocabulary(head.config.question_vocab)
     try:
         tokens = tokenize_question(question)
         ids = vocabulary.encode(tokens, max_len=head.config.max_question_tokens)

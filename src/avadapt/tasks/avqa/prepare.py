@@ -16,13 +16,11 @@ from avadapt.data.fbank import FbankConfig
 from avadapt.data.prepare import PrepareJob, PrepareSummary, run_prepare
 from avadapt.data.transforms import as_video_tensor
 from avadapt.errors import DatasetError
-from avadapt.tasks.avqa.dataset import (
+from avadapt.tasks.avqa.dataset import AVQAMedia, MusicAVQADataset, find_layout
+from avadapt.tasks.avqa.questions import (
     QUESTION_VOCABULARY_FILE,
-    AVQAMedia,
     AVQAQuestion,
-    MusicAVQADataset,
     QuestionVocabulary,
-    find_layout,
     question_files,
     read_avqa_json,
 )

@@ -59,7 +59,7 @@ from avadapt.data.synthetic import (
     fade,
     split_counts,
 )
-from avadapt.tasks.avqa.dataset import DEFAULT_JSONS, QUESTION_TYPES
+from avadapt.tasks.avqa.questions import DEFAULT_JSONS, QUESTION_TYPES
 
 # Instruments of the synthetic clips: real MUSIC-AVQA answers, one per colour of the synthetic palette.
 INSTRUMENTS = ("cello", "violin", "piano", "flute", "acoustic_guitar", "accordion", "clarinet")

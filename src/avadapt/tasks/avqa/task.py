@@ -43,8 +43,9 @@ from avadapt._config import JSONConfig, positive_int
 from avadapt.checkpoint_files import read_state_dict
 from avadapt.errors import CheckpointError, OptionError
 from avadapt.tasks.avqa import predict
-from avadapt.tasks.avqa.dataset import MusicAVQADataset, QuestionVocabulary
+from avadapt.tasks.avqa.dataset import MusicAVQADataset
 from avadapt.tasks.avqa.metrics import AVQAAccuracy
+from avadapt.tasks.avqa.questions import QuestionVocabulary
 from avadapt.tasks.base import Task, TaskHead, register_task
 from avadapt.types import AVFeatures, FeatureSpec
 
