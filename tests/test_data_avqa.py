@@ -32,6 +32,7 @@ from avadapt.tasks.avqa.questions import (
     QuestionFileError,
     QuestionVocabulary,
     answer_vocabulary_from,
+    load_question_vocabulary,
     read_answer_vocabulary,
     read_avqa_json,
     tokenize_question,
@@ -471,7 +472,7 @@ def test_registered_and_batched(frames_root):
     assert batch.targets["answer"].tolist() == [0, 1] and batch.targets["question_type"].tolist() == [4, 3]
     assert set(batch.targets) == {"answer", "question_type"}
     assert batch.meta["type"] == ["audio_visual_existential", "visual_location"]
-    assert MusicAVQADataset.question_vocabulary(frames_root) == dataset.vocabulary.to_list()
+    assert load_question_vocabulary(frames_root).to_list() == dataset.vocabulary.to_list()
 
 
 def test_a_videos_questions_come_together_with_one_crop(frames_root):

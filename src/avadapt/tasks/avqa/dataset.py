@@ -95,8 +95,8 @@ class AVQAMedia:
         return cls(video_id, layout, (frames, wav))
 
     def read(self, fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS) -> tuple[np.ndarray, torch.Tensor, float]:
-        """(frames (T, H, W, 3) uint8, fbank images (T, 1, F, L), the video's seconds) of the T moments
-        (module docstring); :class:`MediaError` naming the file for anything unreadable."""
+        """(frames (T, H, W, 3) uint8, fbank images (T, 1, F, L), the video's seconds) of the T moments;
+        :class:`MediaError` naming the file for anything unreadable."""
         if self.layout == "mp4":
             path = self.paths[0]
             seconds = media_duration(path)
@@ -126,16 +126,12 @@ class MusicAVQADataset(ClipDataset):
     "question_type": () long, "inputs": {"question": (14,) long, "video_index": () long}, "meta": {"row",
     "question_id", "video_id", "question", "answer", "type"}}``. ``answer`` indexes the answer vocabulary
     (:meth:`class_names`); a val/test answer outside it is -1 (counted wrong, with a warning), a train one an
-    error. ``question_type`` indexes ``QUESTION_TYPES``; ``question`` holds the word indices, padded with 0;
-    ``video_index`` numbers the split's videos.
+    error. ``question`` holds the word indices, padded with 0; ``video_index`` numbers the split's videos.
 
-    root: holds ``avqa-{train,val,test}.json`` (other names: ``jsons``, e.g. ``{"test":
-    "avqa-test-update.json"}``) and optionally ``ans_vocab.txt``. source: ``mp4``, ``frames``, ``cache`` or
-    ``auto`` (the cache if ``cache_dir`` is given, else frames if ``<media_root>/video_frames/`` exists, else
-    mp4); the other common options are :class:`~avadapt.data.base.ClipDataset`'s. A training transform must
-    not flip (left/right questions).
-    question_vocab: the model's question words in index order (``<pad>``, ``<unk>``, …); None: built from the
-        train json (or read from ``cache_dir``'s ``question_vocab.json`` when there is no train json).
+    root: holds ``avqa-{train,val,test}.json`` (``jsons``: other names, e.g. ``{"test": "avqa-test-update.json"}``)
+    and optionally ``ans_vocab.txt``. A training transform must not flip.
+    question_vocab: the model's question words in index order; None: built from the train json (without one,
+        read from ``cache_dir``'s ``question_vocab.json``).
     answers: an ``ans_vocab.txt`` (relative to ``root`` or absolute); None: ``<root>/ans_vocab.txt`` if
         present, else first appearance in the train json.
     question_length: words per encoded question; a longer question is an error naming its row.
@@ -156,12 +152,6 @@ class MusicAVQADataset(ClipDataset):
                     jsons: Mapping[str, str | Path] | None = None, **options: Any) -> list[str]:
         """The answer classes in index order (:func:`load_answer_vocabulary`)."""
         return load_answer_vocabulary(root, answers, jsons)
-
-    @classmethod
-    def question_vocabulary(cls, root: str | Path, jsons: Mapping[str, str | Path] | None = None,
-                            cache_dir: str | Path | None = None, **options: Any) -> list[str]:
-        """The question words in index order (:func:`load_question_vocabulary`)."""
-        return load_question_vocabulary(root, jsons, cache_dir).to_list()
 
     @classmethod
     def prepare(cls, root: str | Path, out: str | Path, **settings: Any) -> Any:
@@ -248,9 +238,8 @@ class MusicAVQADataset(ClipDataset):
 
     def _media(self, video_id: str, seed: int | None, generator: torch.Generator | None
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`load_media` with the clip's crop drawn from ``seed``, remembered for the next call: a video's
-        questions come one after another with one seed (``items_per_clip``), so the clip is read once for them.
-        Without a seed a training crop is random and nothing is remembered."""
+        """:meth:`load_media`, remembered for the next call with the same seed: a video's questions come one
+        after another with one seed (``items_per_clip``). A training crop without a seed is never remembered."""
         key = (video_id, seed)
         if self._last_media is not None and self._last_media[0] == key:
             return self._last_media[1]

@@ -8,6 +8,7 @@ vocabulary of the train json, so that a cache can be read without it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,16 +40,12 @@ def prepare_avqa(root: str | Path, out: str | Path, workers: int = 1, image_size
                  fbank: FbankConfig | None = None, progress: bool = True, *,
                  media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
                  jsons: Mapping[str, str | Path] | None = None, source: str = "auto") -> PrepareSummary:
-    """Decode the video of every question in the split jsons found in ``root`` into ``out``
-    (:func:`~avadapt.data.prepare.run_prepare`: resumable, parallel in ``workers`` processes, bad videos listed
-    in ``bad_clips.tsv`` with the file at fault, a cache of other settings refused).
+    """Decode the video of every question of the split jsons in ``root`` (``jsons``: other names, as for
+    :class:`~avadapt.tasks.avqa.dataset.MusicAVQADataset`) into ``out`` with
+    :func:`~avadapt.data.prepare.run_prepare`, then write ``question_vocab.json`` from the train json, if any.
 
-    root: holds ``avqa-{train,val,test}.json`` (other names: ``jsons``, as for
-    :class:`~avadapt.tasks.avqa.dataset.MusicAVQADataset`); every video id of every split present is prepared.
-    media_root: where the media lives (default ``root``): ``<id>.mp4`` files, or ``video_frames/<id>/`` with
-    ``raw_audio/<id>.wav``. source: ``"mp4"``, ``"frames"`` or ``"auto"`` (frames when ``video_frames/``
-    exists). Then ``question_vocab.json`` is written into ``out`` from the train json (rewritten only when it
-    would change); without a train json none is written, and a printed line says so.
+    media_root: where the media lives (default ``root``). source: ``"mp4"``, ``"frames"`` or ``"auto"`` (frames
+    when ``<media_root>/video_frames/`` exists).
     """
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
@@ -77,11 +74,8 @@ def _write_question_vocabulary(out: Path, train: list[AVQAQuestion] | None, trai
         print(f"prepare_avqa: no training questions, so no {QUESTION_VOCABULARY_FILE} in {out}")
         return
     vocabulary = QuestionVocabulary.build(train)
-    if path.is_file():
-        try:
-            if QuestionVocabulary.load(path) == vocabulary:
-                return
-        except DatasetError:
-            pass  # a damaged file: replaced below
+    with contextlib.suppress(DatasetError):  # absent or damaged: written below
+        if QuestionVocabulary.load(path) == vocabulary:
+            return
     vocabulary.save(path)
     print(f"prepare_avqa: {len(vocabulary)} question words of {train_file.name} -> {path}")

@@ -89,12 +89,8 @@ class QuestionFileError(DatasetError):
 
 @dataclass(frozen=True)
 class AVQAQuestion:
-    """One row of a question json.
-
-    template: ``question_content`` as released; values: the parsed ``templ_values``; tokens: the filled,
-    tokenised question (:func:`tokenize_question`); row: 0-based index in the file; deleted:
-    ``question_deleted``.
-    """
+    """One row of a question json: ``template`` is ``question_content`` as released, ``values`` the parsed
+    ``templ_values``, ``tokens`` the filled question (:func:`tokenize_question`), ``row`` the index in the file."""
 
     question_id: int | str
     video_id: str
@@ -126,13 +122,10 @@ def tokenize_question(template: str, values: Sequence[str] = ()) -> list[str]:
     """The words of a question with its placeholders filled: what the question embedding reads.
 
     Strip trailing whitespace, drop one final ``?`` or ``？`` and any spaces before it, split on single spaces,
-    replace each placeholder (:data:`PLACEHOLDERS`) by the next value: ``"…sound? "`` (591 test rows) and
-    ``"…video？"`` (430) read as the plain ``?`` ending would. On every released row this equals the reference
-    tokenizer (``rstrip().split(' ')``, cut the last character, replace words containing ``<``), which would
-    instead cut a letter off a question without a mark and keep an empty word for ``"… ?"``.
-
-    Raises ``ValueError`` for an empty question, an empty word, an unknown ``<…>`` token, or a number of values
-    different from the number of placeholders.
+    replace each placeholder by the next value: ``"…sound? "`` (591 test rows) and ``"…video？"`` (430) read as
+    the plain ``?`` ending would. On every released row this equals the reference tokenizer (``rstrip().split('
+    ')``, cut the last character, replace words containing ``<``), which would instead cut a letter off a
+    question without a mark and keep an empty word for ``"… ?"``. ``ValueError`` for anything else odd.
     """
     text = template.rstrip()
     if text.endswith(QUESTION_MARKS):
@@ -158,8 +151,7 @@ def tokenize_question(template: str, values: Sequence[str] = ()) -> list[str]:
 
 
 def _parse_list(value: Any, key: str) -> tuple[Any, str | None]:
-    """(the list, None) for a list given as JSON text (the released format), as Python literal text, or as a
-    list already; (None, the problem) otherwise."""
+    """(the list, None) for a list given as JSON or Python literal text, or as a list; (None, the problem)."""
     if isinstance(value, list):
         return value, None
     if not isinstance(value, str):
@@ -221,12 +213,9 @@ def _question(path: Path, row: int, record: Any) -> AVQAQuestion:
 
 
 def read_avqa_json(path: str | Path) -> list[AVQAQuestion]:
-    """Every question of a MUSIC-AVQA json, in file order (``row`` = index in the array).
-
-    ``type`` and ``templ_values`` are read with ``json.loads``, falling back to ``ast.literal_eval`` as the
-    reference code reads them. Anything else out of the released format is a :class:`QuestionFileError` naming
-    the file and the row.
-    """
+    """Every question of a MUSIC-AVQA json, in file order; ``type`` and ``templ_values`` are read with
+    ``json.loads``, falling back to ``ast.literal_eval`` as the reference does. Anything else out of the
+    released format is a :class:`QuestionFileError` naming the file and the row."""
     path = Path(path)
     if not path.is_file():
         raise QuestionFileError(path, None, "MUSIC-AVQA question file not found")
@@ -241,13 +230,9 @@ def read_avqa_json(path: str | Path) -> list[AVQAQuestion]:
 
 
 class QuestionVocabulary:
-    """Question words → indices of the question embedding.
-
-    ``<pad>`` = 0 (what short questions are padded with), ``<unk>`` = 1 (a word the training questions never
-    had), then the training questions' words in order of first appearance, as the reference builds its
-    vocabulary from ``avqa-train.json`` (with ``<pad>`` only: a word it never saw is a ``KeyError`` there).
-    Saved as a JSON list of the words in index order.
-    """
+    """Question words → indices of the question embedding: ``<pad>`` = 0, ``<unk>`` = 1 (a word the training
+    questions never had), then the training questions' words in order of first appearance, as the reference
+    builds it (with ``<pad>`` only: an unseen word is a ``KeyError`` there). Saved as a JSON list."""
 
     def __init__(self, tokens: Sequence[str]):
         tokens = list(tokens)
@@ -312,9 +297,8 @@ class QuestionVocabulary:
 
 
 def read_answer_vocabulary(path: str | Path) -> list[str]:
-    """The answers of ``ans_vocab.txt`` in index order: one per line (``more than ten`` is one answer with
-    spaces), surrounding whitespace and blank lines ignored. A repeated answer is a :class:`DatasetError`
-    naming the file and line."""
+    """The answers of ``ans_vocab.txt`` in index order, one per line (``more than ten`` is one answer); blank
+    lines are skipped, a repeated answer is an error naming the line."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: answer vocabulary not found")
