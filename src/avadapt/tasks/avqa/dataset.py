@@ -1,25 +1,19 @@
 """MUSIC-AVQA (Li et al. CVPR 2022, "Learning to Answer Questions in Dynamic Audio-Visual Scenarios"): the
 questions of its released files (:mod:`avadapt.tasks.avqa.questions`), each with its video's 10 moments.
 
-Media, one of (under ``media_root``, default ``root``):
+Media (``source``), under ``media_root`` (default ``root``):
 
-* raw videos: ``<media_root>/<video_id>.mp4`` of any length, i.e. ``media_root`` is the folder the official
-  video archives unpack to (``MUSIC-AVQA-videos-Real``; merge ``-Synthetic`` into it for the ``vv…`` ids);
-* pre-extracted, as the LAVISH / DG-SCT loaders read it: ``<media_root>/video_frames/<video_id>/`` holding
-  ``0001.jpg…`` (LAVISH) or ``00000001.jpg…`` (DG-SCT) and ``<media_root>/raw_audio/<video_id>.wav``;
-* a cache written by :func:`avadapt.tasks.avqa.prepare.prepare_avqa`, one file per video id (many questions
-  share a video).
+* ``mp4``: ``<video_id>.mp4`` of any length, i.e. the folder the official video archives unpack to
+  (``MUSIC-AVQA-videos-Real``; merge ``-Synthetic`` into it for the ``vv…`` ids);
+* ``frames``, as the LAVISH / DG-SCT loaders read it: ``video_frames/<video_id>/`` holding ``0001.jpg…``
+  (LAVISH) or ``00000001.jpg…`` (DG-SCT), and ``raw_audio/<video_id>.wav``;
+* ``cache``: written by :func:`avadapt.tasks.avqa.prepare.prepare_avqa`, one file per video id.
 
-Ten moments per video. A video of D seconds is cut into 10 equal parts of D/10 s; moment t is one frame and
-one audio window of the front end's ``window_seconds`` (1.95 s for the AVQA front ends, 1 s for ``vit``):
-
-* audio window t starts at the start of part t, t·D/10 (zeros past the end of the wave), for every layout; D
-  is the video's declared duration (mp4) or the wav's length (frames layout). The reference loader instead
-  puts its windows at ``linspace(0, D − 2.05 s, 10)``, so that the last one ends near the end of the file;
-  starting each window at its part's start keeps window t with the part its frame is taken from.
-* mp4: the frame on screen at the centre of part t, (t + ½)·D/10 (:func:`avadapt.data.media.read_clip` with
-  segments of D/10 s). Frames layout: frame ``linspace(1, n, 10, dtype=int)[t]`` (1-based, truncated) of its n
-  numbered files, as the reference loader picks them.
+Ten moments per video: a video of D seconds (declared by the mp4, or the wav's length) is cut into 10 parts of
+D/10 s; moment t is one frame and one audio window of the front end's ``window_seconds``, starting at t·D/10
+(zeros past the end). The reference puts its windows at ``linspace(0, D − 2.05 s, 10)`` instead; starting each at
+its part's start keeps window t with the part its frame is taken from. The frame: mp4, the one on screen at
+(t + ½)·D/10; frames layout, file ``linspace(1, n, 10, dtype=int)[t]`` (1-based) of n, as the reference picks it.
 
 Left and right: 2,327 of the 9,185 test questions say left, right, leftest or rightest (in the question or the
 answer), so a horizontal flip would change their answers; training frames get a RandomResizedCrop and never a
@@ -30,7 +24,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -58,11 +51,8 @@ Layout = Literal["mp4", "frames"]
 
 
 def numbered_frames(folder: str | Path) -> list[Path]:
-    """The numbered frame files of one video's folder, in number order.
-
-    Names are all 4-digit (``0001.jpg``, LAVISH) or all 8-digit (``00000001.jpg``, DG-SCT); another name, or
-    a mix of the two widths, is a :class:`MediaError` (frames would be picked in the wrong order).
-    """
+    """The frame files of one video's folder in number order, all named with 4 digits (``0001.jpg``, LAVISH) or
+    all with 8 (``00000001.jpg``, DG-SCT); anything else would be picked in the wrong order: a :class:`MediaError`."""
     folder = Path(folder)
     images = (".jpg", ".jpeg", ".png")
     files = [p for p in folder.iterdir() if p.suffix.lower() in images] if folder.is_dir() else []
@@ -78,39 +68,31 @@ def numbered_frames(folder: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: int(p.stem))
 
 
-@dataclass(frozen=True)
-class AVQAMedia:
-    """The native files of one video in one layout, and how its 10 moments are read from them."""
+def video_paths(media_root: Path, layout: Layout, video_id: str) -> tuple[Path, ...]:
+    """The native files of one video: mp4: (``<id>.mp4``,); frames: (``video_frames/<id>/``, ``raw_audio/<id>.wav``)."""
+    if layout == "mp4":
+        return (media_root / f"{video_id}.mp4",)
+    return media_root / "video_frames" / video_id, media_root / "raw_audio" / f"{video_id}.wav"
 
-    video_id: str
-    layout: Layout
-    paths: tuple[Path, ...]  # mp4: (video,); frames: (frame folder, wav)
 
-    @classmethod
-    def of(cls, media_root: str | Path, layout: Layout, video_id: str) -> AVQAMedia:
-        media_root = Path(media_root)
-        if layout == "mp4":
-            return cls(video_id, layout, (media_root / f"{video_id}.mp4",))
-        frames, wav = media_root / "video_frames" / video_id, media_root / "raw_audio" / f"{video_id}.wav"
-        return cls(video_id, layout, (frames, wav))
-
-    def read(self, fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS) -> tuple[np.ndarray, torch.Tensor, float]:
-        """(frames (T, H, W, 3) uint8, fbank images (T, 1, F, L), the video's seconds) of the T moments;
-        :class:`MediaError` naming the file for anything unreadable."""
-        if self.layout == "mp4":
-            path = self.paths[0]
-            seconds = media_duration(path)
-            if seconds <= 0:
-                raise MediaError(path, "the file declares no duration, so its 10 parts cannot be placed")
-            part = seconds / num_segments
-            clip = read_clip(path, num_segments, part, sample_rate=fbank.sample_rate)
-            return clip.frames, segment_fbank(clip.wave, fbank, num_segments, part), seconds
-        folder, wav = self.paths
-        numbered_frames(folder)  # names checked, so that read_frame_folder's sorted order is the number order
-        frames = read_frame_folder(folder, num_segments)  # (T, H, W, 3), picks linspace(1, n, T, dtype=int)
-        wave = read_audio(wav, fbank.sample_rate)
-        seconds = len(wave) / fbank.sample_rate
-        return frames, segment_fbank(wave, fbank, num_segments, seconds / num_segments), seconds
+def read_moments(layout: Layout, paths: Sequence[Path], fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS
+                 ) -> tuple[np.ndarray, torch.Tensor, float]:
+    """(frames (T, H, W, 3) uint8, fbank images (T, 1, F, L), the video's seconds) of one video's T moments, read
+    from its :func:`video_paths`; :class:`MediaError` naming the file for anything unreadable."""
+    if layout == "mp4":
+        (path,) = paths
+        seconds = media_duration(path)
+        if seconds <= 0:
+            raise MediaError(path, "the file declares no duration, so its 10 parts cannot be placed")
+        part = seconds / num_segments
+        clip = read_clip(path, num_segments, part, sample_rate=fbank.sample_rate)
+        return clip.frames, segment_fbank(clip.wave, fbank, num_segments, part), seconds
+    folder, wav = paths
+    numbered_frames(folder)  # names checked, so that read_frame_folder's sorted order is the number order
+    frames = read_frame_folder(folder, num_segments)  # (T, H, W, 3), picks linspace(1, n, T, dtype=int)
+    wave = read_audio(wav, fbank.sample_rate)
+    seconds = len(wave) / fbank.sample_rate
+    return frames, segment_fbank(wave, fbank, num_segments, seconds / num_segments), seconds
 
 
 def find_layout(media_root: str | Path) -> Layout:
@@ -223,10 +205,10 @@ class MusicAVQADataset(ClipDataset):
         return find_layout(self.media_root)
 
     def media_paths(self, video_id: str) -> list[Path]:
-        return list(AVQAMedia.of(self.media_root, self.source, video_id).paths)
+        return list(video_paths(self.media_root, self.source, video_id))
 
     def decode(self, video_id: str) -> tuple[np.ndarray, torch.Tensor]:
-        frames, audio, _ = AVQAMedia.of(self.media_root, self.source, video_id).read(self.fbank, self.num_segments)
+        frames, audio, _ = read_moments(self.source, self.media_paths(video_id), self.fbank, self.num_segments)
         return frames, audio
 
     def __len__(self) -> int:

@@ -23,12 +23,9 @@ TYPE_GROUP_INDICES: dict[str, tuple[int, ...]] = {
 class AVQAAccuracy(Metric):
     """Answer accuracy of MUSIC-AVQA, overall, per modality group and per question type.
 
-    ``update(logits_or_predictions, answers, question_types)``: (B, num_answers) logits (or (B,) predicted
-    answer indices), (B,) answer indices where −1 marks an answer outside the model's vocabulary (always counted
-    wrong), (B,) question-type indices into ``QUESTION_TYPE_NAMES``.
-
-    ``compute()``: ``accuracy`` (all questions), ``audio``, ``visual``, ``audio_visual`` (pooled counts of their
-    types) and ``type/<name>`` for each type; a type or group without questions scores 0.
+    ``update``: (B, num_answers) logits or (B,) predictions, (B,) answers (−1: outside the model's vocabulary,
+    always wrong), (B,) indices into ``QUESTION_TYPE_NAMES``. ``compute()``: ``accuracy``, ``audio``,
+    ``visual``, ``audio_visual`` and ``type/<name>``; a type or group without questions scores 0.
     """
 
     is_differentiable = False

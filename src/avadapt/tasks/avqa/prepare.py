@@ -1,9 +1,6 @@
-"""Decode every MUSIC-AVQA video once into a cache (:mod:`avadapt.data.prepare`).
-
-One cache file per video id of all splits' question files (``<out>/<video_id>.safetensors``: frames uint8
-(10, 3, S, S), fbank float16 (10, 1, F, L), the 10 moments of :mod:`avadapt.tasks.avqa.dataset`);
-``cache.json`` records the dataset (``music_avqa``). Beside them, ``question_vocab.json``: the question
-vocabulary of the train json, so that a cache can be read without it.
+"""Decode every MUSIC-AVQA video once into a cache (:mod:`avadapt.data.prepare`): one file per video id of all
+splits (``<out>/<video_id>.safetensors``, the 10 moments of :mod:`avadapt.tasks.avqa.dataset`), and
+``question_vocab.json``, the question vocabulary of the train json, so that a cache can be read without it.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ from avadapt.data.fbank import FbankConfig
 from avadapt.data.prepare import PrepareJob, PrepareSummary, run_prepare
 from avadapt.data.transforms import as_video_tensor
 from avadapt.errors import DatasetError
-from avadapt.tasks.avqa.dataset import AVQAMedia, MusicAVQADataset, find_layout
+from avadapt.tasks.avqa.dataset import MusicAVQADataset, find_layout, read_moments, video_paths
 from avadapt.tasks.avqa.questions import (
     QUESTION_VOCABULARY_FILE,
     AVQAQuestion,
@@ -28,11 +25,11 @@ from avadapt.tasks.avqa.questions import (
 
 
 def prepare_avqa_clip(job: PrepareJob, settings: CacheSettings) -> None:
-    """Read one video's 10 moments and write its cache file; :class:`MediaError` for a bad video."""
-    media: AVQAMedia = job.spec
-    frames, fbank, seconds = media.read(settings.fbank, settings.num_segments)
+    """Read one video's 10 moments (``job.spec``: its layout) and write its cache file; :class:`MediaError` for a
+    bad video."""
+    frames, fbank, seconds = read_moments(job.spec, job.media, settings.fbank, settings.num_segments)
     frames = settings.frame_transform().geometry(as_video_tensor(frames))  # (T, 3, S, S) uint8
-    info = {"video_id": media.video_id, "source": media.layout, "seconds": round(seconds, 3)}
+    info = {"video_id": job.video_id, "source": job.spec, "seconds": round(seconds, 3)}
     save_cached_clip(job.target, frames, fbank, info)
 
 
@@ -58,8 +55,7 @@ def prepare_avqa(root: str | Path, out: str | Path, workers: int = 1, image_size
         raise DatasetError(f"{root}: no MUSIC-AVQA question file ({names})")
     questions = {split: read_avqa_json(path) for split, path in files.items()}
     video_ids = sorted({q.video_id for split_questions in questions.values() for q in split_questions})
-    media = [AVQAMedia.of(media_root, layout, video_id) for video_id in video_ids]
-    jobs = [PrepareJob(m.video_id, clip_file(out, m.video_id), m.paths, m) for m in media]
+    jobs = [PrepareJob(v, clip_file(out, v), video_paths(media_root, layout, v), layout) for v in video_ids]
     settings = MusicAVQADataset.cache_settings(image_size, fbank, crop_pct, interpolation)
     summary = run_prepare(out, settings, jobs, prepare_avqa_clip, workers=workers, progress=progress,
                           description="prepare MUSIC-AVQA", command="prepare_avqa")

@@ -295,11 +295,9 @@ TEMPLATES = (
 def _ask(
     rng: np.random.Generator, scene: _Scene, count: int, first_type: int, tally: dict[str, Counter[str]]
 ) -> list[tuple[_Template, tuple[str, ...], str]]:
-    """Up to ``count`` distinct questions about one scene: type ``first_type + j`` (mod 9) for the j-th,
-    or the next type the scene can answer; then a template of that type, an answer, a wording.
-
-    The answer is one the template has given least often so far (``tally``, updated here) among those
-    the scene allows, so a clip without a "yes" to offer is made up for by the next clip that has one."""
+    """Up to ``count`` distinct questions about one scene: type ``first_type + j`` (mod 9) for the j-th, or the
+    next type the scene can answer; then a template of that type, its rarest answer so far (``tally``, updated
+    here) among those the scene allows, and a wording."""
     asked: list[tuple[_Template, tuple[str, ...], str]] = []
     for j in range(count):
         options: dict[_Template, Candidates] = {}

@@ -135,12 +135,8 @@ class AVQAOutputs:
 
 
 class QuestionEncoder(nn.Module):
-    """AVST's ``QstEncoder`` with one layer: Embedding → tanh → LSTM → [h; c] → tanh → Linear.
-
-    The LSTM runs over every position, padding included, and the final state is read after the last one, as in
-    the reference (no packing): padded questions of equal length L stay comparable, and a model trained this way
-    answers the same as the reference's.
-    """
+    """AVST's ``QstEncoder`` with one layer: Embedding → tanh → LSTM → [h; c] → tanh → Linear. The LSTM runs
+    over the padding too and is read after the last position, as the reference runs it (no packing)."""
 
     def __init__(self, vocab_size: int, width: int):
         super().__init__()
@@ -177,13 +173,9 @@ class QuestionGuidedAttention(nn.Module):
 
 def negative_partners(batch: int, video_index: torch.Tensor | None = None, device: torch.device | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(anchors, partners): pairs of batch indices of different videos, at most one partner per anchor.
-
-    Each clip i is paired with the first clip after it, going round the batch (i + 1, i + 2, … mod B), that
-    shows another video: ``video_index`` (B,) names each clip's video; without it every clip counts as its own
-    video, so the partner is simply the next clip (a roll of the batch by one). A clip whose video fills the
-    whole batch, and the only clip of a batch of one, gets no partner and is left out of the match loss.
-    """
+    """(anchors, partners): each clip i paired with the first clip after it, going round the batch (i + 1,
+    i + 2, … mod B), of another video (``video_index`` (B,); None: every clip is its own video, so the partner
+    is the next clip). A clip whose video fills the batch has no partner and is left out of the match loss."""
     order = torch.arange(batch, device=device)
     if video_index is None:
         video_index = order
@@ -246,11 +238,8 @@ class AVSTHead(TaskHead):
         return height // stride, width // stride
 
     def ground(self, audio: torch.Tensor, visual_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Audio-guided spatial grounding of each segment.
-
-        audio (M, T, w), visual_map (M, T, N, w) → grounded visual (M, T, w) and the attention (M, T, N):
-        p = softmax_N(cos(a, v_n)), grounded = fc_gl(tanh([mean_N v; Σ_n p_n · v_n / ‖v_n‖])).
-        """
+        """Audio-guided spatial grounding: audio (M, T, w), visual_map (M, T, N, w) → grounded (M, T, w) and
+        p (M, T, N); p = softmax_N(cos(a, v_n)), grounded = fc_gl(tanh([mean_N v; Σ_n p_n · v_n / ‖v_n‖]))."""
         pooled = visual_map.mean(2)  # (M, T, w)
         positions = F.normalize(visual_map, dim=-1)  # (M, T, N, w)
         query = F.normalize(audio, dim=-1)  # (M, T, w)
