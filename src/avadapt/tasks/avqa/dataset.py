@@ -60,10 +60,8 @@ def numbered_frames(folder: str | Path) -> list[Path]:
         raise MediaError(folder, "no extracted frames (expected 0001.jpg… or 00000001.jpg…)")
     odd = [p.name for p in files if not p.stem.isdigit() or len(p.stem) not in (4, 8)]
     if odd:
-        found = sorted(odd)[:3]
-        raise MediaError(folder, f"frame files must be named 0001.jpg… or 00000001.jpg…, found {found}")
-    widths = {len(p.stem) for p in files}
-    if len(widths) > 1:
+        raise MediaError(folder, f"frame files must be named 0001.jpg… or 00000001.jpg…, found {sorted(odd)[:3]}")
+    if len({len(p.stem) for p in files}) > 1:
         raise MediaError(folder, "frame names mix 4-digit and 8-digit numbers")
     return sorted(files, key=lambda p: int(p.stem))
 

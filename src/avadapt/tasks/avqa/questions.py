@@ -137,8 +137,7 @@ def tokenize_question(template: str, values: Sequence[str] = ()) -> list[str]:
         raise ValueError(f"two spaces in a row in {template!r}")
     unknown = [t for t in tokens if ("<" in t or ">" in t) and t not in PLACEHOLDERS]
     if unknown:
-        known = " ".join(PLACEHOLDERS)
-        raise ValueError(f"unknown placeholder {unknown[0]!r} in {template!r} (known: {known})")
+        raise ValueError(f"unknown placeholder {unknown[0]!r} in {template!r} (known: {' '.join(PLACEHOLDERS)})")
     slots = [i for i, t in enumerate(tokens) if t in PLACEHOLDERS]
     if len(slots) != len(values):
         raise ValueError(
@@ -224,8 +223,7 @@ def read_avqa_json(path: str | Path) -> list[AVQAQuestion]:
     except ValueError as err:  # not JSON, or not UTF-8 text
         raise QuestionFileError(path, None, f"not a JSON file: {err}") from None
     if not isinstance(rows, list):
-        found = type(rows).__name__
-        raise QuestionFileError(path, None, f"expected a JSON array of question objects, found {found}")
+        raise QuestionFileError(path, None, f"expected a JSON array of question objects, found {type(rows).__name__}")
     return [_question(path, row, record) for row, record in enumerate(rows)]
 
 
@@ -290,9 +288,8 @@ class QuestionVocabulary:
         """``max_len`` indices: the words' (``<unk>``'s, 1, for unknown words), then ``<pad>`` (0). A question of
         more than ``max_len`` words raises ``ValueError`` rather than losing its end."""
         if len(tokens) > max_len:
-            question = " ".join(tokens)
             raise ValueError(f"the question has {len(tokens)} words, more than max_len {max_len}: "
-                             f"{question!r}")
+                             f"{' '.join(tokens)!r}")
         return [self._index.get(t, 1) for t in tokens] + [0] * (max_len - len(tokens))
 
 
@@ -308,8 +305,7 @@ def read_answer_vocabulary(path: str | Path) -> list[str]:
         if not answer:
             continue
         if answer in answers:
-            first = answers[answer]
-            raise DatasetError(f"{path}:{number}: answer {answer!r} is listed twice (first on line {first})")
+            raise DatasetError(f"{path}:{number}: answer {answer!r} is listed twice (first on line {answers[answer]})")
         answers[answer] = number
     if not answers:
         raise DatasetError(f"{path}: the answer vocabulary is empty")
@@ -326,8 +322,7 @@ def question_files(root: str | Path, jsons: Mapping[str, str | Path] | None = No
     to ``root`` or absolute), e.g. ``{"test": "avqa-test-update.json"}`` for the cleaned re-release."""
     unknown = set(jsons or {}) - set(SPLITS)
     if unknown:
-        splits = ", ".join(SPLITS)
-        raise OptionError(f"jsons names unknown split(s) {sorted(unknown)}; the splits are {splits}")
+        raise OptionError(f"jsons names unknown split(s) {sorted(unknown)}; the splits are {', '.join(SPLITS)}")
     root = Path(root)
     return {split: root / (jsons or {}).get(split, DEFAULT_JSONS[split]) for split in SPLITS}
 
