@@ -1,14 +1,12 @@
 """A small synthetic MUSIC-AVQA: real mp4 files and question files in the released json format, so that tests,
 the demo and smoke training run the code real MUSIC-AVQA goes through, with nothing downloaded.
 
-Each clip is a "performance" of one to three instruments (real MUSIC-AVQA names), each drawn as its own shape
-and colour in the left, middle or right third of the frame, in front of an indoor (wall and floor) or outdoor
-(sky and grass) background, and each with its own sound (a chord amplitude-modulated at its own rate). At least
-one instrument sounds; a sounding one plays during one interval of whole seconds, at one of three levels 6 dB
-apart, and no two start in the same second. Which visible instruments sound, when and how loud is drawn
-independently of where they stand, so audio questions need the sound (silent instruments are on screen too and
-nothing in the picture moves with the music), visual questions need the picture (the sound says nothing about
-silent instruments or places), and audio-visual questions need both.
+Each clip is a "performance" of one to three instruments (real MUSIC-AVQA names), each its own shape and colour
+in the left, middle or right third of the frame, before an indoor or outdoor background, and each with its own
+sound. At least one sounds; a sounding one plays during one interval of whole seconds, at one of three levels
+6 dB apart, and no two start in the same second. Which visible instruments sound, when and how loud is drawn
+independently of where they stand, so audio questions need the sound (silent instruments are on screen too),
+visual questions the picture, and audio-visual questions both.
 
 Questions use 26 of the 33 real templates, word for word and with the real ``type`` labels, covering all 9
 types; six others need truth a generator of this kind does not have (rhythm, voice-over, off-screen sounds, two
