@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from avadapt.demo import run_demo
-from avadapt.tasks.avqa.dataset import QUESTION_TYPE_NAMES, TYPE_GROUPS
 from avadapt.tasks.avqa.demo import AVQADemo
+from avadapt.tasks.avqa.questions import QUESTION_TYPE_NAMES, TYPE_GROUPS
 
 
 def test_miniature_avqa_demo_writes_metrics_by_type_and_a_picture(tmp_path):

@@ -13,7 +13,7 @@ from avadapt.adapter_files import load_adapter
 from avadapt.cli import main
 from avadapt.models import create_model
 from avadapt.prediction import ask
-from avadapt.tasks.avqa.dataset import read_avqa_json
+from avadapt.tasks.avqa.questions import read_avqa_json
 from avadapt.tasks.avqa.task import AVQATask
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,9 @@ from avadapt.errors import CheckpointError, OptionError
 from avadapt.models import build_without_weights, create_model, parameter_report
 from avadapt.param_table import PRESET_ROWS, SWIN_L, SWINV2_L, measure
 from avadapt.tasks import get_task
-from avadapt.tasks.avqa.metrics import QUESTION_TYPES, TYPE_GROUPS, AVQAAccuracy
+from avadapt.tasks.avqa.metrics import TYPE_GROUP_INDICES, AVQAAccuracy
 from avadapt.tasks.avqa.predict import draw_answer, prediction_inputs, top_answers
+from avadapt.tasks.avqa.questions import QUESTION_TYPE_NAMES
 from avadapt.tasks.avqa.task import (
     AVQAConfig,
     AVQAOutputs,
@@ -203,7 +204,7 @@ def test_group_accuracies_pool_the_counts_of_their_types():
     assert result == pytest.approx(expected)
     # pooled, not a mean of types: the audio types' mean would be 0.75
     assert result["audio"] != pytest.approx((result["type/audio_counting"] + result["type/audio_comparative"]) / 2)
-    assert [QUESTION_TYPES[k] for k in TYPE_GROUPS["audio_visual"]][-1] == "audio_visual_temporal"
+    assert [QUESTION_TYPE_NAMES[k] for k in TYPE_GROUP_INDICES["audio_visual"]][-1] == "audio_visual_temporal"
 
 
 def test_metrics_do_not_depend_on_batch_size_or_order():
@@ -211,7 +212,7 @@ def test_metrics_do_not_depend_on_batch_size_or_order():
     count = 60
     logits = torch.randn(count, ANSWERS, generator=g)
     answers = torch.randint(-1, ANSWERS, (count,), generator=g)
-    types = torch.randint(0, len(QUESTION_TYPES), (count,), generator=g)
+    types = torch.randint(0, len(QUESTION_TYPE_NAMES), (count,), generator=g)
     whole = AVQAAccuracy()
     whole.update(logits, answers, types)
     reference = whole.compute()
@@ -235,7 +236,7 @@ def test_head_metrics_log_under_the_stage_prefix():
     head.update_metrics(metrics, outputs, {"answer": torch.tensor(answers), "question_type": torch.tensor(types)})
     computed = metrics.compute()
     assert set(computed) == {"val/accuracy", "val/audio", "val/visual", "val/audio_visual",
-                             *(f"val/type/{name}" for name in QUESTION_TYPES)}
+                             *(f"val/type/{name}" for name in QUESTION_TYPE_NAMES)}
     assert all(value.numel() == 1 for value in computed.values())  # what the training module logs as scalars
     assert float(computed["val/accuracy"]) == pytest.approx(8 / 12)
     assert get_task("avqa").monitor == "accuracy"

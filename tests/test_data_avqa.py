@@ -23,20 +23,20 @@ from avadapt.data.datamodule import AVDataModule
 from avadapt.data.fbank import segment_fbank
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
 from avadapt.errors import DatasetError, MediaError, MissingMediaError, OptionError
-from avadapt.tasks.avqa.dataset import (
+from avadapt.tasks.avqa.dataset import MusicAVQADataset, numbered_frames
+from avadapt.tasks.avqa.prepare import prepare_avqa
+from avadapt.tasks.avqa.questions import (
     QUESTION_TYPE_NAMES,
     QUESTION_TYPES,
     TYPE_GROUPS,
-    MusicAVQADataset,
     QuestionFileError,
     QuestionVocabulary,
     answer_vocabulary_from,
-    numbered_frames,
+    load_question_vocabulary,
     read_answer_vocabulary,
     read_avqa_json,
     tokenize_question,
 )
-from avadapt.tasks.avqa.prepare import prepare_avqa
 from tests.media_helpers import (
     INDEX_STEP,
     SHARED_DATA,
@@ -224,7 +224,7 @@ def test_question_vocabulary_build_encode_and_unknown_words(tmp_path):
     vocabulary.save(tmp_path / "vocab.json")
     assert json.loads((tmp_path / "vocab.json").read_text()) == vocabulary.to_list()
     assert QuestionVocabulary.load(tmp_path / "vocab.json") == vocabulary
-    assert QuestionVocabulary.from_list(vocabulary.to_list()) == vocabulary and len(vocabulary) == 14
+    assert QuestionVocabulary(vocabulary.to_list()) == vocabulary and len(vocabulary) == 14
     with pytest.raises(ValueError, match="starts with '<pad>', '<unk>'"):
         QuestionVocabulary(["<pad>", "Is"])
     with pytest.raises(ValueError, match="'Is' appears twice"):
@@ -480,7 +480,7 @@ def test_registered_and_batched(frames_root):
     assert batch.targets["answer"].tolist() == [0, 1] and batch.targets["question_type"].tolist() == [4, 3]
     assert set(batch.targets) == {"answer", "question_type"}
     assert batch.meta["type"] == ["audio_visual_existential", "visual_location"]
-    assert MusicAVQADataset.question_vocabulary(frames_root) == dataset.vocabulary.to_list()
+    assert load_question_vocabulary(frames_root).to_list() == dataset.vocabulary.to_list()
 
 
 def test_a_videos_questions_come_together_with_one_crop(frames_root):

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from avadapt.tasks.avqa.dataset import QUESTION_TYPE_NAMES, TYPE_GROUPS, read_avqa_json
 from avadapt.tasks.avqa.prepare import prepare_avqa
+from avadapt.tasks.avqa.questions import QUESTION_TYPE_NAMES, TYPE_GROUPS, read_avqa_json
 from avadapt.tasks.avqa.synth import synthesize_avqa
 from avadapt.tasks.demo_spec import DemoRun, DemoSpec, Predictor, register_demo
 
@@ -50,7 +50,6 @@ See docs/tasks.md."""
     metric_description: ClassVar[str] = "top-1 answer accuracy over the test questions; groups pool their types' questions"
     # On so small a set a head's start alone moves the accuracy by several points: every method starts from one.
     same_initial_head: ClassVar[bool] = True
-
 
     def synthesize(self, root: Path) -> Any:
         return synthesize_avqa(root, clips=self.clips, seed=self.seed, size=self.video_size,

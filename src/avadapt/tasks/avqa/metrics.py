@@ -12,41 +12,29 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from avadapt.tasks.avqa.dataset import QUESTION_TYPE_NAMES
-from avadapt.tasks.avqa.dataset import TYPE_GROUPS as DATA_TYPE_GROUPS
+from avadapt.tasks.avqa.questions import QUESTION_TYPE_NAMES, TYPE_GROUPS
 
-QUESTION_TYPES: tuple[str, ...] = QUESTION_TYPE_NAMES
-"""The 9 question types' short names in MUSIC-AVQA's order (``avadapt.tasks.avqa.dataset``); ``question_type`` targets
-index this tuple."""
-
-TYPE_GROUPS: dict[str, tuple[int, ...]] = {
-    group: tuple(QUESTION_TYPES.index(name) for name in names) for group, names in DATA_TYPE_GROUPS.items()
+# modality group → indices into QUESTION_TYPE_NAMES (the paper's A, V and AV columns)
+TYPE_GROUP_INDICES: dict[str, tuple[int, ...]] = {
+    group: tuple(QUESTION_TYPE_NAMES.index(name) for name in names) for group, names in TYPE_GROUPS.items()
 }
-"""Modality group → indices into :data:`QUESTION_TYPES` (the paper's A, V and AV columns)."""
 
 
 class AVQAAccuracy(Metric):
     """Answer accuracy of MUSIC-AVQA, overall, per modality group and per question type.
 
-    ``update(logits_or_predictions, answers, question_types)``: (B, num_answers) logits (or (B,) predicted
-    answer indices), (B,) answer indices where −1 marks an answer outside the model's vocabulary (always counted
-    wrong), (B,) question-type indices into :data:`QUESTION_TYPES`.
-
-    ``compute()`` returns a dict of scalars: ``accuracy`` (all questions),
-    ``audio``, ``visual``, ``audio_visual`` (pooled counts of their types) and ``type/<name>`` for each type.
-    A type or group without questions scores 0. Inside a ``MetricCollection`` the keys appear as they are, with
-    the collection's prefix: ``val/accuracy``, ``val/audio``, ``val/type/audio_counting``.
+    ``update``: (B, num_answers) logits or (B,) predictions, (B,) answers (−1: outside the model's vocabulary,
+    always wrong), (B,) indices into ``QUESTION_TYPE_NAMES``. ``compute()``: ``accuracy``, ``audio``,
+    ``visual``, ``audio_visual`` and ``type/<name>``; a type or group without questions scores 0.
     """
 
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
-    plot_lower_bound = 0.0
-    plot_upper_bound = 1.0
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        count = len(QUESTION_TYPES)
+        count = len(QUESTION_TYPE_NAMES)
         self.add_state("type_correct", torch.zeros(count, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("type_total", torch.zeros(count, dtype=torch.long), dist_reduce_fx="sum")
 
@@ -56,7 +44,7 @@ class AVQAAccuracy(Metric):
         if predictions.dim() != 1 or answers.shape != predictions.shape or question_types.shape != predictions.shape:
             raise ValueError(f"predictions (B,) or (B, C), answers (B,) and question_types (B,) must agree, got "
                              f"{tuple(predictions.shape)}, {tuple(answers.shape)}, {tuple(question_types.shape)}")
-        count = len(QUESTION_TYPES)
+        count = len(QUESTION_TYPE_NAMES)
         types = question_types.long()
         if types.numel() and (int(types.min()) < 0 or int(types.max()) >= count):
             raise ValueError(f"question_types must index the {count} types 0..{count - 1}, got values "
@@ -72,9 +60,9 @@ class AVQAAccuracy(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         correct, total = self.type_correct, self.type_total
         result = {"accuracy": self._ratio(correct.sum(), total.sum())}
-        for group, members in TYPE_GROUPS.items():
+        for group, members in TYPE_GROUP_INDICES.items():
             index = torch.tensor(members, device=correct.device)
             result[group] = self._ratio(correct[index].sum(), total[index].sum())
-        for k, name in enumerate(QUESTION_TYPES):
+        for k, name in enumerate(QUESTION_TYPE_NAMES):
             result[f"type/{name}"] = self._ratio(correct[k], total[k])
         return result

@@ -1,10 +1,8 @@
-"""AVQA's prediction on a whole video: the top answers to a question, a picture of where the model looked and
-a JSON result.
+"""AVQA's prediction on a whole video, read as the dataset reads one (T moments over the whole file): the top
+answers to a question, a picture of where the model looked and a JSON result.
 
-The video is read as MUSIC-AVQA's loaders read one: T moments spread over the whole file (T equal parts, the
-frame at each part's centre, an audio window from each part's start; ``AVQATask.segment_seconds`` is None). The
-question is tokenised as the dataset's questions are and encoded with the vocabulary the adapter was trained
-with; a word the vocabulary lacks becomes the unknown token and is reported, not an error.
+The question is tokenised as the dataset's questions are and encoded with the adapter's vocabulary; a word the
+vocabulary lacks becomes the unknown token and is reported, not an error.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import numpy as np
 import torch
 
 from avadapt.errors import OptionError
-from avadapt.tasks.avqa.dataset import QuestionVocabulary, tokenize_question
+from avadapt.tasks.avqa.questions import QuestionVocabulary, tokenize_question
 from avadapt.tasks.base import TaskHead
 
 NEEDS_A_QUESTION = ("AVQA answers a question about a clip: `avadapt ask VIDEO QUESTION` or "
@@ -33,7 +31,7 @@ def prediction_inputs(head: TaskHead, question: str | None = None
         raise OptionError(NEEDS_A_QUESTION)
     if not question.strip():
         raise OptionError("the question is empty")
-    vocabulary = QuestionVocabulary.from_list(head.config.question_vocab)
+    vocabulary = QuestionVocabulary(head.config.question_vocab)
     try:
         tokens = tokenize_question(question)
         ids = vocabulary.encode(tokens, max_len=head.config.max_question_tokens)
@@ -94,17 +92,15 @@ def draw_answer(path: str | Path, frames: np.ndarray | torch.Tensor, grounding: 
     """A PNG of the answer and where the model looked.
 
     Top row: the T frames (T, H, W, 3) uint8, each with its grounding attention (T, N), N = h·w row-major on
-    ``grid`` = (h, w), upsampled (bilinear) over the frame; the colour scale is the clip's min–max, since the
-    cosine-softmax attention stays close to uniform. Below: the question-guided temporal attention over the
-    segments, visual (T,) then audio (T,), as two strips with their values. Title: the question and the top
-    answers with their probabilities.
+    ``grid`` = (h, w), upsampled over the frame on the clip's min–max scale, since the cosine-softmax attention
+    stays close to uniform. Below: the temporal attention, visual (T,) then audio (T,), as two strips.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    frames_np = _numpy(frames).astype(np.uint8)
-    weights = _numpy(grounding).astype(np.float64)
-    visual, audio = _numpy(temporal_visual).astype(np.float64), _numpy(temporal_audio).astype(np.float64)
+    frames_np = np.asarray(frames, dtype=np.uint8)
+    weights = np.asarray(grounding, dtype=np.float64)
+    visual, audio = np.asarray(temporal_visual, dtype=np.float64), np.asarray(temporal_audio, dtype=np.float64)
     segments, height, width = frames_np.shape[:3]
     h, w = grid
     if weights.shape != (segments, h * w):
@@ -141,7 +137,3 @@ def draw_answer(path: str | Path, frames: np.ndarray | torch.Tensor, grounding: 
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
-
-
-def _numpy(values: np.ndarray | torch.Tensor) -> np.ndarray:
-    return values.detach().float().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)

@@ -1,13 +1,11 @@
-"""Decode every MUSIC-AVQA video once into a cache (:mod:`avadapt.data.prepare`).
-
-One cache file per video id of all splits' question files (``<out>/<video_id>.safetensors``: frames uint8
-(10, 3, S, S), fbank float16 (10, 1, F, L), the 10 moments of :mod:`avadapt.tasks.avqa.dataset`);
-``cache.json`` records the dataset (``music_avqa``). Beside them, ``question_vocab.json``: the question
-vocabulary of the train json, so that a cache can be read without it.
+"""Decode every MUSIC-AVQA video once into a cache (:mod:`avadapt.data.prepare`): one file per video id of all
+splits (``<out>/<video_id>.safetensors``, the 10 moments of :mod:`avadapt.tasks.avqa.dataset`), and
+``question_vocab.json``, the question vocabulary of the train json, so that a cache can be read without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,24 +14,22 @@ from avadapt.data.fbank import FbankConfig
 from avadapt.data.prepare import PrepareJob, PrepareSummary, run_prepare
 from avadapt.data.transforms import as_video_tensor
 from avadapt.errors import DatasetError
-from avadapt.tasks.avqa.dataset import (
+from avadapt.tasks.avqa.dataset import MusicAVQADataset, find_layout, read_moments, video_paths
+from avadapt.tasks.avqa.questions import (
     QUESTION_VOCABULARY_FILE,
-    AVQAMedia,
     AVQAQuestion,
-    MusicAVQADataset,
     QuestionVocabulary,
-    find_layout,
     question_files,
     read_avqa_json,
 )
 
 
 def prepare_avqa_clip(job: PrepareJob, settings: CacheSettings) -> None:
-    """Read one video's 10 moments and write its cache file; :class:`MediaError` for a bad video."""
-    media: AVQAMedia = job.spec
-    frames, fbank, seconds = media.read(settings.fbank, settings.num_segments)
+    """Read one video's 10 moments (``job.spec``: its layout) and write its cache file; :class:`MediaError` for a
+    bad video."""
+    frames, fbank, seconds = read_moments(job.spec, job.media, settings.fbank, settings.num_segments)
     frames = settings.frame_transform().geometry(as_video_tensor(frames))  # (T, 3, S, S) uint8
-    info = {"video_id": media.video_id, "source": media.layout, "seconds": round(seconds, 3)}
+    info = {"video_id": job.video_id, "source": job.spec, "seconds": round(seconds, 3)}
     save_cached_clip(job.target, frames, fbank, info)
 
 
@@ -41,16 +37,12 @@ def prepare_avqa(root: str | Path, out: str | Path, workers: int = 1, image_size
                  fbank: FbankConfig | None = None, progress: bool = True, *,
                  media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
                  jsons: Mapping[str, str | Path] | None = None, source: str = "auto") -> PrepareSummary:
-    """Decode the video of every question in the split jsons found in ``root`` into ``out``
-    (:func:`~avadapt.data.prepare.run_prepare`: resumable, parallel in ``workers`` processes, bad videos listed
-    in ``bad_clips.tsv`` with the file at fault, a cache of other settings refused).
+    """Decode the video of every question of the split jsons in ``root`` (``jsons``: other names, as for
+    :class:`~avadapt.tasks.avqa.dataset.MusicAVQADataset`) into ``out`` with
+    :func:`~avadapt.data.prepare.run_prepare`, then write ``question_vocab.json`` from the train json, if any.
 
-    root: holds ``avqa-{train,val,test}.json`` (other names: ``jsons``, as for
-    :class:`~avadapt.tasks.avqa.dataset.MusicAVQADataset`); every video id of every split present is prepared.
-    media_root: where the media lives (default ``root``): ``<id>.mp4`` files, or ``video_frames/<id>/`` with
-    ``raw_audio/<id>.wav``. source: ``"mp4"``, ``"frames"`` or ``"auto"`` (frames when ``video_frames/``
-    exists). Then ``question_vocab.json`` is written into ``out`` from the train json (rewritten only when it
-    would change); without a train json none is written, and a printed line says so.
+    media_root: where the media lives (default ``root``). source: ``"mp4"``, ``"frames"`` or ``"auto"`` (frames
+    when ``<media_root>/video_frames/`` exists).
     """
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
@@ -63,8 +55,7 @@ def prepare_avqa(root: str | Path, out: str | Path, workers: int = 1, image_size
         raise DatasetError(f"{root}: no MUSIC-AVQA question file ({names})")
     questions = {split: read_avqa_json(path) for split, path in files.items()}
     video_ids = sorted({q.video_id for split_questions in questions.values() for q in split_questions})
-    media = [AVQAMedia.of(media_root, layout, video_id) for video_id in video_ids]
-    jobs = [PrepareJob(m.video_id, clip_file(out, m.video_id), m.paths, m) for m in media]
+    jobs = [PrepareJob(v, clip_file(out, v), video_paths(media_root, layout, v), layout) for v in video_ids]
     settings = MusicAVQADataset.cache_settings(image_size, fbank, crop_pct, interpolation)
     summary = run_prepare(out, settings, jobs, prepare_avqa_clip, workers=workers, progress=progress,
                           description="prepare MUSIC-AVQA", command="prepare_avqa")
@@ -79,11 +70,8 @@ def _write_question_vocabulary(out: Path, train: list[AVQAQuestion] | None, trai
         print(f"prepare_avqa: no training questions, so no {QUESTION_VOCABULARY_FILE} in {out}")
         return
     vocabulary = QuestionVocabulary.build(train)
-    if path.is_file():
-        try:
-            if QuestionVocabulary.load(path) == vocabulary:
-                return
-        except DatasetError:
-            pass  # a damaged file: replaced below
+    with contextlib.suppress(DatasetError):  # absent or damaged: written below
+        if QuestionVocabulary.load(path) == vocabulary:
+            return
     vocabulary.save(path)
     print(f"prepare_avqa: {len(vocabulary)} question words of {train_file.name} -> {path}")

@@ -1,39 +1,26 @@
-"""A small synthetic MUSIC-AVQA: real mp4 files and question files in the released json format.
-
-Like :mod:`avadapt.tasks.ave.synth` for AVE and :mod:`avadapt.tasks.avs.synth` for AVSBench, it lets tests,
+"""A small synthetic MUSIC-AVQA: real mp4 files and question files in the released json format, so that tests,
 the demo and smoke training run the code real MUSIC-AVQA goes through, with nothing downloaded.
 
-Each clip is a "performance" of one to three instruments (real MUSIC-AVQA instrument names), each
-drawn as its own shape and colour in the left, middle or right third of the frame, in front of an
-indoor (wall and floor) or outdoor (sky and grass) background. Each instrument has its own sound
-(a chord amplitude-modulated at its own rate, the looks and sounds of the synthetic AVE). Every
-clip has at least one sounding instrument; a sounding instrument plays during one interval of whole
-seconds, at one of three levels 6 dB apart, and no two start in the same second. Visible instruments
-may stay silent throughout, and which of them sound, when and how loud is drawn independently of
-where they stand, so:
+Each clip is a "performance" of one to three instruments (real MUSIC-AVQA names), each its own shape and colour
+in the left, middle or right third of the frame, before an indoor or outdoor background, and each with its own
+sound. At least one sounds; a sounding one plays during one interval of whole seconds, at one of three levels
+6 dB apart, and no two start in the same second. Which visible instruments sound, when and how loud is drawn
+independently of where they stand, so audio questions need the sound (silent instruments are on screen too),
+visual questions the picture, and audio-visual questions both.
 
-* audio questions (is there an X sound, how many were heard, is X louder / playing longer) need the
-  sound: the picture shows silent instruments too and nothing in it moves with the music;
-* visual questions (is there an X, what is the leftmost instrument, where is the performance) need
-  the picture: the sound says nothing about silent instruments or about places;
-* audio-visual questions (where is the loudest / first sounding instrument, how many visible
-  instruments never sound, ...) need both.
+Questions use 26 of the 33 real templates, word for word and with the real ``type`` labels, covering all 9
+types; six others need truth a generator of this kind does not have (rhythm, voice-over, off-screen sounds, two
+instruments of one kind), and "What is the <LR> instrument of the <FL> sounding instrument?" has no single
+reading. Where a template is open to reading: *louder* compares the RMS levels while sounding (silent = 0);
+*longer* the sounding durations; *first / last / second / third* and *before / after* order instruments by the
+second they start sounding; *always playing* means sounding from the first to the last second; "on the left of
+X" is asked only when exactly one instrument stands on that side. A template is asked only where its answer is
+unique, and its answer is drawn first, among those the template has given least often so far, so yes/no and
+left/middle/right come out nearly balanced. Question types are visited in rotation, falling through to the next
+type a clip cannot answer.
 
-Questions use 26 of the 33 real templates, word for word and with the real ``type`` labels, covering
-all 9 question types. Six others need truth a generator of this kind does not have (rhythm,
-voice-over, off-screen sounds, two instruments of one kind), and "What is the <LR> instrument of the
-<FL> sounding instrument?" has no single reading. Answers are computed from the drawn scene.
-Definitions where a template is open to reading: *louder* compares the RMS levels while sounding
-(silent = 0); *longer* compares sounding durations; *first / last / second / third* and *before /
-after* order instruments by the second they start sounding; *always playing* means sounding from
-the first to the last second; an instrument "on the left of X" is asked about only when exactly one
-instrument stands on that side. A template is only asked where its answer is unique, and within a
-template the answer is drawn first — one the template has given least often so far, among those the
-clip allows — so yes/no and left/middle/right come out nearly balanced. Question types are visited
-in rotation, falling through to the next type a clip cannot answer.
-
-Everything is drawn from one ``numpy`` generator seeded by ``seed``, the json is written with fixed
-formatting and the mp4 encoder runs single-threaded, so the same seed gives byte-identical files.
+One ``numpy`` generator seeded by ``seed``, fixed json formatting and a single-threaded mp4 encoder make the same
+seed give byte-identical files.
 """
 
 from __future__ import annotations
@@ -59,7 +46,7 @@ from avadapt.data.synthetic import (
     fade,
     split_counts,
 )
-from avadapt.tasks.avqa.dataset import DEFAULT_JSONS, QUESTION_TYPES
+from avadapt.tasks.avqa.questions import DEFAULT_JSONS, QUESTION_TYPES
 
 # Instruments of the synthetic clips: real MUSIC-AVQA answers, one per colour of the synthetic palette.
 INSTRUMENTS = ("cello", "violin", "piano", "flute", "acoustic_guitar", "accordion", "clarinet")
@@ -306,11 +293,9 @@ TEMPLATES = (
 def _ask(
     rng: np.random.Generator, scene: _Scene, count: int, first_type: int, tally: dict[str, Counter[str]]
 ) -> list[tuple[_Template, tuple[str, ...], str]]:
-    """Up to ``count`` distinct questions about one scene: type ``first_type + j`` (mod 9) for the j-th,
-    or the next type the scene can answer; then a template of that type, an answer, a wording.
-
-    The answer is one the template has given least often so far (``tally``, updated here) among those
-    the scene allows, so a clip without a "yes" to offer is made up for by the next clip that has one."""
+    """Up to ``count`` distinct questions about one scene: type ``first_type + j`` (mod 9) for the j-th, or the
+    next type the scene can answer; then a template of that type, its rarest answer so far (``tally``, updated
+    here) among those the scene allows, and a wording."""
     asked: list[tuple[_Template, tuple[str, ...], str]] = []
     for j in range(count):
         options: dict[_Template, Candidates] = {}
@@ -387,19 +372,12 @@ def synthesize_avqa(
 ) -> SynthAVQASummary:
     """Write ``clips`` synthetic performances with MUSIC-AVQA's released files under ``out``.
 
-    Layout: ``avqa-train.json``, ``avqa-val.json``, ``avqa-test.json`` (JSON arrays, 2-space indent,
-    ASCII-escaped, no final newline, as released) of objects with exactly the 7 released keys —
-    ``video_id`` (``vv`` + 8 digits, the form of the real set's synthetic videos), ``question_id``
-    (int, unique over all splits, increasing within a file), ``type`` and ``templ_values`` (strings
-    holding JSON lists), ``question_content`` (a real template, placeholders unfilled),
-    ``question_deleted`` (0) and ``anser`` (sic); ``ans_vocab.txt`` (the 42 answers in the reference
-    order, one per line); ``<video_id>.mp4`` beside them, where the loader's mp4 layout looks by default
-    (H.264 if available, else MPEG-4; AAC audio), ``seconds`` long at ``fps`` frames per second,
-    ``size``×``size``, mono at ``sample_rate``.
-
-    Every question of a video is in that video's split; ``split_fractions`` are the (val, test)
-    shares of the videos, at least one each from 10 videos up. ``questions_per_clip`` distinct
-    questions are asked per video (fewer only if a clip runs out of distinct questions).
+    ``avqa-{train,val,test}.json`` as released (2-space indent, ASCII-escaped, no final newline, the 7 keys;
+    ``video_id`` is ``vv`` + 8 digits as the real set's synthetic videos, ``question_id`` is unique over all
+    splits); ``ans_vocab.txt`` (the 42 answers in the reference order); ``<video_id>.mp4`` beside them, where the
+    mp4 layout looks by default (``size``², ``fps``, mono audio at ``sample_rate``). ``split_fractions``: the
+    (val, test) shares of the videos, at least one each from 10 videos up; a video's questions are in its split.
+    ``questions_per_clip`` distinct questions per video (fewer only if a clip runs out of them).
     """
     check_clips_and_size(clips, size, multiple=16)
     if seconds < 5 or fps < 1 or questions_per_clip < 1:

@@ -1,9 +1,8 @@
 """Audio-visual question answering (MUSIC-AVQA): one of 42 answers to a question about a 10-segment clip.
 
 The head is AVST, the spatio-temporal grounding network of MUSIC-AVQA (Li et al., CVPR 2022,
-``net_grd_avst/net_avst.py``), as the adapter methods put it on their backbones: LAVISH at width 512 over
-Swin-V2-L's final map, DG-SCT and STG-CMA at the backbone's width (1536) over Swin's final 7×7 map. Here it reads
-the per-segment audio vector and the last video map (the final-normed patch tokens) of any method.
+``net_grd_avst/net_avst.py``), as the adapter methods put it on their backbones (LAVISH at width 512, DG-SCT and
+STG-CMA at the backbone's 1536) over the per-segment audio vector and the last video map of any method.
 
 Per clip, with width w:
 
@@ -21,8 +20,7 @@ Per clip, with width w:
   Linear(w → num_answers).
 
 Loss: CE(answer) + match_weight · CE(match). Linear layers keep PyTorch's default initialisation, as the
-reference does; the grounding part can start from a grounding-pretraining checkpoint
-(:func:`load_grounding_checkpoint`).
+reference does; the grounding part can start from a grounding-pretraining checkpoint.
 """
 
 from __future__ import annotations
@@ -43,23 +41,21 @@ from avadapt._config import JSONConfig, positive_int
 from avadapt.checkpoint_files import read_state_dict
 from avadapt.errors import CheckpointError, OptionError
 from avadapt.tasks.avqa import predict
-from avadapt.tasks.avqa.dataset import MusicAVQADataset, QuestionVocabulary
 from avadapt.tasks.avqa.metrics import AVQAAccuracy
+from avadapt.tasks.avqa.questions import QuestionVocabulary, load_question_vocabulary
 from avadapt.tasks.base import Task, TaskHead, register_task
 from avadapt.types import AVFeatures, FeatureSpec
 
-REFERENCE_QUESTION_VOCAB_SIZE = 93
-"""The question vocabulary size AVST hard-codes (``QstEncoder(93, …)``), built from MUSIC-AVQA's train questions."""
+REFERENCE_QUESTION_VOCAB_SIZE = 93  # AVST's ``QstEncoder(93, …)``, built from MUSIC-AVQA's train questions
+MATCH_HIDDEN = (512, 256, 128)  # AVST's audio-visual match MLP (``fc1``–``fc3``), whatever the head's width
 
-MATCH_HIDDEN = (512, 256, 128)
-"""Hidden widths of AVST's audio-visual match MLP (``fc1``–``fc3``), whatever the head's width."""
 
 def read_question_vocab(path: str | Path) -> list[str]:
     """The question tokens kept in ``path``: a JSON list (``question_vocab.json``), or built from the training
     questions of a MUSIC-AVQA folder (``avqa-train.json``)."""
     path = Path(path)
     if path.is_dir():
-        return MusicAVQADataset.question_vocabulary(path)
+        return load_question_vocabulary(path).to_list()
     if not path.is_file():
         raise OptionError(f"{path}: no question vocabulary here (a question_vocab.json, or a folder with "
                           "avqa-train.json)")
@@ -72,13 +68,11 @@ class AVQAConfig(JSONConfig):
 
     width: the head's width w. 512 is LAVISH's variant (the backbone's features are projected to it); None uses
         the backbone's feature width, as DG-SCT's and STG-CMA's 1536-d heads on Swin-L.
-    question_vocab: the question tokens, index = token id (id 0 is padding in the batches); the embedding has one
-        row per entry. Required, more than two entries (padding, unknown, words). Given as a path, it is read
-        there: a ``question_vocab.json`` (``avadapt prepare avqa`` writes one) or a MUSIC-AVQA folder whose
-        ``avqa-train.json`` it is built from; the config then holds (and an adapter saves) the tokens.
+    question_vocab: the question tokens, index = token id (0: padding, 1: unknown), one embedding row each.
+        Given as a path: a ``question_vocab.json`` (``avadapt prepare avqa`` writes one) or a MUSIC-AVQA folder
+        whose ``avqa-train.json`` it is built from; the config then holds (and an adapter saves) the tokens.
     num_answers: answer classes (42 in MUSIC-AVQA).
-    max_question_tokens: question length L after padding (14 in MUSIC-AVQA); questions must come this long,
-        since the LSTM runs over the padding too.
+    max_question_tokens: question length L after padding (14 in MUSIC-AVQA); the LSTM runs over the padding too.
     match_weight: weight of the audio-visual match loss (0.5 in all references).
     heads: heads of the two question-guided attentions (4).
     dropout: dropout of those attentions and of their feed-forward residuals (0.1).
@@ -104,21 +98,20 @@ class AVQAConfig(JSONConfig):
         if len(set(self.question_vocab)) != len(self.question_vocab):
             repeated = sorted({t for t in self.question_vocab if self.question_vocab.count(t) > 1})
             raise OptionError(f"question_vocab lists tokens more than once: {repeated[:10]}")
-        if self.width is not None and not positive_int(self.width):
-            raise OptionError(f"width must be a positive integer or None (the backbone's width), got {self.width!r}")
-        if not positive_int(self.heads):
-            raise OptionError(f"heads must be a positive integer, got {self.heads!r}")
+        number = (lambda value: isinstance(value, int | float) and not isinstance(value, bool)
+                  and math.isfinite(value))
+        for name, valid, wanted in (
+            ("width", self.width is None or positive_int(self.width), "a positive integer or None"),
+            ("heads", positive_int(self.heads), "a positive integer"),
+            ("num_answers", positive_int(self.num_answers) and self.num_answers >= 2, "an integer ≥ 2"),
+            ("max_question_tokens", positive_int(self.max_question_tokens), "a positive integer"),
+            ("match_weight", number(self.match_weight) and self.match_weight >= 0, "a finite number ≥ 0"),
+            ("dropout", number(self.dropout) and 0 <= self.dropout < 1, "in [0, 1)"),
+        ):
+            if not valid:
+                raise OptionError(f"{name} must be {wanted}, got {getattr(self, name)!r}")
         if self.width is not None and self.width % self.heads:
             raise OptionError(f"width {self.width} must be a multiple of heads {self.heads}")
-        if not positive_int(self.num_answers) or self.num_answers < 2:
-            raise OptionError(f"num_answers must be an integer ≥ 2, got {self.num_answers!r}")
-        if not positive_int(self.max_question_tokens):
-            raise OptionError(f"max_question_tokens must be a positive integer, got {self.max_question_tokens!r}")
-        if isinstance(self.match_weight, bool) or not isinstance(self.match_weight, (int, float)) \
-                or not math.isfinite(self.match_weight) or self.match_weight < 0:
-            raise OptionError(f"match_weight must be a finite number ≥ 0, got {self.match_weight!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise OptionError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
 
 @dataclass
@@ -142,12 +135,8 @@ class AVQAOutputs:
 
 
 class QuestionEncoder(nn.Module):
-    """AVST's ``QstEncoder`` with one layer: Embedding → tanh → LSTM → [h; c] → tanh → Linear.
-
-    The LSTM runs over every position, padding included, and the final state is read after the last one, as in
-    the reference (no packing): padded questions of equal length L stay comparable, and a model trained this way
-    answers the same as the reference's.
-    """
+    """AVST's ``QstEncoder`` with one layer: Embedding → tanh → LSTM → [h; c] → tanh → Linear. The LSTM runs
+    over the padding too and is read after the last position, as the reference runs it (no packing)."""
 
     def __init__(self, vocab_size: int, width: int):
         super().__init__()
@@ -184,13 +173,9 @@ class QuestionGuidedAttention(nn.Module):
 
 def negative_partners(batch: int, video_index: torch.Tensor | None = None, device: torch.device | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(anchors, partners): pairs of batch indices of different videos, at most one partner per anchor.
-
-    Each clip i is paired with the first clip after it, going round the batch (i + 1, i + 2, … mod B), that
-    shows another video: ``video_index`` (B,) names each clip's video; without it every clip counts as its own
-    video, so the partner is simply the next clip (a roll of the batch by one). A clip whose video fills the
-    whole batch, and the only clip of a batch of one, gets no partner and is left out of the match loss.
-    """
+    """(anchors, partners): each clip i paired with the first clip after it, going round the batch (i + 1,
+    i + 2, … mod B), of another video (``video_index`` (B,); None: every clip is its own video, so the partner
+    is the next clip). A clip whose video fills the batch has no partner and is left out of the match loss."""
     order = torch.arange(batch, device=device)
     if video_index is None:
         video_index = order
@@ -208,18 +193,12 @@ def negative_partners(batch: int, video_index: torch.Tensor | None = None, devic
 
 
 class AVSTHead(TaskHead):
-    """AVST on the adapted backbone's features: see the module docstring for the computation.
+    """AVST on the adapted backbone's features (module docstring): ``forward(features, question=(B, L) ids,
+    video_index=None)`` reads ``features.audio`` (B, T, D) and the last of ``features.video_maps`` (B, T, N, D_map).
 
-    Reads ``features.audio`` (B, T, D) and the last of ``features.video_maps`` (B, T, N, D_map), the final-normed
-    patch tokens (Swin-L at 224: 7×7; ViT-B/16: 14×14). ``forward(features, question=(B, L) ids,
-    video_index=None)``; see :func:`negative_partners` for ``video_index``. The training system passes the task's
-    declared inputs only (``AVQATask.inputs``: the question), so clips are paired by a roll of the batch unless a
-    dataset supplies ``video_index`` and the task lists it.
-
-    Negatives of the match loss: the reference draws, for each clip, the frames of a random other video (which
-    can be the same video) and runs them through the frozen backbone without adapters. Here a clip's audio is
-    grounded in another clip's map of the same batch, as adapted; a clip is never paired with its own video
-    (:func:`negative_partners`), and a batch of one has no negative, so its match loss is 0.
+    Negatives of the match loss: the reference runs the frames of a random other video (possibly the same one)
+    through the frozen backbone without adapters. Here a clip's audio is grounded in another clip's map of the
+    same batch, as adapted, never one of its own video (:func:`negative_partners`); a batch of one has no negative.
     """
 
     config_class = AVQAConfig
@@ -259,11 +238,8 @@ class AVSTHead(TaskHead):
         return height // stride, width // stride
 
     def ground(self, audio: torch.Tensor, visual_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Audio-guided spatial grounding of each segment.
-
-        audio (M, T, w), visual_map (M, T, N, w) → grounded visual (M, T, w) and the attention (M, T, N):
-        p = softmax_N(cos(a, v_n)), grounded = fc_gl(tanh([mean_N v; Σ_n p_n · v_n / ‖v_n‖])).
-        """
+        """Audio-guided spatial grounding: audio (M, T, w), visual_map (M, T, N, w) → grounded (M, T, w) and
+        p (M, T, N); p = softmax_N(cos(a, v_n)), grounded = fc_gl(tanh([mean_N v; Σ_n p_n · v_n / ‖v_n‖]))."""
         pooled = visual_map.mean(2)  # (M, T, w)
         positions = F.normalize(visual_map, dim=-1)  # (M, T, N, w)
         query = F.normalize(audio, dim=-1)  # (M, T, w)
@@ -272,8 +248,8 @@ class AVSTHead(TaskHead):
         return self.grounding_fusion(torch.tanh(torch.cat((pooled, attended), dim=-1))), weights
 
     def load_pretrained(self, path: str | Path) -> list[str]:
-        """The grounding-pretraining checkpoint (:func:`load_grounding_checkpoint`), every module the head has but
-        ``fc_a1`` when the checkpoint's audio width differs (the reference's is VGGish's 128)."""
+        """The grounding-pretraining checkpoint (:func:`load_grounding_checkpoint`), without ``fc_a1`` when the
+        checkpoint's audio width differs."""
         try:
             return load_grounding_checkpoint(self, path)
         except CheckpointError:
@@ -339,6 +315,8 @@ class AVSTHead(TaskHead):
         metrics.update(outputs.logits.detach(), targets["answer"], targets["question_type"])
 
 
+# The reference's grounding-pretraining modules (``main_grounding_gen_best.pt``, ``lavish_grounding_gen_best.pt``)
+# → the AVSTHead modules they initialise.
 GROUNDING_MODULES: dict[str, str] = {
     "fc_a1": "audio_projection",
     "fc_a2": "audio_linear",
@@ -348,8 +326,6 @@ GROUNDING_MODULES: dict[str, str] = {
     "fc3": "match_classifier.4",
     "fc4": "match_classifier.6",
 }
-"""The reference's grounding-pretraining modules (``main_grounding_gen_best.pt``, ``lavish_grounding_gen_best.pt``)
-→ the :class:`AVSTHead` modules they initialise."""
 
 _HEAD_PREFIX = "avqatask_"  # STG-CMA's head prefix (the reader removes DataParallel's "module.")
 
@@ -358,15 +334,11 @@ def load_grounding_checkpoint(head: AVSTHead, path: str | Path,
                               modules: Sequence[str] = tuple(GROUNDING_MODULES)) -> list[str]:
     """Initialise the head's grounding part from a grounding-pretraining checkpoint with the reference's key names.
 
-    path: a safetensors file or a ``torch.save``d state dict (read with ``weights_only=True``) holding
-    ``fc_a1``, ``fc_a2``, ``fc_gl``, ``fc1``–``fc4`` weights and biases, optionally behind ``module.`` (DataParallel)
-    or ``avqatask_`` (STG-CMA); other keys are ignored. modules: which of those to load (:data:`GROUNDING_MODULES`).
-    A module the head does not have (``fc_a1`` when the audio width already is the head's) is skipped.
-
-    Returns the reference names loaded. Raises :class:`~avadapt.errors.CheckpointError` when a requested module
-    is missing from the file or its shape differs from the head's: the reference's own grounding checkpoint was
-    trained on VGGish audio (``fc_a1`` 128 → 512), so with another audio width leave ``fc_a1`` out of ``modules``
-    (LAVISH loads it but never uses it).
+    path: a safetensors file or a ``torch.save``d state dict holding the ``modules`` (of :data:`GROUNDING_MODULES`),
+    optionally behind ``module.`` (DataParallel) or ``avqatask_`` (STG-CMA); other keys are ignored, and so is a
+    module the head does not have (``fc_a1`` when the audio width is the head's). Returns the names loaded.
+    :class:`~avadapt.errors.CheckpointError` for a module missing from the file or of another shape: the
+    reference's checkpoint was trained on VGGish audio (``fc_a1`` 128 → 512).
     """
     path = Path(path)
     unknown = sorted(set(modules) - set(GROUNDING_MODULES))
