@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from avadapt.data.media import read_audio, write_mp4
-from avadapt.tasks.avs.dataset import AVSMedia, metadata_path, read_s4_metadata
+from avadapt.tasks.avs.metadata import AVSMedia, metadata_path, read_s4_metadata
 from avadapt.tasks.avs.prepare import prepare_avs
 from avadapt.tasks.avs.synth import synthesize_avs
 from avadapt.tasks.demo_spec import DemoRun, DemoSpec, Predictor, register_demo

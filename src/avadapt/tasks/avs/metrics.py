@@ -22,6 +22,8 @@ Why torchmetrics' own classes do not fit:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torchmetrics import Metric
 
@@ -99,53 +101,64 @@ def frame_f_curves(logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Te
     return torch.nan_to_num(f_score, nan=0.0)
 
 
-class AVSMeanIoU(Metric):
-    """AVSBench's mIoU: the mean of :func:`frame_iou` over annotated frames.
-
-    per_batch=False: the mean over all annotated frames of the split. per_batch=True: the reference's figure,
-    the mean over ``update`` calls of each call's frame mean (its ``AverageMeter`` of ``mask_iou``). The two
-    agree when every batch holds the same number of annotated frames; otherwise the per-batch form weighs the
-    frames of small batches more. A call without annotated frames adds nothing. Returns 0 before any frame
-    was counted.
-    """
+class _FrameScoreMean(Metric):
+    """A per-frame score averaged over the frames of the split (``per_batch=False``) or, as the reference's
+    ``AverageMeter``, over ``update`` calls of each call's frame mean (``per_batch=True``); a mean curve (F) is
+    reduced to its maximum. Returns 0 before any frame was counted."""
 
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
     plot_lower_bound = 0.0
     plot_upper_bound = 1.0
+    frame_states: ClassVar[tuple[str, str]]  # names of the (sum, count) states of each form
+    batch_states: ClassVar[tuple[str, str]]
+    curve_length: ClassVar[int | None] = None  # a frame's score is a curve of this length, not a number
 
     def __init__(self, per_batch: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.per_batch = per_batch
         # the two forms keep differently named states, so MetricCollection never merges one into the other
-        if per_batch:
-            self.add_state("batch_mean_iou_sum", torch.tensor(0.0), dist_reduce_fx="sum")
-            self.add_state("iou_batches", torch.tensor(0), dist_reduce_fx="sum")
+        self.sum_name, self.count_name = self.batch_states if per_batch else self.frame_states
+        shape = (self.curve_length,) if self.curve_length and not per_batch else ()
+        self.add_state(self.sum_name, torch.zeros(shape), dist_reduce_fx="sum")
+        self.add_state(self.count_name, torch.tensor(0), dist_reduce_fx="sum")
+
+    def add_frames(self, scores: torch.Tensor) -> None:
+        """Count one call's (N', …) per-frame scores."""
+        if self.per_batch:
+            getattr(self, self.sum_name).add_(_best(scores.mean(0)))
+            getattr(self, self.count_name).add_(1)
         else:
-            self.add_state("frame_iou_sum", torch.tensor(0.0), dist_reduce_fx="sum")
-            self.add_state("iou_frames", torch.tensor(0), dist_reduce_fx="sum")
+            getattr(self, self.sum_name).add_(scores.sum(0))
+            getattr(self, self.count_name).add_(scores.shape[0])
+
+    def compute(self) -> torch.Tensor:
+        total, count = getattr(self, self.sum_name), getattr(self, self.count_name)
+        return _best(total / count if count > 0 else torch.zeros_like(total))
+
+
+def _best(mean: torch.Tensor) -> torch.Tensor:
+    """The maximum of a mean F curve; a mean IoU as it is."""
+    return mean.max() if mean.ndim else mean
+
+
+class AVSMeanIoU(_FrameScoreMean):
+    """AVSBench's mIoU: the mean of :func:`frame_iou` over annotated frames.
+
+    The two forms agree when every batch holds the same number of annotated frames; otherwise the per-batch
+    form weighs the frames of small batches more. A call without annotated frames adds nothing.
+    """
+
+    frame_states, batch_states = ("frame_iou_sum", "iou_frames"), ("batch_mean_iou_sum", "iou_batches")
 
     def update(self, logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor) -> None:
         logits, ground_truth = _annotated_frames(logits, masks, annotated)
-        if logits.shape[0] == 0:
-            return
-        iou = frame_iou(logits, ground_truth)  # (N',)
-        if self.per_batch:
-            self.batch_mean_iou_sum += iou.mean()
-            self.iou_batches += 1
-        else:
-            self.frame_iou_sum += iou.sum()
-            self.iou_frames += iou.shape[0]
-
-    def compute(self) -> torch.Tensor:
-        total, count = (
-            (self.batch_mean_iou_sum, self.iou_batches) if self.per_batch else (self.frame_iou_sum, self.iou_frames)
-        )
-        return total / count if count > 0 else torch.zeros_like(total)
+        if logits.shape[0] > 0:
+            self.add_frames(frame_iou(logits, ground_truth))  # (N',)
 
 
-class AVSFScore(Metric):
+class AVSFScore(_FrameScoreMean):
     """AVSBench's F-score (β² = 0.3): the maximum over 255 thresholds of a mean of per-frame F curves.
 
     Frames without an object are left out, as ``Eval_Fmeasure`` leaves them out ("totally black GTs").
@@ -154,44 +167,17 @@ class AVSFScore(Metric):
     call's mean curve, averaged over calls. It depends on the evaluation batch size, since a larger batch's
     single threshold must suit more frames at once (AVSBench's S4 test uses batches of 4 clips × 5 frames).
     A call with no frame with an object adds nothing to either form; the reference would score such a batch 0
-    and average that 0 in. Returns 0 before any frame was counted.
+    and average that 0 in.
     """
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-    plot_lower_bound = 0.0
-    plot_upper_bound = 1.0
-
-    def __init__(self, per_batch: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.per_batch = per_batch
-        if per_batch:
-            self.add_state("batch_best_f_sum", torch.tensor(0.0), dist_reduce_fx="sum")
-            self.add_state("f_batches", torch.tensor(0), dist_reduce_fx="sum")
-        else:
-            self.add_state("f_curve_sum", torch.zeros(F_THRESHOLD_COUNT), dist_reduce_fx="sum")
-            self.add_state("f_frames", torch.tensor(0), dist_reduce_fx="sum")
+    frame_states, batch_states = ("f_curve_sum", "f_frames"), ("batch_best_f_sum", "f_batches")
+    curve_length = F_THRESHOLD_COUNT
 
     def update(self, logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor) -> None:
         logits, ground_truth = _annotated_frames(logits, masks, annotated)
         has_object = ground_truth.flatten(1).any(1)
-        if not bool(has_object.any()):
-            return
-        curves = frame_f_curves(logits[has_object], ground_truth[has_object])  # (N', 255)
-        if self.per_batch:
-            self.batch_best_f_sum += curves.mean(0).max()
-            self.f_batches += 1
-        else:
-            self.f_curve_sum += curves.sum(0)
-            self.f_frames += curves.shape[0]
-
-    def compute(self) -> torch.Tensor:
-        if self.per_batch:
-            return self.batch_best_f_sum / self.f_batches if self.f_batches > 0 else torch.zeros_like(self.batch_best_f_sum)
-        if self.f_frames == 0:
-            return torch.zeros_like(self.f_curve_sum[0])
-        return (self.f_curve_sum / self.f_frames).max()
+        if bool(has_object.any()):
+            self.add_frames(frame_f_curves(logits[has_object], ground_truth[has_object]))  # (N', 255)
 
 
 def avs_metrics(per_batch_too: bool = True) -> dict[str, Metric]:

@@ -13,16 +13,8 @@ from pathlib import Path
 from avadapt.data.cache import CacheSettings, clip_file, save_cached_clip
 from avadapt.data.fbank import FbankConfig
 from avadapt.data.prepare import PrepareJob, PrepareSummary, run_prepare
-from avadapt.tasks.avs.dataset import (
-    MIN_AUDIO_SECONDS,
-    AVSMedia,
-    MS3Dataset,
-    S4Dataset,
-    check_setting,
-    decode_clip,
-    metadata_path,
-    read_avs_metadata,
-)
+from avadapt.tasks.avs.dataset import MIN_AUDIO_SECONDS, MS3Dataset, S4Dataset, decode_clip
+from avadapt.tasks.avs.metadata import AVSMedia, metadata_path, read_avs_metadata
 
 
 def prepare_avs_clip(job: PrepareJob, settings: CacheSettings) -> None:
@@ -47,7 +39,6 @@ def prepare_avs(root: str | Path, out: str | Path, setting: str = "s4", workers:
     setting: ``"s4"`` or ``"ms3"``. metadata: another csv listing the clips (relative to ``root`` or
     absolute), e.g. AVSBench-semantic's ``metadata.csv``.
     """
-    check_setting(setting)
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
     jobs = []
