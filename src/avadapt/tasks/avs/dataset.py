@@ -133,7 +133,7 @@ def decode_clip(media: AVSMedia, cfg: VideoTransformConfig, fbank: FbankConfig) 
         "frames": frame_geometry.geometry(as_video_tensor(frames)),  # (T, 3, S, S)
         "fbank": segment_fbank(wave, fbank, AVS_SEGMENTS, 1.0),  # (T, 1, F, L)
         "masks": mask_geometry.geometry(torch.from_numpy(masks)[:, None])[:, 0],  # (T, S, S)
-        "annotated": torch.tensor(media.annotated, dtype=torch.uint8),  # (T,)
+        "annotated": torch.tensor([mask is not None for mask in media.masks], dtype=torch.uint8),  # (T,)
     }
 
 
@@ -187,16 +187,12 @@ class AVSDataset(ClipDataset):
         self._by_name = {clip.name: clip for clip in clips}
         self.clips = self.keep_with_media(source, clips, lambda clip: clip.name)
 
-    def media(self, clip: AVSClip) -> AVSMedia:
-        """The native files of one clip."""
-        return AVSMedia.of(self.media_root, self.setting, clip)
-
     def cache_file(self, name: str) -> Path:
         """``<cache_dir>/<split>/<name>.safetensors``."""
         return clip_file(self.cache_dir / self.split, name)
 
     def media_paths(self, name: str) -> list[Path]:
-        return self.media(self._by_name[name]).paths()
+        return AVSMedia.of(self.media_root, self.setting, self._by_name[name]).paths()
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -204,7 +200,7 @@ class AVSDataset(ClipDataset):
     def load_clip(self, clip: AVSClip) -> dict[str, torch.Tensor]:
         """One clip's tensors as its cache file holds them (:func:`decode_clip`)."""
         if self.source == "native":
-            return decode_clip(self.media(clip), self.transform.cfg, self.fbank)
+            return decode_clip(AVSMedia.of(self.media_root, self.setting, clip), self.transform.cfg, self.fbank)
         return load_cached_tensors(self.cache_file(clip.name))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:

@@ -258,10 +258,6 @@ class AVSMedia:
         annotated = 1 if setting == "s4" and split == "train" else AVS_SEGMENTS
         return cls(tuple(frames), tuple(m if k <= annotated else None for k, m in zip(steps, masks, strict=True)), wav)
 
-    @property
-    def annotated(self) -> tuple[bool, ...]:
-        return tuple(mask is not None for mask in self.masks)
-
     def paths(self) -> list[Path]:
         """Every file the clip needs: frames, the annotated frames' masks, the wav."""
         return [*self.frames, *(m for m in self.masks if m is not None), self.wav]

@@ -1,9 +1,9 @@
 """AVSBench's segmentation metrics, mIoU and F-score, as distributed-safe torchmetrics metrics.
 
 Both follow AVSBench's ``mask_iou`` and ``Eval_Fmeasure`` (``avs_scripts/avs_s4/utils/utility.py``) frame by
-frame. Each comes in two forms: ``per_batch=True`` reproduces the reference's evaluation loop, which averages one
-score per evaluation batch, and ``per_batch=False`` (default) averages over the frames of the split, so the figure
-does not depend on how the split was batched.
+frame. Each comes in two forms: ``per_batch=True`` reproduces the reference's evaluation loop, whose
+``AverageMeter`` averages one score per ``update`` call (evaluation batch), and ``per_batch=False`` (default)
+averages over the frames of the split, so the figure does not depend on how the split was batched.
 
 ``update(logits, masks, annotated)`` takes (N, H, W) pre-sigmoid logits, (N, H, W) binary masks (nonzero is
 foreground) and an (N,) bool vector of the frames that have a ground-truth mask; the other frames are ignored.
@@ -27,22 +27,14 @@ from typing import ClassVar
 import torch
 from torchmetrics import Metric
 
-F_BETA_SQUARED = 0.3
-"""β² of AVSBench's F-score (``Eval_Fmeasure``): weighs precision over recall, as in salient-object detection."""
-
-F_THRESHOLD_COUNT = 255
-"""Number of probability thresholds ``Eval_Fmeasure`` sweeps, ``linspace(0, 1 - 1e-10, 255)``."""
-
-IOU_EPS = 1e-7
-"""``mask_iou``'s ``eps`` in IoU = |P∩G| / (|P∪G| + eps)."""
-
-PRECISION_RECALL_EPS = 1e-20
-"""``_eval_pr``'s guard in precision = TP / (|B| + eps) and recall = TP / (|G| + eps)."""
+F_BETA_SQUARED = 0.3  # β² of Eval_Fmeasure's F-score: weighs precision over recall, as in salient-object detection
+F_THRESHOLD_COUNT = 255  # probability thresholds Eval_Fmeasure sweeps, linspace(0, 1 - 1e-10, 255)
+IOU_EPS = 1e-7  # mask_iou's eps in IoU = |P∩G| / (|P∪G| + eps)
+PRECISION_RECALL_EPS = 1e-20  # _eval_pr's guard in precision = TP / (|B| + eps) and recall = TP / (|G| + eps)
 
 
-def _annotated_frames(
-    logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _annotated_frames(logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Checks shapes and keeps the annotated frames: float32 logits and bool ground truth, both (N', H, W)."""
     if logits.ndim != 3 or logits.shape != masks.shape:
         raise ValueError(f"logits and masks must both be (N, H, W), got {tuple(logits.shape)} and {tuple(masks.shape)}")
@@ -70,11 +62,6 @@ def frame_iou(logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
     return intersection / (union + IOU_EPS)
 
 
-def f_thresholds(device: torch.device | str | None = None) -> torch.Tensor:
-    """``Eval_Fmeasure``'s thresholds in float32, as the reference builds them (the last one rounds to 1.0)."""
-    return torch.linspace(0.0, 1.0 - 1e-10, F_THRESHOLD_COUNT, dtype=torch.float32, device=device)
-
-
 def frame_f_curves(logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
     """(N, H, W) logits and bool masks → (N, 255) F-score of each frame at each of ``Eval_Fmeasure``'s thresholds.
 
@@ -85,7 +72,8 @@ def frame_f_curves(logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Te
     """
     frames = logits.shape[0]
     probabilities = torch.sigmoid(logits.float()).flatten(1)  # (N, H·W)
-    thresholds = f_thresholds(probabilities.device)
+    # Eval_Fmeasure's thresholds in float32, as the reference builds them (the last one rounds to 1.0)
+    thresholds = torch.linspace(0.0, 1.0 - 1e-10, F_THRESHOLD_COUNT, dtype=torch.float32, device=probabilities.device)
     reached = torch.bucketize(probabilities, thresholds, right=True)  # (N, H·W): #thresholds ≤ p, in [0, 255]
     bins = F_THRESHOLD_COUNT + 1
     frame_bin = reached + bins * torch.arange(frames, device=reached.device).unsqueeze(1)  # (N, H·W)
@@ -102,9 +90,8 @@ def frame_f_curves(logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Te
 
 
 class _FrameScoreMean(Metric):
-    """A per-frame score averaged over the frames of the split (``per_batch=False``) or, as the reference's
-    ``AverageMeter``, over ``update`` calls of each call's frame mean (``per_batch=True``); a mean curve (F) is
-    reduced to its maximum. Returns 0 before any frame was counted."""
+    """A per-frame score averaged in either form (a mean curve then reduced to its maximum); 0 before any frame
+    was counted."""
 
     is_differentiable = False
     higher_is_better = True
@@ -144,11 +131,8 @@ def _best(mean: torch.Tensor) -> torch.Tensor:
 
 
 class AVSMeanIoU(_FrameScoreMean):
-    """AVSBench's mIoU: the mean of :func:`frame_iou` over annotated frames.
-
-    The two forms agree when every batch holds the same number of annotated frames; otherwise the per-batch
-    form weighs the frames of small batches more. A call without annotated frames adds nothing.
-    """
+    """AVSBench's mIoU: the mean of :func:`frame_iou` over annotated frames. The two forms agree when every batch
+    holds the same number of annotated frames; otherwise the per-batch form weighs small batches' frames more."""
 
     frame_states, batch_states = ("frame_iou_sum", "iou_frames"), ("batch_mean_iou_sum", "iou_batches")
 
@@ -159,16 +143,11 @@ class AVSMeanIoU(_FrameScoreMean):
 
 
 class AVSFScore(_FrameScoreMean):
-    """AVSBench's F-score (β² = 0.3): the maximum over 255 thresholds of a mean of per-frame F curves.
-
-    Frames without an object are left out, as ``Eval_Fmeasure`` leaves them out ("totally black GTs").
-    per_batch=False: one mean curve over all annotated frames with an object in the split, then its maximum; the
-    figure does not depend on batching. per_batch=True: the reference's figure, the maximum of each ``update``
-    call's mean curve, averaged over calls. It depends on the evaluation batch size, since a larger batch's
-    single threshold must suit more frames at once (AVSBench's S4 test uses batches of 4 clips × 5 frames).
-    A call with no frame with an object adds nothing to either form; the reference would score such a batch 0
-    and average that 0 in.
-    """
+    """AVSBench's F-score (β² = 0.3): the maximum over 255 thresholds of the mean of per-frame F curves
+    (:func:`frame_f_curves`) over the annotated frames with an object (``Eval_Fmeasure`` leaves out "totally black
+    GTs"). The per-batch form depends on the evaluation batch size, since a larger batch's single threshold must
+    suit more frames at once (AVSBench's S4 test uses batches of 4 clips × 5 frames). A call with no frame with an
+    object adds nothing; the reference would score such a batch 0 and average that 0 in."""
 
     frame_states, batch_states = ("f_curve_sum", "f_frames"), ("batch_best_f_sum", "f_batches")
     curve_length = F_THRESHOLD_COUNT
@@ -180,15 +159,9 @@ class AVSFScore(_FrameScoreMean):
             self.add_frames(frame_f_curves(logits[has_object], ground_truth[has_object]))  # (N', 255)
 
 
-def avs_metrics(per_batch_too: bool = True) -> dict[str, Metric]:
-    """The AVS metrics a task head reports, keyed by name: the batch-independent ``miou`` and ``fscore``, and with
-    ``per_batch_too`` the reference's ``miou_per_batch`` and ``fscore_per_batch``.
-
-    Each form keeps its own state names, so ``MetricCollection``'s compute-group search never finds two with equal
-    states to merge; a caller wrapping them may pass ``compute_groups=False`` to skip that search altogether.
-    """
-    metrics: dict[str, Metric] = {"miou": AVSMeanIoU(), "fscore": AVSFScore()}
-    if per_batch_too:
-        metrics["miou_per_batch"] = AVSMeanIoU(per_batch=True)
-        metrics["fscore_per_batch"] = AVSFScore(per_batch=True)
-    return metrics
+def avs_metrics() -> dict[str, Metric]:
+    """The AVS metrics a task head reports, keyed by name: the batch-independent ``miou`` and ``fscore``, and the
+    reference's ``miou_per_batch`` and ``fscore_per_batch``. Each keeps its own state names, so
+    ``MetricCollection``'s compute-group search never merges two; ``compute_groups=False`` skips that search."""
+    return {"miou": AVSMeanIoU(), "fscore": AVSFScore(),
+            "miou_per_batch": AVSMeanIoU(per_batch=True), "fscore_per_batch": AVSFScore(per_batch=True)}
