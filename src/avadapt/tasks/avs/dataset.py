@@ -69,11 +69,8 @@ def read_frames(paths: Sequence[Path]) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """(H, W) uint8 in {0, 1}: ``pixel > 0`` of a binary mask image (any mode; alpha ignored).
-
-    A file with more than two distinct values (palette indices of a palette image, colours of an RGB
-    one) is not a binary mask: :class:`~avadapt.errors.MediaError`, naming it.
-    """
+    """(H, W) uint8 in {0, 1}: ``pixel > 0`` of a binary mask image (any mode; alpha ignored); a file with more
+    than two distinct values is refused (:class:`~avadapt.errors.MediaError`, naming it)."""
     with _open_image(path) as image:
         values = np.asarray(image)
         if image.mode in ("LA", "PA", "RGBA"):
@@ -102,11 +99,8 @@ def read_masks(media: AVSMedia, size: tuple[int, int]) -> np.ndarray:
 
 
 def read_wave(path: Path, sample_rate: int) -> np.ndarray:
-    """The clip's 5 s of mono audio at ``sample_rate``, cut or zero-padded to exactly 5 s.
-
-    A wav with less than :data:`MIN_AUDIO_SECONDS` is a :class:`~avadapt.errors.MediaError` (a broken
-    file more likely than a real clip); a slightly short one is padded with silence.
-    """
+    """The clip's 5 s of mono audio at ``sample_rate``, cut or padded with silence to exactly 5 s; a wav shorter
+    than :data:`MIN_AUDIO_SECONDS` is a :class:`~avadapt.errors.MediaError`."""
     audio = read_audio(path, sample_rate)
     if len(audio) < MIN_AUDIO_SECONDS * sample_rate:
         raise MediaError(path, f"too short: {len(audio) / sample_rate:.2f} s of audio, at least "
@@ -118,12 +112,9 @@ def read_wave(path: Path, sample_rate: int) -> np.ndarray:
 
 def decode_clip(media: AVSMedia, cfg: VideoTransformConfig, fbank: FbankConfig) -> dict[str, torch.Tensor]:
     """Read one clip's files into the tensors its cache file holds: ``frames`` (T, 3, S, S) uint8 and ``masks``
-    (T, S, S) uint8 in {0, 1} through the evaluation resize + centre crop of ``cfg`` (never its training crop:
-    masks must follow the frames exactly; masks binarised first, then resized nearest), ``fbank``
-    (T, 1, F, L), one image per second of the wav (:func:`segment_fbank`: windows of ``fbank.window_seconds``
-    starting at each second, zeros past the end of the 5 s), and ``annotated`` (T,) uint8. A bad file is a
-    :class:`~avadapt.errors.MediaError` naming it.
-    """
+    (T, S, S) uint8 in {0, 1} through ``cfg``'s evaluation geometry (never its training crop, which the masks
+    must follow exactly), ``fbank`` (T, 1, F, L) from windows starting at each second (:func:`segment_fbank`),
+    and ``annotated`` (T,) uint8. A bad file is a :class:`~avadapt.errors.MediaError` naming it."""
     frame_geometry = VideoTransform(dataclasses.replace(cfg, train=False))
     mask_geometry = VideoTransform(dataclasses.replace(cfg, train=False, interpolation="nearest"))
     frames = read_frames(media.frames)  # (T, H, W, 3)
@@ -148,13 +139,11 @@ class AVSDataset(ClipDataset):
 
     source: ``"native"`` (the layout of :mod:`avadapt.tasks.avs.metadata`, under ``media_root``), ``"cache"``
     (from :func:`~avadapt.tasks.avs.prepare.prepare_avs`) or ``"auto"``, as the other options
-    :class:`~avadapt.data.base.ClipDataset`'s. Frames take the transform's evaluation geometry; a clip's media
-    is missing when a frame, an annotated frame's mask or the wav is; a clip whose files cannot be decoded
-    raises :class:`~avadapt.errors.MediaError` when its item is loaded (``prepare_avs`` lists all such clips).
-    augment: one horizontal flip with probability 0.5 per clip, of frames and masks together, drawn from the
-    item's generator (see :meth:`__getitem__`).
-    metadata: the csv listing the clips (relative to ``root`` or absolute): the setting's native
-    ``s4_meta_data.csv`` / ``ms3_meta_data.csv`` by default, or AVSBench-semantic's ``metadata.csv``.
+    :class:`~avadapt.data.base.ClipDataset`'s. A clip's media is missing when a frame, an annotated frame's mask
+    or the wav is; one whose files cannot be decoded raises :class:`~avadapt.errors.MediaError` when loaded.
+    augment: one horizontal flip with probability 0.5 per clip, of frames and masks together.
+    metadata: the csv listing the clips (relative to ``root`` or absolute): the setting's native csv by
+    default, or AVSBench-semantic's ``metadata.csv``.
     """
 
     task = "avs"

@@ -72,13 +72,10 @@ def check_setting(setting: str) -> None:
 
 @dataclass(frozen=True)
 class AVSClip:
-    """One metadata row.
-
-    name: the clip's name (S4: an 11-character YouTube id; MS3: the id plus a ``_k`` suffix).
-    category: the S4 category (one of :data:`S4_CATEGORIES`); ``""`` for MS3, whose native csv has none.
-    start: trim start in seconds within the source video where the file says (S4 ``start``, AVSS ``s_sec``),
-    else None; informational only. line: 1-based line in the file it was read from.
-    """
+    """One metadata row: ``name`` (S4: an 11-character YouTube id; MS3: the id plus a ``_k`` suffix), ``split``,
+    ``category`` (one of :data:`S4_CATEGORIES`; ``""`` for MS3, whose native csv has none), ``start`` (the trim
+    start in seconds within the source video where the file says so, else None; informational only) and ``line``
+    (1-based, in the file it was read from)."""
 
     name: str
     split: str
@@ -89,11 +86,8 @@ class AVSClip:
 
 class _Table:
     """A comma-separated file with a header; every error is an :class:`~avadapt.errors.AnnotationError` naming
-    the file and the line.
-
-    A UTF-8 byte-order mark and Windows line endings are tolerated; fields are stripped of spaces; blank lines
-    are skipped; a row with more fields than the header is refused.
-    """
+    the file and the line. A UTF-8 byte-order mark, Windows line endings, spaces around fields and blank lines
+    are tolerated; a row with more fields than the header is refused."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)

@@ -160,8 +160,8 @@ def _overlay(axes, frame: np.ndarray, mask: np.ndarray | None, color: tuple[floa
     axes.set_yticks([])
 
 
-def draw_masks(path: str | Path, frames: np.ndarray, masks: np.ndarray,
-               ground_truth: dict[int, np.ndarray] | None = None, title: str | None = None) -> Path:
+def draw_masks(path: Path, frames: np.ndarray, masks: np.ndarray,
+               ground_truth: dict[int, np.ndarray] | None = None, title: str | None = None) -> None:
     """A PNG with one panel per second: the frame with its predicted mask (fill and contour), and with
     ``ground_truth`` (frame index → bool mask) a panel below it with the ground-truth mask and the IoU.
 
@@ -177,7 +177,7 @@ def draw_masks(path: str | Path, frames: np.ndarray, masks: np.ndarray,
     rows = groups * rows_per_group
     figure = Figure(figsize=(2.0 * columns, 2.1 * rows + 0.5), layout="constrained")
     FigureCanvasAgg(figure)
-    grid = np.atleast_2d(figure.subplots(rows, columns, squeeze=False))
+    grid = figure.subplots(rows, columns, squeeze=False)
     for axes in grid.flat:
         axes.set_axis_off()
     for t in range(seconds):
@@ -186,6 +186,8 @@ def draw_masks(path: str | Path, frames: np.ndarray, masks: np.ndarray,
         top.set_axis_on()
         _overlay(top, frames[t], masks[t], PREDICTION_COLOR)
         top.set_title(f"{t} s · mask {masks[t].mean():.0%}", fontsize=8)
+        if column == 0:
+            top.set_ylabel("prediction", fontsize=8)
         if ground_truth is None:
             continue
         below = grid[group * rows_per_group + 1, column]
@@ -193,16 +195,11 @@ def draw_masks(path: str | Path, frames: np.ndarray, masks: np.ndarray,
         _overlay(below, frames[t], ground_truth.get(t), GROUND_TRUTH_COLOR)
         below.set_title(f"IoU {mask_iou(masks[t], ground_truth[t]):.2f}" if t in ground_truth else "no ground truth",
                         fontsize=8)
-    for group in range(groups):
-        grid[group * rows_per_group, 0].set_ylabel("prediction", fontsize=8)
-        if ground_truth is not None:
-            grid[group * rows_per_group + 1, 0].set_ylabel("ground truth", fontsize=8)
+        if column == 0:
+            below.set_ylabel("ground truth", fontsize=8)
     if title:
         if ground_truth:
             ious = [mask_iou(masks[t], ground_truth[t]) for t in sorted(ground_truth)]
             title = f"{title} — mIoU {sum(ious) / len(ious):.3f} over {len(ious)} frames"
         figure.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    return path

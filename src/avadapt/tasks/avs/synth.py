@@ -1,8 +1,8 @@
 """A small synthetic AVSBench-object (v1): real PNG frames, PNG masks and wav files in the native layout.
 
-Like :mod:`avadapt.tasks.ave.synth` for AVE, it lets tests, the demo and smoke training run the code real
-AVSBench goes through, with nothing downloaded. Each clip is 5 s: five frames (one per second), the
-binary mask of the sounding object(s) on each, and a 16 kHz mono wav.
+It lets tests, the demo and smoke training run the code real AVSBench goes through, with nothing downloaded.
+Each clip is 5 s: five frames (one per second), the binary mask of the sounding object(s) on each, and a
+16 kHz mono wav.
 
 Why the task needs the audio: every frame shows two or more objects of different categories (each
 category has one shape and colour and one sound: a chord amplitude-modulated at its own rate, the
