@@ -17,7 +17,7 @@ from avadapt.cli import main
 from avadapt.data.media import read_audio, write_mp4
 from avadapt.models import create_model
 from avadapt.prediction import predict_video
-from avadapt.tasks.avs.dataset import AVSMedia, metadata_path, read_s4_metadata
+from avadapt.tasks.avs.metadata import AVSMedia, metadata_path, read_s4_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "avs" / "tiny_cpu.yaml"

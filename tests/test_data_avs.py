@@ -23,13 +23,11 @@ from avadapt.data.cache import BAD_CLIPS, CACHE_JSON, CacheConfigError, CacheSet
 from avadapt.data.fbank import FbankConfig, segment_fbank
 from avadapt.data.transforms import VideoTransform, VideoTransformConfig
 from avadapt.errors import AnnotationError, MediaError, MissingMediaError
-from avadapt.tasks.avs.dataset import (
+from avadapt.tasks.avs.dataset import AVSDataset, MS3Dataset, S4Dataset
+from avadapt.tasks.avs.metadata import (
     AVSS_TO_S4,
     S4_CATEGORIES,
     S4_TO_AVSS,
-    AVSDataset,
-    MS3Dataset,
-    S4Dataset,
     read_avs_metadata,
     read_ms3_metadata,
     read_s4_metadata,

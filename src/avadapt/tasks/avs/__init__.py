@@ -2,7 +2,8 @@
 
 task     the segmentation head (feature pyramid, TPAVI, decoder), its losses and the Task declarations
 metrics  mIoU and F-score as AVSBench computes them
-dataset  AVSBench metadata and layouts (frames, masks, wav, cache): S4Dataset / MS3Dataset
+metadata AVSBench settings, categories, metadata csvs and where a clip's files lie
+dataset  a clip's frames, masks and wav (native or cached) as items: S4Dataset / MS3Dataset
 prepare  ``avadapt prepare avs``
 synth    ``avadapt synth avs``: a small AVSBench with PNG frames and masks and wav audio
 demo     ``avadapt demo --task avs``: the spec of the AVS demo

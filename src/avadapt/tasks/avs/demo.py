@@ -12,20 +12,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
 
 from avadapt.data.media import read_audio, write_mp4
-from avadapt.tasks.avs.dataset import AVSMedia, metadata_path, read_s4_metadata
+from avadapt.tasks.avs.dataset import read_frames
+from avadapt.tasks.avs.metadata import AVSMedia, metadata_path, read_s4_metadata
 from avadapt.tasks.avs.prepare import prepare_avs
 from avadapt.tasks.avs.synth import synthesize_avs
 from avadapt.tasks.demo_spec import DemoRun, DemoSpec, Predictor, register_demo
-
-
-def clip_as_video(media: AVSMedia, out: Path) -> Path:
-    """A clip's five frames and its wav as one mp4 (each frame shown for its second), for prediction."""
-    frames = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in media.frames])  # (5, H, W, 3)
-    wave = read_audio(media.wav, 16000)
-    return write_mp4(out, np.repeat(frames, 2, axis=0), fps=2, audio=wave, sample_rate=16000)
 
 
 @register_demo
@@ -70,7 +63,6 @@ See docs/training.md."""
         "mIoU: mean IoU over the annotated test frames (threshold 0.5; an empty mask scores its true-negative "
         "ratio); F: β² = 0.3, max over 255 thresholds of the mean F curve (AVSBench's)")
 
-
     def synthesize(self, root: Path) -> Any:
         return synthesize_avs(root, clips=self.clips, seed=self.seed, setting="s4", num_classes=self.num_classes,
                               size=self.video_size, split_fractions=(self.val_fraction, self.test_fraction))
@@ -100,7 +92,9 @@ See docs/training.md."""
         """The first test clip, against its annotated masks."""
         clip = next(c for c in read_s4_metadata(metadata_path(root, "s4")) if c.split == "test")
         media = AVSMedia.of(root, "s4", clip)
-        video = clip_as_video(media, out / "prediction_input.mp4")
+        frames = read_frames(media.frames)  # (5, H, W, 3), each shown for its second of the mp4
+        video = write_mp4(out / "prediction_input.mp4", np.repeat(frames, 2, axis=0), fps=2,
+                          audio=read_audio(media.wav, 16000), sample_rate=16000)
         result = predict(video, out / "prediction", ground_truth=str(media.masks[0].parent))
         print(f"{clip.name}: {result['summary']}\n{result.get('agreement', '')}", flush=True)
         return {"video": str(video), "png": result["png"], "agreement": result.get("agreement")}

@@ -1,9 +1,9 @@
 """AVSBench's segmentation metrics, mIoU and F-score, as distributed-safe torchmetrics metrics.
 
 Both follow AVSBench's ``mask_iou`` and ``Eval_Fmeasure`` (``avs_scripts/avs_s4/utils/utility.py``) frame by
-frame. Each comes in two forms: ``per_batch=True`` reproduces the reference's evaluation loop, which averages one
-score per evaluation batch, and ``per_batch=False`` (default) averages over the frames of the split, so the figure
-does not depend on how the split was batched.
+frame. Each comes in two forms: ``per_batch=True`` reproduces the reference's evaluation loop, whose
+``AverageMeter`` averages one score per ``update`` call (evaluation batch), and ``per_batch=False`` (default)
+averages over the frames of the split, so the figure does not depend on how the split was batched.
 
 ``update(logits, masks, annotated)`` takes (N, H, W) pre-sigmoid logits, (N, H, W) binary masks (nonzero is
 foreground) and an (N,) bool vector of the frames that have a ground-truth mask; the other frames are ignored.
@@ -22,25 +22,19 @@ Why torchmetrics' own classes do not fit:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torchmetrics import Metric
 
-F_BETA_SQUARED = 0.3
-"""β² of AVSBench's F-score (``Eval_Fmeasure``): weighs precision over recall, as in salient-object detection."""
-
-F_THRESHOLD_COUNT = 255
-"""Number of probability thresholds ``Eval_Fmeasure`` sweeps, ``linspace(0, 1 - 1e-10, 255)``."""
-
-IOU_EPS = 1e-7
-"""``mask_iou``'s ``eps`` in IoU = |P∩G| / (|P∪G| + eps)."""
-
-PRECISION_RECALL_EPS = 1e-20
-"""``_eval_pr``'s guard in precision = TP / (|B| + eps) and recall = TP / (|G| + eps)."""
+F_BETA_SQUARED = 0.3  # β² of Eval_Fmeasure's F-score: weighs precision over recall, as in salient-object detection
+F_THRESHOLD_COUNT = 255  # probability thresholds Eval_Fmeasure sweeps, linspace(0, 1 - 1e-10, 255)
+IOU_EPS = 1e-7  # mask_iou's eps in IoU = |P∩G| / (|P∪G| + eps)
+PRECISION_RECALL_EPS = 1e-20  # _eval_pr's guard in precision = TP / (|B| + eps) and recall = TP / (|G| + eps)
 
 
-def _annotated_frames(
-    logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _annotated_frames(logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Checks shapes and keeps the annotated frames: float32 logits and bool ground truth, both (N', H, W)."""
     if logits.ndim != 3 or logits.shape != masks.shape:
         raise ValueError(f"logits and masks must both be (N, H, W), got {tuple(logits.shape)} and {tuple(masks.shape)}")
@@ -68,11 +62,6 @@ def frame_iou(logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
     return intersection / (union + IOU_EPS)
 
 
-def f_thresholds(device: torch.device | str | None = None) -> torch.Tensor:
-    """``Eval_Fmeasure``'s thresholds in float32, as the reference builds them (the last one rounds to 1.0)."""
-    return torch.linspace(0.0, 1.0 - 1e-10, F_THRESHOLD_COUNT, dtype=torch.float32, device=device)
-
-
 def frame_f_curves(logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
     """(N, H, W) logits and bool masks → (N, 255) F-score of each frame at each of ``Eval_Fmeasure``'s thresholds.
 
@@ -83,7 +72,8 @@ def frame_f_curves(logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Te
     """
     frames = logits.shape[0]
     probabilities = torch.sigmoid(logits.float()).flatten(1)  # (N, H·W)
-    thresholds = f_thresholds(probabilities.device)
+    # Eval_Fmeasure's thresholds in float32, as the reference builds them (the last one rounds to 1.0)
+    thresholds = torch.linspace(0.0, 1.0 - 1e-10, F_THRESHOLD_COUNT, dtype=torch.float32, device=probabilities.device)
     reached = torch.bucketize(probabilities, thresholds, right=True)  # (N, H·W): #thresholds ≤ p, in [0, 255]
     bins = F_THRESHOLD_COUNT + 1
     frame_bin = reached + bins * torch.arange(frames, device=reached.device).unsqueeze(1)  # (N, H·W)
@@ -99,110 +89,79 @@ def frame_f_curves(logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Te
     return torch.nan_to_num(f_score, nan=0.0)
 
 
-class AVSMeanIoU(Metric):
-    """AVSBench's mIoU: the mean of :func:`frame_iou` over annotated frames.
-
-    per_batch=False: the mean over all annotated frames of the split. per_batch=True: the reference's figure,
-    the mean over ``update`` calls of each call's frame mean (its ``AverageMeter`` of ``mask_iou``). The two
-    agree when every batch holds the same number of annotated frames; otherwise the per-batch form weighs the
-    frames of small batches more. A call without annotated frames adds nothing. Returns 0 before any frame
-    was counted.
-    """
+class _FrameScoreMean(Metric):
+    """A per-frame score averaged in either form (a mean curve then reduced to its maximum); 0 before any frame
+    was counted."""
 
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
     plot_lower_bound = 0.0
     plot_upper_bound = 1.0
+    frame_states: ClassVar[tuple[str, str]]  # names of the (sum, count) states of each form
+    batch_states: ClassVar[tuple[str, str]]
+    curve_length: ClassVar[int | None] = None  # a frame's score is a curve of this length, not a number
 
     def __init__(self, per_batch: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.per_batch = per_batch
         # the two forms keep differently named states, so MetricCollection never merges one into the other
-        if per_batch:
-            self.add_state("batch_mean_iou_sum", torch.tensor(0.0), dist_reduce_fx="sum")
-            self.add_state("iou_batches", torch.tensor(0), dist_reduce_fx="sum")
+        self.sum_name, self.count_name = self.batch_states if per_batch else self.frame_states
+        shape = (self.curve_length,) if self.curve_length and not per_batch else ()
+        self.add_state(self.sum_name, torch.zeros(shape), dist_reduce_fx="sum")
+        self.add_state(self.count_name, torch.tensor(0), dist_reduce_fx="sum")
+
+    def add_frames(self, scores: torch.Tensor) -> None:
+        """Count one call's (N', …) per-frame scores."""
+        if self.per_batch:
+            getattr(self, self.sum_name).add_(_best(scores.mean(0)))
+            getattr(self, self.count_name).add_(1)
         else:
-            self.add_state("frame_iou_sum", torch.tensor(0.0), dist_reduce_fx="sum")
-            self.add_state("iou_frames", torch.tensor(0), dist_reduce_fx="sum")
+            getattr(self, self.sum_name).add_(scores.sum(0))
+            getattr(self, self.count_name).add_(scores.shape[0])
+
+    def compute(self) -> torch.Tensor:
+        total, count = getattr(self, self.sum_name), getattr(self, self.count_name)
+        return _best(total / count if count > 0 else torch.zeros_like(total))
+
+
+def _best(mean: torch.Tensor) -> torch.Tensor:
+    """The maximum of a mean F curve; a mean IoU as it is."""
+    return mean.max() if mean.ndim else mean
+
+
+class AVSMeanIoU(_FrameScoreMean):
+    """AVSBench's mIoU: the mean of :func:`frame_iou` over annotated frames. The two forms agree when every batch
+    holds the same number of annotated frames; otherwise the per-batch form weighs small batches' frames more."""
+
+    frame_states, batch_states = ("frame_iou_sum", "iou_frames"), ("batch_mean_iou_sum", "iou_batches")
 
     def update(self, logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor) -> None:
         logits, ground_truth = _annotated_frames(logits, masks, annotated)
-        if logits.shape[0] == 0:
-            return
-        iou = frame_iou(logits, ground_truth)  # (N',)
-        if self.per_batch:
-            self.batch_mean_iou_sum += iou.mean()
-            self.iou_batches += 1
-        else:
-            self.frame_iou_sum += iou.sum()
-            self.iou_frames += iou.shape[0]
-
-    def compute(self) -> torch.Tensor:
-        total, count = (
-            (self.batch_mean_iou_sum, self.iou_batches) if self.per_batch else (self.frame_iou_sum, self.iou_frames)
-        )
-        return total / count if count > 0 else torch.zeros_like(total)
+        if logits.shape[0] > 0:
+            self.add_frames(frame_iou(logits, ground_truth))  # (N',)
 
 
-class AVSFScore(Metric):
-    """AVSBench's F-score (β² = 0.3): the maximum over 255 thresholds of a mean of per-frame F curves.
+class AVSFScore(_FrameScoreMean):
+    """AVSBench's F-score (β² = 0.3): the maximum over 255 thresholds of the mean of per-frame F curves
+    (:func:`frame_f_curves`) over the annotated frames with an object (``Eval_Fmeasure`` leaves out "totally black
+    GTs"). The per-batch form depends on the evaluation batch size, since a larger batch's single threshold must
+    suit more frames at once (AVSBench's S4 test uses batches of 4 clips × 5 frames). A call with no frame with an
+    object adds nothing; the reference would score such a batch 0 and average that 0 in."""
 
-    Frames without an object are left out, as ``Eval_Fmeasure`` leaves them out ("totally black GTs").
-    per_batch=False: one mean curve over all annotated frames with an object in the split, then its maximum; the
-    figure does not depend on batching. per_batch=True: the reference's figure, the maximum of each ``update``
-    call's mean curve, averaged over calls. It depends on the evaluation batch size, since a larger batch's
-    single threshold must suit more frames at once (AVSBench's S4 test uses batches of 4 clips × 5 frames).
-    A call with no frame with an object adds nothing to either form; the reference would score such a batch 0
-    and average that 0 in. Returns 0 before any frame was counted.
-    """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-    plot_lower_bound = 0.0
-    plot_upper_bound = 1.0
-
-    def __init__(self, per_batch: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.per_batch = per_batch
-        if per_batch:
-            self.add_state("batch_best_f_sum", torch.tensor(0.0), dist_reduce_fx="sum")
-            self.add_state("f_batches", torch.tensor(0), dist_reduce_fx="sum")
-        else:
-            self.add_state("f_curve_sum", torch.zeros(F_THRESHOLD_COUNT), dist_reduce_fx="sum")
-            self.add_state("f_frames", torch.tensor(0), dist_reduce_fx="sum")
+    frame_states, batch_states = ("f_curve_sum", "f_frames"), ("batch_best_f_sum", "f_batches")
+    curve_length = F_THRESHOLD_COUNT
 
     def update(self, logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor) -> None:
         logits, ground_truth = _annotated_frames(logits, masks, annotated)
         has_object = ground_truth.flatten(1).any(1)
-        if not bool(has_object.any()):
-            return
-        curves = frame_f_curves(logits[has_object], ground_truth[has_object])  # (N', 255)
-        if self.per_batch:
-            self.batch_best_f_sum += curves.mean(0).max()
-            self.f_batches += 1
-        else:
-            self.f_curve_sum += curves.sum(0)
-            self.f_frames += curves.shape[0]
-
-    def compute(self) -> torch.Tensor:
-        if self.per_batch:
-            return self.batch_best_f_sum / self.f_batches if self.f_batches > 0 else torch.zeros_like(self.batch_best_f_sum)
-        if self.f_frames == 0:
-            return torch.zeros_like(self.f_curve_sum[0])
-        return (self.f_curve_sum / self.f_frames).max()
+        if bool(has_object.any()):
+            self.add_frames(frame_f_curves(logits[has_object], ground_truth[has_object]))  # (N', 255)
 
 
-def avs_metrics(per_batch_too: bool = True) -> dict[str, Metric]:
-    """The AVS metrics a task head reports, keyed by name: the batch-independent ``miou`` and ``fscore``, and with
-    ``per_batch_too`` the reference's ``miou_per_batch`` and ``fscore_per_batch``.
-
-    Each form keeps its own state names, so ``MetricCollection``'s compute-group search never finds two with equal
-    states to merge; a caller wrapping them may pass ``compute_groups=False`` to skip that search altogether.
-    """
-    metrics: dict[str, Metric] = {"miou": AVSMeanIoU(), "fscore": AVSFScore()}
-    if per_batch_too:
-        metrics["miou_per_batch"] = AVSMeanIoU(per_batch=True)
-        metrics["fscore_per_batch"] = AVSFScore(per_batch=True)
-    return metrics
+def avs_metrics() -> dict[str, Metric]:
+    """The AVS metrics a task head reports, keyed by name: the batch-independent ``miou`` and ``fscore``, and the
+    reference's ``miou_per_batch`` and ``fscore_per_batch``. Each keeps its own state names, so
+    ``MetricCollection``'s compute-group search never merges two; ``compute_groups=False`` skips that search."""
+    return {"miou": AVSMeanIoU(), "fscore": AVSFScore(),
+            "miou_per_batch": AVSMeanIoU(per_batch=True), "fscore_per_batch": AVSFScore(per_batch=True)}

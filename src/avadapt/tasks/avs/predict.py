@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from avadapt.errors import OptionError
 
@@ -64,8 +65,6 @@ def write_prediction(probabilities: torch.Tensor, frames: torch.Tensor, info: di
         result["agreement"] = f"mIoU with the ground truth: {result['miou']:.3f} over {len(ious)} frames"
     result["summary"] = summary_line(entries, probs)
     if out is not None:
-        from PIL import Image
-
         stem = out.with_suffix("")
         masks_dir = stem.parent / f"{stem.name}_masks"
         masks_dir.mkdir(parents=True, exist_ok=True)
@@ -74,8 +73,7 @@ def write_prediction(probabilities: torch.Tensor, frames: torch.Tensor, info: di
             Image.fromarray(mask.astype(np.uint8) * 255).save(entry["mask"])
         result.update(masks_dir=str(masks_dir), json=str(out.with_suffix(".json")), png=str(out.with_suffix(".png")))
         out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        draw_masks(out.with_suffix(".png"), frames_np, masks, ground_truth=truth if ground_truth is not None else None,
-                   title=Path(info["video"]).name)
+        draw_masks(out.with_suffix(".png"), frames_np, masks, truth or None, Path(info["video"]).name)
     return result
 
 
@@ -104,8 +102,6 @@ def read_ground_truth_masks(folder: str | Path, size: tuple[int, int], seconds: 
     occurs: AVSBench's ``{name}_{k}.png`` from 1, AVSS's ``{i}.png`` from 0); otherwise by natural sort order.
     Pixels > 0 are the object (binary '1', grey 'L' and palette 'P' masks alike; colour masks: any channel).
     """
-    from PIL import Image
-
     folder = Path(folder)
     if not folder.is_dir():
         raise OptionError(f"{folder}: AVS ground truth must be a folder of mask PNGs, one per frame "
@@ -151,20 +147,21 @@ GROUND_TRUTH_COLOR = (0.0, 0.75, 0.35)
 MAX_COLUMNS = 10
 
 
-def _overlay(axes, frame: np.ndarray, mask: np.ndarray, color: tuple[float, float, float]) -> None:
-    """The frame with the mask as a semi-transparent fill and its contour."""
+def _overlay(axes, frame: np.ndarray, mask: np.ndarray | None, color: tuple[float, float, float]) -> None:
+    """The frame with the mask (if any) as a semi-transparent fill and its contour."""
     axes.imshow(frame)
-    fill = np.zeros((*mask.shape, 4))
-    fill[mask] = (*color, 0.45)
-    axes.imshow(fill)
-    if mask.any() and not mask.all():
-        axes.contour(mask.astype(float), levels=[0.5], colors=[color], linewidths=1.2)
+    if mask is not None:
+        fill = np.zeros((*mask.shape, 4))
+        fill[mask] = (*color, 0.45)
+        axes.imshow(fill)
+        if mask.any() and not mask.all():
+            axes.contour(mask.astype(float), levels=[0.5], colors=[color], linewidths=1.2)
     axes.set_xticks([])
     axes.set_yticks([])
 
 
-def draw_masks(path: str | Path, frames: np.ndarray, masks: np.ndarray,
-               ground_truth: dict[int, np.ndarray] | None = None, title: str | None = None) -> Path:
+def draw_masks(path: Path, frames: np.ndarray, masks: np.ndarray,
+               ground_truth: dict[int, np.ndarray] | None = None, title: str | None = None) -> None:
     """A PNG with one panel per second: the frame with its predicted mask (fill and contour), and with
     ``ground_truth`` (frame index → bool mask) a panel below it with the ground-truth mask and the IoU.
 
@@ -180,7 +177,7 @@ def draw_masks(path: str | Path, frames: np.ndarray, masks: np.ndarray,
     rows = groups * rows_per_group
     figure = Figure(figsize=(2.0 * columns, 2.1 * rows + 0.5), layout="constrained")
     FigureCanvasAgg(figure)
-    grid = np.atleast_2d(figure.subplots(rows, columns, squeeze=False))
+    grid = figure.subplots(rows, columns, squeeze=False)
     for axes in grid.flat:
         axes.set_axis_off()
     for t in range(seconds):
@@ -189,28 +186,20 @@ def draw_masks(path: str | Path, frames: np.ndarray, masks: np.ndarray,
         top.set_axis_on()
         _overlay(top, frames[t], masks[t], PREDICTION_COLOR)
         top.set_title(f"{t} s · mask {masks[t].mean():.0%}", fontsize=8)
+        if column == 0:
+            top.set_ylabel("prediction", fontsize=8)
         if ground_truth is None:
             continue
         below = grid[group * rows_per_group + 1, column]
         below.set_axis_on()
-        if t in ground_truth:
-            _overlay(below, frames[t], ground_truth[t], GROUND_TRUTH_COLOR)
-            below.set_title(f"IoU {mask_iou(masks[t], ground_truth[t]):.2f}", fontsize=8)
-        else:
-            below.imshow(frames[t])
-            below.set_xticks([])
-            below.set_yticks([])
-            below.set_title("no ground truth", fontsize=8)
-    for group in range(groups):
-        grid[group * rows_per_group, 0].set_ylabel("prediction", fontsize=8)
-        if ground_truth is not None:
-            grid[group * rows_per_group + 1, 0].set_ylabel("ground truth", fontsize=8)
+        _overlay(below, frames[t], ground_truth.get(t), GROUND_TRUTH_COLOR)
+        below.set_title(f"IoU {mask_iou(masks[t], ground_truth[t]):.2f}" if t in ground_truth else "no ground truth",
+                        fontsize=8)
+        if column == 0:
+            below.set_ylabel("ground truth", fontsize=8)
     if title:
         if ground_truth:
             ious = [mask_iou(masks[t], ground_truth[t]) for t in sorted(ground_truth)]
             title = f"{title} — mIoU {sum(ious) / len(ious):.3f} over {len(ious)} frames"
         figure.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    return path

@@ -1,9 +1,8 @@
-"""Decode every AVSBench clip (S4 or MS3) once into a cache (:mod:`avadapt.data.prepare`).
+"""``avadapt prepare avs``: decode every AVSBench clip (S4 or MS3) once into a cache (:mod:`avadapt.data.prepare`).
 
-Cache entries: ``<out>/<split>/<name>.safetensors`` (a clip's media and annotated frames depend on its split)
-holding frames uint8 (5, 3, S, S), fbank float16 (5, 1, F, L), masks uint8 (5, S, S) in {0, 1}, cut with the
-frames' geometry, and annotated uint8 (5,); ``cache.json`` records the dataset (``avs_s4`` or ``avs_ms3``),
-so one setting's cache is never read as the other's.
+One ``<out>/<split>/<name>.safetensors`` per clip (its media and annotated frames depend on its split) holding
+:func:`~avadapt.tasks.avs.dataset.decode_clip`'s tensors; ``cache.json`` records the dataset (``avs_s4`` or
+``avs_ms3``), so one setting's cache is never read as the other's.
 """
 
 from __future__ import annotations
@@ -13,23 +12,14 @@ from pathlib import Path
 from avadapt.data.cache import CacheSettings, clip_file, save_cached_clip
 from avadapt.data.fbank import FbankConfig
 from avadapt.data.prepare import PrepareJob, PrepareSummary, run_prepare
-from avadapt.tasks.avs.dataset import (
-    MIN_AUDIO_SECONDS,
-    AVSMedia,
-    MS3Dataset,
-    S4Dataset,
-    check_setting,
-    decode_clip,
-    metadata_path,
-    read_avs_metadata,
-)
+from avadapt.tasks.avs.dataset import MIN_AUDIO_SECONDS, MS3Dataset, S4Dataset, decode_clip
+from avadapt.tasks.avs.metadata import AVSMedia, metadata_path, read_avs_metadata
 
 
 def prepare_avs_clip(job: PrepareJob, settings: CacheSettings) -> None:
     """Decode one clip's frames, masks and wav and write its cache file; :class:`MediaError` if bad."""
-    media: AVSMedia = job.spec
-    tensors = decode_clip(media, settings.frame_transform().cfg, settings.fbank)
-    info = {"video_id": job.video_id, "source": media.wav.name}
+    tensors = decode_clip(job.spec, settings.frame_transform().cfg, settings.fbank)
+    info = {"video_id": job.video_id, "source": job.spec.wav.name}
     save_cached_clip(job.target, tensors.pop("frames"), tensors.pop("fbank"), info, tensors)
 
 
@@ -41,13 +31,9 @@ def prepare_avs(root: str | Path, out: str | Path, setting: str = "s4", workers:
     (:func:`~avadapt.data.prepare.run_prepare`: resumable, parallel in ``workers`` processes, bad clips listed
     in ``bad_clips.tsv`` with the file at fault, a cache of other settings or the other setting refused).
 
-    root: the folder holding ``s4_meta_data.csv`` / ``ms3_meta_data.csv`` and the data folders, or the
-    official ``avsbench_data/`` with ``Single-source/`` and ``Multi-sources/`` (see
-    :mod:`avadapt.tasks.avs.dataset`); media is read from ``media_root`` (default ``root``) the same way.
-    setting: ``"s4"`` or ``"ms3"``. metadata: another csv listing the clips (relative to ``root`` or
-    absolute), e.g. AVSBench-semantic's ``metadata.csv``.
+    root, media_root, metadata: as :class:`~avadapt.tasks.avs.dataset.AVSDataset` reads them (the layout of
+    :mod:`avadapt.tasks.avs.metadata`). setting: ``"s4"`` or ``"ms3"``.
     """
-    check_setting(setting)
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
     jobs = []

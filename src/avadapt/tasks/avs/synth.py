@@ -1,8 +1,8 @@
 """A small synthetic AVSBench-object (v1): real PNG frames, PNG masks and wav files in the native layout.
 
-Like :mod:`avadapt.tasks.ave.synth` for AVE, it lets tests, the demo and smoke training run the code real
-AVSBench goes through, with nothing downloaded. Each clip is 5 s: five frames (one per second), the
-binary mask of the sounding object(s) on each, and a 16 kHz mono wav.
+It lets tests, the demo and smoke training run the code real AVSBench goes through, with nothing downloaded.
+Each clip is 5 s: five frames (one per second), the binary mask of the sounding object(s) on each, and a
+16 kHz mono wav.
 
 Why the task needs the audio: every frame shows two or more objects of different categories (each
 category has one shape and colour and one sound: a chord amplitude-modulated at its own rate, the
@@ -16,9 +16,8 @@ that sees only the frames can do no better than guessing among the objects; the 
   joins, either for all 5 s or from a random second on. The mask is the union of those sounding
   in that second.
 
-Objects sit in distinct cells of a 2×2 grid and drift by at most one pixel a frame, so they never
-overlap. Everything is drawn from one ``numpy`` generator seeded by ``seed``, and PNG (zlib) and
-wav encoding are deterministic, so the same seed gives byte-identical files.
+Everything is drawn from one ``numpy`` generator seeded by ``seed``, and PNG (zlib) and wav encoding
+are deterministic, so the same seed gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from avadapt.data.synthetic import (
     sounds_by_second,
     youtube_id,
 )
-from avadapt.tasks.avs.dataset import AVS_SEGMENTS, AVS_SETTINGS, S4_CATEGORIES
+from avadapt.tasks.avs.metadata import AVS_SEGMENTS, S4_CATEGORIES, AVSClip, AVSMedia, check_setting
 
 _STEP = AVS_SEGMENTS - 1  # frame-to-frame moves of an object
 
@@ -132,29 +131,20 @@ def synthesize_avs(
     sample_rate: int = 16000,
     split_fractions: tuple[float, float] = (0.15, 0.15),
 ) -> SynthSummary:
-    """Write ``clips`` synthetic 5 s clips in AVSBench-object v1's native layout under ``out``.
-
-    S4 (``setting="s4"``): ``s4_meta_data.csv`` (``name,start,category,split``; 11-character ids,
-    start 0) and, under ``s4_data/``, ``visual_frames/{split}/{category}/{name}/{name}_{1..5}.png``,
-    ``gt_masks/{split}/{category}/{name}/{name}_{k}.png`` (train: frame 1 only, as in the real set;
-    val/test: 1..5) and ``audio_wav/{split}/{category}/{name}.wav``.
-
-    MS3 (``setting="ms3"``): ``ms3_meta_data.csv`` (``name,split``; ids with a ``_k`` suffix) and,
-    under ``ms3_data/``, ``visual_frames/{name}/{name}.mp4_{1..5}.png`` (no split folder),
-    ``gt_masks/{split}/{name}/{name}_{1..5}.png`` and ``audio_wav/{split}/{name}.wav``.
+    """Write ``clips`` synthetic 5 s clips in AVSBench-object v1's native layout
+    (:mod:`avadapt.tasks.avs.metadata`) under ``out``: S4's csv (``name,start,category,split``; 11-character
+    ids, start 0) or MS3's (``name,split``; ids with a ``_k`` suffix), and the frames, masks (S4 train: frame 1
+    only, as in the real set) and wavs.
 
     Frames are RGB ``size``×``size``; masks are 8-bit greyscale PNGs holding 0 and 255; wavs are
     16-bit PCM mono at ``sample_rate``. ``num_classes``: the first that many S4 categories (default
     4; S4 needs at least 2, MS3 at least 3). ``split_fractions``: (val, test) shares of the clips.
     """
-    if setting not in AVS_SETTINGS:
-        raise ValueError(f"setting must be one of {AVS_SETTINGS}, got {setting!r}")
+    check_setting(setting)
     num_classes = 4 if num_classes is None else num_classes
     fewest = 2 if setting == "s4" else 3
     if not fewest <= num_classes <= len(S4_CATEGORIES):
-        raise ValueError(
-            f"num_classes must lie in {fewest}..{len(S4_CATEGORIES)} for {setting}, got {num_classes}"
-        )
+        raise ValueError(f"num_classes must lie in {fewest}..{len(S4_CATEGORIES)} for {setting}, got {num_classes}")
     check_clips_and_size(clips, size)
     started = time.perf_counter()
     out = Path(out)
@@ -164,36 +154,26 @@ def synthesize_avs(
     object_size = size * 7 // 16  # 28 px at 64: one object covers 8–13 % of the frame
     looks = [ClassLook.of(k, object_size) for k in range(num_classes)]
 
-    ms3_suffix = setting == "ms3"  # MS3 names its clips <YouTube id>_<0..2>
-    names = distinct_ids(clips, lambda: youtube_id(rng) + (f"_{rng.integers(0, 3)}" if ms3_suffix else ""))
+    ms3 = setting == "ms3"  # MS3 names its clips <YouTube id>_<0..2>
+    names = distinct_ids(clips, lambda: youtube_id(rng) + (f"_{rng.integers(0, 3)}" if ms3 else ""))
     split_of = assign_splits(rng, clips, split_fractions)
 
     rows = []
-    data = out / f"{setting}_data"
     for i, (name, split) in enumerate(zip(names, split_of)):
         clip = _draw_clip(rng, i, setting, num_classes, cell=size // 2, object_size=object_size)
         frames, masks = _render(rng, clip, looks, size)
-        numbers = range(1, AVS_SEGMENTS + 1)
-        if setting == "s4":
-            category = categories[clip.categories[0]]
-            frame_dir = mask_dir = Path(split) / category / name
-            wav_path = Path(split) / category / f"{name}.wav"
-            frame_names = [f"{name}_{t}.png" for t in numbers]
-            masked = numbers[:1] if split == "train" else numbers  # the real S4 annotates train frame 1 only
-            rows.append(f"{name},0,{category},{split}")
-        else:
-            frame_dir, mask_dir, wav_path = Path(name), Path(split) / name, Path(split) / f"{name}.wav"
-            frame_names = [f"{name}.mp4_{t}.png" for t in numbers]
-            masked = numbers
-            rows.append(f"{name},{split}")
-        for frame_name, frame in zip(frame_names, frames):
-            _write_png(data / "visual_frames" / frame_dir / frame_name, frame)
-        for t in masked:
-            _write_png(data / "gt_masks" / mask_dir / f"{name}_{t}.png", masks[t - 1].astype(np.uint8) * 255)
+        category = "" if ms3 else categories[clip.categories[0]]
+        rows.append(f"{name},{split}" if ms3 else f"{name},0,{category},{split}")
+        media = AVSMedia.of(out, setting, AVSClip(name, split, category, None, line=i + 2))
+        for path, frame in zip(media.frames, frames):
+            _write_png(path, frame)
+        for path, mask in zip(media.masks, masks):
+            if path is not None:  # None: a frame without a ground-truth mask
+                _write_png(path, mask.astype(np.uint8) * 255)
         sounding = [[looks[clip.categories[j]] for j in objects] for objects in clip.sounding]
-        _write_wav(data / "audio_wav" / wav_path, sounds_by_second(rng, sounding, sample_rate), sample_rate)
+        _write_wav(media.wav, sounds_by_second(rng, sounding, sample_rate), sample_rate)
 
-    header = "name,start,category,split" if setting == "s4" else "name,split"
+    header = "name,split" if ms3 else "name,start,category,split"
     (out / f"{setting}_meta_data.csv").write_text("\n".join([header, *rows]) + "\n")
     counts = {split: split_of.count(split) for split in ("train", "val", "test")}
     return SynthSummary(generator=f"synthesize_avs ({setting})", root=out, rows=clips, splits=counts,

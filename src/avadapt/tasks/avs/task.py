@@ -1,11 +1,6 @@
-"""Audio-visual segmentation (AVSBench S4 / MS3): a mask of the sounding object(s) in every frame.
-
-The head is AVSBench's decoder (Zhou et al., ECCV 2022) as LAVISH and STG-CMA put it on their adapted
-backbones: per level a Linear projection and a dilated-convolution sum to 256 channels, TPAVI (audio-visual
-non-local attention) at the chosen levels, a coarse-to-fine fusion path and an output convolution to one logit
-per pixel. A hierarchical backbone (Swin) hands it its four stage maps at strides 4 / 8 / 16 / 32; maps that all
-share one stride (a plain ViT) first become such a pyramid (``avadapt.layers.pyramid``).
-"""
+"""Audio-visual segmentation (AVSBench S4 / MS3): a mask of the sounding object(s) in every frame, by AVSBench's
+decoder (Zhou et al., ECCV 2022) as LAVISH and STG-CMA put it on their adapted backbones; its losses, metrics and
+the Task declarations."""
 
 from __future__ import annotations
 
@@ -75,10 +70,8 @@ class AVSConfig(JSONConfig):
 
 @dataclass
 class TPAVIStageFeatures:
-    """What the masked audio-visual KL term reads at one TPAVI level.
-
-    visual: (B·T, C, h, w) the level's map after TPAVI. audio: (B·T, C) the audio TPAVI aligned to C channels.
-    """
+    """What the masked audio-visual KL term reads at one TPAVI level: ``visual`` (B·T, C, h, w) the level's map
+    after TPAVI, ``audio`` (B·T, C) the audio TPAVI aligned to C channels."""
 
     visual: torch.Tensor
     audio: torch.Tensor
@@ -120,6 +113,13 @@ def masked_audio_visual_kl(logits: torch.Tensor, stages: list[TPAVIStageFeatures
     return total / len(stages)
 
 
+def _resized(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(…, h, w) logits resized (bilinear) to ``size`` unless already there."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 class AVSHead(TaskHead):
     """AVSBench's decoder over the video maps of an adapted backbone, with TPAVI reading the segment's audio.
 
@@ -132,11 +132,10 @@ class AVSHead(TaskHead):
     :class:`~avadapt.layers.pyramid.SimpleFeaturePyramid`; level l reads map ⌈(l + 1)·n / 4⌉ − 1 of the n maps
     (four maps from blocks at ¼, ½, ¾ and full depth: one each; a single map: all four levels).
 
-    Per level: Linear D_s → projection_dims[l], :class:`DilatedConvSum` → decoder_dim, TPAVI at
-    ``tpavi_stages``. Then the fusion path from the coarsest level to the finest (each block upsamples to the
-    next finer grid, the finest to twice its grid), and the output convolution: 3×3 conv → ×2 bilinear →
-    3×3 conv → ReLU → 1×1 conv to one logit. Logits not already at ``spec.image_size`` are resized to it
-    (bilinear): a Swin at 224 lands exactly on 224², a ViT-L/14 (16×16 grid, finest level 64²) on 256².
+    Per level: Linear D_s → projection_dims[l], :class:`DilatedConvSum` → decoder_dim, TPAVI at ``tpavi_stages``;
+    then the fusion path from the coarsest level to the finest and the output convolution to one logit, resized
+    (bilinear) to ``spec.image_size`` unless already there: a Swin at 224 lands exactly on 224², a ViT-L/14 (16×16
+    grid, finest level 64²) on 256².
 
     Initialisation as STG-CMA's: Linear layers truncated normal (std 0.02) with zero bias; the dilated
     convolutions N(0, 0.01²); TPAVI's output BatchNorm zero, so the decoder starts independent of the audio.
@@ -226,28 +225,18 @@ class AVSHead(TaskHead):
         x = self.fusion_blocks[-1](levels[-1], None, targets[-1])
         for level in reversed(range(len(levels) - 1)):
             x = self.fusion_blocks[level](x, levels[level], targets[level])
-        logits = self.output_conv(x)  # (B·T, 1, h', w')
-        if tuple(logits.shape[-2:]) != tuple(self.spec.image_size):
-            logits = F.interpolate(logits, size=tuple(self.spec.image_size), mode="bilinear", align_corners=False)
+        logits = _resized(self.output_conv(x), self.spec.image_size)  # (B·T, 1, H, W)
         return AVSOutputs(logits.view(batch, frames, *logits.shape[-2:]), tpavi_features)
-
-    @staticmethod
-    def _logits_at(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """(B, T, H, W) logits resized (bilinear) to the ground truth's size when the two differ."""
-        if logits.shape[-2:] == masks.shape[-2:]:
-            return logits
-        return F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
 
     def loss(self, outputs: AVSOutputs, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """Binary cross-entropy (on the logits) averaged over the pixels of the annotated frames, plus
         ``kl_weight`` × :func:`masked_audio_visual_kl`.
 
         targets: ``masks`` (B, T, H, W) in {0, 1} and ``annotated`` (B, T) bool, the frames with a ground-truth
-        mask (S4 train: frame 1 only; S4 val/test and MS3: all five). A batch without an annotated frame
-        contributes a zero (with a graph) to the BCE part.
+        mask. A batch without an annotated frame contributes a zero (with a graph) to the BCE part.
         """
         masks, annotated = targets["masks"], targets["annotated"].bool()
-        logits = self._logits_at(outputs.logits.float(), masks)
+        logits = _resized(outputs.logits.float(), masks.shape[-2:])
         if annotated.any():
             loss = F.binary_cross_entropy_with_logits(logits[annotated], masks[annotated].to(logits.dtype))
         else:
@@ -258,15 +247,13 @@ class AVSHead(TaskHead):
         return loss
 
     def metrics(self) -> MetricCollection:
-        """AVSBench's mIoU and F-score over the annotated frames of a split (``avs_metrics``): ``miou`` and
-        ``fscore`` independent of batching, ``miou_per_batch`` and ``fscore_per_batch`` as the reference
-        computes them."""
+        """AVSBench's mIoU and F-score over the annotated frames of a split (:func:`avs_metrics`)."""
         return MetricCollection(avs_metrics(), compute_groups=False)
 
     def update_metrics(self, metrics: MetricCollection, outputs: AVSOutputs, targets: dict[str, torch.Tensor]) -> None:
         """Every frame of the batch as one (B·T) row, the unannotated ones flagged so the metrics skip them."""
         masks = targets["masks"]
-        logits = self._logits_at(outputs.logits, masks)
+        logits = _resized(outputs.logits, masks.shape[-2:])
         metrics.update(logits.flatten(0, 1), masks.flatten(0, 1), targets["annotated"].flatten())
 
 
