@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import save_file
 
+from avadapt._registry import DATASETS
 from avadapt.adapter_files import load_adapter
 from avadapt.data.datamodule import AVDataModule
 from avadapt.errors import OptionError
@@ -84,8 +85,9 @@ def build_data(out: Path, cfg: DemoSpec, steps: int = 5) -> DemoData:
     torch.manual_seed(cfg.seed)
     module = build_module(cfg, "probe", root)
     video = module.preprocessing["video"]
-    cfg.prepare(root, cache, workers=1, image_size=cfg.image_size, fbank=module.fbank,
-                crop_pct=video.get("crop_pct") or 1.0, interpolation=video["interpolation"])
+    DATASETS.get(get_task(cfg.task).dataset).prepare(root, cache, workers=1, image_size=cfg.image_size,
+                                                     fbank=module.fbank, crop_pct=video.get("crop_pct") or 1.0,
+                                                     interpolation=video["interpolation"])
     if cfg.calibrate is not None:
         loader = datamodule(cfg, root, cache, module, batch_size=16)
         loader.setup("fit")
@@ -120,7 +122,7 @@ def train_run(cfg: DemoSpec, data: DemoData, run: DemoRun, out: Path, precision:
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor=module.monitor, mode=task.monitor_mode,
                                  save_last=True, filename=task.checkpoint_filename(), auto_insert_metric_name=False)
     export, curves = AdapterExport(str(out / "adapter")), TrainingCurves(str(out))
-    trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=cfg.epochs_of(run.method_name),
+    trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=run.epochs or cfg.epochs,
                         callbacks=[checkpoint, export, curves], plugins=[AtomicCheckpointIO()],
                         logger=CSVLogger(out, name="logs", version=""), default_root_dir=out, log_every_n_steps=5,
                         enable_model_summary=False, num_sanity_val_steps=0)

@@ -1,24 +1,14 @@
 """The task contract: what a task declares, and what the model, the training system, prediction and the CLI
 read from it instead of knowing any task by name.
 
-A task is two pieces:
+A task is a :class:`TaskHead` (an ``nn.Module`` saved with the adapters: outputs, loss and metrics) and a
+:class:`Task` (registered in ``avadapt._registry.TASKS``: its head class, extra inputs, monitored metric, default
+dataset and prediction on a whole video). Its datasets (``avadapt.data``, which knows nothing of the model stack)
+make the targets and inputs: every tensor of an item besides ``video``, ``audio`` and ``meta`` is stacked into
+``AVBatch.targets``, the entries under ``inputs`` into ``AVBatch.inputs``.
 
-* :class:`TaskHead` (an ``nn.Module``, saved with the adapters): built from the method's
-  :class:`~avadapt.types.FeatureSpec` and the task's config; ``forward(features, **inputs)`` gives the
-  task's outputs; ``loss``, ``metrics`` and ``update_metrics`` say how they are trained and scored.
-* :class:`Task` (registered in ``avadapt._registry.TASKS``): names the head class (hence the config), the
-  extra inputs the head takes beside video and audio (``inputs``: AVQA's question), the metric that selects
-  checkpoints (``monitor``, ``monitor_mode``), the dataset it reads by default, and how a prediction over a
-  whole video reads the file, makes its inputs and turns into a result and its picture (``segment_seconds``,
-  ``prediction_inputs``, ``segment_probabilities``, ``write_prediction``).
-
-Targets and inputs are produced and collated by the task's datasets (``avadapt.data``, which knows nothing of
-the model stack): every tensor a dataset item holds besides ``video``, ``audio`` and ``meta`` is stacked into
-``AVBatch.targets``, and entries under ``inputs`` into ``AVBatch.inputs``.
-
-Adding a task is one package (head, config, ``Task`` subclass with :func:`register_task`, its datasets) and
-its config files; nothing else names it. A package outside avadapt plugs in through the ``avadapt.tasks``
-entry point group and is found as the built-in ones are.
+Adding a task is one package and its config files; nothing else names it. A package outside avadapt plugs in
+through the ``avadapt.tasks`` entry point group and is found as the built-in ones are.
 """
 
 from __future__ import annotations
@@ -39,9 +29,7 @@ MONITOR_MODES = ("max", "min")
 
 class TaskHead(nn.Module):
     """The model side of a task: features of the adapted backbone (+ the task's inputs) → outputs.
-
-    ``config_class``: the task's config dataclass (``JSONConfig``); its fields are the ``task_options``.
-    """
+    ``config_class``: the task's config dataclass (``JSONConfig``); its fields are the ``task_options``."""
 
     config_class: ClassVar[type]
 
@@ -58,10 +46,8 @@ class TaskHead(nn.Module):
         raise NotImplementedError
 
     def metrics(self) -> MetricCollection:
-        """Fresh metrics for one split; the training system clones them per stage (``val/``, ``test/``).
-
-        Scalar results are logged under their names; a vector result is logged one entry per class.
-        """
+        """Fresh metrics for one split, cloned per stage (``val/``, ``test/``); a vector result is logged one
+        entry per class."""
         raise NotImplementedError
 
     def update_metrics(self, metrics: MetricCollection, outputs: Any, targets: dict[str, torch.Tensor]) -> None:
@@ -80,25 +66,21 @@ class TaskHead(nn.Module):
 
 
 class Task:
-    """One task's declarations; subclasses set the class attributes and are registered with
-    :func:`register_task` (one instance each, in ``TASKS``).
+    """One task's declarations, registered with :func:`register_task` (one instance in ``TASKS``).
 
-    name: the registered name (``ave``, ``avs``).
     head_class: the :class:`TaskHead` subclass; its ``config_class`` is the task's config.
     monitor: metric that selects checkpoints, logged as ``val/<monitor>``; ``monitor_mode``: ``max`` or ``min``.
     inputs: names of ``AVBatch.inputs`` entries the head takes as keyword arguments.
-    clip_input: the input (one of ``inputs``) that numbers each item's clip where several items share a clip
-        (AVQA: ``video_index``, a video's questions): the model runs each clip of a batch through the backbone
-        once and hands its features to all of its items. None: every item is its own clip.
+    clip_input: the input that numbers each item's clip where several items share one (AVQA: ``video_index``,
+        a video's questions), so that the model runs each clip through the backbone once; None: one clip each.
     dataset: the dataset (``avadapt._registry.DATASETS``) the task reads unless told otherwise.
     num_segments: segments per clip in that dataset (AVE 10, AVS 5); a method's ``num_frames`` defaults to it.
     prediction_kind: what ``avadapt predict`` writes, for its help text.
     counting_options: task options ``avadapt params`` builds with when none are given, where the head's size
         depends on the data (AVQA: a question vocabulary of the reference's size).
-    paper_audio_front_ends: (method, backbone family) → the audio front end (``avadapt.audio_front_ends``)
-        the method's paper used for this task's dataset on that family. A model takes it unless given one;
-        a method with an audio encoder of its own names its front end itself, and a pair not listed here
-        gets the family's default (``FAMILY_AUDIO_FRONT_ENDS``), so a task may list nothing.
+    paper_audio_front_ends: (method, backbone family) → the audio front end the method's paper used for this
+        task's dataset on that family; a model takes it unless given one (a pair not listed: the family's
+        default, ``FAMILY_AUDIO_FRONT_ENDS``; a method with an audio encoder of its own: that encoder's).
     """
 
     name: ClassVar[str]
@@ -132,9 +114,8 @@ class Task:
 
     def prediction_inputs(self, head: TaskHead, question: str | None = None
                           ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """The head's inputs beside video and audio for a prediction on one video (each with a batch of one), made
-        from the user's ``question``, and what the result reports about them. Tasks that take no question
-        refuse one."""
+        """The head's inputs beside video and audio for a prediction on one video (a batch of one), made from the
+        user's ``question``, and what the result reports about them."""
         if question is not None:
             raise OptionError(f"a {self.name!r} adapter takes no question; it predicts {self.prediction_kind}")
         return {}, {}
@@ -148,14 +129,12 @@ class Task:
                          out: Path | None, ground_truth: str | None = None, top: int = 3) -> dict[str, Any]:
         """Write ``OUT.json`` and ``OUT.png`` (plus any task files) for one video; return the JSON-ready result.
 
-        probabilities: (S, …) one entry per segment of the whole video (a whole-clip task: what
-        :meth:`segment_probabilities` kept). frames: (S, H, W, 3) uint8, the frame shown for each segment, at
-        the model's input size. info: ``video``, ``duration``, ``seconds``, ``segment_seconds``,
-        ``window_seconds``, ``window_starts``, ``class_names`` (may be None) and what
-        :meth:`prediction_inputs` reported. out: the path without suffix; None writes nothing. ground_truth: the
-        task's own ground-truth argument (``--labels``), or None. top: how many alternatives the result lists.
-        The result holds ``summary`` (one line for the console), ``json`` and ``png`` (paths written) and, with
-        ground truth, an ``agreement`` line.
+        probabilities: (S, …) one entry per segment of the video (a whole-clip task: what
+        :meth:`segment_probabilities` kept). frames: (S, H, W, 3) uint8, each segment's frame at the model's
+        input size. info: what :func:`avadapt.prediction.predict_video` found. out: the path without suffix
+        (None: write nothing). ground_truth: the task's ``--labels``. top: how many alternatives to list.
+        The result holds ``summary`` (one console line), ``json`` and ``png`` (paths written) and, with ground
+        truth, an ``agreement`` line.
         """
         raise NotImplementedError
 

@@ -64,13 +64,9 @@ class AVEEvent:
 
 
 def read_events(path: str | Path, num_segments: int = AVE_SEGMENTS) -> list[AVEEvent]:
-    """Parse an AVE annotation or split file; a header line is recognised on the first line only.
-
-    Blank lines are skipped; a UTF-8 byte-order mark and Windows line endings are tolerated.
-    Raises :class:`AnnotationError` naming the file and line for a wrong number of ``&``-fields,
-    an empty category or id, non-integer times, times outside [0, num_segments], or start > end.
-    Start == end is valid: an event of zero length, all background (one real row has it).
-    """
+    """Parse an AVE annotation or split file (a header on the first line only; blank lines, a UTF-8 byte-order
+    mark and Windows line endings tolerated); a malformed row raises :class:`AnnotationError` naming its line.
+    Start == end is valid: an event of zero length, all background (one real row has it)."""
     path = Path(path)
     if not path.is_file():
         raise AnnotationError(path, None, "AVE annotation file not found")
@@ -100,13 +96,6 @@ def read_events(path: str | Path, num_segments: int = AVE_SEGMENTS) -> list[AVEE
             raise AnnotationError(path, number, f"start {start} is after end {end}")
         events.append(AVEEvent(len(events), category, video_id, quality, start, end, number))
     return events
-
-
-def segment_labels(event: AVEEvent, category: int, background: int, num_segments: int = AVE_SEGMENTS) -> torch.Tensor:
-    """(T,) long: ``category`` for seconds start ≤ t < end, ``background`` elsewhere."""
-    t = torch.arange(num_segments)
-    inside = (t >= event.start) & (t < event.end)
-    return torch.where(inside, torch.tensor(category), torch.tensor(background)).long()
 
 
 @dataclass
@@ -186,33 +175,27 @@ class AVEAnnotations:
         return len(self.categories) + 1
 
     def rows(self, split: str) -> list[int]:
-        if split not in SPLIT_FILES:
-            raise ValueError(f"unknown AVE split {split!r}; choose from {list(SPLIT_FILES)}")
         if split not in self.splits:
-            raise AnnotationError(self.root / SPLIT_FILES[split], None, "split file not found")
+            raise AnnotationError(self.root / SPLIT_FILES.get(split, split), None, "split file not found")
         return self.splits[split]
 
     def labels(self, row: int) -> torch.Tensor:
-        """(T,) long per-second labels of one row."""
+        """(T,) long: the row's category for seconds start ≤ t < end, background elsewhere."""
         event = self.events[row]
-        return segment_labels(event, self.categories.index(event.category), self.background, self.num_segments)
+        t = torch.arange(self.num_segments)
+        inside = (t >= event.start) & (t < event.end)
+        return torch.where(inside, self.categories.index(event.category), self.background).long()
 
 
 @register_dataset
 class AVEDataset(ClipDataset):
-    """AVE rows of one split, each read as T frames, T fbank images and T per-second labels.
-
-    Item: ``{"video": (T, 3, H, W) float, "audio": (T, 1, F, L) float, "labels": (T,) long,
-    "meta": {"row": int, "video_id": str, "category": str}}``; batch items with :func:`collate_av`.
+    """AVE rows of one split, each read as T frames, T fbank images and T per-second labels (``"labels"``,
+    beside ``"meta": {"row", "video_id", "category"}``).
 
     source: ``"mp4"`` (``<media_root>/AVE/<id>.mp4``), ``"frames"`` (``video_frames/`` + ``raw_audio/``),
-    ``"cache"`` (``cache_dir`` from :func:`prepare_ave`), or ``"auto"``: the cache if ``cache_dir`` is given,
-    else whichever media folder exists under ``media_root`` (default ``root``: the official zip unpacks both
-    together). The other options are :class:`~avadapt.data.base.ClipDataset`'s; min_seconds: passed to
-    :func:`read_clip` for mp4 files. AVE's augmentation lives in the transform given (``train_augmentation``).
-
-    A clip that cannot be decoded raises :class:`MediaError` naming it when its item is loaded;
-    :func:`prepare_ave` finds all such clips up front and lists them in ``bad_clips.tsv``.
+    ``"cache"`` or ``"auto"`` (:class:`~avadapt.data.base.ClipDataset`, as are the other options);
+    min_seconds: passed to :func:`read_clip` for mp4 files. A clip that cannot be decoded raises
+    :class:`MediaError` naming it when its item is loaded (:func:`prepare_ave` lists all such clips up front).
     """
 
     name = "ave"

@@ -1,10 +1,6 @@
-"""The AVE demos (``avadapt demo``, the default; ``avadapt demo --method dg_sct``): a small synthetic AVE whose
+"""The AVE demos (``avadapt demo``, the default; ``avadapt demo --method dg_sct``) on a small synthetic AVE whose
 events are visible AND audible, while background seconds often carry a class in one modality only
 (:mod:`avadapt.tasks.ave.synth`), so segment accuracy rewards fusing the two streams over time.
-
-``AVEDemo``: STG-CMA on a tiny random ViT against the frozen-backbone probe (head only). ``DGSCTDemo``: DG-SCT,
-which adapts a visual backbone beside an HTS-AT audio encoder of its own (both tiny and random, HTS-AT's log-mel
-shrunk for the CPU) and localises with the CMBS head, against the probe on the same two encoders and head.
 """
 
 from __future__ import annotations
@@ -18,7 +14,6 @@ import torch
 from torch import nn
 
 from avadapt.tasks.ave.dataset import AVEAnnotations
-from avadapt.tasks.ave.prepare import prepare_ave
 from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.tasks.demo_spec import RANDOM, DemoRun, DemoSpec, Predictor, register_demo
 
@@ -61,14 +56,9 @@ class SyntheticAVEDemo(DemoSpec):
     metric_description: ClassVar[str] = ("segment accuracy: correct 1 s segments / all segments of the split "
                                          "(AVE's metric)")
 
-
-    def synthesize(self, root: Path) -> str:
-        summary = synthesize_ave(root, clips=self.clips, seed=self.seed, num_classes=self.num_classes,
-                                 size=self.video_size, split_fractions=(self.val_fraction, self.test_fraction))
-        return f"wrote {summary.rows} clips (splits {summary.splits}) in {summary.seconds:.1f} s"
-
-    def prepare(self, root: Path, cache: Path, **video: Any) -> None:
-        prepare_ave(root, cache, **video)
+    def synthesize(self, root: Path) -> Any:
+        return synthesize_ave(root, clips=self.clips, seed=self.seed, num_classes=self.num_classes,
+                              size=self.video_size, split_fractions=(self.val_fraction, self.test_fraction))
 
     def predict(self, root: Path, out: Path, predict: Predictor, ask: Predictor) -> dict[str, Any]:
         """The test clip whose event covers about half of it, so that both the event and background seconds show
@@ -99,7 +89,6 @@ With real weights (not downloadable here), train the paper's rows on the real AV
   avadapt fit --config configs/ave/clip_vit_b16_tiny.yaml --data.root AVE_ROOT --data.cache_dir AVE_CACHE \\
       --model.weights /path/to/clip_vit_b16.safetensors     (or --model.pretrained true where timm can fetch)
 See docs/training.md."""
-    prepare_banner: ClassVar[str] = "decoding every clip once (frames + fbank cache)"
 
     def runs(self) -> list[DemoRun]:
         bottleneck = {"ratio": self.ratio} if self.ratio is not None else {"preset": self.preset}
@@ -145,7 +134,7 @@ HTSAT_AudioSet_Saved_1.ckpt) and the htsat audio front end. See docs/training.md
         return [DemoRun("dg_sct", "DG-SCT",
                         banner="training DG-SCT (adapters + CMBS head; model selection on val, then one test)"),
                 DemoRun("probe", "probe", "probe_", banner="training the probe on the same frozen encoders and "
-                        "CMBS head (head only) for comparison")]
+                        "CMBS head (head only) for comparison", epochs=self.probe_epochs)]
 
     def model_options(self, method: str, method_options: dict[str, Any], root: Path) -> dict[str, Any]:
         return {"backbone": self.backbone, "task_options": {"num_classes": self.num_classes + 1, **self.head},
@@ -157,9 +146,6 @@ HTSAT_AudioSet_Saved_1.ckpt) and the htsat audio front end. See docs/training.md
         head_lr = lr if method == "probe" else self.head_lr
         return {"lr": lr, "min_lr": min(self.min_lr, lr), "head_lr_factor": head_lr / lr,
                 "warmup_epochs": self.warmup_epochs}
-
-    def epochs_of(self, method: str) -> int:
-        return self.probe_epochs if method == "probe" else self.epochs
 
     def extra_metrics(self) -> dict[str, Any]:
         return {"audio_backbone": f"{self.audio_backbone} ({RANDOM})", "head": "cmbs"}
