@@ -5,10 +5,8 @@ A task is a :class:`TaskHead` (an ``nn.Module`` saved with the adapters: outputs
 :class:`Task` (registered in ``avadapt._registry.TASKS``: its head class, extra inputs, monitored metric, default
 dataset and prediction on a whole video). Its datasets (``avadapt.data``, which knows nothing of the model stack)
 make the targets and inputs: every tensor of an item besides ``video``, ``audio`` and ``meta`` is stacked into
-``AVBatch.targets``, the entries under ``inputs`` into ``AVBatch.inputs``.
-
-Adding a task is one package and its config files; nothing else names it. A package outside avadapt plugs in
-through the ``avadapt.tasks`` entry point group and is found as the built-in ones are.
+``AVBatch.targets``, the entries under ``inputs`` into ``AVBatch.inputs``. Adding a task is one package and its
+config files; nothing else names it.
 """
 
 from __future__ import annotations
@@ -66,33 +64,24 @@ class TaskHead(nn.Module):
 
 
 class Task:
-    """One task's declarations, registered with :func:`register_task` (one instance in ``TASKS``).
-
-    head_class: the :class:`TaskHead` subclass; its ``config_class`` is the task's config.
-    monitor: metric that selects checkpoints, logged as ``val/<monitor>``; ``monitor_mode``: ``max`` or ``min``.
-    inputs: names of ``AVBatch.inputs`` entries the head takes as keyword arguments.
-    clip_input: the input that numbers each item's clip where several items share one (AVQA: ``video_index``,
-        a video's questions), so that the model runs each clip through the backbone once; None: one clip each.
-    dataset: the dataset (``avadapt._registry.DATASETS``) the task reads unless told otherwise.
-    num_segments: segments per clip in that dataset (AVE 10, AVS 5); a method's ``num_frames`` defaults to it.
-    prediction_kind: what ``avadapt predict`` writes, for its help text.
-    counting_options: task options ``avadapt params`` builds with when none are given, where the head's size
-        depends on the data (AVQA: a question vocabulary of the reference's size).
-    paper_audio_front_ends: (method, backbone family) → the audio front end the method's paper used for this
-        task's dataset on that family; a model takes it unless given one (a pair not listed: the family's
-        default, ``FAMILY_AUDIO_FRONT_ENDS``; a method with an audio encoder of its own: that encoder's).
-    """
+    """One task's declarations, registered with :func:`register_task` (one instance in ``TASKS``)."""
 
     name: ClassVar[str]
-    head_class: ClassVar[type[TaskHead]]
-    monitor: ClassVar[str]
-    monitor_mode: ClassVar[str] = "max"
-    inputs: ClassVar[tuple[str, ...]] = ()
+    head_class: ClassVar[type[TaskHead]]  # its ``config_class`` is the task's config
+    monitor: ClassVar[str]  # the metric that selects checkpoints, logged as ``val/<monitor>``
+    monitor_mode: ClassVar[str] = "max"  # or "min"
+    inputs: ClassVar[tuple[str, ...]] = ()  # ``AVBatch.inputs`` entries the head takes as keyword arguments
+    # the input that numbers each item's clip where several items share one (AVQA: ``video_index``, a video's
+    # questions), so that the model runs each clip through the backbone once; None: one clip per item
     clip_input: ClassVar[str | None] = None
-    dataset: ClassVar[str]
-    num_segments: ClassVar[int]
-    prediction_kind: ClassVar[str] = ""
+    dataset: ClassVar[str]  # the dataset (``avadapt._registry.DATASETS``) read unless told otherwise
+    num_segments: ClassVar[int]  # per clip of that dataset (AVE 10, AVS 5); a method's ``num_frames`` default
+    prediction_kind: ClassVar[str] = ""  # what ``avadapt predict`` writes, for its help text
+    # task options ``avadapt params`` builds with when none are given, where the head's size depends on the data
+    # (AVQA: a question vocabulary of the reference's size)
     counting_options: ClassVar[dict[str, Any]] = {}
+    # (method, backbone family) → the audio front end the method's paper used for this task's dataset on that
+    # family, which a model takes unless given one (a pair not listed: the family's ``FAMILY_AUDIO_FRONT_ENDS``)
     paper_audio_front_ends: ClassVar[dict[tuple[str, str], str]] = {}
 
     @property
@@ -127,30 +116,23 @@ class Task:
 
     def write_prediction(self, probabilities: Any, frames: torch.Tensor, info: dict[str, Any],
                          out: Path | None, ground_truth: str | None = None, top: int = 3) -> dict[str, Any]:
-        """Write ``OUT.json`` and ``OUT.png`` (plus any task files) for one video; return the JSON-ready result.
-
-        probabilities: (S, …) one entry per segment of the video (a whole-clip task: what
-        :meth:`segment_probabilities` kept). frames: (S, H, W, 3) uint8, each segment's frame at the model's
-        input size. info: what :func:`avadapt.prediction.predict_video` found. out: the path without suffix
-        (None: write nothing). ground_truth: the task's ``--labels``. top: how many alternatives to list.
-        The result holds ``summary`` (one console line), ``json`` and ``png`` (paths written) and, with ground
-        truth, an ``agreement`` line.
+        """Write ``OUT.json`` and ``OUT.png`` (plus any task files; ``out`` is the path without suffix, None: write
+        nothing) for one video; return the result: ``summary`` (one console line), ``json`` and ``png`` (paths
+        written) and, with ``ground_truth`` (the task's ``--labels``), an ``agreement`` line. probabilities: (S, …)
+        per segment of the video (a whole-clip task: what :meth:`segment_probabilities` kept); frames:
+        (S, H, W, 3) uint8 at the model's input size; info: what :func:`avadapt.prediction.predict_video` found.
         """
         raise NotImplementedError
 
 
-def check_task(task: Task) -> Task:
-    """Fail at registration time on a task whose declarations cannot work."""
-    if task.monitor_mode not in MONITOR_MODES:
-        raise ValueError(f"task {task.name!r}: monitor_mode must be one of {MONITOR_MODES}, got {task.monitor_mode!r}")
-    if not issubclass(task.head_class, TaskHead):
-        raise TypeError(f"task {task.name!r}: head_class must subclass TaskHead")
-    return task
-
-
 def register_task(cls: type[Task]) -> type[Task]:
-    """Class decorator: register one instance of ``cls`` in ``TASKS`` under ``cls.name``."""
-    TASKS.register(cls.name)(check_task(cls()))
+    """Class decorator: register one instance of ``cls`` in ``TASKS`` under ``cls.name``; declarations that cannot
+    work fail here."""
+    if cls.monitor_mode not in MONITOR_MODES:
+        raise ValueError(f"task {cls.name!r}: monitor_mode must be one of {MONITOR_MODES}, got {cls.monitor_mode!r}")
+    if not issubclass(cls.head_class, TaskHead):
+        raise TypeError(f"task {cls.name!r}: head_class must subclass TaskHead")
+    TASKS.register(cls.name)(cls())
     return cls
 
 

@@ -78,10 +78,10 @@ class DemoSpec:
 
     def training(self, method: str) -> dict[str, Any]:
         """The probe trains its head at ``probe_lr``; other methods their modules at ``lr`` and their head at
-        ``head_lr_factor`` times it (a field of the specs that keep this rule)."""
-        probe = method == "probe"
-        return {"lr": self.probe_lr if probe else self.lr, "min_lr": self.min_lr, "warmup_epochs": self.warmup_epochs,
-                "head_lr_factor": 1.0 if probe else self.head_lr_factor}
+        ``head_lr_factor`` times it (each spec's field or property), decaying to ``min_lr`` at most."""
+        lr = self.probe_lr if method == "probe" else self.lr
+        return {"lr": lr, "min_lr": min(self.min_lr, lr), "warmup_epochs": self.warmup_epochs,
+                "head_lr_factor": 1.0 if method == "probe" else self.head_lr_factor}
 
     def data_options(self) -> dict[str, Any]:
         """Extra arguments of the data module."""

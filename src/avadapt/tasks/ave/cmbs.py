@@ -70,26 +70,21 @@ def video_classes(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor,
 
 
 class CMBSHead(TaskHead):
-    """DG-SCT's AVE head: the temporal module, then CMBS's relevance and class scores (d = 256, K = 28).
-
-    With v, a the temporal module's gated (B, T, d) sequences and f = (v + a) / 2:
+    """DG-SCT's AVE head: the temporal module, then CMBS's relevance and class scores (d = 256, K = 28). With v, a
+    the temporal module's gated (B, T, d) sequences and f = (v + a) / 2:
 
     * relevance_t = Linear_{d→1}(f_t);
     * event_logits = Linear_{d→K}(max_t f_t) + w·av_score, with
       av_score = ½ [top-k-mean_t(Linear_{d→K} v) + top-k-mean_t(Linear_{d→K} a)] (k = 4, w = 0.3).
 
     Loss (:meth:`loss_terms`, summed): BCE-with-logits(relevance, foreground mask) + BCE-with-logits(g_a·g_v,
-    foreground mask) + CE(event_logits, clip class) + CE(av_score, clip class). The gate term passes the gate
-    product, a probability already, through BCE-with-logits as the reference does: it pushes the gates up on
-    event seconds and down elsewhere, with a bounded gradient. Clips without any event second add to the first
-    two terms only.
-
-    Metric: :func:`~avadapt.tasks.ave.task.segment_accuracy` over all segments of the split, on the labels of
-    :meth:`CMBSOutput.segment_labels`. DG-SCT's code reports the mean of per-batch accuracies instead, which
-    differs when the last batch is smaller.
-
-    DG-SCT's code also builds modules whose outputs are never used (two audio-visual interaction blocks and two
-    LayerNorms, 0.53M parameters; a self-attention per cross-modal decoder layer, 0.53M); they are left out.
+    foreground mask) + CE(event_logits, clip class) + CE(av_score, clip class). The gate product, a probability
+    already, goes through BCE-with-logits as the reference does: a bounded push up on event seconds and down
+    elsewhere. Clips without any event second add to the first two terms only. Metric: segment accuracy over the
+    split on :meth:`CMBSOutput.segment_labels` (DG-SCT's code averages per-batch accuracies instead, which differs
+    when the last batch is smaller). DG-SCT's code also builds modules whose outputs are never used (two
+    audio-visual interaction blocks and two LayerNorms, 0.53M parameters; a self-attention per cross-modal decoder
+    layer, 0.53M); they are left out.
     """
 
     config_class = AVEConfig

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from avadapt.tasks.ave.dataset import AVEAnnotations
+from avadapt.tasks.ave.dataset import AVE_SEGMENTS, AVEAnnotations
 from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.tasks.demo_spec import RANDOM, DemoRun, DemoSpec, Predictor, register_demo
 
@@ -65,9 +65,9 @@ class SyntheticAVEDemo(DemoSpec):
         in the picture, against its annotation."""
         annotations = AVEAnnotations.load(root)
         test_events = [annotations.events[r] for r in annotations.rows("test")]
-        event = min(test_events, key=lambda e: (abs(e.end - e.start - annotations.num_segments / 2), e.row))
-        row = f"{event.category}&{event.video_id}&{event.quality}&{event.start}&{event.end}"
-        result = predict(root / "AVE" / f"{event.video_id}.mp4", out / "prediction", ground_truth=row)
+        event = min(test_events, key=lambda e: (abs(e.end - e.start - AVE_SEGMENTS / 2), e.row))
+        result = predict(root / "AVE" / f"{event.video_id}.mp4", out / "prediction",
+                         ground_truth="&".join(map(str, event.key)))
         print(f"{event.video_id}: {result['summary']}\nannotated: {event.category} at {event.start}-{event.end} s; "
               f"agreement {result['accuracy']:.0%}", flush=True)
         return {"video": str(result["video"]), "accuracy": result["accuracy"], "png": result["png"]}
@@ -141,11 +141,9 @@ HTSAT_AudioSet_Saved_1.ckpt) and the htsat audio front end. See docs/training.md
                 "backbone_options": {"img_size": self.image_size}, "audio_front_end": "htsat", "fbank": self.fbank,
                 "audio_backbone": self.audio_backbone}
 
-    def training(self, method: str) -> dict[str, Any]:
-        lr = self.probe_lr if method == "probe" else self.lr
-        head_lr = lr if method == "probe" else self.head_lr
-        return {"lr": lr, "min_lr": min(self.min_lr, lr), "head_lr_factor": head_lr / lr,
-                "warmup_epochs": self.warmup_epochs}
+    @property
+    def head_lr_factor(self) -> float:
+        return self.head_lr / self.lr
 
     def extra_metrics(self) -> dict[str, Any]:
         return {"audio_backbone": f"{self.audio_backbone} ({RANDOM})", "head": "cmbs"}

@@ -63,10 +63,8 @@ def write_prediction(probabilities: torch.Tensor, frames: torch.Tensor, info: di
 
 
 def parse_annotation(labels: str, video: str | Path) -> tuple[str, int, int]:
-    """``Category&VideoID&Quality&Start&End`` given inline, or the row of ``video`` in an annotation file.
-
-    Returns (category, start, end). A file is searched for the video's id (its file name without suffix).
-    """
+    """(category, start, end) of a row ``Category&VideoID&Quality&Start&End`` given inline, or of the row of
+    ``video`` (its file name without suffix is its id) in an annotation file."""
     path = Path(labels)
     if "&" not in labels and path.is_file():
         video_id = Path(video).stem
@@ -155,19 +153,16 @@ def draw_timeline(
                         markersize=5, label="disagrees")
         accuracy = 1 - len(wrong) / max(seconds, 1)
         title = f"{title + ' — ' if title else ''}{accuracy:.0%} of {seconds} s agree with the annotation"
-    strip_axes.set_ylim(0, len(strips))
-    strip_axes.set_yticks([len(strips) - 0.5 - i for i in range(len(strips))], [name for name, _ in strips])
+    strip_axes.set(ylim=(0, len(strips)), yticks=[len(strips) - 0.5 - i for i in range(len(strips))],
+                   yticklabels=[name for name, _ in strips])
     strip_axes.tick_params(axis="y", length=0)
     if title:
         strip_axes.set_title(title, fontsize=10)
 
     score_axes.bar([t + 0.5 for t in range(seconds)], scores, width=0.9, color=[colors[x] for x in labels],
                    edgecolor="black", linewidth=0.3)
-    score_axes.set_ylim(0, 1)
-    score_axes.set_ylabel("confidence")
-    score_axes.set_xlim(0, seconds)
-    score_axes.set_xlabel("time (s)")
-    score_axes.set_xticks(range(0, seconds + 1, max(1, seconds // 20)))
+    score_axes.set(ylim=(0, 1), ylabel="confidence", xlim=(0, seconds), xlabel="time (s)",
+                   xticks=range(0, seconds + 1, max(1, seconds // 20)))
 
     shown = sorted(set(labels) | set(ground_truth or []))
     figure.legend(handles=[Patch(color=colors[i], label=class_names[i]) for i in shown], loc="outside right upper",
