@@ -1,7 +1,5 @@
-"""What a task's demo declares (``avadapt demo --task NAME``; :class:`DemoSpec`); ``avadapt.demo`` runs it.
-
-A task registers its spec with :func:`register_demo`; a variant for a method whose encoders differ from the task
-demo's is listed in the spec's ``variants`` and run with ``--method``.
+"""What a task's demo declares (``avadapt demo --task NAME``), registered with :func:`register_demo`; a variant
+for a method whose encoders differ (``--method``) is listed in the spec's ``variants``. ``avadapt.demo`` runs it.
 """
 
 from __future__ import annotations

@@ -17,10 +17,6 @@ from avadapt.tasks.ave.dataset import AVE_SEGMENTS, AVEAnnotations
 from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.tasks.demo_spec import RANDOM, DemoRun, DemoSpec, Predictor, register_demo
 
-# The CMBS head's widths narrowed to the 64-wide visual and 128-wide audio encoder (DG-SCT: 512 / 128 / 256 on
-# Swin-V2-L's 1536 and HTS-AT's 768), as configs/ave/tiny_cpu_cmbs.yaml does.
-TINY_CMBS = {"head": "cmbs", "video_projection_dim": 64, "audio_projection_dim": 32, "temporal_dim": 64}
-
 
 @torch.no_grad()
 def set_mel_statistics(model: nn.Module, batches: Iterable[Any]) -> None:
@@ -113,7 +109,10 @@ class DGSCTDemo(SyntheticAVEDemo):
     # image, 16 × 16 patches). The synthetic audio is 16 kHz, so the mel filters stop at its Nyquist frequency.
     fbank: dict[str, Any] = field(default_factory=lambda: {
         "num_mel_bins": 16, "frame_shift_ms": 40.0, "target_frames": 26, "high_freq": 8000.0})
-    head: dict[str, Any] = field(default_factory=lambda: dict(TINY_CMBS))
+    # The CMBS head's widths narrowed to the 64-wide visual and 128-wide audio encoder (DG-SCT: 512 / 128 / 256 on
+    # Swin-V2-L's 1536 and HTS-AT's 768), as configs/ave/tiny_cpu_cmbs.yaml does.
+    head: dict[str, Any] = field(default_factory=lambda: {
+        "head": "cmbs", "video_projection_dim": 64, "audio_projection_dim": 32, "temporal_dim": 64})
     # Rates and epochs chosen on val (docs/training.md, "The CPU demo"); the epochs are what ten minutes allow.
     epochs: int = 8
     lr: float = 3e-4  # DG-SCT's adapters

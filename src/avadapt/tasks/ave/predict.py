@@ -113,12 +113,9 @@ def draw_timeline(
     ground_truth: Sequence[int] | None = None,
     title: str | None = None,
 ) -> Path:
-    """A PNG of per-second predictions: a class strip, the confidence per second, and the ground truth.
-
-    labels / scores: predicted class index and its probability for every second. ground_truth: the annotated
-    class per second, drawn as a second strip with the seconds it disagrees with marked. Each event class has a
-    colour (tab20 then tab20b), background (the last class) is grey; the figure widens with the seconds, up to a cap.
-    """
+    """A PNG of the predicted class (``labels``) and its probability (``scores``) for every second, and the
+    annotated class (``ground_truth``) as a second strip with the seconds it disagrees with marked. Event classes
+    are coloured (tab20 then tab20b), background (the last class) grey; the figure widens with the seconds."""
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -1,12 +1,11 @@
 """A small synthetic AVE: real mp4 files in the native layout (so tests, the demo and smoke training go through
 the code real AVE goes through), learnable only with both modalities.
 
-Each clip is 10 s; an event of one class fills a random contiguous run of seconds, which show the class's
-picture (a coloured shape moving on a class-specific path) AND play its sound (a class-specific chord,
-amplitude-modulated at a class-specific rate). Background seconds hold noise, and often a distractor in ONE
-modality only, usually of the event's own class, so a video-only or audio-only model cannot tell event seconds
-from distractor seconds. One ``numpy`` generator seeded by ``seed`` draws everything: the same seed gives the
-same files.
+In each 10 s clip an event of one class fills a random run of seconds, which show the class's picture (a coloured
+shape on a class-specific path) AND play its sound (a class-specific chord, amplitude-modulated at a
+class-specific rate). Background seconds hold noise, and often a distractor in ONE modality only, usually of the
+event's class, so a video-only or audio-only model cannot tell event seconds from distractor seconds. The same
+``seed`` gives the same files.
 """
 
 from __future__ import annotations

@@ -136,9 +136,8 @@ AVE_HEADS: dict[str, type[TaskHead]] = {"classifier": AVEHead}
 
 @register_task
 class AVETask(Task):
-    """Event localisation: one of the dataset's events or background for every 1 s segment; selected on
-    segment accuracy. The head is ``AVEConfig.head``'s: the per-segment classifier or DG-SCT's CMBS head.
-    ``avadapt predict`` writes per-second labels and a timeline picture."""
+    """Event localisation: one of the dataset's events or background for every 1 s segment, selected on segment
+    accuracy, by the head ``AVEConfig.head`` names."""
 
     name = "ave"
     head_class = AVEHead
