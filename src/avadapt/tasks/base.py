@@ -1,12 +1,8 @@
-"""The task contract: what a task declares, and what the model, the training system, prediction and the CLI
-read from it instead of knowing any task by name.
-
-A task is a :class:`TaskHead` (an ``nn.Module`` saved with the adapters: outputs, loss and metrics) and a
-:class:`Task` (registered in ``avadapt._registry.TASKS``: its head class, extra inputs, monitored metric, default
-dataset and prediction on a whole video). Its datasets (``avadapt.data``, which knows nothing of the model stack)
-make the targets and inputs: every tensor of an item besides ``video``, ``audio`` and ``meta`` is stacked into
-``AVBatch.targets``, the entries under ``inputs`` into ``AVBatch.inputs``. Adding a task is one package and its
-config files; nothing else names it.
+"""The task contract: what a task declares (:class:`TaskHead`, :class:`Task`), and what the model, the training
+system, prediction and the CLI read from it instead of knowing any task by name. A task's datasets
+(``avadapt.data``, which knows nothing of the model stack) make its targets and inputs: every tensor of an item
+besides ``video``, ``audio`` and ``meta`` is stacked into ``AVBatch.targets``, the entries under ``inputs`` into
+``AVBatch.inputs``. Adding a task is one package and its config files; nothing else names it.
 """
 
 from __future__ import annotations

@@ -17,17 +17,15 @@ Predictor = Callable[..., dict[str, Any]]
 
 @dataclass(frozen=True)
 class DemoRun:
-    """One model the demo trains and tests. name: its folder under ``runs/`` and its key in ``curves``; label: how
-    the console names it; prefix: of its ``metrics.json`` fields (``""`` for the main run); banner: a step
-    announced before it; epochs: its own number of epochs instead of the spec's."""
+    """One model the demo trains and tests."""
 
-    name: str
-    label: str
-    prefix: str = ""
+    name: str  # its folder under ``runs/`` and its key in ``curves``
+    label: str  # how the console names it
+    prefix: str = ""  # of its ``metrics.json`` fields (``""``: the main run)
     method: str | None = None  # default: ``name``
     method_options: dict[str, Any] = field(default_factory=dict)
-    banner: str | None = None
-    epochs: int | None = None
+    banner: str | None = None  # a step announced before it
+    epochs: int | None = None  # instead of the spec's
 
     @property
     def method_name(self) -> str:
