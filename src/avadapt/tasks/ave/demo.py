@@ -20,10 +20,9 @@ from avadapt.tasks.demo_spec import RANDOM, DemoRun, DemoSpec, Predictor, regist
 
 @torch.no_grad()
 def set_mel_statistics(model: nn.Module, batches: Iterable[Any]) -> None:
-    """Give the random HTS-AT encoder's ``bn0`` the train split's mean and variance of every mel bin, the
-    statistics a trained HTS-AT's ``bn0`` holds of AudioSet: the log-mel is in dB with no normalisation of its own
-    (the ``htsat`` front end leaves that to ``bn0``), so with bn0's initial 0 / 1 every patch would be dominated
-    by the spectrogram's offset of tens of dB."""
+    """Give the random HTS-AT encoder's ``bn0`` the train split's mean and variance of every mel bin, as a trained
+    one holds AudioSet's: the ``htsat`` log-mel is in dB and leaves normalisation to ``bn0``, so with its initial
+    0 / 1 every patch would be dominated by the spectrogram's offset of tens of dB."""
     total = squares = count = 0
     for batch in batches:
         mel = batch.audio.flatten(0, 2).transpose(1, 2).flatten(0, 1).double()  # (B, T, 1, F, L) → (B*T*L, F)

@@ -74,11 +74,10 @@ def synthesize_ave(
 ) -> SynthSummary:
     """Write ``clips`` synthetic 10 s clips under ``out``: ``AVE/<id>.mp4``, ``Annotations.txt`` (with the official
     header), the three split files, ``categories.txt`` (the first ``num_classes`` real AVE categories) and
-    ``synth_truth.json``: per video id, the class seen and the class heard in every second (−1 = none).
-
-    Classes are assigned round-robin; event length is uniform in 1..10 s. ``distractor_rate``: chance that a
-    background second carries a one-modality distractor; ``same_class_distractors``: chance it is of the
-    event's class. ``split_fractions``: (val, test) share per class (≥ 1 row each from three rows up).
+    ``synth_truth.json``: per video id, the class seen and the class heard in every second (−1 = none). Classes
+    are assigned round-robin, event lengths drawn from 1..10 s. ``distractor_rate``: chance that a background
+    second carries a one-modality distractor, ``same_class_distractors``: that it is of the event's class;
+    ``split_fractions``: (val, test) share per class (≥ 1 row each from three rows up).
     """
     if not 1 <= num_classes <= len(AVE_CATEGORIES):
         raise ValueError(f"num_classes must lie in 1..{len(AVE_CATEGORIES)}, got {num_classes}")

@@ -119,11 +119,8 @@ class AVEHead(TaskHead):
 
 
 def segment_accuracy(num_classes: int) -> MetricCollection:
-    """Segment accuracy over all segments of a split (ECCV'18 ``compute_acc``), and per class.
-
-    ``accuracy``: micro average = (1 / (T·N)) Σ_i Σ_t 1[argmax_c p_itc = y_it]. ``class_accuracy``:
-    recall of each class over its segments (a vector of ``num_classes``; 0 for a class absent from the split).
-    """
+    """Segment accuracy over all segments of a split (ECCV'18 ``compute_acc``): ``accuracy`` = (1 / (T·N)) Σ_i Σ_t
+    1[argmax_c p_itc = y_it]; ``class_accuracy``: each class's recall over its segments (0 for a class absent)."""
     return MetricCollection({
         "accuracy": MulticlassAccuracy(num_classes, average="micro"),
         "class_accuracy": MulticlassAccuracy(num_classes, average=None),
