@@ -1,9 +1,7 @@
-"""``avadapt demo``: a task end to end on a CPU in minutes, with nothing downloaded: synthesise a small dataset in
-the task's native layout, decode it once into a cache, train the task's main method and its comparisons on the
-same tiny random frozen encoders (selecting on val, testing once), predict one test clip from the main run's
-exported adapter. Writes ``OUT/metrics.json`` and ``OUT/prediction.png``, and beside them the data, cache, runs
-(each with its ``curves.png``) and adapter directories. What is synthesised, trained and reported is the task's
-demo spec (:mod:`avadapt.tasks.demo_spec`).
+"""``avadapt demo``: a task end to end on a CPU in minutes, with nothing downloaded, as the task's demo spec
+(:mod:`avadapt.tasks.demo_spec`) says: synthesise a small dataset, decode it once, train the main method and its
+comparisons on the same tiny random frozen encoders (selecting on val, testing once), predict one test clip from
+the main run's exported adapter. Writes ``OUT/metrics.json``, ``OUT/prediction.png``, the data, cache and runs.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import save_file
 
+from avadapt._registry import DATASETS
 from avadapt.adapter_files import load_adapter
 from avadapt.data.datamodule import AVDataModule
 from avadapt.errors import OptionError
@@ -51,9 +50,7 @@ def banner(text: str) -> None:
 def demo_spec(task: str | None = None, method: str | None = None) -> type[DemoSpec]:
     """The demo of ``task`` (default: the default task), or with ``method`` that method's variant of it."""
     task = task or DEFAULT_TASK
-    if task not in DEMOS:
-        raise OptionError(f"no demo for task {task!r}; demos: {', '.join(DEMOS.names())}")
-    spec = DEMOS.get(task)
+    spec = DEMOS.get(task)  # an unknown task: an OptionError lists the demos
     if method is not None and method not in spec.variants:
         known = ", ".join(f"--task {t} --method {m}" for t in DEMOS.names() for m in DEMOS.get(t).variants)
         raise OptionError(f"no demo of method {method!r} on task {task!r}; method demos: {known}")
@@ -84,8 +81,9 @@ def build_data(out: Path, cfg: DemoSpec, steps: int = 5) -> DemoData:
     torch.manual_seed(cfg.seed)
     module = build_module(cfg, "probe", root)
     video = module.preprocessing["video"]
-    cfg.prepare(root, cache, workers=1, image_size=cfg.image_size, fbank=module.fbank,
-                crop_pct=video.get("crop_pct") or 1.0, interpolation=video["interpolation"])
+    DATASETS.get(get_task(cfg.task).dataset).prepare(root, cache, workers=1, image_size=cfg.image_size,
+                                                     fbank=module.fbank, crop_pct=video.get("crop_pct") or 1.0,
+                                                     interpolation=video["interpolation"])
     if cfg.calibrate is not None:
         loader = datamodule(cfg, root, cache, module, batch_size=16)
         loader.setup("fit")
@@ -109,8 +107,7 @@ def train_run(cfg: DemoSpec, data: DemoData, run: DemoRun, out: Path, precision:
               ) -> dict[str, Any]:
     """Fit one run on the CPU selecting on the task's val metric; test the best val checkpoint once (``test=False``:
     val only, for choosing settings). Writes ``out/{checkpoints,adapter,logs,curves.png}``; returns
-    ``best_val_<monitor>``, ``test_<metric>`` per logged test metric, ``train_seconds``, parameter counts and the
-    adapter and curves paths."""
+    ``best_val_<monitor>``, ``test_<metric>`` per test metric, ``train_seconds``, parameter counts and paths."""
     L.seed_everything(cfg.seed, verbose=False)
     module = build_module(cfg, run.method_name, data.root, data, run.method_options)
     if cfg.same_initial_head:  # a head drawn after a method's own modules would start elsewhere
@@ -120,7 +117,7 @@ def train_run(cfg: DemoSpec, data: DemoData, run: DemoRun, out: Path, precision:
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor=module.monitor, mode=task.monitor_mode,
                                  save_last=True, filename=task.checkpoint_filename(), auto_insert_metric_name=False)
     export, curves = AdapterExport(str(out / "adapter")), TrainingCurves(str(out))
-    trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=cfg.epochs_of(run.method_name),
+    trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=run.epochs or cfg.epochs,
                         callbacks=[checkpoint, export, curves], plugins=[AtomicCheckpointIO()],
                         logger=CSVLogger(out, name="logs", version=""), default_root_dir=out, log_every_n_steps=5,
                         enable_model_summary=False, num_sanity_val_steps=0)
@@ -146,9 +143,8 @@ def train_run(cfg: DemoSpec, data: DemoData, run: DemoRun, out: Path, precision:
 
 def run_demo(out: str | Path = "demo_out", task: str | None = None, precision: str | None = None,
              config: DemoSpec | None = None, method: str | None = None) -> dict[str, Any]:
-    """Run the demo of ``task`` (its main method against its comparisons), or with ``method`` that method's
-    variant; ``config``: the spec's settings (default: its own; task and method default to its). Returns (and
-    writes to ``OUT/metrics.json``) its numbers."""
+    """Run the demo of ``task``, or with ``method`` that method's variant; ``config``: the spec's settings (task and
+    method default to its). Returns (and writes to ``OUT/metrics.json``) its numbers."""
     spec = demo_spec(task or getattr(config, "task", None), method or getattr(config, "method", None))
     cfg = config or spec()
     if not isinstance(cfg, spec):

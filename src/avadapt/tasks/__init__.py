@@ -1,9 +1,7 @@
-"""One package per task (``ave``, ``avs``, ``avqa``): head, loss, metrics, datasets for each native layout, the
-prepare job, the synthetic generator, prediction and the demo spec; ``base.py`` is the contract the generic
-machinery reads. Importing a task package registers its task in ``TASKS`` and its datasets in ``DATASETS``;
-tasks from other installed packages are found through the ``avadapt.tasks`` entry point group
-(``avadapt._registry.load_task_plugins``): a package declares ``[project.entry-points."avadapt.tasks"]``
-``name = "its_package"``, and importing that package registers its ``Task`` and datasets.
+"""One package per task (``ave``, ``avs``, ``avqa``): head, loss, metrics, datasets, prepare job, synthetic data,
+prediction and demo spec, on the contract of ``base.py``. Importing a task package registers its task and datasets;
+a package outside avadapt declares ``[project.entry-points."avadapt.tasks"] name = "its_package"`` and is found
+as the built-in ones are (``avadapt._registry.load_task_plugins``).
 """
 
 from avadapt.tasks import ave, avqa, avs  # noqa: F401  (registration side effect)

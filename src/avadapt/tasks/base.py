@@ -1,24 +1,8 @@
-"""The task contract: what a task declares, and what the model, the training system, prediction and the CLI
-read from it instead of knowing any task by name.
-
-A task is two pieces:
-
-* :class:`TaskHead` (an ``nn.Module``, saved with the adapters): built from the method's
-  :class:`~avadapt.types.FeatureSpec` and the task's config; ``forward(features, **inputs)`` gives the
-  task's outputs; ``loss``, ``metrics`` and ``update_metrics`` say how they are trained and scored.
-* :class:`Task` (registered in ``avadapt._registry.TASKS``): names the head class (hence the config), the
-  extra inputs the head takes beside video and audio (``inputs``: AVQA's question), the metric that selects
-  checkpoints (``monitor``, ``monitor_mode``), the dataset it reads by default, and how a prediction over a
-  whole video reads the file, makes its inputs and turns into a result and its picture (``segment_seconds``,
-  ``prediction_inputs``, ``segment_probabilities``, ``write_prediction``).
-
-Targets and inputs are produced and collated by the task's datasets (``avadapt.data``, which knows nothing of
-the model stack): every tensor a dataset item holds besides ``video``, ``audio`` and ``meta`` is stacked into
-``AVBatch.targets``, and entries under ``inputs`` into ``AVBatch.inputs``.
-
-Adding a task is one package (head, config, ``Task`` subclass with :func:`register_task`, its datasets) and
-its config files; nothing else names it. A package outside avadapt plugs in through the ``avadapt.tasks``
-entry point group and is found as the built-in ones are.
+"""The task contract: what a task declares (:class:`TaskHead`, :class:`Task`), and what the model, the training
+system, prediction and the CLI read from it instead of knowing any task by name. A task's datasets
+(``avadapt.data``, which knows nothing of the model stack) make its targets and inputs: every tensor of an item
+besides ``video``, ``audio`` and ``meta`` is stacked into ``AVBatch.targets``, the entries under ``inputs`` into
+``AVBatch.inputs``. Adding a task is one package and its config files; nothing else names it.
 """
 
 from __future__ import annotations
@@ -39,9 +23,7 @@ MONITOR_MODES = ("max", "min")
 
 class TaskHead(nn.Module):
     """The model side of a task: features of the adapted backbone (+ the task's inputs) → outputs.
-
-    ``config_class``: the task's config dataclass (``JSONConfig``); its fields are the ``task_options``.
-    """
+    ``config_class``: the task's config dataclass (``JSONConfig``); its fields are the ``task_options``."""
 
     config_class: ClassVar[type]
 
@@ -58,10 +40,8 @@ class TaskHead(nn.Module):
         raise NotImplementedError
 
     def metrics(self) -> MetricCollection:
-        """Fresh metrics for one split; the training system clones them per stage (``val/``, ``test/``).
-
-        Scalar results are logged under their names; a vector result is logged one entry per class.
-        """
+        """Fresh metrics for one split, cloned per stage (``val/``, ``test/``); a vector result is logged one
+        entry per class."""
         raise NotImplementedError
 
     def update_metrics(self, metrics: MetricCollection, outputs: Any, targets: dict[str, torch.Tensor]) -> None:
@@ -80,37 +60,24 @@ class TaskHead(nn.Module):
 
 
 class Task:
-    """One task's declarations; subclasses set the class attributes and are registered with
-    :func:`register_task` (one instance each, in ``TASKS``).
-
-    name: the registered name (``ave``, ``avs``).
-    head_class: the :class:`TaskHead` subclass; its ``config_class`` is the task's config.
-    monitor: metric that selects checkpoints, logged as ``val/<monitor>``; ``monitor_mode``: ``max`` or ``min``.
-    inputs: names of ``AVBatch.inputs`` entries the head takes as keyword arguments.
-    clip_input: the input (one of ``inputs``) that numbers each item's clip where several items share a clip
-        (AVQA: ``video_index``, a video's questions): the model runs each clip of a batch through the backbone
-        once and hands its features to all of its items. None: every item is its own clip.
-    dataset: the dataset (``avadapt._registry.DATASETS``) the task reads unless told otherwise.
-    num_segments: segments per clip in that dataset (AVE 10, AVS 5); a method's ``num_frames`` defaults to it.
-    prediction_kind: what ``avadapt predict`` writes, for its help text.
-    counting_options: task options ``avadapt params`` builds with when none are given, where the head's size
-        depends on the data (AVQA: a question vocabulary of the reference's size).
-    paper_audio_front_ends: (method, backbone family) → the audio front end (``avadapt.audio_front_ends``)
-        the method's paper used for this task's dataset on that family. A model takes it unless given one;
-        a method with an audio encoder of its own names its front end itself, and a pair not listed here
-        gets the family's default (``FAMILY_AUDIO_FRONT_ENDS``), so a task may list nothing.
-    """
+    """One task's declarations, registered with :func:`register_task` (one instance in ``TASKS``)."""
 
     name: ClassVar[str]
-    head_class: ClassVar[type[TaskHead]]
-    monitor: ClassVar[str]
-    monitor_mode: ClassVar[str] = "max"
-    inputs: ClassVar[tuple[str, ...]] = ()
+    head_class: ClassVar[type[TaskHead]]  # its ``config_class`` is the task's config
+    monitor: ClassVar[str]  # the metric that selects checkpoints, logged as ``val/<monitor>``
+    monitor_mode: ClassVar[str] = "max"  # or "min"
+    inputs: ClassVar[tuple[str, ...]] = ()  # ``AVBatch.inputs`` entries the head takes as keyword arguments
+    # the input that numbers each item's clip where several items share one (AVQA: ``video_index``, a video's
+    # questions), so that the model runs each clip through the backbone once; None: one clip per item
     clip_input: ClassVar[str | None] = None
-    dataset: ClassVar[str]
-    num_segments: ClassVar[int]
-    prediction_kind: ClassVar[str] = ""
+    dataset: ClassVar[str]  # the dataset (``avadapt._registry.DATASETS``) read unless told otherwise
+    num_segments: ClassVar[int]  # per clip of that dataset (AVE 10, AVS 5); a method's ``num_frames`` default
+    prediction_kind: ClassVar[str] = ""  # what ``avadapt predict`` writes, for its help text
+    # task options ``avadapt params`` builds with when none are given, where the head's size depends on the data
+    # (AVQA: a question vocabulary of the reference's size)
     counting_options: ClassVar[dict[str, Any]] = {}
+    # (method, backbone family) → the audio front end the method's paper used for this task's dataset on that
+    # family, which a model takes unless given one (a pair not listed: the family's ``FAMILY_AUDIO_FRONT_ENDS``)
     paper_audio_front_ends: ClassVar[dict[tuple[str, str], str]] = {}
 
     @property
@@ -132,9 +99,8 @@ class Task:
 
     def prediction_inputs(self, head: TaskHead, question: str | None = None
                           ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """The head's inputs beside video and audio for a prediction on one video (each with a batch of one), made
-        from the user's ``question``, and what the result reports about them. Tasks that take no question
-        refuse one."""
+        """The head's inputs beside video and audio for a prediction on one video (a batch of one), made from the
+        user's ``question``, and what the result reports about them."""
         if question is not None:
             raise OptionError(f"a {self.name!r} adapter takes no question; it predicts {self.prediction_kind}")
         return {}, {}
@@ -146,32 +112,23 @@ class Task:
 
     def write_prediction(self, probabilities: Any, frames: torch.Tensor, info: dict[str, Any],
                          out: Path | None, ground_truth: str | None = None, top: int = 3) -> dict[str, Any]:
-        """Write ``OUT.json`` and ``OUT.png`` (plus any task files) for one video; return the JSON-ready result.
-
-        probabilities: (S, …) one entry per segment of the whole video (a whole-clip task: what
-        :meth:`segment_probabilities` kept). frames: (S, H, W, 3) uint8, the frame shown for each segment, at
-        the model's input size. info: ``video``, ``duration``, ``seconds``, ``segment_seconds``,
-        ``window_seconds``, ``window_starts``, ``class_names`` (may be None) and what
-        :meth:`prediction_inputs` reported. out: the path without suffix; None writes nothing. ground_truth: the
-        task's own ground-truth argument (``--labels``), or None. top: how many alternatives the result lists.
-        The result holds ``summary`` (one line for the console), ``json`` and ``png`` (paths written) and, with
-        ground truth, an ``agreement`` line.
+        """Write ``OUT.json`` and ``OUT.png`` (plus any task files; ``out`` is the path without suffix, None: write
+        nothing) for one video; return the result: ``summary`` (one console line), ``json`` and ``png`` (paths
+        written) and, with ``ground_truth`` (the task's ``--labels``), an ``agreement`` line. probabilities: (S, …)
+        per segment of the video (a whole-clip task: what :meth:`segment_probabilities` kept); frames:
+        (S, H, W, 3) uint8 at the model's input size; info: what :func:`avadapt.prediction.predict_video` found.
         """
         raise NotImplementedError
 
 
-def check_task(task: Task) -> Task:
-    """Fail at registration time on a task whose declarations cannot work."""
-    if task.monitor_mode not in MONITOR_MODES:
-        raise ValueError(f"task {task.name!r}: monitor_mode must be one of {MONITOR_MODES}, got {task.monitor_mode!r}")
-    if not issubclass(task.head_class, TaskHead):
-        raise TypeError(f"task {task.name!r}: head_class must subclass TaskHead")
-    return task
-
-
 def register_task(cls: type[Task]) -> type[Task]:
-    """Class decorator: register one instance of ``cls`` in ``TASKS`` under ``cls.name``."""
-    TASKS.register(cls.name)(check_task(cls()))
+    """Class decorator: register one instance of ``cls`` in ``TASKS`` under ``cls.name``; declarations that cannot
+    work fail here."""
+    if cls.monitor_mode not in MONITOR_MODES:
+        raise ValueError(f"task {cls.name!r}: monitor_mode must be one of {MONITOR_MODES}, got {cls.monitor_mode!r}")
+    if not issubclass(cls.head_class, TaskHead):
+        raise TypeError(f"task {cls.name!r}: head_class must subclass TaskHead")
+    TASKS.register(cls.name)(cls())
     return cls
 
 

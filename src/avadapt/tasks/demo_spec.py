@@ -1,19 +1,5 @@
-"""What a task's demo declares (``avadapt demo --task NAME``); ``avadapt.demo`` runs it.
-
-A spec is a dataclass of the demo's sizes and settings (its ``config`` in ``metrics.json``) whose class declares:
-
-* ``synthesize(root)`` (returns what to print) and ``prepare(root, cache, **video)``: the synthetic data in the
-  task's native layout and its cache; ``data_marker``: a file of that data (when there, the data is reused);
-* ``runs()``: the models compared, the main one first; ``model_options(method, method_options, root)``: the
-  ``AVAdaptModule`` arguments of one besides its method, frozen weights and training rates (``training``);
-* ``metrics`` (logged test metric → console name, the headline first), ``metric_description``, ``summaries``
-  and ``extra_metrics``: what ``metrics.json`` reports;
-* ``predict(root, out, predict, ask)``: predict one test clip with the main run's adapter (``predict(video, out,
-  ground_truth=None)`` or ``ask(video, question, out=)``), print how it compares with its annotation, and
-  return the ``prediction`` entry of ``metrics.json`` (with its ``png``).
-
-A task registers its spec with :func:`register_demo`; a variant for a method whose encoders differ from the task
-demo's is listed in the spec's ``variants`` and run with ``--method``.
+"""What a task's demo declares (``avadapt demo --task NAME``), registered with :func:`register_demo`; a variant
+for a method whose encoders differ (``--method``) is listed in the spec's ``variants``. ``avadapt.demo`` runs it.
 """
 
 from __future__ import annotations
@@ -31,16 +17,15 @@ Predictor = Callable[..., dict[str, Any]]
 
 @dataclass(frozen=True)
 class DemoRun:
-    """One model the demo trains and tests. name: its folder under ``runs/`` and its key in ``curves``; label: how
-    the console names it; prefix: of its ``metrics.json`` fields (``""`` for the main run); banner: a step
-    announced before it."""
+    """One model the demo trains and tests."""
 
-    name: str
-    label: str
-    prefix: str = ""
+    name: str  # its folder under ``runs/`` and its key in ``curves``
+    label: str  # how the console names it
+    prefix: str = ""  # of its ``metrics.json`` fields (``""``: the main run)
     method: str | None = None  # default: ``name``
     method_options: dict[str, Any] = field(default_factory=dict)
-    banner: str | None = None
+    banner: str | None = None  # a step announced before it
+    epochs: int | None = None  # instead of the spec's
 
     @property
     def method_name(self) -> str:
@@ -49,7 +34,15 @@ class DemoRun:
 
 @dataclass
 class DemoSpec:
-    """Settings every demo has; a task's spec adds its own fields and the declarations above."""
+    """A demo's sizes and settings (its ``config`` in ``metrics.json``). A task's spec adds its own and declares
+    ``synthesize(root)`` (the data in the task's native layout, reused where ``data_marker`` exists and decoded by
+    the ``prepare`` of the task's dataset; returns what to print), ``runs()`` (the models compared, the main one
+    first), ``model_options(method, method_options, root)`` (a run's ``AVAdaptModule`` arguments besides its
+    method, frozen weights and :meth:`training` rates), ``metrics`` (logged test metric → console name, the
+    headline first) and ``predict(root, out, predict, ask)``: predict one test clip with the main run's adapter
+    (``predict(video, out, ground_truth=None)`` or ``ask(video, question, out=)``), print how it compares with its
+    annotation and return the ``prediction`` entry of ``metrics.json`` (with its ``png``).
+    """
 
     seed: int = 0
     video_size: int = 64  # pixels of the synthetic frames
@@ -71,7 +64,7 @@ class DemoSpec:
     random_note: ClassVar[str] = ""  # what else is randomly initialised (formatted with the fields)
     data_marker: ClassVar[str]
     data_banner: ClassVar[str]  # formatted with the fields
-    prepare_banner: ClassVar[str]
+    prepare_banner: ClassVar[str] = "decoding every clip once (frames + fbank cache)"
     predict_banner: ClassVar[str] = "predicting one test clip from the exported adapter"
     metrics: ClassVar[dict[str, str]]
     metric_description: ClassVar[str]
@@ -81,13 +74,10 @@ class DemoSpec:
 
     def training(self, method: str) -> dict[str, Any]:
         """The probe trains its head at ``probe_lr``; other methods their modules at ``lr`` and their head at
-        ``head_lr_factor`` times it (a field of the specs that keep this rule)."""
-        probe = method == "probe"
-        return {"lr": self.probe_lr if probe else self.lr, "min_lr": self.min_lr, "warmup_epochs": self.warmup_epochs,
-                "head_lr_factor": 1.0 if probe else self.head_lr_factor}
-
-    def epochs_of(self, method: str) -> int:
-        return self.epochs
+        ``head_lr_factor`` times it (each spec's field or property), decaying to ``min_lr`` at most."""
+        lr = self.probe_lr if method == "probe" else self.lr
+        return {"lr": lr, "min_lr": min(self.min_lr, lr), "warmup_epochs": self.warmup_epochs,
+                "head_lr_factor": 1.0 if method == "probe" else self.head_lr_factor}
 
     def data_options(self) -> dict[str, Any]:
         """Extra arguments of the data module."""
@@ -98,6 +88,7 @@ class DemoSpec:
         return {}
 
     def extra_metrics(self) -> dict[str, Any]:
+        """Extra ``metrics.json`` fields of the demo."""
         return {}
 
 

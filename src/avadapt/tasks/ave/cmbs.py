@@ -1,12 +1,10 @@
-"""DG-SCT's AVE head: a CMRAN-style temporal module, then CMBS's event relevance and video-level classes.
+"""DG-SCT's AVE head (``AVEConfig.head = "cmbs"``): a CMRAN-style temporal module, then CMBS's event relevance
+and video-level classes.
 
 CMBS (Xia & Zhao, "Cross-Modal Background Suppression for Audio-Visual Event Localization", CVPR 2022) splits
 localisation in two: is second t part of the clip's event (a relevance logit per second), and which event is it
-(one class for the whole clip). A second is labelled with the clip's class where its relevance probability
-exceeds 0.5, background elsewhere. DG-SCT (NeurIPS 2023) puts this head, after its temporal module
+(one class for the whole clip). DG-SCT (NeurIPS 2023) puts this head, after its temporal module
 (:class:`~avadapt.layers.temporal_relation.TemporalRelationModule`), on its adapted Swin-V2-L and HTS-AT.
-
-Selected with ``AVEConfig.head = "cmbs"`` (``create_model(..., task="ave", head="cmbs")``).
 """
 
 from __future__ import annotations
@@ -30,18 +28,12 @@ RELEVANCE_THRESHOLD = 0.5
 
 @dataclass
 class CMBSOutput:
-    """What the CMBS head returns for B clips of T segments and K = num_classes − 1 events.
+    """What the CMBS head returns for B clips of T segments and K = num_classes − 1 events."""
 
-    relevance: (B, T) logits that second t is part of the clip's event.
-    event_logits: (B, K) video-level class logits, av_score already added with its weight.
-    av_score: (B, K) the mean over the top-k seconds of the audio and visual class activation sequences.
-    av_gate: (B, T) the temporal module's gate product g_a·g_v, in (0, 1).
-    """
-
-    relevance: torch.Tensor
-    event_logits: torch.Tensor
-    av_score: torch.Tensor
-    av_gate: torch.Tensor
+    relevance: torch.Tensor  # (B, T) logits that second t is part of the clip's event
+    event_logits: torch.Tensor  # (B, K) video-level class logits, av_score already added with its weight
+    av_score: torch.Tensor  # (B, K) mean over the top-k seconds of the audio and visual class activations
+    av_gate: torch.Tensor  # (B, T) the temporal module's gate product g_a·g_v, in (0, 1)
 
     def segment_labels(self) -> torch.Tensor:
         """(B, T) long: the video-level argmax class where σ(relevance) > 0.5, background (index K) elsewhere."""
@@ -50,12 +42,9 @@ class CMBSOutput:
         return torch.where(self.relevance.float().sigmoid() > RELEVANCE_THRESHOLD, event, background)
 
     def segment_probabilities(self) -> torch.Tensor:
-        """(B, T, K + 1) per-second class probabilities whose argmax is :meth:`segment_labels`.
-
-        With r = σ(relevance_t) and q = softmax(event_logits): event k gets r·q_k, background (1 − r)·max_k q_k,
-        normalised to sum to one. The background competes with the clip's best class on the relevance alone, so
-        the argmax is that class where r > ½ and background where r < ½ (at exactly ½ the argmax takes the class,
-        the rule background: the relevance logit would have to be exactly 0).
+        """(B, T, K + 1) per-second class probabilities whose argmax is :meth:`segment_labels` (but at r = ½
+        exactly, a relevance logit of exactly 0, where it takes the class): with r = σ(relevance_t) and
+        q = softmax(event_logits), event k gets r·q_k and background (1 − r)·max_k q_k, normalised to sum to one.
         """
         relevance = self.relevance.float().sigmoid()[..., None]  # (B, T, 1)
         classes = self.event_logits.float().softmax(-1)[:, None, :]  # (B, 1, K)
@@ -73,39 +62,29 @@ def top_k_mean(activations: torch.Tensor, k: int) -> torch.Tensor:
 
 def video_classes(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-second labels (B, T) with background = num_classes − 1 → the clip's event class (B,) and whether the
-    clip has any event second (B,) bool.
-
-    The class is the event of the clip's foreground seconds (AVE has one per clip; were there several, the one
-    with the most seconds, the lower index on a tie). A clip without foreground has no class: the returned
-    index (0) is a placeholder that the losses leave out.
-    """
+    clip has any event second (B,) bool. The class is the event with the most seconds (AVE has one per clip),
+    the lower index on a tie; a clip without foreground gets 0, a placeholder the losses leave out."""
     background = num_classes - 1
     counts = F.one_hot(labels, num_classes)[..., :background].sum(dim=1)  # (B, K) event seconds per class
     return counts.argmax(-1), counts.sum(-1) > 0
 
 
 class CMBSHead(TaskHead):
-    """DG-SCT's AVE head: the temporal module, then CMBS's relevance and class scores (d = 256, K = 28).
-
-    With v, a the temporal module's gated (B, T, d) sequences and f = (v + a) / 2:
+    """DG-SCT's AVE head: the temporal module, then CMBS's relevance and class scores (d = 256, K = 28). With v, a
+    the temporal module's gated (B, T, d) sequences and f = (v + a) / 2:
 
     * relevance_t = Linear_{d→1}(f_t);
     * event_logits = Linear_{d→K}(max_t f_t) + w·av_score, with
       av_score = ½ [top-k-mean_t(Linear_{d→K} v) + top-k-mean_t(Linear_{d→K} a)] (k = 4, w = 0.3).
 
     Loss (:meth:`loss_terms`, summed): BCE-with-logits(relevance, foreground mask) + BCE-with-logits(g_a·g_v,
-    foreground mask) + CE(event_logits, clip class) + CE(av_score, clip class). The gate term passes the gate
-    product, a probability already, through BCE-with-logits as the reference does: it pushes the gates up on
-    event seconds and down elsewhere, with a bounded gradient. Clips without any event second add to the first
-    two terms only.
-
-    Metric: :func:`~avadapt.tasks.ave.task.segment_accuracy` over all segments of the split, on the labels of
-    :meth:`CMBSOutput.segment_labels`. DG-SCT's code reports the mean of per-batch accuracies instead, which
-    differs when the last batch is smaller.
-
-    DG-SCT's code also builds two audio-visual interaction blocks (multi-head attention + LayerNorm, 0.53M
-    parameters) and two LayerNorms whose outputs are never used, and a self-attention in each cross-modal
-    decoder layer that is never called (0.53M); they are left out, so every parameter here takes part in the loss.
+    foreground mask) + CE(event_logits, clip class) + CE(av_score, clip class). The gate product, a probability
+    already, goes through BCE-with-logits as the reference does: a bounded push up on event seconds and down
+    elsewhere. Clips without any event second add to the first two terms only. Metric: segment accuracy over the
+    split on :meth:`CMBSOutput.segment_labels` (DG-SCT's code averages per-batch accuracies instead, which differs
+    when the last batch is smaller). DG-SCT's code also builds modules whose outputs are never used (two
+    audio-visual interaction blocks and two LayerNorms, 0.53M parameters; a self-attention per cross-modal decoder
+    layer, 0.53M); they are left out.
     """
 
     config_class = AVEConfig

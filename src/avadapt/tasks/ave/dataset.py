@@ -1,24 +1,16 @@
 """AVE (Audio-Visual Event localisation, Tian et al. ECCV 2018) in its native layouts.
 
-Annotations (official zip, ``<root>/``)::
+Annotations (``<root>/``): ``Annotations.txt``, one event ``Category&VideoID&Quality&StartTime&EndTime`` per row
+(with a header line in the official zip, without in AVE-ECCV18's copy), and ``trainSet.txt``, ``valSet.txt``,
+``testSet.txt``: the same rows without header, partitioning Annotations.txt as a multiset. Media: ``mp4``
+(``<media_root>/AVE/<VideoID>.mp4``), ``frames`` as the reference PETL code reads them
+(``<media_root>/video_frames/<VideoID>/NNNN.jpg``, any frame count, and ``raw_audio/<VideoID>.wav``), or a cache
+written by :func:`~avadapt.tasks.ave.prepare.prepare_ave`.
 
-    Annotations.txt        Category&VideoID&Quality&StartTime&EndTime, one event per row;
-                           the header line is present in the official zip, absent in AVE-ECCV18's copy
-    trainSet.txt valSet.txt testSet.txt
-                           the same rows (no header), partitioning Annotations.txt as a multiset
-
-Media, one of:
-
-* native: ``<media_root>/AVE/<VideoID>.mp4``;
-* pre-extracted, as the reference PETL code reads it: ``<media_root>/video_frames/<VideoID>/NNNN.jpg``
-  (any frame count) and ``<media_root>/raw_audio/<VideoID>.wav``;
-* a cache written by :func:`avadapt.tasks.ave.prepare.prepare_ave`.
-
-Fields are split on ``&`` only: category names contain commas ("Baby cry, infant cry"). Samples
-are keyed by *row*, never by video id: 45 ids carry two or three different events and 18 ids sit in
-two splits. Labels: 28 categories in order of first appearance in Annotations.txt (which is the
-order of the reference ``categories.txt``), and index 28 = background; second t of a row is its
-category when ``start ≤ t < end``, else background.
+Fields are split on ``&`` only: category names contain commas ("Baby cry, infant cry"). Samples are keyed by
+*row*, never by video id: 45 ids carry two or three different events and 18 ids sit in two splits. Labels: 28
+categories in order of first appearance in Annotations.txt (the order of the reference ``categories.txt``), then
+background (28); second t of a row is its category when ``start ≤ t < end``, else background.
 """
 
 from __future__ import annotations
@@ -44,33 +36,25 @@ SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.tx
 
 @dataclass(frozen=True)
 class AVEEvent:
-    """One annotation row.
+    """One annotation row."""
 
-    row: 0-based index among the data rows of Annotations.txt (header excluded) — the index the
-    reference ``*_order.h5`` files use. line: 1-based line number in the file it was read from.
-    """
-
-    row: int
+    row: int  # 0-based among the data rows of Annotations.txt: the index the reference ``*_order.h5`` files use
     category: str
     video_id: str
     quality: str
     start: int
     end: int
-    line: int
+    line: int  # 1-based line number in the file it was read from
 
     @property
     def key(self) -> tuple[str, str, str, int, int]:
         return (self.category, self.video_id, self.quality, self.start, self.end)
 
 
-def read_events(path: str | Path, num_segments: int = AVE_SEGMENTS) -> list[AVEEvent]:
-    """Parse an AVE annotation or split file; a header line is recognised on the first line only.
-
-    Blank lines are skipped; a UTF-8 byte-order mark and Windows line endings are tolerated.
-    Raises :class:`AnnotationError` naming the file and line for a wrong number of ``&``-fields,
-    an empty category or id, non-integer times, times outside [0, num_segments], or start > end.
-    Start == end is valid: an event of zero length, all background (one real row has it).
-    """
+def read_events(path: str | Path) -> list[AVEEvent]:
+    """Parse an AVE annotation or split file (a header on the first line only; blank lines, a UTF-8 byte-order
+    mark and Windows line endings tolerated); a malformed row raises :class:`AnnotationError` naming its line.
+    Start == end is valid: an event of zero length, all background (one real row has it)."""
     path = Path(path)
     if not path.is_file():
         raise AnnotationError(path, None, "AVE annotation file not found")
@@ -94,19 +78,12 @@ def read_events(path: str | Path, num_segments: int = AVE_SEGMENTS) -> list[AVEE
         except ValueError:
             raise AnnotationError(path, number, f"start and end must be whole seconds, got {start_text!r} and "
                                                 f"{end_text!r}") from None
-        if not (0 <= start <= num_segments and 0 <= end <= num_segments):
-            raise AnnotationError(path, number, f"times {start}..{end} lie outside 0..{num_segments} s")
+        if not (0 <= start <= AVE_SEGMENTS and 0 <= end <= AVE_SEGMENTS):
+            raise AnnotationError(path, number, f"times {start}..{end} lie outside 0..{AVE_SEGMENTS} s")
         if start > end:
             raise AnnotationError(path, number, f"start {start} is after end {end}")
         events.append(AVEEvent(len(events), category, video_id, quality, start, end, number))
     return events
-
-
-def segment_labels(event: AVEEvent, category: int, background: int, num_segments: int = AVE_SEGMENTS) -> torch.Tensor:
-    """(T,) long: ``category`` for seconds start ≤ t < end, ``background`` elsewhere."""
-    t = torch.arange(num_segments)
-    inside = (t >= event.start) & (t < event.end)
-    return torch.where(inside, torch.tensor(category), torch.tensor(background)).long()
 
 
 @dataclass
@@ -117,20 +94,15 @@ class AVEAnnotations:
     events: list[AVEEvent]
     categories: list[str]
     splits: dict[str, list[int]]
-    num_segments: int = AVE_SEGMENTS
 
     @classmethod
-    def load(cls, root: str | Path, annotations: str = "Annotations.txt",
-             num_segments: int = AVE_SEGMENTS) -> AVEAnnotations:
-        """Read ``<root>/<annotations>`` and whichever of the three split files exist.
-
-        Split rows are matched to annotation rows as a multiset, in the order train, val, test: each
-        split line takes the first unused annotation row with the same five fields. So a row listed
-        twice is an error, and identical rows (if a copy had them) stay separate samples.
-        """
+    def load(cls, root: str | Path, annotations: str = "Annotations.txt") -> AVEAnnotations:
+        """Read ``<root>/<annotations>`` and whichever split files exist. Each split line, in the order train,
+        val, test, takes the first unused annotation row with the same five fields: a row listed twice is an
+        error, and identical rows (if a copy had them) stay separate samples."""
         root = Path(root)
         path = root / annotations
-        events = read_events(path, num_segments)
+        events = read_events(path)
         if not events:
             raise AnnotationError(path, None, "no annotation rows")
         categories = list(dict.fromkeys(e.category for e in events))  # first-appearance order
@@ -146,7 +118,7 @@ class AVEAnnotations:
             if not split_path.exists():
                 continue
             rows = []
-            for event in read_events(split_path, num_segments):
+            for event in read_events(split_path):
                 if event.category not in known:
                     raise AnnotationError(split_path, event.line,
                                           f"unknown category {event.category!r} (not in {path.name})")
@@ -156,7 +128,7 @@ class AVEAnnotations:
                                           f"row {'&'.join(map(str, event.key))!r} {problem} {path.name}")
                 rows.append(unused[event.key].popleft())
             splits[split] = rows
-        return cls(root, events, categories, splits, num_segments)
+        return cls(root, events, categories, splits)
 
     @staticmethod
     def _categories_from_file(path: Path, categories: list[str]) -> list[str]:
@@ -186,34 +158,23 @@ class AVEAnnotations:
         return len(self.categories) + 1
 
     def rows(self, split: str) -> list[int]:
-        if split not in SPLIT_FILES:
-            raise ValueError(f"unknown AVE split {split!r}; choose from {list(SPLIT_FILES)}")
         if split not in self.splits:
-            raise AnnotationError(self.root / SPLIT_FILES[split], None, "split file not found")
+            raise AnnotationError(self.root / SPLIT_FILES.get(split, split), None, "split file not found")
         return self.splits[split]
 
     def labels(self, row: int) -> torch.Tensor:
-        """(T,) long per-second labels of one row."""
+        """(T,) long: the row's category for seconds start ≤ t < end, background elsewhere."""
         event = self.events[row]
-        return segment_labels(event, self.categories.index(event.category), self.background, self.num_segments)
+        t = torch.arange(AVE_SEGMENTS)
+        inside = (t >= event.start) & (t < event.end)
+        return torch.where(inside, self.categories.index(event.category), self.background).long()
 
 
 @register_dataset
 class AVEDataset(ClipDataset):
-    """AVE rows of one split, each read as T frames, T fbank images and T per-second labels.
-
-    Item: ``{"video": (T, 3, H, W) float, "audio": (T, 1, F, L) float, "labels": (T,) long,
-    "meta": {"row": int, "video_id": str, "category": str}}``; batch items with :func:`collate_av`.
-
-    source: ``"mp4"`` (``<media_root>/AVE/<id>.mp4``), ``"frames"`` (``video_frames/`` + ``raw_audio/``),
-    ``"cache"`` (``cache_dir`` from :func:`prepare_ave`), or ``"auto"``: the cache if ``cache_dir`` is given,
-    else whichever media folder exists under ``media_root`` (default ``root``: the official zip unpacks both
-    together). The other options are :class:`~avadapt.data.base.ClipDataset`'s; min_seconds: passed to
-    :func:`read_clip` for mp4 files. AVE's augmentation lives in the transform given (``train_augmentation``).
-
-    A clip that cannot be decoded raises :class:`MediaError` naming it when its item is loaded;
-    :func:`prepare_ave` finds all such clips up front and lists them in ``bad_clips.tsv``.
-    """
+    """AVE rows of one split, each read as T frames, T fbank images and T per-second ``labels``; ``source``: one of
+    the media layouts above (``mp4``, ``frames``), ``cache`` or ``auto``, as :class:`~avadapt.data.base.ClipDataset`
+    reads them; ``min_seconds``: passed to :func:`read_clip` for mp4 files."""
 
     name = "ave"
     task = "ave"

@@ -1,10 +1,6 @@
-"""The AVE demos (``avadapt demo``, the default; ``avadapt demo --method dg_sct``): a small synthetic AVE whose
+"""The AVE demos (``avadapt demo``, the default; ``avadapt demo --method dg_sct``) on a small synthetic AVE whose
 events are visible AND audible, while background seconds often carry a class in one modality only
 (:mod:`avadapt.tasks.ave.synth`), so segment accuracy rewards fusing the two streams over time.
-
-``AVEDemo``: STG-CMA on a tiny random ViT against the frozen-backbone probe (head only). ``DGSCTDemo``: DG-SCT,
-which adapts a visual backbone beside an HTS-AT audio encoder of its own (both tiny and random, HTS-AT's log-mel
-shrunk for the CPU) and localises with the CMBS head, against the probe on the same two encoders and head.
 """
 
 from __future__ import annotations
@@ -17,22 +13,16 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from avadapt.tasks.ave.dataset import AVEAnnotations
-from avadapt.tasks.ave.prepare import prepare_ave
+from avadapt.tasks.ave.dataset import AVE_SEGMENTS, AVEAnnotations
 from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.tasks.demo_spec import RANDOM, DemoRun, DemoSpec, Predictor, register_demo
-
-# The CMBS head's widths narrowed to the 64-wide visual and 128-wide audio encoder (DG-SCT: 512 / 128 / 256 on
-# Swin-V2-L's 1536 and HTS-AT's 768), as configs/ave/tiny_cpu_cmbs.yaml does.
-TINY_CMBS = {"head": "cmbs", "video_projection_dim": 64, "audio_projection_dim": 32, "temporal_dim": 64}
 
 
 @torch.no_grad()
 def set_mel_statistics(model: nn.Module, batches: Iterable[Any]) -> None:
-    """Give the random HTS-AT encoder's ``bn0`` the train split's mean and variance of every mel bin, the
-    statistics a trained HTS-AT's ``bn0`` holds of AudioSet: the log-mel is in dB with no normalisation of its own
-    (the ``htsat`` front end leaves that to ``bn0``), so with bn0's initial 0 / 1 every patch would be dominated
-    by the spectrogram's offset of tens of dB."""
+    """Give the random HTS-AT encoder's ``bn0`` the train split's mean and variance of every mel bin, as a trained
+    one holds AudioSet's: the ``htsat`` log-mel is in dB and leaves normalisation to ``bn0``, so with its initial
+    0 / 1 every patch would be dominated by the spectrogram's offset of tens of dB."""
     total = squares = count = 0
     for batch in batches:
         mel = batch.audio.flatten(0, 2).transpose(1, 2).flatten(0, 1).double()  # (B, T, 1, F, L) → (B*T*L, F)
@@ -61,23 +51,18 @@ class SyntheticAVEDemo(DemoSpec):
     metric_description: ClassVar[str] = ("segment accuracy: correct 1 s segments / all segments of the split "
                                          "(AVE's metric)")
 
-
-    def synthesize(self, root: Path) -> str:
-        summary = synthesize_ave(root, clips=self.clips, seed=self.seed, num_classes=self.num_classes,
-                                 size=self.video_size, split_fractions=(self.val_fraction, self.test_fraction))
-        return f"wrote {summary.rows} clips (splits {summary.splits}) in {summary.seconds:.1f} s"
-
-    def prepare(self, root: Path, cache: Path, **video: Any) -> None:
-        prepare_ave(root, cache, **video)
+    def synthesize(self, root: Path) -> Any:
+        return synthesize_ave(root, clips=self.clips, seed=self.seed, num_classes=self.num_classes,
+                              size=self.video_size, split_fractions=(self.val_fraction, self.test_fraction))
 
     def predict(self, root: Path, out: Path, predict: Predictor, ask: Predictor) -> dict[str, Any]:
         """The test clip whose event covers about half of it, so that both the event and background seconds show
         in the picture, against its annotation."""
         annotations = AVEAnnotations.load(root)
         test_events = [annotations.events[r] for r in annotations.rows("test")]
-        event = min(test_events, key=lambda e: (abs(e.end - e.start - annotations.num_segments / 2), e.row))
-        row = f"{event.category}&{event.video_id}&{event.quality}&{event.start}&{event.end}"
-        result = predict(root / "AVE" / f"{event.video_id}.mp4", out / "prediction", ground_truth=row)
+        event = min(test_events, key=lambda e: (abs(e.end - e.start - AVE_SEGMENTS / 2), e.row))
+        result = predict(root / "AVE" / f"{event.video_id}.mp4", out / "prediction",
+                         ground_truth="&".join(map(str, event.key)))
         print(f"{event.video_id}: {result['summary']}\nannotated: {event.category} at {event.start}-{event.end} s; "
               f"agreement {result['accuracy']:.0%}", flush=True)
         return {"video": str(result["video"]), "accuracy": result["accuracy"], "png": result["png"]}
@@ -99,7 +84,6 @@ With real weights (not downloadable here), train the paper's rows on the real AV
   avadapt fit --config configs/ave/clip_vit_b16_tiny.yaml --data.root AVE_ROOT --data.cache_dir AVE_CACHE \\
       --model.weights /path/to/clip_vit_b16.safetensors     (or --model.pretrained true where timm can fetch)
 See docs/training.md."""
-    prepare_banner: ClassVar[str] = "decoding every clip once (frames + fbank cache)"
 
     def runs(self) -> list[DemoRun]:
         bottleneck = {"ratio": self.ratio} if self.ratio is not None else {"preset": self.preset}
@@ -124,7 +108,10 @@ class DGSCTDemo(SyntheticAVEDemo):
     # image, 16 × 16 patches). The synthetic audio is 16 kHz, so the mel filters stop at its Nyquist frequency.
     fbank: dict[str, Any] = field(default_factory=lambda: {
         "num_mel_bins": 16, "frame_shift_ms": 40.0, "target_frames": 26, "high_freq": 8000.0})
-    head: dict[str, Any] = field(default_factory=lambda: dict(TINY_CMBS))
+    # The CMBS head's widths narrowed to the 64-wide visual and 128-wide audio encoder (DG-SCT: 512 / 128 / 256 on
+    # Swin-V2-L's 1536 and HTS-AT's 768), as configs/ave/tiny_cpu_cmbs.yaml does.
+    head: dict[str, Any] = field(default_factory=lambda: {
+        "head": "cmbs", "video_projection_dim": 64, "audio_projection_dim": 32, "temporal_dim": 64})
     # Rates and epochs chosen on val (docs/training.md, "The CPU demo"); the epochs are what ten minutes allow.
     epochs: int = 8
     lr: float = 3e-4  # DG-SCT's adapters
@@ -145,21 +132,16 @@ HTSAT_AudioSet_Saved_1.ckpt) and the htsat audio front end. See docs/training.md
         return [DemoRun("dg_sct", "DG-SCT",
                         banner="training DG-SCT (adapters + CMBS head; model selection on val, then one test)"),
                 DemoRun("probe", "probe", "probe_", banner="training the probe on the same frozen encoders and "
-                        "CMBS head (head only) for comparison")]
+                        "CMBS head (head only) for comparison", epochs=self.probe_epochs)]
 
     def model_options(self, method: str, method_options: dict[str, Any], root: Path) -> dict[str, Any]:
         return {"backbone": self.backbone, "task_options": {"num_classes": self.num_classes + 1, **self.head},
                 "backbone_options": {"img_size": self.image_size}, "audio_front_end": "htsat", "fbank": self.fbank,
                 "audio_backbone": self.audio_backbone}
 
-    def training(self, method: str) -> dict[str, Any]:
-        lr = self.probe_lr if method == "probe" else self.lr
-        head_lr = lr if method == "probe" else self.head_lr
-        return {"lr": lr, "min_lr": min(self.min_lr, lr), "head_lr_factor": head_lr / lr,
-                "warmup_epochs": self.warmup_epochs}
-
-    def epochs_of(self, method: str) -> int:
-        return self.probe_epochs if method == "probe" else self.epochs
+    @property
+    def head_lr_factor(self) -> float:
+        return self.head_lr / self.lr
 
     def extra_metrics(self) -> dict[str, Any]:
         return {"audio_backbone": f"{self.audio_backbone} ({RANDOM})", "head": "cmbs"}

@@ -14,8 +14,7 @@ from avadapt.tasks.ave.dataset import read_events
 
 
 def segment_probabilities(outputs: Any) -> torch.Tensor:
-    """(B, T, C): the softmax of the classifier's logits, or what a structured output (the CMBS head's)
-    gives as its per-segment probabilities."""
+    """(B, T, C): the softmax of the classifier's logits, or the CMBS head's per-segment probabilities."""
     if isinstance(outputs, torch.Tensor):
         return outputs.float().softmax(-1)
     return outputs.segment_probabilities()
@@ -45,12 +44,15 @@ def write_prediction(probabilities: torch.Tensor, frames: torch.Tensor, info: di
     truth = None
     if ground_truth is not None:
         category, start, end = parse_annotation(ground_truth, info["video"])
-        truth = ground_truth_labels(category, start, end, names, seconds)
+        if category not in names:
+            raise OptionError(f"category {category!r} is not one of the model's classes {names}")
+        k = names.index(category)  # for start ≤ t < end; background (the last class) elsewhere
+        truth = [k if start <= t < end else len(names) - 1 for t in range(seconds)]
         for segment, label in zip(result["segments"], truth):
             segment["ground_truth"] = names[label]
         result["accuracy"] = sum(p == t for p, t in zip(predicted, truth)) / len(truth)
         result["agreement"] = f"agreement with the annotation: {result['accuracy']:.1%}"
-    result["summary"] = summary_line(result)
+    result["summary"] = summary_line(result["segments"])
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         result["json"], result["png"] = str(out.with_suffix(".json")), str(out.with_suffix(".png"))
@@ -61,10 +63,8 @@ def write_prediction(probabilities: torch.Tensor, frames: torch.Tensor, info: di
 
 
 def parse_annotation(labels: str, video: str | Path) -> tuple[str, int, int]:
-    """``Category&VideoID&Quality&Start&End`` given inline, or the row of ``video`` in an annotation file.
-
-    Returns (category, start, end). A file is searched for the video's id (its file name without suffix).
-    """
+    """(category, start, end) of a row ``Category&VideoID&Quality&Start&End`` given inline, or of the row of
+    ``video`` (its file name without suffix is its id) in an annotation file."""
     path = Path(labels)
     if "&" not in labels and path.is_file():
         video_id = Path(video).stem
@@ -85,48 +85,24 @@ def parse_annotation(labels: str, video: str | Path) -> tuple[str, int, int]:
         raise OptionError(f"start and end of {labels!r} must be whole seconds") from None
 
 
-def ground_truth_labels(category: str, start: int, end: int, class_names: list[str], seconds: int) -> list[int]:
-    """Per-second AVE labels: the category for start ≤ t < end, background (the last class) elsewhere."""
-    if category not in class_names:
-        raise OptionError(f"category {category!r} is not one of the model's classes {class_names}")
-    k, background = class_names.index(category), len(class_names) - 1
-    return [k if start <= t < end else background for t in range(seconds)]
-
-
-def summary_line(result: dict[str, Any]) -> str:
+def summary_line(segments: list[dict[str, Any]]) -> str:
     """``0-2 s background · 2-7 s Violin (0.83) · …``: runs of one label with their mean score."""
-    parts, segments = [], result["segments"]
-    t = 0
-    while t < len(segments):
-        end = t
-        while end + 1 < len(segments) and segments[end + 1]["label_index"] == segments[t]["label_index"]:
-            end += 1
-        mean = sum(s["score"] for s in segments[t:end + 1]) / (end - t + 1)
-        parts.append(f"{t}-{end + 1} s {segments[t]['label']} ({mean:.2f})")
-        t = end + 1
+    parts = []
+    for start, end, _ in label_runs([s["label_index"] for s in segments]):
+        mean = sum(s["score"] for s in segments[start:end]) / (end - start)
+        parts.append(f"{start}-{end} s {segments[start]['label']} ({mean:.2f})")
     return " · ".join(parts)
 
 
-def _runs(labels: Sequence[int]) -> list[tuple[int, int, int]]:
+def label_runs(labels: Sequence[int]) -> list[tuple[int, int, int]]:
     """Contiguous stretches of one label: (start, end, label), end exclusive."""
     runs: list[tuple[int, int, int]] = []
     for t, label in enumerate(labels):
-        if runs and runs[-1][2] == label and runs[-1][1] == t:
+        if runs and runs[-1][2] == label:
             runs[-1] = (runs[-1][0], t + 1, label)
         else:
             runs.append((t, t + 1, label))
     return runs
-
-
-def class_colors(num_classes: int, background: int | None) -> list[tuple[float, float, float, float]]:
-    """A distinct colour per event class (tab20 then tab20b), light grey for background."""
-    from matplotlib import colormaps
-
-    palette = [colormaps["tab20"](i) for i in range(20)] + [colormaps["tab20b"](i) for i in range(20)]
-    colors = [palette[i % len(palette)] for i in range(num_classes)]
-    if background is not None:
-        colors[background] = (0.85, 0.85, 0.85, 1.0)
-    return colors
 
 
 def draw_timeline(
@@ -136,18 +112,14 @@ def draw_timeline(
     class_names: Sequence[str],
     ground_truth: Sequence[int] | None = None,
     title: str | None = None,
-    background: int | None = -1,
 ) -> Path:
-    """A PNG of per-second predictions: a class strip, the confidence per second, and the ground truth.
-
-    labels / scores: predicted class index and its probability for every second. ground_truth: the
-    annotated class per second, drawn as a second strip with the seconds it disagrees with marked.
-    background: index of the background class (default: the last one), drawn in grey.
-    Works for any length: the figure widens with the number of seconds, up to a cap.
-    """
+    """A PNG of the predicted class (``labels``) and its probability (``scores``) for every second, and the
+    annotated class (``ground_truth``) as a second strip with the seconds it disagrees with marked. Event classes
+    are coloured (tab20 then tab20b), background (the last class) grey; the figure widens with the seconds."""
+    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch, Rectangle
 
     labels, scores = [int(x) for x in labels], [float(x) for x in scores]
     if len(labels) != len(scores):
@@ -156,9 +128,8 @@ def draw_timeline(
         ground_truth = [int(x) for x in ground_truth]
         if len(ground_truth) != len(labels):
             raise ValueError(f"{len(ground_truth)} ground-truth seconds for {len(labels)} predicted seconds")
-    num_classes = len(class_names)
-    background = background % num_classes if background is not None else None
-    colors = class_colors(num_classes, background)
+    palette = [colormaps["tab20"](i) for i in range(20)] + [colormaps["tab20b"](i) for i in range(20)]
+    colors = [palette[i % len(palette)] for i in range(len(class_names) - 1)] + [(0.85, 0.85, 0.85, 1.0)]
     seconds = len(labels)
     strips = [("prediction", labels)] + ([("ground truth", ground_truth)] if ground_truth is not None else [])
 
@@ -167,8 +138,9 @@ def draw_timeline(
     strip_axes, score_axes = figure.subplots(2, 1, sharex=True, height_ratios=[len(strips), 1.6])
     for row, (name, values) in enumerate(strips):
         y = len(strips) - 1 - row
-        for start, end, label in _runs(values):
-            strip_axes.add_patch(_rectangle(start, y, end - start, colors[label]))
+        for start, end, label in label_runs(values):
+            strip_axes.add_patch(Rectangle((start, y + 0.05), end - start, 0.9, facecolor=colors[label],
+                                           edgecolor="white", linewidth=1.0))
             if end - start >= max(1, seconds // 12):
                 strip_axes.text((start + end) / 2, y + 0.5, _short(class_names[label], end - start),
                                 ha="center", va="center", fontsize=8, clip_on=True)
@@ -178,20 +150,16 @@ def draw_timeline(
                         markersize=5, label="disagrees")
         accuracy = 1 - len(wrong) / max(seconds, 1)
         title = f"{title + ' — ' if title else ''}{accuracy:.0%} of {seconds} s agree with the annotation"
-    strip_axes.set_ylim(0, len(strips))
-    strip_axes.set_yticks([len(strips) - 0.5 - i for i in range(len(strips))], [name for name, _ in strips])
+    strip_axes.set(ylim=(0, len(strips)), yticks=[len(strips) - 0.5 - i for i in range(len(strips))],
+                   yticklabels=[name for name, _ in strips])
     strip_axes.tick_params(axis="y", length=0)
     if title:
         strip_axes.set_title(title, fontsize=10)
 
     score_axes.bar([t + 0.5 for t in range(seconds)], scores, width=0.9, color=[colors[x] for x in labels],
                    edgecolor="black", linewidth=0.3)
-    score_axes.set_ylim(0, 1)
-    score_axes.set_ylabel("confidence")
-    score_axes.set_xlim(0, seconds)
-    score_axes.set_xlabel("time (s)")
-    step = max(1, seconds // 20)
-    score_axes.set_xticks(range(0, seconds + 1, step))
+    score_axes.set(ylim=(0, 1), ylabel="confidence", xlim=(0, seconds), xlabel="time (s)",
+                   xticks=range(0, seconds + 1, max(1, seconds // 20)))
 
     shown = sorted(set(labels) | set(ground_truth or []))
     figure.legend(handles=[Patch(color=colors[i], label=class_names[i]) for i in shown], loc="outside right upper",
@@ -200,12 +168,6 @@ def draw_timeline(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     return path
-
-
-def _rectangle(x: float, y: float, width: float, color) -> object:
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((x, y + 0.05), width, 0.9, facecolor=color, edgecolor="white", linewidth=1.0)
 
 
 def _short(name: str, width_seconds: int) -> str:

@@ -1,7 +1,5 @@
-"""``avadapt prepare ave``: decode the mp4 of every AVE video id once into a cache (:mod:`avadapt.data.prepare`).
-
-One ``<out>/<video_id>.safetensors`` per video id: rows that share an id share its media.
-"""
+"""``avadapt prepare ave``: decode the mp4 of every AVE video id once into a cache (:mod:`avadapt.data.prepare`),
+one ``<out>/<video_id>.safetensors`` per id: rows that share an id share its media."""
 
 from __future__ import annotations
 
@@ -37,12 +35,8 @@ def prepare_ave(root: str | Path, out: str | Path, workers: int = 1, image_size:
                 fbank: FbankConfig | None = None, progress: bool = True, *,
                 media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
                 min_seconds: float | None = None, annotations: str = "Annotations.txt") -> PrepareSummary:
-    """Decode the mp4 of every video id in ``<root>/Annotations.txt`` into ``out``
-    (:func:`~avadapt.data.prepare.run_prepare`: resumable, parallel in ``workers`` processes, bad clips listed
-    in ``bad_clips.tsv``, a cache of other settings refused).
-
-    root: AVE annotation folder; media is read from ``<media_root or root>/AVE/<id>.mp4``.
-    """
+    """Decode ``<media_root or root>/AVE/<id>.mp4`` of every video id in ``<root>/Annotations.txt`` into ``out``
+    (:func:`~avadapt.data.prepare.run_prepare`: resumable, parallel, bad clips listed in ``bad_clips.tsv``)."""
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
     video_ids = sorted({event.video_id for event in AVEAnnotations.load(root, annotations).events})

@@ -1,18 +1,11 @@
-"""A small synthetic AVE: real mp4 files in the native layout, learnable only with both modalities.
+"""A small synthetic AVE: real mp4 files in the native layout (so tests, the demo and smoke training go through
+the code real AVE goes through), learnable only with both modalities.
 
-No real media can be downloaded here, so tests, the demo and smoke training use generated clips
-that go through exactly the code real AVE goes through (PyAV decoding, fbank, the annotation
-parser). Each clip is 10 s; an event of one class fills a random contiguous run of seconds.
-
-* Event seconds show the class's picture (a coloured shape moving on a class-specific path) AND
-  play its sound (a class-specific chord, amplitude-modulated at a class-specific rate).
-* Background seconds hold noise, and often a distractor in ONE modality only: the picture
-  without the sound, or the sound without the picture — usually of the event's own class. A
-  video-only or audio-only model therefore cannot tell event seconds from distractor seconds;
-  localising the event needs both streams, which is what AVE measures.
-
-Everything is drawn from one ``numpy`` generator seeded by ``seed`` and encoded single-threaded,
-so the same seed gives identical annotation files and identical decoded content.
+In each 10 s clip an event of one class fills a random run of seconds, which show the class's picture (a coloured
+shape on a class-specific path) AND play its sound (a class-specific chord, amplitude-modulated at a
+class-specific rate). Background seconds hold noise, and often a distractor in ONE modality only, usually of the
+event's class, so a video-only or audio-only model cannot tell event seconds from distractor seconds. The same
+``seed`` gives the same files.
 """
 
 from __future__ import annotations
@@ -79,19 +72,12 @@ def synthesize_ave(
     same_class_distractors: float = 0.7,
     split_fractions: tuple[float, float] = (0.15, 0.15),
 ) -> SynthSummary:
-    """Write ``clips`` synthetic 10 s clips with AVE's native layout under ``out``.
-
-    Layout: ``AVE/<id>.mp4`` (H.264 if available, else MPEG-4; AAC audio), ``Annotations.txt``
-    (with the official header), ``trainSet.txt``/``valSet.txt``/``testSet.txt`` (no header),
-    ``categories.txt`` (the first ``num_classes`` real AVE category names), and
-    ``synth_truth.json`` giving, per video id, the class seen and the class heard in every second
-    (−1 = none) — the event seconds are where both equal the row's category.
-
-    Classes are assigned round-robin so each appears; event length is uniform in 1..10 s (1–9 s
-    events leave background seconds to localise). ``distractor_rate``: chance that a background
-    second carries a one-modality distractor; ``same_class_distractors``: chance it is of the
-    event's class. ``split_fractions``: (val, test) share per class, at least one row each when the
-    class has three or more rows.
+    """Write ``clips`` synthetic 10 s clips under ``out``: ``AVE/<id>.mp4``, ``Annotations.txt`` (with the official
+    header), the three split files, ``categories.txt`` (the first ``num_classes`` real AVE categories) and
+    ``synth_truth.json``: per video id, the class seen and the class heard in every second (−1 = none). Classes
+    are assigned round-robin, event lengths drawn from 1..10 s. ``distractor_rate``: chance that a background
+    second carries a one-modality distractor, ``same_class_distractors``: that it is of the event's class;
+    ``split_fractions``: (val, test) share per class (≥ 1 row each from three rows up).
     """
     if not 1 <= num_classes <= len(AVE_CATEGORIES):
         raise ValueError(f"num_classes must lie in 1..{len(AVE_CATEGORIES)}, got {num_classes}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from avadapt._config import JSONConfig
+from avadapt._config import JSONConfig, positive_int
 from avadapt.errors import OptionError
 from avadapt.tasks.ave import predict
 from avadapt.tasks.base import Task, TaskHead, register_task
@@ -23,22 +23,18 @@ LOSSES = ("cross_entropy", "bce_on_softmax")
 
 @dataclass
 class AVEConfig(JSONConfig):
-    """The AVE head: ``classifier`` (default) or ``cmbs``.
+    """The AVE head: ``classifier`` (default; STG-CMA's, concat[audio; video] → Linear 512 → Dropout 0.5 → Linear 29
+    per segment) or ``cmbs`` (DG-SCT's, :class:`~avadapt.tasks.ave.cmbs.CMBSHead`, with its own four-term loss).
 
-    ``classifier``: STG-CMA's AVE head, concat[audio; video] → Linear 512 → Dropout 0.5 → Linear 29, per segment.
-    ``cmbs``: DG-SCT's AVE head (:class:`~avadapt.tasks.ave.cmbs.CMBSHead`): a CMRAN-style temporal module
-    over the per-segment vectors, then CMBS's event-relevance and video-level class scores.
-
-    num_classes counts the background class (28 events + 1 for AVE); background is the last class.
-    hidden_dim, dropout, loss: the classifier's. loss: ``cross_entropy`` (STG-CMA's, with one-hot targets) or
-        ``bce_on_softmax`` (LAVISH's: binary cross-entropy between the softmax output and the one-hot targets,
-        averaged over segments and classes). The CMBS head has its own four-term loss.
-    video_projection_dim, audio_projection_dim: the CMBS temporal module's input projections (512 and 128 in
-        DG-SCT, from Swin-V2-L's 1536 and HTS-AT's 768).
-    temporal_dim: the temporal module's and CMBS head's width d (256).
+    num_classes counts the background class (28 events + 1 for AVE), which is the last class.
+    hidden_dim, dropout, loss: the classifier's; loss ``cross_entropy`` (STG-CMA's) or ``bce_on_softmax``
+        (LAVISH's: binary cross-entropy between the softmax output and the one-hot targets, averaged over
+        segments and classes).
+    video_projection_dim, audio_projection_dim, temporal_dim: the CMBS temporal module's input projections and
+        width d (DG-SCT: 512 and 128 from Swin-V2-L's 1536 and HTS-AT's 768; 256).
     gate_scale: γ of the temporal module's cross-modal gates, v·(1 + γ·g_a) (0.1 for AVE in DG-SCT; 0: no gating).
-    top_k: segments whose class activations are averaged into the video-level av_score (4 in CMBS).
-    av_score_weight: weight of av_score added to the video-level class logits (0.3 in CMBS).
+    top_k, av_score_weight: CMBS's video-level av_score, the mean class activation of the top_k segments (4),
+        is added to the class logits with this weight (0.3).
     """
 
     num_classes: int = 29
@@ -54,32 +50,28 @@ class AVEConfig(JSONConfig):
     av_score_weight: float = 0.3
 
     def __post_init__(self):
-        if self.head not in AVE_HEADS:
-            raise OptionError(f"AVE head must be one of {tuple(AVE_HEADS)}, got {self.head!r}")
-        if self.loss not in LOSSES:
-            raise OptionError(f"AVE loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.num_classes < 2:
-            raise ValueError(f"AVE needs at least one event class plus background, got {self.num_classes}")
-        for name in ("video_projection_dim", "audio_projection_dim", "temporal_dim", "top_k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise OptionError(f"{name} must be a positive integer, got {value!r}")
-        if self.temporal_dim % 4:
-            raise OptionError(f"temporal_dim must be a multiple of 4 (the temporal module's attention heads), "
-                              f"got {self.temporal_dim}")
-        for name in ("gate_scale", "av_score_weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise OptionError(f"{name} must be a finite number, got {value!r}")
+        def finite(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        rules = [("head", lambda v: v in AVE_HEADS, f"one of {tuple(AVE_HEADS)}"),
+                 ("loss", lambda v: v in LOSSES, f"one of {LOSSES}"),
+                 ("num_classes", lambda v: positive_int(v) and v >= 2, "at least 2: one event class plus background"),
+                 ("video_projection_dim", positive_int, "a positive integer"),
+                 ("audio_projection_dim", positive_int, "a positive integer"),
+                 ("temporal_dim", lambda v: positive_int(v) and v % 4 == 0,
+                  "a positive multiple of 4 (the temporal module's attention heads)"),
+                 ("top_k", positive_int, "a positive integer"),
+                 ("gate_scale", finite, "a finite number"),
+                 ("av_score_weight", finite, "a finite number")]
+        for name, valid, rule in rules:
+            if not valid(getattr(self, name)):
+                raise OptionError(f"AVE {name} must be {rule}, got {getattr(self, name)!r}")
 
 
 class AVEHead(TaskHead):
-    """Per-segment classifier over the concatenated per-segment features of the active modalities.
-
-    Both modalities: the config's two-layer MLP. One modality (audio-only or visual-only): LayerNorm + Linear,
-    the reference's single-branch head. Linear layers start as the reference's: truncated normal weights
-    (std 0.02), zero biases.
-    """
+    """Per-segment classifier over the concatenated features of the active modalities: the config's two-layer MLP,
+    or with one modality the reference's single-branch LayerNorm + Linear. Linear layers start as the
+    reference's: truncated normal weights (std 0.02), zero biases."""
 
     config_class = AVEConfig
 
@@ -127,11 +119,8 @@ class AVEHead(TaskHead):
 
 
 def segment_accuracy(num_classes: int) -> MetricCollection:
-    """Segment accuracy over all segments of a split (ECCV'18 ``compute_acc``), and per class.
-
-    ``accuracy``: micro average = (1 / (T·N)) Σ_i Σ_t 1[argmax_c p_itc = y_it]. ``class_accuracy``:
-    recall of each class over its segments (a vector of ``num_classes``; 0 for a class absent from the split).
-    """
+    """Segment accuracy over all segments of a split (ECCV'18 ``compute_acc``): ``accuracy`` = (1 / (T·N)) Σ_i Σ_t
+    1[argmax_c p_itc = y_it]; ``class_accuracy``: each class's recall over its segments (0 for a class absent)."""
     return MetricCollection({
         "accuracy": MulticlassAccuracy(num_classes, average="micro"),
         "class_accuracy": MulticlassAccuracy(num_classes, average=None),
@@ -144,9 +133,8 @@ AVE_HEADS: dict[str, type[TaskHead]] = {"classifier": AVEHead}
 
 @register_task
 class AVETask(Task):
-    """Event localisation: one of the dataset's events or background for every 1 s segment; selected on
-    segment accuracy. The head is ``AVEConfig.head``'s: the per-segment classifier or DG-SCT's CMBS head.
-    ``avadapt predict`` writes per-second labels and a timeline picture."""
+    """Event localisation: one of the dataset's events or background for every 1 s segment, selected on segment
+    accuracy, by the head ``AVEConfig.head`` names."""
 
     name = "ave"
     head_class = AVEHead

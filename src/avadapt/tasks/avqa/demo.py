@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from avadapt.tasks.avqa.prepare import prepare_avqa
 from avadapt.tasks.avqa.questions import QUESTION_TYPE_NAMES, TYPE_GROUPS, read_avqa_json
 from avadapt.tasks.avqa.synth import synthesize_avqa
 from avadapt.tasks.demo_spec import DemoRun, DemoSpec, Predictor, register_demo
@@ -54,9 +53,6 @@ See docs/tasks.md."""
     def synthesize(self, root: Path) -> Any:
         return synthesize_avqa(root, clips=self.clips, seed=self.seed, size=self.video_size,
                                questions_per_clip=self.questions_per_clip)
-
-    def prepare(self, root: Path, cache: Path, **video: Any) -> None:
-        prepare_avqa(root, cache, **video)
 
     def runs(self) -> list[DemoRun]:
         return [DemoRun("stg_cma", "STG-CMA", method_options={"ratio": self.ratio, "drop_path": 0.0},

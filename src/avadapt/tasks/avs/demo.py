@@ -16,7 +16,6 @@ import numpy as np
 from avadapt.data.media import read_audio, write_mp4
 from avadapt.tasks.avs.dataset import read_frames
 from avadapt.tasks.avs.metadata import AVSMedia, metadata_path, read_s4_metadata
-from avadapt.tasks.avs.prepare import prepare_avs
 from avadapt.tasks.avs.synth import synthesize_avs
 from avadapt.tasks.demo_spec import DemoRun, DemoSpec, Predictor, register_demo
 
@@ -66,9 +65,6 @@ See docs/training.md."""
     def synthesize(self, root: Path) -> Any:
         return synthesize_avs(root, clips=self.clips, seed=self.seed, setting="s4", num_classes=self.num_classes,
                               size=self.video_size, split_fractions=(self.val_fraction, self.test_fraction))
-
-    def prepare(self, root: Path, cache: Path, **video: Any) -> None:
-        prepare_avs(root, cache, setting="s4", **video)
 
     def runs(self) -> list[DemoRun]:
         adapters = {"ratio": self.ratio, "drop_path": 0.0}
