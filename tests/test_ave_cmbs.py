@@ -347,7 +347,7 @@ def test_fit_validate_and_predict_a_video_with_the_cmbs_head(tmp_path):
                                class_names=data.class_names)
     assert prediction.probabilities.shape[-1] == 3
     assert torch.allclose(prediction.probabilities.sum(-1), torch.ones(prediction.probabilities.shape[0]))
-    written = write_prediction(module.model, prediction, tmp_path / "out" / "clip")
+    written = write_prediction(prediction, tmp_path / "out" / "clip")
     saved = json.loads((tmp_path / "out" / "clip.json").read_text())
     assert [s["label_index"] for s in saved["segments"]] == prediction.probabilities.argmax(-1).tolist()
     assert (tmp_path / "out" / "clip.png").stat().st_size > 0 and written["summary"]

@@ -17,7 +17,7 @@ from avadapt.models import build_without_weights, create_model, parameter_report
 from avadapt.param_table import PRESET_ROWS, SWIN_L, SWINV2_L, measure
 from avadapt.tasks import get_task
 from avadapt.tasks.avqa.metrics import TYPE_GROUP_INDICES, AVQAAccuracy
-from avadapt.tasks.avqa.predict import draw_answer, prediction_inputs, top_answers
+from avadapt.tasks.avqa.predict import draw_answer, top_answers
 from avadapt.tasks.avqa.questions import QUESTION_TYPE_NAMES
 from avadapt.tasks.avqa.task import (
     AVQAConfig,
@@ -376,16 +376,16 @@ def test_the_task_reads_the_whole_video_and_encodes_the_question():
     head = create_model(backbone=TINY_VIT, method="probe", task="avqa", num_frames=SEGMENTS,
                         backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO},
                         **{**SMALL, "question_vocab": list(VOCAB)}).head
-    inputs, reported = prediction_inputs(head, "what is the cello sounding?")
+    inputs, reported = task.prediction_inputs(head, "what is the cello sounding?")
     # what=2 is=3 the=4, 'cello' unknown (1), sounding=7, then padding (0) up to max_question_tokens
     assert inputs["question"].tolist() == [[2, 3, 4, 1, 7, 0]]
     assert reported["unknown_words"] == ["cello"] and reported["grounding_grid"] == list(head.grounding_grid)
     with pytest.raises(OptionError, match="more than max_len 6"):
-        prediction_inputs(head, "what is the left cello left sounding?")
+        task.prediction_inputs(head, "what is the left cello left sounding?")
     with pytest.raises(OptionError, match="avadapt ask"):
-        prediction_inputs(head, None)
+        task.prediction_inputs(head, None)
     with pytest.raises(OptionError, match="the question is empty"):
-        prediction_inputs(head, "  ")
+        task.prediction_inputs(head, "  ")
     with pytest.raises(OptionError, match="takes no question"):
         get_task("ave").prediction_inputs(head, "Is it loud?")
 

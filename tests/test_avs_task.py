@@ -16,6 +16,7 @@ from avadapt.errors import OptionError
 from avadapt.layers.segmentation import TPAVI, ResidualConvUnit
 from avadapt.models import build_without_weights, create_model, parameter_report
 from avadapt.param_table import PRESET_ROWS, SWIN_L
+from avadapt.prediction import VideoPrediction, write_prediction
 from avadapt.tasks import get_task
 from avadapt.tasks.avs.predict import mask_iou
 from avadapt.tasks.avs.task import AVSConfig, AVSHead, AVSOutputs, AVSTask, TPAVIStageFeatures
@@ -240,7 +241,8 @@ def test_write_prediction_writes_masks_picture_and_json_and_scores_the_ground_tr
     frames = torch.randint(0, 256, (3, 8, 8, 3), dtype=torch.uint8)
     info = {"video": "clip.mp4", "duration": 3.0, "seconds": 3, "window_seconds": 5, "window_starts": [0],
             "class_names": None}
-    result = AVSTask().write_prediction(probabilities, frames, info, tmp_path / "out" / "clip", str(folder))
+    result = write_prediction(VideoPrediction(AVSTask(), probabilities, frames, info), tmp_path / "out" / "clip",
+                              str(folder))
 
     assert [mask_iou(p, t) for p, t in zip(predicted, truth)] == expected
     assert [f["iou"] for f in result["frames"]] == pytest.approx(expected)
@@ -256,7 +258,7 @@ def test_write_prediction_writes_masks_picture_and_json_and_scores_the_ground_tr
         written = np.asarray(Image.open(tmp_path / "out" / "clip_masks" / f"{k + 1:02d}.png"))
         assert set(np.unique(written)) <= {0, 255}
         assert np.array_equal(written == 255, predicted[k])
-    unwritten = AVSTask().write_prediction(probabilities, frames, info, None, str(folder))  # the result alone
+    unwritten = write_prediction(VideoPrediction(AVSTask(), probabilities, frames, info), None, str(folder))  # no files
     assert "masks_dir" not in unwritten and unwritten["miou"] == result["miou"]
     assert all("mask" not in f for f in unwritten["frames"])
 
@@ -271,13 +273,12 @@ def test_write_prediction_with_the_first_frame_annotated_only(tmp_path):
     probabilities = torch.full((5, 8, 8), 0.2)
     probabilities[0, :, :2] = 0.8  # half the object: IoU 16/32
     info = {"video": "clip.mp4", "duration": 5.0, "seconds": 5, "window_seconds": 5, "window_starts": [0]}
-    result = AVSTask().write_prediction(probabilities, torch.zeros(5, 8, 8, 3, dtype=torch.uint8), info,
-                                        tmp_path / "clip", str(folder))
+    prediction = VideoPrediction(AVSTask(), probabilities, torch.zeros(5, 8, 8, 3, dtype=torch.uint8), info)
+    result = write_prediction(prediction, tmp_path / "clip", str(folder))
     assert result["agreement"] == "mIoU with the ground truth: 0.500 over 1 frames"
     assert "iou" in result["frames"][0] and "iou" not in result["frames"][1]
     with pytest.raises(OptionError, match="folder"):
-        AVSTask().write_prediction(probabilities, torch.zeros(5, 8, 8, 3, dtype=torch.uint8), info,
-                                   tmp_path / "clip", str(folder / "clip_1.png"))
+        write_prediction(prediction, tmp_path / "clip", str(folder / "clip_1.png"))
 
 
 def test_task_declarations():

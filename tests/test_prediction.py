@@ -53,9 +53,9 @@ def test_prediction_reads_segments_of_the_length_the_task_declares(tmp_path):
     shown = prediction.frames.float().mean(dim=(1, 2, 3))
     torch.testing.assert_close(shown, torch.tensor([20.0, 60.0, 100.0, 140.0, 180.0]), atol=3.0, rtol=0)
 
-    result = write_prediction(model, prediction, tmp_path / "out" / "clip")
+    result = write_prediction(prediction, tmp_path / "out" / "clip")
     assert [(s["start"], s["end"]) for s in result["segments"]] == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
     assert (tmp_path / "out" / "clip.json").is_file() and (tmp_path / "out" / "clip.png").is_file()
-    unwritten = write_prediction(model, prediction, None)  # the result alone, no files
+    unwritten = write_prediction(prediction, None)  # the result alone, no files
     assert "json" not in unwritten and unwritten["segments"] == result["segments"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.json", "clip.png"]

@@ -173,7 +173,7 @@ def _run_predict(args: argparse.Namespace) -> None:
 
     model = _load_adapter(args)
     out = Path(args.out) if args.out else Path("predictions") / Path(args.video).stem
-    result = write_prediction(model, predict_video(model, args.video, question=args.question), out,
+    result = write_prediction(predict_video(model, args.video, question=args.question), out,
                               ground_truth=args.labels, top=args.top)
     print(result["summary"])
     if "agreement" in result:

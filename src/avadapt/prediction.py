@@ -10,6 +10,7 @@ task makes its inputs (a question) and turns what the model found into its resul
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from avadapt.data.media import probe, read_clip
 from avadapt.data.transforms import VideoTransform, as_video_tensor
 from avadapt.errors import MediaError
 from avadapt.models import AVModel
-from avadapt.tasks import get_task
+from avadapt.tasks import Task, get_task
 
 
 def window_starts(segments: int, window: int) -> list[int]:
@@ -37,10 +38,11 @@ def window_starts(segments: int, window: int) -> list[int]:
 
 @dataclass
 class VideoPrediction:
-    """What :func:`predict_video` found: ``probabilities`` (S, …) per segment of the video (a whole-clip task:
-    what it kept of its one window), ``frames`` (S, H, W, 3) uint8 the frame of each segment as the model saw
+    """What :func:`predict_video` found for ``task``: ``probabilities`` (S, …) per segment of the video (a whole-clip
+    task: what it kept of its one window), ``frames`` (S, H, W, 3) uint8 the frame of each segment as the model saw
     it, ``info`` the video's facts and what the task's inputs reported."""
 
+    task: Task
     probabilities: Any
     frames: torch.Tensor
     info: dict[str, Any]
@@ -98,30 +100,38 @@ def predict_video(model: AVModel, path: str | Path, preprocessing: dict[str, Any
         kept = task.segment_probabilities(model(torch.stack(videos).to(device), torch.stack(audios).to(device),
                                                 **batch_inputs))
         if task.segment_seconds is None:  # the whole file in one window: nothing to average
-            return VideoPrediction(kept, torch.stack(shown[:segments]), info)
+            return VideoPrediction(task, kept, torch.stack(shown[:segments]), info)
         probabilities = kept.float().cpu()  # (W, T, ...)
         total = torch.zeros(len(covered), *probabilities.shape[2:]) if total is None else total
         for start, window_probabilities in zip(chunk, probabilities):
             total[start:start + window] += window_probabilities
             covered[start:start + window] += 1
     average = total / covered.clamp(min=1).view(-1, *[1] * (total.dim() - 1))  # (max(S, T), ...)
-    return VideoPrediction(average[:segments], torch.stack(shown[:segments]), info)
+    return VideoPrediction(task, average[:segments], torch.stack(shown[:segments]), info)
 
 
-def write_prediction(model: AVModel, prediction: VideoPrediction, out: str | Path | None,
-                     ground_truth: str | None = None, top: int = 3) -> dict[str, Any]:
-    """Write ``OUT.json`` and ``OUT.png`` (``out`` without suffix; None: nothing) in the model's task's form;
-    returns the result (``summary``, ``json``, ``png``, and ``agreement`` when ``ground_truth`` is given)."""
-    return get_task(model.spec["task"]).write_prediction(
-        prediction.probabilities, prediction.frames, prediction.info, None if out is None else Path(out),
-        ground_truth=ground_truth, top=top)
+def write_prediction(prediction: VideoPrediction, out: str | Path | None, ground_truth: str | None = None,
+                     top: int = 3) -> dict[str, Any]:
+    """Write ``OUT.json`` and ``OUT.png`` (``out`` without suffix; None: nothing) in the task's form; returns the
+    result: the video's facts the task names, the task's fields (:meth:`~avadapt.tasks.base.Task.prediction_result`)
+    and ``json`` and ``png``, the paths written."""
+    task, info = prediction.task, prediction.info
+    fields, write_files = task.prediction_result(prediction.probabilities, prediction.frames, info, ground_truth, top)
+    result = {**{key: info[key] for key in task.prediction_facts}, **fields}
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_files(out, result)
+        result.update(json=str(out.with_suffix(".json")), png=str(out.with_suffix(".png")))
+        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def ask(model: AVModel, video: str | Path, question: str, top: int = 3, out: str | Path | None = None
         ) -> dict[str, Any]:
     """The ``top`` answers of a question-answering adapter to ``question`` about ``video``
     (:func:`predict_video` then :func:`write_prediction`)."""
-    return write_prediction(model, predict_video(model, video, question=question), out, top=top)
+    return write_prediction(predict_video(model, video, question=question), out, top=top)
 
 
 __all__ = ["VideoPrediction", "ask", "predict_video", "window_starts", "write_prediction"]

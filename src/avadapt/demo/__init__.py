@@ -181,7 +181,7 @@ def _run(out: Path, precision: str, cfg: DemoSpec) -> dict[str, Any]:
     model = load_adapter(results[0]["adapter"])
 
     def predict(video: Path, out: Path, ground_truth: str | None = None) -> dict[str, Any]:
-        return write_prediction(model, predict_video(model, video), out, ground_truth=ground_truth)
+        return write_prediction(predict_video(model, video), out, ground_truth=ground_truth)
 
     prediction = cfg.predict(data.root, out, predict=predict, ask=partial(ask, model))
 

@@ -7,6 +7,7 @@ besides ``video``, ``audio`` and ``meta`` is stacked into ``AVBatch.targets``, t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -110,14 +111,16 @@ class Task:
         windows overlap. A task with ``segment_seconds`` None sees one window and keeps what its result needs."""
         raise NotImplementedError
 
-    def write_prediction(self, probabilities: Any, frames: torch.Tensor, info: dict[str, Any],
-                         out: Path | None, ground_truth: str | None = None, top: int = 3) -> dict[str, Any]:
-        """Write ``OUT.json`` and ``OUT.png`` (plus any task files; ``out`` is the path without suffix, None: write
-        nothing) for one video; return the result: ``summary`` (one console line), ``json`` and ``png`` (paths
-        written) and, with ``ground_truth`` (the task's ``--labels``), an ``agreement`` line. probabilities: (S, …)
-        per segment of the video (a whole-clip task: what :meth:`segment_probabilities` kept); frames:
-        (S, H, W, 3) uint8 at the model's input size; info: what :func:`avadapt.prediction.predict_video` found.
-        """
+    # the entries of the video's ``info`` (:func:`avadapt.prediction.predict_video`) that open the task's result
+    prediction_facts: ClassVar[tuple[str, ...]] = ("video", "duration", "seconds", "window_seconds", "window_starts")
+
+    def prediction_result(self, probabilities: Any, frames: torch.Tensor, info: dict[str, Any],
+                          ground_truth: str | None = None, top: int = 3) -> tuple[dict[str, Any], Callable]:
+        """The task's fields of the result on one video: ``summary`` (one console line) and, with ``ground_truth``
+        (the task's ``--labels``), an ``agreement`` line; and ``write_files(out, result)``, which writes ``OUT.png``
+        and the task's other files (``out``: the path without suffix), adding their paths to ``result``.
+        probabilities: (S, …) per segment of the video (a whole-clip task: what :meth:`segment_probabilities`
+        kept); frames: (S, H, W, 3) uint8 at the model's input size."""
         raise NotImplementedError
 
 

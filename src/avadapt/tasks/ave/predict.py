@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,55 +10,50 @@ import torch
 
 from avadapt.errors import OptionError
 from avadapt.tasks.ave.dataset import read_events
+from avadapt.tasks.base import Task
 
 
-def segment_probabilities(outputs: Any) -> torch.Tensor:
-    """(B, T, C): the softmax of the classifier's logits, or the CMBS head's per-segment probabilities."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs.float().softmax(-1)
-    return outputs.segment_probabilities()
+class AVEPrediction(Task):
+    """AVE's side of ``avadapt predict``: one entry per segment (label, score, the ``top`` classes) and a timeline;
+    ``ground_truth`` is an annotation row ``Category&VideoID&Quality&Start&End`` or an annotation file holding the
+    video's row."""
 
+    prediction_kind = "per-second event labels (JSON) and a timeline picture (PNG)"
 
-def write_prediction(probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
-                     out: Path | None, ground_truth: str | None = None, top: int = 3) -> dict[str, Any]:
-    """``Task.write_prediction``: one entry per segment (label, score, the ``top`` classes); ``ground_truth`` is an
-    annotation row ``Category&VideoID&Quality&Start&End`` or an annotation file holding the video's row."""
-    num_classes = probabilities.shape[-1]
-    names = list(info.get("class_names") or [f"class {k}" for k in range(num_classes)])
-    scores, labels = probabilities.max(-1)
-    best = probabilities.topk(min(top, num_classes), dim=-1)
-    seconds, step = probabilities.shape[0], info.get("segment_seconds", 1)
-    result = {
-        **{k: info[k] for k in ("video", "duration", "seconds", "window_seconds", "window_starts")},
-        "class_names": names,
-        "segments": [
-            {"second": t, "start": t * step, "end": (t + 1) * step, "label": names[int(labels[t])],
-             "label_index": int(labels[t]), "score": round(float(scores[t]), 5),
-             "top": [{"label": names[int(k)], "score": round(float(p), 5)}
-                     for p, k in zip(best.values[t], best.indices[t])]}
-            for t in range(seconds)
-        ],
-    }
-    predicted = [s["label_index"] for s in result["segments"]]
-    truth = None
-    if ground_truth is not None:
-        category, start, end = parse_annotation(ground_truth, info["video"])
-        if category not in names:
-            raise OptionError(f"category {category!r} is not one of the model's classes {names}")
-        k = names.index(category)  # for start ≤ t < end; background (the last class) elsewhere
-        truth = [k if start <= t < end else len(names) - 1 for t in range(seconds)]
-        for segment, label in zip(result["segments"], truth):
-            segment["ground_truth"] = names[label]
-        result["accuracy"] = sum(p == t for p, t in zip(predicted, truth)) / len(truth)
-        result["agreement"] = f"agreement with the annotation: {result['accuracy']:.1%}"
-    result["summary"] = summary_line(result["segments"])
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        result["json"], result["png"] = str(out.with_suffix(".json")), str(out.with_suffix(".png"))
-        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        draw_timeline(out.with_suffix(".png"), predicted, [s["score"] for s in result["segments"]], names,
-                      ground_truth=truth, title=Path(info["video"]).name)
-    return result
+    def segment_probabilities(self, outputs: Any) -> torch.Tensor:
+        """(B, T, C): the softmax of the classifier's logits, or the CMBS head's per-segment probabilities."""
+        if isinstance(outputs, torch.Tensor):
+            return outputs.float().softmax(-1)
+        return outputs.segment_probabilities()
+
+    def prediction_result(self, probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
+                          ground_truth: str | None = None, top: int = 3) -> tuple[dict[str, Any], Callable]:
+        num_classes = probabilities.shape[-1]
+        names = list(info.get("class_names") or [f"class {k}" for k in range(num_classes)])
+        scores, labels = probabilities.max(-1)
+        best = probabilities.topk(min(top, num_classes), dim=-1)
+        seconds, step = probabilities.shape[0], info.get("segment_seconds", 1)
+        segments = [{"second": t, "start": t * step, "end": (t + 1) * step, "label": names[int(labels[t])],
+                     "label_index": int(labels[t]), "score": round(float(scores[t]), 5),
+                     "top": [{"label": names[int(k)], "score": round(float(p), 5)}
+                             for p, k in zip(best.values[t], best.indices[t])]}
+                    for t in range(seconds)]
+        result = {"class_names": names, "segments": segments}
+        truth = None
+        if ground_truth is not None:
+            category, start, end = parse_annotation(ground_truth, info["video"])
+            if category not in names:
+                raise OptionError(f"category {category!r} is not one of the model's classes {names}")
+            k = names.index(category)  # for start ≤ t < end; background (the last class) elsewhere
+            truth = [k if start <= t < end else len(names) - 1 for t in range(seconds)]
+            for segment, label in zip(segments, truth):
+                segment["ground_truth"] = names[label]
+            result["accuracy"] = sum(int(labels[t]) == truth[t] for t in range(seconds)) / seconds
+            result["agreement"] = f"agreement with the annotation: {result['accuracy']:.1%}"
+        result["summary"] = summary_line(segments)
+        return result, lambda out, _: draw_timeline(out.with_suffix(".png"), labels.tolist(),
+                                                    [s["score"] for s in segments], names, ground_truth=truth,
+                                                    title=Path(info["video"]).name)
 
 
 def parse_annotation(labels: str, video: str | Path) -> tuple[str, int, int]:

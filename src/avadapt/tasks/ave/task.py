@@ -14,8 +14,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from avadapt._config import JSONConfig, positive_int
 from avadapt.errors import OptionError
-from avadapt.tasks.ave import predict
-from avadapt.tasks.base import Task, TaskHead, register_task
+from avadapt.tasks.ave.predict import AVEPrediction
+from avadapt.tasks.base import TaskHead, register_task
 from avadapt.types import AVFeatures, FeatureSpec
 
 LOSSES = ("cross_entropy", "bce_on_softmax")
@@ -132,7 +132,7 @@ AVE_HEADS: dict[str, type[TaskHead]] = {"classifier": AVEHead}
 
 
 @register_task
-class AVETask(Task):
+class AVETask(AVEPrediction):
     """Event localisation: one of the dataset's events or background for every 1 s segment, selected on segment
     accuracy, by the head ``AVEConfig.head`` names."""
 
@@ -145,11 +145,7 @@ class AVETask(Task):
     paper_audio_front_ends: ClassVar[dict[tuple[str, str], str]] = {
         ("stg_cma", "swin"): "stg_cma_swin_ave", ("probe", "swin"): "stg_cma_swin_ave",
         ("lavish", "swin"): "lavish_swin_ave"}
-    prediction_kind = "per-second event labels (JSON) and a timeline picture (PNG)"
 
     def build_head(self, spec: FeatureSpec, config: AVEConfig) -> TaskHead:
         """The head ``config.head`` names (:data:`AVE_HEADS`)."""
         return AVE_HEADS[config.head](spec, config)
-
-    segment_probabilities = staticmethod(predict.segment_probabilities)
-    write_prediction = staticmethod(predict.write_prediction)

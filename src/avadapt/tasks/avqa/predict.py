@@ -7,8 +7,7 @@ vocabulary lacks becomes the unknown token and is reported, not an error.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,36 +16,10 @@ import torch
 
 from avadapt.errors import OptionError
 from avadapt.tasks.avqa.questions import QuestionVocabulary, tokenize_question
-from avadapt.tasks.base import TaskHead
+from avadapt.tasks.base import Task, TaskHead
 
 NEEDS_A_QUESTION = ("AVQA answers a question about a clip: `avadapt ask VIDEO QUESTION` or "
                     "`avadapt predict VIDEO --question QUESTION`")
-
-
-def prediction_inputs(head: TaskHead, question: str | None = None
-                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``Task.prediction_inputs``: the question as (1, L) token ids of the head's vocabulary; reports the question,
-    its ``tokens``, its ``unknown_words`` and the ``grounding_grid`` the picture draws the attention on."""
-    if question is None:
-        raise OptionError(NEEDS_A_QUESTION)
-    if not question.strip():
-        raise OptionError("the question is empty")
-    vocabulary = QuestionVocabulary(head.config.question_vocab)
-    try:
-        tokens = tokenize_question(question)
-        ids = vocabulary.encode(tokens, max_len=head.config.max_question_tokens)
-    except ValueError as error:  # too many words, an empty word, an unknown <placeholder>
-        raise OptionError(f"the question cannot be encoded: {error}") from None
-    return {"question": torch.tensor([ids])}, {"question": question, "tokens": tokens,
-                                               "unknown_words": vocabulary.unknown_words(tokens),
-                                               "grounding_grid": list(head.grounding_grid)}
-
-
-def segment_probabilities(outputs: Any) -> dict[str, torch.Tensor]:
-    """What the result keeps of the one window's ``AVQAOutputs``: the answer probabilities (num_answers,), the
-    grounding attention (T, N) and the temporal attention over the segments, ``visual`` and ``audio`` (T,)."""
-    return {"answers": outputs.logits[0].float().softmax(-1).cpu(), "grounding": outputs.grounding[0].float().cpu(),
-            "visual": outputs.temporal_visual[0].float().cpu(), "audio": outputs.temporal_audio[0].float().cpu()}
 
 
 def top_answers(probabilities: torch.Tensor, answers: Sequence[str], top: int = 3) -> list[tuple[str, float]]:
@@ -58,31 +31,57 @@ def top_answers(probabilities: torch.Tensor, answers: Sequence[str], top: int = 
     return [(answers[int(k)], float(p)) for p, k in zip(values, classes)]
 
 
-def write_prediction(probabilities: dict[str, torch.Tensor], frames: torch.Tensor, info: dict[str, Any],
-                     out: Path | None, ground_truth: str | None = None, top: int = 3) -> dict[str, Any]:
-    """``Task.write_prediction``: the ``top`` answers with their probabilities, the question's tokens and unknown
-    words, the temporal attention; with ``out``, ``OUT.png`` (:func:`draw_answer`) and ``OUT.json``.
-    ground_truth: the expected answer, scored against the top answer."""
-    if not info.get("class_names"):
-        raise OptionError("the adapter directory records no answer vocabulary (class_names)")
-    answers = top_answers(probabilities["answers"], info["class_names"], top)
-    result: dict[str, Any] = {
-        **{k: info[k] for k in ("video", "question", "tokens", "unknown_words")},
-        "seconds": info["duration"],
-        "answers": [{"answer": a, "probability": round(p, 5)} for a, p in answers],
-        "temporal_attention": {m: [round(float(w), 5) for w in probabilities[m]] for m in ("visual", "audio")},
-        "summary": f"{info['question']} → " + " · ".join(f"{a} ({p:.2f})" for a, p in answers),
-    }
-    if ground_truth is not None:
-        result["correct"] = bool(answers) and answers[0][0] == ground_truth
-        result["agreement"] = f"expected {ground_truth!r}: {'right' if result['correct'] else 'wrong'}"
-    if out is not None:
-        result["png"] = str(draw_answer(out.with_suffix(".png"), frames, probabilities["grounding"],
-                                        tuple(info["grounding_grid"]), probabilities["audio"],
-                                        probabilities["visual"], info["question"], answers))
-        result["json"] = str(out.with_suffix(".json"))
-        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+class AVQAPrediction(Task):
+    """AVQA's side of ``avadapt predict`` and ``ask``: the ``top`` answers with their probabilities, the question's
+    tokens and unknown words, the temporal attention, and ``OUT.png`` (:func:`draw_answer`); ground_truth: the
+    expected answer, scored against the top answer."""
+
+    segment_seconds = None
+    prediction_kind = "the top answers to a question (--question) and a picture of where the model looked"
+    prediction_facts = ("video", "question", "tokens", "unknown_words")
+
+    def prediction_inputs(self, head: TaskHead, question: str | None = None
+                          ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The question as (1, L) token ids of the head's vocabulary; reports the question, its ``tokens``, its
+        ``unknown_words`` and the ``grounding_grid`` the picture draws the attention on."""
+        if question is None:
+            raise OptionError(NEEDS_A_QUESTION)
+        if not question.strip():
+            raise OptionError("the question is empty")
+        vocabulary = QuestionVocabulary(head.config.question_vocab)
+        try:
+            tokens = tokenize_question(question)
+            ids = vocabulary.encode(tokens, max_len=head.config.max_question_tokens)
+        except ValueError as error:  # too many words, an empty word, an unknown <placeholder>
+            raise OptionError(f"the question cannot be encoded: {error}") from None
+        return {"question": torch.tensor([ids])}, {"question": question, "tokens": tokens,
+                                                   "unknown_words": vocabulary.unknown_words(tokens),
+                                                   "grounding_grid": list(head.grounding_grid)}
+
+    def segment_probabilities(self, outputs: Any) -> dict[str, torch.Tensor]:
+        """What the result keeps of the one window's ``AVQAOutputs``: the answer probabilities (num_answers,), the
+        grounding attention (T, N) and the temporal attention over the segments, ``visual`` and ``audio`` (T,)."""
+        return {"answers": outputs.logits[0].float().softmax(-1).cpu(),
+                "grounding": outputs.grounding[0].float().cpu(),
+                "visual": outputs.temporal_visual[0].float().cpu(), "audio": outputs.temporal_audio[0].float().cpu()}
+
+    def prediction_result(self, probabilities: dict[str, torch.Tensor], frames: torch.Tensor, info: dict[str, Any],
+                          ground_truth: str | None = None, top: int = 3) -> tuple[dict[str, Any], Callable]:
+        if not info.get("class_names"):
+            raise OptionError("the adapter directory records no answer vocabulary (class_names)")
+        answers = top_answers(probabilities["answers"], info["class_names"], top)
+        result: dict[str, Any] = {
+            "seconds": info["duration"],
+            "answers": [{"answer": a, "probability": round(p, 5)} for a, p in answers],
+            "temporal_attention": {m: [round(float(w), 5) for w in probabilities[m]] for m in ("visual", "audio")},
+            "summary": f"{info['question']} → " + " · ".join(f"{a} ({p:.2f})" for a, p in answers),
+        }
+        if ground_truth is not None:
+            result["correct"] = bool(answers) and answers[0][0] == ground_truth
+            result["agreement"] = f"expected {ground_truth!r}: {'right' if result['correct'] else 'wrong'}"
+        return result, lambda out, _: draw_answer(out.with_suffix(".png"), frames, probabilities["grounding"],
+                                                  tuple(info["grounding_grid"]), probabilities["audio"],
+                                                  probabilities["visual"], info["question"], answers)
 
 
 def draw_answer(path: str | Path, frames: np.ndarray | torch.Tensor, grounding: np.ndarray | torch.Tensor,

@@ -40,10 +40,10 @@ from torchmetrics import MetricCollection
 from avadapt._config import JSONConfig, positive_int
 from avadapt.checkpoint_files import read_state_dict
 from avadapt.errors import CheckpointError, OptionError
-from avadapt.tasks.avqa import predict
 from avadapt.tasks.avqa.metrics import AVQAAccuracy
+from avadapt.tasks.avqa.predict import NEEDS_A_QUESTION, AVQAPrediction
 from avadapt.tasks.avqa.questions import QuestionVocabulary, load_question_vocabulary
-from avadapt.tasks.base import Task, TaskHead, register_task
+from avadapt.tasks.base import TaskHead, register_task
 from avadapt.types import AVFeatures, FeatureSpec
 
 REFERENCE_QUESTION_VOCAB_SIZE = 93  # AVST's ``QstEncoder(93, …)``, built from MUSIC-AVQA's train questions
@@ -262,7 +262,7 @@ class AVSTHead(TaskHead):
     def forward(self, features: AVFeatures, question: torch.Tensor | None = None,
                 video_index: torch.Tensor | None = None, **inputs: torch.Tensor) -> AVQAOutputs:
         if question is None:
-            raise OptionError(predict.NEEDS_A_QUESTION)
+            raise OptionError(NEEDS_A_QUESTION)
         if features.audio is None or not features.video_maps:
             raise ValueError("AVQA needs the per-segment audio features and the video maps")
         batch = features.audio.shape[0]
@@ -372,7 +372,7 @@ def load_grounding_checkpoint(head: AVSTHead, path: str | Path,
 
 
 @register_task
-class AVQATask(Task):
+class AVQATask(AVQAPrediction):
     """Audio-visual question answering on MUSIC-AVQA: one of ``num_answers`` answers to a question about a clip;
     selected on overall accuracy. ``avadapt ask`` (``avadapt predict --question``) answers a question about a whole
     video and draws where the model looked."""
@@ -391,8 +391,3 @@ class AVQATask(Task):
     # the embedding size AVST hard-codes (93 question tokens), so that counts compare with the references'
     counting_options: ClassVar[dict[str, Any]] = {
         "question_vocab": ("<pad>", "<unk>", *(f"word{i}" for i in range(REFERENCE_QUESTION_VOCAB_SIZE - 2)))}
-    segment_seconds = None
-    prediction_kind = "the top answers to a question (--question) and a picture of where the model looked"
-    prediction_inputs = staticmethod(predict.prediction_inputs)
-    segment_probabilities = staticmethod(predict.segment_probabilities)
-    write_prediction = staticmethod(predict.write_prediction)

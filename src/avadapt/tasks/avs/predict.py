@@ -3,9 +3,9 @@ summary."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,66 +15,61 @@ import torch.nn.functional as F
 from PIL import Image
 
 from avadapt.errors import OptionError
+from avadapt.tasks.base import Task
 
 MASK_THRESHOLD = 0.5
 """A pixel belongs to the mask when its probability exceeds this (AVSBench's ``mask_iou``)."""
 
 
-def segment_probabilities(outputs: Any) -> torch.Tensor:
-    """(B, T, H, W): the per-pixel probability of the sounding object (``AVSOutputs.logits`` through a sigmoid)."""
-    return torch.sigmoid(outputs.logits.float())
-
-
-def write_prediction(probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
-                     out: Path | None, ground_truth: str | None = None, top: int = 3) -> dict[str, Any]:
-    """``Task.write_prediction``: ``OUT.png`` (every second's frame with its mask, and the ground truth's below
-    it), the masks as ``OUT_masks/{k:02d}.png`` (0 / 255, k = 1..S) and ``OUT.json``; ``top`` is unused.
-
-    probabilities: (S, H, W) per pixel. ground_truth: a folder of mask PNGs, one per frame, named so that
-    they sort by frame (AVSBench: ``{name}_{k}.png``, k = 1..5; a trailing number is read as the frame,
-    1-based unless a 0 occurs); nonzero pixels are the object. Each is resized (nearest) to the frame.
+class AVSPrediction(Task):
+    """AVS's side of ``avadapt predict``: the mask area of every second; files ``OUT.png`` (every second's frame
+    with its mask, and the ground truth's below it) and the masks as ``OUT_masks/{k:02d}.png`` (0 / 255,
+    k = 1..S); ``top`` is unused. ground_truth: a folder of mask PNGs, one per frame (:func:`read_ground_truth_masks`).
     """
-    frames_np = frames.cpu().numpy().astype(np.uint8)  # (S, H, W, 3)
-    seconds, height, width = frames_np.shape[:3]
-    probabilities = probabilities.float().cpu()
-    if probabilities.shape[-2:] != (height, width):
-        probabilities = F.interpolate(probabilities.unsqueeze(1), size=(height, width), mode="bilinear",
-                                      align_corners=False).squeeze(1)
-    probs = probabilities.numpy()  # (S, H, W)
-    masks = probs > MASK_THRESHOLD
-    entries = []
-    for t in range(seconds):
-        inside = probs[t][masks[t]]
-        entries.append({"second": t, "frame": t + 1, "mask_area": round(float(masks[t].mean()), 5),
-                        "mean_probability_in_mask": round(float(inside.mean()), 5) if inside.size else None})
-    result: dict[str, Any] = {
-        **{k: info[k] for k in ("video", "duration", "seconds", "window_seconds", "window_starts")},
-        "image_size": [height, width],
-        "threshold": MASK_THRESHOLD,
-        "frames": entries,
-    }
-    truth: dict[int, np.ndarray] = {}
-    if ground_truth is not None:
-        for t, (path, mask) in read_ground_truth_masks(ground_truth, (height, width), seconds).items():
-            truth[t] = mask
-            entries[t]["ground_truth"] = str(path)
-            entries[t]["iou"] = round(mask_iou(masks[t], mask), 5)
-        ious = [entries[t]["iou"] for t in sorted(truth)]
-        result["miou"] = round(sum(ious) / len(ious), 5)
-        result["ground_truth_frames"] = len(ious)
-        result["agreement"] = f"mIoU with the ground truth: {result['miou']:.3f} over {len(ious)} frames"
-    result["summary"] = summary_line(entries, probs)
-    if out is not None:
-        stem = out.with_suffix("")
-        masks_dir = stem.parent / f"{stem.name}_masks"
-        masks_dir.mkdir(parents=True, exist_ok=True)
-        for entry, mask in zip(entries, masks):
-            entry["mask"] = str(masks_dir / f"{entry['frame']:02d}.png")
-            Image.fromarray(mask.astype(np.uint8) * 255).save(entry["mask"])
-        result.update(masks_dir=str(masks_dir), json=str(out.with_suffix(".json")), png=str(out.with_suffix(".png")))
-        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        draw_masks(out.with_suffix(".png"), frames_np, masks, truth or None, Path(info["video"]).name)
-    return result
+
+    prediction_kind = "a mask of the sounding object per second (PNG files), their picture (PNG) and JSON"
+
+    def segment_probabilities(self, outputs: Any) -> torch.Tensor:
+        """(B, T, H, W): the per-pixel probability of the sounding object (``AVSOutputs.logits`` through a sigmoid)."""
+        return torch.sigmoid(outputs.logits.float())
+
+    def prediction_result(self, probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
+                          ground_truth: str | None = None, top: int = 3) -> tuple[dict[str, Any], Callable]:
+        frames_np = frames.cpu().numpy().astype(np.uint8)  # (S, H, W, 3)
+        seconds, height, width = frames_np.shape[:3]
+        probabilities = probabilities.float().cpu()
+        if probabilities.shape[-2:] != (height, width):
+            probabilities = F.interpolate(probabilities.unsqueeze(1), size=(height, width), mode="bilinear",
+                                          align_corners=False).squeeze(1)
+        probs = probabilities.numpy()  # (S, H, W)
+        masks = probs > MASK_THRESHOLD
+        entries = []
+        for t in range(seconds):
+            inside = probs[t][masks[t]]
+            entries.append({"second": t, "frame": t + 1, "mask_area": round(float(masks[t].mean()), 5),
+                            "mean_probability_in_mask": round(float(inside.mean()), 5) if inside.size else None})
+        result: dict[str, Any] = {"image_size": [height, width], "threshold": MASK_THRESHOLD, "frames": entries}
+        truth: dict[int, np.ndarray] = {}
+        if ground_truth is not None:
+            for t, (path, mask) in read_ground_truth_masks(ground_truth, (height, width), seconds).items():
+                truth[t] = mask
+                entries[t]["ground_truth"] = str(path)
+                entries[t]["iou"] = round(mask_iou(masks[t], mask), 5)
+            ious = [entries[t]["iou"] for t in sorted(truth)]
+            result["miou"] = round(sum(ious) / len(ious), 5)
+            result["ground_truth_frames"] = len(ious)
+            result["agreement"] = f"mIoU with the ground truth: {result['miou']:.3f} over {len(ious)} frames"
+        result["summary"] = summary_line(entries, probs)
+
+        def write_files(out: Path, result: dict[str, Any]) -> None:
+            masks_dir = out.parent / f"{out.with_suffix('').name}_masks"
+            masks_dir.mkdir(exist_ok=True)
+            result["masks_dir"] = str(masks_dir)
+            for entry, mask in zip(entries, masks):
+                entry["mask"] = str(masks_dir / f"{entry['frame']:02d}.png")
+                Image.fromarray(mask.astype(np.uint8) * 255).save(entry["mask"])
+            draw_masks(out.with_suffix(".png"), frames_np, masks, truth or None, Path(info["video"]).name)
+        return result, write_files
 
 
 def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:

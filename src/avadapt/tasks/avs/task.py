@@ -17,9 +17,9 @@ from avadapt._config import JSONConfig, positive_int
 from avadapt.errors import OptionError
 from avadapt.layers.pyramid import PYRAMID_SCALES, SimpleFeaturePyramid
 from avadapt.layers.segmentation import TPAVI, DilatedConvSum, FeatureFusionBlock
-from avadapt.tasks.avs import predict
 from avadapt.tasks.avs.metrics import avs_metrics
-from avadapt.tasks.base import Task, TaskHead, register_task
+from avadapt.tasks.avs.predict import AVSPrediction
+from avadapt.tasks.base import TaskHead, register_task
 from avadapt.types import AVFeatures, FeatureSpec
 
 
@@ -258,7 +258,7 @@ class AVSHead(TaskHead):
 
 
 @register_task
-class AVSTask(Task):
+class AVSTask(AVSPrediction):
     """Audio-visual segmentation: a mask of what sounds in every frame; selected on mIoU. ``avadapt predict``
     writes a mask per second, their picture and a JSON summary."""
 
@@ -271,7 +271,3 @@ class AVSTask(Task):
     paper_audio_front_ends: ClassVar[dict[tuple[str, str], str]] = {
         ("stg_cma", "swin"): "stg_cma_swin_avs", ("probe", "swin"): "stg_cma_swin_avs",
         ("lavish", "swin"): "lavish_swin_avs"}
-    prediction_kind = "a mask of the sounding object per second (PNG files), their picture (PNG) and JSON"
-
-    segment_probabilities = staticmethod(predict.segment_probabilities)
-    write_prediction = staticmethod(predict.write_prediction)
