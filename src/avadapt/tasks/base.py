@@ -93,7 +93,7 @@ class Task:
         slug = self.monitor.replace("/", "_")
         return f"epoch{{epoch:02d}}-val_{slug}{{val/{self.monitor}:.4f}}"
 
-    # ---- prediction on a whole video ---------------------------------------------------------------
+    # ---- prediction on a whole video (a task package's predict.py: a subclass its task extends) ----
     segment_seconds: ClassVar[float | None] = 1
     """Seconds per segment when predicting on a file, which is then read as windows of T such segments; None:
     the whole file is one window of T equal parts (a task about whole clips, such as question answering)."""

@@ -14,9 +14,8 @@ from avadapt.tasks.base import Task
 
 
 class AVEPrediction(Task):
-    """AVE's side of ``avadapt predict``: one entry per segment (label, score, the ``top`` classes) and a timeline;
-    ``ground_truth`` is an annotation row ``Category&VideoID&Quality&Start&End`` or an annotation file holding the
-    video's row."""
+    """AVE's results: per segment a label, its score and the ``top`` classes, and a timeline; ground_truth: an
+    annotation row ``Category&VideoID&Quality&Start&End`` or an annotation file holding the video's row."""
 
     prediction_kind = "per-second event labels (JSON) and a timeline picture (PNG)"
 
@@ -50,7 +49,10 @@ class AVEPrediction(Task):
                 segment["ground_truth"] = names[label]
             result["accuracy"] = sum(int(labels[t]) == truth[t] for t in range(seconds)) / seconds
             result["agreement"] = f"agreement with the annotation: {result['accuracy']:.1%}"
-        result["summary"] = summary_line(segments)
+        # "0-2 s background (0.91) · 2-7 s Violin (0.83) · …": runs of one label with their mean score
+        result["summary"] = " · ".join(
+            f"{a}-{b} s {names[label]} ({sum(s['score'] for s in segments[a:b]) / (b - a):.2f})"
+            for a, b, label in label_runs(labels.tolist()))
         return result, lambda out, _: draw_timeline(out.with_suffix(".png"), labels.tolist(),
                                                     [s["score"] for s in segments], names, ground_truth=truth,
                                                     title=Path(info["video"]).name)
@@ -77,15 +79,6 @@ def parse_annotation(labels: str, video: str | Path) -> tuple[str, int, int]:
         return fields[0], int(fields[3]), int(fields[4])
     except ValueError:
         raise OptionError(f"start and end of {labels!r} must be whole seconds") from None
-
-
-def summary_line(segments: list[dict[str, Any]]) -> str:
-    """``0-2 s background · 2-7 s Violin (0.83) · …``: runs of one label with their mean score."""
-    parts = []
-    for start, end, _ in label_runs([s["label_index"] for s in segments]):
-        mean = sum(s["score"] for s in segments[start:end]) / (end - start)
-        parts.append(f"{start}-{end} s {segments[start]['label']} ({mean:.2f})")
-    return " · ".join(parts)
 
 
 def label_runs(labels: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -135,8 +128,10 @@ def draw_timeline(
         for start, end, label in label_runs(values):
             strip_axes.add_patch(Rectangle((start, y + 0.05), end - start, 0.9, facecolor=colors[label],
                                            edgecolor="white", linewidth=1.0))
-            if end - start >= max(1, seconds // 12):
-                strip_axes.text((start + end) / 2, y + 0.5, _short(class_names[label], end - start),
+            if end - start >= max(1, seconds // 12):  # the class name, cut to about 6 characters a second
+                short = class_names[label].split(",")[0]
+                room = max(3, 6 * (end - start))
+                strip_axes.text((start + end) / 2, y + 0.5, short if len(short) <= room else short[: room - 1] + "…",
                                 ha="center", va="center", fontsize=8, clip_on=True)
     if ground_truth is not None:
         wrong = [t for t in range(seconds) if labels[t] != ground_truth[t]]
@@ -158,14 +153,5 @@ def draw_timeline(
     shown = sorted(set(labels) | set(ground_truth or []))
     figure.legend(handles=[Patch(color=colors[i], label=class_names[i]) for i in shown], loc="outside right upper",
                   fontsize=8, frameon=False, ncol=(len(shown) + 9) // 10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
-    return path
-
-
-def _short(name: str, width_seconds: int) -> str:
-    """The class name cut to what fits in a run of ``width_seconds`` (about 6 characters a second)."""
-    room = max(3, 6 * width_seconds)
-    name = name.split(",")[0]
-    return name if len(name) <= room else name[: room - 1] + "…"
+    return Path(path)

@@ -1,9 +1,5 @@
 """AVQA's prediction on a whole video, read as the dataset reads one (T moments over the whole file): the top
-answers to a question, a picture of where the model looked and a JSON result.
-
-The question is tokenised as the dataset's questions are and encoded with the adapter's vocabulary; a word the
-vocabulary lacks becomes the unknown token and is reported, not an error.
-"""
+answers to a question, a picture of where the model looked and a JSON result."""
 
 from __future__ import annotations
 
@@ -32,9 +28,8 @@ def top_answers(probabilities: torch.Tensor, answers: Sequence[str], top: int = 
 
 
 class AVQAPrediction(Task):
-    """AVQA's side of ``avadapt predict`` and ``ask``: the ``top`` answers with their probabilities, the question's
-    tokens and unknown words, the temporal attention, and ``OUT.png`` (:func:`draw_answer`); ground_truth: the
-    expected answer, scored against the top answer."""
+    """AVQA's results: the ``top`` answers, the question's tokens and unknown words, the temporal attention and
+    ``OUT.png`` (:func:`draw_answer`); ground_truth: the expected answer, scored against the top one."""
 
     segment_seconds = None
     prediction_kind = "the top answers to a question (--question) and a picture of where the model looked"
@@ -42,8 +37,9 @@ class AVQAPrediction(Task):
 
     def prediction_inputs(self, head: TaskHead, question: str | None = None
                           ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """The question as (1, L) token ids of the head's vocabulary; reports the question, its ``tokens``, its
-        ``unknown_words`` and the ``grounding_grid`` the picture draws the attention on."""
+        """The question, tokenised as the dataset's are, as (1, L) ids of the head's vocabulary; reports the
+        question, its ``tokens``, its ``unknown_words`` (encoded as the unknown token, not an error) and the
+        ``grounding_grid`` the picture draws the attention on."""
         if question is None:
             raise OptionError(NEEDS_A_QUESTION)
         if not question.strip():
@@ -117,8 +113,7 @@ def draw_answer(path: str | Path, frames: np.ndarray | torch.Tensor, grounding: 
         axes.imshow(frames_np[t])
         axes.imshow(maps[t].reshape(h, w), cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear",
                     extent=(-0.5, width - 0.5, height - 0.5, -0.5))
-        axes.set_xticks([])
-        axes.set_yticks([])
+        axes.set(xticks=[], yticks=[])
         axes.set_title(f"{t} s", fontsize=8)
     peak = max(float(visual.max()), float(audio.max()), 1e-12)
     for row, (label, values) in enumerate((("visual", visual), ("audio", audio)), start=1):
@@ -132,7 +127,5 @@ def draw_answer(path: str | Path, frames: np.ndarray | torch.Tensor, grounding: 
     axes.set_xlabel("segment (s)", fontsize=8)
     shown = " · ".join(f"{name} ({probability:.2f})" for name, probability in answers)
     figure.suptitle(f"Q: {question}\nA: {shown}", fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    return path
+    return Path(path)

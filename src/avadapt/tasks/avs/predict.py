@@ -1,5 +1,4 @@
-"""AVS's prediction on a whole video: a mask per second, the masks as PNG files, their picture and a JSON
-summary."""
+"""AVS's prediction on a whole video: a mask per second as PNG files, their picture and a JSON summary."""
 
 from __future__ import annotations
 
@@ -22,10 +21,9 @@ MASK_THRESHOLD = 0.5
 
 
 class AVSPrediction(Task):
-    """AVS's side of ``avadapt predict``: the mask area of every second; files ``OUT.png`` (every second's frame
-    with its mask, and the ground truth's below it) and the masks as ``OUT_masks/{k:02d}.png`` (0 / 255,
-    k = 1..S); ``top`` is unused. ground_truth: a folder of mask PNGs, one per frame (:func:`read_ground_truth_masks`).
-    """
+    """AVS's results: the mask of every second, ``OUT.png`` (each frame with its mask, the ground truth's below it)
+    and ``OUT_masks/{k:02d}.png`` (0 / 255, k = 1..S); ground_truth: a folder of mask PNGs, one per frame
+    (:func:`read_ground_truth_masks`); ``top`` is unused."""
 
     prediction_kind = "a mask of the sounding object per second (PNG files), their picture (PNG) and JSON"
 
@@ -59,7 +57,12 @@ class AVSPrediction(Task):
             result["miou"] = round(sum(ious) / len(ious), 5)
             result["ground_truth_frames"] = len(ious)
             result["agreement"] = f"mIoU with the ground truth: {result['miou']:.3f} over {len(ious)} frames"
-        result["summary"] = summary_line(entries, probs)
+        areas = [entry["mask_area"] for entry in entries]
+        found = sum(area > 0 for area in areas)
+        largest = max(range(seconds), key=lambda t: areas[t])
+        result["summary"] = (f"sounding object in {found} of {seconds} s · mask area {sum(areas) / seconds:.1%} on "
+                             f"average, largest {areas[largest]:.1%} at {largest} s" if found else
+                             f"no sounding object found in {seconds} s (highest pixel probability {probs.max():.2f})")
 
         def write_files(out: Path, result: dict[str, Any]) -> None:
             masks_dir = out.parent / f"{out.with_suffix('').name}_masks"
@@ -80,15 +83,6 @@ def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float((predicted & truth).sum() / (predicted | truth).sum())
 
 
-def _frame_number(path: Path) -> int | None:
-    match = re.search(r"(\d+)$", path.stem)
-    return int(match.group(1)) if match else None
-
-
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
 def read_ground_truth_masks(folder: str | Path, size: tuple[int, int], seconds: int
                             ) -> dict[int, tuple[Path, np.ndarray]]:
     """Frame index (0-based) → (file, bool mask at ``size``) for every PNG of ``folder``.
@@ -101,10 +95,11 @@ def read_ground_truth_masks(folder: str | Path, size: tuple[int, int], seconds: 
     if not folder.is_dir():
         raise OptionError(f"{folder}: AVS ground truth must be a folder of mask PNGs, one per frame "
                           f"({{name}}_{{k}}.png, k = 1..{seconds})")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png"), key=_natural_key)
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png"),
+                   key=lambda p: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", p.name)])
     if not files:
         raise OptionError(f"{folder}: no PNG masks in this folder")
-    numbers = [_frame_number(p) for p in files]
+    numbers = [int(match.group(1)) if (match := re.search(r"(\d+)$", p.stem)) else None for p in files]
     if all(n is not None for n in numbers) and len(set(numbers)) == len(numbers):
         first = 0 if 0 in numbers else 1
         indices = [n - first for n in numbers]
@@ -125,34 +120,9 @@ def read_ground_truth_masks(folder: str | Path, size: tuple[int, int], seconds: 
     return masks
 
 
-def summary_line(entries: list[dict[str, Any]], probabilities: np.ndarray) -> str:
-    """``sounding object in 4 of 5 s · mask area 12.3% on average, largest 20.1% at 3 s``."""
-    seconds = len(entries)
-    areas = [e["mask_area"] for e in entries]
-    found = sum(a > 0 for a in areas)
-    if not found:
-        return f"no sounding object found in {seconds} s (highest pixel probability {float(probabilities.max()):.2f})"
-    largest = max(range(seconds), key=lambda t: areas[t])
-    return (f"sounding object in {found} of {seconds} s · mask area {sum(areas) / seconds:.1%} on average, "
-            f"largest {areas[largest]:.1%} at {largest} s")
-
-
 PREDICTION_COLOR = (1.0, 0.35, 0.0)
 GROUND_TRUTH_COLOR = (0.0, 0.75, 0.35)
 MAX_COLUMNS = 10
-
-
-def _overlay(axes, frame: np.ndarray, mask: np.ndarray | None, color: tuple[float, float, float]) -> None:
-    """The frame with the mask (if any) as a semi-transparent fill and its contour."""
-    axes.imshow(frame)
-    if mask is not None:
-        fill = np.zeros((*mask.shape, 4))
-        fill[mask] = (*color, 0.45)
-        axes.imshow(fill)
-        if mask.any() and not mask.all():
-            axes.contour(mask.astype(float), levels=[0.5], colors=[color], linewidths=1.2)
-    axes.set_xticks([])
-    axes.set_yticks([])
 
 
 def draw_masks(path: Path, frames: np.ndarray, masks: np.ndarray,
@@ -167,9 +137,8 @@ def draw_masks(path: Path, frames: np.ndarray, masks: np.ndarray,
 
     seconds = frames.shape[0]
     columns = min(seconds, MAX_COLUMNS)
-    groups = math.ceil(seconds / columns)
     rows_per_group = 2 if ground_truth is not None else 1
-    rows = groups * rows_per_group
+    rows = math.ceil(seconds / columns) * rows_per_group
     figure = Figure(figsize=(2.0 * columns, 2.1 * rows + 0.5), layout="constrained")
     FigureCanvasAgg(figure)
     grid = figure.subplots(rows, columns, squeeze=False)
@@ -177,21 +146,24 @@ def draw_masks(path: Path, frames: np.ndarray, masks: np.ndarray,
         axes.set_axis_off()
     for t in range(seconds):
         group, column = divmod(t, columns)
-        top = grid[group * rows_per_group, column]
-        top.set_axis_on()
-        _overlay(top, frames[t], masks[t], PREDICTION_COLOR)
-        top.set_title(f"{t} s · mask {masks[t].mean():.0%}", fontsize=8)
-        if column == 0:
-            top.set_ylabel("prediction", fontsize=8)
-        if ground_truth is None:
-            continue
-        below = grid[group * rows_per_group + 1, column]
-        below.set_axis_on()
-        _overlay(below, frames[t], ground_truth.get(t), GROUND_TRUTH_COLOR)
-        below.set_title(f"IoU {mask_iou(masks[t], ground_truth[t]):.2f}" if t in ground_truth else "no ground truth",
-                        fontsize=8)
-        if column == 0:
-            below.set_ylabel("ground truth", fontsize=8)
+        panels = [("prediction", masks[t], PREDICTION_COLOR, f"{t} s · mask {masks[t].mean():.0%}")]
+        if ground_truth is not None:
+            iou = f"IoU {mask_iou(masks[t], ground_truth[t]):.2f}" if t in ground_truth else "no ground truth"
+            panels.append(("ground truth", ground_truth.get(t), GROUND_TRUTH_COLOR, iou))
+        for row, (name, mask, color, caption) in enumerate(panels):  # the frame, the mask filled and outlined
+            axes = grid[group * rows_per_group + row, column]
+            axes.set_axis_on()
+            axes.imshow(frames[t])
+            if mask is not None:
+                fill = np.zeros((*mask.shape, 4))
+                fill[mask] = (*color, 0.45)
+                axes.imshow(fill)
+                if mask.any() and not mask.all():
+                    axes.contour(mask.astype(float), levels=[0.5], colors=[color], linewidths=1.2)
+            axes.set(xticks=[], yticks=[])
+            axes.set_title(caption, fontsize=8)
+            if column == 0:
+                axes.set_ylabel(name, fontsize=8)
     if title:
         if ground_truth:
             ious = [mask_iou(masks[t], ground_truth[t]) for t in sorted(ground_truth)]
