@@ -61,7 +61,9 @@ class ClipDataset(Dataset):
     segment_seconds: ClassVar[float] = 1.0
     # VideoTransform overrides for training frames; None: the dataset augments itself (masks follow each crop)
     train_augmentation: ClassVar[dict[str, Any] | None] = None
-    layouts: ClassVar[tuple[str, ...]] = ()  # the native media layouts ``source`` may name
+    # the native media layouts ``source`` may name, each with the folder under ``media_root`` that marks it (None:
+    # none needed); ``source="auto"`` without a cache reads the first one present
+    layouts: ClassVar[dict[str, str | None]] = {}
     # how messages name the dataset, one clip's media and one item
     title: ClassVar[str]
     clip_noun: ClassVar[str] = "video id"
@@ -114,9 +116,15 @@ class ClipDataset(Dataset):
                              min_seconds=min_seconds, fbank=fbank or default_fbank(), dataset=cls.name)
 
     # ---- media -------------------------------------------------------------------------------------
-    def find_layout(self) -> str:
-        """The native layout ``source="auto"`` reads when no cache is given."""
-        return self.layouts[0]
+    @classmethod
+    def find_layout(cls, media_root: Path) -> str:
+        """The first of :attr:`layouts` present under ``media_root``: what ``source="auto"`` reads without a cache."""
+        for layout, folder in cls.layouts.items():
+            if folder is None or (media_root / folder).is_dir():
+                return layout
+        expected = " or ".join(f"{folder}/" for folder in cls.layouts.values())
+        raise MissingMediaError(f"{media_root}: no {cls.title} media found — expected {expected}, or pass cache_dir= "
+                                "from avadapt prepare")
 
     def media_paths(self, clip: str) -> list[Path]:
         """The native files (or folders) of one clip in the layout ``self.source``."""
@@ -164,7 +172,7 @@ class ClipDataset(Dataset):
             raise ValueError("source='cache' needs cache_dir")
         if source != "auto":
             return source
-        return "cache" if self.cache_dir is not None else self.find_layout()
+        return "cache" if self.cache_dir is not None else self.find_layout(self.media_root)
 
     def _check_cache(self) -> None:
         """A cache is read only when it holds this dataset's clips, prepared as this dataset reads them."""

@@ -26,7 +26,7 @@ import torch
 from avadapt.data.base import ClipDataset, register_dataset, seeded
 from avadapt.data.fbank import segment_fbank
 from avadapt.data.media import read_audio, read_clip, read_frame_folder
-from avadapt.errors import AnnotationError, MissingMediaError
+from avadapt.errors import AnnotationError
 
 AVE_FIELDS = ("Category", "VideoID", "Quality", "StartTime", "EndTime")
 AVE_HEADER = "&".join(AVE_FIELDS)
@@ -181,7 +181,7 @@ class AVEDataset(ClipDataset):
     num_segments = AVE_SEGMENTS
     # one RandomResizedCrop (area 0.5–1) and flip per training clip, the same for all T frames
     train_augmentation: ClassVar[dict[str, Any]] = {"train": True, "scale": (0.5, 1.0)}
-    layouts = ("mp4", "frames")
+    layouts: ClassVar[dict[str, str | None]] = {"mp4": "AVE", "frames": "video_frames"}
     title = "AVE"
 
     @classmethod
@@ -208,15 +208,6 @@ class AVEDataset(ClipDataset):
         self.min_seconds = min_seconds
         rows = self.annotations.rows(split)
         self.rows = self.keep_with_media(source, rows, lambda row: self.annotations.events[row].video_id)
-
-    def find_layout(self) -> str:
-        for layout, folder in (("mp4", "AVE"), ("frames", "video_frames")):
-            if (self.media_root / folder).is_dir():
-                return layout
-        raise MissingMediaError(
-            f"{self.media_root}: no AVE media found — expected AVE/<id>.mp4, or video_frames/<id>/ with "
-            "raw_audio/<id>.wav, or pass cache_dir= from prepare_ave"
-        )
 
     def media_paths(self, video_id: str) -> list[Path]:
         if self.source == "mp4":

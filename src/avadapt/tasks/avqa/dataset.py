@@ -93,11 +93,6 @@ def read_moments(layout: Layout, paths: Sequence[Path], fbank: FbankConfig, num_
     return frames, segment_fbank(wave, fbank, num_segments, seconds / num_segments), seconds
 
 
-def find_layout(media_root: str | Path) -> Layout:
-    """``frames`` when ``<media_root>/video_frames/`` exists, else ``mp4``."""
-    return "frames" if (Path(media_root) / "video_frames").is_dir() else "mp4"
-
-
 @register_dataset
 class MusicAVQADataset(ClipDataset):
     """The questions of one MUSIC-AVQA split, each with its video's 10 moments.
@@ -123,7 +118,7 @@ class MusicAVQADataset(ClipDataset):
     segment_seconds = 1.0  # nominal: a moment is one frame and one audio window (module docstring)
     # one RandomResizedCrop (area 0.5–1) per training clip, the same for all 10 frames; never a flip
     train_augmentation: ClassVar[dict[str, Any]] = {"train": True, "scale": (0.5, 1.0), "hflip": 0.0}
-    layouts = ("mp4", "frames")
+    layouts: ClassVar[dict[str, str | None]] = {"frames": "video_frames", "mp4": None}
     title = "MUSIC-AVQA"
     item_noun = "question"
 
@@ -198,9 +193,6 @@ class MusicAVQADataset(ClipDataset):
                           stacklevel=3)
         encoded_tensor = torch.tensor(encoded, dtype=torch.long).reshape(-1, self.question_length)  # (N, L)
         return encoded_tensor, torch.tensor(answers, dtype=torch.long)
-
-    def find_layout(self) -> str:
-        return find_layout(self.media_root)
 
     def media_paths(self, video_id: str) -> list[Path]:
         return list(video_paths(self.media_root, self.source, video_id))

@@ -14,7 +14,7 @@ from avadapt.data.fbank import FbankConfig
 from avadapt.data.prepare import PrepareJob, PrepareSummary, run_prepare
 from avadapt.data.transforms import as_video_tensor
 from avadapt.errors import DatasetError
-from avadapt.tasks.avqa.dataset import MusicAVQADataset, find_layout, read_moments, video_paths
+from avadapt.tasks.avqa.dataset import MusicAVQADataset, read_moments, video_paths
 from avadapt.tasks.avqa.questions import (
     QUESTION_VOCABULARY_FILE,
     AVQAQuestion,
@@ -46,9 +46,9 @@ def prepare_avqa(root: str | Path, out: str | Path, workers: int = 1, image_size
     """
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
-    if source not in ("auto", "mp4", "frames"):
+    if source not in ("auto", *MusicAVQADataset.layouts):
         raise ValueError(f"source must be auto, mp4 or frames, got {source!r}")
-    layout = find_layout(media_root) if source == "auto" else source
+    layout = MusicAVQADataset.find_layout(media_root) if source == "auto" else source
     files = {split: path for split, path in question_files(root, jsons).items() if path.is_file()}
     if not files:
         names = ", ".join(path.name for path in question_files(root, jsons).values())

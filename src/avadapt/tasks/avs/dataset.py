@@ -149,7 +149,7 @@ class AVSDataset(ClipDataset):
     task = "avs"
     num_segments = AVS_SEGMENTS
     train_augmentation = None  # the dataset flips frames and masks itself
-    layouts = ("native",)
+    layouts: ClassVar[dict[str, str | None]] = {"native": None}
     clip_noun = item_noun = "clip"
     setting: ClassVar[str]
     flip_probability: ClassVar[float] = 0.5
