@@ -61,9 +61,10 @@ class ClipDataset(Dataset):
     segment_seconds: ClassVar[float] = 1.0
     # VideoTransform overrides for training frames; None: the dataset augments itself (masks follow each crop)
     train_augmentation: ClassVar[dict[str, Any] | None] = None
-    # the native media layouts ``source`` may name, each with the folder under ``media_root`` that marks it (None:
-    # none needed); ``source="auto"`` without a cache reads the first one present
-    layouts: ClassVar[dict[str, str | None]] = {}
+    # the native media layouts ``source`` may name, each with a clip's files (or folders) under ``media_root``,
+    # ``{clip}`` standing for its name; ``source="auto"`` without a cache reads the first whose first file's folder
+    # exists (a layout without files is always there; its dataset overrides :meth:`media_paths`)
+    layouts: ClassVar[dict[str, tuple[str, ...]]] = {}
     # how messages name the dataset, one clip's media and one item
     title: ClassVar[str]
     clip_noun: ClassVar[str] = "video id"
@@ -96,10 +97,10 @@ class ClipDataset(Dataset):
         return None
 
     @classmethod
-    def prepare(cls, root: str | Path, out: str | Path, *, workers: int, image_size: int, fbank: Any,
-                media_root: str | Path | None, crop_pct: float, progress: bool = True) -> Any:
-        """``avadapt prepare``: decode every clip once into a cache (resumable); returns a summary whose
-        ``failed`` lists the clips that could not be decoded (also written to ``OUT/bad_clips.tsv``)."""
+    def prepare(cls, root: str | Path, out: str | Path, **settings: Any) -> Any:
+        """``avadapt prepare``: decode every clip once into a cache (resumable) with ``settings`` (``workers``,
+        ``image_size``, ``fbank``, ``media_root``, ``crop_pct``, …); returns a summary whose ``failed`` lists the
+        clips that could not be decoded (also written to ``OUT/bad_clips.tsv``)."""
         raise NotImplementedError(f"{cls.__name__} has no prepare step")
 
     @classmethod
@@ -119,16 +120,22 @@ class ClipDataset(Dataset):
     @classmethod
     def find_layout(cls, media_root: Path) -> str:
         """The first of :attr:`layouts` present under ``media_root``: what ``source="auto"`` reads without a cache."""
-        for layout, folder in cls.layouts.items():
-            if folder is None or (media_root / folder).is_dir():
+        folders = {layout: Path(files[0]).parent if files else Path() for layout, files in cls.layouts.items()}
+        for layout, folder in folders.items():
+            if folder == Path() or (media_root / folder).is_dir():
                 return layout
-        expected = " or ".join(f"{folder}/" for folder in cls.layouts.values())
+        expected = " or ".join(f"{folder}/" for folder in folders.values())
         raise MissingMediaError(f"{media_root}: no {cls.title} media found — expected {expected}, or pass cache_dir= "
                                 "from avadapt prepare")
 
+    @classmethod
+    def layout_paths(cls, media_root: Path, layout: str, clip: str) -> list[Path]:
+        """The native files (or folders) of one clip in ``layout``."""
+        return [media_root / file.format(clip=clip) for file in cls.layouts[layout]]
+
     def media_paths(self, clip: str) -> list[Path]:
         """The native files (or folders) of one clip in the layout ``self.source``."""
-        raise NotImplementedError
+        return self.layout_paths(self.media_root, self.source, clip)
 
     def cache_file(self, clip: str) -> Path:
         """``<cache_dir>/<clip>.safetensors``."""

@@ -181,7 +181,8 @@ class AVEDataset(ClipDataset):
     num_segments = AVE_SEGMENTS
     # one RandomResizedCrop (area 0.5–1) and flip per training clip, the same for all T frames
     train_augmentation: ClassVar[dict[str, Any]] = {"train": True, "scale": (0.5, 1.0)}
-    layouts: ClassVar[dict[str, str | None]] = {"mp4": "AVE", "frames": "video_frames"}
+    layouts: ClassVar[dict[str, tuple[str, ...]]] = {
+        "mp4": ("AVE/{clip}.mp4",), "frames": ("video_frames/{clip}", "raw_audio/{clip}.wav")}
     title = "AVE"
 
     @classmethod
@@ -208,11 +209,6 @@ class AVEDataset(ClipDataset):
         self.min_seconds = min_seconds
         rows = self.annotations.rows(split)
         self.rows = self.keep_with_media(source, rows, lambda row: self.annotations.events[row].video_id)
-
-    def media_paths(self, video_id: str) -> list[Path]:
-        if self.source == "mp4":
-            return [self.media_root / "AVE" / f"{video_id}.mp4"]
-        return [self.media_root / "video_frames" / video_id, self.media_root / "raw_audio" / f"{video_id}.wav"]
 
     def decode(self, video_id: str) -> tuple[np.ndarray, torch.Tensor]:
         if self.source == "mp4":

@@ -40,7 +40,7 @@ def prepare_ave(root: str | Path, out: str | Path, workers: int = 1, image_size:
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
     video_ids = sorted({event.video_id for event in AVEAnnotations.load(root, annotations).events})
-    jobs = [PrepareJob(v, clip_file(out, v), (media_root / "AVE" / f"{v}.mp4",)) for v in video_ids]
+    jobs = [PrepareJob(v, clip_file(out, v), tuple(AVEDataset.layout_paths(media_root, "mp4", v))) for v in video_ids]
     settings = AVEDataset.cache_settings(image_size, fbank, crop_pct, interpolation, min_seconds)
     return run_prepare(out, settings, jobs, prepare_clip, workers=workers, progress=progress,
                        description="prepare AVE", command="prepare_ave")

@@ -66,17 +66,10 @@ def numbered_frames(folder: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: int(p.stem))
 
 
-def video_paths(media_root: Path, layout: Layout, video_id: str) -> tuple[Path, ...]:
-    """The native files of one video: mp4: (``<id>.mp4``,); frames: (``video_frames/<id>/``, ``raw_audio/<id>.wav``)."""
-    if layout == "mp4":
-        return (media_root / f"{video_id}.mp4",)
-    return media_root / "video_frames" / video_id, media_root / "raw_audio" / f"{video_id}.wav"
-
-
 def read_moments(layout: Layout, paths: Sequence[Path], fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS
                  ) -> tuple[np.ndarray, torch.Tensor, float]:
     """(frames (T, H, W, 3) uint8, fbank images (T, 1, F, L), the video's seconds) of one video's T moments, read
-    from its :func:`video_paths`; :class:`MediaError` naming the file for anything unreadable."""
+    from its files in ``layout``; :class:`MediaError` naming the file for anything unreadable."""
     if layout == "mp4":
         (path,) = paths
         seconds = probe(path).duration
@@ -95,13 +88,10 @@ def read_moments(layout: Layout, paths: Sequence[Path], fbank: FbankConfig, num_
 
 @register_dataset
 class MusicAVQADataset(ClipDataset):
-    """The questions of one MUSIC-AVQA split, each with its video's 10 moments.
-
-    Item: ``{"video": (10, 3, H, W) float, "audio": (10, 1, F, L) float, "answer": () long,
-    "question_type": () long, "inputs": {"question": (14,) long, "video_index": () long}, "meta": {"row",
-    "question_id", "video_id", "question", "answer", "type"}}``. ``answer`` indexes the answer vocabulary
-    (:meth:`class_names`); a val/test answer outside it is -1 (counted wrong, with a warning), a train one an
-    error. ``question`` holds the word indices, padded with 0; ``video_index`` numbers the split's videos.
+    """The questions of one MUSIC-AVQA split, each with its video's 10 moments. ``answer`` indexes the answer
+    vocabulary (:meth:`class_names`); a val/test answer outside it is -1 (counted wrong, with a warning), a train
+    one an error. ``inputs``: ``question``, the word indices padded with 0; ``video_index``, the split's videos
+    numbered.
 
     root: holds ``avqa-{train,val,test}.json`` (``jsons``: other names, e.g. ``{"test": "avqa-test-update.json"}``)
     and optionally ``ans_vocab.txt``. A training transform must not flip.
@@ -115,10 +105,10 @@ class MusicAVQADataset(ClipDataset):
     name = "music_avqa"
     task = "avqa"
     num_segments = AVQA_SEGMENTS
-    segment_seconds = 1.0  # nominal: a moment is one frame and one audio window (module docstring)
     # one RandomResizedCrop (area 0.5–1) per training clip, the same for all 10 frames; never a flip
     train_augmentation: ClassVar[dict[str, Any]] = {"train": True, "scale": (0.5, 1.0), "hflip": 0.0}
-    layouts: ClassVar[dict[str, str | None]] = {"frames": "video_frames", "mp4": None}
+    layouts: ClassVar[dict[str, tuple[str, ...]]] = {
+        "frames": ("video_frames/{clip}", "raw_audio/{clip}.wav"), "mp4": ("{clip}.mp4",)}
     title = "MUSIC-AVQA"
     item_noun = "question"
 
@@ -194,12 +184,8 @@ class MusicAVQADataset(ClipDataset):
         encoded_tensor = torch.tensor(encoded, dtype=torch.long).reshape(-1, self.question_length)  # (N, L)
         return encoded_tensor, torch.tensor(answers, dtype=torch.long)
 
-    def media_paths(self, video_id: str) -> list[Path]:
-        return list(video_paths(self.media_root, self.source, video_id))
-
     def decode(self, video_id: str) -> tuple[np.ndarray, torch.Tensor]:
-        frames, audio, _ = read_moments(self.source, self.media_paths(video_id), self.fbank, self.num_segments)
-        return frames, audio
+        return read_moments(self.source, self.media_paths(video_id), self.fbank, self.num_segments)[:2]
 
     def __len__(self) -> int:
         return len(self.questions)

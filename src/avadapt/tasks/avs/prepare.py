@@ -27,13 +27,9 @@ def prepare_avs(root: str | Path, out: str | Path, setting: str = "s4", workers:
                 image_size: int = 224, fbank: FbankConfig | None = None, progress: bool = True, *,
                 media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
                 metadata: str | Path | None = None) -> PrepareSummary:
-    """Decode every clip the setting's metadata lists (all splits) into ``out``
-    (:func:`~avadapt.data.prepare.run_prepare`: resumable, parallel in ``workers`` processes, bad clips listed
-    in ``bad_clips.tsv`` with the file at fault, a cache of other settings or the other setting refused).
-
-    root, media_root, metadata: as :class:`~avadapt.tasks.avs.dataset.AVSDataset` reads them (the layout of
-    :mod:`avadapt.tasks.avs.metadata`). setting: ``"s4"`` or ``"ms3"``.
-    """
+    """Decode every clip the setting's (``"s4"`` or ``"ms3"``) metadata lists, all splits, into ``out`` with
+    :func:`~avadapt.data.prepare.run_prepare`; root, media_root, metadata: as
+    :class:`~avadapt.tasks.avs.dataset.AVSDataset` reads them."""
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
     jobs = []
