@@ -51,8 +51,9 @@ class ClipDataset(Dataset):
 
     Constructor: ``(root, split, *, source, media_root, cache_dir, transform, fbank, on_missing, augment,
     **options)``, the options of :class:`~avadapt.data.datamodule.AVDataModule` plus the dataset's own;
-    :meth:`__init__` and :meth:`keep_with_media` handle the shared ones. Items: ``{"video": (T, 3, H, W),
-    "audio": (T, 1, F, L), <targets>..., "inputs": {...}, "meta": {...}}``, batched by :func:`collate_av`.
+    :meth:`__init__` and :meth:`keep_with_media` handle the shared ones. Items, by index or by ``(index, seed)``
+    (:func:`seeded`): ``{"video": (T, 3, H, W), "audio": (T, 1, F, L), <targets>..., "inputs": {...},
+    "meta": {...}}``, batched by :func:`collate_av`.
     """
 
     name: ClassVar[str]  # the registered name, recorded in the dataset's caches and checked when one is read
@@ -98,9 +99,8 @@ class ClipDataset(Dataset):
 
     @classmethod
     def prepare(cls, root: str | Path, out: str | Path, **settings: Any) -> Any:
-        """``avadapt prepare``: decode every clip once into a cache (resumable) with ``settings`` (``workers``,
-        ``image_size``, ``fbank``, ``media_root``, ``crop_pct``, …); returns a summary whose ``failed`` lists the
-        clips that could not be decoded (also written to ``OUT/bad_clips.tsv``)."""
+        """``avadapt prepare``: decode every clip once into a cache (resumable); returns a summary whose
+        ``failed`` lists the clips that could not be decoded (also written to ``OUT/bad_clips.tsv``)."""
         raise NotImplementedError(f"{cls.__name__} has no prepare step")
 
     @classmethod

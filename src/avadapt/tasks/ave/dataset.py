@@ -227,7 +227,6 @@ class AVEDataset(ClipDataset):
         return len(self.rows)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        """One clip by index, or by ``(index, seed)`` (:func:`~avadapt.data.base.seeded`)."""
         index, _, generator = seeded(key)
         row = self.rows[index]
         event = self.annotations.events[row]

@@ -191,7 +191,6 @@ class MusicAVQADataset(ClipDataset):
         return len(self.questions)
 
     def item_clips(self) -> list[int]:
-        """The video of each question (its ``video_index``): a video's questions share one backbone pass."""
         return [self.video_index[q.video_id] for q in self.questions]
 
     def _media(self, video_id: str, seed: int | None, generator: torch.Generator | None
@@ -206,7 +205,6 @@ class MusicAVQADataset(ClipDataset):
         return media
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        """One question by index, or by ``(index, seed)`` (:func:`~avadapt.data.base.seeded`)."""
         index, seed, generator = seeded(key)
         question = self.questions[index]
         video, audio = self._media(question.video_id, seed, generator)

@@ -42,15 +42,11 @@ def _open_image(path: Path) -> Image.Image:
         raise MediaError(path, "file not found")
     if path.stat().st_size == 0:
         raise MediaError(path, "empty file (0 bytes)")
-    image = None
     try:
-        image = Image.open(path)
-        image.load()
+        with Image.open(path) as image:
+            return image.copy()  # decoded in full; the file is closed
     except OSError as err:  # an unknown format (PIL's UnidentifiedImageError), truncated or corrupt pixel data
-        if image is not None:
-            image.close()
         raise MediaError(path, f"cannot decode image: {err}") from err
-    return image
 
 
 def read_frames(paths: Sequence[Path]) -> np.ndarray:
@@ -175,8 +171,6 @@ class AVSDataset(ClipDataset):
         return len(self.clips)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        """One clip by index, or by ``(index, seed)``: its flip then comes from that seed alone
-        (:func:`~avadapt.data.base.seeded`)."""
         index, _, generator = seeded(key)
         clip = self.clips[index]
         if self.source == "native":
