@@ -56,8 +56,6 @@ def numbered_frames(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     images = (".jpg", ".jpeg", ".png")
     files = [p for p in folder.iterdir() if p.suffix.lower() in images] if folder.is_dir() else []
-    if not files:
-        raise MediaError(folder, "no extracted frames (expected 0001.jpg… or 00000001.jpg…)")
     odd = [p.name for p in files if not p.stem.isdigit() or len(p.stem) not in (4, 8)]
     if odd:
         raise MediaError(folder, f"frame files must be named 0001.jpg… or 00000001.jpg…, found {sorted(odd)[:3]}")

@@ -132,7 +132,6 @@ class AVSDataset(ClipDataset):
 
     task = "avs"
     num_segments = AVS_SEGMENTS
-    train_augmentation = None  # the dataset flips frames and masks itself
     layouts: ClassVar[dict[str, tuple[str, ...]]] = {"native": ()}
     clip_noun = item_noun = "clip"
     setting: ClassVar[str]
