@@ -125,8 +125,8 @@ class ClipDataset(Dataset):
             if folder == Path() or (media_root / folder).is_dir():
                 return layout
         expected = " or ".join(f"{folder}/" for folder in folders.values())
-        raise MissingMediaError(f"{media_root}: no {cls.title} media found — expected {expected}, or pass cache_dir= "
-                                "from avadapt prepare")
+        raise MissingMediaError(f"{media_root}: no {cls.title} media found — expected {expected}, or pass "
+                                "cache_dir= from avadapt prepare")
 
     @classmethod
     def layout_paths(cls, media_root: Path, layout: str, clip: str) -> list[Path]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -47,15 +47,13 @@ from avadapt.tasks.avqa.questions import (
 )
 
 AVQA_SEGMENTS = 10  # moments per video, as LAVISH / DG-SCT / STG-CMA sample them
-Layout = Literal["mp4", "frames"]
 
 
 def numbered_frames(folder: str | Path) -> list[Path]:
     """The frame files of one video's folder in number order, all named with 4 digits (``0001.jpg``, LAVISH) or
     all with 8 (``00000001.jpg``, DG-SCT); anything else would be picked in the wrong order: a :class:`MediaError`."""
     folder = Path(folder)
-    images = (".jpg", ".jpeg", ".png")
-    files = [p for p in folder.iterdir() if p.suffix.lower() in images] if folder.is_dir() else []
+    files = [p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")] if folder.is_dir() else []
     odd = [p.name for p in files if not p.stem.isdigit() or len(p.stem) not in (4, 8)]
     if odd:
         raise MediaError(folder, f"frame files must be named 0001.jpg… or 00000001.jpg…, found {sorted(odd)[:3]}")
@@ -64,10 +62,10 @@ def numbered_frames(folder: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: int(p.stem))
 
 
-def read_moments(layout: Layout, paths: Sequence[Path], fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS
+def read_moments(layout: str, paths: Sequence[Path], fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS
                  ) -> tuple[np.ndarray, torch.Tensor, float]:
     """(frames (T, H, W, 3) uint8, fbank images (T, 1, F, L), the video's seconds) of one video's T moments, read
-    from its files in ``layout``; :class:`MediaError` naming the file for anything unreadable."""
+    from its files in ``layout`` (mp4 or frames); :class:`MediaError` naming the file for anything unreadable."""
     if layout == "mp4":
         (path,) = paths
         seconds = probe(path).duration
