@@ -51,8 +51,9 @@ class ClipDataset(Dataset):
 
     Constructor: ``(root, split, *, source, media_root, cache_dir, transform, fbank, on_missing, augment,
     **options)``, the options of :class:`~avadapt.data.datamodule.AVDataModule` plus the dataset's own;
-    :meth:`__init__` and :meth:`keep_with_media` handle the shared ones. Items: ``{"video": (T, 3, H, W),
-    "audio": (T, 1, F, L), <targets>..., "inputs": {...}, "meta": {...}}``, batched by :func:`collate_av`.
+    :meth:`__init__` and :meth:`keep_with_media` handle the shared ones. Items, by index or by ``(index, seed)``
+    (:func:`seeded`): ``{"video": (T, 3, H, W), "audio": (T, 1, F, L), <targets>..., "inputs": {...},
+    "meta": {...}}``, batched by :func:`collate_av`.
     """
 
     name: ClassVar[str]  # the registered name, recorded in the dataset's caches and checked when one is read
@@ -61,7 +62,10 @@ class ClipDataset(Dataset):
     segment_seconds: ClassVar[float] = 1.0
     # VideoTransform overrides for training frames; None: the dataset augments itself (masks follow each crop)
     train_augmentation: ClassVar[dict[str, Any] | None] = None
-    layouts: ClassVar[tuple[str, ...]] = ()  # the native media layouts ``source`` may name
+    # the native media layouts ``source`` may name, each with a clip's files (or folders) under ``media_root``,
+    # ``{clip}`` standing for its name; ``source="auto"`` without a cache reads the first whose first file's folder
+    # exists (a layout without files is always there; its dataset overrides :meth:`media_paths`)
+    layouts: ClassVar[dict[str, tuple[str, ...]]] = {}
     # how messages name the dataset, one clip's media and one item
     title: ClassVar[str]
     clip_noun: ClassVar[str] = "video id"
@@ -94,8 +98,7 @@ class ClipDataset(Dataset):
         return None
 
     @classmethod
-    def prepare(cls, root: str | Path, out: str | Path, *, workers: int, image_size: int, fbank: Any,
-                media_root: str | Path | None, crop_pct: float, progress: bool = True) -> Any:
+    def prepare(cls, root: str | Path, out: str | Path, **settings: Any) -> Any:
         """``avadapt prepare``: decode every clip once into a cache (resumable); returns a summary whose
         ``failed`` lists the clips that could not be decoded (also written to ``OUT/bad_clips.tsv``)."""
         raise NotImplementedError(f"{cls.__name__} has no prepare step")
@@ -114,13 +117,25 @@ class ClipDataset(Dataset):
                              min_seconds=min_seconds, fbank=fbank or default_fbank(), dataset=cls.name)
 
     # ---- media -------------------------------------------------------------------------------------
-    def find_layout(self) -> str:
-        """The native layout ``source="auto"`` reads when no cache is given."""
-        return self.layouts[0]
+    @classmethod
+    def find_layout(cls, media_root: Path) -> str:
+        """The first of :attr:`layouts` present under ``media_root``: what ``source="auto"`` reads without a cache."""
+        folders = {layout: Path(files[0]).parent if files else Path() for layout, files in cls.layouts.items()}
+        for layout, folder in folders.items():
+            if folder == Path() or (media_root / folder).is_dir():
+                return layout
+        expected = " or ".join(f"{folder}/" for folder in folders.values())
+        raise MissingMediaError(f"{media_root}: no {cls.title} media found — expected {expected}, or pass "
+                                "cache_dir= from avadapt prepare")
+
+    @classmethod
+    def layout_paths(cls, media_root: Path, layout: str, clip: str) -> list[Path]:
+        """The native files (or folders) of one clip in ``layout``."""
+        return [media_root / file.format(clip=clip) for file in cls.layouts[layout]]
 
     def media_paths(self, clip: str) -> list[Path]:
         """The native files (or folders) of one clip in the layout ``self.source``."""
-        raise NotImplementedError
+        return self.layout_paths(self.media_root, self.source, clip)
 
     def cache_file(self, clip: str) -> Path:
         """``<cache_dir>/<clip>.safetensors``."""
@@ -164,7 +179,7 @@ class ClipDataset(Dataset):
             raise ValueError("source='cache' needs cache_dir")
         if source != "auto":
             return source
-        return "cache" if self.cache_dir is not None else self.find_layout()
+        return "cache" if self.cache_dir is not None else self.find_layout(self.media_root)
 
     def _check_cache(self) -> None:
         """A cache is read only when it holds this dataset's clips, prepared as this dataset reads them."""

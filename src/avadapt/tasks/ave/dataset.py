@@ -26,7 +26,7 @@ import torch
 from avadapt.data.base import ClipDataset, register_dataset, seeded
 from avadapt.data.fbank import segment_fbank
 from avadapt.data.media import read_audio, read_clip, read_frame_folder
-from avadapt.errors import AnnotationError, MissingMediaError
+from avadapt.errors import AnnotationError
 
 AVE_FIELDS = ("Category", "VideoID", "Quality", "StartTime", "EndTime")
 AVE_HEADER = "&".join(AVE_FIELDS)
@@ -181,7 +181,8 @@ class AVEDataset(ClipDataset):
     num_segments = AVE_SEGMENTS
     # one RandomResizedCrop (area 0.5–1) and flip per training clip, the same for all T frames
     train_augmentation: ClassVar[dict[str, Any]] = {"train": True, "scale": (0.5, 1.0)}
-    layouts = ("mp4", "frames")
+    layouts: ClassVar[dict[str, tuple[str, ...]]] = {
+        "mp4": ("AVE/{clip}.mp4",), "frames": ("video_frames/{clip}", "raw_audio/{clip}.wav")}
     title = "AVE"
 
     @classmethod
@@ -209,20 +210,6 @@ class AVEDataset(ClipDataset):
         rows = self.annotations.rows(split)
         self.rows = self.keep_with_media(source, rows, lambda row: self.annotations.events[row].video_id)
 
-    def find_layout(self) -> str:
-        for layout, folder in (("mp4", "AVE"), ("frames", "video_frames")):
-            if (self.media_root / folder).is_dir():
-                return layout
-        raise MissingMediaError(
-            f"{self.media_root}: no AVE media found — expected AVE/<id>.mp4, or video_frames/<id>/ with "
-            "raw_audio/<id>.wav, or pass cache_dir= from prepare_ave"
-        )
-
-    def media_paths(self, video_id: str) -> list[Path]:
-        if self.source == "mp4":
-            return [self.media_root / "AVE" / f"{video_id}.mp4"]
-        return [self.media_root / "video_frames" / video_id, self.media_root / "raw_audio" / f"{video_id}.wav"]
-
     def decode(self, video_id: str) -> tuple[np.ndarray, torch.Tensor]:
         if self.source == "mp4":
             clip = read_clip(self.media_paths(video_id)[0], self.num_segments, 1.0,
@@ -240,7 +227,6 @@ class AVEDataset(ClipDataset):
         return len(self.rows)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        """One clip by index, or by ``(index, seed)`` (:func:`~avadapt.data.base.seeded`)."""
         index, _, generator = seeded(key)
         row = self.rows[index]
         event = self.annotations.events[row]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -47,17 +47,13 @@ from avadapt.tasks.avqa.questions import (
 )
 
 AVQA_SEGMENTS = 10  # moments per video, as LAVISH / DG-SCT / STG-CMA sample them
-Layout = Literal["mp4", "frames"]
 
 
 def numbered_frames(folder: str | Path) -> list[Path]:
     """The frame files of one video's folder in number order, all named with 4 digits (``0001.jpg``, LAVISH) or
     all with 8 (``00000001.jpg``, DG-SCT); anything else would be picked in the wrong order: a :class:`MediaError`."""
     folder = Path(folder)
-    images = (".jpg", ".jpeg", ".png")
-    files = [p for p in folder.iterdir() if p.suffix.lower() in images] if folder.is_dir() else []
-    if not files:
-        raise MediaError(folder, "no extracted frames (expected 0001.jpg… or 00000001.jpg…)")
+    files = [p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")] if folder.is_dir() else []
     odd = [p.name for p in files if not p.stem.isdigit() or len(p.stem) not in (4, 8)]
     if odd:
         raise MediaError(folder, f"frame files must be named 0001.jpg… or 00000001.jpg…, found {sorted(odd)[:3]}")
@@ -66,17 +62,10 @@ def numbered_frames(folder: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: int(p.stem))
 
 
-def video_paths(media_root: Path, layout: Layout, video_id: str) -> tuple[Path, ...]:
-    """The native files of one video: mp4: (``<id>.mp4``,); frames: (``video_frames/<id>/``, ``raw_audio/<id>.wav``)."""
-    if layout == "mp4":
-        return (media_root / f"{video_id}.mp4",)
-    return media_root / "video_frames" / video_id, media_root / "raw_audio" / f"{video_id}.wav"
-
-
-def read_moments(layout: Layout, paths: Sequence[Path], fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS
+def read_moments(layout: str, paths: Sequence[Path], fbank: FbankConfig, num_segments: int = AVQA_SEGMENTS
                  ) -> tuple[np.ndarray, torch.Tensor, float]:
     """(frames (T, H, W, 3) uint8, fbank images (T, 1, F, L), the video's seconds) of one video's T moments, read
-    from its :func:`video_paths`; :class:`MediaError` naming the file for anything unreadable."""
+    from its files in ``layout`` (mp4 or frames); :class:`MediaError` naming the file for anything unreadable."""
     if layout == "mp4":
         (path,) = paths
         seconds = probe(path).duration
@@ -93,20 +82,12 @@ def read_moments(layout: Layout, paths: Sequence[Path], fbank: FbankConfig, num_
     return frames, segment_fbank(wave, fbank, num_segments, seconds / num_segments), seconds
 
 
-def find_layout(media_root: str | Path) -> Layout:
-    """``frames`` when ``<media_root>/video_frames/`` exists, else ``mp4``."""
-    return "frames" if (Path(media_root) / "video_frames").is_dir() else "mp4"
-
-
 @register_dataset
 class MusicAVQADataset(ClipDataset):
-    """The questions of one MUSIC-AVQA split, each with its video's 10 moments.
-
-    Item: ``{"video": (10, 3, H, W) float, "audio": (10, 1, F, L) float, "answer": () long,
-    "question_type": () long, "inputs": {"question": (14,) long, "video_index": () long}, "meta": {"row",
-    "question_id", "video_id", "question", "answer", "type"}}``. ``answer`` indexes the answer vocabulary
-    (:meth:`class_names`); a val/test answer outside it is -1 (counted wrong, with a warning), a train one an
-    error. ``question`` holds the word indices, padded with 0; ``video_index`` numbers the split's videos.
+    """The questions of one MUSIC-AVQA split, each with its video's 10 moments. ``answer`` indexes the answer
+    vocabulary (:meth:`class_names`); a val/test answer outside it is -1 (counted wrong, with a warning), a train
+    one an error. ``inputs``: ``question``, the word indices padded with 0; ``video_index``, the split's videos
+    numbered.
 
     root: holds ``avqa-{train,val,test}.json`` (``jsons``: other names, e.g. ``{"test": "avqa-test-update.json"}``)
     and optionally ``ans_vocab.txt``. A training transform must not flip.
@@ -120,10 +101,10 @@ class MusicAVQADataset(ClipDataset):
     name = "music_avqa"
     task = "avqa"
     num_segments = AVQA_SEGMENTS
-    segment_seconds = 1.0  # nominal: a moment is one frame and one audio window (module docstring)
     # one RandomResizedCrop (area 0.5–1) per training clip, the same for all 10 frames; never a flip
     train_augmentation: ClassVar[dict[str, Any]] = {"train": True, "scale": (0.5, 1.0), "hflip": 0.0}
-    layouts = ("mp4", "frames")
+    layouts: ClassVar[dict[str, tuple[str, ...]]] = {
+        "frames": ("video_frames/{clip}", "raw_audio/{clip}.wav"), "mp4": ("{clip}.mp4",)}
     title = "MUSIC-AVQA"
     item_noun = "question"
 
@@ -199,21 +180,13 @@ class MusicAVQADataset(ClipDataset):
         encoded_tensor = torch.tensor(encoded, dtype=torch.long).reshape(-1, self.question_length)  # (N, L)
         return encoded_tensor, torch.tensor(answers, dtype=torch.long)
 
-    def find_layout(self) -> str:
-        return find_layout(self.media_root)
-
-    def media_paths(self, video_id: str) -> list[Path]:
-        return list(video_paths(self.media_root, self.source, video_id))
-
     def decode(self, video_id: str) -> tuple[np.ndarray, torch.Tensor]:
-        frames, audio, _ = read_moments(self.source, self.media_paths(video_id), self.fbank, self.num_segments)
-        return frames, audio
+        return read_moments(self.source, self.media_paths(video_id), self.fbank, self.num_segments)[:2]
 
     def __len__(self) -> int:
         return len(self.questions)
 
     def item_clips(self) -> list[int]:
-        """The video of each question (its ``video_index``): a video's questions share one backbone pass."""
         return [self.video_index[q.video_id] for q in self.questions]
 
     def _media(self, video_id: str, seed: int | None, generator: torch.Generator | None
@@ -228,7 +201,6 @@ class MusicAVQADataset(ClipDataset):
         return media
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        """One question by index, or by ``(index, seed)`` (:func:`~avadapt.data.base.seeded`)."""
         index, seed, generator = seeded(key)
         question = self.questions[index]
         video, audio = self._media(question.video_id, seed, generator)

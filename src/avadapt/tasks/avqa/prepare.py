@@ -14,7 +14,7 @@ from avadapt.data.fbank import FbankConfig
 from avadapt.data.prepare import PrepareJob, PrepareSummary, run_prepare
 from avadapt.data.transforms import as_video_tensor
 from avadapt.errors import DatasetError
-from avadapt.tasks.avqa.dataset import MusicAVQADataset, find_layout, read_moments, video_paths
+from avadapt.tasks.avqa.dataset import MusicAVQADataset, read_moments
 from avadapt.tasks.avqa.questions import (
     QUESTION_VOCABULARY_FILE,
     AVQAQuestion,
@@ -37,25 +37,23 @@ def prepare_avqa(root: str | Path, out: str | Path, workers: int = 1, image_size
                  fbank: FbankConfig | None = None, progress: bool = True, *,
                  media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
                  jsons: Mapping[str, str | Path] | None = None, source: str = "auto") -> PrepareSummary:
-    """Decode the video of every question of the split jsons in ``root`` (``jsons``: other names, as for
-    :class:`~avadapt.tasks.avqa.dataset.MusicAVQADataset`) into ``out`` with
+    """Decode the video of every question of the split jsons in ``root`` into ``out`` with
     :func:`~avadapt.data.prepare.run_prepare`, then write ``question_vocab.json`` from the train json, if any.
-
-    media_root: where the media lives (default ``root``). source: ``"mp4"``, ``"frames"`` or ``"auto"`` (frames
-    when ``<media_root>/video_frames/`` exists).
-    """
+    media_root, jsons, source (``"mp4"``, ``"frames"`` or ``"auto"``): as
+    :class:`~avadapt.tasks.avqa.dataset.MusicAVQADataset` reads them."""
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
-    if source not in ("auto", "mp4", "frames"):
+    if source not in ("auto", *MusicAVQADataset.layouts):
         raise ValueError(f"source must be auto, mp4 or frames, got {source!r}")
-    layout = find_layout(media_root) if source == "auto" else source
+    layout = MusicAVQADataset.find_layout(media_root) if source == "auto" else source
     files = {split: path for split, path in question_files(root, jsons).items() if path.is_file()}
     if not files:
         names = ", ".join(path.name for path in question_files(root, jsons).values())
         raise DatasetError(f"{root}: no MUSIC-AVQA question file ({names})")
     questions = {split: read_avqa_json(path) for split, path in files.items()}
     video_ids = sorted({q.video_id for split_questions in questions.values() for q in split_questions})
-    jobs = [PrepareJob(v, clip_file(out, v), video_paths(media_root, layout, v), layout) for v in video_ids]
+    paths = {v: tuple(MusicAVQADataset.layout_paths(media_root, layout, v)) for v in video_ids}
+    jobs = [PrepareJob(v, clip_file(out, v), paths[v], layout) for v in video_ids]
     settings = MusicAVQADataset.cache_settings(image_size, fbank, crop_pct, interpolation)
     summary = run_prepare(out, settings, jobs, prepare_avqa_clip, workers=workers, progress=progress,
                           description="prepare MUSIC-AVQA", command="prepare_avqa")

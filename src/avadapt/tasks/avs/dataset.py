@@ -1,12 +1,10 @@
 """AVSBench S4 and MS3 clips as dataset items: frames, fbank images and binary masks, read from the native
 layout (:mod:`avadapt.tasks.avs.metadata`) or from a prepared cache.
 
-Masks are binarised with ``> 0`` (robust to 0/1, 0/255 and palette encodings). A mask file with more
-than two distinct pixel values (palette indices for palette images, colours for RGB) is not a binary
-mask and is refused rather than thresholded: anti-aliased or JPEG-damaged masks would otherwise
-silently grow or shrink objects. Frames take the evaluation geometry of the given transform (resize
-to cover, centre crop); masks take the same geometry with nearest-neighbour resizing after
-binarising, so they stay aligned and binary.
+Masks are binarised with ``> 0`` (robust to 0/1, 0/255 and palette encodings); a mask with more than two
+distinct pixel values is refused rather than thresholded, since anti-aliased or JPEG-damaged masks would
+silently grow or shrink objects. Masks take the frames' evaluation geometry with nearest-neighbour resizing,
+so they stay aligned and binary.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from avadapt.errors import MediaError
 from avadapt.tasks.avs.metadata import (
     AVS_SEGMENTS,
     AVS_SETTINGS,
-    AVSClip,
     AVSMedia,
     metadata_path,
     read_avs_metadata,
@@ -45,15 +42,11 @@ def _open_image(path: Path) -> Image.Image:
         raise MediaError(path, "file not found")
     if path.stat().st_size == 0:
         raise MediaError(path, "empty file (0 bytes)")
-    image = None
     try:
-        image = Image.open(path)
-        image.load()
+        with Image.open(path) as image:
+            return image.copy()  # decoded in full; the file is closed
     except OSError as err:  # an unknown format (PIL's UnidentifiedImageError), truncated or corrupt pixel data
-        if image is not None:
-            image.close()
         raise MediaError(path, f"cannot decode image: {err}") from err
-    return image
 
 
 def read_frames(paths: Sequence[Path]) -> np.ndarray:
@@ -69,8 +62,7 @@ def read_frames(paths: Sequence[Path]) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """(H, W) uint8 in {0, 1}: ``pixel > 0`` of a binary mask image (any mode; alpha ignored); a file with more
-    than two distinct values is refused (:class:`~avadapt.errors.MediaError`, naming it)."""
+    """(H, W) uint8 in {0, 1}: ``pixel > 0`` of a binary mask image (any mode; alpha ignored)."""
     with _open_image(path) as image:
         values = np.asarray(image)
         if image.mode in ("LA", "PA", "RGBA"):
@@ -99,8 +91,8 @@ def read_masks(media: AVSMedia, size: tuple[int, int]) -> np.ndarray:
 
 
 def read_wave(path: Path, sample_rate: int) -> np.ndarray:
-    """The clip's 5 s of mono audio at ``sample_rate``, cut or padded with silence to exactly 5 s; a wav shorter
-    than :data:`MIN_AUDIO_SECONDS` is a :class:`~avadapt.errors.MediaError`."""
+    """The clip's 5 s of mono audio at ``sample_rate``, cut or padded with silence; shorter than
+    :data:`MIN_AUDIO_SECONDS` is a :class:`~avadapt.errors.MediaError`."""
     audio = read_audio(path, sample_rate)
     if len(audio) < MIN_AUDIO_SECONDS * sample_rate:
         raise MediaError(path, f"too short: {len(audio) / sample_rate:.2f} s of audio, at least "
@@ -111,10 +103,8 @@ def read_wave(path: Path, sample_rate: int) -> np.ndarray:
 
 
 def decode_clip(media: AVSMedia, cfg: VideoTransformConfig, fbank: FbankConfig) -> dict[str, torch.Tensor]:
-    """Read one clip's files into the tensors its cache file holds: ``frames`` (T, 3, S, S) uint8 and ``masks``
-    (T, S, S) uint8 in {0, 1} through ``cfg``'s evaluation geometry (never its training crop, which the masks
-    must follow exactly), ``fbank`` (T, 1, F, L) from windows starting at each second (:func:`segment_fbank`),
-    and ``annotated`` (T,) uint8. A bad file is a :class:`~avadapt.errors.MediaError` naming it."""
+    """One clip's files as the tensors its cache file holds, through ``cfg``'s evaluation geometry (never its
+    training crop, which the masks must follow exactly); a bad file is a :class:`~avadapt.errors.MediaError`."""
     frame_geometry = VideoTransform(dataclasses.replace(cfg, train=False))
     mask_geometry = VideoTransform(dataclasses.replace(cfg, train=False, interpolation="nearest"))
     frames = read_frames(media.frames)  # (T, H, W, 3)
@@ -130,26 +120,19 @@ def decode_clip(media: AVSMedia, cfg: VideoTransformConfig, fbank: FbankConfig) 
 
 class AVSDataset(ClipDataset):
     """AVSBench clips of one split, each read as 5 frames, 5 fbank images and 5 masks; use the registered
-    subclasses :class:`S4Dataset` (``avs_s4``) and :class:`MS3Dataset` (``avs_ms3``).
+    subclasses :class:`S4Dataset` (``avs_s4``) and :class:`MS3Dataset` (``avs_ms3``). Frames without a
+    ground-truth mask (S4 train: frames 2–5) have ``annotated`` False and an all-zero mask.
 
-    Item: ``{"video": (5, 3, H, W) float, "audio": (5, 1, F, L) float, "masks": (5, H, W) float32 in
-    {0, 1}, "annotated": (5,) bool, "meta": {"video_id": str, "category": str, "split": str}}``, where
-    (H, W) is the transform's input size; frames without a ground-truth mask (S4 train: frames 2–5) have
-    ``annotated`` False and an all-zero mask.
-
-    source: ``"native"`` (the layout of :mod:`avadapt.tasks.avs.metadata`, under ``media_root``), ``"cache"``
-    (from :func:`~avadapt.tasks.avs.prepare.prepare_avs`) or ``"auto"``, as the other options
-    :class:`~avadapt.data.base.ClipDataset`'s. A clip's media is missing when a frame, an annotated frame's mask
-    or the wav is; one whose files cannot be decoded raises :class:`~avadapt.errors.MediaError` when loaded.
-    augment: one horizontal flip with probability 0.5 per clip, of frames and masks together.
-    metadata: the csv listing the clips (relative to ``root`` or absolute): the setting's native csv by
-    default, or AVSBench-semantic's ``metadata.csv``.
+    source: ``"native"`` (the layout of :mod:`avadapt.tasks.avs.metadata`), ``"cache"`` (from
+    :func:`~avadapt.tasks.avs.prepare.prepare_avs`) or ``"auto"``, as the other options
+    :class:`~avadapt.data.base.ClipDataset`'s. augment: one horizontal flip with probability 0.5 per clip, of
+    frames and masks together. metadata: the csv listing the clips (relative to ``root`` or absolute): the
+    setting's native csv by default, or AVSBench-semantic's ``metadata.csv``.
     """
 
     task = "avs"
     num_segments = AVS_SEGMENTS
-    train_augmentation = None  # the dataset flips frames and masks itself
-    layouts = ("native",)
+    layouts: ClassVar[dict[str, tuple[str, ...]]] = {"native": ()}
     clip_noun = item_noun = "clip"
     setting: ClassVar[str]
     flip_probability: ClassVar[float] = 0.5
@@ -186,18 +169,13 @@ class AVSDataset(ClipDataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def load_clip(self, clip: AVSClip) -> dict[str, torch.Tensor]:
-        """One clip's tensors as its cache file holds them (:func:`decode_clip`)."""
-        if self.source == "native":
-            return decode_clip(AVSMedia.of(self.media_root, self.setting, clip), self.transform.cfg, self.fbank)
-        return load_cached_tensors(self.cache_file(clip.name))
-
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        """One clip by index, or by ``(index, seed)``: its flip then comes from that seed alone
-        (:func:`~avadapt.data.base.seeded`)."""
         index, _, generator = seeded(key)
         clip = self.clips[index]
-        tensors = self.load_clip(clip)
+        if self.source == "native":
+            tensors = decode_clip(AVSMedia.of(self.media_root, self.setting, clip), self.transform.cfg, self.fbank)
+        else:
+            tensors = load_cached_tensors(self.cache_file(clip.name))
         frames, masks = tensors["frames"], tensors["masks"]
         if self.augment and float(torch.rand((), generator=generator)) < self.flip_probability:
             frames, masks = frames.flip(-1), masks.flip(-1)  # (…, W): mirrored together

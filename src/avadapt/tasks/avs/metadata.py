@@ -62,7 +62,6 @@ AVSS_LABELS = {"s4": "v1s", "ms3": "v1m"}
 METADATA_FILES = {"s4": "s4_meta_data.csv", "ms3": "ms3_meta_data.csv"}
 ZIP_FOLDERS = {"s4": "Single-source", "ms3": "Multi-sources"}  # inside the official zip's avsbench_data/
 DATA_FOLDERS = {"s4": "s4_data", "ms3": "ms3_data"}
-AVSS_COLUMNS = ("vid", "s_sec", "a_obj", "split", "label")
 
 
 def check_setting(setting: str) -> None:
@@ -114,9 +113,8 @@ class _Table:
 
     def field(self, line: int, fields: list[str], index: int) -> str:
         """Field ``index`` of a data row; a row that stops before it, or leaves it empty, is an error."""
-        if index >= len(fields) or not fields[index]:
-            name = self.header[index] if index < len(self.header) else f"column {index + 1}"
-            raise AnnotationError(self.path, line, f"missing field {name!r} (column {index + 1}): "
+        if index >= len(fields) or not fields[index]:  # index: a column of the header
+            raise AnnotationError(self.path, line, f"missing field {self.header[index]!r} (column {index + 1}): "
                                                    f"{','.join(fields)!r}")
         return fields[index]
 
@@ -174,15 +172,13 @@ def read_ms3_metadata(path: str | Path) -> list[AVSClip]:
 
 
 def splits_from_avss_metadata(path: str | Path, label: Literal["v1s", "v1m"]) -> list[AVSClip]:
-    """The S4 (``label="v1s"``) or MS3 (``"v1m"``) rows rebuilt from AVSBench-semantic's ``metadata.csv``.
-
-    name = ``vid``, start = ``s_sec``, split = ``split``; for S4 the category is the original S4 name of the
-    renamed ``a_obj`` (:data:`AVSS_TO_S4`), for MS3 ``""``. Rows of other labels (``v2``) are skipped.
-    """
+    """The S4 (``label="v1s"``) or MS3 (``"v1m"``) rows rebuilt from AVSBench-semantic's ``metadata.csv``: name =
+    ``vid``, start = ``s_sec``, split = ``split``; for S4 the category is the original S4 name of the renamed
+    ``a_obj`` (:data:`AVSS_TO_S4`), for MS3 ``""``. Rows of other labels (``v2``) are skipped."""
     if label not in AVSS_LABELS.values():
         raise ValueError(f"label must be one of {sorted(AVSS_LABELS.values())}, got {label!r}")
     table = _Table(path)
-    at = {name: table.column(name) for name in AVSS_COLUMNS}
+    at = {name: table.column(name) for name in ("vid", "s_sec", "a_obj", "split", "label")}
     clips = []
     for line, fields in table.rows:
         if table.field(line, fields, at["label"]) != label:

@@ -27,19 +27,14 @@ def prepare_avs(root: str | Path, out: str | Path, setting: str = "s4", workers:
                 image_size: int = 224, fbank: FbankConfig | None = None, progress: bool = True, *,
                 media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
                 metadata: str | Path | None = None) -> PrepareSummary:
-    """Decode every clip the setting's metadata lists (all splits) into ``out``
-    (:func:`~avadapt.data.prepare.run_prepare`: resumable, parallel in ``workers`` processes, bad clips listed
-    in ``bad_clips.tsv`` with the file at fault, a cache of other settings or the other setting refused).
-
-    root, media_root, metadata: as :class:`~avadapt.tasks.avs.dataset.AVSDataset` reads them (the layout of
-    :mod:`avadapt.tasks.avs.metadata`). setting: ``"s4"`` or ``"ms3"``.
-    """
+    """Decode every clip the setting's (``"s4"`` or ``"ms3"``) metadata lists, all splits, into ``out`` with
+    :func:`~avadapt.data.prepare.run_prepare`; root, media_root, metadata: as
+    :class:`~avadapt.tasks.avs.dataset.AVSDataset` reads them."""
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
-    jobs = []
-    for clip in read_avs_metadata(metadata_path(root, setting, metadata), setting):
-        media = AVSMedia.of(media_root, setting, clip)
-        jobs.append(PrepareJob(clip.name, clip_file(out / clip.split, clip.name), tuple(media.paths()), media))
+    clips = read_avs_metadata(metadata_path(root, setting, metadata), setting)
+    media = {clip: AVSMedia.of(media_root, setting, clip) for clip in clips}
+    jobs = [PrepareJob(c.name, clip_file(out / c.split, c.name), tuple(m.paths()), m) for c, m in media.items()]
     dataset = S4Dataset if setting == "s4" else MS3Dataset
     settings = dataset.cache_settings(image_size, fbank, crop_pct, interpolation, MIN_AUDIO_SECONDS)
     return run_prepare(out, settings, jobs, prepare_avs_clip, workers=workers, progress=progress,
