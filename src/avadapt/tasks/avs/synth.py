@@ -129,12 +129,10 @@ def synthesize_avs(
 ) -> SynthSummary:
     """Write ``clips`` synthetic 5 s clips in AVSBench-object v1's native layout
     (:mod:`avadapt.tasks.avs.metadata`) under ``out``: S4's csv (``name,start,category,split``; 11-character
-    ids, start 0) or MS3's (``name,split``; ids with a ``_k`` suffix), and the frames, masks (S4 train: frame 1
-    only, as in the real set) and wavs.
-
-    Frames are RGB ``size``×``size``; masks are 8-bit greyscale PNGs holding 0 and 255; wavs are
-    16-bit PCM mono at 16 kHz. ``num_classes``: the first that many S4 categories (default
-    4; S4 needs at least 2, MS3 at least 3). ``split_fractions``: (val, test) shares of the clips.
+    ids, start 0) or MS3's (``name,split``; ids with a ``_k`` suffix), the RGB ``size``×``size`` frames, the
+    masks (8-bit greyscale PNGs of 0 and 255; S4 train: frame 1 only, as in the real set) and the 16-bit PCM
+    mono wavs. ``num_classes``: the first that many S4 categories (default 4; S4 needs ≥ 2, MS3 ≥ 3);
+    ``split_fractions``: (val, test) shares.
     """
     check_setting(setting)
     num_classes = 4 if num_classes is None else num_classes
