@@ -137,13 +137,8 @@ def assign_splits(
     counts = [round(f * n) for f in fractions]
     if n >= at_least_one_from:
         counts = [max(1, c) for c in counts]
-    order = rng.permutation(n)
-    split_of = ["train"] * n
-    for i in order[: counts[0]]:
-        split_of[i] = "val"
-    for i in order[counts[0] : counts[0] + counts[1]]:
-        split_of[i] = "test"
-    return split_of
+    position = np.argsort(rng.permutation(n))  # each clip's place in a shuffled order
+    return ["val" if p < counts[0] else "test" if p < sum(counts) else "train" for p in position]
 
 
 def split_counts(counts: dict[str, int]) -> str:

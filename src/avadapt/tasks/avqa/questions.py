@@ -244,10 +244,7 @@ class QuestionVocabulary:
     @classmethod
     def build(cls, questions: Iterable[AVQAQuestion]) -> QuestionVocabulary:
         """From training questions: their words in order of first appearance after ``<pad>``, ``<unk>``."""
-        words = dict.fromkeys([PAD, UNK])
-        for question in questions:
-            words.update(dict.fromkeys(question.tokens))
-        return cls(list(words))
+        return cls(list(dict.fromkeys([PAD, UNK, *(t for question in questions for t in question.tokens)])))
 
     def to_list(self) -> list[str]:
         return list(self.tokens)

@@ -43,7 +43,7 @@ from avadapt.data.synthetic import (
     fade,
     split_counts,
 )
-from avadapt.tasks.avqa.questions import DEFAULT_JSONS, QUESTION_TYPES
+from avadapt.tasks.avqa.questions import ANSWER_VOCABULARY_FILE, DEFAULT_JSONS, QUESTION_TYPES
 
 # Instruments of the synthetic clips: real MUSIC-AVQA answers, one per colour of the synthetic palette.
 INSTRUMENTS = ("cello", "violin", "piano", "flute", "acoustic_guitar", "accordion", "clarinet")
@@ -360,10 +360,10 @@ def synthesize_avqa(
 
     ``avqa-{train,val,test}.json`` as released (2-space indent, ASCII-escaped, no final newline, the 7 keys;
     ``video_id`` is ``vv`` + 8 digits as the real set's synthetic videos, ``question_id`` is unique over all
-    splits); ``ans_vocab.txt`` (the 42 answers in the reference order); ``<video_id>.mp4`` beside them, where the
-    mp4 layout looks by default (``size``², 4 fps, mono audio at 16 kHz). ``split_fractions``: the
+    splits); ``ans_vocab.txt`` (the 42 answers in the reference order); ``<video_id>.mp4`` beside them, where
+    the mp4 layout looks by default (``size``², 4 fps, mono audio at 16 kHz). ``split_fractions``: the
     (val, test) shares of the videos, at least one each from 10 videos up; a video's questions are in its split.
-    ``questions_per_clip`` distinct questions per video (fewer only if a clip runs out of them).
+    ``questions_per_clip``: distinct questions per video (fewer where a clip runs out of them).
     """
     check_clips_and_size(clips, size, multiple=16)
     if seconds < 5 or questions_per_clip < 1:
@@ -378,7 +378,7 @@ def synthesize_avqa(
     split_of = assign_splits(rng, clips, split_fractions)
 
     rows: dict[str, list[dict]] = {split: [] for split in DEFAULT_JSONS}
-    types: Counter[str] = Counter()
+    types: Counter[tuple[str, str]] = Counter()
     question_id = 0
     tally: dict[str, Counter[str]] = {}
     for video_id, split in zip(video_ids, split_of):
@@ -388,7 +388,7 @@ def synthesize_avqa(
                                 "type": json.dumps(list(template.type)), "question_content": template.content,
                                 "templ_values": json.dumps(list(values)), "question_deleted": 0,
                                 "anser": answer})
-            types[" ".join(template.type)] += 1
+            types[template.type] += 1
             question_id += 1
         frames = _render_video(rng, scene, looks, size)
         wave = _render_audio(rng, scene, looks)
@@ -396,11 +396,11 @@ def synthesize_avqa(
 
     for split, name in DEFAULT_JSONS.items():
         (out / name).write_text(json.dumps(rows[split], indent=2))
-    (out / "ans_vocab.txt").write_text("".join(f"{answer}\n" for answer in ANSWERS))
+    (out / ANSWER_VOCABULARY_FILE).write_text("".join(f"{answer}\n" for answer in ANSWERS))
     return SynthAVQASummary(
         generator="synthesize_avqa", root=out, rows=clips, categories=list(INSTRUMENTS), clip_seconds=seconds,
         splits={split: split_of.count(split) for split in DEFAULT_JSONS},
         questions={split: len(rows[split]) for split in DEFAULT_JSONS},
-        types={" ".join(kind): types[" ".join(kind)] for kind in QUESTION_TYPES if types[" ".join(kind)]},
+        types={" ".join(kind): types[kind] for kind in QUESTION_TYPES if types[kind]},
         seconds=time.perf_counter() - started,
     )

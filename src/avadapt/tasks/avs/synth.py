@@ -77,8 +77,7 @@ def _draw_clip(
     if setting == "s4":
         sounding = [[0]] * AVS_SEGMENTS
     else:  # object 2 (a random category) joins the sound: never, throughout, or from a random second
-        pattern = i % 3
-        joins = {0: AVS_SEGMENTS, 1: 0, 2: int(rng.integers(1, AVS_SEGMENTS))}[pattern]
+        joins = {0: AVS_SEGMENTS, 1: 0, 2: int(rng.integers(1, AVS_SEGMENTS))}[i % 3]
         sounding = [[0] if t < joins else [0, 2] for t in range(AVS_SEGMENTS)]
     return _Clip(categories, _place(rng, len(categories), cell, object_size), sounding)
 
