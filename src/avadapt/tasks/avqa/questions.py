@@ -168,7 +168,7 @@ def _parse_list(value: Any, key: str) -> list[Any]:
     return parsed
 
 
-# (key, check of its value, what the check asks for) for the keys read as they are
+# (key, check of its value, what the check asks for) of the keys used as they are, not parsed
 _FIELD_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("video_id", lambda v: isinstance(v, str) and v[:1] not in ("", ".") and not {"/", "\\"} & set(v),
      "must be a file name such as '00000086'"),
