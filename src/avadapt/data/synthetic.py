@@ -129,18 +129,16 @@ def youtube_id(rng: np.random.Generator) -> str:
     return "".join(rng.choice(list(ID_ALPHABET), size=11))
 
 
-def assign_splits(rng: np.random.Generator, n: int, fractions: tuple[float, float]) -> list[str]:
-    """A shuffled share of the clips to val and test (≥ 1 each from 10 clips up), the rest to train."""
+def assign_splits(
+    rng: np.random.Generator, n: int, fractions: tuple[float, float], at_least_one_from: int = 10
+) -> list[str]:
+    """A shuffled share of the clips to val and test (≥ 1 each from ``at_least_one_from`` clips up), the rest
+    to train."""
     counts = [round(f * n) for f in fractions]
-    if n >= 10:
+    if n >= at_least_one_from:
         counts = [max(1, c) for c in counts]
-    order = rng.permutation(n)
-    split_of = ["train"] * n
-    for i in order[: counts[0]]:
-        split_of[i] = "val"
-    for i in order[counts[0] : counts[0] + counts[1]]:
-        split_of[i] = "test"
-    return split_of
+    position = np.argsort(rng.permutation(n))  # each clip's place in a shuffled order
+    return ["val" if p < counts[0] else "test" if p < sum(counts) else "train" for p in position]
 
 
 def split_counts(counts: dict[str, int]) -> str:

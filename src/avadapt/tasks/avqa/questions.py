@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -149,66 +149,61 @@ def tokenize_question(template: str, values: Sequence[str] = ()) -> list[str]:
     return tokens
 
 
-def _parse_list(value: Any, key: str) -> tuple[Any, str | None]:
-    """(the list, None) for a list given as JSON or Python literal text, or as a list; (None, the problem)."""
+def _parse_list(value: Any, key: str) -> list[Any]:
+    """A list given as JSON or Python literal text, or as a list; ``TypeError`` or ``ValueError`` naming ``key``
+    otherwise."""
     if isinstance(value, list):
-        return value, None
+        return value
     if not isinstance(value, str):
-        return None, f"{key} must be a string holding a JSON list, got {type(value).__name__} {value!r}"
+        raise TypeError(f"{key} must be a string holding a JSON list, got {type(value).__name__} {value!r}")
     try:
         parsed = json.loads(value)
     except ValueError:
         try:
             parsed = ast.literal_eval(value)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            return None, f"{key} {value!r} is neither a JSON list nor a Python list literal"
+            raise ValueError(f"{key} {value!r} is neither a JSON list nor a Python list literal") from None
     if not isinstance(parsed, list):
-        return None, f"{key} {value!r} holds a {type(parsed).__name__}, not a list"
-    return parsed, None
+        raise TypeError(f"{key} {value!r} holds a {type(parsed).__name__}, not a list")
+    return parsed
+
+
+# (key, check of its value, what the check asks for) of the keys used as they are, not parsed
+_FIELD_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("video_id", lambda v: isinstance(v, str) and v[:1] not in ("", ".") and not {"/", "\\"} & set(v),
+     "must be a file name such as '00000086'"),
+    ("question_id", lambda v: isinstance(v, int | str) and not isinstance(v, bool), "must be a number"),
+    ("question_content", lambda v: isinstance(v, str), "must be a string"),
+    ("anser", lambda v: isinstance(v, str) and v.strip() != "", "(the answer) must be a non-empty string"),
+    ("question_deleted", lambda v: v in (0, 1), "must be 0 or 1"),  # True/False compare equal to 1/0
+)
 
 
 def _question(path: Path, row: int, record: Any) -> AVQAQuestion:
-    def fail(problem: str) -> QuestionFileError:
-        return QuestionFileError(path, row, problem)
-
-    if not isinstance(record, dict):
-        raise fail(f"expected a question object, found {type(record).__name__}")
-    missing = [key for key in JSON_KEYS if key not in record]
-    if missing:
-        hint = " (the answer key of the released files is spelled 'anser')" if "anser" in missing else ""
-        raise fail(f"missing key(s) {', '.join(map(repr, missing))}{hint}")
-    video_id = record["video_id"]
-    if not isinstance(video_id, str) or not video_id or video_id[0] == "." or {"/", "\\"} & set(video_id):
-        raise fail(f"video_id must be a file name such as '00000086', got {video_id!r}")
-    question_id = record["question_id"]
-    if isinstance(question_id, bool) or not isinstance(question_id, int | str):
-        raise fail(f"question_id must be a number, got {question_id!r}")
-    template, answer = record["question_content"], record["anser"]
-    if not isinstance(template, str):
-        raise fail(f"question_content must be a string, got {template!r}")
-    if not isinstance(answer, str) or not answer.strip():
-        raise fail(f"anser (the answer) must be a non-empty string, got {answer!r}")
-    deleted = record["question_deleted"]
-    if deleted not in (0, 1):  # True/False compare equal to 1/0
-        raise fail(f"question_deleted must be 0 or 1, got {deleted!r}")
-    kind, problem = _parse_list(record["type"], "type")
-    if problem is None:
-        values, problem = _parse_list(record["templ_values"], "templ_values")
-    if problem is not None:
-        raise fail(problem)
-    if len(kind) != 2 or not all(isinstance(k, str) for k in kind):
-        raise fail(f"type must hold two strings [modality, kind], got {kind!r}")
-    if QuestionType(*kind) not in QUESTION_TYPES:
-        known = ", ".join(f"{t.modality}-{t.kind}" for t in QUESTION_TYPES)
-        raise fail(f"unknown question type {kind!r}; known: {known}")
-    if not all(isinstance(v, str) and v for v in values):
-        raise fail(f"templ_values must hold non-empty strings, got {values!r}")
     try:
-        tokens = tokenize_question(template, values)
-    except ValueError as err:
-        raise fail(str(err)) from None
-    return AVQAQuestion(question_id, video_id, kind[0], kind[1], template, tuple(values), answer.strip(),
-                        tuple(tokens), row, bool(deleted))
+        if not isinstance(record, dict):
+            raise TypeError(f"expected a question object, found {type(record).__name__}")
+        missing = [key for key in JSON_KEYS if key not in record]
+        if missing:
+            hint = " (the answer key of the released files is spelled 'anser')" if "anser" in missing else ""
+            raise ValueError(f"missing key(s) {', '.join(map(repr, missing))}{hint}")
+        for key, valid, rule in _FIELD_RULES:
+            if not valid(record[key]):
+                raise ValueError(f"{key} {rule}, got {record[key]!r}")
+        kind = _parse_list(record["type"], "type")
+        values = _parse_list(record["templ_values"], "templ_values")
+        if len(kind) != 2 or not all(isinstance(k, str) for k in kind):
+            raise ValueError(f"type must hold two strings [modality, kind], got {kind!r}")
+        if QuestionType(*kind) not in QUESTION_TYPES:
+            known = ", ".join(f"{t.modality}-{t.kind}" for t in QUESTION_TYPES)
+            raise ValueError(f"unknown question type {kind!r}; known: {known}")
+        if not all(isinstance(v, str) and v for v in values):
+            raise ValueError(f"templ_values must hold non-empty strings, got {values!r}")
+        tokens = tokenize_question(record["question_content"], values)
+    except (TypeError, ValueError) as err:
+        raise QuestionFileError(path, row, str(err)) from None
+    return AVQAQuestion(record["question_id"], record["video_id"], *kind, record["question_content"],
+                        tuple(values), record["anser"].strip(), tuple(tokens), row, bool(record["question_deleted"]))
 
 
 def read_avqa_json(path: str | Path) -> list[AVQAQuestion]:
@@ -249,10 +244,7 @@ class QuestionVocabulary:
     @classmethod
     def build(cls, questions: Iterable[AVQAQuestion]) -> QuestionVocabulary:
         """From training questions: their words in order of first appearance after ``<pad>``, ``<unk>``."""
-        words = dict.fromkeys([PAD, UNK])
-        for question in questions:
-            words.update(dict.fromkeys(question.tokens))
-        return cls(list(words))
+        return cls(list(dict.fromkeys([PAD, UNK, *(t for question in questions for t in question.tokens)])))
 
     def to_list(self) -> list[str]:
         return list(self.tokens)

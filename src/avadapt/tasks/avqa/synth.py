@@ -1,23 +1,20 @@
 """A small synthetic MUSIC-AVQA: real mp4 files and question files in the released json format, so that tests,
 the demo and smoke training run the code real MUSIC-AVQA goes through, with nothing downloaded.
 
-Each clip is a "performance" of one to three instruments (real MUSIC-AVQA names), each its own shape and colour
-in the left, middle or right third of the frame, before an indoor or outdoor background, and each with its own
-sound. At least one sounds; a sounding one plays during one interval of whole seconds, at one of three levels
-6 dB apart, and no two start in the same second. Which visible instruments sound, when and how loud is drawn
-independently of where they stand, so audio questions need the sound (silent instruments are on screen too),
-visual questions the picture, and audio-visual questions both.
+Each clip is a "performance" of one to three instruments (real MUSIC-AVQA names), each with its own shape,
+colour and sound, in the left, middle or right third of the frame, before an indoor or outdoor background. At
+least one sounds, during one interval of whole seconds, at one of three levels 6 dB apart; no two start in the
+same second. Which visible instruments sound, when and how loud is drawn independently of where they stand, so
+audio questions need the sound (silent instruments are on screen too), visual questions the picture, and
+audio-visual questions both.
 
 Questions use 26 of the 33 real templates, word for word and with the real ``type`` labels, covering all 9
-types; six others need truth a generator of this kind does not have (rhythm, voice-over, off-screen sounds, two
-instruments of one kind), and "What is the <LR> instrument of the <FL> sounding instrument?" has no single
-reading. Where a template is open to reading: *louder* compares the RMS levels while sounding (silent = 0);
-*longer* the sounding durations; *first / last / second / third* and *before / after* order instruments by the
-second they start sounding; *always playing* means sounding from the first to the last second; "on the left of
-X" is asked only when exactly one instrument stands on that side. A template is asked only where its answer is
-unique, and its answer is drawn first, among those the template has given least often so far, so yes/no and
-left/middle/right come out nearly balanced. Question types are visited in rotation, falling through to the next
-type a clip cannot answer.
+types, each asked only where its answer is unique; six others need truth this generator does not have (rhythm,
+voice-over, off-screen sounds, two instruments of one kind), and "What is the <LR> instrument of the <FL>
+sounding instrument?" has no single reading. Where a template is open to reading: *louder* compares the RMS
+levels while sounding (silent = 0); *longer* the sounding durations; *first / last / second / third* and
+*before / after* order instruments by the second they start sounding; *always playing* means sounding from the
+first to the last second; "on the left of X" is asked only where exactly one instrument stands on that side.
 
 One ``numpy`` generator seeded by ``seed``, fixed json formatting and a single-threaded mp4 encoder make the same
 seed give byte-identical files.
@@ -46,7 +43,7 @@ from avadapt.data.synthetic import (
     fade,
     split_counts,
 )
-from avadapt.tasks.avqa.questions import DEFAULT_JSONS, QUESTION_TYPES
+from avadapt.tasks.avqa.questions import ANSWER_VOCABULARY_FILE, DEFAULT_JSONS, QUESTION_TYPES
 
 # Instruments of the synthetic clips: real MUSIC-AVQA answers, one per colour of the synthetic palette.
 INSTRUMENTS = ("cello", "violin", "piano", "flute", "acoustic_guitar", "accordion", "clarinet")
@@ -66,6 +63,8 @@ _NUMBERS = ("zero", "one", "two", "three")
 _ORDINALS = ("first", "second", "third")
 _LEVELS = (0.03, 0.06, 0.12)  # RMS while sounding, 6 dB apart: "louder" is never a close call
 _NOISE_RMS = 0.005
+FPS = 4
+SAMPLE_RATE = 16000
 # Background colours (RGB), each ≥ 180 from every instrument colour (summed over channels), so the
 # ±6 per-clip shift and the noise never make the background look like an instrument.
 _INDOOR = ((118, 96, 82), (84, 66, 54))  # wall, floor
@@ -126,15 +125,11 @@ class _Scene:
         """Instruments a presence question may name: those on screen and the decoy."""
         return [p.instrument for p in self.visible] + [self.decoy]
 
-    def find(self, instrument: int) -> _Performer | None:
-        return next((p for p in self.visible if p.instrument == instrument), None)
-
     def shows(self, instrument: int) -> bool:
-        return self.find(instrument) is not None
+        return any(p.instrument == instrument for p in self.visible)
 
     def sounds(self, instrument: int) -> bool:
-        performer = self.find(instrument)
-        return performer is not None and performer.sounding
+        return any(p.instrument == instrument and p.sounding for p in self.visible)
 
 
 def _draw_scene(rng: np.random.Generator, seconds: int) -> _Scene:
@@ -221,14 +216,11 @@ def _same_time(scene: _Scene) -> Candidates:
 
 
 def _before_after(scene: _Scene) -> Candidates:
+    """After the last but one and before the second: the only ones with one answer, as at most three sound."""
     order = scene.sounding
-    found = []
-    for rank, p in enumerate(order):
-        if rank == len(order) - 2:  # exactly one comes in after p
-            found.append((("after", p.name), order[rank + 1].name))
-        if rank == 1:  # exactly one comes in before p
-            found.append((("before", p.name), order[0].name))
-    return found
+    if len(order) < 2:
+        return []
+    return [(("after", order[-2].name), order[-1].name), (("before", order[1].name), order[0].name)]
 
 
 @dataclass(frozen=True)
@@ -295,17 +287,17 @@ def _ask(
 ) -> list[tuple[_Template, tuple[str, ...], str]]:
     """Up to ``count`` distinct questions about one scene: type ``first_type + j`` (mod 9) for the j-th, or the
     next type the scene can answer; then a template of that type, its rarest answer so far (``tally``, updated
-    here) among those the scene allows, and a wording."""
+    here) among those the scene allows, so that yes/no and left/middle/right come out nearly balanced, and a
+    wording."""
     asked: list[tuple[_Template, tuple[str, ...], str]] = []
     for j in range(count):
         options: dict[_Template, Candidates] = {}
         for step in range(len(QUESTION_TYPES)):
             kind = QUESTION_TYPES[(first_type + j + step) % len(QUESTION_TYPES)]
-            for template in TEMPLATES:
-                if template.type == kind:
-                    fresh = [c for c in template.candidates(scene) if (template, *c) not in asked]
-                    if fresh:
-                        options[template] = fresh
+            for template in (t for t in TEMPLATES if t.type == kind):
+                fresh = [c for c in template.candidates(scene) if (template, *c) not in asked]
+                if fresh:
+                    options[template] = fresh
             if options:
                 break
         if not options:
@@ -321,12 +313,10 @@ def _ask(
     return asked
 
 
-def _render_video(
-    rng: np.random.Generator, scene: _Scene, looks: list[ClassLook], size: int, fps: int
-) -> np.ndarray:
-    """(seconds·fps, size, size, 3) uint8: the background with blocky noise changing every frame, and
+def _render_video(rng: np.random.Generator, scene: _Scene, looks: list[ClassLook], size: int) -> np.ndarray:
+    """(seconds·FPS, size, size, 3) uint8: the background with blocky noise changing every frame, and
     each instrument's shape standing still in its third of the frame."""
-    n = scene.seconds * fps
+    n = scene.seconds * FPS
     upper, lower = _OUTDOOR if scene.outdoor else _INDOOR
     horizon = size // 2 if scene.outdoor else size * 2 // 3
     base = np.empty((size, size, 3), dtype=np.float32)
@@ -343,18 +333,16 @@ def _render_video(
     return frames
 
 
-def _render_audio(
-    rng: np.random.Generator, scene: _Scene, looks: list[ClassLook], sample_rate: int
-) -> np.ndarray:
-    """(seconds·sample_rate,) float64: low noise plus each sounding instrument's sound, scaled to its
+def _render_audio(rng: np.random.Generator, scene: _Scene, looks: list[ClassLook]) -> np.ndarray:
+    """(seconds·SAMPLE_RATE,) float64: low noise plus each sounding instrument's sound, scaled to its
     level (RMS) and gated to its interval with 10 ms fades."""
-    t = np.arange(scene.seconds * sample_rate) / sample_rate
+    t = np.arange(scene.seconds * SAMPLE_RATE) / SAMPLE_RATE
     wave = rng.normal(0.0, _NOISE_RMS, size=t.size)
     for p in scene.sounding:
         sound = looks[p.instrument].sound(t)
         sound *= p.level / np.sqrt(np.mean(sound**2))
-        span = slice(p.start * sample_rate, p.end * sample_rate)
-        wave[span] += sound[span] * fade((p.end - p.start) * sample_rate, sample_rate)
+        span = slice(p.start * SAMPLE_RATE, p.end * SAMPLE_RATE)
+        wave[span] += sound[span] * fade((p.end - p.start) * SAMPLE_RATE, SAMPLE_RATE)
     return wave
 
 
@@ -365,8 +353,6 @@ def synthesize_avqa(
     *,
     size: int = 64,
     seconds: int = 10,
-    fps: int = 4,
-    sample_rate: int = 16000,
     questions_per_clip: int = 4,
     split_fractions: tuple[float, float] = (0.15, 0.15),
 ) -> SynthAVQASummary:
@@ -374,15 +360,14 @@ def synthesize_avqa(
 
     ``avqa-{train,val,test}.json`` as released (2-space indent, ASCII-escaped, no final newline, the 7 keys;
     ``video_id`` is ``vv`` + 8 digits as the real set's synthetic videos, ``question_id`` is unique over all
-    splits); ``ans_vocab.txt`` (the 42 answers in the reference order); ``<video_id>.mp4`` beside them, where the
-    mp4 layout looks by default (``size``², ``fps``, mono audio at ``sample_rate``). ``split_fractions``: the
+    splits); ``ans_vocab.txt`` (the 42 answers in the reference order); ``<video_id>.mp4`` beside them, where
+    the mp4 layout looks by default (``size``², 4 fps, mono audio at 16 kHz). ``split_fractions``: the
     (val, test) shares of the videos, at least one each from 10 videos up; a video's questions are in its split.
-    ``questions_per_clip`` distinct questions per video (fewer only if a clip runs out of them).
+    ``questions_per_clip``: distinct questions per video (fewer where a clip runs out of them).
     """
     check_clips_and_size(clips, size, multiple=16)
-    if seconds < 5 or fps < 1 or questions_per_clip < 1:
-        raise ValueError(f"need seconds >= 5, fps >= 1 and questions_per_clip >= 1, got {seconds}, {fps}, "
-                         f"{questions_per_clip}")
+    if seconds < 5 or questions_per_clip < 1:
+        raise ValueError(f"need seconds >= 5 and questions_per_clip >= 1, got {seconds}, {questions_per_clip}")
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -393,7 +378,7 @@ def synthesize_avqa(
     split_of = assign_splits(rng, clips, split_fractions)
 
     rows: dict[str, list[dict]] = {split: [] for split in DEFAULT_JSONS}
-    types: Counter[str] = Counter()
+    types: Counter[tuple[str, str]] = Counter()
     question_id = 0
     tally: dict[str, Counter[str]] = {}
     for video_id, split in zip(video_ids, split_of):
@@ -403,19 +388,19 @@ def synthesize_avqa(
                                 "type": json.dumps(list(template.type)), "question_content": template.content,
                                 "templ_values": json.dumps(list(values)), "question_deleted": 0,
                                 "anser": answer})
-            types[" ".join(template.type)] += 1
+            types[template.type] += 1
             question_id += 1
-        frames = _render_video(rng, scene, looks, size, fps)
-        wave = _render_audio(rng, scene, looks, sample_rate)
-        write_mp4(out / f"{video_id}.mp4", frames, fps, wave, sample_rate)
+        frames = _render_video(rng, scene, looks, size)
+        wave = _render_audio(rng, scene, looks)
+        write_mp4(out / f"{video_id}.mp4", frames, FPS, wave, SAMPLE_RATE)
 
     for split, name in DEFAULT_JSONS.items():
         (out / name).write_text(json.dumps(rows[split], indent=2))
-    (out / "ans_vocab.txt").write_text("".join(f"{answer}\n" for answer in ANSWERS))
+    (out / ANSWER_VOCABULARY_FILE).write_text("".join(f"{answer}\n" for answer in ANSWERS))
     return SynthAVQASummary(
         generator="synthesize_avqa", root=out, rows=clips, categories=list(INSTRUMENTS), clip_seconds=seconds,
         splits={split: split_of.count(split) for split in DEFAULT_JSONS},
         questions={split: len(rows[split]) for split in DEFAULT_JSONS},
-        types={" ".join(kind): types[" ".join(kind)] for kind in QUESTION_TYPES if types[" ".join(kind)]},
+        types={" ".join(kind): types[kind] for kind in QUESTION_TYPES if types[kind]},
         seconds=time.perf_counter() - started,
     )

@@ -1,23 +1,19 @@
-"""A small synthetic AVSBench-object (v1): real PNG frames, PNG masks and wav files in the native layout.
+"""A small synthetic AVSBench-object (v1) in the native layout: per 5 s clip, five PNG frames (one per second),
+the PNG masks of the sounding object(s) and a 16 kHz mono wav, so that tests, the demo and smoke training run the
+code real AVSBench goes through, with nothing downloaded.
 
-It lets tests, the demo and smoke training run the code real AVSBench goes through, with nothing downloaded.
-Each clip is 5 s: five frames (one per second), the binary mask of the sounding object(s) on each, and a
-16 kHz mono wav.
-
-Why the task needs the audio: every frame shows two or more objects of different categories (each
-category has one shape and colour and one sound: a chord amplitude-modulated at its own rate, the
-same looks as the synthetic AVE), but only the sounding ones are in the mask. Which visible object
-sounds is independent of the picture — the sounding category cycles through all categories, the
-silent companions are drawn from the rest and every category is silent in some clips — so a model
-that sees only the frames can do no better than guessing among the objects; the sound says which.
+Why the task needs the audio: every frame shows two or more objects of different categories (each category
+looks and sounds as in the synthetic AVE), but only the sounding ones are in the mask. Which visible object
+sounds is independent of the picture — the sounding category cycles through all categories, the silent
+companions are drawn from the rest and every category is silent in some clips — so a model that sees only the
+frames can do no better than guessing among the objects; the sound says which.
 
 * S4: exactly one object sounds, for all 5 s; the csv's category is its category.
-* MS3: three objects are visible; one sounds throughout, and in two clips of three a second one
-  joins, either for all 5 s or from a random second on. The mask is the union of those sounding
-  in that second.
+* MS3: three objects are visible; one sounds throughout, and in two clips of three a second one joins, either
+  for all 5 s or from a random second on. The mask is the union of those sounding in that second.
 
-Everything is drawn from one ``numpy`` generator seeded by ``seed``, and PNG (zlib) and wav encoding
-are deterministic, so the same seed gives byte-identical files.
+One ``numpy`` generator seeded by ``seed`` and deterministic PNG (zlib) and wav encoding make the same seed give
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -42,6 +38,7 @@ from avadapt.data.synthetic import (
 from avadapt.tasks.avs.metadata import AVS_SEGMENTS, S4_CATEGORIES, AVSClip, AVSMedia, check_setting
 
 _STEP = AVS_SEGMENTS - 1  # frame-to-frame moves of an object
+SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)
@@ -80,8 +77,7 @@ def _draw_clip(
     if setting == "s4":
         sounding = [[0]] * AVS_SEGMENTS
     else:  # object 2 (a random category) joins the sound: never, throughout, or from a random second
-        pattern = i % 3
-        joins = {0: AVS_SEGMENTS, 1: 0, 2: int(rng.integers(1, AVS_SEGMENTS))}[pattern]
+        joins = {0: AVS_SEGMENTS, 1: 0, 2: int(rng.integers(1, AVS_SEGMENTS))}[i % 3]
         sounding = [[0] if t < joins else [0, 2] for t in range(AVS_SEGMENTS)]
     return _Clip(categories, _place(rng, len(categories), cell, object_size), sounding)
 
@@ -110,13 +106,13 @@ def _write_png(path: Path, pixels: np.ndarray) -> None:
     Image.fromarray(pixels).save(path, format="PNG")
 
 
-def _write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+def _write_wav(path: Path, samples: np.ndarray) -> None:
     """16-bit PCM mono."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
-        out.setframerate(sample_rate)
+        out.setframerate(SAMPLE_RATE)
         out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
@@ -128,17 +124,14 @@ def synthesize_avs(
     num_classes: int | None = None,
     *,
     size: int = 64,
-    sample_rate: int = 16000,
     split_fractions: tuple[float, float] = (0.15, 0.15),
 ) -> SynthSummary:
     """Write ``clips`` synthetic 5 s clips in AVSBench-object v1's native layout
     (:mod:`avadapt.tasks.avs.metadata`) under ``out``: S4's csv (``name,start,category,split``; 11-character
-    ids, start 0) or MS3's (``name,split``; ids with a ``_k`` suffix), and the frames, masks (S4 train: frame 1
-    only, as in the real set) and wavs.
-
-    Frames are RGB ``size``×``size``; masks are 8-bit greyscale PNGs holding 0 and 255; wavs are
-    16-bit PCM mono at ``sample_rate``. ``num_classes``: the first that many S4 categories (default
-    4; S4 needs at least 2, MS3 at least 3). ``split_fractions``: (val, test) shares of the clips.
+    ids, start 0) or MS3's (``name,split``; ids with a ``_k`` suffix), the RGB ``size``×``size`` frames, the
+    masks (8-bit greyscale PNGs of 0 and 255; S4 train: frame 1 only, as in the real set) and the 16-bit PCM
+    mono wavs. ``num_classes``: the first that many S4 categories (default 4; S4 needs ≥ 2, MS3 ≥ 3);
+    ``split_fractions``: (val, test) shares.
     """
     check_setting(setting)
     num_classes = 4 if num_classes is None else num_classes
@@ -171,7 +164,7 @@ def synthesize_avs(
             if path is not None:  # None: a frame without a ground-truth mask
                 _write_png(path, mask.astype(np.uint8) * 255)
         sounding = [[looks[clip.categories[j]] for j in objects] for objects in clip.sounding]
-        _write_wav(media.wav, sounds_by_second(rng, sounding, sample_rate), sample_rate)
+        _write_wav(media.wav, sounds_by_second(rng, sounding, SAMPLE_RATE))
 
     header = "name,split" if ms3 else "name,start,category,split"
     (out / f"{setting}_meta_data.csv").write_text("\n".join([header, *rows]) + "\n")
