@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 
 import pytest
 
@@ -27,6 +29,34 @@ def test_miniature_demo_writes_metrics_and_a_prediction_picture(tmp_path, capsys
         assert (tmp_path / "runs" / method / "checkpoints").is_dir()
     out = capsys.readouterr().out
     assert "RANDOMLY INITIALISED" in out and "--model.weights" in out  # says so, and how to use real weights
+
+
+def _last_logged(metrics_csv, name: str) -> float:
+    with metrics_csv.open(newline="") as file:
+        return [float(row[name]) for row in csv.DictReader(file) if row.get(name)][-1]
+
+
+def test_miniature_demo_over_two_seeds_reports_the_spread(tmp_path, capsys):
+    config = AVEDemo(clips=12, epochs=1, num_classes=2, batch_size=4)
+    metrics = run_demo(tmp_path, precision="32-true", config=config, seeds=2)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["seeds"]["seeds"] == [0, 1]
+    spread = written["seeds"]["metrics"]
+    for method, prefix in (("stg_cma", ""), ("probe", "probe_")):
+        values = [_last_logged(tmp_path / "runs" / f"seed_{seed}" / method / "logs" / "metrics.csv", "test/accuracy")
+                  for seed in (0, 1)]
+        mean = sum(values) / 2
+        std = math.sqrt(sum((value - mean) ** 2 for value in values) / (2 - 1))
+        entry = spread[f"{prefix}test_accuracy"]
+        assert entry["values"] == pytest.approx(values, abs=1e-4)  # metrics.json rounds to 4 places
+        assert entry["mean"] == pytest.approx(mean, abs=1e-4) and entry["std"] == pytest.approx(std, abs=1e-4)
+        assert written[f"{prefix}test_accuracy"] == pytest.approx(values[0], abs=1e-4)  # the first seed's run
+        for seed in (0, 1):
+            cost = json.loads((tmp_path / "runs" / f"seed_{seed}" / method / "cost.json").read_text())
+            assert cost["train_steps"] > 0 and cost["precision"] == "32-true"
+    assert {"val_accuracy", "train_seconds", "probe_val_accuracy"} <= set(spread)
+    assert metrics["seeds"] == written["seeds"]
+    assert "mean ± sample std" in capsys.readouterr().out
 
 
 def test_miniature_avs_demo_compares_three_runs_and_draws_masks(tmp_path, capsys):

@@ -215,13 +215,16 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                                     "encoders); default: the task's demo (its main method and comparisons)")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--precision", help="Lightning precision (default: bf16-mixed on a CPU with native bf16, else 32)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train the comparison over this many seeds (the demo's seed and the next ones, same data and "
+                        "frozen encoders) and add their mean ± std to metrics.json (default 1)")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> None:
     from avadapt.demo import run_demo
 
-    run_demo(args.out, task=args.task, precision=args.precision, method=args.method)
+    run_demo(args.out, task=args.task, precision=args.precision, method=args.method, seeds=args.seeds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the full traceback of an error instead of one line (also AVADAPT_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in LIGHTNING_SUBCOMMANDS:  # listed for --help; parsed by LightningCLI
-        sub.add_parser(name, help=f"LightningCLI {name} (avadapt {name} --help for its options)", add_help=False)
+        sub.add_parser(name, help=f"LightningCLI {name} (avadapt {name} --help for its options)"
+                       + ("; --seeds 0,1,2 runs it once per seed and writes the mean ± std of its metrics"
+                          if name == "fit" else ""), add_help=False)
     _add_params(sub)
     _add_synth(sub)
     _add_prepare(sub)

@@ -1,7 +1,12 @@
 """``avadapt demo``: a task end to end on a CPU in minutes, with nothing downloaded, as the task's demo spec
 (:mod:`avadapt.tasks.demo_spec`) says: synthesise a small dataset, decode it once, train the main method and its
 comparisons on the same tiny random frozen encoders (selecting on val, testing once), predict one test clip from
-the main run's exported adapter. Writes ``OUT/metrics.json``, ``OUT/prediction.png``, the data, cache and runs.
+the main run's exported adapter. Writes ``OUT/metrics.json``, ``OUT/prediction.png``, the data, cache and runs
+(each with its ``cost.json``).
+
+With ``seeds`` above 1 the comparison is trained once per seed (the spec's seed, then the next ones) on the same
+data and frozen encoders, each seed's runs in ``OUT/runs/seed_<s>/``; ``metrics.json`` keeps the first seed's
+figures where one run's stand and adds ``seeds``: the mean ± sample standard deviation of every run's figure.
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ from avadapt.tasks import DEFAULT_TASK, get_task
 from avadapt.tasks.demo_spec import DEMOS, RANDOM, DemoRun, DemoSpec
 from avadapt.training.callbacks import AdapterExport, TrainingCurves
 from avadapt.training.checkpoints import AtomicCheckpointIO
+from avadapt.training.cost import RunCost
 from avadapt.training.module import AVAdaptModule
 from avadapt.training.precision import default_precision
+from avadapt.training.seeds import STD, format_table, summarise
 
 
 @dataclass
@@ -103,22 +110,24 @@ def save_audio_encoder(encoder: torch.nn.Module, out: Path) -> Path:
     return path
 
 
-def train_run(cfg: DemoSpec, data: DemoData, run: DemoRun, out: Path, precision: str, test: bool = True
-              ) -> dict[str, Any]:
+def train_run(cfg: DemoSpec, data: DemoData, run: DemoRun, out: Path, precision: str, test: bool = True,
+              seed: int | None = None) -> dict[str, Any]:
     """Fit one run on the CPU selecting on the task's val metric; test the best val checkpoint once (``test=False``:
-    val only, for choosing settings). Writes ``out/{checkpoints,adapter,logs,curves.png}``; returns
-    ``best_val_<monitor>``, ``test_<metric>`` per test metric, ``train_seconds``, parameter counts and paths."""
-    L.seed_everything(cfg.seed, verbose=False)
+    val only, for choosing settings). ``seed`` (default: the spec's) draws the trained modules and the batch order.
+    Writes ``out/{checkpoints,adapter,logs,curves.png,cost.json}``; returns ``best_val_<monitor>``,
+    ``test_<metric>`` per test metric, ``train_seconds``, parameter counts and paths."""
+    seed = cfg.seed if seed is None else seed
+    L.seed_everything(seed, verbose=False)
     module = build_module(cfg, run.method_name, data.root, data, run.method_options)
     if cfg.same_initial_head:  # a head drawn after a method's own modules would start elsewhere
-        L.seed_everything(cfg.seed, verbose=False)
+        L.seed_everything(seed, verbose=False)
         module.model.head.load_state_dict(build_module(cfg, "probe", data.root, data).model.head.state_dict())
     loader, task = datamodule(cfg, data.root, data.cache, module, cfg.batch_size), module.task
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", monitor=module.monitor, mode=task.monitor_mode,
                                  save_last=True, filename=task.checkpoint_filename(), auto_insert_metric_name=False)
     export, curves = AdapterExport(str(out / "adapter")), TrainingCurves(str(out))
     trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=run.epochs or cfg.epochs,
-                        callbacks=[checkpoint, export, curves], plugins=[AtomicCheckpointIO()],
+                        callbacks=[checkpoint, export, curves, RunCost(str(out))], plugins=[AtomicCheckpointIO()],
                         logger=CSVLogger(out, name="logs", version=""), default_root_dir=out, log_every_n_steps=5,
                         enable_model_summary=False, num_sanity_val_steps=0)
     size = parameter_report(module.model)
@@ -142,9 +151,12 @@ def train_run(cfg: DemoSpec, data: DemoData, run: DemoRun, out: Path, precision:
 
 
 def run_demo(out: str | Path = "demo_out", task: str | None = None, precision: str | None = None,
-             config: DemoSpec | None = None, method: str | None = None) -> dict[str, Any]:
+             config: DemoSpec | None = None, method: str | None = None, seeds: int = 1) -> dict[str, Any]:
     """Run the demo of ``task``, or with ``method`` that method's variant; ``config``: the spec's settings (task and
-    method default to its). Returns (and writes to ``OUT/metrics.json``) its numbers."""
+    method default to its); ``seeds``: how many seeds train the comparison. Returns (and writes to
+    ``OUT/metrics.json``) its numbers."""
+    if seeds < 1:
+        raise OptionError(f"--seeds {seeds}: the demo needs at least one seed")
     spec = demo_spec(task or getattr(config, "task", None), method or getattr(config, "method", None))
     cfg = config or spec()
     if not isinstance(cfg, spec):
@@ -152,12 +164,12 @@ def run_demo(out: str | Path = "demo_out", task: str | None = None, precision: s
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        return _run(Path(out), precision or default_precision(), cfg)
+        return _run(Path(out), precision or default_precision(), cfg, seeds)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(out: Path, precision: str, cfg: DemoSpec) -> dict[str, Any]:
+def _run(out: Path, precision: str, cfg: DemoSpec, seeds: int = 1) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     flags = (f" --task {cfg.task}" if cfg.task != DEFAULT_TASK else "") + (f" --method {cfg.method}" if cfg.method else "")
@@ -170,12 +182,19 @@ def _run(out: Path, precision: str, cfg: DemoSpec) -> dict[str, Any]:
     runs = cfg.runs()
     steps = 3 + sum(run.banner is not None for run in runs)
     data = build_data(out, cfg, steps)
-    results, step = [], 2
+    seed_list = [cfg.seed + index for index in range(seeds)]
+    results_by_seed: dict[int, list[dict[str, Any]]] = {seed: [] for seed in seed_list}
+    step = 2
     for run in runs:
         if run.banner:
             step += 1
             banner(f"{step}/{steps} {run.banner}")
-        results.append(train_run(cfg, data, run, out / "runs" / run.name, precision))
+        for seed in seed_list:
+            folder = out / "runs" / (run.name if seeds == 1 else f"seed_{seed}/{run.name}")
+            if seeds > 1:
+                print(f"seed {seed}", flush=True)
+            results_by_seed[seed].append(train_run(cfg, data, run, folder, precision, seed=seed))
+    results = results_by_seed[cfg.seed]
 
     banner(f"{steps}/{steps} {cfg.predict_banner}")
     model = load_adapter(results[0]["adapter"])
@@ -185,24 +204,44 @@ def _run(out: Path, precision: str, cfg: DemoSpec) -> dict[str, Any]:
 
     prediction = cfg.predict(data.root, out, predict=predict, ask=partial(ask, model))
 
-    pairs, monitor = list(zip(runs, results)), get_task(cfg.task).monitor
-    metrics = {f"{run.prefix}test_{key}": result[f"test_{key}"] for run, result in pairs for key in cfg.metrics}
-    for run, result in pairs:
-        metrics.update({run.prefix + key: value for key, value in cfg.summaries(result).items()})
-    metrics.update({f"{run.prefix}val_{monitor}": result[f"best_val_{monitor}"] for run, result in pairs})
-    metrics.update({f"{run.prefix}train_seconds": result["train_seconds"] for run, result in pairs})
+    pairs = list(zip(runs, results))
+    metrics = run_figures(cfg, runs, results)
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     metrics.update({f"{run.prefix}trainable_parameters": result["trainable_parameters"] for run, result in pairs})
     metrics.update({"total_parameters": results[0]["total_parameters"], "metric": cfg.metric_description,
                     "precision": precision, "backbone": f"{cfg.backbone} ({RANDOM})", **cfg.extra_metrics(),
                     "adapter": results[0]["adapter"], "curves": {run.name: result["curves"] for run, result in pairs},
                     "prediction": prediction, "config": asdict(cfg)})
+    spread: dict[str, dict[str, Any]] = {}
+    if seeds > 1:
+        spread = summarise({seed: run_figures(cfg, runs, results_by_seed[seed]) for seed in seed_list})
+        metrics["seeds"] = {"seeds": seed_list, "std": STD, "metrics": spread}
+        print(f"\n{seeds} seeds ({', '.join(map(str, seed_list))}), mean ± sample std:\n"
+              f"{format_table(seed_list, spread)}", end="", flush=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     headline = next(iter(cfg.metrics))
-    versus = "".join(f" vs {run.label} {result[f'test_{headline}']:.3f}" for run, result in pairs[1:])
+
+    def score(run: DemoRun) -> str:
+        key = f"{run.prefix}test_{headline}"
+        return f"{spread[key]['mean']:.3f} ± {spread[key]['std']:.3f}" if spread else f"{metrics[key]:.3f}"
+
+    versus = "".join(f" vs {run.label} {score(run)}" for run in runs[1:])
     banner(f"done in {metrics['total_seconds']:.0f} s: {runs[0].label} test {cfg.metrics[headline]} "
-           f"{results[0][f'test_{headline}']:.3f}{versus} → {out / 'metrics.json'}, {prediction['png']}")
+           f"{score(runs[0])}{versus} → {out / 'metrics.json'}, {prediction['png']}")
     return metrics
 
 
-__all__ = ["DemoData", "build_data", "build_module", "demo_spec", "run_demo", "save_audio_encoder", "train_run"]
+def run_figures(cfg: DemoSpec, runs: list[DemoRun], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of one seed's runs as ``metrics.json`` names them: test metrics, the spec's summaries, the best
+    val score and the training time of each run (its prefix before each name)."""
+    pairs, monitor = list(zip(runs, results, strict=True)), get_task(cfg.task).monitor
+    figures = {f"{run.prefix}test_{key}": result[f"test_{key}"] for run, result in pairs for key in cfg.metrics}
+    for run, result in pairs:
+        figures.update({run.prefix + key: value for key, value in cfg.summaries(result).items()})
+    figures.update({f"{run.prefix}val_{monitor}": result[f"best_val_{monitor}"] for run, result in pairs})
+    figures.update({f"{run.prefix}train_seconds": result["train_seconds"] for run, result in pairs})
+    return figures
+
+
+__all__ = ["DemoData", "build_data", "build_module", "demo_spec", "run_demo", "run_figures", "save_audio_encoder",
+           "train_run"]

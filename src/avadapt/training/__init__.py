@@ -1,9 +1,10 @@
 """The training system: LightningModule, callbacks, schedule, CLI over an ``AVModel``."""
 
 from avadapt.training.callbacks import AdapterExport, TrainingCurves
+from avadapt.training.cost import RunCost
 from avadapt.training.module import AVAdaptModule, video_data_config
 from avadapt.training.precision import default_precision
 from avadapt.training.schedule import warmup_cosine_factor
 
-__all__ = ["AVAdaptModule", "AdapterExport", "TrainingCurves", "default_precision", "video_data_config",
+__all__ = ["AVAdaptModule", "AdapterExport", "RunCost", "TrainingCurves", "default_precision", "video_data_config",
            "warmup_cosine_factor"]
