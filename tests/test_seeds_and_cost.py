@@ -138,3 +138,22 @@ def test_seeds_belong_to_fit_and_to_fresh_runs_in_their_own_folders(tmp_path, av
                            (("--checkpoint.dirpath", str(tmp_path / "c")), "checkpoint.dirpath")]:
         with pytest.raises(OptionError, match=problem):
             main(["--debug", *_fit_args(ave_root, tmp_path, "--seeds", "0,1", *extra)])
+
+
+def test_on_a_gpu_the_peak_is_torchs_allocation_on_that_device(monkeypatch):
+    """No GPU here: torch.cuda's figures are replaced to check which ones a CUDA run reports."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from avadapt.training.cost import RunCost
+
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H100 80GB HBM3")
+    cost = RunCost()
+    cost._step_seconds = [0.9, 0.2, 0.4]
+    summary = cost.summary(SimpleNamespace(num_devices=1, precision="bf16-mixed"), torch.device("cuda", 0))
+    assert summary["peak_memory"] == "cuda_max_allocated" and summary["peak_memory_bytes"] == 3 * 2**30
+    assert summary["peak_memory_mib"] == 3072.0 and summary["device_name"] == "NVIDIA H100 80GB HBM3"
+    assert summary["device"] == "cuda" and summary["precision"] == "bf16-mixed"
+    assert summary["step_seconds_mean"] == pytest.approx(0.3) and summary["first_step_seconds"] == 0.9
