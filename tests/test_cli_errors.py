@@ -20,8 +20,8 @@ from avadapt.adapter_files import CONFIG_NAME, WEIGHTS_NAME, save_adapter
 from avadapt.cli import main
 from avadapt.data.fbank import FbankConfig
 from avadapt.errors import MediaError
+from avadapt.models import video_data_config
 from avadapt.tasks.ave.synth import synthesize_ave
-from avadapt.training.module import video_data_config
 from tests.conftest import TINY_AUDIO
 from tests.media_helpers import make_clip
 from tests.zoo import FRAMES, backbone_weights, build
