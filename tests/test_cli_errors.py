@@ -180,10 +180,13 @@ def test_an_unknown_option_value_exits_with_status_2(capsys):
 def test_a_lightning_subcommand_reports_a_missing_annotation_file(tmp_path, capsys):
     root = tmp_path / "not_ave"
     root.mkdir()
-    line = _error_line(capsys, ["fit", "--config", str(TINY_CONFIG), "--data.root", str(root),
-                                "--data.num_workers", "0", "--trainer.default_root_dir", str(tmp_path / "run"),
-                                "--trainer.fast_dev_run", "1", "--trainer.logger", "false"])
-    assert line == f"avadapt: error: {root / 'Annotations.txt'}: AVE annotation file not found"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(TINY_CONFIG), "--data.root", str(root), "--data.num_workers", "0",
+              "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.fast_dev_run", "1",
+              "--trainer.logger", "false"])
+    assert exit_info.value.code == 1
+    last_line = capsys.readouterr().err.splitlines()[-1]  # after Lightning's own messages
+    assert last_line == f"avadapt: error: {root / 'Annotations.txt'}: AVE annotation file not found"
 
 
 def test_prepare_ends_with_the_count_of_clips_it_could_not_decode(tmp_path, capsys):
