@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import warnings
 from collections.abc import Iterable
 from functools import lru_cache
@@ -193,7 +194,7 @@ def _recorded_source(source: dict[str, Any]) -> dict[str, Any]:
     for key in WEIGHTS_KEYS:
         if recorded.get(key) is None:
             continue
-        path = Path(recorded[key]).expanduser().resolve()
+        path = Path(os.path.abspath(Path(recorded[key]).expanduser()))  # symbolic links kept as named
         recorded[key] = str(path)
         if path.is_file():
             recorded[f"{key}_sha256"] = file_sha256(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import warnings
@@ -165,7 +166,7 @@ class AVAdaptModule(L.LightningModule):
         front end's name and its fbank values (the data module and ``predict`` read both), the number of segments,
         the task's dataset (the data module's default) and what the head needs the dataset built with
         (``TaskHead.data_options``)."""
-        return dict(self.model.preprocessing)
+        return copy.deepcopy(self.model.preprocessing)
 
     @property
     def backbone_source(self) -> dict[str, Any]:
