@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
+import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,12 +18,14 @@ from avadapt.adapter_files import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     AdapterMismatchError,
+    BackboneFileError,
+    BackboneMismatchWarning,
     RandomBackboneWarning,
     load_adapter,
     save_adapter,
     trainable_state_keys,
 )
-from avadapt.errors import CheckpointError
+from avadapt.errors import CheckpointError, OptionError
 from tests.conftest import TINY_AUDIO, TINY_FRAMES, TINY_IMAGE
 
 BACKBONE_PREFIX = "method.backbone."
@@ -146,6 +151,128 @@ def test_recorded_backbone_file_is_found_again(tmp_path):
         warnings.simplefilter("error", RandomBackboneWarning)
         loaded = load_adapter(tmp_path / "adapter")
     assert torch.equal(loaded.backbone.model.cls_token, model.backbone.model.cls_token)
+
+
+def _other_backbone(model: avadapt.AVModel, path) -> str:
+    """A backbone file of the same shapes as ``model``'s with other values."""
+    state = {k: v + 1 for k, v in model.backbone.model.state_dict().items()}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return str(path)
+
+
+@pytest.fixture
+def recorded(tmp_path, monkeypatch) -> tuple[avadapt.AVModel, Path, Path]:
+    """A model built on a backbone file, saved from ``tmp_path/train`` with the file named relative to it; the
+    test then runs in ``tmp_path/elsewhere``. Returns the model, the backbone file and the adapter directory."""
+    (tmp_path / "train").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    model = _trained_model()
+    weights = Path(_save_backbone(model, tmp_path / "train" / "backbone.safetensors"))
+    monkeypatch.chdir(tmp_path / "train")
+    model = _trained_model(weights="backbone.safetensors")  # create_model records where its backbone came from
+    adapter = save_adapter(model, tmp_path / "adapter")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    return model, weights, adapter
+
+
+def _loads_on(adapter: Path, backbone_file: Path, **options) -> avadapt.AVModel:
+    """Load ``adapter`` with no random-backbone warning and check it sits on ``backbone_file``'s weights."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RandomBackboneWarning)
+        loaded = load_adapter(adapter, **options)
+    assert torch.equal(loaded.backbone.model.cls_token, load_file(str(backbone_file))["cls_token"])
+    return loaded
+
+
+def test_adapter_records_the_backbone_file_by_absolute_path_and_hash_and_finds_it_from_elsewhere(recorded):
+    model, weights, adapter = recorded
+    source = json.loads((adapter / CONFIG_NAME).read_text())["backbone_source"]
+    assert source == {"pretrained": False, "weights": str(weights.resolve()),
+                      "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    video, audio = _inputs()
+    with torch.no_grad():
+        assert torch.equal(_loads_on(adapter, weights)(video, audio), model(video, audio))
+
+
+def test_moved_backbone_file_is_refused_until_its_new_place_is_given(recorded, tmp_path):
+    _, weights, adapter = recorded
+    moved = Path(shutil.move(weights, tmp_path / "moved.safetensors"))
+    with pytest.raises(BackboneFileError, match=rf"^{weights.resolve()}: backbone weights file recorded by the "
+                                                rf"adapter {adapter} not found \(moved or deleted\); give its new "
+                                                "place with --weights PATH"):
+        load_adapter(adapter)
+    _loads_on(adapter, moved, weights=moved)  # the same bytes elsewhere: accepted
+
+
+def test_missing_backbone_file_is_refused_even_when_a_mismatch_is_allowed(recorded):
+    _, weights, adapter = recorded
+    weights.unlink()
+    with pytest.raises(BackboneFileError, match="not found"):
+        load_adapter(adapter, weights_mismatch="ok")
+
+
+def test_replaced_backbone_file_is_refused_unless_a_mismatch_is_allowed(recorded):
+    model, weights, adapter = recorded
+    replacement = hashlib.sha256(Path(_other_backbone(model, weights)).read_bytes()).hexdigest()
+    with pytest.raises(BackboneFileError, match=rf"^{weights.resolve()}: has changed since it was the backbone "
+                                                rf"weights {adapter} was trained with \(sha256 {replacement[:16]}"):
+        load_adapter(adapter)
+    with pytest.warns(BackboneMismatchWarning, match="used as asked"):
+        _loads_on(adapter, weights, weights_mismatch="ok")
+
+
+def test_a_given_file_is_accepted_only_with_the_recorded_bytes(recorded, tmp_path):
+    model, weights, adapter = recorded
+    copy = Path(shutil.copy(weights, tmp_path / "copy.safetensors"))
+    _loads_on(adapter, copy, weights=copy)
+    other = Path(_other_backbone(model, tmp_path / "other.safetensors"))
+    with pytest.raises(BackboneFileError, match=rf"^{other}: is another file than the backbone weights {adapter} "
+                                                rf"was trained with \({weights.resolve()}\)"):
+        load_adapter(adapter, weights=other)
+    with pytest.warns(BackboneMismatchWarning):
+        _loads_on(adapter, other, weights=other, weights_mismatch="ok")
+    with pytest.raises(BackboneFileError, match=rf"^{tmp_path / 'nowhere'}: backbone weights file not found"):
+        load_adapter(adapter, weights=tmp_path / "nowhere")
+
+
+def test_an_unknown_mismatch_policy_is_an_option_error(recorded):
+    with pytest.raises(OptionError, match="weights_mismatch must be one of refuse, ok, got 'maybe'"):
+        load_adapter(recorded[2], weights_mismatch="maybe")
+
+
+def test_an_adapter_written_without_hashes_loads_as_before(recorded, tmp_path):
+    model, weights, adapter = recorded
+    config = json.loads((adapter / CONFIG_NAME).read_text())
+    del config["backbone_source"]["weights_sha256"]
+    (adapter / CONFIG_NAME).write_text(json.dumps(config))
+    _loads_on(adapter, weights)  # the recorded file while it exists
+    other = Path(_other_backbone(model, tmp_path / "other.safetensors"))
+    _loads_on(adapter, other, weights=other)  # any file given: nothing to compare it with
+    weights.unlink()
+    with pytest.warns(RandomBackboneWarning, match="RANDOMLY INITIALISED"):  # a recorded file that is gone
+        load_adapter(adapter)
+
+
+def test_a_model_of_ones_own_loop_saves_what_prediction_needs(tmp_path):
+    model = _trained_model()
+    save_adapter(model, tmp_path)
+    preprocessing = json.loads((tmp_path / CONFIG_NAME).read_text())["preprocessing"]
+    assert preprocessing["video"]["input_size"] == [3, TINY_IMAGE, TINY_IMAGE]
+    assert preprocessing["audio_front_end"] == "vit"  # the ViT family's front end
+    assert (preprocessing["fbank"]["num_mel_bins"], preprocessing["fbank"]["target_frames"]) == (
+        TINY_AUDIO.num_mel_bins, TINY_AUDIO.num_frames)  # the tiny audio embedding's size, not the front end's
+    assert preprocessing["fbank"]["mean"] == -4.1426 and preprocessing["num_segments"] == TINY_FRAMES
+    assert preprocessing["dataset"] == "ave"
+
+
+def test_an_adapter_without_preprocessing_gets_the_models_default_with_a_warning(tmp_path):
+    save_adapter(_trained_model(), tmp_path)
+    config = json.loads((tmp_path / CONFIG_NAME).read_text())
+    expected, config["preprocessing"] = config["preprocessing"], None
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="records no preprocessing"):
+        loaded = load_adapter(tmp_path)
+    assert json.loads(json.dumps(loaded.adapter_config["preprocessing"])) == expected
 
 
 class _Payload:

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 
 import avadapt
-from avadapt.adapter_files import CONFIG_NAME, WEIGHTS_NAME, save_adapter
+from avadapt.adapter_files import CONFIG_NAME, WEIGHTS_NAME, BackboneMismatchWarning, save_adapter
 from avadapt.cli import main
 from avadapt.data.fbank import FbankConfig
 from avadapt.errors import MediaError
+from avadapt.models import video_data_config
 from avadapt.tasks.ave.synth import synthesize_ave
-from avadapt.training.module import video_data_config
 from tests.conftest import TINY_AUDIO
 from tests.media_helpers import make_clip
-from tests.zoo import FRAMES, backbone_weights, build
+from tests.zoo import FRAMES, TINY_BACKBONES, backbone_weights, build
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "ave" / "tiny_cpu.yaml"
@@ -171,6 +171,72 @@ def test_predict_with_a_broken_adapter(break_adapter, adapter, clip, tmp_path, c
     assert line.startswith(f"avadapt: error: {broken_file}: {problem}"), line
 
 
+@pytest.fixture
+def own_loop_adapter(tmp_path) -> tuple[Path, Path]:
+    """An adapter written by ``save_adapter`` from a ``create_model`` model, given nothing else (as in a training
+    loop of one's own), on a copy of the tiny backbone file; returns the adapter directory and that file."""
+    weights = Path(shutil.copy(backbone_weights("vit"), tmp_path / "backbone.safetensors"))
+    name, options = TINY_BACKBONES["vit"]
+    model = avadapt.create_model(backbone=name, method="probe", task="ave", backbone_options=options,
+                                 weights=weights, num_frames=FRAMES)
+    return save_adapter(model, tmp_path / "adapter"), weights
+
+
+def test_an_adapter_saved_from_ones_own_loop_predicts(own_loop_adapter, clip, tmp_path, capsys):
+    adapter, _ = own_loop_adapter
+    main(["predict", str(clip), "--adapter", str(adapter), "--out", str(tmp_path / "pred")])
+    assert json.loads((tmp_path / "pred.json").read_text())["seconds"] == 4
+    assert capsys.readouterr().err == ""
+
+
+def _moved(weights: Path, tmp_path: Path) -> str:
+    shutil.move(weights, tmp_path / "moved.safetensors")
+    return "backbone weights file recorded by the adapter {adapter} not found (moved or deleted); give its new " \
+           "place with --weights PATH (its sha256 must be "
+
+
+def _deleted(weights: Path, tmp_path: Path) -> str:
+    weights.unlink()
+    return "backbone weights file recorded by the adapter {adapter} not found (moved or deleted)"
+
+
+def _replaced(weights: Path, tmp_path: Path) -> str:
+    shutil.copy(backbone_weights("vit", seed=1), weights)  # same shapes, other values
+    return "has changed since it was the backbone weights {adapter} was trained with (sha256 "
+
+
+@pytest.mark.parametrize("command", ["predict", "ask"])
+@pytest.mark.parametrize("break_backbone", [_moved, _deleted, _replaced], ids=lambda f: f.__name__.strip("_"))
+def test_an_adapter_whose_backbone_file_is_gone_or_changed_stops(break_backbone, command, own_loop_adapter, clip,
+                                                                  tmp_path, capsys):
+    adapter, weights = own_loop_adapter
+    problem = break_backbone(weights, tmp_path).format(adapter=adapter)
+    argv = [command, str(clip), *(["what is sounding?"] if command == "ask" else []), "--adapter", str(adapter),
+            "--out", str(tmp_path / "p")]
+    line = _error_line(capsys, argv)
+    assert line.startswith(f"avadapt: error: {weights.resolve()}: {problem}"), line
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_a_moved_backbone_file_is_found_with_weights_and_a_replaced_one_used_when_allowed(own_loop_adapter, clip,
+                                                                                       tmp_path, capsys):
+    adapter, weights = own_loop_adapter
+    _moved(weights, tmp_path)
+    main(["predict", str(clip), "--adapter", str(adapter), "--weights", str(tmp_path / "moved.safetensors"),
+          "--out", str(tmp_path / "moved")])
+    assert (tmp_path / "moved.json").is_file() and capsys.readouterr().err == ""
+
+    shutil.copy(backbone_weights("vit", seed=1), weights)  # another file where the moved one was
+    other = ["predict", str(clip), "--adapter", str(adapter), "--weights", str(weights), "--out", str(tmp_path / "o")]
+    line = _error_line(capsys, other)
+    assert line.startswith(f"avadapt: error: {weights}: is another file than the backbone weights {adapter} was "
+                           "trained with"), line
+    assert line.endswith("or use this one anyway with --weights-mismatch ok (weights_mismatch='ok')"), line
+    with pytest.warns(BackboneMismatchWarning, match="used as asked"):
+        main([*other, "--weights-mismatch", "ok"])
+    assert (tmp_path / "o.json").is_file()
+
+
 def test_an_unknown_option_value_exits_with_status_2(capsys):
     line = _error_line(capsys, ["params", "--backbone", "test_vit", "--method", "lora"], status=2)
     assert line.startswith("avadapt: error: unknown method 'lora'; known: "), line
@@ -180,10 +246,13 @@ def test_an_unknown_option_value_exits_with_status_2(capsys):
 def test_a_lightning_subcommand_reports_a_missing_annotation_file(tmp_path, capsys):
     root = tmp_path / "not_ave"
     root.mkdir()
-    line = _error_line(capsys, ["fit", "--config", str(TINY_CONFIG), "--data.root", str(root),
-                                "--data.num_workers", "0", "--trainer.default_root_dir", str(tmp_path / "run"),
-                                "--trainer.fast_dev_run", "1", "--trainer.logger", "false"])
-    assert line == f"avadapt: error: {root / 'Annotations.txt'}: AVE annotation file not found"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(TINY_CONFIG), "--data.root", str(root), "--data.num_workers", "0",
+              "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.fast_dev_run", "1",
+              "--trainer.logger", "false"])
+    assert exit_info.value.code == 1
+    last_line = capsys.readouterr().err.splitlines()[-1]  # after Lightning's own messages
+    assert last_line == f"avadapt: error: {root / 'Annotations.txt'}: AVE annotation file not found"
 
 
 def test_prepare_ends_with_the_count_of_clips_it_could_not_decode(tmp_path, capsys):

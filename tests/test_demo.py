@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
+from pathlib import Path
 
 import pytest
 
+from avadapt.adapter_files import RandomBackboneWarning
+from avadapt.cli import main
 from avadapt.demo import run_demo
 from avadapt.errors import OptionError
 from avadapt.tasks.ave.demo import AVEDemo
@@ -16,19 +20,37 @@ from avadapt.tasks.avs.demo import AVSDemo
 KEYS = {"test_accuracy", "probe_test_accuracy", "train_seconds", "val_accuracy", "probe_val_accuracy"}
 
 
-def test_miniature_demo_writes_metrics_and_a_prediction_picture(tmp_path, capsys):
+def test_miniature_demo_writes_metrics_and_a_prediction_picture(tmp_path, capsys, monkeypatch):
     config = AVEDemo(clips=12, epochs=1, num_classes=2, batch_size=4)
-    metrics = run_demo(tmp_path, precision="32-true", config=config)
-    written = json.loads((tmp_path / "metrics.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    metrics = run_demo("demo_out", precision="32-true", config=config)  # a folder named relative to here
+    out = tmp_path / "demo_out"
+    written = json.loads((out / "metrics.json").read_text())
     assert KEYS <= set(written) and written["test_accuracy"] == metrics["test_accuracy"]
     assert 0 <= written["test_accuracy"] <= 1 and 0 <= written["probe_test_accuracy"] <= 1
-    assert (tmp_path / "prediction.png").read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "runs" / "stg_cma" / "adapter" / "adapter.safetensors").is_file()
+    assert (out / "prediction.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "runs" / "stg_cma" / "adapter" / "adapter.safetensors").is_file()
     for method in ("stg_cma", "probe"):  # training curves beside each run's checkpoints
-        assert (tmp_path / "runs" / method / "curves.png").read_bytes()[:4] == b"\x89PNG"
-        assert (tmp_path / "runs" / method / "checkpoints").is_dir()
-    out = capsys.readouterr().out
-    assert "RANDOMLY INITIALISED" in out and "--model.weights" in out  # says so, and how to use real weights
+        assert (out / "runs" / method / "curves.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / "runs" / method / "checkpoints").is_dir()
+    printed = capsys.readouterr().out
+    assert "RANDOMLY INITIALISED" in printed and "--model.weights" in printed  # says so, and how to use real weights
+    _predict_from_elsewhere(out, tmp_path / "elsewhere", monkeypatch, capsys)
+
+
+def _predict_from_elsewhere(out: Path, elsewhere: Path, monkeypatch, capsys) -> None:
+    """``avadapt predict`` with the demo's adapter from another folder sits on the demo's backbone file."""
+    adapter = out / "runs" / "stg_cma" / "adapter"
+    source = json.loads((adapter / "config.json").read_text())["backbone_source"]
+    assert source["weights"] == str((out / "random_backbone.safetensors").resolve())
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    video = min((out / "ave" / "AVE").glob("*.mp4"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RandomBackboneWarning)
+        main(["predict", str(video), "--adapter", str(adapter), "--out", "prediction"])
+    assert json.loads((elsewhere / "prediction.json").read_text())["seconds"] > 0
+    assert "wrote prediction.json" in capsys.readouterr().out
 
 
 def _last_logged(metrics_csv, name: str) -> float:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import avadapt
-from avadapt.adapter_files import RandomBackboneWarning, load_adapter, save_adapter
+from avadapt.adapter_files import BackboneFileError, RandomBackboneWarning, load_adapter, save_adapter
 from avadapt.backbones import create_audio_backbone
 from avadapt.errors import OptionError
 from avadapt.methods.dg_sct import (
@@ -353,9 +353,15 @@ def test_adapter_round_trip_with_a_separate_audio_encoder(tmp_path):
     assert loaded.method.audio_encoder is not None
     with torch.no_grad():
         torch.testing.assert_close(loaded(video, audio), before, rtol=0, atol=0)
-    # the recorded audio weights file gone: the audio encoder is random, and loading says so
+    # the recorded audio weights file gone: loading stops naming it
     config = json.loads((tmp_path / "adapter" / "config.json").read_text())
     config["backbone_source"]["audio_weights"] = str(tmp_path / "gone.safetensors")
+    (tmp_path / "adapter" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BackboneFileError, match=f"{tmp_path / 'gone.safetensors'}: audio encoder weights file "
+                                                "recorded by the adapter .* not found"):
+        load_adapter(tmp_path / "adapter")
+    # an adapter that records no hash of it (written before hashes were kept): random, and loading says so
+    del config["backbone_source"]["audio_weights_sha256"]
     (tmp_path / "adapter" / "config.json").write_text(json.dumps(config))
     with pytest.warns(RandomBackboneWarning, match="audio encoder"):
         load_adapter(tmp_path / "adapter")

@@ -3,7 +3,9 @@ and the demo's HTS-AT weights file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,6 +107,7 @@ def test_miniature_dg_sct_demo_writes_metrics_and_a_prediction_from_both_saved_e
     adapter = tmp_path / "runs" / "dg_sct" / "adapter"
     source = json.loads((adapter / "config.json").read_text())["backbone_source"]
     assert source["audio_weights"] == str(tmp_path / "random_audio_encoder.safetensors")
+    assert source["audio_weights_sha256"] == hashlib.sha256(Path(source["audio_weights"]).read_bytes()).hexdigest()
     model = load_adapter(adapter)
     saved = load_file(source["audio_weights"])
     encoder = model.method.audio_encoder.state_dict()

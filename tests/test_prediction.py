@@ -7,11 +7,10 @@ import pytest
 import torch
 
 from avadapt.data.media import write_mp4
-from avadapt.models import create_model
+from avadapt.models import create_model, video_data_config
 from avadapt.prediction import predict_video, window_starts, write_prediction
 from avadapt.tasks.ave.task import AVETask
 from avadapt.tasks.base import register_task
-from avadapt.training.module import video_data_config
 from tests.conftest import TINY_AUDIO, TINY_IMAGE, TINY_VIT
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -5,14 +5,22 @@ adapters and head. Saving writes only the latter, with the model's ``spec`` and 
 produced its inputs; loading rebuilds the model from the spec, obtains backbone weights from a file or
 the timm tag, and then insists that the file holds exactly the trainable state — any missing or
 unexpected key is an error naming the keys, never a silent ``strict=False``.
+
+An adapter only means something on the backbone weights it was trained with, so the config records each
+weights file by its absolute path and the sha256 of its bytes. Loading uses the recorded file; another file
+is accepted only when its bytes are the same, or when the caller says a different backbone is intended
+(``weights_mismatch="ok"``); a moved, deleted or replaced file stops the load with an error naming it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import warnings
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +31,7 @@ from torch import nn
 
 from avadapt._files import replaced_atomically
 from avadapt.backbones import AudioEmbeddingConfig
-from avadapt.errors import CheckpointError
+from avadapt.errors import CheckpointError, OptionError
 from avadapt.models import AVModel, create_model
 
 log = logging.getLogger(__name__)
@@ -34,14 +42,39 @@ FORMAT = "avadapt-adapter"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "spec")
 REQUIRED_SPEC_KEYS = ("backbone", "method", "task", "method_config", "task_config", "audio_embedding")
+WEIGHTS_KEYS = ("weights", "audio_weights")  # the files of backbone_source, each recorded with "<key>_sha256"
+WEIGHTS_MISMATCH = ("refuse", "ok")
 
 
 class AdapterMismatchError(CheckpointError):
     """An adapter file whose keys or shapes do not match the model its config rebuilds."""
 
 
+class BackboneFileError(CheckpointError):
+    """The backbone weights file an adapter records is missing, or a file that is not the one it was trained with."""
+
+
 class RandomBackboneWarning(UserWarning):
     """The backbone was rebuilt with random weights: predictions mean nothing for real data."""
+
+
+class BackboneMismatchWarning(UserWarning):
+    """The backbone weights differ from those the adapter was trained with, as the caller allowed."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes as hex, read in chunks (``hashlib.file_digest``). Remembered for the same file
+    (path, inode, size and modification time) within a process, so that loading an adapter right after training
+    it, or once per video, reads a large backbone file once."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _sha256_of(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _sha256_of(path: str, inode: int, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _frozen_modules(model: nn.Module) -> list[str]:
@@ -120,10 +153,11 @@ def save_adapter(
 
     class_names: one name per output class, in index order (kept for predictions and reports).
     preprocessing: how inputs were made, e.g. ``{"video": <timm data config>, "audio_front_end": "vit",
-    "fbank": FbankConfig.to_dict()}``.
+    "fbank": FbankConfig.to_dict()}``; default: what the model records (``create_model`` sets it).
     backbone_source: how the backbone weights were obtained in training (``{"pretrained": bool,
-    "weights": path or None}``, plus ``"audio_weights"`` for a separate audio encoder), so
-    :func:`load_adapter` can find them again.
+    "weights": path or None}``, plus ``"audio_weights"`` for a separate audio encoder); default: what the model
+    records. Each file is written as its absolute path with the sha256 of its bytes (``"weights_sha256"``), so
+    :func:`load_adapter` finds it again from any folder and can tell it from another file.
     extra: free-form provenance (metrics, epoch) stored under ``"extra"``.
 
     Each file is written under a temporary name and renamed into place, the weights before the config, and an
@@ -137,9 +171,9 @@ def save_adapter(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "spec": model.spec,
-        "backbone_source": backbone_source or {"pretrained": False, "weights": None},
+        "backbone_source": _recorded_source(backbone_source or model.backbone_source),
         "class_names": list(class_names) if class_names is not None else None,
-        "preprocessing": preprocessing,
+        "preprocessing": preprocessing if preprocessing is not None else model.preprocessing,
         "extra": extra or {},
     }
     if class_names is not None and len(class_names) != model.spec["task_config"].get("num_classes", len(class_names)):
@@ -152,6 +186,22 @@ def save_adapter(
     with replaced_atomically(directory / CONFIG_NAME) as temporary:
         temporary.write_text(text)
     return directory
+
+
+def _recorded_source(source: dict[str, Any]) -> dict[str, Any]:
+    """``backbone_source`` as config.json keeps it: each weights file as an absolute path with its sha256."""
+    recorded = {k: v for k, v in source.items() if not k.endswith("_sha256")}
+    for key in WEIGHTS_KEYS:
+        if recorded.get(key) is None:
+            continue
+        path = Path(os.path.abspath(Path(recorded[key]).expanduser()))  # symbolic links kept as named
+        recorded[key] = str(path)
+        if path.is_file():
+            recorded[f"{key}_sha256"] = file_sha256(path)
+        else:
+            warnings.warn(f"{path}: the {key} file is gone, so the adapter records its path without a content hash",
+                          stacklevel=3)
+    return recorded
 
 
 def _json_default(value: Any) -> Any:
@@ -219,20 +269,52 @@ def read_adapter_weights(path: str | Path, device: str | torch.device = "cpu") -
                               f"{err}") from err
 
 
-def _backbone_weights(config: dict[str, Any], weights: str | Path | None,
-                      pretrained: bool | None) -> tuple[bool, Path | None]:
-    """Decide where the backbone weights come from: the argument, the recorded file, the tag, or nowhere."""
-    if weights is not None:
-        return False, Path(weights)
+def _weights_file(directory: Path, source: dict[str, Any], key: str, given: str | Path | None,
+                  weights_mismatch: str) -> Path | None:
+    """The ``key`` file ("weights" | "audio_weights") to build with: ``given``, else the recorded one, checked
+    against the sha256 the adapter recorded; None when neither names a file (or an adapter written without
+    hashes records a file that is gone). A missing file, or one with other bytes unless ``weights_mismatch`` is
+    "ok", raises :class:`BackboneFileError`."""
+    recorded, digest = source.get(key), source.get(f"{key}_sha256")
+    option = "--weights PATH" if key == "weights" else "audio_weights=PATH"
+    what = "backbone weights" if key == "weights" else "audio encoder weights"
+    if given is None and recorded is None:
+        return None
+    path = Path(given if given is not None else recorded)
+    if not path.is_file():
+        if given is not None:
+            raise BackboneFileError(f"{path}: {what} file not found")
+        if digest is None:  # an adapter written before hashes were recorded: loaded as it always was
+            return None
+        raise BackboneFileError(f"{path}: {what} file recorded by the adapter {directory} not found (moved or "
+                                f"deleted); give its new place with {option} (its sha256 must be {digest})")
+    if digest is None:
+        return path
+    found = file_sha256(path)
+    if found == digest:
+        return path
+    trained_on = f"the {what} {directory} was trained with" + (f" ({recorded})" if given is not None else "")
+    if weights_mismatch == "ok":
+        warnings.warn(f"{path}: not {trained_on} (sha256 {found[:16]}… instead of {digest[:16]}…); used as asked, "
+                      "so predictions may be wrong", BackboneMismatchWarning, stacklevel=3)
+        return path
+    changed = "is another file than" if given is not None else "has changed since it was"
+    raise BackboneFileError(f"{path}: {changed} {trained_on} (sha256 {found[:16]}… instead of {digest[:16]}…); "
+                            f"give that file with {option}, or use this one anyway with --weights-mismatch ok "
+                            "(weights_mismatch='ok')")
+
+
+def _backbone_weights(directory: Path, config: dict[str, Any], weights: str | Path | None,
+                      pretrained: bool | None, weights_mismatch: str) -> tuple[bool, Path | None]:
+    """Decide where the backbone weights come from: the argument, the tag when asked, the recorded file, the tag
+    the adapter was trained with, or nowhere."""
     source = config.get("backbone_source") or {}
-    if pretrained is not None:
+    if weights is None and pretrained is not None:
         return pretrained, None
-    recorded = source.get("weights")
-    if recorded and Path(recorded).is_file():
-        return False, Path(recorded)
-    if source.get("pretrained"):
-        return True, None
-    return False, None
+    path = _weights_file(directory, source, "weights", weights, weights_mismatch)
+    if path is not None:
+        return False, path
+    return bool(source.get("pretrained")), None
 
 
 def load_adapter(
@@ -241,31 +323,42 @@ def load_adapter(
     *,
     pretrained: bool | None = None,
     audio_weights: str | Path | None = None,
+    weights_mismatch: str = "refuse",
     map_location: str | torch.device = "cpu",
 ) -> AVModel:
     """Rebuild the model of an adapter directory and load its trainable state (strict).
 
-    Backbone weights come from, in this order: ``weights=PATH``; the file the model was trained with when
-    it still exists; the backbone's timm tag when training used ``pretrained`` (or ``pretrained=True``
-    here); otherwise the backbone is random and a :class:`RandomBackboneWarning` says so loudly.
-    A separate audio encoder's weights (DG-SCT) come from ``audio_weights=PATH``, else the file recorded as
-    ``backbone_source["audio_weights"]`` when it still exists; otherwise it is random, with the same warning.
-    The model is returned in eval mode; ``model.adapter_config`` holds the parsed config.json.
+    Backbone weights come from, in this order: ``weights=PATH``; the timm tag with ``pretrained=True`` (random
+    with ``pretrained=False``); the file the model was trained with, recorded by absolute path; the backbone's
+    timm tag when training used ``pretrained``; otherwise the backbone is random and a
+    :class:`RandomBackboneWarning` says so loudly. A separate audio encoder's weights (DG-SCT) come from
+    ``audio_weights=PATH``, else the recorded ``backbone_source["audio_weights"]``; otherwise it is random,
+    with the same warning.
+
+    Where the adapter recorded a file's sha256, a file given here must have the same bytes and the recorded file
+    must still be there unchanged, else :class:`BackboneFileError` names the file and what to do;
+    ``weights_mismatch="ok"`` accepts a file with other bytes (with a :class:`BackboneMismatchWarning`).
+    Adapters written without hashes use a given file as it is and a recorded one when it still exists.
+
+    The model is returned in eval mode; ``model.adapter_config`` holds the parsed config.json. An adapter that
+    records no preprocessing gets the model's default (``create_model``), with a warning.
     A missing or damaged directory, config or weights file raises :class:`~avadapt.errors.CheckpointError`
     naming the file (see :func:`read_adapter_config` and :func:`read_adapter_weights`).
     """
+    if weights_mismatch not in WEIGHTS_MISMATCH:
+        raise OptionError(f"weights_mismatch must be one of {', '.join(WEIGHTS_MISMATCH)}, got {weights_mismatch!r}")
     directory = Path(directory)
     config = read_adapter_config(directory)
-    use_tag, weights_path = _backbone_weights(config, weights, pretrained)
+    use_tag, weights_path = _backbone_weights(directory, config, weights, pretrained, weights_mismatch)
     if not use_tag and weights_path is None:
         warnings.warn(
             f"{directory}: no backbone weights given or found (pass weights=PATH or pretrained=True); "
             f"the backbone {config['spec']['backbone']!r} is RANDOMLY INITIALISED, so the adapter sits on a "
             "backbone it was not trained with and its predictions are meaningless",
             RandomBackboneWarning, stacklevel=2)
-    if "audio_backbone" in config["spec"] and audio_weights is None:
-        recorded = (config.get("backbone_source") or {}).get("audio_weights")
-        audio_weights = recorded if recorded and Path(recorded).is_file() else None
+    if "audio_backbone" in config["spec"]:
+        audio_weights = _weights_file(directory, config.get("backbone_source") or {}, "audio_weights",
+                                      audio_weights, weights_mismatch)
         if audio_weights is None:
             warnings.warn(
                 f"{directory}: no audio encoder weights given or found (pass audio_weights=PATH); the audio "
@@ -274,6 +367,13 @@ def load_adapter(
     state = read_adapter_weights(directory / WEIGHTS_NAME, map_location)  # before the model: fail fast
     model = build_from_config(config, pretrained=use_tag, weights=weights_path, audio_weights=audio_weights)
     load_trainable_state(model, state, str(directory / WEIGHTS_NAME))
+    if config.get("preprocessing"):
+        model.preprocessing = config["preprocessing"]
+    else:
+        warnings.warn(f"{directory / CONFIG_NAME}: records no preprocessing; inputs are made as create_model's "
+                      f"default for this model ({model.preprocessing['audio_front_end']!r} audio front end, the "
+                      "backbone's data config)", stacklevel=2)
+        config["preprocessing"] = model.preprocessing
     model.adapter_config = config
     return model.to(map_location).eval()
 

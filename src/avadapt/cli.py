@@ -138,8 +138,13 @@ def _run_synth(args: argparse.Namespace) -> None:
 def _add_adapter_loading(p: argparse.ArgumentParser) -> None:
     """Where an adapter's frozen backbone comes from, and the device: shared by ``predict`` and ``ask``."""
     weights = p.add_mutually_exclusive_group()
-    weights.add_argument("--weights", help="backbone weights file (default: the file recorded at training time)")
+    weights.add_argument("--weights", help="backbone weights file (default: the file recorded at training time, by "
+                                           "absolute path); it must have the same bytes (sha256) as that file")
     weights.add_argument("--pretrained", action="store_true", help="backbone weights from its timm tag")
+    p.add_argument("--weights-mismatch", choices=("refuse", "ok"), default="refuse",
+                   help="a backbone file whose sha256 differs from the one recorded at training time: 'refuse' "
+                        "(default) stops with an error, 'ok' uses it anyway with a warning (predictions of an "
+                        "adapter on other backbone weights may be wrong)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
 
 
@@ -147,7 +152,7 @@ def _load_adapter(args: argparse.Namespace):
     from avadapt.adapter_files import load_adapter
 
     return load_adapter(args.adapter, weights=args.weights, pretrained=True if args.pretrained else None,
-                        map_location=args.device)
+                        weights_mismatch=args.weights_mismatch, map_location=args.device)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:

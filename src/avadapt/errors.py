@@ -16,6 +16,8 @@ Messages start with the file or folder they are about and say what is wrong with
     └── CheckpointError    an adapter directory (config.json, adapter.safetensors), a weights file or a
         │                  training checkpoint
         ├── AdapterMismatchError   adapter keys or shapes that do not fit its model (avadapt.adapter_files)
+        ├── BackboneFileError      an adapter's backbone weights file missing, or other bytes than it was
+        │                          trained with (avadapt.adapter_files)
         ├── UnsafeCheckpointError  a file that would unpickle arbitrary objects (avadapt.checkpoint_files)
         └── ResumeError            no checkpoint to resume from, or a damaged or weights-only one
                                    (avadapt.training.checkpoints)

@@ -25,14 +25,21 @@ class AVModel(nn.Module):
     """A method (frozen backbone + inserted modules) followed by a task head.
 
     ``spec`` records everything needed to rebuild the model without weights (saved with adapters).
+    ``preprocessing`` says how its inputs are made (``{"video": timm data config, "audio_front_end": name,
+    "fbank": {...}, "num_segments": T, ...}``) and ``backbone_source`` where its frozen weights came from
+    (``{"pretrained": bool, "weights": path or None}``); ``save_adapter`` records both, so that an adapter
+    saved from any training loop can be loaded and used for prediction.
     """
 
-    def __init__(self, method: AVMethod, head: nn.Module, spec: dict[str, Any]):
+    def __init__(self, method: AVMethod, head: nn.Module, spec: dict[str, Any],
+                 preprocessing: dict[str, Any] | None = None, backbone_source: dict[str, Any] | None = None):
         super().__init__()
         self.method = method
         self.head = head
         self.spec = spec
         self.task = get_task(spec["task"])
+        self.preprocessing = preprocessing
+        self.backbone_source = backbone_source or {"pretrained": False, "weights": None}
 
     @property
     def backbone(self) -> Backbone:
@@ -76,6 +83,33 @@ def first_of_each_clip(clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     first = torch.full((len(unique),), len(clips), dtype=torch.long, device=clips.device)
     first = first.scatter_reduce(0, inverse, positions, reduce="amin")
     return first, inverse
+
+
+def video_data_config(model: AVModel) -> dict[str, Any]:
+    """The backbone's timm data config, with the input size the model was built for.
+
+    timm resolves the config from the pretrained tag, so a model built with ``img_size=64`` still reports
+    the tag's 160/224; the transform must produce what the patch embedding accepts.
+    """
+    config = dict(model.backbone.data_config)
+    patch_embed = getattr(getattr(model.backbone, "model", None), "patch_embed", None)
+    img_size = getattr(patch_embed, "img_size", None)
+    if img_size is not None:
+        config["input_size"] = (3, *img_size)
+    return config
+
+
+def default_preprocessing(model: AVModel, front_end: AudioFrontEnd) -> dict[str, Any]:
+    """How inputs are made for ``model`` when its audio is cut by ``front_end``: the backbone's data config at its
+    input size, the front end's name and fbank values (its spectrogram size set to what the audio embedding
+    reads), the number of segments, the task's dataset and what the head needs it built with. The data module
+    and prediction read this record."""
+    audio = model.audio_backbone.audio
+    size = {"num_mel_bins": audio.num_mel_bins, "target_frames": audio.num_frames}
+    fbank = front_end.with_fbank(**{k: v for k, v in size.items() if getattr(front_end.fbank, k) != v}).fbank
+    return {"video": video_data_config(model), "audio_front_end": front_end.name, "fbank": fbank.to_dict(),
+            "num_segments": model.method.num_frames, "dataset": model.task.dataset,
+            "dataset_options": model.head.data_options()}
 
 
 def _split_options(cfg: dict[str, Any], method_cls: type, task: Task) -> tuple[dict, dict]:
@@ -145,6 +179,11 @@ def create_model(
     ``audio`` entry apply to it, not to the visual backbone.
     cfg: options of the method's and the task's config dataclasses (e.g. ``preset="tiny"``,
     ``fusion="none"``, ``num_classes=29``); an option neither knows is an error.
+
+    The model records how its inputs are made (``model.preprocessing``: :func:`default_preprocessing` with
+    ``audio_front_end``, or without one the front end of the method's paper for the backbone family,
+    :func:`paper_audio_front_end`) and where its backbone weights came from (``model.backbone_source``), so an
+    adapter saved from a training loop of one's own (``save_adapter``) predicts as one saved by ``avadapt fit``.
     """
     method_cls, task_spec = METHODS.get(method), get_task(task)
     method_opts, task_opts = _split_options(cfg, method_cls, task_spec)
@@ -200,10 +239,16 @@ def create_model(
         "audio_embedding": adapted.audio_backbone.audio.__dict__.copy(),
         "backbone_options": {k: v for k, v in options.items() if k != "audio"},
     }
+    source = {"pretrained": pretrained, "weights": str(weights) if weights is not None else None}
     if audio_encoder is not None:
         spec["audio_backbone"] = audio_backbone
         spec["audio_backbone_options"] = {k: v for k, v in audio_options.items() if k != "audio"}
-    return AVModel(adapted, head, spec)
+        source["audio_weights"] = str(audio_weights) if audio_weights is not None else None
+    model = AVModel(adapted, head, spec, backbone_source=source)
+    if front_end is None:
+        front_end = audio_front_ends.audio_front_end(paper_audio_front_end(method, frozen.family, task))
+    model.preprocessing = default_preprocessing(model, front_end)
+    return model
 
 
 def _count(module: nn.Module, trainable: bool | None = None) -> int:

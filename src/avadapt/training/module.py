@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import warnings
@@ -18,7 +19,7 @@ from avadapt.adapter_files import check_adapter_keys, trainable_state_keys
 from avadapt.audio_front_ends import AudioFrontEnd, FbankConfig
 from avadapt.data.sampling import derive_seed
 from avadapt.kernels import cpu_supports_bf16, tune_heap_for_training
-from avadapt.models import AVModel, build_without_weights, create_model, paper_audio_front_end
+from avadapt.models import build_without_weights, create_model, paper_audio_front_end
 from avadapt.tasks import get_task
 from avadapt.training.schedule import warmup_cosine_factor, warmup_step_factor
 from avadapt.types import AVBatch
@@ -30,20 +31,6 @@ TRAIN_LOSS = "train/loss"  # logged every step; read back by the TrainingCurves 
 LEARNING_RATE = "lr"  # each parameter group's learning rate is logged as lr/<group name>
 SEED_KEY = "training_seed"  # the run's seed, in every checkpoint
 MODEL_STREAM = 1  # derive_seed key that sets the model's random stream apart from the data order's
-
-
-def video_data_config(model: AVModel) -> dict[str, Any]:
-    """The backbone's timm data config, with the input size the model was built for.
-
-    timm resolves the config from the pretrained tag, so a model built with ``img_size=64`` still reports
-    the tag's 160/224; the transform must produce what the patch embedding accepts.
-    """
-    config = dict(model.backbone.data_config)
-    patch_embed = getattr(getattr(model.backbone, "model", None), "patch_embed", None)
-    img_size = getattr(patch_embed, "img_size", None)
-    if img_size is not None:
-        config["input_size"] = (3, *img_size)
-    return config
 
 
 class AVAdaptModule(L.LightningModule):
@@ -175,12 +162,11 @@ class AVAdaptModule(L.LightningModule):
 
     @property
     def preprocessing(self) -> dict[str, Any]:
-        """How inputs must be made for this model: the video data config, the audio front end's name and its
-        fbank values (the data module and ``predict`` read both), the number of segments, the task's dataset (the
-        data module's default) and what the head needs the dataset built with (``TaskHead.data_options``)."""
-        return {"video": video_data_config(self.model), "audio_front_end": self.front_end.name,
-                "fbank": self.fbank.to_dict(), "num_segments": self.model.method.num_frames,
-                "dataset": self.task.dataset, "dataset_options": self.model.head.data_options()}
+        """How inputs must be made for this model (``AVModel.preprocessing``): the video data config, the audio
+        front end's name and its fbank values (the data module and ``predict`` read both), the number of segments,
+        the task's dataset (the data module's default) and what the head needs the dataset built with
+        (``TaskHead.data_options``)."""
+        return copy.deepcopy(self.model.preprocessing)
 
     @property
     def backbone_source(self) -> dict[str, Any]:
