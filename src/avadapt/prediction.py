@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -275,7 +276,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[Path]:
     found: dict[Path, None] = {}
     for item in inputs:
         for path in _expand(item, Path.cwd()):
-            found.setdefault(path.absolute(), None)
+            found.setdefault(Path(os.path.abspath(path)), None)  # "a/../b" as "b", links kept as named
     return list(found)
 
 
