@@ -161,90 +161,19 @@ def read_clip(
     file, or one without a video or audio stream.
     """
     path = Path(path)
-    if num_segments < 1 or segment_seconds <= 0:
-        raise ValueError(
-            f"need num_segments >= 1 and segment_seconds > 0, got {num_segments}, {segment_seconds}"
-        )
     span = num_segments * segment_seconds
     if min_seconds is None:
         min_seconds = 0.9 * span
-    targets = [start + (t + 0.5) * segment_seconds for t in range(num_segments)]  # segment middles
-    end = start + span
-
-    with _open(path) as container:
-        if not container.streams.video:
-            raise MediaError(path, "no video stream (a video with an audio track is needed)")
-        if not container.streams.audio:
-            raise MediaError(path, "no audio stream (a video with an audio track is needed)")
-        video, audio = container.streams.video[0], container.streams.audio[0]
-        video.thread_type = "AUTO"
-        collector = _AudioCollector(container, sample_rate)
-        origin = collector.origin
-        declared = {"video": _stream_seconds(video), "audio": _stream_seconds(audio)}
-
-        chosen: list[av.VideoFrame | None] = [None] * num_segments
-        next_target = 0
-        previous: av.VideoFrame | None = None
-        video_end = 0.0  # content end (relative to origin) of the last decoded frame
-        reached_eof = True
-        try:
-            if start > 0:
-                container.seek(int((origin + start) * av.time_base), backward=True)
-            for packet in container.demux(video, audio):
-                if packet.stream is video and video_end < end:
-                    for frame in packet.decode():
-                        frame_time = (frame.time or 0.0) - origin
-                        while next_target < num_segments and frame_time > targets[next_target]:
-                            # the frame on screen at the target is the last one that started before it
-                            chosen[next_target] = previous if previous is not None else frame
-                            next_target += 1
-                        previous = frame
-                        video_end = frame_time + _frame_seconds(frame, video)
-                elif packet.stream is audio and collector.seconds_end() < end:
-                    for frame in packet.decode():
-                        collector.add(frame)
-                if video_end >= end and collector.first_time is not None and collector.seconds_end() >= end:
-                    reached_eof = False
-                    break
-            collector.add(None)  # flush the resampler
-        except av.error.FFmpegError as err:
-            raise MediaError(path, f"truncated or corrupt data while decoding: {_reason(err)}") from err
-
-        if previous is None:
-            raise MediaError(path, "the video stream has no decodable frames (truncated or corrupt?)")
-        if collector.first_time is None:
-            raise MediaError(path, "the audio stream has no decodable samples (truncated or corrupt?)")
-        if reached_eof:
-            decoded = {"video": video_end, "audio": collector.seconds_end()}
-            for kind in ("video", "audio"):
-                want = declared[kind]
-                if want is not None and decoded[kind] < want - max(_TRUNCATION_TOLERANCE_S, 0.05 * want):
-                    raise MediaError(
-                        path,
-                        f"truncated or corrupt: the {kind} stream declares {want:.2f} s "
-                        f"but only {decoded[kind]:.2f} s could be decoded",
-                    )
-
-        video_seconds = float(np.clip(video_end - start, 0.0, span))
-        audio_seconds = float(np.clip(collector.seconds_end() - start, 0.0, span))
-        for kind, seconds in (("video", video_seconds), ("audio", audio_seconds)):
-            if seconds < min_seconds:
-                raise MediaError(
-                    path,
-                    f"too short: {seconds:.2f} s of {kind} from {start:g} s, at least {min_seconds:.2f} s "
-                    f"needed for {num_segments} segments of {segment_seconds:g} s (lower min_seconds "
-                    "to pad shorter clips)",
-                )
-        # targets past the last frame: the last frame stays on screen (padding by repetition)
-        for t in range(next_target, num_segments):
-            chosen[t] = previous
-        # a stream may change resolution mid-way; every frame is scaled to the first one's size
-        width, height = chosen[0].width, chosen[0].height
-        frames = np.stack(
-            [f.to_ndarray(format="rgb24", width=width, height=height) for f in chosen]
-        )  # (T, H, W, 3)
-        wave = collector.window(start, round(span * sample_rate))  # (T·s·sr,)
-    return Clip(frames, wave, video_seconds, audio_seconds)
+    (clip,) = read_windows(path, [start], num_segments, segment_seconds, sample_rate=sample_rate)
+    for kind, seconds in (("video", clip.video_seconds), ("audio", clip.audio_seconds)):
+        if seconds < min_seconds:
+            raise MediaError(
+                path,
+                f"too short: {seconds:.2f} s of {kind} from {start:g} s, at least {min_seconds:.2f} s "
+                f"needed for {num_segments} segments of {segment_seconds:g} s (lower min_seconds "
+                "to pad shorter clips)",
+            )
+    return clip
 
 
 def read_windows(
