@@ -118,7 +118,7 @@ class Task:
     # the entries of the video's ``info`` (:func:`avadapt.prediction.predict_video`) that open the task's result
     prediction_facts: ClassVar[tuple[str, ...]] = ("video", "duration", "seconds", "window_seconds", "window_starts")
 
-    def prediction_result(self, probabilities: Any, frames: torch.Tensor, info: dict[str, Any],
+    def prediction_result(self, probabilities: Any, frames: torch.Tensor | None, info: dict[str, Any],
                           ground_truth: str | None = None, top: int = 3) -> tuple[dict[str, Any], Callable]:
         """The task's fields of the result on one video: ``summary`` (one console line) and, with ``ground_truth``
         (the task's ``--labels``), an ``agreement`` line; and ``write_files(out, result)``, which writes ``OUT.png``
