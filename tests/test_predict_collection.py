@@ -99,17 +99,19 @@ def test_a_stopped_run_resumes_where_it_stopped(adapter, folder, tmp_path, capsy
     assert "2 predicted, 0 failed, 1 already in" in capsys.readouterr().out
 
 
-def test_windows_of_several_videos_share_a_forward(adapter, folder):
+def test_windows_of_several_videos_share_a_forward(adapter, folder, capsys):
     _, good, _ = folder
     model = load_adapter(adapter)
     sizes = []
     hook = model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
     try:
-        results = list(predict_videos(model, good, batch_windows=4))
+        results = list(predict_videos(model, good, batch_windows=2, progress=True))
     finally:
         hook.remove()
-    assert sum(sizes) == 1 + 1 + 2 + 2 + 3 + 1 and sizes == [4, 4, 2]  # 10 windows, 4 per forward
+    assert sizes == [2] * 5  # 1 + 1 + 2 + 2 + 3 + 1 = 10 windows, 2 per forward, across videos
     assert [path for path, _ in results] == good  # each video once, when its last window is back
+    bars = capsys.readouterr().err
+    assert "6/6" in bars and "clip4.mp4" in bars  # the videos, and the windows of the one longer than a batch
 
 
 def test_inputs_are_files_folders_globs_and_lists(folder, tmp_path, monkeypatch):
