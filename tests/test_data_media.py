@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from avadapt.data.media import (
     MediaError,
     probe,
     read_clip,
+    read_windows,
     write_mp4,
 )
 from avadapt.prediction import window_starts
@@ -203,3 +206,56 @@ def test_real_llp_clip():
     assert fbank.shape == (10, 1, 128, 102) and torch.isfinite(fbank).all()
     assert clip.video_seconds == pytest.approx(10.0) and clip.audio_seconds == pytest.approx(10.0)
     assert fbank[:, :, :, :98].std() > 0.1  # real sound, not padding
+
+
+def test_windows_of_one_pass_are_the_windows_read_one_by_one(tmp_path):
+    path = make_clip(tmp_path / "long.mp4", seconds=20.0, fps=2)  # frame i shows from i/2 s, brightness 6·i
+    starts = [0.0, 5.0, 7.5, 14.0]  # overlapping, the last one running 1 s past the end (padded)
+    clips = list(read_windows(path, starts, num_segments=7, segment_seconds=1.0))
+    assert len(clips) == len(starts)
+    for start, clip in zip(starts, clips):
+        # segment t's middle, start + t + 0.5 s, shows frame floor(2 · middle), the last one (39) past the end
+        expected = [min(int(2 * (start + t + 0.5)), 39) for t in range(7)]
+        assert [frame_index(frame) for frame in clip.frames] == expected, start
+        alone = read_clip(path, 7, 1.0, start=start, min_seconds=0)
+        np.testing.assert_array_equal(clip.wave, alone.wave)
+        assert (clip.video_seconds, clip.audio_seconds) == pytest.approx((alone.video_seconds, alone.audio_seconds))
+    assert clips[-1].video_seconds == pytest.approx(6.0)  # 14 s to the end at 20 s
+
+
+def _peak_bytes_of_a_pass(path, starts) -> tuple[int, int]:
+    """Peak of Python-side allocations (numpy arrays included) while reading every window, and windows read."""
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in read_windows(path, starts, num_segments=10, segment_seconds=1.0))
+        return tracemalloc.get_traced_memory()[1], count
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_pass_over_windows_holds_one_window_whatever_the_length(tmp_path):
+    short = make_clip(tmp_path / "short.mp4", seconds=20.0, fps=2, size=64)
+    long = make_clip(tmp_path / "long.mp4", seconds=160.0, fps=2, size=64)
+    peak_short, windows_short = _peak_bytes_of_a_pass(short, [0.0, 10.0])
+    peak_long, windows_long = _peak_bytes_of_a_pass(long, [10.0 * k for k in range(16)])
+    assert (windows_short, windows_long) == (2, 16)
+    whole_wave = 160 * 16000 * 4  # bytes of the long file's decoded audio as float32
+    one_window = 10 * 16000 * 4 + 10 * 64 * 64 * 3  # a window's audio and frames
+    assert peak_long < whole_wave / 2  # far below the whole file's audio alone
+    assert peak_long < peak_short + one_window  # 8× the length, the same peak within one window's data
+
+
+def test_a_truncation_is_raised_when_the_pass_reaches_it(tmp_path):
+    path = make_clip(tmp_path / "full.mp4", seconds=20.0, faststart=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.6)])  # opens, data ends about 12 s in
+    windows = read_windows(cut, [0.0, 10.0], num_segments=5, segment_seconds=2.0)
+    assert next(windows).frames.shape[0] == 5  # the first window is whole
+    with pytest.raises(MediaError, match="truncated or corrupt") as info:
+        next(windows)
+    assert str(cut) in str(info.value)
+
+
+def test_window_starts_must_not_decrease(tmp_path):
+    with pytest.raises(ValueError, match="must not decrease"):
+        next(read_windows(tmp_path / "any.mp4", [5.0, 0.0]))

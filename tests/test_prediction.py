@@ -22,6 +22,7 @@ class TwoSecondEvents(AVETask):
 
     name = "events_2s"
     segment_seconds = 2
+    prediction_draws_frames = True  # kept, so that a test can see which moment each segment shows
 
 
 def test_window_starts_cover_the_segments_and_end_with_them():

@@ -408,7 +408,8 @@ def test_synth_prepare_fit_save_load_predict_round_trip(tmp_path, ave_root):
     video = ave_root / "AVE" / f"{batch.meta['video_id'][0]}.mp4"
     before = predict_video(module.model, video, preprocessing=module.preprocessing, class_names=data.class_names)
     after = predict_video(loaded, video)
-    assert torch.equal(before.probabilities, after.probabilities) and torch.equal(before.frames, after.frames)
+    assert torch.equal(before.probabilities, after.probabilities)
+    assert before.frames is None and after.frames is None  # AVE's timeline is drawn without the frames
     assert before.info == after.info
     adapter_bytes = (export.exported / "adapter.safetensors").stat().st_size
     assert adapter_bytes < 4 * sum(p.numel() for p in module.model.parameters()) / 2

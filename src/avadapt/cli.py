@@ -156,34 +156,59 @@ def _load_adapter(args: argparse.Namespace):
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="the adapter's task on a video: a JSON result and a picture (AVE: per-second "
-                                       "event labels and a timeline; AVS: masks over the frames; AVQA: the answers "
-                                       "to --question and where the model looked)")
-    p.add_argument("video", help="a video file with an audio track, any length")
+    p = sub.add_parser("predict", help="the adapter's task on videos: a JSON result and a picture per video (AVE: "
+                                       "per-second event labels and a timeline; AVS: masks over the frames; AVQA: "
+                                       "the answers to --question and where the model looked)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files with an audio track, any length; folders (searched for video files); quoted "
+                        "globs ('clips/**/*.mp4'); @LIST, a text file of inputs, one a line. One file: writes "
+                        "OUT.json and OUT.png; more: appends to OUT/predictions.jsonl")
     p.add_argument("--adapter", required=True, help="adapter directory (config.json + adapter.safetensors)")
-    p.add_argument("--out", help="output path without suffix; writes OUT.json and OUT.png "
-                                 "(default: predictions/<video name>)")
+    p.add_argument("--out", help="one file: output path without suffix, for OUT.json and OUT.png (default: "
+                                 "predictions/<video name>); more: a folder (default: predictions) for "
+                                 "predictions.jsonl, one line per video (the result and timings, or the error of a "
+                                 "file that cannot be read); videos with a line there are skipped, so a stopped "
+                                 "run resumes when run again")
+    p.add_argument("--pictures", action="store_true",
+                   help="with more than one file: also write each video's picture as OUT/<video name>.png")
     p.add_argument("--question", help="a question about the video, for a question-answering adapter")
     p.add_argument("--labels", help="ground truth in the task's form (AVE: an annotation row "
                                     "'Category&VideoID&Quality&Start&End' or an annotation file holding the video's "
                                     "row; AVS: a folder of mask PNGs, one per second; AVQA: the expected answer)")
     p.add_argument("--top", type=int, default=3, help="how many alternatives the result lists (AVE: classes per "
                                                       "second; AVQA: answers; default 3)")
+    p.add_argument("--batch", type=int, default=4, help="windows per forward pass, taken across videos (default 4)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="bf16: autocast on CUDA, and on a CPU with native bf16 (AVX-512 BF16 or AMX); another CPU "
+                        "warns and runs fp32 (default fp32)")
     _add_adapter_loading(p)
     p.set_defaults(run=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> None:
-    from avadapt.prediction import predict_video, write_prediction
+    from avadapt.prediction import expand_inputs, predict_collection, predict_video, write_prediction
 
+    single = (len(args.inputs) == 1 and not args.inputs[0].startswith("@") and not Path(args.inputs[0]).is_dir()
+              and (Path(args.inputs[0]).exists() or not any(char in args.inputs[0] for char in "*?[")))
+    videos = expand_inputs(args.inputs)  # a list or folder that cannot work stops here, before the model loads
     model = _load_adapter(args)
-    out = Path(args.out) if args.out else Path("predictions") / Path(args.video).stem
-    result = write_prediction(predict_video(model, args.video, question=args.question), out,
-                              ground_truth=args.labels, top=args.top)
-    print(result["summary"])
-    if "agreement" in result:
-        print(result["agreement"])
-    print(f"wrote {result['json']} and {result['png']}")
+    if single:
+        out = Path(args.out) if args.out else Path("predictions") / Path(args.inputs[0]).stem
+        prediction = predict_video(model, args.inputs[0], question=args.question, batch_windows=args.batch,
+                                   precision=args.precision)
+        result = write_prediction(prediction, out, ground_truth=args.labels, top=args.top)
+        print(result["summary"])
+        if "agreement" in result:
+            print(result["agreement"])
+        print(f"wrote {result['json']} and {result['png']}")
+        return
+    summary = predict_collection(model, videos, args.out or "predictions", pictures=args.pictures,
+                                 ground_truth=args.labels, top=args.top, question=args.question,
+                                 batch_windows=args.batch, precision=args.precision, progress=None)
+    for video, problem in summary.failed:
+        print(f"avadapt: skipped {video}: {problem}", file=sys.stderr)
+    print(f"{len(summary.predicted)} predicted, {len(summary.failed)} failed, {len(summary.skipped)} already in "
+          f"{summary.results}")
 
 
 def _add_ask(sub: argparse._SubParsersAction) -> None:

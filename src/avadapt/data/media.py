@@ -1,14 +1,17 @@
 """Reading and writing audio-visual clips with PyAV (FFmpeg), the only media library we depend on.
 
-Decoding is one pass over both streams' packets, and every failure is a :class:`MediaError` naming the file,
+Decoding is one pass over both streams' packets (:func:`read_windows`: one pass for a whole file's windows,
+holding one window at a time), and every failure is a :class:`MediaError` naming the file,
 so a data-preparation report can list bad clips instead of stopping on an FFmpeg errno. :func:`write_mp4`
 writes real H.264/AAC files for the synthetic datasets and the tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -114,6 +117,16 @@ class _AudioCollector:
         """Time (relative to origin) just after the last collected sample."""
         return (self.first_time or 0.0) + self.samples / self.rate
 
+    def discard_before(self, seconds: float) -> None:
+        """Forget the samples before ``seconds`` (relative to origin), keeping whole chunks that reach past it."""
+        while self.chunks and self.first_time is not None:
+            length = len(self.chunks[0])
+            if self.first_time + length / self.rate > seconds:
+                return
+            self.chunks.pop(0)
+            self.first_time += length / self.rate
+            self.samples -= length
+
     def window(self, start: float, num_samples: int) -> np.ndarray:
         """The samples of [start, start + num_samples / rate), zero where nothing was decoded."""
         wave = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
@@ -148,16 +161,48 @@ def read_clip(
     file, or one without a video or audio stream.
     """
     path = Path(path)
-    if num_segments < 1 or segment_seconds <= 0:
-        raise ValueError(
-            f"need num_segments >= 1 and segment_seconds > 0, got {num_segments}, {segment_seconds}"
-        )
     span = num_segments * segment_seconds
     if min_seconds is None:
         min_seconds = 0.9 * span
-    targets = [start + (t + 0.5) * segment_seconds for t in range(num_segments)]  # segment middles
-    end = start + span
+    (clip,) = read_windows(path, [start], num_segments, segment_seconds, sample_rate=sample_rate)
+    for kind, seconds in (("video", clip.video_seconds), ("audio", clip.audio_seconds)):
+        if seconds < min_seconds:
+            raise MediaError(
+                path,
+                f"too short: {seconds:.2f} s of {kind} from {start:g} s, at least {min_seconds:.2f} s "
+                f"needed for {num_segments} segments of {segment_seconds:g} s (lower min_seconds "
+                "to pad shorter clips)",
+            )
+    return clip
 
+
+def read_windows(
+    path: str | Path,
+    starts: Sequence[float],
+    num_segments: int = 10,
+    segment_seconds: float = 1.0,
+    *,
+    sample_rate: int = 16000,
+) -> Iterator[Clip]:
+    """Decode the windows [start, start + T·segment_seconds) of a media file, in one pass, one window at a time.
+
+    Each window is read as :func:`read_clip` reads it (the frame on screen at every segment's middle, mono audio
+    at ``sample_rate``, content past the end padded); ``starts`` must not decrease (windows may overlap). The file
+    is opened once and decoded front to back, and only the frames and samples of the windows not yet handed out
+    are kept, so memory holds about one window whatever the file's length. A missing, empty, truncated or corrupt
+    file, or one without a video or audio stream, raises :class:`MediaError` (a truncation only once decoding
+    reaches it, after the windows before it were handed out).
+    """
+    path = Path(path)
+    if num_segments < 1 or segment_seconds <= 0:
+        raise ValueError(f"need num_segments >= 1 and segment_seconds > 0, got {num_segments}, {segment_seconds}")
+    if any(b < a for a, b in pairwise(starts)):
+        raise ValueError(f"window starts must not decrease, got {list(starts)}")
+    if not starts:
+        return
+    span = num_segments * segment_seconds
+    # per window, its segments' middles; the frame a middle shows is chosen once and kept until handed out
+    targets = [[start + (t + 0.5) * segment_seconds for t in range(num_segments)] for start in starts]
     with _open(path) as container:
         if not container.streams.video:
             raise MediaError(path, "no video stream (a video with an audio track is needed)")
@@ -168,70 +213,70 @@ def read_clip(
         collector = _AudioCollector(container, sample_rate)
         origin = collector.origin
         declared = {"video": _stream_seconds(video), "audio": _stream_seconds(audio)}
-
-        chosen: list[av.VideoFrame | None] = [None] * num_segments
-        next_target = 0
+        chosen: dict[float, av.VideoFrame] = {}  # segment middle → the frame on screen there
+        pending = sorted({middle for window in targets for middle in window})  # middles not yet chosen
         previous: av.VideoFrame | None = None
-        video_end = 0.0  # content end (relative to origin) of the last decoded frame
-        reached_eof = True
+        size: tuple[int, int] | None = None  # every frame is scaled to the first chosen one's (width, height)
+        video_end = 0.0
+        done = 0  # windows handed out
+
+        def clip(index: int) -> Clip:
+            nonlocal size
+            start = starts[index]
+            frames = [chosen.get(middle, previous) for middle in targets[index]]  # past the end: the last frame
+            size = size or (frames[0].width, frames[0].height)
+            pixels = np.stack([f.to_ndarray(format="rgb24", width=size[0], height=size[1]) for f in frames])
+            wave = collector.window(start, round(span * sample_rate))  # (T·s·sr,)
+            return Clip(pixels, wave, float(np.clip(video_end - start, 0.0, span)),
+                        float(np.clip(collector.seconds_end() - start, 0.0, span)))
+
+        def forget_before(index: int) -> None:
+            """Drop what no window from ``index`` on needs."""
+            if index < len(starts):
+                for middle in [m for m in chosen if m < starts[index]]:
+                    del chosen[middle]
+                collector.discard_before(starts[index])
+
         try:
-            if start > 0:
-                container.seek(int((origin + start) * av.time_base), backward=True)
+            if starts[0] > 0:
+                container.seek(int((origin + starts[0]) * av.time_base), backward=True)
             for packet in container.demux(video, audio):
-                if packet.stream is video and video_end < end:
+                if packet.stream is video:
                     for frame in packet.decode():
                         frame_time = (frame.time or 0.0) - origin
-                        while next_target < num_segments and frame_time > targets[next_target]:
-                            # the frame on screen at the target is the last one that started before it
-                            chosen[next_target] = previous if previous is not None else frame
-                            next_target += 1
+                        while pending and frame_time > pending[0]:
+                            # the frame on screen at a middle is the last one that started before it
+                            middle = pending.pop(0)
+                            if middle >= starts[done]:  # else its windows were handed out already
+                                chosen[middle] = previous if previous is not None else frame
                         previous = frame
                         video_end = frame_time + _frame_seconds(frame, video)
-                elif packet.stream is audio and collector.seconds_end() < end:
+                elif packet.stream is audio:
                     for frame in packet.decode():
                         collector.add(frame)
-                if video_end >= end and collector.first_time is not None and collector.seconds_end() >= end:
-                    reached_eof = False
-                    break
+                while (done < len(starts) and video_end >= starts[done] + span
+                       and collector.first_time is not None and collector.seconds_end() >= starts[done] + span):
+                    yield clip(done)
+                    done += 1
+                    forget_before(done)
+                if done == len(starts):
+                    return
             collector.add(None)  # flush the resampler
         except av.error.FFmpegError as err:
             raise MediaError(path, f"truncated or corrupt data while decoding: {_reason(err)}") from err
-
         if previous is None:
             raise MediaError(path, "the video stream has no decodable frames (truncated or corrupt?)")
         if collector.first_time is None:
             raise MediaError(path, "the audio stream has no decodable samples (truncated or corrupt?)")
-        if reached_eof:
-            decoded = {"video": video_end, "audio": collector.seconds_end()}
-            for kind in ("video", "audio"):
-                want = declared[kind]
-                if want is not None and decoded[kind] < want - max(_TRUNCATION_TOLERANCE_S, 0.05 * want):
-                    raise MediaError(
-                        path,
-                        f"truncated or corrupt: the {kind} stream declares {want:.2f} s "
-                        f"but only {decoded[kind]:.2f} s could be decoded",
-                    )
-
-        video_seconds = float(np.clip(video_end - start, 0.0, span))
-        audio_seconds = float(np.clip(collector.seconds_end() - start, 0.0, span))
-        for kind, seconds in (("video", video_seconds), ("audio", audio_seconds)):
-            if seconds < min_seconds:
-                raise MediaError(
-                    path,
-                    f"too short: {seconds:.2f} s of {kind} from {start:g} s, at least {min_seconds:.2f} s "
-                    f"needed for {num_segments} segments of {segment_seconds:g} s (lower min_seconds "
-                    "to pad shorter clips)",
-                )
-        # targets past the last frame: the last frame stays on screen (padding by repetition)
-        for t in range(next_target, num_segments):
-            chosen[t] = previous
-        # a stream may change resolution mid-way; every frame is scaled to the first one's size
-        width, height = chosen[0].width, chosen[0].height
-        frames = np.stack(
-            [f.to_ndarray(format="rgb24", width=width, height=height) for f in chosen]
-        )  # (T, H, W, 3)
-        wave = collector.window(start, round(span * sample_rate))  # (T·s·sr,)
-    return Clip(frames, wave, video_seconds, audio_seconds)
+        decoded = {"video": video_end, "audio": collector.seconds_end()}
+        for kind in ("video", "audio"):
+            want = declared[kind]
+            if want is not None and decoded[kind] < want - max(_TRUNCATION_TOLERANCE_S, 0.05 * want):
+                raise MediaError(path, f"truncated or corrupt: the {kind} stream declares {want:.2f} s "
+                                       f"but only {decoded[kind]:.2f} s could be decoded")
+        for index in range(done, len(starts)):  # windows reaching past the end of the file
+            yield clip(index)
+            forget_before(index + 1)
 
 
 def _frame_seconds(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> float:

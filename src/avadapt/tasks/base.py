@@ -98,6 +98,10 @@ class Task:
     """Seconds per segment when predicting on a file, which is then read as windows of T such segments; None:
     the whole file is one window of T equal parts (a task about whole clips, such as question answering)."""
 
+    prediction_draws_frames: ClassVar[bool] = True
+    """Whether :meth:`prediction_result` uses the frame of every segment; False (a result drawn from the
+    probabilities alone) lets prediction on a long video keep no frames, so its memory does not grow with length."""
+
     def prediction_inputs(self, head: TaskHead, question: str | None = None
                           ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The head's inputs beside video and audio for a prediction on one video (a batch of one), made from the
@@ -114,13 +118,14 @@ class Task:
     # the entries of the video's ``info`` (:func:`avadapt.prediction.predict_video`) that open the task's result
     prediction_facts: ClassVar[tuple[str, ...]] = ("video", "duration", "seconds", "window_seconds", "window_starts")
 
-    def prediction_result(self, probabilities: Any, frames: torch.Tensor, info: dict[str, Any],
+    def prediction_result(self, probabilities: Any, frames: torch.Tensor | None, info: dict[str, Any],
                           ground_truth: str | None = None, top: int = 3) -> tuple[dict[str, Any], Callable]:
         """The task's fields of the result on one video: ``summary`` (one console line) and, with ``ground_truth``
         (the task's ``--labels``), an ``agreement`` line; and ``write_files(out, result)``, which writes ``OUT.png``
         and the task's other files (``out``: the path without suffix), adding their paths to ``result``.
         probabilities: (S, …) per segment of the video (a whole-clip task: what :meth:`segment_probabilities`
-        kept); frames: (S, H, W, 3) uint8 at the model's input size."""
+        kept); frames: (S, H, W, 3) uint8 at the model's input size (None where ``prediction_draws_frames`` is
+        False)."""
         raise NotImplementedError
 
 

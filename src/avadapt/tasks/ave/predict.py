@@ -18,6 +18,7 @@ class AVEPrediction(Task):
     annotation row ``Category&VideoID&Quality&Start&End`` or an annotation file holding the video's row."""
 
     prediction_kind = "per-second event labels (JSON) and a timeline picture (PNG)"
+    prediction_draws_frames = False  # the timeline is drawn from the labels alone
 
     def segment_probabilities(self, outputs: Any) -> torch.Tensor:
         """(B, T, C): the softmax of the classifier's logits, or the CMBS head's per-segment probabilities."""
@@ -25,7 +26,7 @@ class AVEPrediction(Task):
             return outputs.float().softmax(-1)
         return outputs.segment_probabilities()
 
-    def prediction_result(self, probabilities: torch.Tensor, frames: torch.Tensor, info: dict[str, Any],
+    def prediction_result(self, probabilities: torch.Tensor, frames: torch.Tensor | None, info: dict[str, Any],
                           ground_truth: str | None = None, top: int = 3) -> tuple[dict[str, Any], Callable]:
         num_classes = probabilities.shape[-1]
         names = list(info.get("class_names") or [f"class {k}" for k in range(num_classes)])
