@@ -130,3 +130,39 @@ def test_fast_and_plain_paths_agree_on_cpu_bf16():
             assert relative_error(plain, reference) < 0.05
     everything = [torch.cat([g.flatten() for g in grads]) for grads in (fast_grads, plain_grads, reference_grads)]
     assert relative_error(everything[0], everything[2]) < 1.5 * relative_error(everything[1], everything[2])
+
+
+def compiled_against_eager(backend: bool | str) -> None:
+    """The tiny STG-CMA model built with ``compile_backbone=backend`` against the same model run eagerly:
+    equal outputs and gradients, no custom Function traced (the plain path), unchanged parameter names."""
+    backbone_weights("vit", 0)
+    eager = adapted_stg_cma()
+    compiled = build("vit", "stg_cma", compile_backbone=backend).eval()
+    compiled.load_state_dict(eager.state_dict())
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    video, audio = inputs(eager)
+    eager_out, _, eager_grads = forward_and_gradients(eager, video, audio, autocast=False)
+    compiled_out, functions, compiled_grads = forward_and_gradients(compiled, video, audio, autocast=False)
+    assert functions == set()
+    assert relative_error(compiled_out, eager_out) < 1e-5
+    for ours, reference in zip(compiled_grads, eager_grads):
+        assert relative_error(ours, reference) < 1e-4
+
+
+def test_compiled_backbone_traces_the_plain_path():
+    """torch.compile's ``eager`` backend traces without generating code: quick, and what is traced is what
+    any backend compiles."""
+    compiled_against_eager("eager")
+
+
+@pytest.mark.slow
+def test_compiled_backbone_with_the_default_backend():
+    """Inductor generates and builds C++ for the CPU: minutes on a small machine, so marked slow."""
+    compiled_against_eager(True)
+
+
+def test_compile_backbone_refuses_an_unknown_backend():
+    from avadapt.errors import OptionError
+
+    with pytest.raises(OptionError, match="compile_backbone='no_such_backend'.*inductor"):
+        build("vit", "stg_cma", compile_backbone="no_such_backend")
