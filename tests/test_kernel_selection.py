@@ -134,7 +134,8 @@ def test_fast_and_plain_paths_agree_on_cpu_bf16():
 
 def compiled_against_eager(backend: bool | str) -> None:
     """The tiny STG-CMA model built with ``compile_backbone=backend`` against the same model run eagerly:
-    equal outputs and gradients, no custom Function traced (the plain path), unchanged parameter names."""
+    equal outputs and gradients, none of the kernels' custom Functions traced (the plain path), unchanged
+    parameter names."""
     backbone_weights("vit", 0)
     eager = adapted_stg_cma()
     compiled = build("vit", "stg_cma", compile_backbone=backend).eval()
@@ -143,7 +144,7 @@ def compiled_against_eager(backend: bool | str) -> None:
     video, audio = inputs(eager)
     eager_out, _, eager_grads = forward_and_gradients(eager, video, audio, autocast=False)
     compiled_out, functions, compiled_grads = forward_and_gradients(compiled, video, audio, autocast=False)
-    assert functions == set()
+    assert functions <= {"CompiledFunctionBackward"}  # the compiler's own graph, none of avadapt.kernels'
     assert relative_error(compiled_out, eager_out) < 1e-5
     for ours, reference in zip(compiled_grads, eager_grads):
         assert relative_error(ours, reference) < 1e-4
