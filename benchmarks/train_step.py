@@ -8,6 +8,12 @@ ratio holds across machines and across a shared machine's swings in speed.
     python benchmarks/train_step.py --backbone vit_base_patch16_clip_224 --method stg_cma \
         --preset base --frames 10 --batch 2 --precision bf16 --json
 
+On a GPU (``--device cuda``) the model runs the plain PyTorch path (``avadapt.kernels.cpu_fast_path``), the
+peak is a larger matmul on the GPU, and the peak memory is the CUDA allocator's; ``--compile`` times the
+``torch.compile``d adapted backbone (its compilation falls in the warm-up steps):
+
+    python benchmarks/train_step.py --device cuda --precision bf16 --frames 10 --batch 8 --json
+
 Methods with an audio encoder of their own take it by name and timm options; spectrograms then have its size:
 
     python benchmarks/train_step.py --backbone vit_base_patch16_224 --method dg_sct \
@@ -47,19 +53,30 @@ def parse_value(text: str):
 GEMM_OPS = ("mm", "addmm", "bmm", "baddbmm", "_linear_pointwise")
 
 
-def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> tuple[float, float]:
-    """GFLOP/s of a size³ matmul in ``dtype``: the best of ``repeats`` (the peak) and their mean.
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued work, so that a wall-clock time covers it (nothing on a CPU)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int | None = None, repeats: int = 10,
+                       device: str = "cpu") -> tuple[float, float]:
+    """GFLOP/s of a size³ matmul in ``dtype``: the best of ``repeats`` (the peak) and their mean. size: 2048 on
+    a CPU, 8192 on a GPU (smaller products leave a GPU's units idle).
 
     The mean is what a matmul sustains over the same second, contention from other tenants included: on a
     shared machine it sits under the best, and a training step, which runs for seconds, sees the mean.
     """
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    size = size or (2048 if device == "cpu" else 8192)
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     for _ in range(2):
         a @ b
+    synchronize(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         times.append(time.perf_counter() - start)
     flop = 2 * size**3
     return flop / min(times) / 1e9, flop * repeats / sum(times) / 1e9
@@ -175,12 +192,17 @@ def main() -> None:
                         help="leave glibc's mmap threshold and torch's page size alone (avadapt's CLI sets both)")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
                         help="print the ROWS costliest ops of the profiled step (the GEMM breakdown's)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the adapted backbone")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    huge_pages = None if args.default_allocator else enable_huge_pages()
+    on_cpu = args.device == "cpu"
+    if not on_cpu and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
+    huge_pages = None if args.default_allocator or not on_cpu else enable_huge_pages()
     # after the huge-page switch: the check imports Lightning, which creates tensors, and torch reads its huge-page
     # switch at the first one (without huge pages this step's fp32 peak rose from 3838 to 4888 MB)
-    dtype = dtype_checked(parser, args)
+    dtype = dtype_checked(parser, args) if on_cpu else {"32": torch.float32, "bf16": torch.bfloat16}[args.precision]
 
     from avadapt.backbones import AudioEmbeddingConfig  # imports timm, which creates tensors
 
@@ -196,25 +218,26 @@ def main() -> None:
         backbone_options["img_size"] = args.image_size
     torch.manual_seed(0)
     model = avadapt.create_model(backbone=args.backbone, method=args.method, task=args.task,
-                                 num_frames=args.frames, backbone_options=backbone_options, **options)
+                                 num_frames=args.frames, backbone_options=backbone_options, **options).to(args.device)
     spectrogram = model.audio_backbone.audio
     args.mel_bins, args.audio_frames = spectrogram.num_mel_bins, spectrogram.num_frames
     model.train()
-    heap = None if args.default_allocator else tune_heap_for_training(model.backbone)  # as training does
+    heap = None if args.default_allocator or not on_cpu else tune_heap_for_training(model.backbone)  # as training
     if args.precision == "bf16":
         model.backbone.store_frozen_weights_as(torch.bfloat16)  # as avadapt's training module does
     size = model.backbone.data_config["input_size"][-1]
-    video = torch.randn(args.batch, args.frames, 3, size, size)
-    audio = torch.randn(args.batch, args.frames, 1, args.mel_bins, args.audio_frames)
-    labels = {"labels": torch.randint(0, 29, (args.batch, args.frames))}
+    video = torch.randn(args.batch, args.frames, 3, size, size, device=args.device)
+    audio = torch.randn(args.batch, args.frames, 1, args.mel_bins, args.audio_frames, device=args.device)
+    labels = {"labels": torch.randint(0, 29, (args.batch, args.frames), device=args.device)}
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-4)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             loss = model.head.loss(model(video, audio), labels)
         loss.backward()
         optimizer.step()
+        synchronize(args.device)
 
     flop_per_step, _ = count_flops(step, model, recomputation=False)
     executed_flop_per_step, executed_gemm_flop = count_flops(step, model, recomputation=True)
@@ -222,13 +245,18 @@ def main() -> None:
         # The FLOP-counting steps run with all recomputation off: without this, the holes they leave would
         # set a floor under the peak of a configuration that recomputes to save memory.
         return_free_heap()
-    steps_only = reset_peak_rss()
+    if args.compile:  # after the FLOP counts, which count the eager model's operations
+        model.method.compile()
+    if on_cpu:
+        steps_only = reset_peak_rss()
+    else:
+        torch.cuda.reset_peak_memory_stats()
     for _ in range(args.warmup):
         step()
     # The matmul peak is measured before and after every timed step, and each step is set against the
     # better of its two: on a shared machine the speed drifts by tens of percent within minutes, and a
     # peak taken only at the start or the end would flatter or sink the ratio of every step.
-    peaks = [matmul_peak_gflops(dtype)]
+    peaks = [matmul_peak_gflops(dtype, device=args.device)]
     times, steal = [], []
     for _ in range(args.steps):
         jiffies = cpu_jiffies()
@@ -238,27 +266,29 @@ def main() -> None:
         if jiffies is not None:
             after = cpu_jiffies()
             steal.append((after[0] - jiffies[0]) / max(after[1] - jiffies[1], 1))
-        peaks.append(matmul_peak_gflops(dtype))
+        peaks.append(matmul_peak_gflops(dtype, device=args.device))
     step_peaks = [max(before[0], after[0]) for before, after in itertools.pairwise(peaks)]
     step_means = [max(before[1], after[1]) for before, after in itertools.pairwise(peaks)]
     fractions = [flop_per_step / t / 1e9 / p for t, p in zip(times, step_peaks)]
-    peak_mb = peak_rss_mb()
-    # after the RSS reading: the profiler's own records are not the model's memory
-    gemm_s, profiled_s, table = time_breakdown(step, args.profile)
+    peak_mb = peak_rss_mb() if on_cpu else torch.cuda.max_memory_allocated() / 2**20
+    # after the RSS reading: the profiler's own records are not the model's memory; on a GPU the profiler's CPU
+    # times are launch times, not the kernels'
+    gemm_s, profiled_s, table = time_breakdown(step, args.profile) if on_cpu else (None, None, "")
     if table:
         print(table)
     step_s, fraction, peak = statistics.median(times), statistics.median(fractions), statistics.median(step_peaks)
     result = {
         "backbone": args.backbone, "method": args.method, "options": {k: str(v) for k, v in options.items()},
         "audio_input": [args.mel_bins, args.audio_frames],
-        "frames": args.frames, "batch": args.batch, "precision": args.precision,
+        "frames": args.frames, "batch": args.batch, "precision": args.precision, "compiled": args.compile,
+        "device": torch.cuda.get_device_name() if not on_cpu else "cpu",
         "threads": torch.get_num_threads(),
         "allocator": "default" if heap is None else {
             "fixed_mmap_threshold": heap.fixed_mmap_threshold, "huge_pages": huge_pages},
         "trainable_params": sum(p.numel() for p in model.trainable_parameters()),
         "step_s": round(step_s, 4),
-        "peak_rss_mb": round(peak_mb, 1),
-        "peak_rss_scope": "training steps" if steps_only else "whole process",
+        "peak_rss_mb" if on_cpu else "peak_cuda_allocated_mb": round(peak_mb, 1),
+        "peak_rss_scope": ("training steps" if steps_only else "whole process") if on_cpu else "training steps",
         "gflop_per_step": round(flop_per_step / 1e9, 2),
         "executed_gflop_per_step": round(executed_flop_per_step / 1e9, 2),
         "achieved_gflops": round(flop_per_step / step_s / 1e9, 2),
@@ -271,11 +301,14 @@ def main() -> None:
         "fraction_of_mean_matmul": round(statistics.median(
             flop_per_step / t / 1e9 / m for t, m in zip(times, step_means)), 3),
         "cpu_steal_fraction": round(statistics.median(steal), 4) if steal else None,
-        "profiled_step_s": round(profiled_s, 3),
-        "gemm_s": round(gemm_s, 3),
-        "gemm_fraction_of_peak": round(executed_gemm_flop / max(gemm_s, 1e-9) / 1e9 / peak, 3),
-        "fraction_of_peak_if_only_gemms": round(flop_per_step / max(gemm_s, 1e-9) / 1e9 / peak, 3),
     }
+    if on_cpu:
+        result.update({
+            "profiled_step_s": round(profiled_s, 3),
+            "gemm_s": round(gemm_s, 3),
+            "gemm_fraction_of_peak": round(executed_gemm_flop / max(gemm_s, 1e-9) / 1e9 / peak, 3),
+            "fraction_of_peak_if_only_gemms": round(flop_per_step / max(gemm_s, 1e-9) / 1e9 / peak, 3),
+        })
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -161,6 +161,7 @@ def create_model(
     audio_backbone: str | None = None,
     audio_weights: str | Path | None = None,
     audio_backbone_options: dict[str, Any] | None = None,
+    compile_backbone: bool | str = False,
     **cfg: Any,
 ) -> AVModel:
     """Build an adapted model.
@@ -177,6 +178,10 @@ def create_model(
     audio_weights: a local checkpoint of the audio encoder. audio_backbone_options: its extra arguments (timm
     kwargs, ``audio``: its embedding config). With a separate encoder the audio front end's embedding and an
     ``audio`` entry apply to it, not to the visual backbone.
+    compile_backbone: ``torch.compile`` the adapted backbone (the method: frozen backbone and inserted
+    modules; the head stays eager) on its first call, with torch's default backend (True) or the named one.
+    Traced code takes the plain PyTorch path of ``avadapt.kernels``, the one the compiler optimises; the
+    compiler's own start-up takes a while, so it pays off for long runs (training on a GPU), not short ones.
     cfg: options of the method's and the task's config dataclasses (e.g. ``preset="tiny"``,
     ``fusion="none"``, ``num_classes=29``); an option neither knows is an error.
 
@@ -186,6 +191,10 @@ def create_model(
     adapter saved from a training loop of one's own (``save_adapter``) predicts as one saved by ``avadapt fit``.
     """
     method_cls, task_spec = METHODS.get(method), get_task(task)
+    if not isinstance(compile_backbone, bool) and compile_backbone not in (
+            backends := torch.compiler.list_backends(exclude_tags=())):
+        raise OptionError(f"compile_backbone={compile_backbone!r}: not a torch.compile backend; use True (the "
+                          f"default backend), False, or one of {', '.join(backends)}")
     method_opts, task_opts = _split_options(cfg, method_cls, task_spec)
     task_opts = {**method_cls.paper_task_options.get(task, {}), **task_opts}
     if "num_frames" in method_cls.config_class.field_names():  # the task's clip length unless told otherwise
@@ -230,6 +239,8 @@ def create_model(
     else:
         adapted = method_cls(frozen, method_config)
     head = task_spec.build_head(adapted.feature_spec(), task_config)
+    if compile_backbone:  # in place: parameter names, and so adapter files, stay those of the eager model
+        adapted.compile(**({} if compile_backbone is True else {"backend": compile_backbone}))
     spec = {
         "backbone": backbone,
         "method": method,

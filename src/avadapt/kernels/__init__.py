@@ -1,5 +1,7 @@
-"""Hardware-specific fast paths, each behind a probe with a plain fallback; the only package that touches
-private torch APIs or the C library.
+"""CPU fast paths, each behind a probe with a plain fallback; the only package that touches private torch
+APIs or the C library. ``cpu_fast_path`` alone chooses: the fast paths run for CPU tensors only, and every
+kernel runs its plain PyTorch call on any other device, while ``torch.compile`` traces, and inside
+``plain_pytorch()``.
 
 Model code calls plain operations through this interface and reads like the equations it implements:
 
@@ -34,8 +36,9 @@ from avadapt.kernels.heap import (
 )
 from avadapt.kernels.linear import frozen_linear
 from avadapt.kernels.recompute import rebuilt_in_backward
+from avadapt.kernels.selection import cpu_fast_path, plain_pytorch
 
 __all__ = ["ACTIVATIONS", "FrozenBranch", "FrozenMLP", "FrozenSelfAttention", "HeapTuning", "at_least_fp32",
-           "branch_and_projection", "cpu_supports_bf16", "enable_huge_pages", "frozen_linear",
-           "heap_tuning_enabled", "packed_self_attention", "projection_of_branch", "rebuilt_in_backward",
+           "branch_and_projection", "cpu_fast_path", "cpu_supports_bf16", "enable_huge_pages", "frozen_linear",
+           "heap_tuning_enabled", "packed_self_attention", "plain_pytorch", "projection_of_branch", "rebuilt_in_backward",
            "return_free_heap", "scaled_dot_product_attention", "should_recompute", "tune_heap_for_training"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from avadapt.kernels.selection import cpu_fast_path
+
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
@@ -44,9 +46,9 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
 
 
 def _takes_fp32_backward(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:
-    """CPU, one low-precision dtype for all three, 3-D or 4-D, a backward to come, and the CPU flash ops."""
+    """The CPU fast path, one low-precision dtype for all three, 3-D or 4-D, a backward to come, and the CPU flash ops."""
     tensors = (query, key, value)
-    return (query.device.type == "cpu" and all(map(_has_aten_op, _CPU_FLASH)) and query.dtype in _LOW_PRECISION
+    return (cpu_fast_path(query, key, value) and all(map(_has_aten_op, _CPU_FLASH)) and query.dtype in _LOW_PRECISION
             and all(t.dtype == query.dtype and t.dim() == query.dim() for t in tensors) and query.dim() in (3, 4)
             and torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
@@ -81,10 +83,10 @@ def packed_self_attention(qkv: torch.Tensor, scale: float) -> torch.Tensor:
 
     bf16 on a CPU runs as explicit matmuls over a few sequences at a time (``_PackedBf16Attention``): the flash
     kernel's forward and its fp32 backward reach a fraction of the bf16 matmul rate at ViT-B/16's shapes. Any
-    other dtype or device takes ``scaled_dot_product_attention`` on views of qkv, as timm's Attention does.
+    other dtype or device (``cpu_fast_path``) takes ``scaled_dot_product_attention`` on views of qkv, as timm's Attention does.
     """
     s, n, _, heads, head_dim = qkv.shape
-    if qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16 and _has_aten_op("_softmax_backward_data"):
+    if cpu_fast_path(qkv) and qkv.dtype == torch.bfloat16 and _has_aten_op("_softmax_backward_data"):
         with torch.autocast("cpu", enabled=False):
             return _PackedBf16Attention.apply(qkv, scale)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d)

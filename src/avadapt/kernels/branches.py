@@ -10,7 +10,8 @@ compute dtype once (``FrozenWeightCache``), no weight gradients and oneDNN's bia
 map (an adapter's down-projection) to a frozen branch's output. Both branches end in a frozen linear map
 (the attention's output projection, the FFN's fc2) and ``linear ∘ that map`` is one linear map, so the
 projection is computed from what backward keeps anyway and costs no stored copy of the branch's output.
-Any other callable is run as it is and the projection applied to its output.
+Any other callable, and every branch off the CPU fast path (``cpu_fast_path``: another device, or
+``torch.compile`` tracing), is run as it is and the projection applied to its output.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from avadapt.kernels.attention import at_least_fp32, packed_self_attention, scaled_dot_product_attention
 from avadapt.kernels.linear import FrozenWeightCache, compute_dtype, frozen_linear, store_frozen_weights_as
+from avadapt.kernels.selection import cpu_fast_path
 
 ACTIVATIONS = ("none", "tanh", "quick_gelu")  # GELU exact ("none") or tanh, QuickGELU (OpenAI CLIP weights)
 
@@ -87,12 +89,12 @@ def projection_of_branch(branch: Callable[[torch.Tensor], torch.Tensor], x: torc
 
 def _with_projection(branch: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, linear: nn.Linear,
                      need_output: bool, recompute: bool | None) -> tuple[torch.Tensor | None, torch.Tensor]:
-    if not isinstance(branch, FrozenBranch):
-        y = branch(x)
-        return (y if need_output else None), linear(y)
-    if should_recompute(branch.recompute if recompute is None else recompute, x):
-        return checkpoint(branch.forward_and_projection, x, linear, need_output, use_reentrant=False)
-    return branch.forward_and_projection(x, linear, need_output)
+    if isinstance(branch, FrozenBranch) and cpu_fast_path(x):
+        if should_recompute(branch.recompute if recompute is None else recompute, x):
+            return checkpoint(branch.forward_and_projection, x, linear, need_output, use_reentrant=False)
+        return branch.forward_and_projection(x, linear, need_output)
+    y = branch(x, recompute) if isinstance(branch, FrozenBranch) else branch(x)
+    return (y if need_output else None), linear(y)
 
 
 def _fused_projection(linear: nn.Linear, weight: torch.Tensor,

@@ -8,6 +8,8 @@ from functools import cache
 import torch
 import torch.nn.functional as F
 
+from avadapt.kernels.selection import cpu_fast_path
+
 FUSED_DTYPES = (torch.bfloat16, torch.float32)
 
 
@@ -75,7 +77,7 @@ def frozen_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     figures). Everything else, and any weight or bias that needs a gradient, is plain ``F.linear``.
     Autocast is the caller's business: with it on, call this with autocast disabled and x already cast.
     """
-    fused = (bias is not None and x.device.type == "cpu" and x.dtype == weight.dtype == bias.dtype
+    fused = (bias is not None and cpu_fast_path(x, weight, bias) and x.dtype == weight.dtype == bias.dtype
              and x.dtype in FUSED_DTYPES and not (weight.requires_grad or bias.requires_grad)
              and _onednn_linear_available(x.dtype))
     if not fused:
@@ -123,8 +125,9 @@ class FrozenWeightCache:
         return cached[1], cached[2]
 
     def linear(self, layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        """``layer(x)`` in the autocast dtype (x's dtype without autocast), through ``frozen_linear``."""
-        if layer.weight.requires_grad:
+        """``layer(x)`` in the autocast dtype (x's dtype without autocast), through ``frozen_linear`` on the
+        CPU fast path; ``layer(x)`` itself elsewhere."""
+        if layer.weight.requires_grad or not cpu_fast_path(x):  # elsewhere autocast casts, as for any layer
             return layer(x)
         weight, bias = self.weights(layer, compute_dtype(x))
         with torch.autocast(x.device.type, enabled=False):

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 import torch
 
+from avadapt.kernels.selection import cpu_fast_path
+
 
 class _Recipe:
     """What autograd keeps in place of a tensor: a function that rebuilds it, run in the forward's autocast."""
@@ -30,14 +32,15 @@ class _Recipe:
 @contextmanager
 def rebuilt_in_backward(target: torch.Tensor, rebuild: Callable[[], torch.Tensor] | None) -> Iterator[None]:
     """Inside this block, wherever autograd would keep ``target`` for backward it keeps ``rebuild`` instead;
-    with ``rebuild=None`` (no gradient, activation checkpointing) the block runs as it is.
+    with ``rebuild=None`` (no gradient, activation checkpointing), or off the CPU fast path
+    (``cpu_fast_path``), the block runs as it is.
 
     ``rebuild()`` must return target's values from tensors kept alive anyway (it runs under the autocast
     state of this block, without grad) and must not hold target itself, or nothing is saved. Tensors are
     matched by address, shape, strides and dtype; an op that saves a converted copy is left alone. Not for
     use inside activation checkpointing, which replaces saved tensors by its own means.
     """
-    if rebuild is None:
+    if rebuild is None or not cpu_fast_path(target):
         yield
         return
     signature = (target.data_ptr(), target.shape, target.stride(), target.dtype)

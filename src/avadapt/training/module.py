@@ -77,6 +77,8 @@ class AVAdaptModule(L.LightningModule):
             ``AVADAPT_CPU_HEAP_TUNING=0`` too).
         head_checkpoint: a pretraining checkpoint to start the head from (``TaskHead.load_pretrained``; AVQA: the
             references' grounding-pretraining checkpoint).
+        compile_backbone: ``torch.compile`` the adapted backbone (``create_model``): True for torch's default
+            backend, or a backend's name; off by default, as compiling delays the first step.
         audio_backbone, audio_weights, audio_backbone_options: a separate frozen audio encoder, its local
             checkpoint and its options, for methods that take one (DG-SCT; ``create_model``); the audio front end's
             spectrogram must then have the encoder's input size.
@@ -110,6 +112,7 @@ class AVAdaptModule(L.LightningModule):
         lr_decay: str = "cosine",
         step_epochs: float = 3.0,
         step_gamma: float = 0.35,
+        compile_backbone: bool | str = False,
     ):
         super().__init__()
         self.save_hyperparameters()  # plain types only, so checkpoints load with torch.load(weights_only=True)
@@ -133,7 +136,8 @@ class AVAdaptModule(L.LightningModule):
         self.model = create_model(
             backbone=backbone, method=method, task=task, pretrained=pretrained, weights=weights,
             backbone_options=backbone_options, audio_front_end=self.front_end, audio_backbone=audio_backbone,
-            audio_weights=audio_weights, audio_backbone_options=audio_backbone_options, **(method_options or {}),
+            audio_weights=audio_weights, audio_backbone_options=audio_backbone_options,
+            compile_backbone=compile_backbone, **(method_options or {}),
             **(task_options or {}),
         )
         self.task = get_task(task)
