@@ -14,8 +14,8 @@ from avadapt.adapter_files import load_adapter, save_adapter
 from avadapt.cli import main
 from avadapt.data.fbank import FbankConfig
 from avadapt.errors import OptionError
+from avadapt.models import video_data_config
 from avadapt.prediction import RESULTS_NAME, expand_inputs, precision_context, predict_video, predict_videos
-from avadapt.training.module import video_data_config
 from tests.conftest import TINY_AUDIO
 from tests.media_helpers import make_clip
 from tests.zoo import FRAMES, backbone_weights, build
