@@ -132,6 +132,8 @@ def main() -> None:
         results = []
         for precision in precisions:
             for name, videos in (("one long video", long_video), ("many short videos", short_videos)):
+                if not videos:  # --short-videos 0: the long video alone
+                    continue
                 reset_peak_rss()
                 if args.device == "cuda":
                     torch.cuda.reset_peak_memory_stats()

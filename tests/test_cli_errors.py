@@ -18,13 +18,10 @@ import pytest
 import avadapt
 from avadapt.adapter_files import CONFIG_NAME, WEIGHTS_NAME, BackboneMismatchWarning, save_adapter
 from avadapt.cli import main
-from avadapt.data.fbank import FbankConfig
 from avadapt.errors import MediaError
-from avadapt.models import video_data_config
 from avadapt.tasks.ave.synth import synthesize_ave
-from tests.conftest import TINY_AUDIO
 from tests.media_helpers import make_clip
-from tests.zoo import FRAMES, TINY_BACKBONES, backbone_weights, build
+from tests.zoo import FRAMES, TINY_BACKBONES, backbone_weights, save_probe_adapter
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "ave" / "tiny_cpu.yaml"
@@ -41,16 +38,7 @@ def _no_debug_from_the_environment(monkeypatch):
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory) -> Path:
-    """A tiny probe adapter that records its backbone weights file, so loading it warns about nothing."""
-    model = build("vit", "probe")
-    fbank = FbankConfig(num_mel_bins=TINY_AUDIO.num_mel_bins, target_frames=TINY_AUDIO.num_frames)
-    num_classes = model.spec["task_config"]["num_classes"]
-    return save_adapter(
-        model, tmp_path_factory.mktemp("errors") / "adapter",
-        class_names=[f"event {k}" for k in range(num_classes - 1)] + ["background"],
-        preprocessing={"video": video_data_config(model), "fbank": fbank.to_dict(), "num_segments": FRAMES},
-        backbone_source={"pretrained": False, "weights": str(backbone_weights("vit"))},
-    )
+    return save_probe_adapter(tmp_path_factory.mktemp("errors") / "adapter")
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from avadapt.adapter_files import load_adapter, save_adapter
+from avadapt.adapter_files import load_adapter
 from avadapt.cli import main
-from avadapt.data.fbank import FbankConfig
 from avadapt.errors import OptionError
-from avadapt.models import video_data_config
 from avadapt.prediction import RESULTS_NAME, expand_inputs, precision_context, predict_video, predict_videos
-from tests.conftest import TINY_AUDIO
 from tests.media_helpers import make_clip
-from tests.zoo import FRAMES, backbone_weights, build
+from tests.zoo import save_probe_adapter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 LENGTHS = (2.0, 3.0, 4.0, 5.0, 7.0, 3.0)  # seconds; T = 3 segments of 1 s: 1, 1, 2, 2, 3 and 1 windows
@@ -26,16 +23,7 @@ LENGTHS = (2.0, 3.0, 4.0, 5.0, 7.0, 3.0)  # seconds; T = 3 segments of 1 s: 1, 1
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory) -> Path:
-    """A tiny AVE probe adapter that records its backbone weights file."""
-    model = build("vit", "probe")
-    fbank = FbankConfig(num_mel_bins=TINY_AUDIO.num_mel_bins, target_frames=TINY_AUDIO.num_frames)
-    num_classes = model.spec["task_config"]["num_classes"]
-    return save_adapter(
-        model, tmp_path_factory.mktemp("collection") / "adapter",
-        class_names=[f"event {k}" for k in range(num_classes - 1)] + ["background"],
-        preprocessing={"video": video_data_config(model), "fbank": fbank.to_dict(), "num_segments": FRAMES},
-        backbone_source={"pretrained": False, "weights": str(backbone_weights("vit"))},
-    )
+    return save_probe_adapter(tmp_path_factory.mktemp("collection") / "adapter")
 
 
 @pytest.fixture(scope="module")

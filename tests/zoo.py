@@ -87,3 +87,21 @@ def inputs(model: avadapt.AVModel, seed: int = 0) -> tuple[torch.Tensor | None, 
     modalities = model.method.modalities
     return (video if "video" in modalities else None), (audio if "audio" in modalities else None)
 
+
+
+def save_probe_adapter(folder: Path) -> Path:
+    """A tiny AVE probe adapter in ``folder`` that records its backbone weights file, so loading it warns about
+    nothing: what the prediction and command-line tests predict with."""
+    from avadapt.adapter_files import save_adapter
+    from avadapt.data.fbank import FbankConfig
+    from avadapt.models import video_data_config
+
+    model = build("vit", "probe")
+    fbank = FbankConfig(num_mel_bins=TINY_AUDIO.num_mel_bins, target_frames=TINY_AUDIO.num_frames)
+    num_classes = model.spec["task_config"]["num_classes"]
+    return save_adapter(
+        model, folder,
+        class_names=[f"event {k}" for k in range(num_classes - 1)] + ["background"],
+        preprocessing={"video": video_data_config(model), "fbank": fbank.to_dict(), "num_segments": FRAMES},
+        backbone_source={"pretrained": False, "weights": str(backbone_weights("vit"))},
+    )
