@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -46,3 +48,23 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ave" / "tiny_cpu.yaml"
+
+
+@pytest.fixture(scope="module")
+def ave_root(tmp_path_factory) -> Path:
+    """A small synthetic AVE (48 clips of 16 events + background, tiny_cpu's 17 classes), one per test module."""
+    from avadapt.tasks.ave.synth import synthesize_ave
+
+    root = tmp_path_factory.mktemp("ave")
+    synthesize_ave(root, clips=48, seed=1, num_classes=16, size=32)
+    return root
+
+
+def tiny_fit_args(root: Path, out: Path, *extra: str) -> list[str]:
+    """``avadapt fit`` of the tiny config on ``root`` into ``out``, in this process, in fp32, plus ``extra``."""
+    return ["fit", "--config", str(TINY_CONFIG), "--data.root", str(root), "--data.num_workers", "0",
+            "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar", "false",
+            "--trainer.precision", "32-true", *extra]

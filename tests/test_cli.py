@@ -11,10 +11,9 @@ import torch
 
 from avadapt.cli import main
 from avadapt.data.media import write_mp4
-from avadapt.tasks.ave.synth import synthesize_ave
+from tests.conftest import TINY_CONFIG, tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIG = REPO / "configs" / "ave" / "tiny_cpu.yaml"
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
     pytest.mark.filterwarnings("ignore::avadapt.adapter_files.RandomBackboneWarning"),
@@ -22,21 +21,8 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ave_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli_ave")
-    synthesize_ave(root, clips=48, seed=1, num_classes=16, size=32)  # 16 events + background = tiny_cpu's 17
-    return root
-
-
-def _fit_args(root, out, *extra: str) -> list[str]:
-    return ["fit", "--config", str(TINY_CONFIG), "--data.root", str(root), "--data.num_workers", "0",
-            "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar", "false",
-            "--trainer.precision", "32-true", *extra]
-
-
 def test_fit_fast_dev_run_from_the_tiny_config(tmp_path, ave_root, capsys):
-    main(_fit_args(ave_root, tmp_path, "--trainer.fast_dev_run", "1",
+    main(tiny_fit_args(ave_root, tmp_path, "--trainer.fast_dev_run", "1",
                    "--adapter_export.dirpath", str(tmp_path / "adapter")))
     assert (tmp_path / "adapter" / "config.json").is_file()
     assert (tmp_path / "adapter" / "adapter.safetensors").is_file()
@@ -44,7 +30,7 @@ def test_fit_fast_dev_run_from_the_tiny_config(tmp_path, ave_root, capsys):
 
 
 def test_fit_then_validate_test_and_predict_from_the_checkpoints(tmp_path, ave_root, capsys):
-    main(_fit_args(ave_root, tmp_path, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+    main(tiny_fit_args(ave_root, tmp_path, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
                    "--test_after_fit", "false"))
     run = tmp_path / "lightning_logs" / "version_0"  # the default logger's folder: a CSVLogger's
     checkpoints = sorted((run / "checkpoints").glob("*.ckpt"))
@@ -71,7 +57,7 @@ def test_fit_then_validate_test_and_predict_from_the_checkpoints(tmp_path, ave_r
 
 
 def test_predict_slides_windows_over_a_long_video(tmp_path, ave_root):
-    main(_fit_args(ave_root, tmp_path, "--trainer.fast_dev_run", "1", "--test_after_fit", "false",
+    main(tiny_fit_args(ave_root, tmp_path, "--trainer.fast_dev_run", "1", "--test_after_fit", "false",
                    "--adapter_export.dirpath", str(tmp_path / "adapter")))
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, size=(23 * 4, 32, 32, 3), dtype=np.uint8)
@@ -152,7 +138,7 @@ def test_ddp_on_two_cpu_processes(tmp_path, ave_root):
     import subprocess
     import sys
 
-    args = _fit_args(ave_root, tmp_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+    args = tiny_fit_args(ave_root, tmp_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                      "--trainer.strategy", "ddp", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2")
     done = subprocess.run([sys.executable, "-m", "avadapt.cli", *args], capture_output=True, text=True, timeout=540,
                           check=False)

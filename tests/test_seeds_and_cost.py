@@ -12,12 +12,10 @@ from safetensors.torch import load_file
 
 from avadapt.cli import main
 from avadapt.errors import OptionError
-from avadapt.tasks.ave.synth import synthesize_ave
 from avadapt.training.cost import peak_rss_bytes, reset_peak_rss
 from avadapt.training.seeds import format_table, parse_seeds, summarise
+from tests.conftest import TINY_CONFIG, tiny_fit_args
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIG = REPO / "configs" / "ave" / "tiny_cpu.yaml"
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
     pytest.mark.filterwarnings("ignore::avadapt.adapter_files.RandomBackboneWarning"),
@@ -25,18 +23,10 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ave_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("seeds_ave")
-    synthesize_ave(root, clips=48, seed=1, num_classes=16, size=32)  # 16 events + background = tiny_cpu's 17
-    return root
-
-
 def _fit_args(root, out, *extra: str) -> list[str]:
-    return ["fit", "--config", str(TINY_CONFIG), "--data.root", str(root), "--data.num_workers", "0",
-            "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar", "false",
-            "--trainer.precision", "32-true", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-            "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "2", *extra]
+    """The tiny fit cut to one epoch of two training batches."""
+    return tiny_fit_args(root, out, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                         "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "2", *extra)
 
 
 def _logged(metrics_csv: Path) -> dict[str, list[float]]:
