@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 import avadapt
 from avadapt.adapter_files import BackboneFileError, RandomBackboneWarning, load_adapter, save_adapter
 from avadapt.backbones import create_audio_backbone
+from avadapt.cli import main
 from avadapt.errors import OptionError
 from avadapt.methods.dg_sct import (
     DGSCTConfig,
@@ -334,7 +335,7 @@ def test_create_model_refuses_a_second_encoder_where_the_method_cannot_take_one(
                              audio_backbone_options=AUDIO_OPTIONS)
 
 
-def test_adapter_round_trip_with_a_separate_audio_encoder(tmp_path):
+def test_adapter_round_trip_with_a_separate_audio_encoder(tmp_path, capsys):
     model = build("swinv2", temporal="adapter")
     with torch.no_grad():
         for p in model.trainable_parameters():
@@ -360,6 +361,15 @@ def test_adapter_round_trip_with_a_separate_audio_encoder(tmp_path):
     with pytest.raises(BackboneFileError, match=f"{tmp_path / 'gone.safetensors'}: audio encoder weights file "
                                                 "recorded by the adapter .* not found"):
         load_adapter(tmp_path / "adapter")
+    # `avadapt predict --audio-weights` names the file in its place: a missing one stops the command naming it
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        main(["predict", str(tmp_path / "clip.mp4"), "--adapter", str(tmp_path / "adapter"),
+              "--audio-weights", str(tmp_path / "moved.safetensors")])
+    assert f"{tmp_path / 'moved.safetensors'}: audio encoder weights file not found" in capsys.readouterr().err
+    relocated = load_adapter(tmp_path / "adapter", audio_weights=audio_weights())
+    with torch.no_grad():
+        torch.testing.assert_close(relocated(video, audio), before, rtol=0, atol=0)
     # an adapter that records no hash of it (written before hashes were kept): random, and loading says so
     del config["backbone_source"]["audio_weights_sha256"]
     (tmp_path / "adapter" / "config.json").write_text(json.dumps(config))

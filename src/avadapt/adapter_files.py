@@ -276,7 +276,7 @@ def _weights_file(directory: Path, source: dict[str, Any], key: str, given: str 
     hashes records a file that is gone). A missing file, or one with other bytes unless ``weights_mismatch`` is
     "ok", raises :class:`BackboneFileError`."""
     recorded, digest = source.get(key), source.get(f"{key}_sha256")
-    option = "--weights PATH" if key == "weights" else "audio_weights=PATH"
+    option = "--weights PATH" if key == "weights" else "--audio-weights PATH"
     what = "backbone weights" if key == "weights" else "audio encoder weights"
     if given is None and recorded is None:
         return None
@@ -361,9 +361,9 @@ def load_adapter(
                                       audio_weights, weights_mismatch)
         if audio_weights is None:
             warnings.warn(
-                f"{directory}: no audio encoder weights given or found (pass audio_weights=PATH); the audio "
-                f"encoder {config['spec']['audio_backbone']!r} is RANDOMLY INITIALISED", RandomBackboneWarning,
-                stacklevel=2)
+                f"{directory}: no audio encoder weights given or found (pass --audio-weights PATH, or "
+                f"audio_weights=PATH in Python); the audio encoder {config['spec']['audio_backbone']!r} is RANDOMLY "
+                f"INITIALISED", RandomBackboneWarning, stacklevel=2)
     state = read_adapter_weights(directory / WEIGHTS_NAME, map_location)  # before the model: fail fast
     model = build_from_config(config, pretrained=use_tag, weights=weights_path, audio_weights=audio_weights)
     load_trainable_state(model, state, str(directory / WEIGHTS_NAME))

@@ -141,6 +141,8 @@ def _add_adapter_loading(p: argparse.ArgumentParser) -> None:
     weights.add_argument("--weights", help="backbone weights file (default: the file recorded at training time, by "
                                            "absolute path); it must have the same bytes (sha256) as that file")
     weights.add_argument("--pretrained", action="store_true", help="backbone weights from its timm tag")
+    p.add_argument("--audio-weights", help="weights file of a separate audio encoder (DG-SCT's HTS-AT; default: the "
+                                           "file recorded at training time), checked by sha256 as --weights is")
     p.add_argument("--weights-mismatch", choices=("refuse", "ok"), default="refuse",
                    help="a backbone file whose sha256 differs from the one recorded at training time: 'refuse' "
                         "(default) stops with an error, 'ok' uses it anyway with a warning (predictions of an "
@@ -152,7 +154,8 @@ def _load_adapter(args: argparse.Namespace):
     from avadapt.adapter_files import load_adapter
 
     return load_adapter(args.adapter, weights=args.weights, pretrained=True if args.pretrained else None,
-                        weights_mismatch=args.weights_mismatch, map_location=args.device)
+                        audio_weights=args.audio_weights, weights_mismatch=args.weights_mismatch,
+                        map_location=args.device)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
