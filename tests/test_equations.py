@@ -269,6 +269,23 @@ def test_stg_cma_matches_its_equations(family, mode, path):
         assert largest_miss(expected, evaluated) > MUTATION_MISS
 
 
+@pytest.mark.usefixtures("supplied_drop_masks")
+@pytest.mark.parametrize("options", [{"recompute_frozen": True}, {"activation_checkpointing": True}],
+                         ids=["recompute_frozen", "activation_checkpointing"])
+@pytest.mark.parametrize("family", ["vit", "swin"])
+def test_stg_cma_memory_savers_keep_its_equations(family, options):
+    """Recomputing frozen activations, or whole blocks, in backward changes what is stored, not what is computed."""
+    model = build_stg_cma(family, **options).train()
+    video, audio = stg_cma_inputs(family)
+    adapters = method_weights(model.method)
+    expected = plain_stg_cma(family, model, video, audio, adapters, training=True)
+    ours = as_outputs(model.features(video, audio))
+    probe_loss(ours).backward()
+    probe_loss(expected).backward()
+    assert_same(ours, expected)
+    assert_same_gradients(model.method, adapters)
+
+
 @pytest.mark.parametrize("family", ["vit", "swin"])
 def test_stg_cma_comparison_fails_with_swapped_gates(family):
     model = build_stg_cma(family).eval()
