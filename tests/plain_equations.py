@@ -435,7 +435,7 @@ def dg_sct_adapter(x: torch.Tensor, other: torch.Tensor, w: Weights, name: str, 
                    alpha: float, beta: float, groups: int, batch_norm: bool, training: bool,
                    num_frames: int, norm_before: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One DG-SCT adapter of this modality's tokens X (S, N, D), S = B·T segments clip-major, guided by the other
-    modality's tokens Y (S, N_o, D_o) of the same segments (DG-SCT §3.2):
+    modality's tokens Y (S, N_o, D_o) of the same segments (the DG-SCT paper's adapter):
 
     1. Ŷ = align(Y); LAVISH's latent exchange: L̃ = L + softmax(L·Ŷᵀ)·Ŷ, X ← X + g_av·softmax(X·L̃ᵀ)·L̃;
     2. a = mean over tokens of Ŷ; channel map c = σ(W_c·ReLU(W_b·mean_N[ReLU(W_a1·a) ⊙ ReLU(W_v1·X)]));
