@@ -37,7 +37,7 @@ class STGCMAConfig(JSONConfig):
         a step switched off falls back to the frozen branch alone.
     fusion: cross-modal exchange direction (Table 5): both | audio_to_visual | visual_to_audio | none.
     branches: audio_visual | audio_only | visual_only.
-    drop_path: stochastic depth on the temporal step's adapted residual (per token position, as the reference),
+    drop_path: stochastic depth on the temporal step's adapted residual (per clip and token position),
         rising linearly from 0 over depth; frozen computation is never dropped.
     tune_final_norm: train a copy of the final LayerNorm. None follows the official code per backbone:
         on for CLIP ViTs (it trains ln_post), off for Swin (its trainable names miss Swin's norm).

@@ -26,7 +26,9 @@ class STGCMABlock(nn.Module):
     1. temporal (per modality): x_m ← x_m + DP(W_up · GELU(W_down · A(x_m) along time)), the frozen attention
        re-run over each token position's T-long sequence, class token included; no skip in the T-Adapter.
        DP (stochastic depth) drops the adapted residual of a token position over all T segments at once, as
-       the reference applies it to its (B·N, T, D) sequences; only here, never on frozen computation.
+       the reference's Swin code applies it to its (B·N, T, D) sequences (its CLIP code applies timm's DropPath
+       to sequence-first (N, B·T, D) tokens: one factor per token position for the whole batch); only here,
+       never on frozen computation.
     2. spatial (cross-modal): S_m = A(x_m) per segment; H_m = GELU(W_down · S_m); CAIM between the segment's
        H_v and H_a (``CrossModalGates``); x_m ← x_m + S_m + W_up · H_m.
     3. global (cross-modal): F_m = F(x_m); the same CAIM with the same gates; x_m ← x_m + F_m + W_up · H_m.
