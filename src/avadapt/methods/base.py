@@ -106,9 +106,10 @@ class AVMethod(nn.Module):
     paper_task_options: ClassVar[dict[str, dict]] = {}
     """Per task, the options of the task's config the paper sets for this method (DG-SCT on AVE: the CMBS head);
     ``create_model`` applies them unless the caller gives the option."""
-    final_norm_modalities: ClassVar[tuple[str, ...]] = ("video", "audio")
+    final_norm_modalities: tuple[str, ...] = ("video", "audio")
     """The modalities whose last tokens pass the encoder's final norm before they are pooled into per-segment
-    vectors (:meth:`features_from`); DG-SCT pools its audio tokens without it, as its official code does."""
+    vectors (:meth:`features_from`); DG-SCT pools the tokens of its own audio encoder without it, as its official
+    code does."""
 
     def __init__(self, backbone: Backbone, branches: str, num_frames: int, audio_backbone: Backbone | None = None):
         super().__init__()
