@@ -15,8 +15,8 @@ block handles, final norm); what HTS-AT adds in front of it is :meth:`HTSATBackb
 
 The log-mel itself is computed by the data pipeline (the ``htsat`` entries of ``avadapt.audio_front_ends``: each
 1 s segment tiled to 10 s, or 5 s on AVSBench, as DG-SCT's loaders do), so HTS-AT's ``spectrogram_extractor`` /
-``logmel_extractor`` are not part of the encoder. Training-time SpecAugment
-and dropout are off: the encoder is frozen and evaluates as at inference whatever ``.train()`` is called with.
+``logmel_extractor`` are not part of the encoder. Training-time SpecAugment and dropout are off: the encoder is
+frozen and evaluates as at inference whatever ``.train()`` is called with.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ class HTSATConfig(JSONConfig):
     """HTS-AT's encoder shape; the defaults are the AudioSet model (``HTSAT_AudioSet_Saved_1.ckpt``).
 
     num_mel_bins × num_frames: the log-mel segment the encoder reads (64 mel × 1001 frames = a 10 s clip at a
-    320-sample hop at 32 kHz, HTS-AT's AudioSet input and DG-SCT's tiled second). freq_ratio: how many time chunks are stacked along frequency; the image side is
-    ``spec_size = num_mel_bins · freq_ratio`` (256) and the time axis is stretched to ``spec_size · freq_ratio``
-    frames (1024). The rest is the Swin: patch size, window, first width and per-stage depths and heads.
+    320-sample hop at 32 kHz, HTS-AT's AudioSet input and DG-SCT's tiled second). freq_ratio: how many time
+    chunks are stacked along frequency; the image side is ``spec_size = num_mel_bins · freq_ratio`` (256) and the
+    time axis is stretched to ``spec_size · freq_ratio`` frames (1024). The rest is the Swin: patch size, window, first width and per-stage depths and heads.
     """
 
     num_mel_bins: int = 64

@@ -219,9 +219,9 @@ class DGSCTBlock(nn.Module):
       p2 = adapters₂(v, a) from the updated states;
       v ← v + mlp_branch(v) + p2_v;            a ← a + p2_a.
     The branches are the frozen block's own (``norm1(attn(x))`` on res-post-norm Swin-V2), so with the output
-    gates at 0 (and gated audio adapters) the block is the two frozen blocks. The frozen branches are never dropped (the reference's DP is
-    timm's stochastic depth of the frozen Swin-V2; here the backbone is in eval behaviour throughout). The pooling
-    maps are those of the p2 adapters.
+    gates at 0 (and gated audio adapters) the block is the two frozen blocks. The frozen branches are never
+    dropped (the reference's DP is timm's stochastic depth of the frozen Swin-V2; here the backbone is in eval
+    behaviour throughout). The pooling maps are those of the p2 adapters.
     """
 
     def __init__(self, visual_handle, audio_handle, visual: TokenLayout, audio: TokenLayout, config: DGSCTConfig,
