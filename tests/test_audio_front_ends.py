@@ -62,11 +62,12 @@ PAPER_FRONT_ENDS = {
     ("lavish", "vit"): ("vit", "vit", "vit"),
     ("av_stfp", "vit"): ("vit", "vit", "vit"),
     ("probe", "vit"): ("vit", "vit", "vit"),
-    ("dg_sct", "vit"): ("htsat", "htsat", "htsat"),  # DG-SCT hears through HTS-AT, whatever it sees with
+    # DG-SCT hears through HTS-AT whatever it sees with, each second tiled to 10 s (AVS: the 5 s clip)
+    ("dg_sct", "vit"): ("htsat", "htsat_avs", "htsat"),
     ("stg_cma", "swin"): STG_CMA_SWIN,
     ("probe", "swin"): STG_CMA_SWIN,  # the probe is STG-CMA's comparison: the same loader
     ("lavish", "swin"): ("lavish_swin_ave", "lavish_swin_avs", "lavish_swin_avqa"),
-    ("dg_sct", "swin"): ("htsat", "htsat", "htsat"),
+    ("dg_sct", "swin"): ("htsat", "htsat_avs", "htsat"),
     ("av_stfp", "swin"): ("stg_cma_swin_ave",) * 3,  # no paper setting: the Swin family's default
 }
 

@@ -72,6 +72,7 @@ def test_reference_defaults():
     )
     assert (cfg.window_type, cfg.dither, cfg.htk_compat, cfg.use_energy) == ("hanning", 0.0, True, False)
     assert (cfg.target_frames, cfg.window_seconds, cfg.mean, cfg.std) == (102, 1.0, -4.1426, 3.2001)
+    assert cfg.tile_seconds is None and cfg.spectrogram_samples == 16000  # the window as it is
     assert FbankConfig.from_dict(cfg.to_dict()) == cfg
 
 
@@ -83,6 +84,7 @@ def test_reference_defaults():
         ({"dither": 1.0}, "dither"),
         ({"use_energy": True}, "use_energy"),
         ({"window_seconds": 0.01}, "shorter than one fbank frame"),
+        ({"window_seconds": 2.0, "tile_seconds": 1.5}, "tile_seconds"),
     ],
 )
 def test_invalid_config_is_named(options, problem):
@@ -144,3 +146,22 @@ def test_short_wave_is_zero_padded_and_silence_is_finite():
 def test_rejects_multichannel_wave():
     with pytest.raises(ValueError, match="mono"):
         segment_fbank(np.zeros((2, 16000), np.float32), FbankConfig(), 1)
+
+
+def test_a_tiled_window_is_the_fbank_of_the_window_repeated_end_to_end():
+    """tile_seconds: each segment's window repeated to the tiled length before the spectrogram (checked against
+    kaldi-native-fbank of np.tile), then normalised and cut or padded as any other."""
+    cfg = FbankConfig(num_mel_bins=40, tile_seconds=2.5, target_frames=260)  # 2.5 s: 248 Kaldi frames
+    rng = np.random.default_rng(3)
+    wave = (rng.standard_normal(int(1.5 * 16000)) * 0.1).astype(np.float32)
+    images = segment_fbank(wave, cfg, num_segments=2)
+    assert images.shape == (2, 1, 40, 260)
+    centred = wave - wave.mean()
+    second = np.zeros(16000, np.float32)
+    second[:8000] = centred[16000:]  # past the end of the wave: zeros, then tiled with the rest
+    for t, window in enumerate([centred[:16000], second]):
+        tiled = np.tile(window, 3)[: int(2.5 * 16000)]
+        expected = (knf_fbank(tiled, cfg) - cfg.mean) / (2 * cfg.std)  # (248, 40)
+        assert expected.shape == (248, 40)
+        np.testing.assert_allclose(images[t, 0, :, :248].numpy(), expected.T, atol=2e-3)
+        assert torch.count_nonzero(images[t, 0, :, 248:]) == 0

@@ -19,6 +19,7 @@ from avadapt.backbones import create_audio_backbone
 from avadapt.cli import main
 from avadapt.errors import OptionError
 from avadapt.methods.dg_sct import (
+    DGSCTAdapter,
     DGSCTConfig,
     DualGuidance,
     GridResizeAlignment,
@@ -69,15 +70,17 @@ def inputs(model: avadapt.AVModel, seed: int = 0) -> tuple[torch.Tensor, torch.T
             torch.randn(BATCH, FRAMES, 1, AUDIO_SIZE, AUDIO_SIZE, generator=g))
 
 
-def frozen_audio_maps(model: avadapt.AVModel, audio: torch.Tensor) -> list[torch.Tensor]:
-    """The audio Swin's stage outputs by timm's own modules, the last after its final norm: (B, T, N_s, D_s)."""
+def frozen_audio_maps(model: avadapt.AVModel, audio: torch.Tensor, final_norm: bool = False) -> list[torch.Tensor]:
+    """The audio Swin's stage outputs by timm's own modules: (B, T, N_s, D_s). DG-SCT pools its audio tokens as
+    the last stage leaves them, without the encoder's final norm (``final_norm=True`` applies it)."""
     timm_model = model.audio_backbone.model
     x = timm_model.patch_embed(audio.flatten(0, 1))  # (S, H, W, C)
     maps = []
     for layer in timm_model.layers:
         x = layer(x)
         maps.append(x)
-    maps[-1] = timm_model.norm(maps[-1])
+    if final_norm:
+        maps[-1] = timm_model.norm(maps[-1])
     return [m.reshape(BATCH, FRAMES, -1, m.shape[-1]) for m in maps]
 
 
@@ -121,12 +124,15 @@ def test_model_pairs_its_encoders_blocks(family, pairs):
 # --- identity at init, freezing -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [{}, {"preset": "s4"}, {"temporal": "adapter"}, {"preset": "avqa", "conv_groups": 2},
-                                     {"preset": "ms3"}])
+# the AVQA, S4 and MS3 presets leave the audio adapters ungated, as their code: gated here to test the identity
+@pytest.mark.parametrize("options", [{}, {"preset": "s4", "audio_gate": True}, {"temporal": "adapter"},
+                                     {"preset": "avqa", "conv_groups": 2, "audio_gate": True},
+                                     {"preset": "ms3", "audio_gate": True}])
 @pytest.mark.parametrize("family", ["vit", "swin", "swinv2"])
 def test_encoders_start_as_the_frozen_ones_and_features_are_guided_pools_of_them(family, options):
     """Zero output gates: every token map equals the frozen encoders' (eval and train mode, BatchNorm on batch
-    statistics in the latter); the per-segment vectors are the frozen final tokens pooled by the maps P."""
+    statistics in the latter); the per-segment vectors are the frozen final tokens pooled by the maps P, the
+    visual ones after the visual encoder's final norm, the audio ones without the audio encoder's."""
     model = build(family, **options)
     video, audio = inputs(model)
     visual = frozen_visual_features(family, video, audio)
@@ -153,6 +159,9 @@ def test_encoders_start_as_the_frozen_ones_and_features_are_guided_pools_of_them
         p_audio = pooling["audio"].view(BATCH, FRAMES, -1, 1)
         torch.testing.assert_close(ours.video, (p_video * final_visual).sum(2), rtol=0, atol=1e-5)
         torch.testing.assert_close(ours.audio, (p_audio * audio_maps[-1]).sum(2), rtol=0, atol=1e-5)
+    # the audio encoder's final norm (random affine weights here) is not what was pooled
+    normed = frozen_audio_maps(model, audio, final_norm=True)[-1]
+    assert not torch.allclose(ours.audio, (p_audio * normed).sum(2), atol=1e-2)
 
 
 def test_without_guidance_features_are_the_frozen_encoders_mean_pools():
@@ -161,6 +170,8 @@ def test_without_guidance_features_are_the_frozen_encoders_mean_pools():
     ours = model.train().features(video, audio)
     torch.testing.assert_close(ours.video, frozen_visual_features("swinv2", video, audio).video, rtol=0, atol=1e-5)
     torch.testing.assert_close(ours.audio, frozen_audio_maps(model, audio)[-1].mean(2), rtol=0, atol=1e-5)
+    normed = frozen_audio_maps(model, audio, final_norm=True)[-1].mean(2)
+    assert not torch.allclose(ours.audio, normed, atol=1e-2)
 
 
 @pytest.mark.parametrize("family", ["vit", "swinv2"])
@@ -219,6 +230,22 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients():
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("options", [{"preset": "s4"}, {"preset": "ms3"}, {"preset": "avqa", "conv_groups": 2}])
+def test_presets_with_ungated_audio_adapters_change_only_the_audio_stream_at_init(options):
+    """The AVQA, S4 and MS3 code builds its audio adapters without an output gate: the visual stream starts as
+    the frozen encoder's, the audio stream does not (as LAVISH's AVS preset)."""
+    model = build("swinv2", **options)
+    assert all(block.attention_adapters["audio"].gate is None and block.ffn_adapters["audio"].gate is None
+               and block.attention_adapters["video"].gate is not None for block in model.method.blocks)
+    video, audio = inputs(model)
+    with torch.no_grad():
+        ours = model.eval().features(video, audio)
+        frozen_audio = frozen_audio_maps(model, audio)
+    for mine, frozen in zip(ours.video_maps, frozen_visual_features("swinv2", video, audio).video_maps, strict=True):
+        torch.testing.assert_close(mine, frozen, rtol=0, atol=1e-5)
+    assert not torch.allclose(ours.audio_maps[-1], frozen_audio[-1], atol=1e-3)
+
+
 # --- modules ------------------------------------------------------------------------------------------------
 
 
@@ -239,6 +266,57 @@ def test_guidance_maps_have_the_papers_shapes_ranges_and_formula():
          * F.relu(summary @ g.other_spatial.weight.T + g.other_spatial.bias)) @ g.spatial_logit.weight.T
     torch.testing.assert_close(channel, c)
     torch.testing.assert_close(spatial, s + g.spatial_logit.bias)
+
+
+def _per_token(x: torch.Tensor, conv: torch.nn.Conv1d) -> torch.Tensor:
+    """A grouped 1×1 convolution without bias as the per-token map it is: (S, N, D) → (S, N, D')."""
+    return F.conv1d(x.transpose(1, 2), conv.weight, groups=conv.groups).transpose(1, 2)
+
+
+@pytest.mark.parametrize("preset", ["ave", "avqa", "s4", "ms3"])
+def test_bottleneck_norms_and_gate_sit_where_each_tasks_reference_puts_them(preset):
+    """AVE and AVQA: g · LN(up(ReLU(down(LN(x))))); S4 and MS3: LN(g · up(ReLU(down(x)))), no LN before; written
+    out from the adapter's weights (all random, gate included). A layout with the gate or the first LN moved
+    gives another output."""
+    torch.manual_seed(0)
+    config = DGSCTConfig(preset=preset, batch_norm=False, ratio="1/2")
+    adapter = DGSCTAdapter(TokenLayout((4, 4), 16), TokenLayout((2, 2), 8), config, num_frames=2)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.normal_(0, 0.5)
+    x = torch.randn(3, 16, 16)
+    b, g = adapter.bottleneck, adapter.gate
+
+    def norm(layer, h):
+        return F.layer_norm(h, (16,), layer.weight, layer.bias, layer.eps)
+
+    def project(h):
+        return _per_token(F.relu(_per_token(h, b.down)), b.up)
+
+    avs_layout = norm(b.norm_after, g * project(x))
+    if preset in ("s4", "ms3"):
+        assert isinstance(b.norm_before, torch.nn.Identity)
+        expected, other = avs_layout, g * norm(b.norm_after, project(x))
+    else:
+        expected = g * norm(b.norm_after, project(norm(b.norm_before, x)))
+        other = g * norm(b.norm_after, project(x))  # without the first LN
+    with torch.no_grad():
+        torch.testing.assert_close(adapter.gated_bottleneck(x), expected)
+        assert not torch.allclose(adapter.gated_bottleneck(x), other, atol=1e-3)
+        g.zero_()  # either order adds nothing while the gate is 0 (and the closing LN's bias at its initial 0)
+        b.norm_after.bias.zero_()
+        assert torch.count_nonzero(adapter.gated_bottleneck(x)) == 0
+
+
+def test_layout_presets_and_latent_initialisation_follow_the_reference():
+    layout = {name: (c.norm_before, c.gate_before_norm, c.audio_gate, c.latent_init)
+              for name in ("ave", "avvp", "avqa", "s4", "ms3") for c in [DGSCTConfig(preset=name)]}
+    assert layout == {"ave": (True, False, True, "uniform"), "avvp": (True, False, True, "uniform"),
+                      "avqa": (True, False, False, "zeros"), "s4": (False, True, False, "zeros"),
+                      "ms3": (False, True, False, "zeros")}
+    model = build("swinv2", preset="avqa", conv_groups=2)  # the tiny widths do not split into 4 groups
+    latent = [a.fusion.latent_tokens for a in model.method.modules() if isinstance(a, DGSCTAdapter)]
+    assert latent and all(torch.count_nonzero(tokens) == 0 for tokens in latent)
 
 
 def test_pooling_maps_are_distributions_over_each_modalitys_final_tokens():

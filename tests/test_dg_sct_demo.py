@@ -23,7 +23,7 @@ from tests.zoo import BATCH, FRAMES, TINY_BACKBONES, backbone_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-MEL, AUDIO_FRAMES = 16, 26
+MEL, AUDIO_FRAMES = 16, 251  # 16 mel bins every 40 ms of a second tiled to 10 s
 FRONT_END = audio_front_end("htsat").with_fbank(num_mel_bins=MEL, frame_shift_ms=40.0, target_frames=AUDIO_FRAMES)
 
 

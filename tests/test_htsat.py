@@ -83,11 +83,12 @@ def bicubic_stretch(x: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def test_spectrogram_image_is_bn0_then_bicubic_stretch_then_fold():
+@pytest.mark.parametrize("frames", [1001, 501, 101])  # a 10 s clip (the default), 5 s (DG-SCT's AVS), 1 s
+def test_spectrogram_image_is_bn0_then_bicubic_stretch_then_fold(frames):
     torch.manual_seed(0)
-    backbone = create_htsat("tiny")
+    backbone = create_htsat("tiny", num_frames=frames)
     set_bn0(backbone)
-    spec = torch.randn(2, 1, 64, 101, dtype=torch.float64)
+    spec = torch.randn(2, 1, 64, frames, dtype=torch.float64)
     image = backbone.double().spectrogram_image(spec)
     assert image.shape == (2, 1, 256, 256)
 
@@ -101,7 +102,7 @@ def test_spectrogram_image_is_bn0_then_bicubic_stretch_then_fold():
     np.testing.assert_allclose(image[:, 0].numpy(), expected, atol=1e-9)
     # align_corners: the first and last frames are kept exactly
     np.testing.assert_allclose(image[:, 0, :64, 0].numpy(), normed[:, :, 0], atol=1e-12)
-    np.testing.assert_allclose(image[:, 0, 192:, 255].numpy(), normed[:, :, 100], atol=1e-12)
+    np.testing.assert_allclose(image[:, 0, 192:, 255].numpy(), normed[:, :, -1], atol=1e-12)
 
 
 def test_full_size_encoder_shapes_and_parameter_count():
@@ -125,13 +126,14 @@ def test_full_size_encoder_shapes_and_parameter_count():
             expected += 2 * (2 * c) + 2 * c * c
     assert sum(p.numel() for p in backbone.parameters()) == expected == 27_534_488
 
+    assert backbone.config.num_frames == 1001  # HTS-AT's 10 s AudioSet clip at a 320-sample hop
     with torch.no_grad():
-        tokens = backbone.audio_tokens(torch.randn(1, 1, 64, 101))
+        tokens = backbone.audio_tokens(torch.randn(1, 1, 64, 1001))
     assert tokens.shape == (1, 64 * 64, 96)
 
 
 def test_stage_handles_reproduce_timm_forward_on_the_folded_image(tiny):
-    spec = torch.randn(2, 1, 64, 101)
+    spec = torch.randn(2, 1, 64, 1001)
     with torch.no_grad():
         x = tiny.audio_tokens(spec)
         for stage in tiny.stages:
@@ -148,7 +150,7 @@ def test_frozen_and_evaluating_whatever_train_is_called_with():
     backbone = create_htsat("tiny")
     set_bn0(backbone)
     holder = nn.ModuleDict({"encoder": backbone, "adapter": nn.Linear(4, 4)})  # a method around it
-    spec = torch.randn(3, 1, 64, 101) * 5 + 2  # batch statistics far from the running ones
+    spec = torch.randn(3, 1, 64, 1001) * 5 + 2  # batch statistics far from the running ones
     with torch.no_grad():
         holder.eval()
         at_eval = backbone.audio_tokens(spec)
@@ -166,7 +168,7 @@ def test_frozen_and_evaluating_whatever_train_is_called_with():
 def test_gradients_reach_what_is_before_the_encoder_but_not_the_encoder(tiny):
     tiny.train()
     gain = nn.Parameter(torch.ones(1, 1, 64, 1))  # a trainable part in front of the frozen encoder
-    x = tiny.audio_tokens(torch.randn(2, 1, 64, 101) * gain)
+    x = tiny.audio_tokens(torch.randn(2, 1, 64, 1001) * gain)
     for block in tiny.stages[0].blocks:
         x = block.run(x)
     x.square().mean().backward()
@@ -187,7 +189,7 @@ def test_config_round_trips_through_json_and_checks_itself():
 
 
 def test_wrong_input_size_and_video_are_refused(tiny):
-    with pytest.raises(ValueError, match="64 mel, 101 frames"):
+    with pytest.raises(ValueError, match="64 mel, 1001 frames"):
         tiny.audio_tokens(torch.zeros(1, 1, 64, 100))
     with pytest.raises(TypeError, match="no video entrance"):
         tiny.video_tokens(torch.zeros(1, 3, 256, 256))
@@ -252,7 +254,7 @@ def test_checkpoint_round_trip_restores_every_weight(checkpoint):
     for key in expected:
         assert torch.equal(expected[key], found[key]), key
     assert not any(p.requires_grad for p in loaded.parameters())
-    spec = torch.randn(2, 1, 64, 101)
+    spec = torch.randn(2, 1, 64, 1001)
     with torch.no_grad():
         torch.testing.assert_close(loaded.audio_tokens(spec), source.audio_tokens(spec))
 

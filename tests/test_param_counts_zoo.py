@@ -138,3 +138,25 @@ def test_audio_front_ends_hold_the_loaders_settings():
     assert (stg.mean, stg.std) == (-4.1426, 3.2001)  # the AVE script keeps the 128-mel statistics
     avqa = audio_front_end(paper_audio_front_end("lavish", "swin", "avqa")).fbank
     assert (avqa.frame_shift_ms, avqa.window_seconds, avqa.mean, avqa.std) == (10.0, 1.95, -5.3853, 3.5929)
+
+
+def test_dg_sct_avs_and_avqa_presets_build_what_their_reference_code_trains():
+    """The S4 and MS3 code builds a LayerNorm before each bottleneck that its AVS adapter never calls, and no
+    output gate on its audio adapters; the AVQA code has no audio gates either. Against the same presets in the
+    AVE layout: 2·D per adapter (weight and bias of D) over the 48 adapters of the 12 paired blocks, plus 24
+    audio gates."""
+    from avadapt.param_table import build_as_published
+
+    def count(preset: str, task: str, **options) -> int:
+        return parameter_report(build_as_published(SWINV2_L, "dg_sct", task, preset=preset, **options))["trainable"]
+
+    visual_widths = 2 * 192 + 2 * 384 + 6 * 768 + 2 * 1536  # the 12 paired Swin-V2-L blocks
+    audio_widths = 2 * 96 + 2 * 192 + 6 * 384 + 2 * 768  # their HTS-AT partners
+    first_norms = 2 * 2 * (visual_widths + audio_widths)  # p1 and p2 adapters, weight and bias
+    assert first_norms == 52_992
+    ave_layout = {"norm_before": True, "gate_before_norm": False, "audio_gate": True}
+    counts = {preset: count(preset, task) for preset, task in (("s4", "avs"), ("ms3", "avs"), ("avqa", "avqa"))}
+    for preset in ("s4", "ms3"):
+        assert count(preset, "avs", **ave_layout) - counts[preset] == first_norms + 24
+    assert count("avqa", "avqa", audio_gate=True) - counts["avqa"] == 24
+    assert counts == {"s4": 128_340_409, "ms3": 217_583_881, "avqa": 253_206_900}

@@ -176,6 +176,65 @@ def test_every_trainable_parameter_gets_a_gradient(ave_root):
         assert not module.model.backbone.model.training
 
 
+def test_audio_mixup_mixes_each_segment_with_its_mirror_in_training_steps_only(ave_root, monkeypatch):
+    """audio_mixup_alpha: in a training step the model hears λ·a + (1 − λ)·a_mirror per segment (the batch's B·T
+    segments in one list, mirrored as DG-SCT's flip of it), λ drawn per segment from the run's seed, epoch and
+    batch; the targets are the batch's own; validation never mixes, and without the option nothing changes."""
+    seen: list[torch.Tensor] = []
+
+    def recording(module: AVAdaptModule):
+        forward = module.model.forward
+
+        def record(video, audio, **inputs):
+            seen.append(audio.detach().clone())
+            return forward(video, audio, **inputs)
+
+        monkeypatch.setattr(module.model, "forward", record)
+        return module
+
+    module = recording(tiny_module(audio_mixup_alpha=0.5))
+    data = tiny_data(module, ave_root, batch_size=4)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    module.train()
+    torch.manual_seed(5)  # the same dropout below
+    loss = module.training_step(batch, 0)
+    module.training_step(batch, 0)
+    module.training_step(batch, 1)
+    a = batch.audio.flatten(0, 1)  # (B·T, 1, F, L)
+    mirror = a.flip(0)
+    mixed = seen[0].flatten(0, 1)
+    difference = (a - mirror).flatten(1)
+    lam = ((mixed - mirror).flatten(1) * difference).sum(1) / difference.square().sum(1)  # least squares, (B·T,)
+    torch.testing.assert_close(mixed, lam.view(-1, 1, 1, 1) * a + (1 - lam.view(-1, 1, 1, 1)) * mirror,
+                               rtol=0, atol=1e-4)
+    assert ((lam > -1e-4) & (lam < 1 + 1e-4)).all() and lam.std() > 0.1  # one weight per segment
+    assert torch.equal(seen[0], seen[1]) and not torch.allclose(seen[0], seen[2])  # seeded by the batch index
+    with torch.no_grad():  # the labels are not mixed: the loss is the head's on the batch's own targets
+        torch.manual_seed(5)
+        torch.testing.assert_close(loss, module.model.head.loss(module.model(batch.video, seen[0]), batch.targets))
+
+    # λ ~ Beta(0.5, 0.5): with segments 1 in the first half of the list and 0 in the second, mixed = λ there
+    half = torch.zeros(4, 10, 1, 1, 1)
+    half.view(-1)[:20] = 1
+    draws = torch.cat([module.training_audio(half, step).flatten()[:20] for step in range(100)])  # 2000 draws
+    assert abs(draws.mean().item() - 0.5) < 0.03
+    middle = ((draws > 0.1) & (draws < 0.9)).float().mean().item()
+    assert abs(middle - 0.590) < 0.04  # Beta(0.5, 0.5): 1 − (4/π)·asin(√0.1); uniform would give 0.8
+
+    seen.clear()
+    module.eval()
+    module.validation_step(batch, 0)
+    assert torch.equal(seen[0], batch.audio)
+    plain = recording(tiny_module())
+    seen.clear()
+    plain.train()
+    plain.training_step(batch, 0)
+    assert torch.equal(seen[0], batch.audio)
+    with pytest.raises(ValueError, match="audio_mixup_alpha"):
+        tiny_module(audio_mixup_alpha=-1.0)
+
+
 # ---- checkpoints and resume ---------------------------------------------------------------------------
 def test_lightning_checkpoint_holds_only_trainable_state_and_resume_continues(tmp_path, ave_root):
     module = tiny_module()

@@ -59,6 +59,11 @@ class FbankConfig(JSONConfig):
     ``frame_shift_ms``, centred with reflect padding, no DC removal or pre-emphasis, power spectrum, Slaney mel
     filters with Slaney area normalisation between ``low_freq`` and ``high_freq``, ``10 · log10(max(·, 1e-10))``.
     ``high_freq`` None is Nyquist.
+
+    ``tile_seconds``: repeat each per-segment window end to end to this length before the spectrogram, as
+    DG-SCT's loaders feed HTS-AT (each 1 s window tiled to HTS-AT's 10 s clip, to 5 s on AVSBench's 5 s clips):
+    the spectrogram then covers the tiled length (1001 log-mel frames for 10 s at a 10 ms hop); None: the window
+    as it is.
     """
 
     spectrogram: Literal["kaldi", "log_mel"] = "kaldi"
@@ -76,6 +81,7 @@ class FbankConfig(JSONConfig):
     high_freq: float | None = None
     target_frames: int = 102
     window_seconds: float = 1.0
+    tile_seconds: float | None = None
     mean: float = -4.1426
     std: float = 3.2001
 
@@ -86,6 +92,9 @@ class FbankConfig(JSONConfig):
             raise ValueError(f"frame_shift_ms, frame_length_ms and window_seconds must be positive: {self}")
         if self.window_seconds * 1000 < self.frame_length_ms:
             raise ValueError(f"window_seconds ({self.window_seconds}) is shorter than one fbank frame")
+        if self.tile_seconds is not None and self.tile_seconds < self.window_seconds:
+            raise ValueError(f"tile_seconds ({self.tile_seconds}) must be at least window_seconds "
+                             f"({self.window_seconds}): tiling repeats the window, it never cuts it")
         if self.spectrogram not in SPECTROGRAM_KINDS:
             raise ValueError(f"spectrogram {self.spectrogram!r} is not one of {SPECTROGRAM_KINDS}")
         if not 0 <= self.low_freq < self.top_freq <= self.sample_rate / 2:
@@ -114,6 +123,11 @@ class FbankConfig(JSONConfig):
     def window_samples(self) -> int:
         """Samples in one per-segment audio window (16,000 for 1 s at 16 kHz)."""
         return round(self.window_seconds * self.sample_rate)
+
+    @property
+    def spectrogram_samples(self) -> int:
+        """Samples the spectrogram of one segment reads: the window, or the window tiled to ``tile_seconds``."""
+        return self.window_samples if self.tile_seconds is None else round(self.tile_seconds * self.sample_rate)
 
     @property
     def frame_samples(self) -> int:
@@ -167,12 +181,14 @@ _STG_CMA_SWIN = {"num_mel_bins": 224, "frame_shift_ms": 4.4, "target_frames": 22
 _LAVISH_SWIN = {"num_mel_bins": 192, "target_frames": 192}
 
 # HTS-AT (Chen et al., ICASSP 2022) as DG-SCT uses it: 32 kHz, STFT 1024 / hop 320 (Hann, centred, reflect
-# padding), 64 Slaney mel bins over 50–14000 Hz, power_to_db(ref=1, amin=1e-10, top_db=None); one 1 s window
-# per segment (32000 samples → 101 frames). No dataset statistics: the encoder's bn0 normalises each mel bin, so
-# the fbank normalisation is the identity, (x − 0) / (2 · 0.5).
+# padding), 64 Slaney mel bins over 50–14000 Hz, power_to_db(ref=1, amin=1e-10, top_db=None). One 1 s window per
+# segment, tiled to a 10 s clip (AVE, AVQA; 5 s on AVSBench) as DG-SCT's loaders do (haoyi-duan/DG-SCT: each
+# task's dataloader repeats the segment's 32000 samples to 320000, AVS to 160000), so 1001 (501) frames, which
+# HTS-AT then stretches to 1024 (``avadapt.backbones.htsat``). No dataset statistics: the encoder's bn0
+# normalises each mel bin, so the fbank normalisation is the identity, (x − 0) / (2 · 0.5).
 _HTSAT = FbankConfig(spectrogram="log_mel", sample_rate=32000, num_mel_bins=64, frame_length_ms=32.0,
                      frame_shift_ms=10.0, window_type="hann", preemphasis=0.0, low_freq=50.0, high_freq=14000.0,
-                     target_frames=101, window_seconds=1.0, mean=0.0, std=0.5)
+                     target_frames=1001, window_seconds=1.0, tile_seconds=10.0, mean=0.0, std=0.5)
 
 AUDIO_FRONT_ENDS: dict[str, AudioFrontEnd] = {front_end.name: front_end for front_end in (
     AudioFrontEnd("vit", FbankConfig(), "sum", "crop",
@@ -191,7 +207,10 @@ AUDIO_FRONT_ENDS: dict[str, AudioFrontEnd] = {front_end.name: front_end for fron
                   "sum", "crop", "LAVISH AVQA loader (1.95 s windows, 10 ms shift)"),
     # The HTS-AT patch kernel has one input channel already: summing over it changes nothing.
     AudioFrontEnd("htsat", _HTSAT, "sum", "crop",
-                  "HTS-AT's torchlibrosa front end (its AudioSet config), DG-SCT's audio input", encoder="htsat"),
+                  "HTS-AT's torchlibrosa front end (its AudioSet config), DG-SCT's audio input: each second tiled "
+                  "to 10 s (DG-SCT's AVE and AVQA loaders)", encoder="htsat"),
+    AudioFrontEnd("htsat_avs", replace(_HTSAT, target_frames=501, tile_seconds=5.0), "sum", "crop",
+                  "the same, each second tiled to 5 s (DG-SCT's AVS loaders)", encoder="htsat"),
 )}
 
 # What a record without a front-end name means (adapter directories and caches that predate the names, a data

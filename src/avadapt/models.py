@@ -138,11 +138,11 @@ def audio_embedding(front_end: str | AudioFrontEnd, overrides: AudioEmbeddingCon
 
 def paper_audio_front_end(method: str, family: str, task: str) -> str:
     """The audio front end a ``method`` model on a ``family`` backbone ("vit" | "swin") trains ``task`` with
-    unless told otherwise: the method's own where its paper gives it an audio encoder of its own (DG-SCT:
-    ``htsat``), else the task's for the method and family (``Task.paper_audio_front_ends``), else the family's
-    default (``audio_front_ends.FAMILY_AUDIO_FRONT_ENDS``)."""
-    chosen = (METHODS.get(method).paper_audio_front_end
-              or get_task(task).paper_audio_front_ends.get((method, family)))
+    unless told otherwise: the task's for the method and family (``Task.paper_audio_front_ends``; DG-SCT on AVS:
+    ``htsat_avs``), else the method's own where its paper gives it an audio encoder of its own (DG-SCT:
+    ``htsat``), else the family's default (``audio_front_ends.FAMILY_AUDIO_FRONT_ENDS``)."""
+    chosen = (get_task(task).paper_audio_front_ends.get((method, family))
+              or METHODS.get(method).paper_audio_front_end)
     if chosen is None and family not in audio_front_ends.FAMILY_AUDIO_FRONT_ENDS:
         raise OptionError(f"no default audio front end for a {family!r} backbone; name one of "
                           f"{', '.join(sorted(audio_front_ends.AUDIO_FRONT_ENDS))}")

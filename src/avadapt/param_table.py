@@ -88,17 +88,17 @@ PRESET_ROWS: tuple[PresetRow, ...] = (
               "width": 512}, task="avqa",
               paper="21.1M / 249.8M (poster; also counts 2.76M unused Linears and Swin-V2-L's 21k-class head)"),
     # DG-SCT: Swin-V2-L for video beside HTS-AT for audio (the method's ``paper_audio_backbone``). The
-    # reference's printed "trainable" figures are percentages of its totals; its totals also count modules it
-    # never runs (docs/methods.md, "DG-SCT": the reconciliation). AVE carries the CMBS head with the temporal module.
+    # reference's printed "trainable" figures are percentages of its totals; its totals also count modules that
+    # never affect its loss (docs/methods.md, "DG-SCT": the reconciliation). AVE carries the CMBS head with the temporal module.
     PresetRow("dg_sct", SWINV2_L, "AVE preset (conv, m=32, α 0.3, β 0.05), HTS-AT, CMBS head", {"preset": "ave"},
               task="ave", paper="201.16M / 461.26M built (printed '43.6' = 43.6%); 196.42M of it trained"),
-    PresetRow("dg_sct", SWINV2_L, "S4 preset (resize, m=32, no BN), HTS-AT, AVSBench decoder", {"preset": "s4"},
-              task="avs",
+    PresetRow("dg_sct", SWINV2_L, "S4 preset (resize, m=32, no BN, AVS layout), HTS-AT, AVSBench decoder",
+              {"preset": "s4"}, task="avs",
               paper="366.0M / 594.8M built (printed '61.5' = 61.5%); 164.9M trained, HTS-AT included"),
-    PresetRow("dg_sct", SWINV2_L, "MS3 preset (conv, m=32, D/2, α 0.2, β 0.1), HTS-AT, AVSBench decoder",
+    PresetRow("dg_sct", SWINV2_L, "MS3 preset (conv, m=32, D/2, α 0.2, β 0.1, AVS layout), HTS-AT, AVSBench decoder",
               {"preset": "ms3"}, task="avs",
               paper="342.8M / 602.9M built (printed '56.86' = 56.9%); 225.6M trained"),
-    PresetRow("dg_sct", SWINV2_L, "AVQA preset (conv, m=2, 4 groups, no BN), HTS-AT, AVST at 1536-d",
+    PresetRow("dg_sct", SWINV2_L, "AVQA preset (conv, m=2, 4 groups, no BN, ungated audio), HTS-AT, AVST at 1536-d",
               {"preset": "avqa"}, task="avqa",
               paper="256.8M / 516.8M built (printed '50.0' ≈ 49.7%); 253.21M trained"),
     PresetRow("av_stfp", CLIP_B16, "4 spatial + 1 fusion + T time codes", task="ave", paper="~1.1M (poster)"),

@@ -50,8 +50,9 @@ class AVFeatures:
     gives the grid; empty when the branch is off. A ViT gives four, the outputs of the blocks at ¼, ½, ¾
     and the full depth (``methods.base.vit_map_taps``; a ViT of fewer than four blocks repeats one), all on
     the patch grid; a Swin gives one per stage, before the next stage's patch merging (56², 28², 14², 7²
-    tokens at 224 pixels). The last map is after the final norm (the tokens the per-segment vectors come
-    from), the others are raw block outputs. Widths and strides: ``FeatureSpec.map_dims`` / ``map_strides``.
+    tokens at 224 pixels). The last map holds the tokens the per-segment vectors come from (after the
+    final norm, except for DG-SCT's own audio encoder), the others are raw block outputs. Widths and strides:
+    ``FeatureSpec.map_dims`` / ``map_strides``.
     """
 
     video: torch.Tensor | None

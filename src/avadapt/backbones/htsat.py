@@ -7,14 +7,16 @@ The Swin part is timm's ``SwinTransformer`` seen through :class:`~avadapt.backbo
 block handles, final norm); what HTS-AT adds in front of it is :meth:`HTSATBackbone.audio_tokens`:
 
 1. ``bn0``: batch norm over the mel bins with the checkpoint's running statistics (always in eval mode);
-2. a bicubic stretch of the time axis (``align_corners=True``) to ``spec_size · freq_ratio`` frames (101 → 1024);
+2. a bicubic stretch of the time axis (``align_corners=True``) to ``spec_size · freq_ratio`` frames (1001 → 1024
+   for a 10 s clip, 501 → 1024 for DG-SCT's 5 s AVS input);
 3. the fold of (1024 frames × 64 mel) into a 256 × 256 image: time is cut into ``freq_ratio`` = 4 chunks of 256
    frames, stacked along the frequency axis (:func:`fold_spectrogram`);
 4. the patch embedding (4 × 4 convolution, LayerNorm) of the timm Swin.
 
-The log-mel itself is computed by the data pipeline (the ``htsat`` entry of ``avadapt.audio_front_ends``), so
-HTS-AT's ``spectrogram_extractor`` / ``logmel_extractor`` are not part of the encoder. Training-time SpecAugment
-and dropout are off: the encoder is frozen and evaluates as at inference whatever ``.train()`` is called with.
+The log-mel itself is computed by the data pipeline (the ``htsat`` entries of ``avadapt.audio_front_ends``: each
+1 s segment tiled to 10 s, or 5 s on AVSBench, as DG-SCT's loaders do), so HTS-AT's ``spectrogram_extractor`` /
+``logmel_extractor`` are not part of the encoder. Training-time SpecAugment and dropout are off: the encoder is
+frozen and evaluates as at inference whatever ``.train()`` is called with.
 """
 
 from __future__ import annotations
@@ -42,14 +44,14 @@ _TIMM_SWIN = "swin_tiny_patch4_window7_224"
 class HTSATConfig(JSONConfig):
     """HTS-AT's encoder shape; the defaults are the AudioSet model (``HTSAT_AudioSet_Saved_1.ckpt``).
 
-    num_mel_bins × num_frames: the log-mel segment the encoder reads (64 mel × 101 frames = 1 s at a 320-sample
-    hop at 32 kHz). freq_ratio: how many time chunks are stacked along frequency; the image side is
-    ``spec_size = num_mel_bins · freq_ratio`` (256) and the time axis is stretched to ``spec_size · freq_ratio``
-    frames (1024). The rest is the Swin: patch size, window, first width and per-stage depths and heads.
+    num_mel_bins × num_frames: the log-mel segment the encoder reads (64 mel × 1001 frames = a 10 s clip at a
+    320-sample hop at 32 kHz, HTS-AT's AudioSet input and DG-SCT's tiled second). freq_ratio: how many time
+    chunks are stacked along frequency; the image side is ``spec_size = num_mel_bins · freq_ratio`` (256) and the
+    time axis is stretched to ``spec_size · freq_ratio`` frames (1024). The rest is the Swin: patch size, window, first width and per-stage depths and heads.
     """
 
     num_mel_bins: int = 64
-    num_frames: int = 101
+    num_frames: int = 1001
     freq_ratio: int = 4
     patch_size: int = 4
     window_size: int = 8

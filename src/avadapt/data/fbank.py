@@ -150,7 +150,8 @@ def segment_fbank(
     (T, 1, num_mel_bins, target_frames) float32.
 
     As the reference loaders: subtract the clip's mean (Kaldi fbanks only, not HTS-AT's); :func:`spectrogram`
-    of each window t = [t · segment_seconds, + window_seconds) on its own (zeros past the end); normalise
+    of each window t = [t · segment_seconds, + window_seconds) on its own (zeros past the end), repeated end to
+    end to ``tile_seconds`` first where the front end says so (DG-SCT's HTS-AT input); normalise
     ``(x − mean) / (2 · std)``; pad with zeros *after* normalisation, or cut, to ``target_frames``. But
     window t starts at segment t, not at ``linspace(0, len − 1.1 s, T)[t]`` (up to 0.9 s away on a 10 s
     clip): AVE labels describe second [t, t + 1), so the window hears exactly that second.
@@ -168,6 +169,8 @@ def segment_fbank(
     for t in range(num_segments):
         piece = wave[t * hop : t * hop + width]
         windows[t, : len(piece)] = piece
+    if cfg.spectrogram_samples != width:  # each window repeated end to end, cut to the tiled length
+        windows = windows.repeat(1, -(-cfg.spectrogram_samples // width))[:, : cfg.spectrogram_samples]  # (T, W')
     fbank = spectrogram(windows, cfg)[:, : cfg.target_frames]  # (T, frames ≤ L, F)
     padded = torch.zeros(num_segments, cfg.target_frames, cfg.num_mel_bins)  # (T, L, F)
     padded[:, : fbank.shape[1]] = (fbank - cfg.mean) / (2 * cfg.std)

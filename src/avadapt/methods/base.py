@@ -101,11 +101,15 @@ class AVMethod(nn.Module):
     parameters of the paper's configuration (``avadapt params``); None: the paper shares one backbone."""
     paper_audio_front_end: ClassVar[str | None] = None
     """The audio front end (``avadapt.audio_front_ends``) of a method whose paper gives it an audio encoder of
-    its own, for every task and backbone; None: the task's or the backbone family's
-    (``models.paper_audio_front_end``)."""
+    its own, for every backbone and every task that names none for the method (``Task.paper_audio_front_ends``);
+    None: the task's or the backbone family's (``models.paper_audio_front_end``)."""
     paper_task_options: ClassVar[dict[str, dict]] = {}
     """Per task, the options of the task's config the paper sets for this method (DG-SCT on AVE: the CMBS head);
     ``create_model`` applies them unless the caller gives the option."""
+    final_norm_modalities: tuple[str, ...] = ("video", "audio")
+    """The modalities whose last tokens pass the encoder's final norm before they are pooled into per-segment
+    vectors (:meth:`features_from`); DG-SCT pools the tokens of its own audio encoder without it, as its official
+    code does."""
 
     def __init__(self, backbone: Backbone, branches: str, num_frames: int, audio_backbone: Backbone | None = None):
         super().__init__()
@@ -209,15 +213,16 @@ class AVMethod(nn.Module):
         """Per-segment features: the class token after the final norm (ViT), or the final norm averaged over
         tokens (Swin: its ImageNet head's pooling, used by STG-CMA and LAVISH); where ``pooling`` gives a
         modality weights over its final tokens, (B·T, [1 +] N) summing to 1 (DG-SCT's guided pooling maps), the
-        final norm weighted by them instead. Token maps at the taps of :func:`map_taps`, patch tokens only, the
-        last one after the final norm (the tokens the per-segment features come from); the others are the
-        blocks' raw outputs."""
+        final norm weighted by them instead. A modality outside :attr:`final_norm_modalities` is pooled from its
+        last block's raw output instead. Token maps at the taps of :func:`map_taps`, patch tokens only, the
+        last one the tokens the per-segment features come from (after the final norm, where it applies); the
+        others are the blocks' raw outputs."""
         pooling = pooling or {}
         out: dict[str, torch.Tensor | None] = {"video": None, "audio": None}
         maps: dict[str, list[torch.Tensor]] = {"video": [], "audio": []}
         for modality, taps in encoded.items():
             *earlier, last = taps
-            normed = self.final_norm(last, modality)
+            normed = self.final_norm(last, modality) if modality in self.final_norm_modalities else last
             # (B, T, [1 +] N_s, D_s) per tap
             per_segment = [x.view(-1, self.num_frames, *x.shape[1:]) for x in (*earlier, normed)]
             final = per_segment[-1]

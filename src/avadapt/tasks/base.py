@@ -78,7 +78,8 @@ class Task:
     # (AVQA: a question vocabulary of the reference's size)
     counting_options: ClassVar[dict[str, Any]] = {}
     # (method, backbone family) → the audio front end the method's paper used for this task's dataset on that
-    # family, which a model takes unless given one (a pair not listed: the family's ``FAMILY_AUDIO_FRONT_ENDS``)
+    # family, which a model takes unless given one (a pair not listed: the method's own ``paper_audio_front_end``,
+    # else the family's ``FAMILY_AUDIO_FRONT_ENDS``)
     paper_audio_front_ends: ClassVar[dict[tuple[str, str], str]] = {}
 
     @property

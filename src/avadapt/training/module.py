@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.optim.lr_scheduler import LambdaLR
@@ -31,6 +32,7 @@ TRAIN_LOSS = "train/loss"  # logged every step; read back by the TrainingCurves 
 LEARNING_RATE = "lr"  # each parameter group's learning rate is logged as lr/<group name>
 SEED_KEY = "training_seed"  # the run's seed, in every checkpoint
 MODEL_STREAM = 1  # derive_seed key that sets the model's random stream apart from the data order's
+MIXUP_STREAM = 2  # derive_seed key of the audio mixup's weights
 
 
 class AVAdaptModule(L.LightningModule):
@@ -82,6 +84,9 @@ class AVAdaptModule(L.LightningModule):
         audio_backbone, audio_weights, audio_backbone_options: a separate frozen audio encoder, its local
             checkpoint and its options, for methods that take one (DG-SCT; ``create_model``); the audio front end's
             spectrogram must then have the encoder's input size.
+        audio_mixup_alpha: DG-SCT's audio mixup in training steps (its AVS and AVQA code: 0.5), see
+            :func:`mix_audio`; 0 (the default) leaves the audio as it is. Labels are never mixed, and validation,
+            test and prediction never mix.
     """
 
     def __init__(
@@ -113,6 +118,7 @@ class AVAdaptModule(L.LightningModule):
         step_epochs: float = 3.0,
         step_gamma: float = 0.35,
         compile_backbone: bool | str = False,
+        audio_mixup_alpha: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()  # plain types only, so checkpoints load with torch.load(weights_only=True)
@@ -124,6 +130,8 @@ class AVAdaptModule(L.LightningModule):
             raise ValueError(f"need step_epochs > 0 and 0 < step_gamma <= 1, got {step_epochs}, {step_gamma}")
         if warmup_epochs < 0 or head_lr_factor <= 0:
             raise ValueError(f"need warmup_epochs >= 0 and head_lr_factor > 0, got {warmup_epochs}, {head_lr_factor}")
+        if audio_mixup_alpha < 0:
+            raise ValueError(f"audio_mixup_alpha must be >= 0 (0: no mixup), got {audio_mixup_alpha}")
         if audio_front_end is None:
             audio_front_end = self._paper_front_end(backbone, method, task, backbone_options, method_options,
                                                     task_options)
@@ -229,13 +237,26 @@ class AVAdaptModule(L.LightningModule):
                          batch_size=len(batch))
 
     def training_step(self, batch: AVBatch, batch_idx: int) -> torch.Tensor:
-        loss = self.model.head.loss(self._outputs(batch), batch.targets)
+        loss = self.model.head.loss(self._outputs(batch, self.training_audio(batch.audio, batch_idx)), batch.targets)
         self.log(TRAIN_LOSS, loss, prog_bar=True, batch_size=len(batch))
         return loss
 
-    def _outputs(self, batch: AVBatch) -> Any:
+    def training_audio(self, audio: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """The audio a training step feeds the model: the batch's, mixed by :func:`mix_audio` when
+        ``audio_mixup_alpha`` > 0 with weights drawn from the run's seed, the epoch and the batch index (a resumed
+        run draws the same ones). Items that share a clip (AVQA's questions of one video) are encoded once, from
+        the first one's mix."""
+        alpha = self.hparams.get("audio_mixup_alpha", 0.0)
+        if alpha <= 0:
+            return audio
+        rng = np.random.default_rng(derive_seed(self.seed, self.current_epoch, MIXUP_STREAM, batch_idx,
+                                                self.global_rank))
+        weights = torch.from_numpy(rng.beta(alpha, alpha, size=audio.shape[:2]))  # (B, T)
+        return mix_audio(audio, weights.to(device=audio.device, dtype=audio.dtype))
+
+    def _outputs(self, batch: AVBatch, audio: torch.Tensor | None = None) -> Any:
         inputs = {name: batch.inputs[name] for name in self.task.inputs if name in batch.inputs}
-        return self.model(batch.video, batch.audio, **inputs)
+        return self.model(batch.video, batch.audio if audio is None else audio, **inputs)
 
     def _evaluate(self, batch: AVBatch, stage: str) -> None:
         outputs = self._outputs(batch)
@@ -325,6 +346,23 @@ class AVAdaptModule(L.LightningModule):
         if strict:
             check_adapter_keys(trainable, [k for k in state_dict if k in trainable or k not in own], "checkpoint")
         return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+
+def mix_audio(audio: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """DG-SCT's audio mixup (haoyi-duan/DG-SCT, HTS-AT's ``do_mixup`` in its AVS and AVQA models): the batch's
+    segments in one list (B·T), each mixed with the segment at the mirrored position, λ·x + (1 − λ)·x_mirror,
+    one λ per segment. ``audio`` (B, T, 1, F, L), ``weights`` λ (B, T) → (B, T, 1, F, L).
+
+    The mirror of segment t of clip b is segment T − 1 − t of clip B − 1 − b (the reference flips the flattened
+    B·T axis). The reference mixes HTS-AT's log-mel after ``bn0`` and before the time stretch; a mix with weights
+    λ and 1 − λ commutes with both (``bn0`` is affine per mel bin in eval mode, the stretch linear along time with
+    weights summing to 1), so mixing the log-mel the model reads is the same.
+    """
+    if weights.shape != audio.shape[:2]:
+        raise ValueError(f"need one mixup weight per segment {tuple(audio.shape[:2])}, got {tuple(weights.shape)}")
+    flat = audio.flatten(0, 1)  # (B*T, 1, F, L)
+    lam = weights.reshape(-1, *(1,) * (flat.dim() - 1))  # (B*T, 1, 1, 1)
+    return (lam * flat + (1 - lam) * flat.flip(0)).view_as(audio)
 
 
 def _slug(name: str) -> str:

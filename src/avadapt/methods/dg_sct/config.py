@@ -13,18 +13,26 @@ from avadapt.methods.stg_cma.config import parse_ratio
 # Per-task settings of the official code (haoyi-duan/DG-SCT: its adapter module and each task's
 # train.sh): cross-modal alignment (``conv``: 1×1 convolution over the token axis N_o→N then Linear D_o→D;
 # ``resize``: Linear D_o→D then a bicubic resize of the token grid, S4 only), m latent tokens of the LAVISH
-# exchange (32 for AVE, AVVP, S4 and MS3, 2 for AVQA) and their initialisation (uniform for AVE/AVQA, zeros in
-# the AVS code), the re-weighting constants α, β the reference hard-codes (0.3 / 0.05; MS3 0.2 / 0.1), and the
-# LAVISH bottleneck: D/8 with 2 groups and BatchNorm for AVE; AVQA 4 groups without BatchNorm; S4 without
-# BatchNorm; MS3 D/2 (its script leaves the down-sampling factor at its default 2) without BatchNorm.
-_COMMON = {"ratio": "1/8", "conv_groups": 2, "batch_norm": True, "latent_init": "uniform", "alpha": 0.3, "beta": 0.05}
+# exchange (32 for AVE, AVVP, S4 and MS3, 2 for AVQA) and their initialisation (uniform for AVE and AVVP, zeros
+# in the AVQA and AVS code), the re-weighting constants α, β the reference hard-codes (0.3 / 0.05; MS3 0.2 /
+# 0.1), and the LAVISH bottleneck: D/8 with 2 groups and BatchNorm for AVE; AVQA 4 groups without BatchNorm; S4
+# without BatchNorm; MS3 D/2 (its script leaves the down-sampling factor at its default 2) without BatchNorm.
+# The layout around the bottleneck: AVE and AVVP run LN → bottleneck → LN → gate on both modalities
+# (``--is_gate 1``); AVQA the same, its audio adapters without the gate (``is_gate`` left at 0); the AVS code's
+# adapter skips the first LN (it builds it, its fused branch never calls it) and gates before the closing LN,
+# LN(g · bottleneck), its audio adapters ungated too.
+_COMMON = {"ratio": "1/8", "conv_groups": 2, "batch_norm": True, "latent_init": "uniform", "alpha": 0.3, "beta": 0.05,
+           "audio_gate": True, "norm_before": True, "gate_before_norm": False}
+_AVS = {"audio_gate": False, "norm_before": False, "gate_before_norm": True, "latent_init": "zeros",
+        "batch_norm": False}
 TASK_PRESETS: dict[str, dict[str, Any]] = {
     "ave": {**_COMMON, "alignment": "conv", "num_latent_tokens": 32},
     "avvp": {**_COMMON, "alignment": "conv", "num_latent_tokens": 32},
-    "avqa": {**_COMMON, "alignment": "conv", "num_latent_tokens": 2, "conv_groups": 4, "batch_norm": False},
-    "s4": {**_COMMON, "alignment": "resize", "num_latent_tokens": 32, "batch_norm": False, "latent_init": "zeros"},
-    "ms3": {**_COMMON, "alignment": "conv", "num_latent_tokens": 32, "alpha": 0.2, "beta": 0.1, "ratio": "1/2",
-            "batch_norm": False, "latent_init": "zeros"},
+    "avqa": {**_COMMON, "alignment": "conv", "num_latent_tokens": 2, "conv_groups": 4, "batch_norm": False,
+             "latent_init": "zeros", "audio_gate": False},
+    "s4": {**_COMMON, **_AVS, "alignment": "resize", "num_latent_tokens": 32},
+    "ms3": {**_COMMON, **_AVS, "alignment": "conv", "num_latent_tokens": 32, "alpha": 0.2, "beta": 0.1,
+            "ratio": "1/2"},
 }
 # Task options the official code sets for DG-SCT (``AVMethod.paper_task_options``): on AVE the CMBS head with
 # the post-backbone temporal module.
@@ -55,6 +63,11 @@ class DGSCTConfig(JSONConfig):
         attention over the segments inside every adapter, as the paper's figure draws it (zero-init gate).
     ratio, conv_groups, batch_norm, latent_init: the LAVISH bottleneck (AVE: D/8, 2 groups, BatchNorm) and the
         latent tokens' initialisation; None takes the preset's.
+    audio_gate: audio adapters get the zero-initialised output gate too (visual adapters always do). Without it
+        the audio stream is not the frozen encoder's at initialisation (AVQA, S4 and MS3 presets, as their code).
+    norm_before: LayerNorm before the bottleneck's down-projection (off in the S4 and MS3 presets).
+    gate_before_norm: the output gate scales the bottleneck before its closing LayerNorm, LN(g · z) (S4, MS3),
+        instead of after it, g · LN(z). Both are 0 while g is (the LayerNorm's bias starts at 0).
     num_frames: segments per clip T.
     activation_checkpointing: recompute every paired block (its four adapters and both frozen blocks) in the
         backward pass instead of storing its activations, trading time for memory (ViT-B/16 beside a small Swin,
@@ -72,6 +85,9 @@ class DGSCTConfig(JSONConfig):
     conv_groups: int | None = None
     batch_norm: bool | None = None
     latent_init: str | None = None
+    audio_gate: bool | None = None
+    norm_before: bool | None = None
+    gate_before_norm: bool | None = None
     num_frames: int = 10
     activation_checkpointing: bool = False
 

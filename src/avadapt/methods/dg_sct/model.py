@@ -52,9 +52,12 @@ class DGSCT(AVMethod):
 
     Blocks of the two encoders are paired by :func:`~avadapt.methods.dg_sct.pairing.pair_blocks`; each pair gets
     four adapters (:class:`DGSCTBlock`), unpaired blocks run frozen, patch merging and final norms stay frozen.
-    Per-segment vectors are the final-norm tokens pooled by the guidance maps P of the last pair's p2 adapters
-    (visual 1536-d and audio 768-d on the paper's encoders); without guidance, by mean (Swin) or class token
-    (ViT). With the output gates at 0 every token map equals the frozen encoders'.
+    Per-segment vectors are the last tokens pooled by the guidance maps P of the last pair's p2 adapters (visual
+    1536-d and audio 768-d on the paper's encoders); without guidance, by mean (Swin) or class token (ViT). The
+    visual tokens pass the visual encoder's final norm first; the tokens of a separate audio encoder do not: the
+    official code pools HTS-AT's last stage as it leaves the blocks (its ``norm`` is never applied). Audio through
+    the shared backbone gets the backbone's final norm, as in every other method. With the output gates at 0 every
+    token map equals the frozen encoders' (the audio maps too where the audio adapters are gated).
 
     Without ``audio_backbone`` audio goes through the visual backbone as well (every block paired with itself).
     """
@@ -62,12 +65,14 @@ class DGSCT(AVMethod):
     config_class = DGSCTConfig
     accepts_audio_backbone = True
     paper_audio_backbone = PAPER_AUDIO_ENCODER
-    paper_audio_front_end = "htsat"  # HTS-AT's own log-mel, whichever task and visual backbone
+    paper_audio_front_end = "htsat"  # HTS-AT's own log-mel of each second tiled to 10 s (AVS: its task's 5 s)
     paper_task_options = PAPER_TASK_OPTIONS
 
     def __init__(self, backbone: Backbone, config: DGSCTConfig, audio_backbone: Backbone | None = None):
         super().__init__(backbone, "audio_visual", config.num_frames, audio_backbone=audio_backbone)
         self.config = config
+        if self.audio_encoder is not None:  # HTS-AT's tokens are pooled as they leave its last block
+            self.final_norm_modalities = ("video",)
         self.walks = {"video": _BlockWalk(backbone), "audio": _BlockWalk(self.audio_backbone)}
         self.pairs = pair_blocks(stage_depths(backbone), stage_depths(self.audio_backbone))
         visual_blocks, audio_blocks = self.walks["video"].blocks, self.walks["audio"].blocks

@@ -146,15 +146,18 @@ class DGSCTAdapter(nn.Module):
       c, s = guidance(X̃, a = mean_N Ŷ)
       X̃ ← X̃ ⊙ (α·c + β·σ(s) + 1 − α)                re-weighting
       [X̃ ← guided temporal attention(X̃, a)]         ``temporal="adapter"`` only
-      out = g · bottleneck(X̃),  P = softmax_N(tanh s)
+      out = g · LN(z)   or, ``gate_before_norm``, LN(g · z),   z = up(ReLU(down([LN](X̃))))
+      P = softmax_N(tanh s)
 
     The re-weighting applies to the adapter's own input copy X̃, never to the residual stream: its factor is not
-    1 at initialisation (≈ 1 − α + α·c + β/2), but only ``out`` — zero while the output gate g is 0 — is added to
-    the stream, so the encoders start exactly as the frozen ones. P is a distribution over this modality's
-    tokens that pools the final tokens into the per-segment vector.
+    1 at initialisation (≈ 1 − α + α·c + β/2), but only ``out`` — zero while the output gate g is 0, in either
+    layout — is added to the stream, so the encoders start exactly as the frozen ones. An ungated adapter
+    (``gated=False``: DG-SCT's audio adapters on AVQA and AVS) adds LN(z) from the start. P is a distribution
+    over this modality's tokens that pools the final tokens into the per-segment vector.
     """
 
-    def __init__(self, own: TokenLayout, other: TokenLayout, config: DGSCTConfig, num_frames: int):
+    def __init__(self, own: TokenLayout, other: TokenLayout, config: DGSCTConfig, num_frames: int,
+                 gated: bool = True):
         super().__init__()
         alignment = TokenAxisAlignment if config.alignment == "conv" else GridResizeAlignment
         self.alignment = alignment(other, own)
@@ -162,8 +165,10 @@ class DGSCTAdapter(nn.Module):
         self.guidance = DualGuidance(own.dim) if config.guidance else None
         self.temporal = GuidedTemporalAttention(own.dim, num_frames) if config.temporal == "adapter" else None
         hidden = max(1, round(config.ratio * own.dim))
-        self.bottleneck = GroupedBottleneck(own.dim, hidden, config.conv_groups, config.batch_norm)
-        self.gate = nn.Parameter(torch.zeros(1))
+        self.bottleneck = GroupedBottleneck(own.dim, hidden, config.conv_groups, config.batch_norm,
+                                            norm_before=config.norm_before)
+        self.gate = nn.Parameter(torch.zeros(1)) if gated else None
+        self.gate_before_norm = config.gate_before_norm
         self.alpha, self.beta = config.alpha, config.beta
 
     def forward(self, x: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -179,7 +184,16 @@ class DGSCTAdapter(nn.Module):
             pooling = torch.tanh(spatial.squeeze(-1)).softmax(-1)  # (S, N)
         if self.temporal is not None:
             x = self.temporal(x, summary)
-        return self.gate.to(x.dtype) * self.bottleneck(x), pooling
+        return self.gated_bottleneck(x), pooling
+
+    def gated_bottleneck(self, x: torch.Tensor) -> torch.Tensor:
+        """(S, N, D) → (S, N, D): the bottleneck with the output gate where the preset puts it (if any)."""
+        if self.gate is None:
+            return self.bottleneck(x)
+        gate = self.gate.to(x.dtype)
+        if self.gate_before_norm:
+            return self.bottleneck.norm_after(gate * self.bottleneck.project(x))
+        return gate * self.bottleneck(x)
 
     def parameter_roles(self) -> dict[str, int]:
         """Parameter counts by kind (``parameter_report``'s DG-SCT breakdown)."""
@@ -192,7 +206,7 @@ class DGSCTAdapter(nn.Module):
             "guidance linears": count(self.guidance),
             "LAVISH latent exchange": count(self.fusion),
             "LAVISH bottleneck": count(self.bottleneck),
-            "LAVISH output gates": self.gate.numel(),
+            "LAVISH output gates": self.gate.numel() if self.gate is not None else 0,
             "temporal attention": count(self.temporal),
         }
 
@@ -205,9 +219,9 @@ class DGSCTBlock(nn.Module):
       p2 = adapters₂(v, a) from the updated states;
       v ← v + mlp_branch(v) + p2_v;            a ← a + p2_a.
     The branches are the frozen block's own (``norm1(attn(x))`` on res-post-norm Swin-V2), so with the output
-    gates at 0 the block is the two frozen blocks. The frozen branches are never dropped (the reference's DP is
-    timm's stochastic depth of the frozen Swin-V2; here the backbone is in eval behaviour throughout). The pooling
-    maps are those of the p2 adapters.
+    gates at 0 (and gated audio adapters) the block is the two frozen blocks. The frozen branches are never
+    dropped (the reference's DP is timm's stochastic depth of the frozen Swin-V2; here the backbone is in eval
+    behaviour throughout). The pooling maps are those of the p2 adapters.
     """
 
     def __init__(self, visual_handle, audio_handle, visual: TokenLayout, audio: TokenLayout, config: DGSCTConfig,
@@ -217,7 +231,7 @@ class DGSCTBlock(nn.Module):
 
         def adapters() -> nn.ModuleDict:
             return nn.ModuleDict({"video": DGSCTAdapter(visual, audio, config, num_frames),
-                                  "audio": DGSCTAdapter(audio, visual, config, num_frames)})
+                                  "audio": DGSCTAdapter(audio, visual, config, num_frames, gated=config.audio_gate)})
 
         self.attention_adapters = adapters()
         self.ffn_adapters = adapters()

@@ -33,19 +33,21 @@ class LatentTokenFusion(nn.Module):
 
 
 class GroupedBottleneck(nn.Module):
-    """LN → 1×1 conv D→r (grouped, no bias) → [BN] → ReLU → 1×1 conv r→D (grouped, no bias) → [BN] → LN.
+    """[LN] → 1×1 conv D→r (grouped, no bias) → [BN] → ReLU → 1×1 conv r→D (grouped, no bias) → [BN] → LN.
 
     A 1×1 convolution over tokens is a per-token linear map; grouping makes it block-diagonal. BatchNorm
     normalises each channel over all B·T·N token positions of the batch (BatchNorm2d over a 1-pixel-high
-    image in the official code, BatchNorm1d over (S, C, N) here: the same statistics).
+    image in the official code, BatchNorm1d over (S, C, N) here: the same statistics). ``norm_before=False``
+    drops the first LayerNorm (DG-SCT's AVS adapters); :meth:`project` is everything before the closing one, for
+    an adapter that gates in between.
     """
 
-    def __init__(self, dim: int, hidden: int, groups: int, batch_norm: bool):
+    def __init__(self, dim: int, hidden: int, groups: int, batch_norm: bool, norm_before: bool = True):
         super().__init__()
         if dim % groups or hidden % groups:
             raise ValueError(f"LAVISH bottleneck: width {dim} and hidden width {hidden} must both be divisible by "
                              f"{groups} convolution groups")
-        self.norm_before = nn.LayerNorm(dim)
+        self.norm_before = nn.LayerNorm(dim) if norm_before else nn.Identity()
         self.down = nn.Conv1d(dim, hidden, kernel_size=1, groups=groups, bias=False)
         self.down_norm = nn.BatchNorm1d(hidden) if batch_norm else nn.Identity()
         self.act = nn.ReLU()
@@ -53,11 +55,14 @@ class GroupedBottleneck(nn.Module):
         self.up_norm = nn.BatchNorm1d(dim) if batch_norm else nn.Identity()
         self.norm_after = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """(S, N, D) → (S, N, D): the bottleneck without its closing LayerNorm."""
         h = self.norm_before(x).transpose(1, 2)  # (S, D, N)
         h = self.act(self.down_norm(self.down(h)))  # (S, r, N)
-        h = self.up_norm(self.up(h)).transpose(1, 2)  # (S, N, D)
-        return self.norm_after(h)
+        return self.up_norm(self.up(h)).transpose(1, 2)  # (S, N, D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm_after(self.project(x))
 
 
 class LAVISHAdapter(nn.Module):

@@ -104,10 +104,11 @@ class DGSCTDemo(SyntheticAVEDemo):
     """Sizes of the DG-SCT demo (the AVE demo's clips); the defaults keep it within ten minutes on two CPU cores."""
 
     audio_backbone: str = "htsat_tiny"  # HTS-AT's fold and Swin layout, 16 wide (avadapt.backbones.htsat)
-    # HTS-AT's log-mel shrunk for the CPU: 16 mel bins every 40 ms, 26 frames a second (folded into a 64 × 64
-    # image, 16 × 16 patches). The synthetic audio is 16 kHz, so the mel filters stop at its Nyquist frequency.
+    # HTS-AT's log-mel shrunk for the CPU: 16 mel bins every 40 ms of each second tiled to 10 s (as DG-SCT's AVE
+    # loader tiles it), 251 frames stretched to 256 and folded into a 64 × 64 image, 16 × 16 patches. The synthetic
+    # audio is 16 kHz, so the mel filters stop at its Nyquist frequency.
     fbank: dict[str, Any] = field(default_factory=lambda: {
-        "num_mel_bins": 16, "frame_shift_ms": 40.0, "target_frames": 26, "high_freq": 8000.0})
+        "num_mel_bins": 16, "frame_shift_ms": 40.0, "target_frames": 251, "high_freq": 8000.0})
     # The CMBS head's widths narrowed to the 64-wide visual and 128-wide audio encoder (DG-SCT: 512 / 128 / 256 on
     # Swin-V2-L's 1536 and HTS-AT's 768), as configs/ave/tiny_cpu_cmbs.yaml does.
     head: dict[str, Any] = field(default_factory=lambda: {

@@ -267,7 +267,8 @@ class AVSTask(AVSPrediction):
     monitor = "miou"
     dataset = "avs_s4"
     num_segments = 5
-    # the Swin loaders of STG-CMA (its probe too) and LAVISH for this dataset; on a ViT the family's default
+    # the Swin loaders of STG-CMA (its probe too) and LAVISH for this dataset; on a ViT the family's default.
+    # DG-SCT's AVS loaders tile each second to the 5 s clip, not to HTS-AT's 10 s, whatever it sees with.
     paper_audio_front_ends: ClassVar[dict[tuple[str, str], str]] = {
         ("stg_cma", "swin"): "stg_cma_swin_avs", ("probe", "swin"): "stg_cma_swin_avs",
-        ("lavish", "swin"): "lavish_swin_avs"}
+        ("lavish", "swin"): "lavish_swin_avs", ("dg_sct", "swin"): "htsat_avs", ("dg_sct", "vit"): "htsat_avs"}
