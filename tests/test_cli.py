@@ -202,7 +202,8 @@ def test_paper_configs_feed_frames_as_their_reference_and_evaluate_avs_in_its_ba
         assert config["data"].get("augment", True) == augmented, path
         if config["model"]["task"] == "avs":  # AVSBench's test.sh: batches of 4 clips, on which F depends
             assert config["data"]["eval_batch_size"] == 4, path
-        for line in path.read_text().splitlines():  # a cache prepared by the config's own command is accepted
-            if "avadapt prepare" in line:
+        header = path.read_text().split("\nseed_everything")[0].replace("\\\n#", " ")  # commands on one line
+        for line in header.splitlines():  # a cache prepared by the config's own command is accepted
+            if line.lstrip("# ").startswith("avadapt prepare"):
                 assert f"--crop-mode {crop_mode}" in line or (crop_mode == "center" and "--crop-mode" not in line)
                 assert (interpolation is None) == ("--interpolation" not in line), path

@@ -76,14 +76,14 @@ def test_an_adapter_trained_on_squashed_frames_predicts_on_squashed_frames(tmp_p
         torch.manual_seed(0)
         model = create_model(backbone=TINY_VIT, method="probe", task="events_2s", num_frames=1, num_classes=3,
                              backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO},
-                             audio_front_end="vit", video_transform={"crop_mode": crop_mode, "crop_pct": 1.0})
+                             video_transform={"crop_mode": crop_mode, "crop_pct": 1.0})
         assert model.preprocessing["video"]["crop_mode"] == crop_mode
         loaded = load_adapter(save_adapter(model, tmp_path / crop_mode), pretrained=False)
         prediction = predict_video(loaded, video)  # the geometry comes from the adapter directory alone
         shown[crop_mode] = prediction.frames[0].float().mean(dim=-1)  # (32, 32) grey levels as the model saw them
     white_columns = (shown["squash"] > 200).all(dim=0)
     assert white_columns[:7].all() and not white_columns[9:].any()  # the left quarter, stretched
-    assert float(shown["center"].max()) < 40  # cropped away
+    assert not (shown["center"] > 200).any()  # cropped away (its edge column blurs into the first one shown)
 
 
 def test_a_video_transform_sets_the_geometry_only():

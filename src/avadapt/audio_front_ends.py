@@ -1,7 +1,7 @@
 """Audio front ends: how a waveform becomes the spectrogram "image" a frozen image backbone reads.
 
 A front end is the fbank image (the kind of spectrogram — Kaldi fbank or STFT log-mel —, its settings, the
-per-segment window, the size ``num_mel_bins`` × ``target_frames`` and the normalisation statistics:
+per-segment windows and where they lie, the size ``num_mel_bins`` × ``target_frames`` and the normalisation statistics:
 :class:`FbankConfig`) together with how the model embeds it: through the shared image backbone (the RGB patch
 kernel collapsed to one channel by ``sum`` or ``mean``, the position grid fitted by ``crop`` or ``interpolate``)
 or through an audio encoder of its own (``encoder="htsat"``: HTS-AT's bn0, time stretch and fold,
@@ -41,7 +41,7 @@ SPREAD_END_MARGIN_SECONDS = 0.1
 
 @dataclass(frozen=True)
 class FbankConfig(JSONConfig):
-    """Fbank settings of an audio front end, and the per-segment window.
+    """Fbank settings of an audio front end, and the per-segment windows: their length and where they lie.
 
     Defaults are the "vit" front end: the reference ViT setting introduced by AST (Gong et al., Interspeech 2021:
     ``torchaudio.compliance.kaldi.fbank(htk_compat=True, use_energy=False, window_type="hanning",

@@ -183,16 +183,15 @@ class ClipDataset(Dataset):
         return "cache" if self.cache_dir is not None else self.find_layout(self.media_root)
 
     def _check_cache(self) -> None:
-        """A cache is read only when it holds this dataset's clips, prepared as this dataset reads them: its frames
-        with the transform's geometry (the model's, which prediction applies too), its audio with the fbank."""
+        """A cache is read only when it holds this dataset's clips, prepared as this dataset reads them: frames of
+        the transform's size and crop mode (the model's, which prediction applies too), audio with the fbank."""
         path = self.cache_dir / CACHE_JSON
         video = self.transform.cfg
         if video.input_size[0] != video.input_size[1]:
             raise CacheConfigError(f"{path}: caches hold square frames; the transform asks for {video.input_size}")
         check_cache_settings(path, {"dataset": self.name, "num_segments": self.num_segments,
                                     "segment_seconds": self.segment_seconds, "image_size": video.input_size[0],
-                                    "crop_mode": video.crop_mode, "crop_pct": video.crop_pct,
-                                    "interpolation": video.interpolation, "fbank": self.fbank})
+                                    "crop_mode": video.crop_mode, "fbank": self.fbank})
 
     def decode(self, clip: str) -> tuple[Any, torch.Tensor]:
         """(frames (T, H, W, 3) uint8, audio (T, 1, F, L)) of one clip read from its native media."""
