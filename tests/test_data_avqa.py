@@ -358,8 +358,9 @@ def burst_wave(seconds: float, bursts: list[tuple[float, float]]) -> np.ndarray:
     return wave
 
 
-# 25 s video: parts of 2.5 s; audio window t = [2.5 t, 2.5 t + 1.95). A burst 1.6–1.9 s into part t is heard
-# by window t only (a 1 s window would miss it); a burst 2.05–2.4 s into a part falls between two windows.
+# 25 s video: parts of 2.5 s; placed with its part, audio window t = [2.5 t, 2.5 t + 1.95). A burst 1.6–1.9 s
+# into part t is heard by window t only (a 1 s window would miss it); a burst 2.05–2.4 s into a part falls between
+# two windows.
 HEARD, BETWEEN = (0, 3, 4, 8), (1, 5, 6)
 BURSTS = [(2.5 * t + 1.6, 2.5 * t + 1.9) for t in HEARD] + [(2.5 * t + 2.05, 2.5 * t + 2.4) for t in BETWEEN]
 
