@@ -135,7 +135,7 @@ def test_frames_without_annotation_change_nothing():
     assert values["miou"] == pytest.approx(HAND_MIOU, rel=1e-6)
     assert values["miou_per_batch"] == pytest.approx(HAND_MIOU, rel=1e-6)
     assert values["fscore"] == pytest.approx(expected_f, rel=1e-6)
-    assert values["fscore_per_batch"] == pytest.approx(expected_f, rel=1e-6)
+    assert values["fscore_split"] == pytest.approx(expected_f, rel=1e-6)
 
 
 def test_a_frame_without_object_is_skipped_by_f_but_counted_by_miou():
@@ -144,10 +144,15 @@ def test_a_frame_without_object_is_skipped_by_f_but_counted_by_miou():
     logits = _confident_logits([[[1, 0], [0, 0]], [[1, 1], [1, 1]]])
     assert _updated(AVSMeanIoU(), [(logits, masks, _all(2))]) == pytest.approx(0.5, rel=1e-6)
     assert _updated(AVSFScore(), [(logits, masks, _all(2))]) == pytest.approx(1.0, rel=1e-6)
-    # fed apart, the object-free batch adds no per-batch F score (the reference would average in a 0)
+    # fed apart, the object-free batch scores 0 in the per-batch form, as Eval_Fmeasure's all-zero curve, and
+    # counts in the mean; the split form has only the one frame with an object to score
     apart = [(logits[:1], masks[:1], _all(1)), (logits[1:], masks[1:], _all(1))]
-    assert _updated(AVSFScore(per_batch=True), apart) == pytest.approx(1.0, rel=1e-6)
+    assert _updated(AVSFScore(per_batch=True), apart) == pytest.approx(0.5, rel=1e-6)
+    assert _updated(AVSFScore(), apart) == pytest.approx(1.0, rel=1e-6)
     assert _updated(AVSMeanIoU(per_batch=True), apart) == pytest.approx(0.5, rel=1e-6)
+    # a batch without any annotated frame (S4 training clips' frames 2–5) adds nothing to either form
+    unannotated = [(logits[:1], masks[:1], _all(1)), (logits[1:], masks[1:], torch.zeros(1, dtype=torch.bool))]
+    assert _updated(AVSFScore(per_batch=True), unannotated) == pytest.approx(1.0, rel=1e-6)
 
 
 def test_the_four_metrics_stay_independent_inside_a_metric_collection():
@@ -156,4 +161,4 @@ def test_the_four_metrics_stay_independent_inside_a_metric_collection():
         collection.update(MIXED_LOGITS[i:i + 1], MIXED_MASKS[i:i + 1], _all(1))
     values = {name: value.item() for name, value in collection.compute().items()}
     assert values == pytest.approx({"miou": MIXED_MIOU, "miou_per_batch": MIXED_MIOU,
-                                    "fscore": ONE_SHARED_THRESHOLD_F, "fscore_per_batch": 1.0}, rel=1e-6)
+                                    "fscore": 1.0, "fscore_split": ONE_SHARED_THRESHOLD_F}, rel=1e-6)

@@ -204,9 +204,34 @@ def test_perfect_logits_score_one_and_unannotated_frames_are_ignored():
     annotated[1, 2] = False
     head.update_metrics(metrics, _outputs(logits), {"masks": masks, "annotated": annotated})
     result = metrics.compute()
-    assert set(result) == {"miou", "fscore", "miou_per_batch", "fscore_per_batch"}
+    assert set(result) == {"miou", "fscore", "miou_per_batch", "fscore_split"}
     for value in result.values():
         assert value.item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_the_reported_f_score_is_avsbench_per_batch_one_so_the_evaluation_batch_changes_it():
+    # two one-frame clips, each perfectly separable at its own threshold: clip 0 for th in (0.6, 0.9], clip 1 for
+    # th in (0.1, 0.3]; at th in (0.1, 0.3] clip 0 predicts all 4 pixels (precision 1/4, recall 1)
+    probabilities = torch.tensor([[[[0.9, 0.6], [0.6, 0.6]]], [[[0.3, 0.1], [0.1, 0.1]]]], dtype=torch.float64)
+    logits = torch.logit(probabilities).float()  # (B=2, T=1, 2, 2)
+    masks = torch.tensor([[1.0, 0.0], [0.0, 0.0]]).expand(2, 1, 2, 2)
+    annotated = torch.ones(2, 1, dtype=torch.bool)
+    f_quarter = 1.3 * 0.25 / (0.3 * 0.25 + 1.0)  # F(β² = 0.3) at precision 1/4, recall 1
+    head = _small_head()
+
+    def evaluate(eval_batch: int) -> dict[str, float]:
+        metrics = head.metrics()
+        for start in range(0, 2, eval_batch):
+            clips = slice(start, start + eval_batch)
+            head.update_metrics(metrics, _outputs(logits[clips]), {"masks": masks[clips], "annotated": annotated[clips]})
+        return {name: value.item() for name, value in metrics.compute().items()}
+
+    one_by_one, together = evaluate(1), evaluate(2)
+    assert one_by_one["fscore"] == pytest.approx(1.0, abs=1e-6)  # each batch finds its own best threshold
+    assert together["fscore"] == pytest.approx((1.0 + f_quarter) / 2, abs=1e-6)  # one threshold for both
+    # the split form: one threshold for the whole split, however it was batched
+    assert one_by_one["fscore_split"] == pytest.approx(together["fscore_split"], abs=1e-6)
+    assert together["fscore_split"] == pytest.approx((1.0 + f_quarter) / 2, abs=1e-6)
 
 
 def test_metrics_and_loss_resize_logits_to_the_ground_truth():

@@ -161,3 +161,49 @@ def test_lavish_config_trains_as_the_reference_does():
     # constant rates as the official script: adapters 5e-5, head 4e-6
     assert (config["lr"], config["min_lr"], config["warmup_epochs"]) == (5e-5, 5e-5, 0)
     assert config["lr"] * config["head_lr_factor"] == pytest.approx(4e-6)
+
+
+# How each reference loader feeds frames, per paper config: (crop_mode, crop_pct, interpolation or None for the
+# backbone's, training frames augmented). LAVISH and DG-SCT resize every whole frame to 192 × 192 (AVS: DG-SCT's
+# model resizes AVSBench's 224 × 224 frames) and augment nothing; STG-CMA's AVS and AVQA loaders feed whole
+# frames unaugmented; its AVE loader resizes the short side (bilinear), centre-crops, and augments training clips.
+STG_CMA_AVE = ("center", 1.0, "bilinear", True)
+WHOLE_FRAME = ("squash", 1.0, None, False)
+REFERENCE_FRAMES = {
+    **{f"ave/clip_vit_{size}_{preset}.yaml": STG_CMA_AVE for size in ("b16", "l14")
+       for preset in ("tiny", "base", "vanilla")},
+    "ave/lavish_swinv2_l.yaml": WHOLE_FRAME,
+    "ave/swinv2_l_htsat_dg_sct.yaml": WHOLE_FRAME,
+    "ave/swinv2_l_htsat_lavish_star.yaml": WHOLE_FRAME,
+    "avs/stg_cma_swin_l_s4.yaml": WHOLE_FRAME,
+    "avs/stg_cma_swin_l_ms3.yaml": WHOLE_FRAME,
+    "avs/stg_cma_clip_vit_l14_s4.yaml": WHOLE_FRAME,
+    "avs/lavish_swinv2_l_s4.yaml": WHOLE_FRAME,
+    "avs/swinv2_l_htsat_dg_sct_s4.yaml": WHOLE_FRAME,
+    "avs/swinv2_l_htsat_dg_sct_ms3.yaml": WHOLE_FRAME,
+    "avqa/lavish_swinv2_l.yaml": WHOLE_FRAME,
+    "avqa/stg_cma_swin_l.yaml": WHOLE_FRAME,
+    "avqa/stg_cma_clip_vit_l14.yaml": WHOLE_FRAME,
+    "avqa/swinv2_l_htsat_dg_sct.yaml": WHOLE_FRAME,
+}
+
+
+def test_paper_configs_feed_frames_as_their_reference_and_evaluate_avs_in_its_batches():
+    import yaml
+
+    papers = sorted(p for p in REPO.glob("configs/*/*.yaml") if not p.name.startswith("tiny_cpu"))
+    assert {f"{p.parent.name}/{p.name}" for p in papers} == set(REFERENCE_FRAMES)  # a new paper row needs a line
+    for path in papers:
+        config = yaml.safe_load(path.read_text())
+        crop_mode, crop_pct, interpolation, augmented = REFERENCE_FRAMES[f"{path.parent.name}/{path.name}"]
+        video = config["model"]["video_transform"]
+        assert (video["crop_mode"], video["crop_pct"], video.get("interpolation")) == (
+            crop_mode, crop_pct, interpolation), path
+        assert config["data"].get("augment", True) == augmented, path
+        if config["model"]["task"] == "avs":  # AVSBench's test.sh: batches of 4 clips, on which F depends
+            assert config["data"]["eval_batch_size"] == 4, path
+        header = path.read_text().split("\nseed_everything")[0].replace("\\\n#", " ")  # commands on one line
+        for line in header.splitlines():  # a cache prepared by the config's own command is accepted
+            if line.lstrip("# ").startswith("avadapt prepare"):
+                assert f"--crop-mode {crop_mode}" in line or (crop_mode == "center" and "--crop-mode" not in line)
+                assert (interpolation is None) == ("--interpolation" not in line), path

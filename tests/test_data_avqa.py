@@ -3,6 +3,7 @@ frames and mp4 layouts (10 moments of a video of any length), and prepare → ca
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -357,8 +358,9 @@ def burst_wave(seconds: float, bursts: list[tuple[float, float]]) -> np.ndarray:
     return wave
 
 
-# 25 s video: parts of 2.5 s; audio window t = [2.5 t, 2.5 t + 1.95). A burst 1.6–1.9 s into part t is heard
-# by window t only (a 1 s window would miss it); a burst 2.05–2.4 s into a part falls between two windows.
+# 25 s video: parts of 2.5 s; placed with its part, audio window t = [2.5 t, 2.5 t + 1.95). A burst 1.6–1.9 s
+# into part t is heard by window t only (a 1 s window would miss it); a burst 2.05–2.4 s into a part falls between
+# two windows.
 HEARD, BETWEEN = (0, 3, 4, 8), (1, 5, 6)
 BURSTS = [(2.5 * t + 1.6, 2.5 * t + 1.9) for t in HEARD] + [(2.5 * t + 2.05, 2.5 * t + 2.4) for t in BETWEEN]
 
@@ -430,8 +432,16 @@ def test_unknown_test_answers_and_words_are_reported(frames_root):
                for m in messages)
 
 
-def test_mp4_layout_places_ten_moments_over_a_25_s_video(mp4_root):
-    dataset = MusicAVQADataset(mp4_root, "train", transform=SMALL, fbank=FBANK)
+def _spread_windows_hearing_a_burst(seconds: float, window: float) -> list[int]:
+    """The windows the reference loaders place at linspace(0, D − (window + 0.1 s), 10) that overlap a burst."""
+    starts = np.linspace(0, seconds - (window + 0.1), 10)
+    return [t for t, start in enumerate(starts) if any(lo < start + window and hi > start for lo, hi in BURSTS)]
+
+
+@pytest.mark.parametrize("placement", ["segment", "spread"])
+def test_mp4_layout_places_ten_moments_over_a_25_s_video(mp4_root, placement):
+    fbank = dataclasses.replace(FBANK, window_placement=placement)  # FBANK's own, LAVISH's AVQA loader: spread
+    dataset = MusicAVQADataset(mp4_root, "train", transform=SMALL, fbank=fbank)
     assert dataset.source == "mp4" and len(dataset) == 3
     item = dataset[0]
     assert item["video"].shape == (10, 3, SIZE, SIZE) and item["audio"].shape == (10, 1, 32, 200)
@@ -440,7 +450,8 @@ def test_mp4_layout_places_ten_moments_over_a_25_s_video(mp4_root):
     # audio: only the windows that hold a burst hear anything
     loudness = item["audio"].amax(dim=(1, 2, 3))  # (T,)
     heard = [t for t in range(10) if loudness[t] > loudness.min() + 1.0]
-    assert heard == list(HEARD), loudness
+    expected = list(HEARD) if placement == "segment" else _spread_windows_hearing_a_burst(25.0, 1.95)
+    assert heard == expected, loudness
     # a 6 s video: parts of 0.6 s, centres 0.3 + 0.6 t → frames floor(0.3 + 0.6 t)
     assert shown_indices(dataset[1]["video"]) == [0, 0, 1, 2, 2, 3, 3, 4, 5, 5]
 

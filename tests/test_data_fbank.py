@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from avadapt.data.fbank import FbankConfig, kaldi_fbank, mel_matrix, segment_fbank
+from avadapt.audio_front_ends import audio_front_end
+from avadapt.data.fbank import FbankConfig, audio_window_starts, kaldi_fbank, mel_matrix, segment_fbank
 from tests.media_helpers import tone
 
 LOG_FLOOR = float(np.log(np.finfo(np.float32).eps))
@@ -157,11 +158,55 @@ def test_a_tiled_window_is_the_fbank_of_the_window_repeated_end_to_end():
     images = segment_fbank(wave, cfg, num_segments=2)
     assert images.shape == (2, 1, 40, 260)
     centred = wave - wave.mean()
-    second = np.zeros(16000, np.float32)
-    second[:8000] = centred[16000:]  # past the end of the wave: zeros, then tiled with the rest
-    for t, window in enumerate([centred[:16000], second]):
+    # the second window would run past the end of the wave: it ends with the wave instead, then is tiled
+    for t, window in enumerate([centred[:16000], centred[-16000:]]):
         tiled = np.tile(window, 3)[: int(2.5 * 16000)]
         expected = (knf_fbank(tiled, cfg) - cfg.mean) / (2 * cfg.std)  # (248, 40)
         assert expected.shape == (248, 40)
         np.testing.assert_allclose(images[t, 0, :, :248].numpy(), expected.T, atol=2e-3)
         assert torch.count_nonzero(images[t, 0, :, 248:]) == 0
+
+
+def reference_spread_starts(num_samples: int, sample_rate: int, window_seconds: float, windows: int) -> list[int]:
+    """Where the LAVISH / DG-SCT / STG-CMA AVS and AVQA loaders start their windows (``_wav2fbank``)."""
+    return np.linspace(0, num_samples - sample_rate * (window_seconds + 0.1), num=windows, dtype=int).tolist()
+
+
+@pytest.mark.parametrize(("front_end", "seconds", "windows"), [
+    ("stg_cma_swin_avs", 5.0, 5),  # AVSBench: 5 s clips, 1.95 s windows
+    ("lavish_swin_avs", 5.0, 5),  # 1 s windows
+    ("stg_cma_swin_avqa", 61.37, 10),  # MUSIC-AVQA: a whole video of any length
+    ("lavish_swin_avqa", 17.0, 10),
+])
+def test_spread_windows_start_where_the_reference_loaders_start_them(front_end, seconds, windows):
+    cfg = audio_front_end(front_end).fbank
+    samples = round(seconds * cfg.sample_rate)
+    starts = audio_window_starts(samples, cfg, windows, seconds / windows)
+    assert starts == reference_spread_starts(samples, cfg.sample_rate, cfg.window_seconds, windows)
+    assert starts[-1] + cfg.window_samples <= samples  # the last window ends inside the clip
+
+
+def test_avs_windows_hear_the_reference_seconds_and_never_run_past_the_clip():
+    cfg = audio_front_end("stg_cma_swin_avs").fbank  # 1.95 s windows, spread, 224 frames at a 4.4 ms shift
+    wave = (np.random.default_rng(3).standard_normal(5 * 16000) * 0.1).astype(np.float32)
+    fbank = segment_fbank(wave, cfg, num_segments=5, segment_seconds=1.0)  # (5, 1, 224, 224)
+
+    centred = wave - wave.mean()  # the reference subtracts the clip's mean before cutting
+    for t, start in enumerate(reference_spread_starts(len(wave), 16000, 1.95, 5)):
+        raw = kaldi_fbank(centred[start:start + round(1.95 * 16000)], cfg)[:224]  # (224, 224), no padding
+        expected = ((raw - cfg.mean) / (2 * cfg.std)).T
+        np.testing.assert_allclose(fbank[t, 0].numpy(), expected.numpy(), atol=2e-4)
+
+
+def test_segment_windows_longer_than_a_segment_end_with_the_clip_instead_of_padding():
+    cfg = FbankConfig(window_seconds=1.95, target_frames=200)  # 1.95 s windows over 1 s segments
+    assert audio_window_starts(5 * 16000, cfg, 5, 1.0) == [0, 16000, 32000, 48000, 80000 - 31200]
+    wave = (np.random.default_rng(4).standard_normal(5 * 16000) * 0.1).astype(np.float32)
+    fbank = segment_fbank(wave, cfg, num_segments=5)
+    raw = kaldi_fbank(wave[-31200:] - wave.mean(), cfg)  # the clip's last 1.95 s: 193 frames, all real
+    np.testing.assert_allclose(fbank[4, 0, :, :193].numpy(), ((raw - cfg.mean) / (2 * cfg.std)).T.numpy(), atol=2e-4)
+
+
+def test_window_placement_is_checked():
+    with pytest.raises(ValueError, match="window_placement 'middle'"):
+        FbankConfig(window_placement="middle")

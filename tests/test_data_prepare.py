@@ -129,6 +129,15 @@ def test_other_settings_on_an_existing_cache_are_refused(cache, root):
         prepare_ave(root, out, image_size=SIZE, fbank=FbankConfig(num_mel_bins=64), progress=False)
 
 
+def test_a_cache_is_read_only_with_the_frame_geometry_it_was_prepared_with(cache, root):
+    out, _ = cache  # prepared with centre crops
+    squash = VideoTransform(VideoTransformConfig(input_size=(SIZE, SIZE), crop_pct=1.0, crop_mode="squash"))
+    with pytest.raises(CacheConfigError, match="crop_mode: cache 'center', wanted 'squash'"):
+        AVEDataset(root, "train", cache_dir=out, transform=squash)
+    with pytest.raises(CacheConfigError, match="crop_mode: cache 'center', wanted 'squash'"):
+        prepare_ave(root, out, image_size=SIZE, crop_mode="squash", progress=False)
+
+
 def test_dataset_reads_the_cache(cache, root):
     out, _ = cache
     transform = VideoTransform(VideoTransformConfig(input_size=(SIZE, SIZE)))

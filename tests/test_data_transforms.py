@@ -89,3 +89,43 @@ def test_config_round_trips_and_rejects_nonsense():
         as_video_tensor(np.zeros((2, 8, 8, 3), np.float32))
     with pytest.raises(ValueError, match=r"\(T, H, W, 3\)"):
         as_video_tensor(np.zeros((2, 8, 8, 4), np.uint8))
+
+
+def _left_quarter_white(height: int = 40, width: int = 80) -> np.ndarray:
+    """One (1, H, W, 3) frame, white in its left quarter and black elsewhere."""
+    frames = np.zeros((1, height, width, 3), np.uint8)
+    frames[:, :, : width // 4] = 255
+    return frames
+
+
+def test_squash_stretches_the_whole_frame_and_centre_crops_cut_its_sides():
+    frames = _left_quarter_white()  # 40 × 80: twice as wide as high
+    squash = VideoTransform(VideoTransformConfig(input_size=(32, 32), crop_pct=1.0, crop_mode="squash"))
+    center = VideoTransform(VideoTransformConfig(input_size=(32, 32), crop_pct=1.0, crop_mode="center"))
+
+    squashed = squash.geometry(as_video_tensor(frames))  # (1, 3, 32, 32) uint8
+    cropped = center.geometry(as_video_tensor(frames))
+
+    # squash: the whole frame at 32 × 32, its white quarter now 8 columns wide
+    white_columns = (squashed[0, 0] > 200).all(dim=0)
+    assert white_columns[:7].all() and not white_columns[9:].any()
+    # centre: 40 × 80 → 32 × 64, then the middle 32 columns, where the frame is black
+    assert int(cropped.max()) < 30
+
+
+def test_squash_with_a_crop_pct_resizes_each_side_then_crops_the_centre():
+    # timm's squash: each side to floor(32 / 0.8) = 40 whatever the aspect ratio, then the centre 32 × 32
+    frames = np.zeros((1, 20, 100, 3), np.uint8)
+    frames[:, :, 45:55] = 255  # a centred white band, 10 % of the width
+    out = VideoTransform(VideoTransformConfig(input_size=(32, 32), crop_pct=0.8, crop_mode="squash")).geometry(
+        as_video_tensor(frames))
+    white = (out[0, 0] > 200).all(dim=0).nonzero().flatten().tolist()  # 4 of 40 columns, minus the 4 cut per side
+    assert out.shape == (1, 3, 32, 32) and 2 <= len(white) <= 4 and min(white) >= 13 and max(white) <= 18
+
+
+def test_crop_mode_comes_from_the_timm_data_config_and_is_checked():
+    assert VideoTransformConfig.from_timm({**VIT_CONFIG, "crop_mode": "squash"}).crop_mode == "squash"
+    assert VideoTransformConfig.from_timm({k: v for k, v in VIT_CONFIG.items() if k != "crop_mode"}).crop_mode == \
+        "center"
+    with pytest.raises(ValueError, match="crop_mode 'border'"):
+        VideoTransformConfig.from_timm({**VIT_CONFIG, "crop_mode": "border"})

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from avadapt.data.media import write_mp4
+from avadapt.errors import OptionError
 from avadapt.models import create_model, video_data_config
 from avadapt.prediction import predict_video, window_starts, write_prediction
 from avadapt.tasks.ave.task import AVETask
@@ -59,3 +60,33 @@ def test_prediction_reads_segments_of_the_length_the_task_declares(tmp_path):
     unwritten = write_prediction(prediction, None)  # the result alone, no files
     assert "json" not in unwritten and unwritten["segments"] == result["segments"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.json", "clip.png"]
+
+
+@pytest.mark.filterwarnings("ignore::avadapt.adapter_files.RandomBackboneWarning")  # tiny random backbones
+def test_an_adapter_trained_on_squashed_frames_predicts_on_squashed_frames(tmp_path):
+    from avadapt.adapter_files import load_adapter, save_adapter
+
+    # 16 × 32 frames, white in their left quarter: the whole frame squashed to 32 × 32 keeps a white quarter,
+    # a centre crop (32 × 64, middle 32 columns) keeps none of it
+    frames = np.zeros((2 * 4, 16, 32, 3), np.uint8)
+    frames[:, :, :8] = 255
+    video = write_mp4(tmp_path / "wide.mp4", frames, fps=4, audio=np.zeros(2 * 16000, np.float32))
+    shown = {}
+    for crop_mode in ("squash", "center"):
+        torch.manual_seed(0)
+        model = create_model(backbone=TINY_VIT, method="probe", task="events_2s", num_frames=1, num_classes=3,
+                             backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO},
+                             video_transform={"crop_mode": crop_mode, "crop_pct": 1.0})
+        assert model.preprocessing["video"]["crop_mode"] == crop_mode
+        loaded = load_adapter(save_adapter(model, tmp_path / crop_mode), pretrained=False)
+        prediction = predict_video(loaded, video)  # the geometry comes from the adapter directory alone
+        shown[crop_mode] = prediction.frames[0].float().mean(dim=-1)  # (32, 32) grey levels as the model saw them
+    white_columns = (shown["squash"] > 200).all(dim=0)
+    assert white_columns[:7].all() and not white_columns[9:].any()  # the left quarter, stretched
+    assert not (shown["center"] > 200).any()  # cropped away (its edge column blurs into the first one shown)
+
+
+def test_a_video_transform_sets_the_geometry_only():
+    with pytest.raises(OptionError, match="video_transform sets crop_mode, crop_pct, interpolation; not mean"):
+        create_model(backbone=TINY_VIT, method="probe", task="ave", num_frames=1,
+                     backbone_options={"img_size": TINY_IMAGE, "audio": TINY_AUDIO}, video_transform={"mean": 0.5})

@@ -1,7 +1,7 @@
 """Audio front ends: how a waveform becomes the spectrogram "image" a frozen image backbone reads.
 
 A front end is the fbank image (the kind of spectrogram — Kaldi fbank or STFT log-mel —, its settings, the
-per-segment window, the size ``num_mel_bins`` × ``target_frames`` and the normalisation statistics:
+per-segment windows and where they lie, the size ``num_mel_bins`` × ``target_frames`` and the normalisation statistics:
 :class:`FbankConfig`) together with how the model embeds it: through the shared image backbone (the RGB patch
 kernel collapsed to one channel by ``sum`` or ``mean``, the position grid fitted by ``crop`` or ``interpolate``)
 or through an audio encoder of its own (``encoder="htsat"``: HTS-AT's bn0, time stretch and fold,
@@ -33,11 +33,15 @@ from avadapt._config import JSONConfig
 # ``get_window("hann", n)`` that STFT log-mel front ends use.
 _WINDOW_TYPES = ("hanning", "povey", "hamming", "rectangular", "blackman", "hann")
 SPECTROGRAM_KINDS = ("kaldi", "log_mel")
+WINDOW_PLACEMENTS = ("segment", "spread")
+# The reference loaders' "spread" placement ends the last window this long before the clip's end:
+# ``np.linspace(0, len − sr · (window + 0.1), T)`` (LAVISH, DG-SCT and STG-CMA ``_wav2fbank``).
+SPREAD_END_MARGIN_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
 class FbankConfig(JSONConfig):
-    """Fbank settings of an audio front end, and the per-segment window.
+    """Fbank settings of an audio front end, and the per-segment windows: their length and where they lie.
 
     Defaults are the "vit" front end: the reference ViT setting introduced by AST (Gong et al., Interspeech 2021:
     ``torchaudio.compliance.kaldi.fbank(htk_compat=True, use_energy=False, window_type="hanning",
@@ -64,6 +68,12 @@ class FbankConfig(JSONConfig):
     DG-SCT's loaders feed HTS-AT (each 1 s window tiled to HTS-AT's 10 s clip, to 5 s on AVSBench's 5 s clips):
     the spectrogram then covers the tiled length (1001 log-mel frames for 10 s at a 10 ms hop); None: the window
     as it is.
+    ``window_placement`` says where the T windows of ``window_seconds`` lie in a clip of n samples
+    (``avadapt.data.fbank.window_starts``): ``"segment"``, window t starts with segment t (at
+    t · segment_seconds, moved back to end with the clip where it would run past it); ``"spread"``, the reference
+    loaders' ``np.linspace(0, n − sr · (window_seconds + 0.1), T, dtype=int)``, the first window at the clip's
+    start and the last ending 0.1 s before its end, whatever the segment length. Neither pads a window past the
+    end of a clip at least ``window_seconds + 0.1`` s long.
     """
 
     spectrogram: Literal["kaldi", "log_mel"] = "kaldi"
@@ -82,6 +92,7 @@ class FbankConfig(JSONConfig):
     target_frames: int = 102
     window_seconds: float = 1.0
     tile_seconds: float | None = None
+    window_placement: Literal["segment", "spread"] = "segment"
     mean: float = -4.1426
     std: float = 3.2001
 
@@ -97,6 +108,8 @@ class FbankConfig(JSONConfig):
                              f"({self.window_seconds}): tiling repeats the window, it never cuts it")
         if self.spectrogram not in SPECTROGRAM_KINDS:
             raise ValueError(f"spectrogram {self.spectrogram!r} is not one of {SPECTROGRAM_KINDS}")
+        if self.window_placement not in WINDOW_PLACEMENTS:
+            raise ValueError(f"window_placement {self.window_placement!r} is not one of {WINDOW_PLACEMENTS}")
         if not 0 <= self.low_freq < self.top_freq <= self.sample_rate / 2:
             raise ValueError(f"need 0 <= low_freq < high_freq <= Nyquist, got {self.low_freq}, {self.high_freq}")
         if self.spectrogram == "log_mel":
@@ -175,6 +188,9 @@ class AudioFrontEnd:
 
 # STG-CMA on Swin/224: 224 mel × 224 frames at a 4.4 ms shift, patch kernel averaged over RGB. AVE keeps the
 # ViT setting's statistics (the official script does); AVS/AVQA cut a 1.95 s window to its first 224 frames.
+# The AVS and AVQA loaders of STG-CMA and LAVISH spread their windows over the clip (``"spread"``); for AVE the
+# windows stay with the labelled seconds (``"segment"``, FbankConfig's default; the reference loaders spread
+# those too, up to 0.9 s away from their second on a 10 s clip).
 _STG_CMA_SWIN = {"num_mel_bins": 224, "frame_shift_ms": 4.4, "target_frames": 224}
 # LAVISH on Swin-V2-L/192: the spectrogram tiled to three channels through the unchanged RGB patch embedding,
 # which is the one-channel convolution with the RGB kernel summed.
@@ -195,15 +211,19 @@ AUDIO_FRONT_ENDS: dict[str, AudioFrontEnd] = {front_end.name: front_end for fron
                   "CLIP/ViT loaders of STG-CMA and LAVISH (AVE): FbankConfig's defaults, AST's setting; STG-CMA's "
                   "CLIP code sums the patch kernel over RGB"),
     AudioFrontEnd("stg_cma_swin_ave", FbankConfig(**_STG_CMA_SWIN), "mean", "crop", "STG-CMA Swin AVE loader"),
-    AudioFrontEnd("stg_cma_swin_avs", FbankConfig(**_STG_CMA_SWIN, window_seconds=1.95, mean=-5.6696, std=3.9484),
+    AudioFrontEnd("stg_cma_swin_avs", FbankConfig(**_STG_CMA_SWIN, window_seconds=1.95, window_placement="spread",
+                                                  mean=-5.6696, std=3.9484),
                   "mean", "crop", "STG-CMA Swin AVS loader"),
-    AudioFrontEnd("stg_cma_swin_avqa", FbankConfig(**_STG_CMA_SWIN, window_seconds=1.95, mean=-5.2144, std=3.8699),
+    AudioFrontEnd("stg_cma_swin_avqa", FbankConfig(**_STG_CMA_SWIN, window_seconds=1.95, window_placement="spread",
+                                                   mean=-5.2144, std=3.8699),
                   "mean", "crop", "STG-CMA Swin AVQA loader"),
     AudioFrontEnd("lavish_swin_ave", FbankConfig(**_LAVISH_SWIN, frame_shift_ms=5.2, mean=-4.9848, std=3.7080),
                   "sum", "crop", "LAVISH AVE loader"),
-    AudioFrontEnd("lavish_swin_avs", FbankConfig(**_LAVISH_SWIN, mean=-5.2105, std=3.5918), "sum", "crop",
+    AudioFrontEnd("lavish_swin_avs", FbankConfig(**_LAVISH_SWIN, window_placement="spread", mean=-5.2105,
+                                                 std=3.5918), "sum", "crop",
                   "LAVISH AVS loader (1 s windows at the ViT setting's 10 ms shift, ~98 frames zero-padded to 192)"),
-    AudioFrontEnd("lavish_swin_avqa", FbankConfig(**_LAVISH_SWIN, window_seconds=1.95, mean=-5.3853, std=3.5929),
+    AudioFrontEnd("lavish_swin_avqa", FbankConfig(**_LAVISH_SWIN, window_seconds=1.95, window_placement="spread",
+                                                  mean=-5.3853, std=3.5929),
                   "sum", "crop", "LAVISH AVQA loader (1.95 s windows, 10 ms shift)"),
     # The HTS-AT patch kernel has one input channel already: summing over it changes nothing.
     AudioFrontEnd("htsat", _HTSAT, "sum", "crop",

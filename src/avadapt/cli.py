@@ -87,6 +87,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="decoding processes")
     p.add_argument("--image-size", type=int, default=224, help="square frame size (the backbone's input size)")
     p.add_argument("--crop-pct", type=float, default=1.0, help="centre crop fraction (timm data config crop_pct)")
+    p.add_argument("--crop-mode", default="center",
+                   help="center: resize keeping the aspect ratio, then centre-crop; squash: resize the whole frame "
+                        "to the square size (the model's model.video_transform.crop_mode)")
+    p.add_argument("--interpolation", default="bicubic", help="frame resampling (timm data config interpolation)")
     p.add_argument("--audio-front-end", default=DEFAULT_AUDIO_FRONT_END,
                    help="named audio front end whose fbank settings to use (avadapt.audio_front_ends; "
                         "the model's model.audio_front_end)")
@@ -111,7 +115,8 @@ def _run_prepare(args: argparse.Namespace) -> None:
     fbank = audio_front_end(args.audio_front_end, changes).fbank
     summary = _dataset_of(args.task, args.setting).prepare(
         args.root, args.out, workers=args.workers, image_size=args.image_size, fbank=fbank,
-        media_root=args.media_root, crop_pct=args.crop_pct)
+        media_root=args.media_root, crop_pct=args.crop_pct, crop_mode=args.crop_mode,
+        interpolation=args.interpolation)
     if summary.failed:
         raise DatasetError(f"{Path(args.out) / 'bad_clips.tsv'}: {len(summary.failed)} clip(s) could not be "
                            "decoded (listed there with the reason)")

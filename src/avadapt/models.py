@@ -99,15 +99,25 @@ def video_data_config(model: AVModel) -> dict[str, Any]:
     return config
 
 
-def default_preprocessing(model: AVModel, front_end: AudioFrontEnd) -> dict[str, Any]:
+# Fields of the video data config a model may set apart from its backbone's: how frames are brought to the input
+# size (``avadapt.data.transforms.VideoTransformConfig`` reads and validates them).
+VIDEO_GEOMETRY_FIELDS = ("crop_mode", "crop_pct", "interpolation")
+
+
+def default_preprocessing(model: AVModel, front_end: AudioFrontEnd,
+                          video_transform: dict[str, Any] | None = None) -> dict[str, Any]:
     """How inputs are made for ``model`` when its audio is cut by ``front_end``: the backbone's data config at its
-    input size, the front end's name and fbank values (its spectrogram size set to what the audio embedding
-    reads), the number of segments, the task's dataset and what the head needs it built with. The data module
-    and prediction read this record."""
+    input size with the ``video_transform`` fields replacing its own, the front end's name and fbank values (its
+    spectrogram size set to what the audio embedding reads), the number of segments, the task's dataset and what
+    the head needs it built with. The data module and prediction read this record."""
+    unknown = sorted(set(video_transform or {}) - set(VIDEO_GEOMETRY_FIELDS))
+    if unknown:
+        raise OptionError(f"video_transform sets {', '.join(VIDEO_GEOMETRY_FIELDS)}; not {', '.join(unknown)}")
     audio = model.audio_backbone.audio
     size = {"num_mel_bins": audio.num_mel_bins, "target_frames": audio.num_frames}
     fbank = front_end.with_fbank(**{k: v for k, v in size.items() if getattr(front_end.fbank, k) != v}).fbank
-    return {"video": video_data_config(model), "audio_front_end": front_end.name, "fbank": fbank.to_dict(),
+    video = {**video_data_config(model), **(video_transform or {})}
+    return {"video": video, "audio_front_end": front_end.name, "fbank": fbank.to_dict(),
             "num_segments": model.method.num_frames, "dataset": model.task.dataset,
             "dataset_options": model.head.data_options()}
 
@@ -161,6 +171,7 @@ def create_model(
     audio_backbone: str | None = None,
     audio_weights: str | Path | None = None,
     audio_backbone_options: dict[str, Any] | None = None,
+    video_transform: dict[str, Any] | None = None,
     compile_backbone: bool | str = False,
     **cfg: Any,
 ) -> AVModel:
@@ -178,6 +189,9 @@ def create_model(
     audio_weights: a local checkpoint of the audio encoder. audio_backbone_options: its extra arguments (timm
     kwargs, ``audio``: its embedding config). With a separate encoder the audio front end's embedding and an
     ``audio`` entry apply to it, not to the visual backbone.
+    video_transform: how frames are brought to the input size where the backbone's data config says otherwise
+    (``crop_mode`` ``"center"`` or ``"squash"``, ``crop_pct``, ``interpolation``), e.g. ``{"crop_mode": "squash",
+    "crop_pct": 1.0}`` for the whole frame stretched to the input size, as the LAVISH and DG-SCT loaders do.
     compile_backbone: ``torch.compile`` the adapted backbone (the method: frozen backbone and inserted
     modules; the head stays eager) on its first call, with torch's default backend (True) or the named one.
     Traced code takes the plain PyTorch path of ``avadapt.kernels``, the one the compiler optimises; the
@@ -258,7 +272,7 @@ def create_model(
     model = AVModel(adapted, head, spec, backbone_source=source)
     if front_end is None:
         front_end = audio_front_ends.audio_front_end(paper_audio_front_end(method, frozen.family, task))
-    model.preprocessing = default_preprocessing(model, front_end)
+    model.preprocessing = default_preprocessing(model, front_end, video_transform)
     return model
 
 

@@ -110,10 +110,11 @@ class ClipDataset(Dataset):
 
     @classmethod
     def cache_settings(cls, image_size: int, fbank: FbankConfig | None = None, crop_pct: float = 1.0,
-                       interpolation: str = "bicubic", min_seconds: float | None = None) -> CacheSettings:
+                       interpolation: str = "bicubic", min_seconds: float | None = None,
+                       crop_mode: str = "center") -> CacheSettings:
         """What a cache of this dataset records (its name among them)."""
         return CacheSettings(image_size=image_size, crop_pct=crop_pct, interpolation=interpolation,
-                             num_segments=cls.num_segments, segment_seconds=cls.segment_seconds,
+                             crop_mode=crop_mode, num_segments=cls.num_segments, segment_seconds=cls.segment_seconds,
                              min_seconds=min_seconds, fbank=fbank or default_fbank(), dataset=cls.name)
 
     # ---- media -------------------------------------------------------------------------------------
@@ -182,14 +183,15 @@ class ClipDataset(Dataset):
         return "cache" if self.cache_dir is not None else self.find_layout(self.media_root)
 
     def _check_cache(self) -> None:
-        """A cache is read only when it holds this dataset's clips, prepared as this dataset reads them."""
+        """A cache is read only when it holds this dataset's clips, prepared as this dataset reads them: frames of
+        the transform's size and crop mode (the model's, which prediction applies too), audio with the fbank."""
         path = self.cache_dir / CACHE_JSON
-        size = self.transform.cfg.input_size
-        if size[0] != size[1]:
-            raise CacheConfigError(f"{path}: caches hold square frames; the transform asks for {size}")
+        video = self.transform.cfg
+        if video.input_size[0] != video.input_size[1]:
+            raise CacheConfigError(f"{path}: caches hold square frames; the transform asks for {video.input_size}")
         check_cache_settings(path, {"dataset": self.name, "num_segments": self.num_segments,
-                                    "segment_seconds": self.segment_seconds, "image_size": size[0],
-                                    "fbank": self.fbank})
+                                    "segment_seconds": self.segment_seconds, "image_size": video.input_size[0],
+                                    "crop_mode": video.crop_mode, "fbank": self.fbank})
 
     def decode(self, clip: str) -> tuple[Any, torch.Tensor]:
         """(frames (T, H, W, 3) uint8, audio (T, 1, F, L)) of one clip read from its native media."""

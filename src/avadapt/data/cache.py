@@ -4,7 +4,7 @@ Decoding an mp4 and computing its fbank costs far more than a training step of a
 with small adapters, so every clip is decoded once into a small safetensors file::
 
     <cache>/cache.json            the settings it was built with (CacheSettings), its dataset among them
-    <cache>/<clip>.safetensors    frames  uint8   (T, 3, S, S)  resized + centre-cropped RGB
+    <cache>/<clip>.safetensors    frames  uint8   (T, 3, S, S)  RGB resized and cropped (crop_mode, crop_pct)
                                   fbank   float16 (T, 1, F, L)  normalised log-mel, as segment_fbank
                                   any tensors of the dataset's own (e.g. masks); metadata "clip": JSON
     <cache>/bad_clips.tsv         video_id, path, reason of every clip that could not be decoded
@@ -46,7 +46,9 @@ class CacheConfigError(DatasetError):
 class CacheSettings(JSONConfig):
     """Everything that decides a cached clip's content; a cache is only reused with equal settings.
 
-    crop_pct: frames are resized to cover ``image_size / crop_pct``, then centre-cropped (1.0: no crop).
+    crop_pct, crop_mode: frames are resized to cover ``image_size / crop_pct`` keeping their aspect ratio
+    (``"center"``) or to ``image_size / crop_pct`` square (``"squash"``), then centre-cropped (1.0: no crop);
+    see :class:`~avadapt.data.transforms.VideoTransformConfig`.
     min_seconds: shortest clip accepted (see :func:`avadapt.data.media.read_clip`); None = 90 %.
     dataset: the registered dataset whose clips the cache holds, so that one is never read as another's;
     a ``cache.json`` that records none (None) may be read by any dataset.
@@ -55,6 +57,7 @@ class CacheSettings(JSONConfig):
     image_size: int = 224
     crop_pct: float = 1.0
     interpolation: str = "bicubic"
+    crop_mode: str = "center"
     num_segments: int = 10
     segment_seconds: float = 1.0
     min_seconds: float | None = None
@@ -66,12 +69,13 @@ class CacheSettings(JSONConfig):
             object.__setattr__(self, "fbank", FbankConfig.from_dict(self.fbank))
         if self.image_size <= 0 or self.num_segments <= 0 or self.segment_seconds <= 0:
             raise ValueError(f"image_size, num_segments and segment_seconds must be positive: {self}")
-        self.frame_transform()  # validates crop_pct and interpolation
+        self.frame_transform()  # validates crop_pct, crop_mode and interpolation
 
     def frame_transform(self) -> VideoTransform:
         """The resize + centre crop that turns decoded frames into cached ones (no normalisation)."""
         return VideoTransform(VideoTransformConfig(input_size=(self.image_size, self.image_size),
-                                                   crop_pct=self.crop_pct, interpolation=self.interpolation))
+                                                   crop_pct=self.crop_pct, crop_mode=self.crop_mode,
+                                                   interpolation=self.interpolation))
 
     def to_json(self) -> dict[str, Any]:
         return {"format": CACHE_FORMAT, "version": CACHE_VERSION, **self.to_dict()}

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from avadapt.audio_front_ends import FbankConfig
+from avadapt.audio_front_ends import SPREAD_END_MARGIN_SECONDS, FbankConfig
 
 # Kaldi's log floor: mel energies below FLT_EPSILON are clamped before the log, so silence maps
 # to log(1.19e-7) ≈ −15.9 instead of −inf.
@@ -143,6 +143,25 @@ def spectrogram(waves: np.ndarray | torch.Tensor, cfg: FbankConfig) -> torch.Ten
     return log_mel(waves, cfg) if cfg.spectrogram == "log_mel" else kaldi_fbank(waves, cfg)
 
 
+def audio_window_starts(num_samples: int, cfg: FbankConfig, num_segments: int, segment_seconds: float = 1.0
+                        ) -> list[int]:
+    """First samples of the T windows of ``cfg.window_samples`` in a clip of ``num_samples``, as
+    ``cfg.window_placement`` says (:class:`~avadapt.audio_front_ends.FbankConfig`).
+
+    ``"segment"``: ``t · segment_seconds``, moved back to ``num_samples − window`` where the window would run past
+    the clip's end. ``"spread"``: ``np.linspace(0, n − sr · (window_seconds + 0.1), T, dtype=int)`` written as the
+    reference loaders write it (float arithmetic and truncation included); a clip too short for that margin
+    spreads them over what fits. Only a clip shorter than one window has a window padded past its end.
+    """
+    width = cfg.window_samples
+    last = max(num_samples - width, 0)  # the latest start whose window ends inside the clip
+    if cfg.window_placement == "segment":
+        hop = round(segment_seconds * cfg.sample_rate)
+        return [min(t * hop, last) for t in range(num_segments)]
+    end = num_samples - cfg.sample_rate * (cfg.window_seconds + SPREAD_END_MARGIN_SECONDS)
+    return [int(start) for start in np.linspace(0, end if end >= 0 else last, num_segments, dtype=int)]
+
+
 def segment_fbank(
     wave: np.ndarray | torch.Tensor, cfg: FbankConfig, num_segments: int, segment_seconds: float = 1.0
 ) -> torch.Tensor:
@@ -150,11 +169,11 @@ def segment_fbank(
     (T, 1, num_mel_bins, target_frames) float32.
 
     As the reference loaders: subtract the clip's mean (Kaldi fbanks only, not HTS-AT's); :func:`spectrogram`
-    of each window t = [t · segment_seconds, + window_seconds) on its own (zeros past the end), repeated end to
-    end to ``tile_seconds`` first where the front end says so (DG-SCT's HTS-AT input); normalise
-    ``(x − mean) / (2 · std)``; pad with zeros *after* normalisation, or cut, to ``target_frames``. But
-    window t starts at segment t, not at ``linspace(0, len − 1.1 s, T)[t]`` (up to 0.9 s away on a 10 s
-    clip): AVE labels describe second [t, t + 1), so the window hears exactly that second.
+    of each window of ``window_seconds`` on its own, the windows placed by :func:`audio_window_starts` (a
+    front end's ``window_placement``: with its segment, or spread over the clip as the references' AVS and AVQA
+    loaders), each repeated end to end to ``tile_seconds`` first where the front end says so (DG-SCT's HTS-AT
+    input); normalise ``(x − mean) / (2 · std)``; pad with zeros *after* normalisation, or cut, to
+    ``target_frames``.
     """
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
@@ -163,12 +182,11 @@ def segment_fbank(
         raise ValueError(f"wave must be mono with shape (n,), got {tuple(wave.shape)}")
     if cfg.spectrogram == "kaldi":
         wave = wave - (wave.mean() if wave.numel() else 0.0)
-    hop = round(segment_seconds * cfg.sample_rate)
     width = cfg.window_samples
     windows = torch.zeros(num_segments, width)  # (T, W)
-    for t in range(num_segments):
-        piece = wave[t * hop : t * hop + width]
-        windows[t, : len(piece)] = piece
+    for t, start in enumerate(audio_window_starts(len(wave), cfg, num_segments, segment_seconds)):
+        piece = wave[start : start + width]
+        windows[t, : len(piece)] = piece  # zeros past the end only for a clip shorter than one window
     if cfg.spectrogram_samples != width:  # each window repeated end to end, cut to the tiled length
         windows = windows.repeat(1, -(-cfg.spectrogram_samples // width))[:, : cfg.spectrogram_samples]  # (T, W')
     fbank = spectrogram(windows, cfg)[:, : cfg.target_frames]  # (T, frames ≤ L, F)

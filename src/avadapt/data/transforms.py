@@ -23,15 +23,21 @@ _INTERPOLATIONS = {
     "nearest": InterpolationMode.NEAREST,
     "random": InterpolationMode.BILINEAR,  # timm's train-time random choice; one fixed mode here
 }
+# timm's data-config ``crop_mode`` values this transform implements ("border", timm's third, is not one)
+CROP_MODES = ("center", "squash")
 
 
 @dataclass(frozen=True)
 class VideoTransformConfig(JSONConfig):
     """How frames are resized, cropped, augmented and normalised.
 
-    The first five fields mirror a timm data config (defaults: ViT ImageNet-21k checkpoints, mean/std 0.5).
-    Evaluation is timm's: resize to cover ``input_size / crop_pct``, then centre-crop ``input_size``.
-    Training takes one ``RandomResizedCrop(scale, ratio)`` and one flip with probability ``hflip`` per clip.
+    The first six fields mirror a timm data config (defaults: ViT ImageNet-21k checkpoints, mean/std 0.5).
+    Evaluation is timm's, by ``crop_mode``: ``"center"`` resizes the frame, keeping its aspect ratio, to cover
+    ``input_size / crop_pct`` and centre-crops ``input_size``; ``"squash"`` resizes each side to
+    ``input_size / crop_pct`` whatever the aspect ratio, then centre-crops, so with ``crop_pct`` 1 the whole frame
+    is stretched to ``input_size`` and nothing is cut off (``Resize([S, S])`` of the LAVISH, DG-SCT and STG-CMA
+    AVQA loaders). Training takes one ``RandomResizedCrop(scale, ratio)`` and one flip with probability
+    ``hflip`` per clip.
     """
 
     input_size: tuple[int, int] = (224, 224)  # (H, W)
@@ -39,6 +45,7 @@ class VideoTransformConfig(JSONConfig):
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     interpolation: str = "bicubic"
     crop_pct: float = 0.9
+    crop_mode: str = "center"
     train: bool = False
     scale: tuple[float, float] = (0.5, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
@@ -56,6 +63,8 @@ class VideoTransformConfig(JSONConfig):
             raise ValueError(f"interpolation {self.interpolation!r} is not one of {sorted(_INTERPOLATIONS)}")
         if not 0 < self.crop_pct <= 1:
             raise ValueError(f"crop_pct must lie in (0, 1], got {self.crop_pct}")
+        if self.crop_mode not in CROP_MODES:
+            raise ValueError(f"crop_mode {self.crop_mode!r} is not one of {list(CROP_MODES)}")
         if not 0 < self.scale[0] <= self.scale[1] <= 1 or not 0 < self.ratio[0] <= self.ratio[1]:
             raise ValueError(f"bad RandomResizedCrop range scale={self.scale} ratio={self.ratio}")
         if not 0 <= self.hflip <= 1:
@@ -73,6 +82,7 @@ class VideoTransformConfig(JSONConfig):
             "std": tuple(data_config.get("std", cls.std)),
             "interpolation": data_config.get("interpolation", cls.interpolation),
             "crop_pct": data_config.get("crop_pct") or 1.0,
+            "crop_mode": data_config.get("crop_mode") or cls.crop_mode,
         }
         values.update(overrides)
         return cls(**values)
@@ -107,13 +117,17 @@ class VideoTransform:
         return self.normalize(self.geometry(as_video_tensor(frames), generator))
 
     def geometry(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Resize/crop (and in training flip) a (T, 3, H, W) uint8 clip → (T, 3, H', W') uint8."""
+        """Resize/crop (``crop_mode``; in training, augment instead) a (T, 3, H, W) uint8 clip → (T, 3, H', W')
+        uint8."""
         if self.cfg.train:
             return self.augment(video, generator)
         height, width = self.cfg.input_size
         cover_h, cover_w = math.floor(height / self.cfg.crop_pct), math.floor(width / self.cfg.crop_pct)
-        scale = max(cover_h / video.shape[-2], cover_w / video.shape[-1])
-        size = [max(cover_h, round(video.shape[-2] * scale)), max(cover_w, round(video.shape[-1] * scale))]
+        if self.cfg.crop_mode == "squash":
+            size = [cover_h, cover_w]  # aspect ratio not kept
+        else:
+            scale = max(cover_h / video.shape[-2], cover_w / video.shape[-1])
+            size = [max(cover_h, round(video.shape[-2] * scale)), max(cover_w, round(video.shape[-1] * scale))]
         video = TF.resize(video, size, interpolation=_INTERPOLATIONS[self.cfg.interpolation], antialias=True)
         return TF.center_crop(video, [height, width])  # (T, 3, H', W')
 

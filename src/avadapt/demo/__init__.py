@@ -90,7 +90,8 @@ def build_data(out: Path, cfg: DemoSpec, steps: int = 5) -> DemoData:
     video = module.preprocessing["video"]
     DATASETS.get(get_task(cfg.task).dataset).prepare(root, cache, workers=1, image_size=cfg.image_size,
                                                      fbank=module.fbank, crop_pct=video.get("crop_pct") or 1.0,
-                                                     interpolation=video["interpolation"])
+                                                     interpolation=video["interpolation"],
+                                                     crop_mode=video.get("crop_mode") or "center")
     if cfg.calibrate is not None:
         loader = datamodule(cfg, root, cache, module, batch_size=16)
         loader.setup("fit")

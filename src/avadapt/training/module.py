@@ -19,6 +19,7 @@ from avadapt import audio_front_ends
 from avadapt.adapter_files import check_adapter_keys, trainable_state_keys
 from avadapt.audio_front_ends import AudioFrontEnd, FbankConfig
 from avadapt.data.sampling import derive_seed
+from avadapt.data.transforms import VideoTransformConfig
 from avadapt.kernels import cpu_supports_bf16, tune_heap_for_training
 from avadapt.models import build_without_weights, create_model, paper_audio_front_end
 from avadapt.tasks import get_task
@@ -87,6 +88,10 @@ class AVAdaptModule(L.LightningModule):
         audio_mixup_alpha: DG-SCT's audio mixup in training steps (its AVS and AVQA code: 0.5), see
             :func:`mix_audio`; 0 (the default) leaves the audio as it is. Labels are never mixed, and validation,
             test and prediction never mix.
+        video_transform: how frames are brought to the input size where the backbone's data config says
+            otherwise: ``crop_mode`` (``center``: resize keeping the aspect ratio, then centre-crop; ``squash``:
+            the whole frame stretched), ``crop_pct``, ``interpolation`` (``create_model``). Recorded with the
+            model's preprocessing, so the data module, caches and prediction use the same geometry.
     """
 
     def __init__(
@@ -119,6 +124,7 @@ class AVAdaptModule(L.LightningModule):
         step_gamma: float = 0.35,
         compile_backbone: bool | str = False,
         audio_mixup_alpha: float = 0.0,
+        video_transform: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()  # plain types only, so checkpoints load with torch.load(weights_only=True)
@@ -145,9 +151,10 @@ class AVAdaptModule(L.LightningModule):
             backbone=backbone, method=method, task=task, pretrained=pretrained, weights=weights,
             backbone_options=backbone_options, audio_front_end=self.front_end, audio_backbone=audio_backbone,
             audio_weights=audio_weights, audio_backbone_options=audio_backbone_options,
-            compile_backbone=compile_backbone, **(method_options or {}),
+            video_transform=video_transform, compile_backbone=compile_backbone, **(method_options or {}),
             **(task_options or {}),
         )
+        VideoTransformConfig.from_timm(self.model.preprocessing["video"])  # a bad geometry fails here, not in a loader
         self.task = get_task(task)
         if head_checkpoint is not None:  # the trained head is then saved with the adapters, as any other
             loaded = self.model.head.load_pretrained(head_checkpoint)

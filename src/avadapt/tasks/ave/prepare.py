@@ -34,13 +34,14 @@ def prepare_clip(job: PrepareJob, settings: CacheSettings) -> None:
 def prepare_ave(root: str | Path, out: str | Path, workers: int = 1, image_size: int = 224,
                 fbank: FbankConfig | None = None, progress: bool = True, *,
                 media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
-                min_seconds: float | None = None, annotations: str = "Annotations.txt") -> PrepareSummary:
+                crop_mode: str = "center", min_seconds: float | None = None,
+                annotations: str = "Annotations.txt") -> PrepareSummary:
     """Decode ``<media_root or root>/AVE/<id>.mp4`` of every video id in ``<root>/Annotations.txt`` into ``out``
     with :func:`~avadapt.data.prepare.run_prepare`."""
     root, out = Path(root), Path(out)
     media_root = Path(media_root) if media_root is not None else root
     video_ids = sorted({event.video_id for event in AVEAnnotations.load(root, annotations).events})
     jobs = [PrepareJob(v, clip_file(out, v), tuple(AVEDataset.layout_paths(media_root, "mp4", v))) for v in video_ids]
-    settings = AVEDataset.cache_settings(image_size, fbank, crop_pct, interpolation, min_seconds)
+    settings = AVEDataset.cache_settings(image_size, fbank, crop_pct, interpolation, min_seconds, crop_mode)
     return run_prepare(out, settings, jobs, prepare_clip, workers=workers, progress=progress,
                        description="prepare AVE", command="prepare_ave")

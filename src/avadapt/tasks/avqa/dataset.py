@@ -10,14 +10,15 @@ Media (``source``), under ``media_root`` (default ``root``):
 * ``cache``: written by :func:`avadapt.tasks.avqa.prepare.prepare_avqa`, one file per video id.
 
 Ten moments per video: a video of D seconds (declared by the mp4, or the wav's length) is cut into 10 parts of
-D/10 s; moment t is one frame and one audio window of the front end's ``window_seconds``, starting at t·D/10
-(zeros past the end). The reference puts its windows at ``linspace(0, D − 2.05 s, 10)`` instead; starting each at
-its part's start keeps window t with the part its frame is taken from. The frame: mp4, the one on screen at
-(t + ½)·D/10; frames layout, file ``linspace(1, n, 10, dtype=int)[t]`` (1-based) of n, as the reference picks it.
+D/10 s; moment t is one frame and one audio window of the front end's ``window_seconds``, placed as the front end
+says (``FbankConfig.window_placement``): the LAVISH and STG-CMA AVQA front ends spread them as their loaders do,
+starting at ``linspace(0, D − (window + 0.1 s), 10)``; the others start window t with its part, at t·D/10. The
+frame: mp4, the one on screen at (t + ½)·D/10; frames layout, file ``linspace(1, n, 10, dtype=int)[t]``
+(1-based) of n, as the reference picks it.
 
 Left and right: 2,327 of the 9,185 test questions say left, right, leftest or rightest (in the question or the
-answer), so a horizontal flip would change their answers; training frames get a RandomResizedCrop and never a
-flip (``train_augmentation``).
+answer), so a horizontal flip would change their answers; training frames, when augmented (``augment``), get a
+RandomResizedCrop and never a flip (``train_augmentation``). The reference loaders do not augment AVQA frames.
 """
 
 from __future__ import annotations

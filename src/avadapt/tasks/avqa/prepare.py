@@ -36,7 +36,8 @@ def prepare_avqa_clip(job: PrepareJob, settings: CacheSettings) -> None:
 def prepare_avqa(root: str | Path, out: str | Path, workers: int = 1, image_size: int = 224,
                  fbank: FbankConfig | None = None, progress: bool = True, *,
                  media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
-                 jsons: Mapping[str, str | Path] | None = None, source: str = "auto") -> PrepareSummary:
+                 crop_mode: str = "center", jsons: Mapping[str, str | Path] | None = None,
+                 source: str = "auto") -> PrepareSummary:
     """Decode the video of every question of the split jsons in ``root`` into ``out`` with
     :func:`~avadapt.data.prepare.run_prepare`, then write ``question_vocab.json`` from the train json, if any.
     media_root, jsons, source (``"mp4"``, ``"frames"`` or ``"auto"``): as
@@ -54,7 +55,7 @@ def prepare_avqa(root: str | Path, out: str | Path, workers: int = 1, image_size
     video_ids = sorted({q.video_id for split_questions in questions.values() for q in split_questions})
     paths = {v: tuple(MusicAVQADataset.layout_paths(media_root, layout, v)) for v in video_ids}
     jobs = [PrepareJob(v, clip_file(out, v), paths[v], layout) for v in video_ids]
-    settings = MusicAVQADataset.cache_settings(image_size, fbank, crop_pct, interpolation)
+    settings = MusicAVQADataset.cache_settings(image_size, fbank, crop_pct, interpolation, crop_mode=crop_mode)
     summary = run_prepare(out, settings, jobs, prepare_avqa_clip, workers=workers, progress=progress,
                           description="prepare MUSIC-AVQA", command="prepare_avqa")
     _write_question_vocabulary(out, questions.get("train"), files.get("train"))

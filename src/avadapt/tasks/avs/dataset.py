@@ -4,7 +4,9 @@ layout (:mod:`avadapt.tasks.avs.metadata`) or from a prepared cache.
 Masks are binarised with ``> 0`` (robust to 0/1, 0/255 and palette encodings); a mask with more than two
 distinct pixel values is refused rather than thresholded, since anti-aliased or JPEG-damaged masks would
 silently grow or shrink objects. Masks take the frames' evaluation geometry with nearest-neighbour resizing,
-so they stay aligned and binary.
+so they stay aligned and binary. Audio: the 5 s wav cut into 5 windows placed as the audio front end says
+(``FbankConfig.window_placement``; the STG-CMA and LAVISH AVS front ends spread them over the clip as their
+loaders do, 1.95 s windows from ``linspace(0, 5 s − 2.05 s, 5)`` for STG-CMA).
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ class AVSDataset(ClipDataset):
     source: ``"native"`` (the layout of :mod:`avadapt.tasks.avs.metadata`), ``"cache"`` (from
     :func:`~avadapt.tasks.avs.prepare.prepare_avs`) or ``"auto"``, as the other options
     :class:`~avadapt.data.base.ClipDataset`'s. augment: one horizontal flip with probability 0.5 per clip, of
-    frames and masks together. metadata: the csv listing the clips (relative to ``root`` or absolute): the
+    frames and masks together (none of the reference loaders flips; their configs set ``augment: false``). metadata: the csv listing the clips (relative to ``root`` or absolute): the
     setting's native csv by default, or AVSBench-semantic's ``metadata.csv``.
     """
 

@@ -1,9 +1,11 @@
 """AVSBench's segmentation metrics, mIoU and F-score, as distributed-safe torchmetrics metrics.
 
 Both follow AVSBench's ``mask_iou`` and ``Eval_Fmeasure`` (``avs_scripts/avs_s4/utils/utility.py``) frame by
-frame. Each comes in two forms: ``per_batch=True`` reproduces the reference's evaluation loop, whose
-``AverageMeter`` averages one score per ``update`` call (evaluation batch), and ``per_batch=False`` (default)
-averages over the frames of the split, so the figure does not depend on how the split was batched.
+frame. Each comes in two forms: ``per_batch=True`` reproduces the reference's evaluation loop (``test.py``), whose
+``AverageMeter`` averages one score per ``update`` call (evaluation batch; its ``test.sh`` uses 4 clips), and
+``per_batch=False`` (default) averages over the frames of the split, so the figure does not depend on how the
+split was batched. The F-score the papers report is the per-batch one, which the task logs as ``fscore``
+(AVSBench's ``F_score``); the batch-independent F-score is ``fscore_split`` (:func:`avs_metrics`).
 
 ``update(logits, masks, annotated)`` takes (N, H, W) pre-sigmoid logits, (N, H, W) binary masks (nonzero is
 foreground) and an (N,) bool vector of the frames that have a ground-truth mask; the other frames are ignored.
@@ -112,9 +114,10 @@ class _FrameScoreMean(Metric):
         self.add_state(self.count_name, torch.tensor(0), dist_reduce_fx="sum")
 
     def add_frames(self, scores: torch.Tensor) -> None:
-        """Count one call's (N', …) per-frame scores."""
+        """Count one call's (N', …) per-frame scores; per batch, a call without a frame to score counts as 0."""
         if self.per_batch:
-            getattr(self, self.sum_name).add_(_best(scores.mean(0)))
+            if scores.shape[0] > 0:
+                getattr(self, self.sum_name).add_(_best(scores.mean(0)))
             getattr(self, self.count_name).add_(1)
         else:
             getattr(self, self.sum_name).add_(scores.sum(0))
@@ -146,22 +149,29 @@ class AVSFScore(_FrameScoreMean):
     """AVSBench's F-score (β² = 0.3): the maximum over 255 thresholds of the mean of per-frame F curves
     (:func:`frame_f_curves`) over the annotated frames with an object (``Eval_Fmeasure`` leaves out "totally black
     GTs"). The per-batch form depends on the evaluation batch size, since a larger batch's single threshold must
-    suit more frames at once (AVSBench's S4 test uses batches of 4 clips × 5 frames). A call with no frame with an
-    object adds nothing; the reference would score such a batch 0 and average that 0 in."""
+    suit more frames at once (AVSBench's S4 test uses batches of 4 clips × 5 frames); a batch with annotated
+    frames but none with an object scores 0 there, as ``Eval_Fmeasure``'s all-zero score, and counts. A call
+    without an annotated frame adds nothing to either form."""
 
     frame_states, batch_states = ("f_curve_sum", "f_frames"), ("batch_best_f_sum", "f_batches")
     curve_length = F_THRESHOLD_COUNT
 
     def update(self, logits: torch.Tensor, masks: torch.Tensor, annotated: torch.Tensor) -> None:
         logits, ground_truth = _annotated_frames(logits, masks, annotated)
+        if logits.shape[0] == 0:
+            return
         has_object = ground_truth.flatten(1).any(1)
-        if bool(has_object.any()):
-            self.add_frames(frame_f_curves(logits[has_object], ground_truth[has_object]))  # (N', 255)
+        self.add_frames(frame_f_curves(logits[has_object], ground_truth[has_object]))  # (N', 255), N' ≥ 0
 
 
 def avs_metrics() -> dict[str, Metric]:
-    """The AVS metrics a task head reports, keyed by name: the batch-independent ``miou`` and ``fscore``, and the
-    reference's ``miou_per_batch`` and ``fscore_per_batch``. Each keeps its own state names, so
-    ``MetricCollection``'s compute-group search never merges two; ``compute_groups=False`` skips that search."""
-    return {"miou": AVSMeanIoU(), "fscore": AVSFScore(),
-            "miou_per_batch": AVSMeanIoU(per_batch=True), "fscore_per_batch": AVSFScore(per_batch=True)}
+    """The AVS metrics a task head reports, keyed by name.
+
+    ``fscore``: AVSBench's ``F_score``, the per-batch form the papers report, which depends on the evaluation
+    batch (``data.eval_batch_size``; AVSBench's test uses 4). ``fscore_split``: the batch-independent form, one
+    mean F curve over the split's frames, then its maximum. ``miou``: per frame over the split, which equals
+    AVSBench's ``miou`` when every batch holds as many annotated frames (all but a shorter last batch);
+    ``miou_per_batch``: AVSBench's exactly. Each keeps its own state names, so ``MetricCollection``'s
+    compute-group search never merges two; ``compute_groups=False`` skips that search."""
+    return {"miou": AVSMeanIoU(), "fscore": AVSFScore(per_batch=True),
+            "miou_per_batch": AVSMeanIoU(per_batch=True), "fscore_split": AVSFScore()}

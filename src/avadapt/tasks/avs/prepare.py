@@ -26,7 +26,7 @@ def prepare_avs_clip(job: PrepareJob, settings: CacheSettings) -> None:
 def prepare_avs(root: str | Path, out: str | Path, setting: str = "s4", workers: int = 1,
                 image_size: int = 224, fbank: FbankConfig | None = None, progress: bool = True, *,
                 media_root: str | Path | None = None, crop_pct: float = 1.0, interpolation: str = "bicubic",
-                metadata: str | Path | None = None) -> PrepareSummary:
+                crop_mode: str = "center", metadata: str | Path | None = None) -> PrepareSummary:
     """Decode every clip the setting's (``"s4"`` or ``"ms3"``) metadata lists, all splits, into ``out`` with
     :func:`~avadapt.data.prepare.run_prepare`; root, media_root, metadata: as
     :class:`~avadapt.tasks.avs.dataset.AVSDataset` reads them."""
@@ -36,6 +36,6 @@ def prepare_avs(root: str | Path, out: str | Path, setting: str = "s4", workers:
     media = {clip: AVSMedia.of(media_root, setting, clip) for clip in clips}
     jobs = [PrepareJob(c.name, clip_file(out / c.split, c.name), tuple(m.paths()), m) for c, m in media.items()]
     dataset = S4Dataset if setting == "s4" else MS3Dataset
-    settings = dataset.cache_settings(image_size, fbank, crop_pct, interpolation, MIN_AUDIO_SECONDS)
+    settings = dataset.cache_settings(image_size, fbank, crop_pct, interpolation, MIN_AUDIO_SECONDS, crop_mode)
     return run_prepare(out, settings, jobs, prepare_avs_clip, workers=workers, progress=progress,
                        description=f"prepare AVSBench {setting.upper()}", command="prepare_avs")
