@@ -27,8 +27,8 @@ TASK_PRESETS: dict[str, dict[str, Any]] = {
             "batch_norm": False, "latent_init": "zeros"},
 }
 # Task options the official code sets for DG-SCT (``AVMethod.paper_task_options``): on AVE the CMBS head with
-# the post-backbone temporal module.
-PAPER_TASK_OPTIONS: dict[str, dict[str, Any]] = {"ave": {"head": "cmbs"}}
+# the post-backbone temporal module, on AVVP the MGN head.
+PAPER_TASK_OPTIONS: dict[str, dict[str, Any]] = {"ave": {"head": "cmbs"}, "avvp": {"head": "mgn"}}
 ALIGNMENTS = ("conv", "resize")
 TEMPORAL_PLACEMENTS = ("head", "adapter")
 
