@@ -171,3 +171,14 @@ def test_a_tiny_model_trains_a_step(tiny_options, random_inputs):
     loss = model.head.loss(model(video, audio), {"labels": weak_labels()})
     loss.backward()
     assert all(p.grad is not None for p in model.head.parameters())
+
+
+def test_no_avvp_option_shares_a_name_with_a_method_option():
+    """Method and task options travel in one keyword list (``create_model``, adapter configs): a shared name would
+    reach both."""
+    import avadapt.methods  # noqa: F401  (registers the methods)
+    from avadapt._registry import METHODS
+
+    fields = AVVPConfig.field_names()
+    assert {name: sorted(fields & METHODS.get(name).config_class.field_names()) for name in METHODS.names()} == {
+        name: [] for name in METHODS.names()}

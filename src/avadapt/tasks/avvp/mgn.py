@@ -178,11 +178,11 @@ class MGNHead(AVVPHead):
         self.audio_tokens = nn.Parameter(torch.zeros(classes, dim))
         self.visual_tokens = nn.Parameter(torch.zeros(classes, dim))
         self.audio_grouping = ModalityGrouping(dim, config.audio_depth, heads, classes, unimodal_hard,
-                                               config.drop_path, other_segments=spec.num_segments)
+                                               config.grouping_drop_path, other_segments=spec.num_segments)
         self.visual_grouping = ModalityGrouping(dim, config.visual_depth, heads, classes, unimodal_hard,
-                                                config.drop_path)
+                                                config.grouping_drop_path)
         self.cross_modal_grouping = ModalityGrouping(dim, config.cross_modal_depth, heads, classes, cross_modal_hard,
-                                                     config.drop_path)
+                                                     config.grouping_drop_path)
         self.video_classifier, self.audio_classifier = nn.Linear(dim, 1), nn.Linear(dim, 1)
         self.visual_classifier, self.token_classifier = nn.Linear(dim, 1), nn.Linear(dim, classes)
         self.apply(_initialise)

@@ -48,7 +48,7 @@ class AVVPConfig(JSONConfig):
     audio_depth, visual_depth, cross_modal_depth: ``mgn``'s self-attention blocks before each grouping (3, 3, 6).
     unimodal_assignment, cross_modal_assignment: ``mgn``'s assignment of segments to class groups, ``soft`` (the
         DG-SCT recipe) or ``hard`` (Gumbel straight-through while training, argmax after).
-    drop_path: ``mgn``'s stochastic depth (0.1).
+    grouping_drop_path: ``mgn``'s stochastic depth in its blocks (0.1).
     gate_scale, temporal_dim: ``mgn``'s audio-guided gate on the visual stream, v·(1 + γ·g_a), γ = 0.05, computed by
         a BiLSTM and a 2-layer encoder of width 64 over the audio segments.
     class_token_weight: weight of each of ``mgn``'s two class-token cross-entropies (1: the loss holds 2 × CE).
@@ -67,7 +67,7 @@ class AVVPConfig(JSONConfig):
     cross_modal_depth: int = 6
     unimodal_assignment: str = "soft"
     cross_modal_assignment: str = "soft"
-    drop_path: float = 0.1
+    grouping_drop_path: float = 0.1
     gate_scale: float = 0.05
     temporal_dim: int = 64
     class_token_weight: float = 1.0
@@ -91,7 +91,7 @@ class AVVPConfig(JSONConfig):
                  ("temporal_dim", lambda v: positive_int(v) and v % 4 == 0, "a positive multiple of 4"),
                  ("visual_smoothing", lambda v: 0 <= v <= 1, "within 0..1"),
                  ("dropout", lambda v: 0 <= v < 1, "within [0, 1)"),
-                 ("drop_path", lambda v: 0 <= v < 1, "within [0, 1)"),
+                 ("grouping_drop_path", lambda v: 0 <= v < 1, "within [0, 1)"),
                  ("unimodal_assignment", lambda v: v in ASSIGNMENTS, f"one of {ASSIGNMENTS}"),
                  ("cross_modal_assignment", lambda v: v in ASSIGNMENTS, f"one of {ASSIGNMENTS}")]
         for name, valid, rule in rules:
