@@ -275,7 +275,9 @@ class LLPDataset(ClipDataset):
     """LLP videos of one split, each read as T = 10 frames and fbank images and its weak ``labels`` (C,); val and
     test items add the dense ``audio_labels`` and ``visual_labels`` (C, T) bool. ``source``: one of the media
     layouts above (``mp4``, ``frames``), ``cache`` or ``auto``, as :class:`~avadapt.data.base.ClipDataset` reads
-    them; ``min_seconds``: passed to :func:`read_clip` for mp4 files."""
+    them; ``min_seconds``: passed to :func:`read_clip` for mp4 files; ``motion_features``: a folder of ``<id>.npy``
+    (T, E) R(2+1)D features (:mod:`avadapt.tasks.avvp.motion`), handed to the head as its input ``motion_features``;
+    a video without its file counts as missing media."""
 
     name = "llp"
     task = "avvp"

@@ -33,6 +33,7 @@ class AVVPDemo(DemoSpec):
     val_fraction: float = 0.15
     test_fraction: float = 0.25  # a larger test split than LLP's, so the comparison is not decided by noise
     image_size: int = 48  # test_vit has 16-pixel patches: 3 × 3 tokens
+    depth: int = 3  # of test_vit's 6 blocks: twice the steps in the same time
     num_mel_bins: int = 64
     target_frames: int = 48
     ratio: str = "1/4"
@@ -76,7 +77,7 @@ See docs/tasks.md."""
     def model_options(self, method: str, method_options: dict[str, Any], root: Path) -> dict[str, Any]:
         return {"backbone": self.backbone, "method_options": method_options,
                 "task_options": {"dim": self.head_dim, "ffn_dim": self.ffn_dim},
-                "backbone_options": {"img_size": self.image_size}, "audio_front_end": "vit",
+                "backbone_options": {"img_size": self.image_size, "depth": self.depth}, "audio_front_end": "vit",
                 "fbank": {"num_mel_bins": self.num_mel_bins, "target_frames": self.target_frames}}
 
     def verdict(self, figures: dict[str, Any]) -> str:
