@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from avadapt.demo import run_demo
 from avadapt.tasks.avvp.demo import AVVPDemo
 from avadapt.tasks.avvp.metrics import FIGURES
 
 
-@pytest.mark.slow
 def test_miniature_avvp_demo_writes_all_ten_figures_a_verdict_and_the_tracks(tmp_path, capsys):
     config = AVVPDemo(clips=10, num_classes=3, epochs=1)
     metrics = run_demo(tmp_path, precision="32-true", config=config)  # the task is the config's
