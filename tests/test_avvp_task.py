@@ -182,3 +182,20 @@ def test_no_avvp_option_shares_a_name_with_a_method_option():
     fields = AVVPConfig.field_names()
     assert {name: sorted(fields & METHODS.get(name).config_class.field_names()) for name in METHODS.names()} == {
         name: [] for name in METHODS.names()}
+
+
+@pytest.mark.parametrize("config", ["stg_cma_clip_vit_b16.yaml", "stg_cma_clip_vit_l14.yaml",
+                                    "swinv2_l_htsat_dg_sct.yaml"])
+def test_the_paper_size_configs_build_the_model_their_header_counts(config):
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "avvp" / config
+    model = yaml.safe_load(path.read_text())["model"]
+    built = build_without_weights(backbone=model["backbone"], method=model["method"], task=model["task"],
+                                  audio_backbone=model.get("audio_backbone"), audio_front_end=model["audio_front_end"],
+                                  **model["method_options"], **model["task_options"])
+    stated = re.search(r"([\d.]+)M trainable", path.read_text()).group(1)
+    assert f"{sum(p.numel() for p in built.trainable_parameters()) / 1e6:.2f}" == stated
