@@ -101,6 +101,15 @@ PRESET_ROWS: tuple[PresetRow, ...] = (
     PresetRow("dg_sct", SWINV2_L, "AVQA preset (conv, m=2, 4 groups, no BN, ungated audio), HTS-AT, AVST at 1536-d",
               {"preset": "avqa"}, task="avqa",
               paper="256.8M / 516.8M built (printed '50.0' ≈ 49.7%); 253.21M trained"),
+    # AVVP: T = 10; STG-CMA with the AVVP baseline's HAN head, DG-SCT with its MGN head and the R(2+1)D-18 features
+    # it concatenates to the visual stream (avadapt.tasks.avvp). No reference trains STG-CMA on AVVP, and DG-SCT
+    # prints no AVVP count.
+    PresetRow("stg_cma", CLIP_B16, "AVVP, base (1/16), HAN head (512)", {"preset": "base"}, task="avvp",
+              paper="— (no reference trains this row)"),
+    PresetRow("stg_cma", CLIP_L14, "AVVP, base (1/16), HAN head (512)", {"preset": "base"}, task="avvp",
+              paper="— (no reference trains this row)"),
+    PresetRow("dg_sct", SWINV2_L, "AVVP preset (conv, m=32, α 0.3, β 0.05), HTS-AT, MGN head (128) + R(2+1)D",
+              {"preset": "avvp", "extra_video_dim": 512}, task="avvp", paper="— (no AVVP count printed)"),
     PresetRow("av_stfp", CLIP_B16, "4 spatial + 1 fusion + T time codes", task="ave", paper="~1.1M (poster)"),
     PresetRow("av_stfp", CLIP_L14, "4 spatial + 1 fusion + T time codes", task="ave", paper="~1.8M (poster)"),
 )

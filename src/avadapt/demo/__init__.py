@@ -213,6 +213,9 @@ def _run(out: Path, precision: str, cfg: DemoSpec, seeds: int = 1) -> dict[str, 
                     "precision": precision, "backbone": f"{cfg.backbone} ({RANDOM})", **cfg.extra_metrics(),
                     "adapter": results[0]["adapter"], "curves": {run.name: result["curves"] for run, result in pairs},
                     "prediction": prediction, "config": asdict(cfg)})
+    verdict = cfg.verdict(metrics)
+    if verdict:
+        metrics["verdict"] = verdict
     spread: dict[str, dict[str, Any]] = {}
     if seeds > 1:
         spread = summarise({seed: run_figures(cfg, runs, results_by_seed[seed]) for seed in seed_list})
@@ -229,6 +232,8 @@ def _run(out: Path, precision: str, cfg: DemoSpec, seeds: int = 1) -> dict[str, 
     versus = "".join(f" vs {run.label} {score(run)}" for run in runs[1:])
     banner(f"done in {metrics['total_seconds']:.0f} s: {runs[0].label} test {cfg.metrics[headline]} "
            f"{score(runs[0])}{versus} → {out / 'metrics.json'}, {prediction['png']}")
+    if verdict:
+        print(verdict, flush=True)
     return metrics
 
 

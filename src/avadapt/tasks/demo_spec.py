@@ -91,6 +91,11 @@ class DemoSpec:
         """Extra ``metrics.json`` fields of the demo."""
         return {}
 
+    def verdict(self, figures: dict[str, Any]) -> str | None:
+        """A line saying how the main run compares with the others, from ``metrics.json``'s figures; printed at
+        the end and kept as its ``verdict`` (None: no line)."""
+        return None
+
 
 def register_demo(spec: type[DemoSpec]) -> type[DemoSpec]:
     """Class decorator: ``spec`` is the demo of its task (``avadapt demo --task TASK``)."""

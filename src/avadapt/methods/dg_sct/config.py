@@ -35,8 +35,8 @@ TASK_PRESETS: dict[str, dict[str, Any]] = {
             "ratio": "1/2"},
 }
 # Task options the official code sets for DG-SCT (``AVMethod.paper_task_options``): on AVE the CMBS head with
-# the post-backbone temporal module.
-PAPER_TASK_OPTIONS: dict[str, dict[str, Any]] = {"ave": {"head": "cmbs"}}
+# the post-backbone temporal module, on AVVP the MGN head.
+PAPER_TASK_OPTIONS: dict[str, dict[str, Any]] = {"ave": {"head": "cmbs"}, "avvp": {"head": "mgn"}}
 ALIGNMENTS = ("conv", "resize")
 TEMPORAL_PLACEMENTS = ("head", "adapter")
 
