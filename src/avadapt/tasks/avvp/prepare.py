@@ -28,8 +28,8 @@ def prepare_clip(job: PrepareJob, settings: CacheSettings) -> None:
 
 def prepare_llp(root: str | Path, out: str | Path, workers: int = 1, image_size: int = 224,
                 fbank: FbankConfig | None = None, progress: bool = True, *, media_root: str | Path | None = None,
-                crop_pct: float = 1.0, interpolation: str = "bicubic", min_seconds: float | None = None
-                ) -> PrepareSummary:
+                crop_pct: float = 1.0, interpolation: str = "bicubic", crop_mode: str = "center",
+                min_seconds: float | None = None) -> PrepareSummary:
     """Decode ``<media_root or root>/LLP_dataset/video/<id>.mp4`` of every video id in ``<root>``'s weak-label
     files into ``out`` with :func:`~avadapt.data.prepare.run_prepare`."""
     root, out = Path(root), Path(out)
@@ -37,6 +37,6 @@ def prepare_llp(root: str | Path, out: str | Path, workers: int = 1, image_size:
     annotations = LLPAnnotations.load(root)
     video_ids = sorted({row.video_id for rows in annotations.weak.values() for row in rows})
     jobs = [PrepareJob(v, clip_file(out, v), tuple(LLPDataset.layout_paths(media_root, "mp4", v))) for v in video_ids]
-    settings = LLPDataset.cache_settings(image_size, fbank, crop_pct, interpolation, min_seconds)
+    settings = LLPDataset.cache_settings(image_size, fbank, crop_pct, interpolation, min_seconds, crop_mode)
     return run_prepare(out, settings, jobs, prepare_clip, workers=workers, progress=progress,
                        description="prepare LLP", command="prepare_llp")
