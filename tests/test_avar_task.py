@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from avadapt._registry import METHODS
 from avadapt.audio_front_ends import FbankConfig
 from avadapt.data.transforms import VideoTransform
 from avadapt.errors import AnnotationError, MediaError, MissingMediaError
@@ -25,7 +26,9 @@ from avadapt.tasks.avar.synth import class_grid, synthesize_avar
 from avadapt.tasks.avar.task import AVARConfig, RecognitionHead
 from avadapt.types import AVFeatures, FeatureSpec
 from tests.media_helpers import SHARED_DATA, make_clip
+from tests.zoo import BATCH, build, inputs
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 KS = SHARED_DATA / "kinetics_sounds"
 SMALL_FBANK = FbankConfig(num_mel_bins=32, target_frames=48)
 
@@ -108,6 +111,19 @@ def test_bad_vggsound_rows_name_the_file_and_line(tmp_path, row, problem):
     with pytest.raises(AnnotationError, match=problem) as error:
         read_vggsound_csv(path)
     assert str(error.value).startswith(f"{path}:2:")
+
+
+def test_vggsound_items_read_their_clip_and_give_a_class_or_a_multi_hot_target(tmp_path):
+    _write(tmp_path / "vggsound.csv", VGG_ROWS)
+    for row in VGG_ROWS:
+        ytid, start = row.split(",")[:2]
+        make_clip(tmp_path / f"{ytid}_{start}.mp4", seconds=2.0)
+    options = {"val_fraction": 0.0, "transform": VideoTransform(), "fbank": SMALL_FBANK}
+    item = VGGSoundDataset(tmp_path, "train", **options)[1]
+    assert item["video"].shape[:2] == (10, 3) and item["audio"].shape == (10, 1, 32, 48)
+    assert item["labels"].item() == 1 and item["meta"]["label"] == "playing tennis, outdoors"
+    multi = VGGSoundDataset(tmp_path, "train", multi_label=True, **options)[1]["labels"]
+    assert multi.tolist() == [0.0, 1.0, 0.0]
 
 
 # ---- bad input: each names the file, the row and the problem --------------------------------------------------------
@@ -264,6 +280,17 @@ def test_labels_of_the_wrong_form_are_refused():
     out = RecognitionOutput(torch.zeros(2, 6), torch.zeros(2, 3, 6))
     with pytest.raises(ValueError, match="one class index per clip"):
         head.loss(out, {"labels": torch.zeros(2, 6)})
+
+
+@pytest.mark.parametrize("method", sorted(METHODS.names()))
+def test_every_method_trains_with_the_recognition_head(method):
+    model = build("vit", method, task="avar", num_classes=5)
+    outputs = model(*inputs(model))
+    assert outputs.logits.shape == (BATCH, 5)
+    model.head.loss(outputs, {"labels": torch.tensor([0, 3])}).backward()
+    trained = {name.split(".")[0] for name, p in model.named_parameters()
+               if p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0}
+    assert "head" in trained and (method == "probe" or "method" in trained)
 
 
 # ---- prediction --------------------------------------------------------------------------------------------------
