@@ -14,6 +14,7 @@ from avadapt.cli import main
 from avadapt.models import create_model
 from avadapt.prediction import predict_video, write_prediction
 from avadapt.tasks.avar.dataset import KineticsSoundsDataset
+from avadapt.tasks.avar.synth import synthesize_avar
 from tests.conftest import TINY_IMAGE
 
 pytestmark = [
@@ -27,7 +28,7 @@ CLASSES = 5  # a 2 × 2 grid of picture-and-sound pairs and one solo action
 
 def test_synth_prepare_fit_adapter_predict_round_trip(tmp_path, capsys):
     data, cache = tmp_path / "ks", tmp_path / "cache"
-    main(["synth", "avar", "--out", str(data), "--clips", "15", "--seed", "1", "--classes", str(CLASSES)])
+    synthesize_avar(data, clips=15, seed=1, num_classes=CLASSES, size=32, seconds=(2, 3))
     main(["prepare", "avar", "--root", str(data), "--out", str(cache), "--image-size", str(TINY_IMAGE),
           "--num-mel-bins", "32", "--target-frames", "48"])
     backbone = create_model(backbone="test_vit", method="probe", task="avar",

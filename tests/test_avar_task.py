@@ -332,6 +332,14 @@ def test_synthetic_pairs_need_both_streams_and_solo_actions_either(tmp_path):
     assert all(sum(p == q for q, _ in pairs) == 1 and sum(s == t for _, t in pairs) == 1 for p, s in solo)
 
 
+def test_avadapt_synth_avar_writes_the_native_layout(tmp_path, capsys):
+    from avadapt.cli import main
+
+    main(["synth", "avar", "--out", str(tmp_path), "--clips", "5", "--classes", "5"])
+    assert "synthesize_avar: 5 clips" in capsys.readouterr().out
+    assert len(KineticsSoundsDataset.load_lists(tmp_path).clips()) == 5 and len(list(tmp_path.glob("*.mp4"))) == 5
+
+
 # ---- parameter rows ------------------------------------------------------------------------------------------------
 
 POSTER = {CLIP_B16: 1.10e6, CLIP_L14: 1.82e6}  # the AV-STFP poster's recognition rows, Kinetics-Sounds
