@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from avadapt.data.synthetic import (
     check_clips_and_size,
     distinct_ids,
     sounds_by_second,
+    split_counts,
     youtube_id,
 )
 from avadapt.tasks.avar.dataset import CLASS_FILE, KINETICS_SOUNDS_LISTS
@@ -38,6 +40,21 @@ DISTRACTOR_RATE = 0.4  # chance that a second outside the action shows or plays 
 # tints whole frames more than a 20-pixel shape colours them, and one label per clip leaves too few examples to
 # learn to see past it (a probe on the demo's data: 0.38 val top-1 with 70–130, 0.75 with 95–105).
 BACKGROUND_LEVEL = (95.0, 105.0)
+
+
+@dataclass(kw_only=True)
+class SynthAVARSummary(SynthSummary):
+    """What :func:`synthesize_avar` wrote: clips of ``shortest``..``clip_seconds`` s, ``pairs`` of whose classes
+    are picture-and-sound pairs."""
+
+    shortest: int
+    pairs: int
+
+    def __str__(self) -> str:
+        solo = len(self.categories) - self.pairs
+        return (f"{self.generator}: {self.rows} clips of {self.shortest}-{self.clip_seconds} s "
+                f"({split_counts(self.splits)}), {len(self.categories)} actions ({self.pairs} picture-and-sound pairs, "
+                f"{solo} solo), in {self.seconds:.1f} s -> {self.root}")
 
 
 def class_grid(num_classes: int) -> tuple[int, int, int]:
@@ -135,6 +152,7 @@ def synthesize_avar(out: str | Path, clips: int = 120, seed: int = 0, num_classe
         (out / name).write_text("".join(f"{row}\n" for row in sorted(lists[split])))
     (out / CLASS_FILE).write_text("".join(f"{name}\n" for name in names))
     (out / "synth_truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
-    return SynthSummary(generator="synthesize_avar", root=out, rows=clips,
-                        splits={split: len(rows) for split, rows in lists.items()}, categories=names,
-                        clip_seconds=longest, seconds=time.perf_counter() - started)
+    return SynthAVARSummary(generator="synthesize_avar", root=out, rows=clips,
+                            splits={split: len(rows) for split, rows in lists.items()}, categories=names,
+                            clip_seconds=longest, shortest=shortest, pairs=pictures * sounds,
+                            seconds=time.perf_counter() - started)
