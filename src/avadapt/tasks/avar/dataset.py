@@ -86,7 +86,7 @@ def with_validation(classes: list[str], splits: dict[str, list[ClipRow]], val_fr
 class RecognitionDataset(ClipDataset):
     """The clips of one split with their labels: ``labels`` () long, the class index (a row with several labels
     needs ``multi_label``), or with ``multi_label`` (C,) float, the multi-hot target. A subclass reads its dataset's
-    lists (:meth:`load_lists`)."""
+    lists (:meth:`load_lists`) and hands them over as ``annotations``."""
 
     task = "avar"
     num_segments = AVAR_SEGMENTS
@@ -111,11 +111,11 @@ class RecognitionDataset(ClipDataset):
         return prepare_avar(cls, root, out, **settings)
 
     def __init__(self, root: str | Path, split: str = "train", *, source: str = "auto", multi_label: bool = False,
-                 lists: RecognitionLists, **common: Any):
+                 annotations: RecognitionLists, **common: Any):
         super().__init__(root, split, **common)
-        self.classes = lists.classes
+        self.classes = annotations.classes
         self.multi_label = multi_label
-        rows = lists.rows(split)
+        rows = annotations.rows(split)
         if not multi_label:
             several = next((row for row in rows if len(row.labels) > 1), None)
             if several is not None:
@@ -188,7 +188,7 @@ class KineticsSoundsDataset(RecognitionDataset):
                  lists: Mapping[str, str | Path] | None = None, classes: str | Path | None = None,
                  val_fraction: float = VAL_FRACTION, multi_label: bool = False, **common: Any):
         super().__init__(root, split, source=source, multi_label=multi_label,
-                         lists=self.load_lists(root, lists, classes, val_fraction), **common)
+                         annotations=self.load_lists(root, lists, classes, val_fraction), **common)
 
     @classmethod
     def synthesize(cls, out: str | Path, clips: int, seed: int, num_classes: int | None = None) -> Any:
@@ -221,4 +221,4 @@ class VGGSoundDataset(RecognitionDataset):
                  csv: str | Path = "vggsound.csv", classes: str | Path | None = None, clip_name: str = "{ytid}_{start}",
                  val_fraction: float = VAL_FRACTION, multi_label: bool = False, **common: Any):
         super().__init__(root, split, source=source, multi_label=multi_label,
-                         lists=self.load_lists(root, csv, classes, clip_name, val_fraction), **common)
+                         annotations=self.load_lists(root, csv, classes, clip_name, val_fraction), **common)

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from avadapt.errors import AnnotationError
+from avadapt.errors import AnnotationError, OptionError
 
 KINETICS_SOUNDS_FIELDS = ("clip_id", "seconds", "label")
 VGGSOUND_FIELDS = ("YouTubeID", "start_seconds", "label", "split")
@@ -224,7 +224,8 @@ def hold_out(rows: Sequence[ClipRow], fraction: float) -> tuple[list[ClipRow], l
     by a hash of the clip name rather than the row order, so that the same list gives the same validation split on
     every machine, whatever order its rows come in. The lists keep their order."""
     if not 0 <= fraction < 1:
-        raise ValueError(f"the held-out fraction must lie in [0, 1), got {fraction}")
+        raise OptionError(f"val_fraction, the share of the training rows held out for validation, must lie in [0, 1), "
+                          f"got {fraction}")
     by_class: dict[int, list[ClipRow]] = {}
     for row in rows:
         by_class.setdefault(row.labels[0], []).append(row)
