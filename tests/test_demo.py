@@ -100,7 +100,7 @@ def test_miniature_avs_demo_compares_three_runs_and_draws_masks(tmp_path, capsys
 
 
 def test_unknown_demo_lists_the_demos():
-    with pytest.raises(OptionError, match="unknown demo 'nope'; known: ave, avqa, avs"):
+    with pytest.raises(OptionError, match="unknown demo 'nope'; known: avar, ave, avqa, avs"):
         run_demo("unused", task="nope")
     with pytest.raises(OptionError, match="AVSDemo"):
         run_demo("unused", task="ave", config=AVSDemo())
