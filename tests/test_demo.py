@@ -102,7 +102,7 @@ def test_miniature_avs_demo_compares_three_runs_and_draws_masks(tmp_path, capsys
 
 
 def test_unknown_demo_lists_the_demos():
-    assert {"ave", "avqa", "avs"} <= set(DEMOS.names())
+    assert {"avar", "ave", "avqa", "avs", "avvp"} <= set(DEMOS.names())
     with pytest.raises(OptionError, match=re.escape(f"unknown demo 'nope'; known: {', '.join(DEMOS.names())}")):
         run_demo("unused", task="nope")
     with pytest.raises(OptionError, match="AVSDemo"):

@@ -112,6 +112,15 @@ PRESET_ROWS: tuple[PresetRow, ...] = (
               {"preset": "avvp", "extra_video_dim": 512}, task="avvp", paper="— (no AVVP count printed)"),
     PresetRow("av_stfp", CLIP_B16, "4 spatial + 1 fusion + T time codes", task="ave", paper="~1.1M (poster)"),
     PresetRow("av_stfp", CLIP_L14, "4 spatial + 1 fusion + T time codes", task="ave", paper="~1.8M (poster)"),
+    # Action recognition on Kinetics-Sounds' 31 classes, the recognition head (avadapt.tasks.avar.task). Figures: the
+    # AV-STFP poster's recognition table; the other methods publish no recognition code or figure.
+    *(PresetRow("av_stfp", backbone, "KS 31 classes, 4 spatial + 1 fusion + T time codes", task="avar",
+                paper=f"{paper} (poster)") for backbone, paper in ((CLIP_B16, "1.10M"), (CLIP_L14, "1.82M"))),
+    *(PresetRow("stg_cma", backbone, "KS 31 classes, base (1/16)", {"preset": "base"}, task="avar",
+                paper="— (no recognition code)") for backbone in (CLIP_B16, CLIP_L14)),
+    PresetRow("lavish", SWINV2_L, "KS 31 classes, AVE preset (the default)", task="avar",
+              paper="— (no recognition code)"),
+    *(PresetRow("probe", backbone, "KS 31 classes, frozen backbone", task="avar") for backbone in (CLIP_B16, CLIP_L14)),
 )
 
 
