@@ -185,6 +185,12 @@ REFERENCE_FRAMES = {
     "avqa/stg_cma_swin_l.yaml": WHOLE_FRAME,
     "avqa/stg_cma_clip_vit_l14.yaml": WHOLE_FRAME,
     "avqa/swinv2_l_htsat_dg_sct.yaml": WHOLE_FRAME,
+    "avvp/swinv2_l_htsat_dg_sct.yaml": WHOLE_FRAME,
+    "avar/lavish_swinv2_l.yaml": WHOLE_FRAME,
+    # rows no reference trains: the STG-CMA CLIP loader's geometry
+    **{f"avvp/stg_cma_clip_vit_{size}.yaml": STG_CMA_AVE for size in ("b16", "l14")},
+    **{f"avar/{row}.yaml": STG_CMA_AVE for row in ("av_stfp_clip_vit_b16", "av_stfp_clip_vit_l14", "probe_clip_vit_b16",
+                                                   "stg_cma_clip_vit_b16_base", "stg_cma_clip_vit_l14_base")},
 }
 
 
