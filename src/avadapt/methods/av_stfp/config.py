@@ -9,6 +9,7 @@ from avadapt.errors import OptionError
 from avadapt.methods.base import BRANCHES
 
 TIMELINES = ("differences", "class_tokens")
+PROMPT_ATTENTIONS = ("gated", "shared")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class AVSTFPConfig(JSONConfig):
     branches: str = "audio_visual"
     full_finetune: bool = False
     prompt_lr_factor: float = 1.0
+    prompt_attention: str = "gated"
 
     def __post_init__(self):
         for name in ("prompted", "branches"):
@@ -57,5 +59,7 @@ class AVSTFPConfig(JSONConfig):
             raise OptionError(f"timeline must be one of {TIMELINES}, got {self.timeline!r}")
         if self.num_frames < 1:
             raise OptionError(f"num_frames must be ≥ 1, got {self.num_frames}")
+        if self.prompt_attention not in PROMPT_ATTENTIONS:
+            raise OptionError(f"prompt_attention must be one of {PROMPT_ATTENTIONS}, got {self.prompt_attention!r}")
         if not self.prompt_lr_factor > 0:
             raise OptionError(f"prompt_lr_factor must be > 0, got {self.prompt_lr_factor}")

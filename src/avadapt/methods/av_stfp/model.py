@@ -63,21 +63,29 @@ OTHER_MODALITY = {"video": "audio", "audio": "video"}
 
 
 class LayerPrompts(nn.Module):
-    """The prompts of one layer, per prompted stream: spatial tokens, fusion tokens, time codes of the timeline."""
+    """The prompts of one layer, per prompted stream: spatial tokens, fusion tokens, time codes of the timeline, and
+    per prompt type one gate per attention head (zero at initialisation)."""
 
-    def __init__(self, dim: int, modalities: tuple[str, ...], config: AVSTFPConfig, fusion: bool, init_range: float):
+    def __init__(self, dim: int, heads: int, modalities: tuple[str, ...], config: AVSTFPConfig, fusion: bool,
+                 init_range: float):
         super().__init__()
 
         def tokens(count: int) -> nn.ParameterDict:
             return nn.ParameterDict({m: nn.Parameter(torch.empty(count, dim).uniform_(-init_range, init_range))
                                      for m in modalities})
 
+        def gates(size: int) -> nn.ParameterDict:
+            return nn.ParameterDict({m: nn.Parameter(torch.zeros(size)) for m in modalities})
+
+        gated = config.prompt_attention == "gated"
         self.spatial = tokens(config.num_spatial_prompts) if config.spatial_prompts else None
         self.fusion = tokens(config.num_fusion_prompts) if fusion else None
-        # how much of the other stream's fusion tokens a stream's fusion prompts receive (0 at init)
-        self.fusion_gates = nn.ParameterDict({m: nn.Parameter(torch.zeros(1)) for m in modalities}) if fusion else None
         self.time_codes = nn.ParameterDict(
             {m: nn.Parameter(torch.zeros(config.num_frames, dim)) for m in modalities}) if config.temporal_prompts else None
+        self.spatial_gates = gates(heads) if gated and self.spatial is not None else None
+        self.temporal_gates = gates(heads) if gated and self.time_codes is not None else None
+        # how much of the other stream's fusion tokens a stream receives (0 at init)
+        self.fusion_gates = gates(heads if gated else 1) if fusion else None
 
 
 @METHODS.register("av_stfp")
@@ -98,7 +106,8 @@ class AVSTFP(AVMethod):
         patch_area = math.prod(backbone.patch_size)
         init_range = math.sqrt(6.0 / (3 * patch_area + backbone.embed_dim))
         self.layers = nn.ModuleList(
-            LayerPrompts(backbone.embed_dim, self.prompted, config, fusion, init_range) for _ in backbone.blocks)
+            LayerPrompts(backbone.embed_dim, handle.num_heads, self.prompted, config, fusion, init_range)
+            for handle in backbone.blocks)
         backbone.set_trainable(config.full_finetune)
 
     def parameter_groups(self) -> list[ParameterGroup]:
@@ -106,9 +115,20 @@ class AVSTFP(AVMethod):
         return [ParameterGroup("prompts", list(self.layers.parameters()), self.config.prompt_lr_factor),
                 ParameterGroup("backbone", [p for p in self.backbone.parameters() if p.requires_grad])]
 
+    def _timeline(self, prompts: LayerPrompts, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """The clip's timeline as segment t reads it, (B·T, T, D), from the class tokens of x (B·T, 1 + N, D)."""
+        t = self.num_frames
+        classes = x[:, 0].view(-1, t, x.shape[-1])  # (B, T, D)
+        timeline = classes.unsqueeze(1).expand(-1, t, -1, -1)  # (B, T, T, D): [b, t, tau] = class_tau
+        if self.config.timeline == "differences":
+            timeline = timeline - classes.unsqueeze(2)  # class_tau - class_t
+        return (timeline + prompts.time_codes[modality].to(x.dtype)).flatten(0, 1)  # (B*T, T, D)
+
     def _layer(self, handle, prompts: LayerPrompts, modality: str, x: torch.Tensor,
                received: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One frozen block on a prompted stream: x (B·T, 1 + N, D) → same, and the fusion tokens' outputs."""
+        if self.config.prompt_attention == "gated":
+            return self._gated_layer(handle, prompts, modality, x, received)
         s = x.shape[0]
         parts = [x[:, :1]]  # class token
         if prompts.spatial is not None:
@@ -122,12 +142,7 @@ class AVSTFP(AVMethod):
         seq = torch.cat([*parts, x[:, 1:]], dim=1)  # (B*T, 1 + n_s + n_f + N, D)
         length = seq.shape[1]
         if prompts.time_codes is not None:
-            t = self.num_frames
-            classes = x[:, 0].view(-1, t, x.shape[-1])  # (B, T, D)
-            timeline = classes.unsqueeze(1).expand(-1, t, -1, -1)  # (B, T, T, D): [b, t, tau] = class_tau
-            if self.config.timeline == "differences":
-                timeline = timeline - classes.unsqueeze(2)  # class_tau - class_t
-            timeline = (timeline + prompts.time_codes[modality].to(x.dtype)).flatten(0, 1)  # (B*T, T, D)
+            timeline = self._timeline(prompts, modality, x)
             attended = handle.attention(torch.cat([seq, timeline], dim=1))[:, :length]  # timeline outputs dropped
         else:
             attended = handle.attention(seq)
@@ -138,6 +153,32 @@ class AVSTFP(AVMethod):
             start = 1 + (prompts.spatial[modality].shape[0] if prompts.spatial is not None else 0)
             fusion_out = seq[:, start:1 + num_prompts]  # (B*T, n_f, D)
         return torch.cat([seq[:, :1], seq[:, 1 + num_prompts:]], dim=1), fusion_out
+
+    def _gated_layer(self, handle, prompts: LayerPrompts, modality: str, x: torch.Tensor,
+                     received: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One frozen block on a prompted stream, each prompt type read in a softmax of its own and added per head
+        through its gate: x (B·T, 1 + N, D) → same, and the fusion tokens' outputs (B·T, n_f, D)."""
+        attention = handle.attention
+        s, length = x.shape[:2]
+        queries = x
+        if prompts.fusion is not None:  # the fusion tokens read the segment: queries, not keys
+            queries = torch.cat([x, prompts.fusion[modality].to(x.dtype).expand(s, -1, -1)], dim=1)
+        q, k, v = attention.heads(queries)  # (B*T, H, 1 + N [+ n_f], d)
+        u = attention.attend(q, k[:, :, :length], v[:, :, :length])  # the frozen attention, unchanged
+        extra = []
+        if prompts.spatial is not None:
+            extra.append((prompts.spatial[modality].to(x.dtype)[None], prompts.spatial_gates[modality]))
+        if prompts.time_codes is not None:
+            extra.append((self._timeline(prompts, modality, x), prompts.temporal_gates[modality]))
+        if received is not None:
+            extra.append((received, prompts.fusion_gates[modality]))
+        for tokens, gate in extra:
+            _, pk, pv = attention.heads(tokens)  # (1 or B*T, H, P, d)
+            read = attention.attend(q, pk.expand(s, -1, -1, -1), pv.expand(s, -1, -1, -1))  # (B*T, H, L, d)
+            u = u + gate.to(u.dtype).view(1, -1, 1, 1) * read
+        seq = queries + attention.output(u)
+        seq = seq + handle.ffn(seq)
+        return seq[:, :length], (seq[:, length:] if prompts.fusion is not None else None)
 
     def encode_stages(self, tokens: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
         tokens = {m: self.backbone.pre_norm(x) for m, x in tokens.items()}
