@@ -80,17 +80,17 @@ def test_temporal_prompts_read_the_clips_timeline_through_their_gate(timeline):
 
 def test_spatial_and_fusion_prompts_are_read_by_every_token_and_fusion_tokens_read_the_segment():
     model = build("vit", "av_stfp", temporal_prompts=False, num_spatial_prompts=3, num_fusion_prompts=2).eval()
-    method, prompts = model.method, model.method.layers[0]
+    method, prompts = model.method, model.method.layers[1]  # layer 2: layer 1's fusion tokens arrive
     _open_gates(prompts)
     x = _first_layer_tokens(model)
     received = torch.randn(x.shape[0], 2, x.shape[-1], generator=torch.Generator().manual_seed(3))
     spatial, fusion = prompts.spatial["video"], prompts.fusion["video"]
     queries = torch.cat([x, fusion.expand(x.shape[0], -1, -1)], dim=1)  # fusion tokens: queries, not keys
-    expected = _reference_block(method.backbone.model.blocks[0], queries, x.shape[1],
+    expected = _reference_block(method.backbone.model.blocks[1], queries, x.shape[1],
                                 [(spatial[None], prompts.spatial_gates["video"]),
                                  (received, prompts.fusion_gates["video"])])
     with torch.no_grad():
-        ours, fusion_out = method._layer(method.backbone.blocks[0], prompts, "video", x, received)
+        ours, fusion_out = method._layer(method.backbone.blocks[1], prompts, "video", x, received)
     torch.testing.assert_close(ours, expected[:, :x.shape[1]].detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fusion_out, expected[:, x.shape[1]:].detach(), rtol=1e-5, atol=1e-5)
 
@@ -101,8 +101,8 @@ def test_closed_gates_leave_each_stream_the_frozen_block():
     x = _first_layer_tokens(model)
     received = torch.randn(x.shape[0], 1, x.shape[-1])
     with torch.no_grad():
-        ours, _ = method._layer(method.backbone.blocks[0], method.layers[0], "video", x, received)
-        expected = method.backbone.model.blocks[0](x)
+        ours, _ = method._layer(method.backbone.blocks[1], method.layers[1], "video", x, received)
+        expected = method.backbone.model.blocks[1](x)
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
 
 
