@@ -23,7 +23,6 @@ import argparse
 import json
 import platform
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,13 +38,6 @@ AV_STFP_ROWS = {"none": (), "temporal": ("temporal",), "spatial": ("spatial",), 
                 "temporal+spatial": ("temporal", "spatial"), "spatial+fusion": ("spatial", "fusion"),
                 "temporal+fusion": ("temporal", "fusion"), "all": PROMPT_TYPES}
 ROWS = ("probe", "stg_cma", *AV_STFP_ROWS)
-
-
-@dataclass
-class RealMediaAVE(AVEDemo):
-    """The AVE demo's training on a real-media set: its classes, 64-pixel frames for the pretrained tiny ViT."""
-
-    image_size: int = 64
 
 
 def row_run(row: str, options: dict) -> DemoRun:
@@ -73,13 +65,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     parser.add_argument("--options", type=json.loads, default={}, help="AV-STFP options of every AV-STFP row")
-    parser.add_argument("--epochs", type=int, default=RealMediaAVE.epochs)
+    parser.add_argument("--epochs", type=int, default=AVEDemo.epochs)
     args = parser.parse_args()
     for path in (args.root / "Annotations.txt", args.cache, args.weights):
         if not path.exists():
             raise SystemExit(f"{path} not found")
     classes = len(AVEAnnotations.load(args.root).categories)
-    cfg = RealMediaAVE(num_classes=classes, epochs=args.epochs)
+    # the AVE demo's training on this set: its classes, 64-pixel frames for the pretrained tiny ViT
+    cfg = AVEDemo(num_classes=classes, image_size=64, epochs=args.epochs)
     torch.set_num_threads(cfg.threads)
     data = DemoData(args.root, args.cache, args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
