@@ -209,3 +209,23 @@ def test_demo_sweep_reads_each_setting_as_a_name_and_json_options():
     assert sweep.parse_setting('lr x10={"prompt_lr_factor": 10}') == ("lr x10", {"prompt_lr_factor": 10})
     with pytest.raises(argparse.ArgumentTypeError, match="NAME=JSON"):
         sweep.parse_setting("no options")
+
+
+def test_realmedia_ablation_rows_switch_the_prompt_types_they_name():
+    ablation = _benchmark_module("realmedia_ablation.py")
+    options = {"prompt_lr_factor": 3, "temporal_prompts": True}
+    for row, kinds in {"none": set(), "spatial": {"spatial"}, "temporal+fusion": {"temporal", "fusion"},
+                       "all": {"temporal", "spatial", "fusion"}}.items():
+        run = ablation.row_run(row, options)
+        assert run.method_name == "av_stfp" and run.method_options["prompt_lr_factor"] == 3
+        assert {k for k in ("temporal", "spatial", "fusion") if run.method_options[f"{k}_prompts"]} == kinds
+    assert ablation.row_run("probe", options).method_options == {}
+    assert ablation.row_run("stg_cma", options).method_options == {"ratio": "1/4", "drop_path": 0.0}
+
+
+def test_realmedia_ablation_names_a_missing_input(tmp_path, monkeypatch):
+    ablation = _benchmark_module("realmedia_ablation.py")
+    monkeypatch.setattr(sys, "argv", ["realmedia_ablation.py", "--root", str(tmp_path), "--cache", str(tmp_path),
+                                      "--weights", str(tmp_path / "backbone.safetensors"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="Annotations.txt not found"):
+        ablation.main()

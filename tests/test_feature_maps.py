@@ -169,10 +169,15 @@ def test_a_vit_shallower_than_four_blocks_repeats_blocks():
 
 
 def test_av_stfp_maps_hold_patch_tokens_only():
-    """With prompts, the maps are still the N patch tokens; with every prompt off they are the probe's maps."""
+    """With prompts read (gates open), the maps are still the N patch tokens; with every prompt off they are the
+    probe's maps."""
     video, audio = inputs(build("vit", "probe"))
     reference = build("vit", "probe").eval().features(video, audio)
-    prompted = build("vit", "av_stfp").eval().features(video, audio)
+    model = build("vit", "av_stfp").eval()
+    with torch.no_grad():
+        for layer in model.method.layers:
+            layer.spatial_gates["video"].fill_(1.0)
+    prompted = model.features(video, audio)
     grid = (TINY_IMAGE // 16) ** 2
     assert all(x.shape == (BATCH, FRAMES, grid, 64) for x in prompted.video_maps)
     assert not torch.allclose(prompted.video_maps[0], reference.video_maps[0], atol=1e-3)  # prompts were read

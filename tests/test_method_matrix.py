@@ -31,7 +31,7 @@ SWITCHES: dict[str, list[dict]] = {
                {"branches": "audio_only"}, {"branches": "visual_only"}, {"full_finetune": True}],
     "av_stfp": [{}, {"temporal_prompts": False}, {"spatial_prompts": False}, {"fusion_prompts": False},
                 {"prompted": "audio_only"}, {"prompted": "visual_only"}, {"branches": "visual_only"},
-                {"timeline": "class_tokens"}, {"full_finetune": True}],
+                {"timeline": "class_tokens"}, {"prompt_attention": "shared"}, {"full_finetune": True}],
     # one shared backbone here; the separate audio encoder of the paper: tests/test_dg_sct.py
     "dg_sct": [{}, {"preset": "s4"}, {"preset": "avqa", "conv_groups": 2}, {"temporal": "adapter"},
                {"guidance": False},
@@ -46,9 +46,9 @@ IDENTITY_AT_INIT: dict[str, list[dict]] = {
     # With guidance the per-segment vectors are pooled by learnt maps, not the frozen pooling; its token maps
     # still equal the frozen ones (tests/test_dg_sct.py checks both).
     "dg_sct": [{"guidance": False}, {"guidance": False, "temporal": "adapter"}],
+    "av_stfp": [{}, {"timeline": "class_tokens"}, {"prompted": "audio_only"}],
 }
 NOT_IDENTITY = {
-    "av_stfp": "prompts are extra tokens and keys every attention reads; they cannot be zero-initialised away",
     "probe": "it is the frozen backbone (checked against timm's own forward below)",
 }
 
@@ -112,9 +112,9 @@ def _frozen_reference(model, options: dict, family: str):
     return build(family, "probe", audio=model.backbone.audio, **probe_options)
 
 
-@pytest.mark.parametrize("method,options", [pytest.param(m, o, id=f"{m}-{o}")
-                                            for m, rows in IDENTITY_AT_INIT.items() for o in rows])
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method,options,family", [
+    pytest.param(m, o, f, id=f"{f}-{m}-{o}") for f in FAMILIES for m, rows in IDENTITY_AT_INIT.items() for o in rows
+    if supported(m, f)])
 def test_new_model_returns_what_the_frozen_backbone_returns(method, options, family):
     """Zero-initialised up-projections / gates: features equal the frozen backbone's, in eval and train mode.
 
@@ -175,28 +175,35 @@ def test_lavish_without_audio_gate_is_not_identity_for_audio(family):
     assert not torch.allclose(ours.audio, expected.audio, atol=1e-3)
 
 
-def test_av_stfp_changes_the_output_at_init_and_is_the_backbone_with_prompts_off():
-    model = build("vit", "av_stfp")
-    reference = _frozen_reference(model, {}, "vit")
-    video, audio = inputs(model)
-    expected = reference.eval().features(video, audio)
-    prompted = model.eval().features(video, audio)
-    assert not torch.allclose(prompted.video, expected.video, atol=1e-3)  # see NOT_IDENTITY["av_stfp"]
-    off = build("vit", "av_stfp", temporal_prompts=False, spatial_prompts=False, fusion_prompts=False).eval()
+def test_av_stfp_gates_open_each_prompt_type_and_shared_prompts_change_the_output_at_init():
+    """Gated (default): each prompt type moves the output once its gates open. Shared (VPT's way, prompts as
+    extra keys of the frozen attention's own softmax): the output differs from step 0 (a zero key still takes
+    softmax mass), and with every prompt type off it is the frozen backbone."""
+    video, audio = inputs(build("vit", "probe"))
+    for kind in ("spatial", "temporal"):
+        model = build("vit", "av_stfp", fusion_prompts=False, **{f"{other}_prompts": other == kind
+                                                               for other in ("spatial", "temporal")}).eval()
+        closed = model.features(video, audio).video
+        with torch.no_grad():
+            for layer in model.method.layers:
+                getattr(layer, f"{kind}_gates")["video"].fill_(1.0)
+        assert not torch.allclose(model.features(video, audio).video, closed, atol=1e-3), kind
+    model = build("vit", "av_stfp", prompt_attention="shared")
+    expected = _frozen_reference(model, {}, "vit").eval().features(video, audio)
+    assert not torch.allclose(model.eval().features(video, audio).video, expected.video, atol=1e-3)
+    off = build("vit", "av_stfp", prompt_attention="shared", temporal_prompts=False, spatial_prompts=False,
+                fusion_prompts=False).eval()
     torch.testing.assert_close(off.features(video, audio).video, expected.video, rtol=0, atol=1e-6)
-    audio_only = build("vit", "av_stfp", prompted="audio_only").eval().features(video, audio)
-    torch.testing.assert_close(audio_only.video, expected.video, rtol=0, atol=1e-6)  # video stream unprompted
-    assert not torch.allclose(audio_only.audio, expected.audio, atol=1e-3)
 
 
 def test_av_stfp_fusion_prompts_carry_audio_into_the_video_stream_once_their_gates_open():
     model = build("vit", "av_stfp").eval()
     video, audio = inputs(model)
-    # at init the zero gates keep the streams apart: the video stream is the frozen backbone plus its prompts
+    # at init the zero gates keep the streams apart
     torch.testing.assert_close(model.features(video, audio + 1.0).video, model.features(video, audio).video,
                                rtol=0, atol=0)
     with torch.no_grad():
-        for layer in model.method.layers:
+        for layer in model.method.layers[1:]:  # layer 1 has nothing to receive
             layer.fusion_gates["video"].fill_(1.0)
     base = model.features(video, audio).video
     changed = model.features(video, audio + 1.0).video

@@ -93,8 +93,9 @@ def test_av_stfp_prompts_train_at_their_lr_factor_and_fine_tuned_weights_at_the_
     assert set(groups) == {"prompts", "head"}  # the frozen backbone's group is empty and left out
     assert groups["prompts"]["lr"] == pytest.approx(5e-3)  # 25 × 2e-4
     assert groups["head"]["lr"] == pytest.approx(1e-4)  # 0.5 × 2e-4
-    # test_vit: 6 layers of width 64; per layer and stream 10 time codes + 4 spatial + 1 fusion token, 1 gate
-    assert sum(p.numel() for p in groups["prompts"]["params"]) == 6 * 2 * ((10 + 4 + 1) * 64 + 1)
+    # test_vit: 6 layers of width 64 with 2 heads; per layer and stream 10 time codes + 4 spatial + 1 fusion
+    # token and a gate per head for each prompt type, less the last layer's fusion tokens and the first's gates
+    assert sum(p.numel() for p in groups["prompts"]["params"]) == 6 * 2 * ((10 + 4 + 1) * 64 + 3 * 2) - 2 * (64 + 2)
 
     full = tiny_module("av_stfp", lr=2e-4, method_options={"prompt_lr_factor": 25, "full_finetune": True})
     groups = {g["name"]: g for g in full.parameter_groups()}

@@ -133,8 +133,28 @@ class FrozenSelfAttention(FrozenBranch):
         return out.transpose(1, 2).reshape(s, n, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = _apply(self.out_norm, self._attend(self._qkv(x)))
+        return self._output(self._attend(self._qkv(x)))
+
+    def _output(self, u: torch.Tensor) -> torch.Tensor:
+        """(S, N, H·d) attention output → the branch's output: out norm, projection, dropout, layer scale."""
+        u = _apply(self.out_norm, u)
         return _apply(self.layer_scale, _apply(self.proj_drop, self.weights.linear(self.proj, u)))
+
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(S, N, D) tokens → their queries, keys and values through the frozen norm and projections (and q/k
+        norms), each (S, H, N, d): for methods whose attention reads keys and values the block's own attention
+        does not (prompts, other sequences), combined by the method and handed to :meth:`output`."""
+        q, k, v = self._qkv(x).permute(2, 0, 3, 1, 4).unbind(0)  # each (S, H, N, d)
+        return _apply(self.q_norm, q), _apply(self.k_norm, k), v
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """softmax(q·kᵀ · scale)·v at the block's scale: (S, H, Nq, d), (S, H, Nk, d) ×2 → (S, H, Nq, d)."""
+        return scaled_dot_product_attention(q, k, v, scale=self.scale)
+
+    def output(self, u: torch.Tensor) -> torch.Tensor:
+        """(S, H, N, d) per-head attention output → (S, N, D), the branch's output before the residual add."""
+        s, _, n, _ = u.shape
+        return self._output(u.transpose(1, 2).reshape(s, n, -1))
 
     def forward_and_projection(self, x: torch.Tensor, linear: nn.Linear,
                                need_output: bool) -> tuple[torch.Tensor | None, torch.Tensor]:

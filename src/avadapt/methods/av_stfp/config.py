@@ -9,6 +9,7 @@ from avadapt.errors import OptionError
 from avadapt.methods.base import BRANCHES
 
 TIMELINES = ("differences", "class_tokens")
+PROMPT_ATTENTIONS = ("gated", "shared")
 
 
 @dataclass
@@ -17,8 +18,8 @@ class AVSTFPConfig(JSONConfig):
 
     temporal_prompts / spatial_prompts / fusion_prompts: switch each prompt type on or off (all off gives
         the frozen backbone exactly).
-    num_spatial_prompts: prompt tokens prepended to every frame's / spectrogram segment's tokens, per layer.
-    num_fusion_prompts: prompt tokens per layer and modality that carry the other stream's state across.
+    num_spatial_prompts: prompt tokens every frame's / spectrogram segment's tokens read, per layer and stream.
+    num_fusion_prompts: tokens per layer and stream that read their segment and carry it to the other stream.
     prompted: which streams receive prompts: audio_visual | audio_only | visual_only (the other stream runs
         the frozen blocks as they are). Fusion prompts need both streams prompted and are skipped otherwise.
     num_frames: segments per clip T; the temporal prompts hold one learnt time code per segment.
@@ -27,8 +28,12 @@ class AVSTFPConfig(JSONConfig):
         ``class_tokens``, the class tokens themselves (the same timeline for every segment).
     branches: audio_visual | audio_only | visual_only, the streams the model runs at all.
     full_finetune: also train every backbone weight (reference row, not parameter-efficient).
-    prompt_lr_factor: learning rate of the prompts, time codes and fusion gates relative to the training's base
-        lr (the backbone weights of ``full_finetune`` train at the base lr).
+    prompt_lr_factor: learning rate of the prompts, time codes and gates relative to the training's base lr
+        (the backbone weights of ``full_finetune`` train at the base lr); 10, chosen on real media's validation
+        split (docs/methods.md).
+    prompt_attention: ``gated`` (each prompt type in a softmax of its own, added per head through a gate that
+        starts at zero: the model starts as the frozen backbone) or ``shared`` (VPT's extra tokens and keys in
+        the frozen attention's own softmax).
     """
 
     temporal_prompts: bool = True
@@ -41,7 +46,8 @@ class AVSTFPConfig(JSONConfig):
     timeline: str = "differences"
     branches: str = "audio_visual"
     full_finetune: bool = False
-    prompt_lr_factor: float = 1.0
+    prompt_lr_factor: float = 10.0
+    prompt_attention: str = "gated"
 
     def __post_init__(self):
         for name in ("prompted", "branches"):
@@ -57,5 +63,7 @@ class AVSTFPConfig(JSONConfig):
             raise OptionError(f"timeline must be one of {TIMELINES}, got {self.timeline!r}")
         if self.num_frames < 1:
             raise OptionError(f"num_frames must be ≥ 1, got {self.num_frames}")
+        if self.prompt_attention not in PROMPT_ATTENTIONS:
+            raise OptionError(f"prompt_attention must be one of {PROMPT_ATTENTIONS}, got {self.prompt_attention!r}")
         if not self.prompt_lr_factor > 0:
             raise OptionError(f"prompt_lr_factor must be > 0, got {self.prompt_lr_factor}")
