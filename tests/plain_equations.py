@@ -62,19 +62,28 @@ def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: f
 
 
 def multi_head_attention(queries: torch.Tensor, keys_values: torch.Tensor, w: Weights, name: str, heads: int,
-                         bias: torch.Tensor | None = None) -> torch.Tensor:
+                         bias: torch.Tensor | None = None,
+                         gated: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()) -> torch.Tensor:
     """A frozen attention layer ``name`` (packed ``qkv`` and ``proj``) of queries (..., L_q, D) over keys and
-    values (..., L_k, D): each head attends with scale 1/√d; bias (…, heads, L_q, L_k) is added to its logits."""
+    values (..., L_k, D): each head attends with scale 1/√d; bias (…, heads, L_q, L_k) is added to its logits.
+    ``gated``: further (keys_values (..., P, D), gate (heads,)) pairs, each read by the same queries in a softmax
+    of its own and added to each head's output times that head's gate, before the output projection."""
     d_model = queries.shape[-1]
     weight, qkv_bias = w[f"{name}.qkv.weight"], w[f"{name}.qkv.bias"]
-    q = queries @ weight[:d_model].T + qkv_bias[:d_model]
-    k = keys_values @ weight[d_model:2 * d_model].T + qkv_bias[d_model:2 * d_model]
-    v = keys_values @ weight[2 * d_model:].T + qkv_bias[2 * d_model:]
+    scale = (d_model // heads) ** -0.5
 
     def split(x: torch.Tensor) -> torch.Tensor:  # (..., L, D) → (..., heads, L, D/heads)
         return x.unflatten(-1, (heads, -1)).transpose(-2, -3)
 
-    out = attend(split(q), split(k), split(v), (d_model // heads) ** -0.5, bias)  # (..., heads, L_q, d)
+    def keys_and_values(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = tokens @ weight[d_model:2 * d_model].T + qkv_bias[d_model:2 * d_model]
+        v = tokens @ weight[2 * d_model:].T + qkv_bias[2 * d_model:]
+        return split(k), split(v)
+
+    q = split(queries @ weight[:d_model].T + qkv_bias[:d_model])
+    out = attend(q, *keys_and_values(keys_values), scale, bias)  # (..., heads, L_q, d)
+    for tokens, gate in gated:
+        out = out + gate[:, None, None] * attend(q, *keys_and_values(tokens), scale)
     return linear(out.transpose(-2, -3).flatten(-2), w, f"{name}.proj")
 
 
@@ -476,15 +485,23 @@ def dg_sct_adapter(x: torch.Tensor, other: torch.Tensor, w: Weights, name: str, 
 # --- AV-STFP -----------------------------------------------------------------------------------------------------
 
 def av_stfp_vit(video: torch.Tensor, audio: torch.Tensor, frozen: Weights, prompts: Weights, *, heads: int,
-                depth: int, eps: float, video_grid: tuple[int, int], timeline: str) -> dict[str, torch.Tensor]:
+                depth: int, eps: float, video_grid: tuple[int, int], timeline: str,
+                prompt_attention: str = "gated") -> dict[str, torch.Tensor]:
     """AV-STFP on a ViT shared by both streams, per our design's description (no public code exists).
 
-    Layer l, stream m, segment t of clip b: the sequence is [class; spatial prompts P_m; fusion prompts
-    Q_m + g_m·O_other; patches], where O_other are the fusion tokens' outputs of the other stream at layer l − 1
-    (none at layer 0). Its frozen attention reads, besides the sequence, the clip's timeline as extra keys and
-    values: for τ = 1…T, class_τ − class_t + e_τ (``differences``) or class_τ + e_τ (``class_tokens``), with e the
-    layer's learnt time codes and the class tokens those entering the layer; the timeline gets no output of its
-    own. Then the frozen FFN. Prompt outputs are dropped after the layer (the fusion tokens' are handed over).
+    Layer l, stream m, segment t of clip b. The clip's timeline: for τ = 1…T, class_τ − class_t + e_τ
+    (``differences``) or class_τ + e_τ (``class_tokens``), with e the layer's learnt time codes and the class
+    tokens those entering the layer.
+
+    ``gated``: the frozen attention of the segment's tokens [class; patches] and of the layer's fusion tokens Q_m
+    (queries only, where the layer has them) over [class; patches], plus, per head h, g_s[h] × (the same queries
+    over the spatial prompts P_m) + g_t[h] × (over the timeline) + g_f[h] × (over the other stream's fusion-token
+    outputs O_other of layer l − 1), each in a softmax of its own, every key/value through the frozen norm1 and
+    projections; then the output projection, the residual, the frozen FFN. Q_m's outputs are handed over.
+
+    ``shared``: the sequence [class; P_m; Q_m + g_m·O_other; patches] reads itself and the timeline in one softmax
+    of the frozen attention; the timeline gets no output of its own; prompt outputs are dropped after the layer.
+
     Returns per stream the frozen final LayerNorm's class token ``{m}`` (B, T, D) and patch tokens.
     """
     x = {"video": vit_video_tokens(video, frozen), "audio": vit_audio_tokens(audio, frozen, video_grid)}
@@ -495,18 +512,33 @@ def av_stfp_vit(video: torch.Tensor, audio: torch.Tensor, frozen: Weights, promp
         block, layer = f"blocks.{i}", f"layers.{i}"
         outputs = {}
         for m in MODALITIES:
-            b, t, _, d = x[m].shape
-            cls = x[m][:, :, :1]  # (B, T, 1, D)
-            spatial = prompts[f"{layer}.spatial.{m}"].expand(b, t, -1, -1)
-            fusion = prompts[f"{layer}.fusion.{m}"].expand(b, t, -1, -1)
-            if OTHER[m] in handed_over:
-                fusion = fusion + prompts[f"{layer}.fusion_gates.{m}"] * handed_over[OTHER[m]]
-            seq = torch.cat([cls, spatial, fusion, x[m][:, :, 1:]], dim=2)  # (B, T, L, D)
+            b, t, length, d = x[m].shape
             classes = x[m][:, :, 0]  # (B, T, D)
             line = classes[:, None, :, :].expand(b, t, t, d)  # [b, t, τ] = class_τ
             if timeline == "differences":
                 line = line - classes[:, :, None, :]
             line = line + prompts[f"{layer}.time_codes.{m}"]  # + e_τ
+            spatial = prompts[f"{layer}.spatial.{m}"].expand(b, t, -1, -1)
+            fusion = prompts.get(f"{layer}.fusion.{m}")
+            if prompt_attention == "gated":
+                queries = x[m] if fusion is None else torch.cat([x[m], fusion.expand(b, t, -1, -1)], dim=2)
+                normed = layer_norm(queries, frozen, f"{block}.norm1", eps)
+                gated = [(layer_norm(spatial, frozen, f"{block}.norm1", eps), prompts[f"{layer}.spatial_gates.{m}"]),
+                         (layer_norm(line, frozen, f"{block}.norm1", eps), prompts[f"{layer}.temporal_gates.{m}"])]
+                if OTHER[m] in handed_over:
+                    gated.append((layer_norm(handed_over[OTHER[m]], frozen, f"{block}.norm1", eps),
+                                  prompts[f"{layer}.fusion_gates.{m}"]))
+                seq = queries + multi_head_attention(normed, normed[:, :, :length], frozen, f"{block}.attn", heads,
+                                                     gated=tuple(gated))
+                seq = seq + vit_ffn(seq, frozen, block, eps)
+                if fusion is not None:
+                    outputs[m] = seq[:, :, length:]
+                x[m] = seq[:, :, :length]
+                continue
+            fusion = fusion.expand(b, t, -1, -1)
+            if OTHER[m] in handed_over:
+                fusion = fusion + prompts[f"{layer}.fusion_gates.{m}"] * handed_over[OTHER[m]]
+            seq = torch.cat([x[m][:, :, :1], spatial, fusion, x[m][:, :, 1:]], dim=2)  # (B, T, L, D)
             queries = layer_norm(seq, frozen, f"{block}.norm1", eps)
             keys_values = layer_norm(torch.cat([seq, line], dim=2), frozen, f"{block}.norm1", eps)
             seq = seq + multi_head_attention(queries, keys_values, frozen, f"{block}.attn", heads)

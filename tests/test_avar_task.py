@@ -345,10 +345,12 @@ def test_avadapt_synth_avar_writes_the_native_layout(tmp_path, capsys):
 POSTER = {CLIP_B16: 1.10e6, CLIP_L14: 1.82e6}  # the AV-STFP poster's recognition rows, Kinetics-Sounds
 
 
-@pytest.mark.parametrize(("backbone", "dim", "depth"), [(CLIP_B16, 768, 12), (CLIP_L14, 1024, 24)])
-def test_av_stfp_recognition_rows_against_the_poster(backbone, dim, depth):
+@pytest.mark.parametrize(("backbone", "dim", "depth", "heads"), [(CLIP_B16, 768, 12, 12), (CLIP_L14, 1024, 24, 16)])
+def test_av_stfp_recognition_rows_against_the_poster(backbone, dim, depth, heads):
     trainable = parameter_report(build_as_published(backbone, "av_stfp", "avar"))["trainable"]
-    prompts = 2 * (10 + 4 + 1) * dim * depth + 2 * depth  # both streams: T time codes, 4 spatial, 1 fusion; gates
+    # both streams, per layer: T time codes, 4 spatial and 1 fusion token, one gate per head and prompt type;
+    # the last layer sends no fusion token, the first receives none (no fusion gates)
+    prompts = 2 * ((10 + 4 + 1) * dim * depth - dim + 3 * heads * depth - heads)
     head = 2 * dim * 512 + 512 + 512 * 31 + 31
     assert trainable == prompts + head
     # the poster gives two decimals: ours, at its precision, lies within 0.02M of its figure

@@ -460,14 +460,16 @@ def plain_av_stfp(model: avadapt.AVModel, video: torch.Tensor, audio: torch.Tens
     timm_model = model.method.backbone.model
     return plain.av_stfp_vit(video.double(), audio.double(), frozen_weights(timm_model), prompts,
                              heads=timm_model.blocks[0].attn.num_heads, depth=len(timm_model.blocks),
-                             eps=timm_model.norm.eps, video_grid=VIDEO_GRID, timeline=model.method.config.timeline)
+                             eps=timm_model.norm.eps, video_grid=VIDEO_GRID, timeline=model.method.config.timeline,
+                             prompt_attention=model.method.config.prompt_attention)
 
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("timeline", ["differences", "class_tokens"])
-def test_av_stfp_matches_its_design(timeline, mode, path):
-    model = build_av_stfp(timeline=timeline).train(mode == "train")
+@pytest.mark.parametrize("prompt_attention", ["gated", "shared"])
+def test_av_stfp_matches_its_design(prompt_attention, timeline, mode, path):
+    model = build_av_stfp(timeline=timeline, prompt_attention=prompt_attention).train(mode == "train")
     prompts = method_weights(model.method)
     video, audio = inputs(VIT_OPTIONS["img_size"], (32, 48))
     expected = plain_av_stfp(model, video, audio, prompts)
@@ -486,9 +488,11 @@ def test_av_stfp_comparison_fails_with_swapped_gates():
         expected = plain_av_stfp(model, video, audio, method_weights(model.method))
         assert largest_miss(as_outputs(model.features(video, audio)), expected) < TOLERANCE["atol"]
         for layer in model.method.layers:
-            video_gate = layer.fusion_gates["video"].clone()
-            layer.fusion_gates["video"].copy_(layer.fusion_gates["audio"])
-            layer.fusion_gates["audio"].copy_(video_gate)
+            for gates in (layer.spatial_gates, layer.temporal_gates, layer.fusion_gates):
+                if gates is not None:
+                    video_gate = gates["video"].clone()
+                    gates["video"].copy_(gates["audio"])
+                    gates["audio"].copy_(video_gate)
         assert largest_miss(as_outputs(model.features(video, audio)), expected) > MUTATION_MISS
 
 
