@@ -2,7 +2,8 @@
 
 ``avadapt fit | validate | test`` are LightningCLI subcommands (options = the typed constructor arguments of
 the training module, data module and trainer; ``--config FILE``); ``params``, ``synth``, ``prepare``, ``predict``,
-``ask`` and ``demo`` are plain commands parsed here.
+``ask`` and ``demo`` are plain commands parsed here; ``pretrain``, ``zeroshot``, ``fewshot`` and ``embed`` (the
+text model: :mod:`avadapt.text`) are parsed in :mod:`avadapt.text.cli`.
 
 A file, folder or option that cannot work prints one line, ``avadapt: error: <file>: <problem>``;
 ``avadapt --debug COMMAND ...`` (or AVADAPT_DEBUG=1) shows the full traceback instead.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END
 from avadapt.errors import AVAdaptError, DatasetError, OptionError
+from avadapt.text.cli import TEXT_COMMANDS, add_text_commands
 
 # Model code (timm, torch tensors) is imported inside the commands: torch's huge-page switch
 # (avadapt.kernels.heap) only takes effect before the first tensor exists.
@@ -282,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_ask(sub)
     _add_demo(sub)
+    add_text_commands(sub)
     return parser
 
 
@@ -322,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _dispatch(argv: list[str]) -> None:
-    if argv and argv[0] in ("fit", "demo"):
+    if argv and argv[0] in ("fit", "demo", *TEXT_COMMANDS):
         _prepare_cpu_training()
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
         from avadapt.training.cli import run_lightning
