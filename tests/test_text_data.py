@@ -67,6 +67,8 @@ def test_dataset_class_names_come_from_the_registry_without_a_background_entry(t
     (tmp_path / "Annotations.txt").write_text(
         "Category&VideoID&Quality&StartTime&EndTime\nChurch bell&a&good&0&10\nDog barking&b&good&2&5\n")
     assert dataset_class_names("ave", tmp_path) == ["Church bell", "Dog barking"]
+    (tmp_path / "labels.csv").write_text("walk,Dog_barking\nsing,Singing\n")
+    assert dataset_class_names("avar_folder", tmp_path) == ["Dog_barking", "Singing"]
 
 
 # ---- few-shot selections -------------------------------------------------------------------------------------------
