@@ -12,15 +12,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avadapt._registry import METHODS
+from avadapt._registry import DATASETS, METHODS
 from avadapt.audio_front_ends import FbankConfig
 from avadapt.data.transforms import VideoTransform
 from avadapt.errors import AnnotationError, MediaError, MissingMediaError
 from avadapt.models import parameter_report
 from avadapt.param_table import CLIP_B16, CLIP_L14, build_as_published
 from avadapt.tasks import get_task
-from avadapt.tasks.avar.dataset import KineticsSoundsDataset, VGGSoundDataset, read_segments
-from avadapt.tasks.avar.lists import hold_out, read_label_list, read_vggsound_csv, split_clip_name
+from avadapt.tasks.avar.dataset import (
+    ClipFolderDataset,
+    KineticsSoundsDataset,
+    VGGSoundDataset,
+    read_segments,
+)
+from avadapt.tasks.avar.lists import (
+    hold_out,
+    read_folder_labels,
+    read_label_list,
+    read_vggsound_csv,
+    split_clip_name,
+)
 from avadapt.tasks.avar.prepare import prepare_avar
 from avadapt.tasks.avar.synth import class_grid, synthesize_avar
 from avadapt.tasks.avar.task import AVARConfig, RecognitionHead
@@ -124,6 +135,77 @@ def test_vggsound_items_read_their_clip_and_give_a_class_or_a_multi_hot_target(t
     assert item["labels"].item() == 1 and item["meta"]["label"] == "playing tennis, outdoors"
     multi = VGGSoundDataset(tmp_path, "train", multi_label=True, **options)[1]["labels"]
     assert multi.tolist() == [0.0, 1.0, 0.0]
+
+
+# ---- a folder of clips with a label file --------------------------------------------------------------------------
+
+FOLDER_ROWS = ["clip,label", "walk,Dog", "bark,Dog;Speech", "talk,Speech,test", "cello_1,Cello"]
+
+
+def test_a_clip_folder_reads_names_in_first_seen_order_and_rows_default_to_train(tmp_path):
+    path = _write(tmp_path / "labels.csv", FOLDER_ROWS)
+    classes, splits = read_folder_labels(path)
+    assert classes == ["Dog", "Speech", "Cello"]
+    assert [(r.clip, r.labels, r.line) for r in splits["train"]] == [
+        ("walk", (0,), 2), ("bark", (0, 1), 3), ("cello_1", (2,), 5)]
+    assert [r.clip for r in splits["test"]] == ["talk"] and "val" not in splits
+    _write(tmp_path / "order.txt", ["Cello", "Speech", "Dog"])
+    lists = ClipFolderDataset.load_lists(tmp_path, classes="order.txt", val_fraction=0.0)
+    assert lists.classes == ["Cello", "Speech", "Dog"] and [r.labels for r in lists.rows("train")] == [(2,), (2, 1), (0,)]
+    assert DATASETS.get("avar_folder") is ClipFolderDataset
+    assert ClipFolderDataset.class_names(tmp_path) == ["Dog", "Speech", "Cello"]
+
+
+def test_a_clip_folder_without_test_rows_has_an_empty_test_split_and_a_held_out_val(tmp_path):
+    _write(tmp_path / "labels.csv", [f"c{i},{'ab'[i % 2]}" for i in range(20)])
+    lists = ClipFolderDataset.load_lists(tmp_path)
+    assert lists.rows("test") == [] and len(lists.rows("val")) == 2 and len(lists.rows("train")) == 18
+
+
+@pytest.mark.parametrize(("row", "problem"), [
+    ("bark,", "clip 'bark' has no label"),
+    ("bark", "expected clip,label or clip,label,split, found 1"),
+    ("bark,Dog,dev", "split must be one of"),
+    ("walk,Dog", "clip 'walk' is listed twice \\(first on line 1\\)"),
+    (",Dog", "empty clip name"),
+    ("../bark,Dog", "cannot name a file"),
+    ("bark,Dog;;Speech", "empty label"),
+])
+def test_a_bad_clip_folder_row_names_the_file_and_line(tmp_path, row, problem):
+    path = _write(tmp_path / "labels.csv", ["walk,Dog", row])
+    with pytest.raises(AnnotationError, match=problem) as error:
+        read_folder_labels(path)
+    assert str(error.value).startswith(f"{path}:2:")
+
+
+def test_a_label_outside_the_class_file_or_a_folder_without_training_rows_is_an_error(tmp_path):
+    path = _write(tmp_path / "labels.csv", ["walk,Dog", "bark,Cat"])
+    _write(tmp_path / "classes.txt", ["Dog"])
+    with pytest.raises(AnnotationError, match="unknown label 'Cat'") as error:
+        ClipFolderDataset.load_lists(tmp_path, classes="classes.txt")
+    assert str(error.value).startswith(f"{path}:2:")
+    _write(tmp_path / "labels.csv", ["walk,Dog,test"])
+    with pytest.raises(AnnotationError, match="no training rows"):
+        ClipFolderDataset.load_lists(tmp_path)
+
+
+def test_clip_folder_items_and_unlisted_media_reported_once_and_left_out(tmp_path):
+    _write(tmp_path / "labels.csv", ["walk,Dog", "bark,Speech", "talk,Speech,val"])
+    for clip in ("walk", "bark", "talk", "stray", "other"):
+        make_clip(tmp_path / f"{clip}.mp4", seconds=2.0)
+    options = {"transform": VideoTransform(), "fbank": SMALL_FBANK}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train = ClipFolderDataset(tmp_path, "train", **options)
+        ClipFolderDataset(tmp_path, "val", **options)
+    reports = [str(w.message) for w in caught if "no row in" in str(w.message)]
+    assert len(reports) == 1 and "2 clip(s)" in reports[0] and "other, stray" in reports[0]
+    assert [r.clip for r in train.rows] == ["walk", "bark"]
+    item = train[1]
+    assert item["labels"].item() == 1 and item["meta"]["label"] == "Speech" and item["audio"].shape == (10, 1, 32, 48)
+    (tmp_path / "bark.mp4").unlink()
+    with pytest.raises(MissingMediaError, match="bark: expected .*bark.mp4"):
+        ClipFolderDataset(tmp_path, "train", **options)
 
 
 # ---- bad input: each names the file, the row and the problem --------------------------------------------------------

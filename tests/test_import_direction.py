@@ -41,6 +41,7 @@ LAYER_OF = {
     "avadapt.models": "models",
     "avadapt.adapter_files": "models",
     "avadapt.param_table": "models",
+    "avadapt.text": "models",  # classification from class names: models over the text towers, their data and scores
     "avadapt.data": "data",
     "avadapt.training": "training",
     "avadapt.prediction": "prediction",

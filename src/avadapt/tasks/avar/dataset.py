@@ -1,5 +1,6 @@
-"""Audio-visual action recognition datasets: Kinetics-Sounds (``avar_kinetics_sounds``) and VGGSound
-(``avar_vggsound``), their lists read by :mod:`avadapt.tasks.avar.lists`, one video file per clip.
+"""Audio-visual action recognition datasets: Kinetics-Sounds (``avar_kinetics_sounds``), VGGSound
+(``avar_vggsound``) and any folder of clips with a label file (``avar_folder``), their lists read by
+:mod:`avadapt.tasks.avar.lists`, one video file per clip.
 
 Media (``source``), under ``media_root`` (default ``root``): ``mp4``, one file ``<clip>.mp4`` per clip (the folder a
 download of the dataset's clips fills), or ``cache``, written by :func:`avadapt.tasks.avar.prepare.prepare_avar`.
@@ -9,13 +10,15 @@ screen at the middle of its part and an audio window of the front end's ``window
 (zeros past the end). A file shorter than one such window, or declaring no duration, is a :class:`MediaError`
 naming it (``avadapt prepare`` lists it in ``bad_clips.tsv`` and goes on).
 
-Splits: both datasets ship train and test only. Model selection needs a validation split, so unless a
-validation list is given, ``val_fraction`` (10 %) of each class's training rows, chosen by a hash of the clip name
+Splits: Kinetics-Sounds and VGGSound ship train and test only; a clip folder's rows name their split (train by
+default), and it may have no test rows. Model selection needs a validation split, so unless a validation list is
+given, ``val_fraction`` (10 %) of each class's training rows, chosen by a hash of the clip name
 (:func:`~avadapt.tasks.avar.lists.hold_out`), is set aside as ``val`` and left out of ``train``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +36,14 @@ from avadapt.tasks.avar.lists import (
     check_disjoint,
     hold_out,
     read_class_names,
+    read_folder_labels,
     read_label_list,
     read_vggsound_csv,
 )
 
 AVAR_SEGMENTS = 10
 VAL_FRACTION = 0.1
+FOLDER_LABELS = "labels.csv"  # the label file of a clip folder (``avar_folder``)
 CLASS_FILE = "classes.txt"  # the class-name file a Kinetics-Sounds root may hold (one name a line, index order)
 KINETICS_SOUNDS_LISTS = {"train": "my_train.txt", "test": "my_test.txt"}  # OGM-GE's names
 
@@ -222,3 +227,41 @@ class VGGSoundDataset(RecognitionDataset):
                  val_fraction: float = VAL_FRACTION, multi_label: bool = False, **common: Any):
         super().__init__(root, split, source=source, multi_label=multi_label,
                          annotations=self.load_lists(root, csv, classes, clip_name, val_fraction), **common)
+
+
+@register_dataset
+class ClipFolderDataset(RecognitionDataset):
+    """Any folder of clips with a label file (:func:`~avadapt.tasks.avar.lists.read_folder_labels`), e.g. a corpus
+    to pretrain on: ``<root>/labels.csv`` rows ``clip,label[,split]`` and ``<media_root>/<clip>.mp4``.
+
+    labels: another label file, relative to ``root`` or absolute. classes: a class-name file giving the label order
+    (default: the labels in the order the label file first names them). A clip file that no row names is not an
+    error, since a folder may hold clips not meant for training: building the training split reports them once, in
+    one warning, and they are left out.
+    """
+
+    name = "avar_folder"
+    title = "clip folder"
+
+    @classmethod
+    def load_lists(cls, root: str | Path, labels: str | Path = FOLDER_LABELS, classes: str | Path | None = None,
+                   val_fraction: float = VAL_FRACTION) -> RecognitionLists:
+        root = Path(root)
+        names = read_class_names(root / classes) if classes is not None else None
+        names, splits = read_folder_labels(root / labels, names)
+        if not splits.get("train"):
+            raise AnnotationError(root / labels, None, "no training rows")
+        return with_validation(names, {"test": [], **splits}, val_fraction)
+
+    def __init__(self, root: str | Path, split: str = "train", *, source: str = "auto",
+                 labels: str | Path = FOLDER_LABELS, classes: str | Path | None = None,
+                 val_fraction: float = VAL_FRACTION, multi_label: bool = False, **common: Any):
+        lists = self.load_lists(root, labels, classes, val_fraction)
+        super().__init__(root, split, source=source, multi_label=multi_label, annotations=lists, **common)
+        if split == "train" and self.source == "mp4":
+            listed = set(lists.clips())
+            unlisted = sorted(p.stem for p in self.media_root.glob("*.mp4") if p.stem not in listed)
+            if unlisted:
+                more = f" … and {len(unlisted) - 5} more" if len(unlisted) > 5 else ""
+                warnings.warn(f"{self.media_root}: {len(unlisted)} clip(s) have no row in {Path(root) / labels} and "
+                              f"are left out: {', '.join(unlisted[:5])}{more}", stacklevel=2)

@@ -12,6 +12,11 @@
   comma). Clips are named ``{YouTubeID}_{start_seconds}`` as OGM-GE's loader names them; another naming (the
   zero-padded ``{ytid}_{start:06d}`` of some releases) is a format string away.
 
+* **A folder of clips** (``avar_folder``, e.g. a pretraining corpus): ``labels.csv`` with rows ``clip,label`` or
+  ``clip,label,split`` (split ``train``, ``val`` or ``test``; ``train`` when absent), an optional header row
+  ``clip,label[,split]``; labels are class names, the classes taken in first-seen order unless a class-name file
+  orders them.
+
 A label field may list several labels separated by ``;`` (a multi-label list). Rows are keyed by clip name: a
 clip listed twice, in one list or in two splits, is an error naming both places.
 """
@@ -30,6 +35,8 @@ from avadapt.errors import AnnotationError, OptionError
 KINETICS_SOUNDS_FIELDS = ("clip_id", "seconds", "label")
 VGGSOUND_FIELDS = ("YouTubeID", "start_seconds", "label", "split")
 VGGSOUND_SPLITS = ("train", "test")
+FOLDER_FIELDS = ("clip", "label", "split")
+FOLDER_SPLITS = ("train", "val", "test")
 LABEL_SEPARATOR = ";"
 # the two clip-name styles of the Kinetics-Sounds lists; anything else is a clip name without a start
 _START_END = re.compile(r"^(?P<video>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
@@ -206,6 +213,47 @@ def read_vggsound_csv(path: str | Path, classes: Sequence[str] | None = None, cl
         first_line[clip] = number
         splits[split].append(ClipRow(clip, ytid, float(start), (index[label],), path, number))
     return names, splits
+
+
+def read_folder_labels(path: str | Path, classes: Sequence[str] | None = None
+                       ) -> tuple[list[str], dict[str, list[ClipRow]]]:
+    """A clip folder's ``labels.csv``: (class names, rows per split present). ``classes``: the class names in label
+    order (None: the labels in the order the file first names them). A row with an empty label is an error: an
+    unlabelled clip has nothing to be trained towards. So is a row with other than 2 or 3 fields, an empty clip
+    name, an unknown split or label, or a clip listed twice; each an :class:`AnnotationError` naming the row."""
+    path = Path(path)
+    rows = _csv_rows(path, "clip label file")
+    if rows and [field.lower() for field in rows[0][1]] in (list(FOLDER_FIELDS[:2]), list(FOLDER_FIELDS)):
+        rows = rows[1:]  # header
+    if not rows:
+        raise AnnotationError(path, None, "no rows")
+    parsed = []
+    for number, fields in rows:
+        if len(fields) not in (2, 3):
+            raise AnnotationError(path, number, f"expected clip,label or clip,label,split, found {len(fields)} "
+                                                f"fields: {','.join(fields)!r}")
+        clip, label, split = (*fields, "train")[:3]
+        if not clip:
+            raise AnnotationError(path, number, f"empty clip name: {','.join(fields)!r}")
+        if not label:
+            raise AnnotationError(path, number, f"clip {clip!r} has no label; label every clip, or leave its row out")
+        if split not in FOLDER_SPLITS:
+            raise AnnotationError(path, number, f"split must be one of {FOLDER_SPLITS}, got {split!r}")
+        check_clip_name(clip, path, number)
+        parsed.append((number, clip, label, split))
+    if classes is None:
+        classes = list(dict.fromkeys(part.strip() for _, _, label, _ in parsed for part in label.split(LABEL_SEPARATOR)
+                                     if part.strip()))
+    splits: dict[str, list[ClipRow]] = {}
+    first_line: dict[str, int] = {}
+    for number, clip, label, split in parsed:
+        if clip in first_line:
+            raise AnnotationError(path, number, f"clip {clip!r} is listed twice (first on line {first_line[clip]})")
+        first_line[clip] = number
+        video_id, start = split_clip_name(clip)
+        labels = parse_labels(label, classes, path, number)
+        splits.setdefault(split, []).append(ClipRow(clip, video_id, start, labels, path, number))
+    return list(classes), splits
 
 
 def check_disjoint(splits: Mapping[str, Sequence[ClipRow]]) -> None:
