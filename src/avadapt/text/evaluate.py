@@ -128,3 +128,23 @@ def clip_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> TopKAccuracy:
     ranked = logits.mean(1).topk(min(5, logits.shape[-1]), dim=-1).indices  # (N, 5)
     found = ranked == labels[:, None]
     return TopKAccuracy(_share(found[:, 0]), _share(found.any(-1)), labels.numel())
+
+
+def segment_or_clip_scores(logits: torch.Tensor, labels: torch.Tensor, background: str = "none",
+                           threshold: float = 0.5) -> dict[str, float | int]:
+    """Every score the labels allow, flat, with ``accuracy`` the headline: (N, T) per-second labels (AVE) →
+    segment accuracy (``background`` as :func:`ave_segment_accuracy`) and clip accuracy of the first event's
+    class; (N, C) multi-hot → the multi-label clip scores (headline: the top-1 hit); (N,) → top-1 / top-5."""
+    if labels.is_floating_point():
+        multi = multilabel_clip_scores(logits, labels)
+        return {"accuracy": multi.top1_hit, "reference_top1": multi.reference_top1, "mAP": multi.mAP,
+                "clips": multi.clips}
+    if labels.dim() == 2:
+        segment = ave_segment_accuracy(logits, labels, background, threshold)
+        events = logits[..., :-1] if background == "prompt" else logits
+        clip = ave_clip_accuracy(events, labels)
+        return {"accuracy": segment.accuracy, "event_accuracy": segment.event_accuracy,
+                "background_accuracy": segment.background_accuracy, "clip_accuracy": clip.accuracy,
+                "segments": segment.segments, "clips": clip.clips}
+    top = clip_accuracy(logits, labels)
+    return {"accuracy": top.top1, "top5_accuracy": top.top5, "clips": top.clips}
