@@ -77,7 +77,8 @@ def test_every_built_in_method_family_and_task_resolves_to_its_papers_front_end(
     for (method, family), names in PAPER_FRONT_ENDS.items():
         for task, name in zip(("ave", "avs", "avqa"), names, strict=True):
             assert paper_audio_front_end(method, family, task) == name, (method, family, task)
-    assert {name for names in PAPER_FRONT_ENDS.values() for name in names} == set(AUDIO_FRONT_ENDS)
+    # "clap" is read by avadapt.text's CLAP audio tower, not chosen per method and task
+    assert {name for names in PAPER_FRONT_ENDS.values() for name in names} == set(AUDIO_FRONT_ENDS) - {"clap"}
     with pytest.raises(OptionError, match="unknown task 'no_such_task'"):
         paper_audio_front_end("lavish", "swin", "no_such_task")
     with pytest.raises(OptionError, match="no default audio front end for a 'mamba' backbone"):

@@ -41,6 +41,7 @@ LAYER_OF = {
     "avadapt.models": "models",
     "avadapt.adapter_files": "models",
     "avadapt.param_table": "models",
+    "avadapt.text": "models",  # frozen CLIP / CLAP towers and the model DG-SCT builds between them
     "avadapt.data": "data",
     "avadapt.training": "training",
     "avadapt.prediction": "prediction",
