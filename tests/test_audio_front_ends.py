@@ -100,16 +100,16 @@ def test_the_default_front_end_is_the_papers_for_the_backbone_family():
 
 
 def test_unknown_front_end_name_fails_with_the_known_names():
-    message = r"unknown audio front end 'clap'; known: .*lavish_swin_ave.*vit"
+    message = r"unknown audio front end 'wav2vec'; known: .*lavish_swin_ave.*vit"
     with pytest.raises(KeyError, match=message):
-        audio_front_end("clap")
+        audio_front_end("wav2vec")
     with pytest.raises(KeyError, match=message):
         AVAdaptModule(backbone="test_vit", task="ave", backbone_options={"img_size": 32},
-                      audio_front_end="clap")
+                      audio_front_end="wav2vec")
     with pytest.raises(KeyError, match=message):
-        create_model(backbone="test_vit", method="probe", task="ave", audio_front_end="clap")
+        create_model(backbone="test_vit", method="probe", task="ave", audio_front_end="wav2vec")
     with pytest.raises(KeyError, match=message):
-        _ = AVDataModule("unused_root", preprocessing={"audio_front_end": "clap"}).fbank
+        _ = AVDataModule("unused_root", preprocessing={"audio_front_end": "wav2vec"}).fbank
     with pytest.raises(TypeError, match="num_mel_bin"):  # a misspelt fbank field is named too
         audio_front_end("vit", {"num_mel_bin": 64})
 

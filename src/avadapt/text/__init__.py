@@ -7,10 +7,10 @@ from avadapt.text.encoders import TextEncodersConfig, build_text_encoders, write
 
 __all__ = [
     "CLAP_MODELS",
+    "TINY_CLIP_CONFIG",
     "CLAPArchitecture",
     "CLAPTowers",
     "CLIPTowers",
-    "TINY_CLIP_CONFIG",
     "TextEncodersConfig",
     "build_text_encoders",
     "write_tiny_text_checkpoints",
