@@ -105,6 +105,7 @@ def _torchscript(model: torch.nn.Module, path) -> None:
     torch.jit.trace_module(model, {"encode_image": torch.zeros(1, 3, 64, 64)}, check_trace=False).save(str(path))
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning", "ignore::UserWarning")
 @pytest.mark.parametrize("name", ["weights.safetensors", "pytorch_model.bin", "state_dict.pt", "wrapped.pt",
                                   "openai_jit.pt"])
 def test_clip_files_in_every_released_format_load(tiny, tmp_path, name):
@@ -287,3 +288,26 @@ def test_clap_front_end_is_clap_audio_cfg_of_each_second_tiled_to_ten():
                                          norm="slaney")
     expected = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)  # (64, 1001)
     np.testing.assert_allclose(images[0, 0].numpy(), expected, rtol=0, atol=5e-5)
+
+
+@pytest.mark.slow
+def test_released_shapes_build_clip_b32_as_timms_clip_vit_and_clap_as_htsat_and_roberta_base(tiny, tmp_path):
+    """DG-SCT's encoders at full size, random weights written as open_clip writes them (about 600 MB)."""
+    import safetensors.torch
+
+    reference = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None).eval()
+    path = tmp_path / "open_clip_model.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    clip = build_clip_towers("ViT-B-32-quickgelu", path)
+    assert clip.visual.model.default_cfg["architecture"] == "vit_base_patch32_clip_quickgelu_224"
+    assert (clip.embed_dim, clip.image_size, len(clip.visual.blocks), clip.visual.blocks[0].num_heads) == (
+        512, 224, 12, 12)
+    frames = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(clip.image_features(frames), reference.encode_image(frames), atol=1e-5, rtol=0)
+        torch.testing.assert_close(clip.text_features(TEXTS), reference.encode_text(open_clip.tokenize(TEXTS)),
+                                   atol=1e-5, rtol=0)
+    clap = build_clap_towers("HTSAT-tiny", None, tiny[0].clap_tokenizer)
+    assert (clap.audio.embed_dim, clap.embed_dim, clap.text_branch.config.hidden_size) == (768, 512, 768)
+    with torch.no_grad():
+        assert clap.audio_features(torch.randn(1, 1, 64, 1001)).shape == (1, 512)
