@@ -41,7 +41,7 @@ LAYER_OF = {
     "avadapt.models": "models",
     "avadapt.adapter_files": "models",
     "avadapt.param_table": "models",
-    "avadapt.text": "models",  # classification from class names: models over the text towers, their data and scores
+    "avadapt.text": "training",  # classification from class names: CLIP / CLAP towers, DG-SCT between them, its training and scores
     "avadapt.data": "data",
     "avadapt.training": "training",
     "avadapt.prediction": "prediction",

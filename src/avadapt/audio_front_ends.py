@@ -206,6 +206,12 @@ _HTSAT = FbankConfig(spectrogram="log_mel", sample_rate=32000, num_mel_bins=64, 
                      frame_shift_ms=10.0, window_type="hann", preemphasis=0.0, low_freq=50.0, high_freq=14000.0,
                      target_frames=1001, window_seconds=1.0, tile_seconds=10.0, mean=0.0, std=0.5)
 
+# CLAP's HTS-AT (LAION-AI/CLAP, model_configs/HTSAT-tiny.json, audio_cfg): the same recipe at 48 kHz, STFT window
+# 1024 / hop 480, 64 Slaney mel bins over 50–14000 Hz. DG-SCT's few-/zero-shot loaders tile each 1 s segment to
+# 10 s for it as for HTS-AT (haoyi-duan/DG-SCT, few-shot/ and zero-shot/ dataloaders), so 1001 frames. The
+# window is 1024 samples exactly: 1000 · 1024 / 48000 ms.
+_CLAP = replace(_HTSAT, sample_rate=48000, frame_length_ms=1000 * 1024 / 48000, frame_shift_ms=10.0)
+
 AUDIO_FRONT_ENDS: dict[str, AudioFrontEnd] = {front_end.name: front_end for front_end in (
     AudioFrontEnd("vit", FbankConfig(), "sum", "crop",
                   "CLIP/ViT loaders of STG-CMA and LAVISH (AVE): FbankConfig's defaults, AST's setting; STG-CMA's "
@@ -231,6 +237,10 @@ AUDIO_FRONT_ENDS: dict[str, AudioFrontEnd] = {front_end.name: front_end for fron
                   "to 10 s (DG-SCT's AVE and AVQA loaders)", encoder="htsat"),
     AudioFrontEnd("htsat_avs", replace(_HTSAT, target_frames=501, tile_seconds=5.0), "sum", "crop",
                   "the same, each second tiled to 5 s (DG-SCT's AVS loaders)", encoder="htsat"),
+    AudioFrontEnd("clap", _CLAP, "sum", "crop",
+                  "CLAP's HTS-AT front end (LAION-AI/CLAP, model_configs/HTSAT-tiny.json audio_cfg), each second "
+                  "tiled to 10 s as DG-SCT feeds it (haoyi-duan/DG-SCT, few-shot and zero-shot loaders); read by "
+                  "avadapt.text's CLAP audio tower", encoder="htsat"),
 )}
 
 # What a record without a front-end name means (adapter directories and caches that predate the names, a data

@@ -13,11 +13,12 @@ from avadapt.backbones.htsat import (
     HTSATConfig,
     create_htsat,
     fold_spectrogram,
+    load_htsat_state_dict,
     load_htsat_weights,
 )
 from avadapt.backbones.swin import SWIN_MODEL_TYPES, SwinBackbone, SwinBlockHandle, SwinStageHandle
 from avadapt.backbones.vit import AudioEmbeddingConfig, BlockHandle, ViTBackbone
-from avadapt.backbones.weights import load_backbone_weights
+from avadapt.backbones.weights import load_backbone_state_dict, load_backbone_weights
 from avadapt.checkpoint_files import UnsafeCheckpointError, read_state_dict
 from avadapt.errors import OptionError
 
@@ -98,7 +99,9 @@ __all__ = [
     "create_backbone",
     "create_htsat",
     "fold_spectrogram",
+    "load_backbone_state_dict",
     "load_backbone_weights",
+    "load_htsat_state_dict",
     "load_htsat_weights",
     "read_state_dict",
 ]

@@ -231,22 +231,28 @@ def load_htsat_weights(backbone: HTSATBackbone, path: str | Path) -> None:
     by :func:`htsat_to_timm_key`; a key of the file the encoder has no place for, an encoder weight the file
     lacks, or a shape that differs is a :class:`~avadapt.errors.CheckpointError` naming the file.
     """
-    raw = read_state_dict(path, "HTS-AT checkpoint")
+    load_htsat_state_dict(backbone, read_state_dict(path, "HTS-AT checkpoint"), path, prefix=_PREFIX)
+
+
+def load_htsat_state_dict(backbone: HTSATBackbone, raw: dict[str, torch.Tensor], source: str | Path,
+                          prefix: str) -> None:
+    """:func:`load_htsat_weights` for tensors already read from ``source``, HTS-AT's keys under ``prefix``
+    (``sed_model.`` in HTS-AT's own checkpoint, ``audio_branch.`` in CLAP's); keys outside it are unexpected."""
     mapped: dict[str, torch.Tensor] = {}
-    source: dict[str, str] = {}  # encoder key → file key, to name the file's keys in errors
-    unexpected = sorted(k for k in raw if not k.startswith(_PREFIX))
+    origin: dict[str, str] = {}  # encoder key → file key, to name the file's keys in errors
+    unexpected = sorted(k for k in raw if not k.startswith(prefix))
     for key, value in raw.items():
-        name = htsat_to_timm_key(key.removeprefix(_PREFIX)) if key.startswith(_PREFIX) else None
+        name = htsat_to_timm_key(key.removeprefix(prefix)) if key.startswith(prefix) else None
         if name is not None:
-            mapped[name], source[name] = value, key
+            mapped[name], origin[name] = value, key
     expected = backbone.state_dict()
     missing = sorted(set(expected) - set(mapped))
-    unexpected += sorted(source[k] for k in set(mapped) - set(expected))
+    unexpected += sorted(origin[k] for k in set(mapped) - set(expected))
     wrong_shape = [f"{k}: file {tuple(mapped[k].shape)} vs encoder {tuple(expected[k].shape)}"
                    for k in sorted(set(expected) & set(mapped)) if mapped[k].shape != expected[k].shape]
     if missing or unexpected or wrong_shape:
         raise CheckpointError(
-            f"{path} does not match the HTS-AT encoder {backbone.name} ({backbone.config}): "
+            f"{source} does not match the HTS-AT encoder {backbone.name} ({backbone.config}): "
             f"missing {missing[:8]}{'…' if len(missing) > 8 else ''}, "
             f"unexpected {unexpected[:8]}{'…' if len(unexpected) > 8 else ''}, wrong shapes {wrong_shape[:4]}")
     backbone.load_state_dict(mapped, strict=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from avadapt.checkpoint_files import read_state_dict
@@ -18,7 +19,12 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     timm names. Classifier keys are dropped (the backbone has no head); anything else missing or
     unexpected is an error, since a silently half-loaded backbone would invalidate every result.
     """
-    state_dict = read_state_dict(path, "backbone weights")
+    load_backbone_state_dict(model, read_state_dict(path, "backbone weights"), path)
+
+
+def load_backbone_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path) -> None:
+    """:func:`load_backbone_weights` for tensors already read (``source`` names their file in errors): the
+    visual tower of a CLIP model loaded by open_clip, for instance."""
     filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
     if filter_fn is not None:
         state_dict = filter_fn(state_dict, model)
@@ -34,7 +40,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     ]
     if missing or unexpected or wrong_shape:
         raise CheckpointError(
-            f"{path} does not match backbone {type(model).__name__}: "
+            f"{source} does not match backbone {type(model).__name__}: "
             f"missing {missing[:8]}{'…' if len(missing) > 8 else ''}, "
             f"unexpected {unexpected[:8]}{'…' if len(unexpected) > 8 else ''}, wrong shapes {wrong_shape[:4]}"
         )
