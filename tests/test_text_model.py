@@ -11,10 +11,10 @@ import torch.nn.functional as F
 pytest.importorskip("open_clip")
 pytest.importorskip("transformers")
 
-from avadapt.text.encoders import build_text_encoders, write_tiny_text_checkpoints  # noqa: E402
-from avadapt.text.losses import contrastive_losses, dynamic_weights, matching_loss, weighted_total  # noqa: E402
-from avadapt.text.model import AVTextConfig, AVTextModel, mix_logits  # noqa: E402
-from avadapt.text.training import (  # noqa: E402
+from avadapt.text.encoders import build_text_encoders, write_tiny_text_checkpoints
+from avadapt.text.losses import contrastive_losses, dynamic_weights, matching_loss, weighted_total
+from avadapt.text.model import AVTextConfig, AVTextModel, mix_logits
+from avadapt.text.training import (
     TextModule,
     load_text_adapter,
     save_text_adapter,
@@ -26,8 +26,7 @@ SMALL_AUDIO = {"num_mel_bins": 16, "num_frames": 251}
 
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory):
-    config = write_tiny_text_checkpoints(tmp_path_factory.mktemp("encoders"), seed=0)
-    return {**config.to_dict(), "clap_audio": SMALL_AUDIO}
+    return write_tiny_text_checkpoints(tmp_path_factory.mktemp("encoders"), seed=0, clap_audio=SMALL_AUDIO).to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +102,7 @@ def test_dynamic_weights_follow_the_reference_formula():
     losses = [torch.tensor(2.0), torch.tensor(1.0), torch.tensor(0.5)]
     weights = dynamic_weights(losses, epoch=3)
     total = 3 + 3.5
-    assert [round(float(w), 6) for w in weights] == [round(2 / total + 1 / 3, 6), round(1 / total + 1 / 3, 6),
-                                                     round(0.5 / total + 1 / 3, 6)]
+    assert [float(w) for w in weights] == pytest.approx([2 / total + 1 / 3, 1 / total + 1 / 3, 0.5 / total + 1 / 3])
     assert float(weighted_total(losses, 3)) == pytest.approx(sum(float(w * x) for w, x in zip(weights, losses)))
     with pytest.raises(ValueError):
         dynamic_weights(losses, epoch=0)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from avadapt.audio_front_ends import DEFAULT_AUDIO_FRONT_END
 from avadapt.errors import AVAdaptError, DatasetError, OptionError
-from avadapt.text.cli import TEXT_COMMANDS, add_text_commands
+from avadapt.text.cli import TEXT_COMMANDS, TEXT_DEMO, add_text_commands
 
 # Model code (timm, torch tensors) is imported inside the commands: torch's huge-page switch
 # (avadapt.kernels.heap) only takes effect before the first tensor exists.
@@ -249,7 +249,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="synthesise a small dataset of a task, train its main method and comparisons on a "
                                     "tiny random ViT (CPU), predict one test clip")
     p.add_argument("--task", help="the task whose demo runs (default: the default task; an unknown one lists the "
-                                  "demos)")
+                                  f"demos); {TEXT_DEMO}: classification from class names with CLIP and CLAP")
     p.add_argument("--method", help="a method's variant of the task's demo, where the task declares one (a method "
                                     "whose encoders differ from the task demo's, against the probe on the same "
                                     "encoders); default: the task's demo (its main method and comparisons)")
@@ -262,6 +262,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> None:
+    if args.task == TEXT_DEMO:
+        from avadapt.text.demo import run_text_demo
+
+        run_text_demo(args.out, precision=args.precision)
+        return
     from avadapt.demo import run_demo
 
     run_demo(args.out, task=args.task, precision=args.precision, method=args.method, seeds=args.seeds)

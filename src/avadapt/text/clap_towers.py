@@ -196,9 +196,12 @@ class CLAPTowers(nn.Module):
         return self.text_projection(pooled)
 
 
-def build_clap_towers(model_name: str, weights: str | Path | None, tokenizer: str | Path | None) -> CLAPTowers:
+def build_clap_towers(model_name: str, weights: str | Path | None, tokenizer: str | Path | None,
+                      audio_size: dict[str, int] | None = None) -> CLAPTowers:
     """CLAP's towers of shape ``CLAP_MODELS[model_name]``, weights from a checkpoint in laion_clap's released
     format (None: random), the tokenizer from a folder with RoBERTa's ``vocab.json`` + ``merges.txt``.
+    audio_size: the log-mel HTS-AT reads, ``num_mel_bins`` and ``num_frames`` (default: CLAP's 64 × 1001); a
+    smaller one for a tiny encoder on a CPU (no weight depends on it but ``bn0``'s, one per mel bin).
 
     Every tower weight must be in the file with its shape, and every key of the file must have a place
     (fusion-only and training-only keys are dropped by name), else one CheckpointError line naming the file.
@@ -208,7 +211,7 @@ def build_clap_towers(model_name: str, weights: str | Path | None, tokenizer: st
     architecture = CLAP_MODELS[model_name]
     transformers = import_optional("transformers")
     text_tokenizer = load_roberta_tokenizer(tokenizer)
-    audio = create_htsat(architecture.htsat_preset)
+    audio = create_htsat(architecture.htsat_preset, **(audio_size or {}))
     audio_projection = projection(audio.embed_dim, architecture.embed_dim)
     text_branch = transformers.RobertaModel(transformers.RobertaConfig(**architecture.roberta),
                                             add_pooling_layer=True).eval()

@@ -11,6 +11,7 @@ from typing import Any
 from avadapt.errors import OptionError
 
 TEXT_COMMANDS = ("pretrain", "zeroshot", "fewshot", "embed")
+TEXT_DEMO = "zeroshot"  # ``avadapt demo --task zeroshot``: the text model's demo (avadapt.text.demo)
 
 
 def _encoder_options(p: argparse.ArgumentParser) -> None:

@@ -39,6 +39,8 @@ class TextEncodersConfig(JSONConfig):
     clip_weights: an OpenAI / open_clip CLIP file (state dict ``.safetensors``, ``.bin`` / ``.pt``, or OpenAI's
     TorchScript ``.pt``). clap_weights: a CLAP checkpoint as laion_clap releases it. None: random weights.
     clap_tokenizer: a folder with roberta-base's ``vocab.json`` and ``merges.txt``.
+    clap_audio: the log-mel size CLAP's HTS-AT reads, ``{"num_mel_bins": …, "num_frames": …}`` (default: CLAP's
+    64 × 1001, a second tiled to 10 s at 48 kHz); a tiny encoder on a CPU reads a smaller one.
     """
 
     clip_model: str = "ViT-B-32-quickgelu"
@@ -46,6 +48,7 @@ class TextEncodersConfig(JSONConfig):
     clip_weights: str | None = None
     clap_weights: str | None = None
     clap_tokenizer: str | None = None
+    clap_audio: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.clip_model, str) or not self.clip_model:
@@ -63,7 +66,7 @@ class TextEncodersConfig(JSONConfig):
 def build_text_encoders(config: TextEncodersConfig) -> tuple[CLIPTowers, CLAPTowers]:
     """CLIP's towers and CLAP's towers, frozen, from the files ``config`` names."""
     clip = build_clip_towers(config.clip_model, config.clip_weights)
-    clap = build_clap_towers(config.clap_model, config.clap_weights, config.clap_tokenizer)
+    clap = build_clap_towers(config.clap_model, config.clap_weights, config.clap_tokenizer, config.clap_audio)
     return clip, clap
 
 
@@ -81,13 +84,15 @@ _TINY_DROPPED_SHAPES = {
 }
 
 
-def write_tiny_text_checkpoints(folder: Path, seed: int = 0) -> TextEncodersConfig:
+def write_tiny_text_checkpoints(folder: Path, seed: int = 0,
+                                clap_audio: dict[str, int] | None = None) -> TextEncodersConfig:
     """Random tiny CLIP and CLAP written as their releases are, and the config that loads them.
 
     ``folder/open_clip_model.safetensors``: an open_clip state dict of :data:`TINY_CLIP_CONFIG`;
     ``folder/clap_tiny.pt``: ``torch.save({"state_dict": {"module.<key>": …}, "epoch": 1})`` in laion_clap's
     layout, with fusion-only, training-only and front-end keys the loader must drop; ``folder/clap_tokenizer/``:
-    a byte-level RoBERTa vocabulary. Seconds on a CPU.
+    a byte-level RoBERTa vocabulary. Seconds on a CPU. clap_audio: the log-mel size of the tiny HTS-AT
+    (:class:`TextEncodersConfig`; its ``bn0`` holds one statistic per mel bin).
     """
     open_clip = import_optional("open_clip")
     transformers = import_optional("transformers")
@@ -102,7 +107,7 @@ def write_tiny_text_checkpoints(folder: Path, seed: int = 0) -> TextEncodersConf
         safetensors.torch.save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(clip_path))
 
         tiny = CLAP_MODELS["tiny"]
-        htsat = create_htsat(tiny.htsat_preset)
+        htsat = create_htsat(tiny.htsat_preset, **(clap_audio or {}))
         with torch.no_grad():  # running statistics other than (0, 1), so bn0 is seen to be loaded
             htsat.bn0.running_mean.normal_(0.0, 1.0)
             htsat.bn0.running_var.uniform_(0.5, 2.0)
@@ -129,4 +134,4 @@ def write_tiny_text_checkpoints(folder: Path, seed: int = 0) -> TextEncodersConf
         torch.random.set_rng_state(generator_state)
     tokenizer = write_byte_level_tokenizer(folder / "clap_tokenizer")
     return TextEncodersConfig(clip_model="tiny", clap_model="tiny", clip_weights=str(clip_path),
-                              clap_weights=str(clap_path), clap_tokenizer=str(tokenizer))
+                              clap_weights=str(clap_path), clap_tokenizer=str(tokenizer), clap_audio=clap_audio)

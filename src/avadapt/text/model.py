@@ -48,6 +48,9 @@ class AVTextConfig(JSONConfig):
         is (its logarithm, about 3.4 in the released checkpoint), as DG-SCT's code does; ``clap`` by its
         exponential, as CLAP itself scores.
     dg_sct: DG-SCT's adapter options (its AVE preset by default; ``num_frames`` follows T).
+    fbank: log-mel fields replacing those of CLAP's front end (the ``clap`` entry of
+        ``avadapt.audio_front_ends``) other than its size, which is the HTS-AT's: a tiny encoder on a CPU reads a
+        coarser one (e.g. ``{"frame_shift_ms": 40.0}``).
     """
 
     num_frames: int = 10
@@ -59,6 +62,7 @@ class AVTextConfig(JSONConfig):
     fusion: str = "ratio"
     audio_logit_scale: str = "reference"
     dg_sct: dict | None = None
+    fbank: dict | None = None
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:

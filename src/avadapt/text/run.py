@@ -49,9 +49,10 @@ def text_preprocessing(model: AVTextModel, dataset: str) -> dict[str, Any]:
     img_size = getattr(visual.model.patch_embed, "img_size", None)
     if img_size is not None:
         video["input_size"] = (3, *img_size)
-    front_end = audio_front_end(model.clap.front_end)
     audio = model.clap.audio.config
-    fbank = front_end.with_fbank(num_mel_bins=audio.num_mel_bins, target_frames=audio.num_frames).fbank
+    front_end = audio_front_end(model.clap.front_end, {**(model.config.fbank or {}), "num_mel_bins":
+                                                       audio.num_mel_bins, "target_frames": audio.num_frames})
+    fbank = front_end.fbank
     return {"video": video, "audio_front_end": front_end.name, "fbank": fbank.to_dict(),
             "num_segments": model.config.num_frames, "dataset": dataset}
 
@@ -161,13 +162,16 @@ def collect(model: AVTextModel, loader: DataLoader, progress: bool = False
     return torch.cat(logits), torch.cat(labels), torch.cat(features)
 
 
-def frozen_model(encoders: dict[str, Any], names: list[str], num_frames: int) -> AVTextModel:
+def frozen_model(encoders: dict[str, Any], names: list[str], num_frames: int,
+                 model: dict[str, Any] | None = None) -> AVTextModel:
     """The frozen encoders as a classifier: DG-SCT's gates at 0 (the encoders' own features), CLIP's prompt with
-    its context words and no CLIP-Adapter — CLIP and CLAP zero-shot as they come."""
+    its context words and no CLIP-Adapter — CLIP and CLAP zero-shot as they come. model: other
+    :class:`AVTextConfig` fields (the log-mel settings, the logit mixing)."""
     from avadapt.text.encoders import TextEncodersConfig, build_text_encoders
 
     clip, clap = build_text_encoders(TextEncodersConfig.from_dict(encoders))
-    config = AVTextConfig(num_frames=num_frames, adapter_mix=0.0, random_context=False)
+    config = AVTextConfig.from_dict({**(model or {}), "num_frames": num_frames, "adapter_mix": 0.0,
+                                     "random_context": False})
     return AVTextModel(clip, clap, names, config).eval()
 
 
@@ -175,26 +179,27 @@ def zeroshot(root: str | Path, dataset: str, *, adapter: str | Path | None = Non
              encoders: dict[str, Any] | None = None, classes: str | Path | None = None,
              cache: str | Path | None = None, split: str = "test", background: str = "none",
              threshold: float = 0.5, batch_size: int = 4, dataset_options: dict[str, Any] | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             model: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     """Classify ``split`` of ``dataset`` from class names only, with a pretrained text adapter (or, without one,
     the frozen encoders as they come). ``background`` (datasets with background seconds, AVE): ``none`` scores
     the event names only, as the reference does (a background second can never be right), ``threshold`` calls a
     second background when no name reaches ``threshold`` probability, ``prompt`` adds a "background" name.
-    Returns the scores of :func:`~avadapt.text.evaluate.segment_or_clip_scores` with what was run."""
+    model: :class:`AVTextConfig` fields of the frozen baseline (its log-mel settings). Returns the scores of
+    :func:`~avadapt.text.evaluate.segment_or_clip_scores` with what was run."""
     if background not in BACKGROUND_MODES:
         raise OptionError(f"background must be one of {BACKGROUND_MODES}, got {background!r}")
     names, background_name = class_list(root, dataset, classes, dataset_options)
     scored = names + ([background_name or AVTextConfig().templates.background] if background == "prompt" else [])
     if adapter is not None:
-        model = load_text_adapter(adapter, scored, encoders, num_frames=segments_of(dataset))
+        text_model = load_text_adapter(adapter, scored, encoders, num_frames=segments_of(dataset))
     elif encoders is not None:
-        model = frozen_model(encoders, scored, num_frames=segments_of(dataset))
+        text_model = frozen_model(encoders, scored, segments_of(dataset), model)
     else:
         raise OptionError("zero-shot needs a text adapter (--adapter) or the encoders' weights (frozen baseline)")
-    data = _data(root, dataset, model, cache, batch_size, dataset_options)
+    data = _data(root, dataset, text_model, cache, batch_size, dataset_options)
     data.setup("test" if split == "test" else "validate")
     loader = data.test_dataloader() if split == "test" else data.val_dataloader()
-    logits, labels, _ = collect(model, loader, progress)
+    logits, labels, _ = collect(text_model, loader, progress)
     scores = segment_or_clip_scores(logits, labels, background=background, threshold=threshold)
     return {"dataset": dataset, "split": split, "clips": int(labels.shape[0]), "classes": len(names),
             "background": background if labels.dim() == 2 and not labels.is_floating_point() else None,
@@ -263,7 +268,7 @@ def embed(root: str | Path, dataset: str, out: str | Path, *, adapter: str | Pat
     encoder_fields = {**record.get("encoders", {}), **(encoders or {})}
     panels: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     frames = segments_of(dataset)
-    models = {"frozen encoders": frozen_model(encoder_fields, names, num_frames=frames)}
+    models = {"frozen encoders": frozen_model(encoder_fields, names, frames, record.get("model"))}
     if adapter is not None:
         models["adapted"] = load_text_adapter(adapter, names, encoders, num_frames=frames)
     for title, model in models.items():

@@ -10,9 +10,12 @@ from typing import Any
 import lightning as L
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from avadapt.adapter_files import load_trainable_state, trainable_state_dict, trainable_state_keys
+from avadapt.adapter_files import check_adapter_keys, trainable_state_dict, trainable_state_keys
 from avadapt.errors import CheckpointError, OptionError
+from avadapt.text.clap_towers import CLAPTowers
+from avadapt.text.clip_towers import CLIPTowers
 from avadapt.text.encoders import TextEncodersConfig, build_text_encoders
 from avadapt.text.evaluate import segment_or_clip_scores
 from avadapt.text.losses import OBJECTIVES, contrastive_losses, matching_loss, weighted_total
@@ -86,15 +89,29 @@ class TextModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the trained state only: the towers are rebuilt from their weight files."""
-        keep = set(trainable_state_keys(self))
+        keep = set(without_towers(self, trainable_state_keys(self)))
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False):
         """A checkpoint of :meth:`on_save_checkpoint` (trained state only) loads strictly over those keys."""
         if strict:
-            load_trainable_state(self, dict(state_dict), "checkpoint")
-            return None
+            check_adapter_keys(without_towers(self, trainable_state_keys(self)), state_dict, "checkpoint")
+            return super().load_state_dict(state_dict, strict=False, assign=assign)
         return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+
+def tower_tensors(model: nn.Module) -> set[int]:
+    """Identities of every parameter and buffer of the frozen towers found in ``model`` (DG-SCT holds the image
+    and audio towers under its own names too, so names alone do not tell them apart)."""
+    towers = [m for m in model.modules() if isinstance(m, CLIPTowers | CLAPTowers)]
+    return {id(t) for tower in towers for t in tower.state_dict(keep_vars=True).values()}
+
+
+def without_towers(module: nn.Module, keys: list[str]) -> list[str]:
+    """``keys`` of ``module``'s state dict less those holding a tower's tensors (a frozen encoder's BatchNorm
+    statistics reached through DG-SCT's reference, for one)."""
+    frozen, state = tower_tensors(module), module.state_dict(keep_vars=True)
+    return [key for key in keys if id(state[key]) not in frozen]
 
 
 def adapter_state(model: AVTextModel) -> dict[str, torch.Tensor]:
@@ -103,7 +120,8 @@ def adapter_state(model: AVTextModel) -> dict[str, torch.Tensor]:
     trained = {name: p.requires_grad for name, p in model.named_parameters()}
     model.trainable(adapters=True)
     try:
-        return trainable_state_dict(model)
+        state = trainable_state_dict(model)
+        return {key: state[key] for key in without_towers(model, list(state))}
     finally:
         for name, p in model.named_parameters():
             p.requires_grad_(trained[name])
@@ -134,14 +152,15 @@ def read_text_adapter(folder: str | Path) -> tuple[dict[str, Any], Path]:
 
 
 def restore_adapter(model: AVTextModel, weights: str | Path) -> None:
-    """Copy an adapter file into ``model``, strictly (same keys and shapes as :func:`adapter_state`)."""
-    trained = {name: p.requires_grad for name, p in model.named_parameters()}
-    model.trainable(adapters=True)
-    try:
-        load_trainable_state(model, load_file(str(weights)), str(weights))
-    finally:
-        for name, p in model.named_parameters():
-            p.requires_grad_(trained[name])
+    """Copy an adapter file into ``model``, strictly (the keys of :func:`adapter_state`, the model's shapes)."""
+    state = load_file(str(weights))
+    expected = adapter_state(model)
+    check_adapter_keys(expected, state, str(weights))
+    wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}" for k, v in state.items()
+             if v.shape != expected[k].shape]
+    if wrong:
+        raise CheckpointError(f"{weights} does not fit this text model: {'; '.join(wrong[:4])}")
+    model.load_state_dict(state, strict=False)
 
 
 def load_text_adapter(folder: str | Path, class_names: list[str] | None = None,
