@@ -199,7 +199,7 @@ def test_the_embedding_picture_has_one_panel_per_model_and_works_with_few_clips(
               "adapted": (rng.normal(size=(12, 8)) + 5 * labels[:, None], labels)}
     path = embedding_picture(panels, NAMES, tmp_path / "tsne.png")
     with Image.open(path) as image:
-        assert image.format == "PNG" and image.size == (800, 400)  # two 5-inch panels at 80 dpi
+        assert image.format == "PNG" and image.size == (1000, 400)  # two 5-inch panels + the legend at 80 dpi
     many = [f"class {k}" for k in range(25)]
     one = embedding_picture({"adapted": (rng.normal(size=(30, 4)), np.arange(30) % 25)}, many, tmp_path / "one.png")
     with Image.open(one) as image:

@@ -40,10 +40,13 @@ ROBERTA_BASE: dict[str, Any] = {
     "layer_norm_eps": 1e-5, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
 }
 # A RoBERTa for CPU tests: the byte-level vocabulary of :func:`write_byte_level_tokenizer` (5 specials + 256 bytes)
-# and positions for 77 tokens after RoBERTa's offset (positions start at pad_token_id + 1).
+# and positions for 77 tokens after RoBERTa's offset (positions start at pad_token_id + 1). Drawn at std 0.5
+# instead of RoBERTa's 0.02: at 0.02 a random RoBERTa's pooled output is the same vector for every text (cosine
+# 1.000 between different class names), at 0.5 names differ (mean cosine about 0.8), so a demo's audio classifier
+# has something to tell apart.
 TINY_ROBERTA: dict[str, Any] = {
     **ROBERTA_BASE, "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-    "intermediate_size": 64, "max_position_embeddings": 79,
+    "intermediate_size": 64, "max_position_embeddings": 79, "initializer_range": 0.5,
 }
 # The byte-level tokenizer's specials, at roberta-base's ids.
 _SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")

@@ -12,6 +12,7 @@ import numpy as np
 
 MAX_LEGEND_CLASSES = 20  # more names than this cover the picture; the colours alone still show the grouping
 PANEL_INCHES = 5.0
+LEGEND_INCHES = 2.5  # a column right of the panels for the class names
 
 
 def tsne_map(features: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -36,7 +37,10 @@ def embedding_picture(panels: dict[str, tuple[np.ndarray, np.ndarray]], class_na
         raise ValueError("no panels to draw")
     path = Path(path)
     colours = colormaps["tab20" if len(class_names) <= 20 else "gist_ncar"].resampled(max(len(class_names), 1))
-    figure = Figure(figsize=(PANEL_INCHES * len(panels), PANEL_INCHES))
+    legend = len(set(np.concatenate([np.asarray(labels) for _, labels in panels.values()]).tolist())) \
+        <= MAX_LEGEND_CLASSES
+    width = PANEL_INCHES * len(panels) + (LEGEND_INCHES if legend else 0.0)
+    figure = Figure(figsize=(width, PANEL_INCHES))
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(panels), squeeze=False)
     shown: set[int] = set()
@@ -53,11 +57,12 @@ def embedding_picture(panels: dict[str, tuple[np.ndarray, np.ndarray]], class_na
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
-    if len(shown) <= MAX_LEGEND_CLASSES:
+    if legend:  # in a column of its own right of the panels
         handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
         ordered = [handles[class_names[k]] for k in sorted(shown)]
-        figure.legend(ordered, [class_names[k] for k in sorted(shown)], loc="center right", fontsize="small")
-        figure.subplots_adjust(right=1 - 1.6 / (PANEL_INCHES * len(panels) + 1.6))
+        figure.subplots_adjust(right=PANEL_INCHES * len(panels) / width)
+        figure.legend(ordered, [class_names[k] for k in sorted(shown)], loc="center left", fontsize="small",
+                      bbox_to_anchor=(PANEL_INCHES * len(panels) / width, 0.5), frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=80)
     return path

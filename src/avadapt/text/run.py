@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from avadapt._registry import DATASETS
@@ -30,6 +31,7 @@ from avadapt.text.training import (
     restore_adapter,
     save_text_adapter,
 )
+from avadapt.training.callbacks import TrainingCurves
 from avadapt.training.checkpoints import LAST, AtomicCheckpointIO
 
 BACKGROUND_MODES = ("none", "threshold", "prompt")
@@ -86,7 +88,10 @@ def _trainer(out: Path, epochs: int, monitor: bool, precision: str, progress: bo
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, filename="epoch{epoch}",
                                  monitor="val/accuracy" if monitor else None, mode="max",
                                  auto_insert_metric_name=False)
-    trainer = L.Trainer(max_epochs=epochs, default_root_dir=str(out), callbacks=[checkpoint], logger=False,
+    # metrics.csv and curves.png in ``out`` itself: one run per folder, resumed there
+    logger = CSVLogger(str(out), name="", version="")
+    trainer = L.Trainer(max_epochs=epochs, default_root_dir=str(out), callbacks=[checkpoint, TrainingCurves(str(out))],
+                        logger=logger, log_every_n_steps=1,
                         plugins=[AtomicCheckpointIO()], precision=precision, enable_progress_bar=progress,
                         enable_model_summary=False, num_sanity_val_steps=0, accelerator="auto", devices=1)
     return trainer, checkpoint
@@ -209,12 +214,12 @@ def zeroshot(root: str | Path, dataset: str, *, adapter: str | Path | None = Non
 def fewshot(root: str | Path, dataset: str, shots: int, out: str | Path, *, adapter: str | Path | None = None,
             encoders: dict[str, Any] | None = None, cache: str | Path | None = None, epochs: int = 20,
             batch_size: int = 4, lr: float = 3e-4, seed: int = 0, train_adapters: bool = False,
-            background: bool = True, precision: str = "32-true",
+            background: bool = True, precision: str = "32-true", model: dict[str, Any] | None = None,
             dataset_options: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     """Train the prompts and CLIP-Adapters (and DG-SCT's adapters with ``train_adapters``) on ``shots`` clips per
     class of the training split (seeded; the chosen clips are recorded in ``out/shots.json``), starting from a
-    pretrained text adapter (or the frozen encoders), select on validation, and score the test split.
-    Returns the test scores; the adapter is written to ``out/adapter``."""
+    pretrained text adapter (or the frozen encoders, with ``model``'s :class:`AVTextConfig` fields), select on
+    validation, and score the test split. Returns the test scores; the adapter is written to ``out/adapter``."""
     out = Path(out)
     names, background_name = class_list(root, dataset, None, dataset_options)
     L.seed_everything(seed, workers=True, verbose=False)
@@ -222,7 +227,8 @@ def fewshot(root: str | Path, dataset: str, shots: int, out: str | Path, *, adap
     encoder_fields = {**record.get("encoders", {}), **(encoders or {})}
     if not encoder_fields:
         raise OptionError("few-shot needs a text adapter (--adapter) or the encoders' weights")
-    module = TextModule(encoder_fields, names, {**record.get("model", {}), "num_frames": segments_of(dataset)},
+    fields = record.get("model") or {**(model or {}), "random_context": False}
+    module = TextModule(encoder_fields, names, {**fields, "num_frames": segments_of(dataset)},
                         background=background and background_name is not None,
                         train_adapters=train_adapters, lr=lr)
     if weights is not None:
