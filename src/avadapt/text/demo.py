@@ -18,11 +18,10 @@ from typing import Any
 import torch
 
 from avadapt._registry import DATASETS
-from avadapt.audio_front_ends import FbankConfig
 from avadapt.tasks.avar.synth import synthesize_avar
 from avadapt.text.encoders import TextEncodersConfig, build_text_encoders, write_tiny_text_checkpoints
 from avadapt.text.model import AVTextConfig, AVTextModel
-from avadapt.text.run import embed, fewshot, pretrain, text_preprocessing, zeroshot
+from avadapt.text.run import embed, fewshot, prepare_cache, pretrain, text_preprocessing, zeroshot
 
 # The corpus is the recognition task's synthetic set: Kinetics-Sounds' list layout with a class file.
 CORPUS_DATASET = "avar_kinetics_sounds"
@@ -104,13 +103,10 @@ def run_text_demo(out: str | Path = "demo_out", precision: str | None = None,
     model = AVTextModel(clip, clap, ["x"], AVTextConfig(num_frames=DATASETS.get(dataset).num_segments,
                                                         **cfg.model_options()))
     preprocessing = text_preprocessing(model, dataset)
-    del model, clip, clap
 
     _banner("2/6 decoding every clip once (frames at CLIP's size + CLAP's log-mel)")
-    image_size = preprocessing["video"]["input_size"][-1]
-    DATASETS.get(dataset).prepare(root, cache, image_size=image_size,
-                                  fbank=FbankConfig.from_dict(preprocessing["fbank"]), progress=False,
-                                  **dataset_options)
+    prepare_cache(root, dataset, cache, model, dataset_options)
+    del model, clip, clap
     calibrate_audio_statistics(encoders, root, cache, preprocessing, dataset, dataset_options)
     encoder_fields = encoders.to_dict()
     chance = 1.0 / cfg.num_classes

@@ -12,7 +12,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from avadapt._registry import DATASETS
@@ -32,7 +31,8 @@ from avadapt.text.training import (
     save_text_adapter,
 )
 from avadapt.training.callbacks import TrainingCurves
-from avadapt.training.checkpoints import LAST, AtomicCheckpointIO
+from avadapt.training.checkpoints import LAST, METRICS_ROWS, AtomicCheckpointIO
+from avadapt.training.run_log import MetricsRows, RunLogger
 
 BACKGROUND_MODES = ("none", "threshold", "prompt")
 
@@ -57,6 +57,19 @@ def text_preprocessing(model: AVTextModel, dataset: str) -> dict[str, Any]:
     fbank = front_end.fbank
     return {"video": video, "audio_front_end": front_end.name, "fbank": fbank.to_dict(),
             "num_segments": model.config.num_frames, "dataset": dataset}
+
+
+def prepare_cache(root: str | Path, dataset: str, cache: str | Path, model: AVTextModel,
+                  dataset_options: dict[str, Any] | None = None, workers: int = 1, progress: bool = False) -> Any:
+    """Decode every clip of ``dataset`` once into ``cache`` as ``model`` reads it (CLIP's frame size, CLAP's
+    log-mel): what ``avadapt prepare <task> --audio-front-end clap --image-size S`` does, with every log-mel
+    field the model sets."""
+    from avadapt.audio_front_ends import FbankConfig
+
+    preprocessing = text_preprocessing(model, dataset)
+    return DATASETS.get(dataset).prepare(root, cache, image_size=preprocessing["video"]["input_size"][-1],
+                                         fbank=FbankConfig.from_dict(preprocessing["fbank"]), workers=workers,
+                                         progress=progress, **(dataset_options or {}))
 
 
 class ClipSubset(Dataset):
@@ -84,14 +97,18 @@ def _data(root: str | Path, dataset: str, model: AVTextModel, cache: str | Path 
                         preprocessing=text_preprocessing(model, dataset))
 
 
-def _trainer(out: Path, epochs: int, monitor: bool, precision: str, progress: bool) -> tuple[L.Trainer, Any]:
+def _trainer(out: Path, epochs: int, precision: str, progress: bool, resume: Path | None
+             ) -> tuple[L.Trainer, ModelCheckpoint]:
+    """A trainer writing into ``out``: checkpoints/ (every epoch's last, the best by val accuracy), metrics.csv and
+    curves.png; resuming from ``resume`` keeps the rows of metrics.csv that checkpoint had seen."""
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, filename="epoch{epoch}",
-                                 monitor="val/accuracy" if monitor else None, mode="max",
-                                 auto_insert_metric_name=False)
-    # metrics.csv and curves.png in ``out`` itself: one run per folder, resumed there
-    logger = CSVLogger(str(out), name="", version="")
-    trainer = L.Trainer(max_epochs=epochs, default_root_dir=str(out), callbacks=[checkpoint, TrainingCurves(str(out))],
-                        logger=logger, log_every_n_steps=1,
+                                 monitor="val/accuracy", mode="max", auto_insert_metric_name=False)
+    rows = None
+    if resume is not None:
+        rows = torch.load(resume, map_location="cpu", weights_only=True).get(METRICS_ROWS, -1)
+    logger = RunLogger(str(out), name="", version="", continue_rows=rows)
+    trainer = L.Trainer(max_epochs=epochs, default_root_dir=str(out), logger=logger, log_every_n_steps=1,
+                        callbacks=[checkpoint, MetricsRows(), TrainingCurves(str(out))],
                         plugins=[AtomicCheckpointIO()], precision=precision, enable_progress_bar=progress,
                         enable_model_summary=False, num_sanity_val_steps=0, accelerator="auto", devices=1)
     return trainer, checkpoint
@@ -101,12 +118,13 @@ def _fit(module: TextModule, data: AVDataModule, out: Path, epochs: int, precisi
          train: Dataset | None = None) -> TextModule:
     """Fit with a checkpoint after every epoch (resumed from ``out/checkpoints/last.ckpt`` when it is there),
     then load the best validation epoch's state."""
-    trainer, checkpoint = _trainer(out, epochs, monitor=True, precision=precision, progress=progress)
     last = out / "checkpoints" / LAST
+    resume = last if last.is_file() else None
+    trainer, checkpoint = _trainer(out, epochs, precision, progress, resume)
     if train is not None:
         data.setup("fit")
         data.datasets["train"] = train
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
     best = checkpoint.best_model_path or str(last)
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
@@ -136,14 +154,14 @@ def pretrain(root: str | Path, dataset: str, out: str | Path, encoders: dict[str
 
 def class_list(root: str | Path, dataset: str, classes: str | Path | None,
                dataset_options: dict[str, Any] | None = None) -> tuple[list[str], str | None]:
-    """The class names to score and the background name if the dataset has one (its last name equal to the
-    prompt templates' background word): from ``classes`` (a file, one name per line) or the dataset's list."""
-    names = read_class_file(classes) if classes is not None else \
-        dataset_class_names(dataset, root, **(dataset_options or {}))
+    """The event class names to score, from ``classes`` (a file, one name per line, in label order) or the
+    dataset's list, and the background name where the dataset labels background seconds (its list ends with the
+    prompt templates' background word, as AVE's does), else None."""
+    options = dataset_options or {}
+    names = read_class_file(classes) if classes is not None else dataset_class_names(dataset, root, **options)
+    own = DATASETS.get(dataset).class_names(root, **options) or []
     background = AVTextConfig().templates.background
-    if names and names[-1].lower() == background:
-        return names[:-1], names[-1]
-    return names, None
+    return names, (own[-1] if own and own[-1] == background else None)
 
 
 @torch.no_grad()
