@@ -41,7 +41,11 @@ LAYER_OF = {
     "avadapt.models": "models",
     "avadapt.adapter_files": "models",
     "avadapt.param_table": "models",
-    "avadapt.text": "training",  # classification from class names: CLIP / CLAP towers, DG-SCT between them, its training and scores
+    "avadapt.text": "models",  # classification from class names: CLIP / CLAP towers, DG-SCT between them, scores
+    "avadapt.text.training": "training",
+    "avadapt.text.run": "training",
+    "avadapt.text.demo": "cli",
+    "avadapt.text.cli": "cli",
     "avadapt.data": "data",
     "avadapt.training": "training",
     "avadapt.prediction": "prediction",
