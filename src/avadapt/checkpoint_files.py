@@ -51,3 +51,19 @@ def read_state_dict(path: str | Path, what: str = "checkpoint") -> dict[str, tor
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
     return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], show: int = 8) -> str | None:
+    """What keeps ``found`` from loading strictly where ``expected`` is: the missing and unexpected keys and the
+    shapes that differ (at most ``show`` of each), or None when every key and shape matches."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong_shape = [f"{k}: file {tuple(found[k].shape)} vs model {tuple(expected[k].shape)}"
+                   for k in sorted(set(expected) & set(found)) if found[k].shape != expected[k].shape]
+    if not (missing or unexpected or wrong_shape):
+        return None
+
+    def listed(items: list[str]) -> str:
+        return f"{items[:show]}{'…' if len(items) > show else ''}"
+
+    return f"missing {listed(missing)}, unexpected {listed(unexpected)}, wrong shapes {listed(wrong_shape)}"

@@ -29,7 +29,7 @@ from torch import nn
 
 from avadapt._config import JSONConfig
 from avadapt.backbones import HTSAT_PRESETS, HTSATBackbone, create_htsat, load_htsat_state_dict
-from avadapt.checkpoint_files import read_state_dict
+from avadapt.checkpoint_files import read_state_dict, state_mismatch
 from avadapt.errors import CheckpointError, OptionError
 from avadapt.text._optional import import_optional
 
@@ -134,16 +134,12 @@ def projection(width: int, embed_dim: int) -> nn.Sequential:
 
 def _load_part(module: nn.Module, state: dict[str, torch.Tensor], source: Path, part: str) -> None:
     """Load ``state`` into ``module`` with every key and shape matching, else one CheckpointError line."""
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-                   for k in sorted(set(expected) & set(state)) if state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong_shape:
-        raise CheckpointError(
-            f"{source} does not match CLAP's {part}: missing {[f'{part}.{k}' for k in missing[:6]]}"
-            f"{'…' if len(missing) > 6 else ''}, unexpected {[f'{part}.{k}' for k in unexpected[:6]]}"
-            f"{'…' if len(unexpected) > 6 else ''}, wrong shapes {wrong_shape[:3]}")
+    def named(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {f"{part}.{key}": value for key, value in tensors.items()}  # as the file names them
+
+    problem = state_mismatch(named(module.state_dict()), named(state), show=6)
+    if problem is not None:
+        raise CheckpointError(f"{source} does not match CLAP's {part}: {problem}")
     module.load_state_dict(state, strict=True)
 
 

@@ -41,6 +41,13 @@ def _data_options(p: argparse.ArgumentParser, task_help: str) -> None:
     p.add_argument("--batch-size", type=int, default=4)
 
 
+def _training_options(p: argparse.ArgumentParser, epochs: int) -> None:
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam's rate, halved at epochs 10, 20 and 30 (DG-SCT's)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the trained modules, the batch order and the shots")
+    p.add_argument("--precision", default="32-true", help="Lightning precision (bf16-mixed on a GPU)")
+
+
 def _dataset(args: argparse.Namespace) -> str:
     if args.dataset:
         return args.dataset
@@ -58,10 +65,7 @@ def add_text_commands(sub: argparse._SubParsersAction) -> None:
                      "csv, avar_folder for a folder of clips with labels.csv)")
     _encoder_options(p)
     p.add_argument("--out", required=True, help="run folder: checkpoints/ (resumed from last.ckpt) and adapter/")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", default="32-true")
+    _training_options(p, epochs=10)
     p.set_defaults(run=_run_pretrain)
 
     p = sub.add_parser("zeroshot", help="classify clips from class names only (a pretrained text adapter, or "
@@ -86,12 +90,10 @@ def add_text_commands(sub: argparse._SubParsersAction) -> None:
     _encoder_options(p)
     p.add_argument("--shots", type=int, required=True, help="clips per class drawn from the training split")
     p.add_argument("--adapter", help="start from this pretrained text adapter")
-    p.add_argument("--train-adapters", action="store_true", help="train DG-SCT's adapters too")
-    p.add_argument("--out", required=True)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", default="32-true")
+    p.add_argument("--train-adapters", action="store_true", help="train DG-SCT's adapters too (as the reference's "
+                                                                  "few-shot scripts do)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints/, shots.json, scores.json, adapter/")
+    _training_options(p, epochs=20)
     p.set_defaults(run=_run_fewshot)
 
     p = sub.add_parser("embed", help="a t-SNE picture of clip features by class: frozen encoders beside the "

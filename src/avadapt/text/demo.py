@@ -18,13 +18,14 @@ from typing import Any
 import torch
 
 from avadapt._registry import DATASETS
+from avadapt.tasks.avar.dataset import KineticsSoundsDataset
 from avadapt.tasks.avar.synth import synthesize_avar
 from avadapt.text.encoders import TextEncodersConfig, build_text_encoders, write_tiny_text_checkpoints
 from avadapt.text.model import AVTextConfig, AVTextModel
 from avadapt.text.run import embed, fewshot, prepare_cache, pretrain, text_preprocessing, zeroshot
 
 # The corpus is the recognition task's synthetic set: Kinetics-Sounds' list layout with a class file.
-CORPUS_DATASET = "avar_kinetics_sounds"
+CORPUS_DATASET = KineticsSoundsDataset.name
 
 
 @dataclass
