@@ -140,3 +140,14 @@ def test_demo_task_name_is_not_a_registered_task():
 
     assert TEXT_DEMO not in TASKS.names()
 
+
+
+def test_the_command_line_loads_no_model_code_before_a_command_runs():
+    """avadapt.cli reads the text commands' options at import; torch must still be unloaded then (its huge-page
+    switch acts only before the first tensor)."""
+    import subprocess
+    import sys
+
+    code = "import sys, avadapt.cli; print('torch' in sys.modules, 'timm' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split() == ["False", "False"]

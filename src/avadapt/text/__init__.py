@@ -14,17 +14,26 @@ embed     t-SNE pictures of clip features, one panel per model
 demo      ``avadapt demo --task zeroshot``
 """
 
-from avadapt.text.clap_towers import CLAP_MODELS, CLAPArchitecture, CLAPTowers
-from avadapt.text.clip_towers import TINY_CLIP_CONFIG, CLIPTowers
-from avadapt.text.encoders import TextEncodersConfig, build_text_encoders, write_tiny_text_checkpoints
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "CLAP_MODELS",
-    "TINY_CLIP_CONFIG",
-    "CLAPArchitecture",
-    "CLAPTowers",
-    "CLIPTowers",
-    "TextEncodersConfig",
-    "build_text_encoders",
-    "write_tiny_text_checkpoints",
-]
+# Exports, imported on first use: the command line reads this package's commands (avadapt.text.cli) before any
+# model code may load (torch's huge-page switch, avadapt.kernels.heap, acts only before the first tensor).
+_EXPORTS = {
+    "CLAP_MODELS": "avadapt.text.clap_towers",
+    "CLAPArchitecture": "avadapt.text.clap_towers",
+    "CLAPTowers": "avadapt.text.clap_towers",
+    "TINY_CLIP_CONFIG": "avadapt.text.clip_towers",
+    "CLIPTowers": "avadapt.text.clip_towers",
+    "TextEncodersConfig": "avadapt.text.encoders",
+    "build_text_encoders": "avadapt.text.encoders",
+    "write_tiny_text_checkpoints": "avadapt.text.encoders",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'avadapt.text' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)
