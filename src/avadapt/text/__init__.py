@@ -30,7 +30,7 @@ _EXPORTS = {
     "write_tiny_text_checkpoints": "avadapt.text.encoders",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
