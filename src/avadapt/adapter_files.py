@@ -78,9 +78,10 @@ def _sha256_of(path: str, inode: int, size: int, mtime_ns: int) -> str:
 
 
 def _frozen_modules(model: nn.Module) -> list[str]:
-    """Names (with a trailing dot) of modules that own parameters, none of them trainable."""
+    """Names (with a trailing dot) of modules that own parameters, none of them trainable; every name of a module
+    held in two places (a frozen encoder that a method also holds), so its buffers count as frozen under each."""
     frozen = []
-    for name, module in model.named_modules():
+    for name, module in model.named_modules(remove_duplicate=False):
         params = list(module.parameters())
         if name and params and not any(p.requires_grad for p in params):
             frozen.append(name + ".")

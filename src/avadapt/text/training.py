@@ -4,18 +4,22 @@ of the prompts, and adapter-only files that rebuild it (the towers come from the
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 
-from avadapt.adapter_files import check_adapter_keys, trainable_state_dict, trainable_state_keys
+from avadapt.adapter_files import (
+    check_adapter_keys,
+    load_trainable_state,
+    trainable_state_dict,
+    trainable_state_keys,
+)
 from avadapt.errors import CheckpointError, OptionError
-from avadapt.text.clap_towers import CLAPTowers
-from avadapt.text.clip_towers import CLIPTowers
 from avadapt.text.encoders import TextEncodersConfig, build_text_encoders
 from avadapt.text.evaluate import segment_or_clip_scores
 from avadapt.text.losses import OBJECTIVES, contrastive_losses, matching_loss, weighted_total
@@ -55,12 +59,11 @@ class TextModule(L.LightningModule):
             raise OptionError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.save_hyperparameters()
         clip, clap = build_text_encoders(TextEncodersConfig.from_dict(encoders))
-        names = list(class_names) + ([AVTextConfig.from_dict(model or {}).templates.background]
-                                     if background else [])
-        self.model = AVTextModel(clip, clap, names, AVTextConfig.from_dict(model or {}))
+        config = AVTextConfig.from_dict(model or {})
+        names = list(class_names) + ([config.templates.background] if background else [])
+        self.model = AVTextModel(clip, clap, names, config)
         self.model.trainable(adapters=train_adapters)
         self.objective = objective
-        self._scores: list[dict[str, float]] = []
 
     def training_step(self, batch: AVBatch, batch_idx: int) -> torch.Tensor:
         out = self.model(batch.video, batch.audio)
@@ -89,42 +92,34 @@ class TextModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the trained state only: the towers are rebuilt from their weight files."""
-        keep = set(without_towers(self, trainable_state_keys(self)))
+        keep = set(trainable_state_keys(self))
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False):
         """A checkpoint of :meth:`on_save_checkpoint` (trained state only) loads strictly over those keys."""
         if strict:
-            check_adapter_keys(without_towers(self, trainable_state_keys(self)), state_dict, "checkpoint")
-            return super().load_state_dict(state_dict, strict=False, assign=assign)
+            check_adapter_keys(trainable_state_keys(self), state_dict, "checkpoint")
         return super().load_state_dict(state_dict, strict=False, assign=assign)
 
 
-def tower_tensors(model: nn.Module) -> set[int]:
-    """Identities of every parameter and buffer of the frozen towers found in ``model`` (DG-SCT holds the image
-    and audio towers under its own names too, so names alone do not tell them apart)."""
-    towers = [m for m in model.modules() if isinstance(m, CLIPTowers | CLAPTowers)]
-    return {id(t) for tower in towers for t in tower.state_dict(keep_vars=True).values()}
-
-
-def without_towers(module: nn.Module, keys: list[str]) -> list[str]:
-    """``keys`` of ``module``'s state dict less those holding a tower's tensors (a frozen encoder's BatchNorm
-    statistics reached through DG-SCT's reference, for one)."""
-    frozen, state = tower_tensors(module), module.state_dict(keep_vars=True)
-    return [key for key in keys if id(state[key]) not in frozen]
+@contextmanager
+def every_adapter_trainable(model: AVTextModel) -> Iterator[None]:
+    """Within the block, everything but the towers counts as trainable (what an adapter file holds, whatever this
+    run trains); the parameters' own flags come back after it."""
+    trained = {name: p.requires_grad for name, p in model.named_parameters()}
+    model.trainable(adapters=True)
+    try:
+        yield
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(trained[name])
 
 
 def adapter_state(model: AVTextModel) -> dict[str, torch.Tensor]:
     """Everything of the text model but its frozen towers: DG-SCT's adapters, the prompts, both CLIP-Adapters and
     the contrastive projection (whatever trained in this run)."""
-    trained = {name: p.requires_grad for name, p in model.named_parameters()}
-    model.trainable(adapters=True)
-    try:
-        state = trainable_state_dict(model)
-        return {key: state[key] for key in without_towers(model, list(state))}
-    finally:
-        for name, p in model.named_parameters():
-            p.requires_grad_(trained[name])
+    with every_adapter_trainable(model):
+        return trainable_state_dict(model)
 
 
 def save_text_adapter(module: TextModule, out: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -153,14 +148,8 @@ def read_text_adapter(folder: str | Path) -> tuple[dict[str, Any], Path]:
 
 def restore_adapter(model: AVTextModel, weights: str | Path) -> None:
     """Copy an adapter file into ``model``, strictly (the keys of :func:`adapter_state`, the model's shapes)."""
-    state = load_file(str(weights))
-    expected = adapter_state(model)
-    check_adapter_keys(expected, state, str(weights))
-    wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}" for k, v in state.items()
-             if v.shape != expected[k].shape]
-    if wrong:
-        raise CheckpointError(f"{weights} does not fit this text model: {'; '.join(wrong[:4])}")
-    model.load_state_dict(state, strict=False)
+    with every_adapter_trainable(model):
+        load_trainable_state(model, load_file(str(weights)), str(weights))
 
 
 def load_text_adapter(folder: str | Path, class_names: list[str] | None = None,
