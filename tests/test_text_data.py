@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from avadapt.errors import AnnotationError, OptionError
-from avadapt.text.classes import PromptTemplates, dataset_class_names, read_class_file, readable_name
+from avadapt.text.classes import PromptTemplates, dataset_classes, read_class_file, readable_name
 from avadapt.text.embed import embedding_picture
 from avadapt.text.evaluate import (
     ave_clip_accuracy,
@@ -62,13 +62,13 @@ def test_prompts_follow_the_reference_templates():
 
 
 def test_dataset_class_names_come_from_the_registry_without_a_background_entry(tmp_path):
-    llp = dataset_class_names("llp", tmp_path)
-    assert len(llp) == 25 and llp[5] == "Frying_(food)"
+    llp, background = dataset_classes("llp", tmp_path)
+    assert len(llp) == 25 and llp[5] == "Frying_(food)" and background is None
     (tmp_path / "Annotations.txt").write_text(
         "Category&VideoID&Quality&StartTime&EndTime\nChurch bell&a&good&0&10\nDog barking&b&good&2&5\n")
-    assert dataset_class_names("ave", tmp_path) == ["Church bell", "Dog barking"]
+    assert dataset_classes("ave", tmp_path) == (["Church bell", "Dog barking"], "background")
     (tmp_path / "labels.csv").write_text("walk,Dog_barking\nsing,Singing\n")
-    assert dataset_class_names("avar_folder", tmp_path) == ["Dog_barking", "Singing"]
+    assert dataset_classes("avar_folder", tmp_path) == (["Dog_barking", "Singing"], None)
 
 
 # ---- few-shot selections -------------------------------------------------------------------------------------------

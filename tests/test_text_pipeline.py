@@ -72,45 +72,45 @@ def test_class_file_names_the_classes_scored(demo, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["classes"] == 5
 
 
+def _one_line_error(capsys, argv: list[str]) -> str:
+    """The one line ``avadapt ARGV`` prints on stderr before it exits."""
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def _zeroshot_argv(out, *more: str) -> list[str]:
+    return ["zeroshot", str(out / "corpus"), "--dataset", CORPUS_DATASET, "--adapter",
+            str(out / "pretrain" / "adapter"), "--cache", str(out / "cache"), *more]
+
+
 @pytest.mark.parametrize("problem", ["duplicate", "empty"])
 def test_bad_class_file_is_one_line(demo, tmp_path, capsys, problem):
     out, _ = demo
     bad = tmp_path / "classes.txt"
     bad.write_text("dog\ncat\ndog\n" if problem == "duplicate" else "dog\n\ncat\n")
-    with pytest.raises(SystemExit):
-        main(["zeroshot", str(out / "corpus"), "--dataset", CORPUS_DATASET, "--adapter",
-              str(out / "pretrain" / "adapter"), "--cache", str(out / "cache"), "--classes", str(bad)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and str(bad) in err[0]
+    assert str(bad) in _one_line_error(capsys, _zeroshot_argv(out, "--classes", str(bad)))
 
 
 def test_more_shots_than_the_smallest_class_is_one_line(demo, tmp_path, capsys):
     out, _ = demo
-    with pytest.raises(SystemExit):
-        main(["fewshot", str(out / "corpus"), "--dataset", CORPUS_DATASET, "--adapter",
-              str(out / "pretrain" / "adapter"), "--cache", str(out / "cache"), "--shots", "99",
-              "--out", str(tmp_path / "few")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--shots 99 is more than" in err[0]
+    argv = ["fewshot", *_zeroshot_argv(out)[1:], "--shots", "99", "--out", str(tmp_path / "few")]
+    assert "--shots 99 is more than" in _one_line_error(capsys, argv)
 
 
 def test_wrong_weights_for_the_encoders_are_one_line(demo, tmp_path, capsys):
     out, _ = demo
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {"module.something_else": torch.zeros(3)}}, other)
-    with pytest.raises(SystemExit):
-        main(["zeroshot", str(out / "corpus"), "--dataset", CORPUS_DATASET, "--adapter",
-              str(out / "pretrain" / "adapter"), "--cache", str(out / "cache"), "--clap-weights", str(other)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and str(other) in err[0]
+    assert str(other) in _one_line_error(capsys, _zeroshot_argv(out, "--clap-weights", str(other)))
 
 
 def test_adapter_folder_missing_is_one_line(demo, tmp_path, capsys):
     out, _ = demo
-    with pytest.raises(SystemExit):
-        main(["zeroshot", str(out / "corpus"), "--dataset", CORPUS_DATASET, "--adapter", str(tmp_path / "none")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "text_adapter.json: not found" in err[0]
+    argv = ["zeroshot", str(out / "corpus"), "--dataset", CORPUS_DATASET, "--adapter", str(tmp_path / "none")]
+    assert "text_adapter.json: not found" in _one_line_error(capsys, argv)
 
 
 def test_pretrain_resumes_from_its_last_checkpoint(demo, tmp_path):

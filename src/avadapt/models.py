@@ -86,13 +86,18 @@ def first_of_each_clip(clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def video_data_config(model: AVModel) -> dict[str, Any]:
-    """The backbone's timm data config, with the input size the model was built for.
+    """The backbone's timm data config, with the input size the model was built for."""
+    return backbone_video_config(model.backbone)
+
+
+def backbone_video_config(backbone: Backbone) -> dict[str, Any]:
+    """A backbone's timm data config, with the input size its patch embedding was built for.
 
     timm resolves the config from the pretrained tag, so a model built with ``img_size=64`` still reports
     the tag's 160/224; the transform must produce what the patch embedding accepts.
     """
-    config = dict(model.backbone.data_config)
-    patch_embed = getattr(getattr(model.backbone, "model", None), "patch_embed", None)
+    config = dict(backbone.data_config)
+    patch_embed = getattr(getattr(backbone, "model", None), "patch_embed", None)
     img_size = getattr(patch_embed, "img_size", None)
     if img_size is not None:
         config["input_size"] = (3, *img_size)

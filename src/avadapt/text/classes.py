@@ -83,11 +83,15 @@ class PromptTemplates(JSONConfig):
         return [self.clap.format(name) for name in [*class_names, *([self.background] if background else [])]]
 
 
-def dataset_class_names(dataset: str, root: str | Path, **options) -> list[str]:
+def dataset_classes(dataset: str, root: str | Path, **options) -> tuple[list[str], str | None]:
     """The event class names of a registered dataset (AVE's 28, LLP's 25, the recognition lists' classes), in
-    label order. A list that ends with ``background`` (AVE's) gives it without that entry: whether background
-    seconds are scored, and by which prompt, is the evaluation's choice (:class:`PromptTemplates.background`)."""
+    label order, and the name its list ends with when that is ``background`` (AVE's; None for the others): whether
+    background seconds are scored, and by which prompt, is the evaluation's choice
+    (:class:`PromptTemplates.background`)."""
     names = DATASETS.get(dataset).class_names(root, **options)
     if names is None:
         raise OptionError(f"dataset {dataset!r} has no classes to name in a prompt")
-    return names[:-1] if names and names[-1] == "background" else list(names)
+    if names and names[-1] == "background":
+        return names[:-1], names[-1]
+    return list(names), None
+

@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 from avadapt._registry import DATASETS
 from avadapt.data.datamodule import AVDataModule
 from avadapt.errors import OptionError
-from avadapt.text.classes import dataset_class_names, read_class_file
+from avadapt.models import backbone_video_config
+from avadapt.text.classes import dataset_classes, read_class_file
 from avadapt.text.embed import embedding_picture
 from avadapt.text.evaluate import segment_or_clip_scores
 from avadapt.text.model import AVTextConfig, AVTextModel
@@ -46,11 +47,7 @@ def text_preprocessing(model: AVTextModel, dataset: str) -> dict[str, Any]:
     """How clips are made for the text model: CLIP's frames at its input size and CLAP's log-mel per second."""
     from avadapt.audio_front_ends import audio_front_end
 
-    visual = model.clip.visual
-    video = dict(visual.data_config)
-    img_size = getattr(visual.model.patch_embed, "img_size", None)
-    if img_size is not None:
-        video["input_size"] = (3, *img_size)
+    video = backbone_video_config(model.clip.visual)
     audio = model.clap.audio.config
     front_end = audio_front_end(model.clap.front_end, {**(model.config.fbank or {}), "num_mel_bins":
                                                        audio.num_mel_bins, "target_frames": audio.num_frames})
@@ -97,6 +94,12 @@ def _data(root: str | Path, dataset: str, model: AVTextModel, cache: str | Path 
                         preprocessing=text_preprocessing(model, dataset))
 
 
+def _loader(data: AVDataModule, split: str) -> DataLoader:
+    """The evaluation loader of ``split`` (``val`` or ``test``), its dataset set up."""
+    data.setup("test" if split == "test" else "validate")
+    return data.test_dataloader() if split == "test" else data.val_dataloader()
+
+
 def _trainer(out: Path, epochs: int, precision: str, progress: bool, resume: Path | None
              ) -> tuple[L.Trainer, ModelCheckpoint]:
     """A trainer writing into ``out``: checkpoints/ (every epoch's last, the best by val accuracy), metrics.csv and
@@ -141,7 +144,7 @@ def pretrain(root: str | Path, dataset: str, out: str | Path, encoders: dict[str
     Resumes from ``out/checkpoints/last.ckpt``. Returns ``out/adapter`` (the adapter-only files)."""
     L.seed_everything(seed, workers=True, verbose=False)
     out = Path(out)
-    names = dataset_class_names(dataset, root, **(dataset_options or {}))
+    names, _ = dataset_classes(dataset, root, **(dataset_options or {}))
     model = {**(model or {}), "num_frames": segments_of(dataset)}
     module = TextModule(encoders, names, model, objective=None, lr=lr)
     data = _data(root, dataset, module.model, cache, batch_size, dataset_options)
@@ -157,11 +160,8 @@ def class_list(root: str | Path, dataset: str, classes: str | Path | None,
     """The event class names to score, from ``classes`` (a file, one name per line, in label order) or the
     dataset's list, and the background name where the dataset labels background seconds (its list ends with the
     prompt templates' background word, as AVE's does), else None."""
-    options = dataset_options or {}
-    names = read_class_file(classes) if classes is not None else dataset_class_names(dataset, root, **options)
-    own = DATASETS.get(dataset).class_names(root, **options) or []
-    background = AVTextConfig().templates.background
-    return names, (own[-1] if own and own[-1] == background else None)
+    names, background = dataset_classes(dataset, root, **(dataset_options or {}))
+    return (read_class_file(classes) if classes is not None else names), background
 
 
 @torch.no_grad()
@@ -220,9 +220,7 @@ def zeroshot(root: str | Path, dataset: str, *, adapter: str | Path | None = Non
     else:
         raise OptionError("zero-shot needs a text adapter (--adapter) or the encoders' weights (frozen baseline)")
     data = _data(root, dataset, text_model, cache, batch_size, dataset_options)
-    data.setup("test" if split == "test" else "validate")
-    loader = data.test_dataloader() if split == "test" else data.val_dataloader()
-    logits, labels, _ = collect(text_model, loader, progress)
+    logits, labels, _ = collect(text_model, _loader(data, split), progress)
     scores = segment_or_clip_scores(logits, labels, background=background, threshold=threshold)
     return {"dataset": dataset, "split": split, "clips": int(labels.shape[0]), "classes": len(names),
             "background": background if labels.dim() == 2 and not labels.is_floating_point() else None,
@@ -263,9 +261,7 @@ def fewshot(root: str | Path, dataset: str, shots: int, out: str | Path, *, adap
     module.objective = objective
     _fit(module, data, out, epochs, precision, progress, train=ClipSubset(train, selection.indices))
     save_text_adapter(module, out / "adapter", {"few_shot": {"shots": shots, "seed": seed, "dataset": dataset}})
-    data.setup("test")
-    module.model.eval()
-    logits, labels_test, _ = collect(module.model, data.test_dataloader(), progress)
+    logits, labels_test, _ = collect(module.model, _loader(data, "test"), progress)
     mode = "prompt" if module.hparams.background else "none"
     return {"dataset": dataset, "shots": shots, "seed": seed, "clips_trained": len(selection.indices),
             **segment_or_clip_scores(logits, labels_test, background=mode)}
@@ -297,18 +293,14 @@ def embed(root: str | Path, dataset: str, out: str | Path, *, adapter: str | Pat
         models["adapted"] = load_text_adapter(adapter, names, encoders, num_frames=frames)
     for title, model in models.items():
         data = _data(root, dataset, model, cache, batch_size, dataset_options)
-        data.setup("test" if split == "test" else "validate")
-        loader = data.test_dataloader() if split == "test" else data.val_dataloader()
-        _, labels, features = collect(model, loader)
+        _, labels, features = collect(model, _loader(data, split))
         panels[title] = (features[:max_clips].numpy(), clip_label_array(labels[:max_clips], len(names)))
     return embedding_picture(panels, names, out, seed=seed)
 
 
 def clip_label_array(labels: torch.Tensor, num_classes: int) -> np.ndarray:
     """One colour per clip: its class, its first event's class (per-segment labels) or its first class (multi-hot);
-    −1 for a clip without any."""
-    if labels.is_floating_point():
-        return np.array([int(row.nonzero()[0]) if row.any() else -1 for row in labels])
-    if labels.dim() == 2:
-        return np.array([next((int(k) for k in row if int(k) < num_classes), -1) for row in labels])
-    return labels.numpy()
+    −1 for a clip without any (:func:`clip_classes`)."""
+    objective = objective_for(labels)
+    classes = [clip_classes(row, objective, num_classes) for row in labels]
+    return np.array([min(c, default=-1) if isinstance(c, set) else c for c in classes])
