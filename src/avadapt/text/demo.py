@@ -17,12 +17,19 @@ from typing import Any
 
 import torch
 
-from avadapt._registry import DATASETS
 from avadapt.tasks.avar.dataset import KineticsSoundsDataset
 from avadapt.tasks.avar.synth import synthesize_avar
-from avadapt.text.encoders import TextEncodersConfig, build_text_encoders, write_tiny_text_checkpoints
-from avadapt.text.model import AVTextConfig, AVTextModel
-from avadapt.text.run import embed, fewshot, prepare_cache, pretrain, text_preprocessing, zeroshot
+from avadapt.text.encoders import TextEncodersConfig, write_tiny_text_checkpoints
+from avadapt.text.run import (
+    embed,
+    fewshot,
+    frozen_model,
+    prepare_cache,
+    pretrain,
+    segments_of,
+    text_preprocessing,
+    zeroshot,
+)
 
 # The corpus is the recognition task's synthetic set: Kinetics-Sounds' list layout with a class file.
 CORPUS_DATASET = KineticsSoundsDataset.name
@@ -100,16 +107,13 @@ def run_text_demo(out: str | Path = "demo_out", precision: str | None = None,
         synthesize_avar(root, clips=cfg.clips, seed=cfg.seed, num_classes=cfg.num_classes, size=cfg.video_size,
                         seconds=cfg.seconds)
     encoders = write_tiny_text_checkpoints(out / "encoders", seed=cfg.seed, clap_audio=cfg.clap_audio)
-    clip, clap = build_text_encoders(encoders)
-    model = AVTextModel(clip, clap, ["x"], AVTextConfig(num_frames=DATASETS.get(dataset).num_segments,
-                                                        **cfg.model_options()))
-    preprocessing = text_preprocessing(model, dataset)
+    encoder_fields = encoders.to_dict()
+    model = frozen_model(encoder_fields, ["x"], segments_of(dataset), cfg.model_options())
 
     _banner("2/6 decoding every clip once (frames at CLIP's size + CLAP's log-mel)")
     prepare_cache(root, dataset, cache, model, dataset_options)
-    del model, clip, clap
-    calibrate_audio_statistics(encoders, root, cache, preprocessing, dataset, dataset_options)
-    encoder_fields = encoders.to_dict()
+    calibrate_audio_statistics(encoders, root, cache, text_preprocessing(model, dataset), dataset, dataset_options)
+    del model
     chance = 1.0 / cfg.num_classes
 
     _banner("3/6 pretraining DG-SCT's adapters, the prompts and CLIP-Adapters on the corpus (text matching + "

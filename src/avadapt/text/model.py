@@ -168,8 +168,8 @@ class AVTextModel(nn.Module):
     """DG-SCT between CLIP's image tower and CLAP's audio tower, classifying segments by class names.
 
     Trainable: DG-SCT's adapters, the two CLIP-Adapters, the prompt context (and CoCoOp's meta-network) and the
-    audio-to-image projection of the contrastive loss; the towers stay frozen (``freeze_adapters`` freezes
-    DG-SCT's adapters too, for few-shot training of the prompts and CLIP-Adapters alone).
+    audio-to-image projection of the contrastive loss; the towers stay frozen (``trainable(adapters=False)``
+    freezes DG-SCT's adapters too, for few-shot training of the prompts and CLIP-Adapters alone).
     """
 
     def __init__(self, clip, clap, class_names: list[str], config: AVTextConfig | None = None):
